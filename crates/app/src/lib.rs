@@ -1,0 +1,1 @@
+//! wsrelay-app (work in progress).

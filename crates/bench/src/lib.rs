@@ -1,0 +1,1 @@
+//! wsrelay-bench (work in progress).

@@ -1,0 +1,1 @@
+//! wsrelay-config (work in progress).

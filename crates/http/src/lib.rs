@@ -1,0 +1,1 @@
+//! wsrelay-http (work in progress).

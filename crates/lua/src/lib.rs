@@ -1,0 +1,1 @@
+//! wsrelay-lua (work in progress).

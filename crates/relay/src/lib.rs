@@ -1,0 +1,1 @@
+//! wsrelay-relay (work in progress).

@@ -1,0 +1,1 @@
+//! wsrelay-ws (work in progress).

@@ -1,0 +1,2 @@
+//! The `wsrelay` command line.
+fn main() {}
