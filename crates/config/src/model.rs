@@ -1,0 +1,416 @@
+//! The validated, typed app model.
+//!
+//! Every item carries its [`EntryId`] and the YAML file it came from, so the
+//! runtime can name them in its own errors. References are resolved to
+//! absolute ids and checked: they point to an existing entry of the right kind.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::id::EntryId;
+
+/// Every kind this loader accepts, as written in `kind:`.
+pub const KNOWN_KINDS: &[&str] = &[
+    kind::HTTP_SERVICE,
+    kind::HTTP_ROUTER,
+    kind::HTTP_ENDPOINT,
+    kind::HTTP_STATIC,
+    kind::FUNCTION_LUA,
+    kind::PROCESS_LUA,
+    kind::PROCESS_HOST,
+    kind::PROCESS_SERVICE,
+    kind::CLUSTER,
+];
+
+/// The Lua modules the runtime provides (SPEC §1), valid in `modules`.
+pub const KNOWN_LUA_MODULES: &[&str] = &["http", "json", "process", "channel", "time"];
+
+/// The `kind:` strings.
+pub mod kind {
+    /// An HTTP server.
+    pub const HTTP_SERVICE: &str = "http.service";
+    /// A router with a prefix and middleware chains.
+    pub const HTTP_ROUTER: &str = "http.router";
+    /// A method + path mapped to a handler function.
+    pub const HTTP_ENDPOINT: &str = "http.endpoint";
+    /// A directory of static files.
+    pub const HTTP_STATIC: &str = "http.static";
+    /// A Lua function (HTTP handler).
+    pub const FUNCTION_LUA: &str = "function.lua";
+    /// A Lua process.
+    pub const PROCESS_LUA: &str = "process.lua";
+    /// A process host.
+    pub const PROCESS_HOST: &str = "process.host";
+    /// A supervised, long-running process.
+    pub const PROCESS_SERVICE: &str = "process.service";
+    /// Cluster settings (reserved; at most one per app).
+    pub const CLUSTER: &str = "cluster";
+}
+
+/// A loaded, validated app.
+///
+/// Collections keep the order in which entries appear (files sorted by path,
+/// entries in file order).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AppConfig {
+    /// `http.service` entries.
+    pub services: Vec<HttpService>,
+    /// `http.router` entries.
+    pub routers: Vec<HttpRouter>,
+    /// `http.endpoint` entries.
+    pub endpoints: Vec<HttpEndpoint>,
+    /// `http.static` entries.
+    pub statics: Vec<HttpStatic>,
+    /// `function.lua` entries.
+    pub functions: Vec<LuaEntry>,
+    /// `process.lua` entries.
+    pub processes: Vec<LuaEntry>,
+    /// `process.host` entries.
+    pub hosts: Vec<ProcessHost>,
+    /// `process.service` entries.
+    pub process_services: Vec<ProcessService>,
+    /// The `cluster` entry, if any.
+    pub cluster: Option<ClusterConfig>,
+}
+
+impl AppConfig {
+    /// The `function.lua` entry with this id.
+    #[must_use]
+    pub fn function(&self, id: &EntryId) -> Option<&LuaEntry> {
+        self.functions.iter().find(|entry| &entry.id == id)
+    }
+
+    /// The `process.lua` entry with this id.
+    #[must_use]
+    pub fn process(&self, id: &EntryId) -> Option<&LuaEntry> {
+        self.processes.iter().find(|entry| &entry.id == id)
+    }
+
+    /// The `http.service` entry with this id.
+    #[must_use]
+    pub fn service(&self, id: &EntryId) -> Option<&HttpService> {
+        self.services.iter().find(|entry| &entry.id == id)
+    }
+
+    /// The `http.router` entry with this id.
+    #[must_use]
+    pub fn router(&self, id: &EntryId) -> Option<&HttpRouter> {
+        self.routers.iter().find(|entry| &entry.id == id)
+    }
+
+    /// The `process.host` entry with this id.
+    #[must_use]
+    pub fn host(&self, id: &EntryId) -> Option<&ProcessHost> {
+        self.hosts.iter().find(|entry| &entry.id == id)
+    }
+
+    /// The routers attached to a server.
+    pub fn routers_of<'a>(&'a self, server: &'a EntryId) -> impl Iterator<Item = &'a HttpRouter> {
+        self.routers
+            .iter()
+            .filter(move |router| &router.server == server)
+    }
+
+    /// The endpoints attached to a router.
+    pub fn endpoints_of<'a>(
+        &'a self,
+        router: &'a EntryId,
+    ) -> impl Iterator<Item = &'a HttpEndpoint> {
+        self.endpoints
+            .iter()
+            .filter(move |endpoint| &endpoint.router == router)
+    }
+}
+
+/// An `http.service`: one HTTP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpService {
+    /// Entry id.
+    pub id: EntryId,
+    /// The YAML file it came from.
+    pub file: PathBuf,
+    /// Listen address; `:8080` becomes `0.0.0.0:8080`, `localhost` becomes `127.0.0.1`.
+    pub addr: SocketAddr,
+    /// `lifecycle.auto_start`, default `true`.
+    pub auto_start: bool,
+}
+
+/// An `http.router`: a prefix on a server with two middleware chains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRouter {
+    /// Entry id.
+    pub id: EntryId,
+    /// The YAML file it came from.
+    pub file: PathBuf,
+    /// `meta.server`: the `http.service` it is mounted on.
+    pub server: EntryId,
+    /// `prefix`, default `/`; always starts with `/` and has no trailing `/`
+    /// (except the root itself).
+    pub prefix: String,
+    /// `middleware`: pre-match chain, in order.
+    pub middleware: Vec<String>,
+    /// `options` for the pre-match chain; scalars are stringified.
+    pub options: BTreeMap<String, String>,
+    /// `post_middleware`: post-match chain, in order (e.g. `websocket_relay`).
+    pub post_middleware: Vec<String>,
+    /// `post_options` for the post-match chain (e.g. `wsrelay.allowed.origins`).
+    pub post_options: BTreeMap<String, String>,
+}
+
+/// An HTTP method accepted by `http.endpoint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[allow(missing_docs)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+    Patch,
+    Head,
+    Options,
+}
+
+impl Method {
+    /// All methods, in the order shown in error messages.
+    pub const ALL: [Method; 7] = [
+        Method::Get,
+        Method::Post,
+        Method::Put,
+        Method::Delete,
+        Method::Patch,
+        Method::Head,
+        Method::Options,
+    ];
+
+    /// The upper-case name, e.g. `GET`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Patch => "PATCH",
+            Method::Head => "HEAD",
+            Method::Options => "OPTIONS",
+        }
+    }
+
+    /// Parses a method name, case-insensitively.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|method| method.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An `http.endpoint`: method + path on a router, handled by a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpEndpoint {
+    /// Entry id.
+    pub id: EntryId,
+    /// The YAML file it came from.
+    pub file: PathBuf,
+    /// `meta.router`: the `http.router` it belongs to.
+    pub router: EntryId,
+    /// `method`, normalized.
+    pub method: Method,
+    /// `path` relative to the router prefix, starting with `/`; may hold
+    /// `{param}` segments (and a final `{rest...}` catch-all).
+    pub path: String,
+    /// The parameter names in `path`, in order.
+    pub params: Vec<String>,
+    /// `func`: the `function.lua` entry that handles it.
+    pub func: EntryId,
+}
+
+/// Where an `http.static` is mounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StaticMount {
+    /// `meta.router`: under a router's prefix.
+    Router(EntryId),
+    /// `meta.server`: directly on a server.
+    Server(EntryId),
+}
+
+/// An `http.static`: a directory served under a URL prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpStatic {
+    /// Entry id.
+    pub id: EntryId,
+    /// The YAML file it came from.
+    pub file: PathBuf,
+    /// `meta.router` or `meta.server`.
+    pub mount: StaticMount,
+    /// `path`: URL prefix, starting with `/`.
+    pub path: String,
+    /// `directory`, resolved against the YAML file's directory.
+    pub directory: PathBuf,
+    /// `index`, default `index.html`.
+    pub index: String,
+}
+
+/// Whether a Lua entry is a function or a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LuaKind {
+    /// `function.lua`.
+    Function,
+    /// `process.lua`.
+    Process,
+}
+
+/// Where a Lua source came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceOrigin {
+    /// Written inline in the YAML (`source: |`).
+    Inline,
+    /// Read from `file://…`, resolved against the YAML file's directory.
+    File(PathBuf),
+}
+
+/// A `function.lua` or `process.lua` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LuaEntry {
+    /// Entry id.
+    pub id: EntryId,
+    /// The YAML file it came from.
+    pub file: PathBuf,
+    /// Function or process.
+    pub kind: LuaKind,
+    /// The Lua text.
+    pub source: String,
+    /// Where the text came from.
+    pub origin: SourceOrigin,
+    /// The chunk name used for compile errors: the resolved file path, or the
+    /// entry id for inline sources.
+    pub chunk_name: String,
+    /// `method`: the function to call in the table the chunk returns. `None`
+    /// when the chunk returns a function itself (only Lua can tell).
+    pub method: Option<String>,
+    /// `modules`: the Lua modules it uses (each one of [`KNOWN_LUA_MODULES`]).
+    pub modules: Vec<String>,
+    /// `imports`: alias → another Lua entry.
+    pub imports: BTreeMap<String, EntryId>,
+}
+
+/// A `process.host`: where processes run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessHost {
+    /// Entry id.
+    pub id: EntryId,
+    /// The YAML file it came from.
+    pub file: PathBuf,
+    /// `workers`: worker threads, if set (> 0).
+    pub workers: Option<usize>,
+    /// `max_processes`: cap on live processes, if set (> 0).
+    pub max_processes: Option<usize>,
+    /// Every other field (except `name`, `kind`, `meta`), as JSON.
+    pub options: BTreeMap<String, serde_json::Value>,
+}
+
+/// Restart policy of a `process.service` (`lifecycle.restart`).
+///
+/// A service is restarted when it exits with an error, after
+/// `initial_delay`, doubling (×`backoff_factor`) up to `max_delay` on each
+/// consecutive failure. A normal exit is not restarted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartPolicy {
+    /// First delay, default 1s.
+    pub initial_delay: Duration,
+    /// Delay cap, default 60s.
+    pub max_delay: Duration,
+    /// Growth per failure, default 2.0 (≥ 1.0).
+    pub backoff_factor: f64,
+    /// Restarts before giving up; `None` (default) is unlimited, `Some(0)` never restarts.
+    pub max_attempts: Option<u32>,
+}
+
+impl RestartPolicy {
+    /// Default first delay.
+    pub const DEFAULT_INITIAL_DELAY: Duration = Duration::from_secs(1);
+    /// Default delay cap.
+    pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
+    /// Default growth factor.
+    pub const DEFAULT_BACKOFF_FACTOR: f64 = 2.0;
+
+    /// The delay before restart number `attempt` (0-based).
+    #[must_use]
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = self.backoff_factor.powi(attempt.min(64) as i32);
+        let secs = self.initial_delay.as_secs_f64() * factor;
+        if !secs.is_finite() || secs >= self.max_delay.as_secs_f64() {
+            self.max_delay
+        } else {
+            Duration::from_secs_f64(secs)
+        }
+    }
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            initial_delay: Self::DEFAULT_INITIAL_DELAY,
+            max_delay: Self::DEFAULT_MAX_DELAY,
+            backoff_factor: Self::DEFAULT_BACKOFF_FACTOR,
+            max_attempts: None,
+        }
+    }
+}
+
+/// A `process.service`: a process started and supervised by the runtime.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessService {
+    /// Entry id.
+    pub id: EntryId,
+    /// The YAML file it came from.
+    pub file: PathBuf,
+    /// `process`: the `process.lua` entry to run.
+    pub process: EntryId,
+    /// `host`: the `process.host` to run it on.
+    pub host: EntryId,
+    /// `input`: arguments passed at spawn (a non-list value is one argument).
+    pub input: Vec<serde_json::Value>,
+    /// `lifecycle.auto_start`, default `false` (as in Wippy: opt in).
+    pub auto_start: bool,
+    /// `lifecycle.restart`.
+    pub restart: RestartPolicy,
+}
+
+/// TLS files for the cluster connection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClusterTls {
+    /// `tls.ca`: CA bundle.
+    pub ca: Option<PathBuf>,
+    /// `tls.cert`: client certificate.
+    pub cert: Option<PathBuf>,
+    /// `tls.key`: client key.
+    pub key: Option<PathBuf>,
+}
+
+/// The `cluster` entry (reserved for scale-out; not used by the runtime yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Entry id.
+    pub id: EntryId,
+    /// The YAML file it came from.
+    pub file: PathBuf,
+    /// `node`: this node's name.
+    pub node: Option<String>,
+    /// `nats_urls`: NATS servers.
+    pub nats_urls: Vec<String>,
+    /// `credentials`: NATS credentials file, resolved against the YAML file's
+    /// directory (not read at load time).
+    pub credentials: Option<PathBuf>,
+    /// `tls`.
+    pub tls: Option<ClusterTls>,
+}
