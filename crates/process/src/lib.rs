@@ -1,1 +1,57 @@
-//! placeholder
+//! The wsrelay process runtime: lightweight processes with Erlang-style semantics.
+//!
+//! A [`Node`] owns *process hosts* (named groups such as `app:processes`), a process table and
+//! a name registry. A process has a [`Pid`], a FIFO inbox of topic [`Message`]s and a stream of
+//! system [`Event`]s. Any process can send to, monitor, link to, cancel or terminate any other.
+//! Processes are written as async Rust (see [`Node::spawn`]) or driven by an engine of their own
+//! (the Lua engine, through [`Node::attach`] and [`NewProcess::detach`]).
+//!
+//! # Guarantees
+//!
+//! - **Order.** Messages from one sender to one receiver arrive in the order sent. Messages
+//!   that arrive before the receiver reads are kept.
+//! - **Spawn.** [`Node::spawn`] returns once the PID is routable and monitorable; spawn options
+//!   (monitor, link, name) are applied before the body starts.
+//! - **Exactly one exit.** Whatever ends a process (its body returns, fails, panics, is
+//!   terminated, a linked process fails, the node shuts down), every monitor receives exactly one
+//!   [`Event::Exit`], every link is resolved once, and its names are released. Monitoring a dead
+//!   PID delivers the `noproc` exit at once.
+//! - **Links** propagate only error exits. A process that traps links receives
+//!   [`Event::LinkDown`]; one that does not exits with `"linked process failed"`.
+//! - **Isolation.** A panic inside a process ends that process with an error exit, nothing else.
+//!
+//! # Memory and backpressure
+//!
+//! Inboxes are not capped: a send never fails or drops because the receiver is slow, which is
+//! what lets every exit and every frame be delivered. Instead each host has a [`HighWater`]
+//! mark (messages and estimated bytes). Senders that produce on behalf of an outside source —
+//! the WebSocket relay — check [`ProcessRef::is_congested`] and wait with
+//! [`ProcessRef::wait_for_space`] before reading more input, which turns a slow process into
+//! TCP backpressure on its clients. Events (exits, link downs, cancels) are bounded by the
+//! number of monitors and links.
+//!
+//! # Other nodes
+//!
+//! PIDs of other nodes are routed to a [`Transport`] set with [`Node::set_transport`]; this
+//! crate contains no network code.
+
+mod cell;
+mod context;
+mod error;
+mod message;
+mod node;
+mod pid;
+mod remote;
+mod value;
+
+pub use cell::Received;
+pub use context::Context;
+pub use error::{LinkError, NameError, SendError, SpawnError};
+pub use message::{reason, Event, ExitResult, Message};
+pub use node::{
+    ExitGuard, HighWater, HostConfig, NewProcess, Node, ProcessFactory, ProcessInfo, ProcessRef,
+    SpawnOptions,
+};
+pub use pid::{Pid, PidParseError, LOCAL_NODE};
+pub use remote::Transport;
+pub use value::{Map, OpaqueValue, Value};

@@ -1,0 +1,234 @@
+//! The state of one process: inbox, events, monitors, links, names.
+//!
+//! Each process has one `Cell`, shared by the node table and by whoever holds its
+//! [`Context`](crate::Context). All state sits behind one short-lived lock that is never held
+//! across an await and never held together with another cell's lock: every operation that
+//! involves two processes locks them one after the other, and the `alive` flag (cleared once,
+//! under the lock, when the process exits) decides every race.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::node::HostState;
+use crate::{Event, ExitResult, Message, Pid};
+
+pub(crate) struct Cell {
+    pub(crate) pid: Pid,
+    pub(crate) host: Arc<HostState>,
+    pub(crate) state: Mutex<State>,
+    /// Wakes the process: a message, an event or a kill arrived.
+    pub(crate) ready: Notify,
+    /// Wakes the driver of the process when it must stop.
+    pub(crate) killed: Notify,
+    /// Wakes senders waiting for the inbox to drain below its high-water mark.
+    pub(crate) space: Notify,
+    pub(crate) inbox_len: AtomicUsize,
+    pub(crate) inbox_bytes: AtomicUsize,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) alive: bool,
+    pub(crate) inbox: VecDeque<(Message, usize)>,
+    pub(crate) events: VecDeque<Event>,
+    pub(crate) kill: Option<ExitResult>,
+    pub(crate) trap_links: bool,
+    /// Processes that monitor this one.
+    pub(crate) watchers: HashSet<Pid>,
+    /// Processes this one monitors.
+    pub(crate) monitoring: HashSet<Pid>,
+    pub(crate) links: HashSet<Pid>,
+    pub(crate) names: Vec<String>,
+    pub(crate) inbox_peak: usize,
+}
+
+/// What a process leaves behind when it exits, taken under its lock in one step.
+pub(crate) struct Remains {
+    pub(crate) watchers: HashSet<Pid>,
+    pub(crate) monitoring: HashSet<Pid>,
+    pub(crate) links: HashSet<Pid>,
+    pub(crate) names: Vec<String>,
+}
+
+/// Something a process received, events first.
+#[derive(Debug)]
+pub enum Received {
+    /// A system event (exit of a monitored process, link down, cancel).
+    Event(Event),
+    /// An inbox message.
+    Message(Message),
+}
+
+impl Cell {
+    pub(crate) fn new(pid: Pid, host: Arc<HostState>) -> Cell {
+        Cell {
+            pid,
+            host,
+            state: Mutex::new(State {
+                alive: true,
+                ..State::default()
+            }),
+            ready: Notify::new(),
+            killed: Notify::new(),
+            space: Notify::new(),
+            inbox_len: AtomicUsize::new(0),
+            inbox_bytes: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.state.lock().alive
+    }
+
+    /// Appends a message; returns the new inbox length, or `None` if the process is gone.
+    pub(crate) fn push_message(&self, msg: Message) -> Option<usize> {
+        let size = msg_size(&msg);
+        let len = {
+            let mut st = self.state.lock();
+            if !st.alive {
+                return None;
+            }
+            st.inbox.push_back((msg, size));
+            let len = st.inbox.len();
+            if len > st.inbox_peak {
+                st.inbox_peak = len;
+            }
+            len
+        };
+        self.inbox_len.store(len, Ordering::Release);
+        self.inbox_bytes.fetch_add(size, Ordering::AcqRel);
+        self.ready.notify_one();
+        Some(len)
+    }
+
+    /// Appends an event; `false` if the process is gone.
+    pub(crate) fn push_event(&self, event: Event) -> bool {
+        {
+            let mut st = self.state.lock();
+            if !st.alive {
+                return false;
+            }
+            if let Event::Exit { from, .. } = &event {
+                // The monitor has fired: it is no longer held (exactly one EXIT per monitor).
+                st.monitoring.remove(from);
+            }
+            st.events.push_back(event);
+        }
+        self.ready.notify_one();
+        true
+    }
+
+    pub(crate) fn pop_message(&self) -> Option<Message> {
+        let (msg, size, len) = {
+            let mut st = self.state.lock();
+            let (msg, size) = st.inbox.pop_front()?;
+            (msg, size, st.inbox.len())
+        };
+        self.inbox_len.store(len, Ordering::Release);
+        let bytes_before = self.inbox_bytes.fetch_sub(size, Ordering::AcqRel);
+        // Senders wait while the inbox is at or above its mark: wake them when it drops below.
+        let mark = &self.host.high_water;
+        let was_congested = len + 1 >= mark.messages || bytes_before >= mark.bytes;
+        let is_congested = len >= mark.messages || bytes_before - size >= mark.bytes;
+        if was_congested && !is_congested {
+            self.space.notify_waiters();
+        }
+        Some(msg)
+    }
+
+    pub(crate) fn pop_event(&self) -> Option<Event> {
+        self.state.lock().events.pop_front()
+    }
+
+    pub(crate) fn pop_any(&self) -> Option<Received> {
+        if let Some(e) = self.pop_event() {
+            return Some(Received::Event(e));
+        }
+        self.pop_message().map(Received::Message)
+    }
+
+    /// Whether the inbox is at or above its high-water mark.
+    pub(crate) fn is_congested(&self) -> bool {
+        self.inbox_len.load(Ordering::Acquire) >= self.host.high_water.messages
+            || self.inbox_bytes.load(Ordering::Acquire) >= self.host.high_water.bytes
+    }
+
+    /// Waits until the inbox is below its high-water mark or the process is gone.
+    pub(crate) async fn wait_for_space(&self) {
+        loop {
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.is_congested() || !self.is_alive() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Asks the process to stop with `result`; the first request wins.
+    pub(crate) fn kill(&self, result: ExitResult) {
+        {
+            let mut st = self.state.lock();
+            if !st.alive || st.kill.is_some() {
+                return;
+            }
+            st.kill = Some(result);
+        }
+        self.killed.notify_one();
+        self.ready.notify_one();
+    }
+
+    pub(crate) fn kill_requested(&self) -> Option<ExitResult> {
+        self.state.lock().kill.clone()
+    }
+
+    /// Waits until the process is asked to stop.
+    pub(crate) async fn wait_killed(&self) -> ExitResult {
+        loop {
+            if let Some(result) = self.kill_requested() {
+                return result;
+            }
+            self.killed.notified().await;
+        }
+    }
+
+    /// Marks the process dead and takes what must be notified. `None` if it already was.
+    pub(crate) fn take_remains(&self) -> Option<Remains> {
+        let mut st = self.state.lock();
+        if !st.alive {
+            return None;
+        }
+        st.alive = false;
+        st.inbox.clear();
+        st.events.clear();
+        self.inbox_len.store(0, Ordering::Release);
+        self.inbox_bytes.store(0, Ordering::Release);
+        Some(Remains {
+            watchers: std::mem::take(&mut st.watchers),
+            monitoring: std::mem::take(&mut st.monitoring),
+            links: std::mem::take(&mut st.links),
+            names: std::mem::take(&mut st.names),
+        })
+    }
+}
+
+/// An estimate of the memory a queued message holds, for the inbox byte mark.
+fn msg_size(msg: &Message) -> usize {
+    fn size(v: &crate::Value) -> usize {
+        use crate::Value;
+        match v {
+            Value::String(s) => 32 + s.len(),
+            Value::Bytes(b) => 32 + b.len(),
+            Value::Array(items) => 32 + items.iter().map(size).sum::<usize>(),
+            Value::Map(m) => 32 + m.iter().map(|(k, v)| k.len() + size(v)).sum::<usize>(),
+            Value::Opaque(_) => 64,
+            _ => 32,
+        }
+    }
+    64 + msg.topic().len() + size(msg.payload()) + msg.extra().iter().map(size).sum::<usize>()
+}

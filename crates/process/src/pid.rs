@@ -1,0 +1,258 @@
+//! Process identifiers.
+//!
+//! A [`Pid`] names one process of one node run. Its text form is the one of SPEC §2:
+//! `{host|0x0000a}` on the default node `local`, `{node@host|0x0000a}` elsewhere. The text is
+//! computed once, so handing a PID to Lua (where PIDs are plain strings) costs no formatting.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// The name of the default node, omitted from PID text.
+pub const LOCAL_NODE: &str = "local";
+
+/// The identifier of a process: node, host and a number unique per node run.
+///
+/// Cloning is a reference-count increment; hashing uses the number only.
+///
+/// # Examples
+///
+/// ```
+/// use wsrelay_process::Pid;
+///
+/// let pid: Pid = "{app:processes|0x0000a}".parse().unwrap();
+/// assert_eq!(pid.host(), "app:processes");
+/// assert_eq!(pid.node(), "local");
+/// assert_eq!(pid.id(), 10);
+/// assert_eq!(pid.to_string(), "{app:processes|0x0000a}");
+///
+/// let remote: Pid = "{b@app:gateway|0x1f0000}".parse().unwrap();
+/// assert_eq!(remote.node(), "b");
+/// ```
+#[derive(Clone)]
+pub struct Pid(Arc<PidInner>);
+
+struct PidInner {
+    node: Arc<str>,
+    host: Arc<str>,
+    id: u64,
+    text: Box<str>,
+}
+
+impl Pid {
+    /// Builds a PID from its parts.
+    pub fn new(node: impl Into<Arc<str>>, host: impl Into<Arc<str>>, id: u64) -> Pid {
+        let node = node.into();
+        let host = host.into();
+        let text = if &*node == LOCAL_NODE {
+            format!("{{{host}|0x{id:05x}}}")
+        } else {
+            format!("{{{node}@{host}|0x{id:05x}}}")
+        };
+        Pid(Arc::new(PidInner {
+            node,
+            host,
+            id,
+            text: text.into_boxed_str(),
+        }))
+    }
+
+    /// The node that owns the process (`local` by default).
+    pub fn node(&self) -> &str {
+        &self.0.node
+    }
+
+    /// The registry id of the host the process runs on (e.g. `app:processes`).
+    pub fn host(&self) -> &str {
+        &self.0.host
+    }
+
+    /// The number of the process, unique per node run.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The text form, as shown by `Display` (cached, no allocation).
+    pub fn as_str(&self) -> &str {
+        &self.0.text
+    }
+
+    pub(crate) fn node_arc(&self) -> &Arc<str> {
+        &self.0.node
+    }
+}
+
+impl PartialEq for Pid {
+    fn eq(&self, other: &Pid) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.id == other.0.id
+                && self.0.node == other.0.node
+                && self.0.host == other.0.host)
+    }
+}
+
+impl Eq for Pid {}
+
+impl Hash for Pid {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
+
+impl PartialOrd for Pid {
+    fn partial_cmp(&self, other: &Pid) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Pid {
+    fn cmp(&self, other: &Pid) -> std::cmp::Ordering {
+        (&*self.0.node, self.0.id, &*self.0.host).cmp(&(&*other.0.node, other.0.id, &*other.0.host))
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.text)
+    }
+}
+
+impl fmt::Debug for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.text)
+    }
+}
+
+/// Why a text is not a PID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid PID {text:?}: {problem}")]
+pub struct PidParseError {
+    text: String,
+    problem: &'static str,
+}
+
+impl PidParseError {
+    fn new(text: &str, problem: &'static str) -> PidParseError {
+        let mut text = text.to_owned();
+        if text.len() > 64 {
+            let mut end = 64;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push('…');
+        }
+        PidParseError { text, problem }
+    }
+
+    /// What is wrong with the text, e.g. `"missing braces"`.
+    pub fn problem(&self) -> &'static str {
+        self.problem
+    }
+}
+
+impl FromStr for Pid {
+    type Err = PidParseError;
+
+    fn from_str(text: &str) -> Result<Pid, PidParseError> {
+        let err = |problem| PidParseError::new(text, problem);
+        let inner = text
+            .strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'))
+            .ok_or_else(|| err("missing braces: expected {host|0xNNNNN}"))?;
+        let (left, number) = inner
+            .rsplit_once('|')
+            .ok_or_else(|| err("missing '|' between host and number"))?;
+        let digits = number
+            .strip_prefix("0x")
+            .ok_or_else(|| err("number must start with 0x"))?;
+        if digits.len() < 5 || digits.len() > 16 {
+            return Err(err("number must have 5 to 16 hex digits"));
+        }
+        if !digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(err("number must be lowercase hex"));
+        }
+        let id = u64::from_str_radix(digits, 16).map_err(|_| err("number out of range"))?;
+        let (node, host) = match left.split_once('@') {
+            Some((node, host)) => (node, host),
+            None => (LOCAL_NODE, left),
+        };
+        if node.is_empty() || !node.bytes().all(is_name_byte) {
+            return Err(err("invalid node name"));
+        }
+        if host.is_empty() || !host.bytes().all(|b| is_name_byte(b) || b == b':') {
+            return Err(err("invalid host id"));
+        }
+        let pid = Pid::new(node, host, id);
+        if pid.as_str() != text {
+            // Leading zeros beyond the five-digit minimum would not round-trip.
+            return Err(err("number has extra leading zeros"));
+        }
+        Ok(pid)
+    }
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_pads_to_five_digits() {
+        assert_eq!(
+            Pid::new("local", "app:p", 10).to_string(),
+            "{app:p|0x0000a}"
+        );
+        assert_eq!(
+            Pid::new("n1", "app:p", 0x123456).to_string(),
+            "{n1@app:p|0x123456}"
+        );
+    }
+
+    #[test]
+    fn parse_errors_name_the_problem() {
+        for (text, problem) in [
+            ("app:p|0x0000a", "missing braces"),
+            ("{app:p 0x0000a}", "missing '|'"),
+            ("{app:p|0000a}", "0x"),
+            ("{app:p|0x0a}", "5 to 16"),
+            ("{app:p|0x0000A}", "lowercase"),
+            ("{|0x0000a}", "host"),
+            ("{@app:p|0x0000a}", "node"),
+            ("{app:p|0x000000a}", "leading zeros"),
+        ] {
+            let e = text.parse::<Pid>().unwrap_err();
+            assert!(e.to_string().contains(problem), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn equality_and_hash_use_all_parts() {
+        let a: Pid = "{app:p|0x0000a}".parse().unwrap();
+        let b = Pid::new("local", "app:p", 10);
+        let c = Pid::new("local", "app:q", 10);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn text_round_trips(node in "[a-z][a-z0-9_-]{0,8}", host in "[a-z]{1,5}:[a-z_]{1,8}", id in 0u64..u64::MAX) {
+            let pid = Pid::new(node.as_str(), host.as_str(), id);
+            let parsed: Pid = pid.as_str().parse().unwrap();
+            proptest::prop_assert_eq!(parsed, pid);
+        }
+
+        #[test]
+        fn parse_never_panics(text in ".{0,40}") {
+            let _ = text.parse::<Pid>();
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The seam towards other nodes.
+//!
+//! The runtime routes every PID whose node is not its own to a [`Transport`], if one is set
+//! with [`Node::set_transport`](crate::Node::set_transport). A transport carries messages and
+//! control signals to the owner node and calls back into the local [`Node`](crate::Node) for
+//! what arrives: [`Node::send`](crate::Node::send) for messages,
+//! [`Node::add_remote_watcher`](crate::Node::add_remote_watcher),
+//! [`Node::add_remote_link`](crate::Node::add_remote_link) and
+//! [`Node::deliver_event`](crate::Node::deliver_event) for signals. The runtime itself never
+//! talks to the network.
+
+use std::fmt;
+
+use crate::{Event, Message, Pid, SendError, Value};
+
+/// Carries messages and signals to processes on other nodes.
+///
+/// Every method is non-blocking: a transport queues and returns. Delivery failures that are
+/// noticed later are reported as `noconnection` exits to the monitors and links involved.
+pub trait Transport: Send + Sync + fmt::Debug + 'static {
+    /// Queues `msg` for the remote process `to`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::NodeUnreachable`] when the node of `to` is known to be down.
+    fn send(&self, to: &Pid, msg: Message) -> Result<(), SendError>;
+
+    /// The local `watcher` starts monitoring the remote `target`.
+    ///
+    /// The transport must eventually deliver exactly one [`Event::Exit`] for `target` to
+    /// `watcher` (through [`Node::deliver_event`](crate::Node::deliver_event)) unless the
+    /// monitor is removed first: the real one, `noproc`, or `noconnection`.
+    fn monitor(&self, watcher: &Pid, target: &Pid);
+
+    /// The local `watcher` stops monitoring the remote `target`.
+    fn demonitor(&self, watcher: &Pid, target: &Pid);
+
+    /// Links the local `local` with the remote `remote`.
+    fn link(&self, local: &Pid, remote: &Pid);
+
+    /// Removes the link between `local` and `remote`.
+    fn unlink(&self, local: &Pid, remote: &Pid);
+
+    /// Delivers an event (an exit to a remote watcher, a link exit to a remote linked process).
+    fn event(&self, to: &Pid, event: Event);
+
+    /// Asks the remote process `to` to stop (`pid.cancel`).
+    fn cancel(&self, from: Option<&Pid>, to: &Pid, reason: Value);
+
+    /// Stops the remote process `to` at once.
+    fn terminate(&self, to: &Pid);
+}
