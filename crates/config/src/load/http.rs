@@ -35,7 +35,7 @@ pub(super) fn service(entry: &mut Entry<'_>) -> Option<HttpService> {
 /// IPv6), `localhost:port`, or `:port` for every interface.
 fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     let text = text.trim();
-    if let Some(port) = text.strip_prefix(':') {
+    if let Some(port) = text.strip_prefix(':').filter(|port| !port.contains(':')) {
         let port = parse_port(port)?;
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
     }

@@ -188,8 +188,21 @@ pub(crate) fn load_sources(
     if sink.errors.is_empty() {
         Ok(app)
     } else {
-        // Group by file (stable, so each file keeps its own order).
-        sink.errors.sort_by(|a, b| a.file.cmp(&b.file));
+        // Report in source order: by file, then by entry (file-level errors
+        // first); the sort is stable, so an entry keeps its field order.
+        let position: BTreeMap<String, usize> = raw_entries
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| (raw.id.to_string(), i))
+            .rev() // a duplicate id sorts with its first definition's position
+            .collect();
+        sink.errors.sort_by_key(|error| {
+            let at = error
+                .entry
+                .as_ref()
+                .and_then(|id| position.get(id).copied());
+            (error.file.clone(), at)
+        });
         Err(ConfigErrors::new(sink.errors))
     }
 }

@@ -1,0 +1,9 @@
+//! Integration tests for `wsrelay-config`, one module per area, built as one
+//! binary (ripgrep's layout) to keep link time down.
+
+mod util;
+
+mod duration;
+mod embedded;
+mod errors;
+mod load_good;
