@@ -1,0 +1,121 @@
+//! `idle`: opens many idle connections, spread over loopback source addresses (one source
+//! address gives about 28k ephemeral ports), and reports the server's RSS growth per connection.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures_util::StreamExt as _;
+use serde::Serialize;
+use tokio::net::TcpSocket;
+
+use crate::cli::IdleArgs;
+use crate::sys::rss_bytes;
+
+/// How many handshakes run at once while opening connections.
+const CONNECT_CONCURRENCY: usize = 64;
+
+/// Result of an idle run.
+#[derive(Debug, Serialize)]
+pub struct IdleReport {
+    /// Connections open at the end of the ramp.
+    pub connections: usize,
+    /// Seconds spent opening them.
+    pub ramp_seconds: f64,
+    /// Server RSS before, in bytes (when `--server-pid` was given).
+    pub rss_before: Option<u64>,
+    /// Server RSS with all connections open, in bytes.
+    pub rss_after: Option<u64>,
+    /// `(after - before) / connections`, in bytes.
+    pub rss_per_connection: Option<u64>,
+}
+
+/// Runs `idle` and prints the report to stdout.
+///
+/// # Errors
+///
+/// When the URL is bad, a connection cannot be opened or the server's RSS cannot be read.
+pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
+    let uri: http::Uri = args.url.parse().context("--url")?;
+    let target = resolve(&uri).await?;
+    let rss_before = args.server_pid.map(rss_bytes).transpose()?;
+    let started = Instant::now();
+    let sources = if args.sources.is_empty() {
+        vec![IpAddr::from([127, 0, 0, 1])]
+    } else {
+        args.sources.clone()
+    };
+    let clients: Vec<_> = futures_util::stream::iter(0..args.connections)
+        .map(|i| {
+            let source = sources[i % sources.len()];
+            let uri = uri.clone();
+            async move { open(source, target, uri).await.with_context(|| format!("connection {i} from {source}")) }
+        })
+        .buffer_unordered(CONNECT_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let ramp_seconds = started.elapsed().as_secs_f64();
+    eprintln!("{} connections open in {ramp_seconds:.1}s; holding", clients.len());
+    // Let the server finish its per-connection setup before sampling.
+    tokio::time::sleep(Duration::from(args.hold).min(Duration::from_secs(2))).await;
+    let rss_after = args.server_pid.map(rss_bytes).transpose()?;
+    let rss_per_connection = match (rss_before, rss_after) {
+        (Some(before), Some(after)) if !clients.is_empty() => {
+            Some(after.saturating_sub(before) / clients.len() as u64)
+        }
+        _ => None,
+    };
+    let report = IdleReport {
+        connections: clients.len(),
+        ramp_seconds,
+        rss_before,
+        rss_after,
+        rss_per_connection,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("connections  ramp(s)  rss_before(KiB)  rss_after(KiB)  rss/conn(bytes)");
+        let kib = |v: Option<u64>| v.map_or("-".to_owned(), |v| (v / 1024).to_string());
+        println!(
+            "{:<12} {:<8.1} {:<16} {:<15} {}",
+            report.connections,
+            report.ramp_seconds,
+            kib(report.rss_before),
+            kib(report.rss_after),
+            report.rss_per_connection.map_or("-".to_owned(), |v| v.to_string())
+        );
+    }
+    tokio::time::sleep(Duration::from(args.hold)).await;
+    drop(clients);
+    Ok(())
+}
+
+async fn resolve(uri: &http::Uri) -> anyhow::Result<SocketAddr> {
+    let host = uri.host().context("--url has no host")?;
+    let port = uri.port_u16().unwrap_or(80);
+    tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .with_context(|| format!("{host} does not resolve"))
+}
+
+async fn open(
+    source: IpAddr,
+    target: SocketAddr,
+    uri: http::Uri,
+) -> anyhow::Result<tokio_websockets::WebSocketStream<tokio::net::TcpStream>> {
+    let socket = if source.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = socket.connect(target).await?;
+    let (ws, _) = tokio_websockets::ClientBuilder::from_uri(uri)
+        .connect_on(stream)
+        .await?;
+    Ok(ws)
+}
