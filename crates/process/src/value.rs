@@ -218,6 +218,12 @@ impl From<usize> for Value {
     }
 }
 
+impl From<()> for Value {
+    fn from(_: ()) -> Value {
+        Value::Null
+    }
+}
+
 impl From<&str> for Value {
     fn from(v: &str) -> Value {
         Value::String(v.to_owned())

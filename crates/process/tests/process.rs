@@ -1,0 +1,488 @@
+//! The process runtime through its public API: one test per operation of SPEC §2.
+
+use std::time::Duration;
+
+use wsrelay_process::{
+    reason, Context, Event, ExitGuard, ExitResult, HighWater, HostConfig, LinkError, Message,
+    NameError, Node, Pid, Received, SendError, SpawnError, SpawnOptions, Value,
+};
+
+const HOST: &str = "app:processes";
+
+fn node() -> Node {
+    let node = Node::new();
+    node.add_host(HOST, HostConfig::default());
+    node
+}
+
+/// A detached process the test acts as.
+fn probe(node: &Node) -> (Context, ExitGuard) {
+    node.attach(HOST, SpawnOptions::new()).unwrap().detach()
+}
+
+/// A process that runs until told `stop` (exits normally) or `fail` (exits with an error).
+fn sleeper(node: &Node) -> Pid {
+    node.spawn(HOST, SpawnOptions::new(), |ctx| async move {
+        loop {
+            let msg = ctx.recv().await;
+            match msg.topic() {
+                "stop" => return Ok(Value::from("done")),
+                "fail" => return Err("boom".to_owned()),
+                "panic" => panic!("kaboom"),
+                _ => {}
+            }
+        }
+    })
+    .unwrap()
+}
+
+async fn next_event(ctx: &Context) -> Event {
+    tokio::time::timeout(Duration::from_secs(5), ctx.next_event())
+        .await
+        .expect("an event within 5s")
+}
+
+async fn settle(node: &Node) {
+    for _ in 0..200 {
+        if node.process_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn spawn_returns_a_routable_pid() {
+    let node = node();
+    let pid = sleeper(&node);
+    assert_eq!(pid.host(), HOST);
+    assert!(pid.to_string().starts_with("{app:processes|0x"));
+    assert!(node.is_alive(&pid));
+    node.send(&pid, Message::new(None, "stop", ())).unwrap();
+}
+
+#[tokio::test]
+async fn spawn_on_unknown_or_full_host_fails() {
+    let node = node();
+    node.add_host(
+        "small",
+        HostConfig {
+            max_processes: Some(1),
+            ..HostConfig::default()
+        },
+    );
+    assert!(matches!(
+        node.attach("nope", SpawnOptions::new()),
+        Err(SpawnError::UnknownHost(_))
+    ));
+    let _first = node.attach("small", SpawnOptions::new()).unwrap();
+    assert!(matches!(
+        node.attach("small", SpawnOptions::new()),
+        Err(SpawnError::HostFull { max: 1, .. })
+    ));
+}
+
+#[tokio::test]
+async fn messages_keep_order_and_wait_in_the_inbox() {
+    let node = node();
+    let (me, _g) = probe(&node);
+    let (other, _g2) = probe(&node);
+    for i in 0..100 {
+        me.send(other.pid(), "n", i).unwrap();
+    }
+    assert_eq!(other.inbox_len(), 100);
+    for i in 0..100 {
+        let msg = other.recv().await;
+        assert_eq!(msg.payload(), &Value::Int(i));
+        assert_eq!(msg.from(), Some(me.pid()));
+        assert_eq!(msg.topic(), "n");
+    }
+}
+
+#[tokio::test]
+async fn send_to_dead_or_unknown_pid_fails() {
+    let node = node();
+    let (me, _g) = probe(&node);
+    let (other, guard) = probe(&node);
+    let pid = other.pid().clone();
+    guard.exit(());
+    assert_eq!(
+        me.send(&pid, "x", ()),
+        Err(SendError::NoProcess(pid.to_string()))
+    );
+    let unknown: Pid = "{app:processes|0xfffff}".parse().unwrap();
+    assert!(matches!(
+        me.send(&unknown, "x", ()),
+        Err(SendError::NoProcess(_))
+    ));
+    assert!(matches!(
+        me.send(me.pid(), "@system", ()),
+        Err(SendError::ReservedTopic(_))
+    ));
+    let remote: Pid = "{b@app:processes|0x00001}".parse().unwrap();
+    assert!(matches!(
+        me.send(&remote, "x", ()),
+        Err(SendError::NodeUnreachable(_))
+    ));
+}
+
+#[tokio::test]
+async fn monitor_sees_exactly_one_exit_with_the_result() {
+    let node = node();
+    let (me, _g) = probe(&node);
+    let pid = sleeper(&node);
+    me.monitor(&pid).unwrap();
+    me.monitor(&pid).unwrap(); // the same monitor
+    me.send(&pid, "stop", ()).unwrap();
+    match next_event(&me).await {
+        Event::Exit { from, result } => {
+            assert_eq!(from, pid);
+            assert_eq!(result, ExitResult::normal("done"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(me.try_next_event().is_none());
+}
+
+#[tokio::test]
+async fn monitoring_a_dead_pid_delivers_noproc_at_once() {
+    let node = node();
+    let (me, _g) = probe(&node);
+    let gone: Pid = "{app:processes|0x00fff}".parse().unwrap();
+    me.monitor(&gone).unwrap();
+    let event = me.try_next_event().expect("EXIT at once");
+    assert_eq!(
+        event,
+        Event::Exit {
+            from: gone,
+            result: ExitResult::error(reason::NOPROC)
+        }
+    );
+}
+
+#[tokio::test]
+async fn unmonitor_stops_the_exit() {
+    let node = node();
+    let (me, _g) = probe(&node);
+    let pid = sleeper(&node);
+    me.monitor(&pid).unwrap();
+    me.unmonitor(&pid);
+    me.send(&pid, "stop", ()).unwrap();
+    settle(&node).await;
+    assert!(me.try_next_event().is_none());
+    assert_eq!(node.relation_count(), 0);
+}
+
+#[tokio::test]
+async fn error_exits_panics_and_terminate_are_reported() {
+    let node = node();
+    let (me, _g) = probe(&node);
+    for (topic, expected) in [("fail", "boom"), ("panic", "panic: kaboom")] {
+        let pid = sleeper(&node);
+        me.monitor(&pid).unwrap();
+        me.send(&pid, topic, ()).unwrap();
+        let Event::Exit { result, .. } = next_event(&me).await else {
+            panic!()
+        };
+        assert_eq!(result.error_text(), Some(expected));
+    }
+    let pid = sleeper(&node);
+    me.monitor(&pid).unwrap();
+    me.terminate(&pid).unwrap();
+    let Event::Exit { result, .. } = next_event(&me).await else {
+        panic!()
+    };
+    assert_eq!(result.error_text(), Some(reason::TERMINATED));
+    assert!(matches!(me.terminate(&pid), Err(SendError::NoProcess(_))));
+}
+
+#[tokio::test]
+async fn links_propagate_only_error_exits() {
+    let node = node();
+    let (me, _g) = probe(&node);
+    // normal exit: the linked process keeps running
+    let a = sleeper(&node);
+    let b = sleeper(&node);
+    me.monitor(&b).unwrap();
+    let linker = node
+        .spawn(HOST, SpawnOptions::new(), {
+            let (a, b) = (a.clone(), b.clone());
+            |ctx| async move {
+                ctx.link(&a).unwrap();
+                ctx.link(&b).unwrap();
+                ctx.next_event().await;
+            }
+        })
+        .unwrap();
+    me.monitor(&linker).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    me.send(&a, "stop", ()).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(node.is_alive(&linker));
+    // error exit: the linked process dies with "linked process failed", and so does b
+    me.terminate(&linker).unwrap();
+    let Event::Exit { from, result } = next_event(&me).await else {
+        panic!()
+    };
+    assert_eq!(
+        (from, result.error_text()),
+        (linker, Some(reason::TERMINATED))
+    );
+    let Event::Exit { from, result } = next_event(&me).await else {
+        panic!()
+    };
+    assert_eq!(
+        (from, result.error_text()),
+        (b, Some(reason::LINKED_FAILED))
+    );
+}
+
+#[tokio::test]
+async fn trapping_links_turns_failures_into_events() {
+    let node = node();
+    let (me, _g) = probe(&node);
+    me.set_trap_links(true);
+    let pid = sleeper(&node);
+    me.link(&pid).unwrap();
+    me.send(&pid, "fail", ()).unwrap();
+    let event = next_event(&me).await;
+    assert_eq!(event.kind(), "pid.link.down");
+    assert_eq!(
+        event,
+        Event::LinkDown {
+            from: pid,
+            result: ExitResult::error("boom")
+        }
+    );
+}
+
+#[tokio::test]
+async fn link_to_dead_pid_fails_and_unlink_removes_it() {
+    let node = node();
+    let (me, _g) = probe(&node);
+    let gone: Pid = "{app:processes|0x00fff}".parse().unwrap();
+    assert!(matches!(me.link(&gone), Err(LinkError::NoProc(_))));
+    assert!(matches!(me.link(me.pid()), Err(LinkError::SelfReference)));
+    let pid = sleeper(&node);
+    me.link(&pid).unwrap();
+    me.unlink(&pid);
+    me.send(&pid, "fail", ()).unwrap();
+    settle_one(&node, &pid).await;
+    assert!(node.is_alive(me.pid()));
+    assert!(me.stop_requested().is_none());
+}
+
+async fn settle_one(node: &Node, pid: &Pid) {
+    for _ in 0..200 {
+        if !node.is_alive(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{pid} still alive");
+}
+
+#[tokio::test]
+async fn cancel_delivers_an_event() {
+    let node = node();
+    let (me, _g) = probe(&node);
+    let (other, _g2) = probe(&node);
+    me.cancel(other.pid(), "please").unwrap();
+    let event = next_event(&other).await;
+    assert_eq!(
+        event,
+        Event::Cancel {
+            from: Some(me.pid().clone()),
+            reason: Value::from("please")
+        }
+    );
+    assert_eq!(event.kind(), "pid.cancel");
+}
+
+#[tokio::test]
+async fn events_come_before_messages() {
+    let node = node();
+    let (me, _g) = probe(&node);
+    let (other, _g2) = probe(&node);
+    me.send(other.pid(), "m", 1).unwrap();
+    me.cancel(other.pid(), ()).unwrap();
+    assert!(matches!(other.next().await, Received::Event(_)));
+    assert!(matches!(other.next().await, Received::Message(_)));
+}
+
+#[tokio::test]
+async fn names_register_resolve_and_release_on_exit() {
+    let node = node();
+    let (me, guard) = probe(&node);
+    me.register("hub").unwrap();
+    assert_eq!(node.lookup("hub").as_ref(), Some(me.pid()));
+    assert_eq!(node.resolve("hub").unwrap(), *me.pid());
+    assert_eq!(node.resolve(me.pid().as_str()).unwrap(), *me.pid());
+    assert!(matches!(node.resolve("nobody"), Err(SendError::NoName(_))));
+    let (other, _g) = probe(&node);
+    assert_eq!(other.register("hub"), Err(NameError::Taken("hub".into())));
+    assert!(matches!(other.register(""), Err(NameError::Invalid(_))));
+    assert!(matches!(
+        other.unregister("hub"),
+        Err(NameError::NotOwner(_))
+    ));
+    guard.exit(());
+    assert_eq!(node.lookup("hub"), None);
+    other.register("hub").unwrap();
+    other.unregister("hub").unwrap();
+    assert_eq!(node.name_count(), 0);
+}
+
+#[tokio::test]
+async fn spawn_options_apply_before_the_body_runs() {
+    let node = node();
+    let (me, _g) = probe(&node);
+    // The child fails at once: the monitor and the link must still see it.
+    let child = node
+        .spawn(
+            HOST,
+            SpawnOptions::new()
+                .monitored_by(me.pid().clone())
+                .named("kid"),
+            |_ctx| async { Err::<Value, _>("instant failure") },
+        )
+        .unwrap();
+    let Event::Exit { from, result } = next_event(&me).await else {
+        panic!()
+    };
+    assert_eq!(
+        (from, result.error_text()),
+        (child, Some("instant failure"))
+    );
+    assert_eq!(node.lookup("kid"), None);
+
+    me.set_trap_links(true);
+    node.spawn(
+        HOST,
+        SpawnOptions::new().linked_to(me.pid().clone()),
+        |_ctx| async { Err::<Value, _>("x") },
+    )
+    .unwrap();
+    assert_eq!(next_event(&me).await.kind(), "pid.link.down");
+}
+
+#[tokio::test]
+async fn dropping_a_detached_guard_exits_with_terminated() {
+    let node = node();
+    let (me, _g) = probe(&node);
+    let (other, guard) = probe(&node);
+    me.monitor(other.pid()).unwrap();
+    drop(guard);
+    let Event::Exit { result, .. } = next_event(&me).await else {
+        panic!()
+    };
+    assert_eq!(result.error_text(), Some(reason::TERMINATED));
+}
+
+#[tokio::test]
+async fn shutdown_stops_every_process() {
+    let node = node();
+    let (me, _g) = probe(&node);
+    let pids: Vec<_> = (0..10).map(|_| sleeper(&node)).collect();
+    for pid in &pids {
+        me.monitor(pid).unwrap();
+    }
+    node.shutdown();
+    for _ in &pids {
+        let Event::Exit { result, .. } = next_event(&me).await else {
+            panic!()
+        };
+        assert_eq!(result.error_text(), Some(reason::SHUTDOWN));
+    }
+    assert!(matches!(
+        node.attach(HOST, SpawnOptions::new()),
+        Err(SpawnError::ShuttingDown)
+    ));
+}
+
+#[tokio::test]
+async fn senders_can_wait_for_the_inbox_high_water_mark() {
+    let node = Node::new();
+    let mark = HighWater {
+        messages: 4,
+        bytes: usize::MAX,
+    };
+    node.add_host(
+        HOST,
+        HostConfig {
+            high_water: mark,
+            ..HostConfig::default()
+        },
+    );
+    let (me, _g) = probe(&node);
+    let (slow, _g2) = probe(&node);
+    let target = node.process_ref(slow.pid()).unwrap();
+    for i in 0..10 {
+        target
+            .send(Message::new(Some(me.pid().clone()), "m", i))
+            .unwrap(); // never refused
+    }
+    assert!(target.is_congested());
+    let waiter = tokio::spawn({
+        let target = target.clone();
+        async move { target.wait_for_space().await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!waiter.is_finished());
+    for _ in 0..7 {
+        slow.recv().await;
+    }
+    tokio::time::timeout(Duration::from_secs(1), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(target.inbox_len(), 3);
+}
+
+#[tokio::test]
+async fn waiting_for_space_ends_when_the_target_exits() {
+    let node = Node::new();
+    node.add_host(
+        HOST,
+        HostConfig {
+            high_water: HighWater {
+                messages: 1,
+                bytes: usize::MAX,
+            },
+            ..HostConfig::default()
+        },
+    );
+    let (slow, guard) = probe(&node);
+    let target = node.process_ref(slow.pid()).unwrap();
+    target.send(Message::new(None, "m", 1)).unwrap();
+    let waiter = tokio::spawn(async move { target.wait_for_space().await });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    guard.exit(());
+    tokio::time::timeout(Duration::from_secs(1), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn nothing_is_left_behind() {
+    let node = node();
+    {
+        let (me, guard) = probe(&node);
+        let pids: Vec<_> = (0..50).map(|_| sleeper(&node)).collect();
+        for pid in &pids {
+            me.monitor(pid).unwrap();
+            me.link(pid).unwrap();
+            me.send(pid, "stop", ()).unwrap();
+        }
+        for _ in &pids {
+            next_event(&me).await;
+        }
+        guard.exit(());
+    }
+    settle(&node).await;
+    assert_eq!(node.process_count(), 0);
+    assert_eq!(node.relation_count(), 0);
+    assert_eq!(node.name_count(), 0);
+}
