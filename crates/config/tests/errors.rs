@@ -235,6 +235,9 @@ entries:
     kind: http.service
     addr: 8080
     lifecycle: {auto_start: "yes"}
+  - name: m
+    kind: http.router
+    meta: gateway
   - name: st
     kind: http.static
     meta: {router: api, server: gateway}
@@ -277,6 +280,14 @@ entries:
         ],
     );
     find_error(&errs, &["entry app:st", "field meta.server", "not both"]);
+    find_error(
+        &errs,
+        &[
+            "entry app:m",
+            "field meta:",
+            "expected a map, found a string",
+        ],
+    );
     find_error(
         &errs,
         &[

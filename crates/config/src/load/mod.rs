@@ -435,9 +435,72 @@ fn index_entries(raw_entries: &[RawEntry], errors: &mut Vec<ConfigError>) -> Ind
     Index { kinds, unique }
 }
 
+/// The top-level fields each kind reads, besides `name`, `kind` and `meta`.
+/// `process.host` is open (extra fields become options) and is not listed.
+const KIND_FIELDS: &[(&str, &[&str])] = &[
+    (kind::HTTP_SERVICE, &["addr", "lifecycle"]),
+    (
+        kind::HTTP_ROUTER,
+        &[
+            "prefix",
+            "middleware",
+            "options",
+            "post_middleware",
+            "post_options",
+        ],
+    ),
+    (kind::HTTP_ENDPOINT, &["method", "path", "func"]),
+    (kind::HTTP_STATIC, &["path", "directory", "index"]),
+    (
+        kind::FUNCTION_LUA,
+        &["source", "method", "modules", "imports"],
+    ),
+    (
+        kind::PROCESS_LUA,
+        &["source", "method", "modules", "imports"],
+    ),
+    (
+        kind::PROCESS_SERVICE,
+        &["process", "host", "input", "lifecycle"],
+    ),
+    (kind::CLUSTER, &["node", "nats_urls", "credentials", "tls"]),
+];
+
+/// Logs fields this loader does not read. Not an error: Wippy entries may
+/// carry fields wsrelay does not implement; but a typo such as
+/// `post_middlware` would otherwise go unnoticed.
+fn warn_unknown_fields(raw: &RawEntry) {
+    let Some((_, known)) = KIND_FIELDS.iter().find(|(kind, _)| *kind == raw.kind) else {
+        return;
+    };
+    for key in raw.fields.keys().filter_map(Value::as_str) {
+        if !matches!(key, "name" | "kind" | "meta") && !known.contains(&key) {
+            tracing::warn!(
+                file = %raw.file.display(),
+                entry = %raw.id,
+                field = key,
+                "unknown field ignored (known: {})",
+                known.join(", ")
+            );
+        }
+    }
+}
+
 /// Builds one entry into `app`, or records why it cannot be built.
 fn build_entry(env: &Env<'_>, raw: &RawEntry, sink: &mut Sink, app: &mut AppConfig) {
+    warn_unknown_fields(raw);
     let mut entry = Entry::new(env, raw, sink);
+    if let Some(meta) = raw.fields.get("meta") {
+        if !meta.is_mapping() && !meta.is_null() {
+            entry.error(
+                "meta",
+                ConfigErrorKind::WrongType {
+                    expected: "a map",
+                    found: type_name(meta),
+                },
+            );
+        }
+    }
     match raw.kind.as_str() {
         kind::HTTP_SERVICE => push(&mut app.services, http::service(&mut entry)),
         kind::HTTP_ROUTER => push(&mut app.routers, http::router(&mut entry)),
