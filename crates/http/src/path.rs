@@ -189,4 +189,18 @@ mod tests {
         assert!(Pattern::parse("/a/{x}/{x}").is_err());
         assert!(Pattern::parse("/a/x{y}").is_err());
     }
+
+    proptest::proptest! {
+        /// Matching never panics, whatever the request path.
+        #[test]
+        fn matching_does_not_panic(path in "\\PC{0,40}") {
+            let pattern = Pattern::parse("/a/{b}/c").unwrap();
+            if let Some(rest) = strip_prefix("/x", &path) {
+                let _ = pattern.matches(&segments(rest));
+            }
+            let _ = pattern.matches(&segments(&path));
+            let _ = normalize_prefix(&path);
+            let _ = Pattern::parse(&path);
+        }
+    }
 }

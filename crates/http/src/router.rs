@@ -75,6 +75,31 @@ impl MatchedPath {
 /// A router: endpoints and static files under a path prefix, with a
 /// pre-match and a post-match middleware chain.
 ///
+/// # Matching rules
+///
+/// - The server picks the router with the longest prefix that matches the
+///   path on a segment boundary (`/api` matches `/api` and `/api/x`, not
+///   `/apix`).
+/// - The pre-match chain ([`middleware`](Self::middleware)) runs for every
+///   request the router gets, before matching, so it also sees the ones that
+///   end in `404` or `405`.
+/// - Endpoint paths are relative to the prefix and compared segment by
+///   segment on the raw (percent-encoded) path; a `{name}` segment matches
+///   any non-empty segment and its decoded value lands in [`PathParams`].
+///   Handlers see the full, unmodified URI.
+/// - A trailing slash is ignored, in requests and in patterns: `/users/`
+///   matches `/users`. Empty inner segments (`/a//b`) match nothing.
+/// - When several patterns match, the most specific wins: at the first
+///   segment where they differ, a literal beats a parameter.
+/// - A path that matches with another method gets `405` and an `Allow`
+///   header listing the methods of every matching pattern.
+/// - `HEAD` runs the `GET` endpoint of the path (the handler sees `HEAD`;
+///   hyper sends the headers only) unless a `HEAD` endpoint exists.
+/// - A path that matches no endpoint goes to the static mount with the
+///   longest matching path, if any, else `404`. The post-match chain
+///   ([`post_middleware`](Self::post_middleware)) wraps endpoint handlers
+///   only: not `404`/`405` answers and not static files.
+///
 /// # Examples
 ///
 /// ```

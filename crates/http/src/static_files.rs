@@ -215,3 +215,24 @@ fn not_modified(headers: &HeaderMap, etag: &str, modified: Option<SystemTime>) -
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the raw path, the segments that pass the checks are
+        /// plain names: joining them to the root cannot climb out of it.
+        #[test]
+        fn checked_segments_are_plain_names(raw in "[a-z./\\\\%0-9A-F:]{0,24}") {
+            if let Ok(segments) = checked_segments(&raw) {
+                for segment in segments {
+                    prop_assert!(segment != "." && segment != "..");
+                    prop_assert!(!segment.is_empty());
+                    prop_assert!(!segment.contains(['/', '\\', '\0', ':']));
+                }
+            }
+        }
+    }
+}
