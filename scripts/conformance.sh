@@ -22,7 +22,7 @@ command -v kosoku >/dev/null 2>&1 || python3 -m pip install --quiet kosoku
 command -v kosoku >/dev/null 2>&1 || { echo "conformance: kosoku is not installed" >&2; exit 2; }
 
 cargo build --release --quiet -p wsrelay-bench --bin ws-echo --bin bare-echo --manifest-path "$ROOT/Cargo.toml"
-BIN=$ROOT/target/release
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 ADDR=127.0.0.1:$PORT

@@ -58,14 +58,15 @@ fn fastwebsockets_upgrade(request: &mut Request<Incoming>) -> Response<Body> {
         let Ok(ws) = upgrade.await else { return };
         let mut ws = fastwebsockets::FragmentCollector::new(ws);
         while let Ok(frame) = ws.read_frame().await {
-            match frame.opcode {
+            let written = match frame.opcode {
                 fastwebsockets::OpCode::Close => break,
                 fastwebsockets::OpCode::Text | fastwebsockets::OpCode::Binary => {
-                    if ws.write_frame(frame).await.is_err() {
-                        break;
-                    }
+                    ws.write_frame(frame).await
                 }
-                _ => {}
+                _ => Ok(()),
+            };
+            if written.is_err() {
+                break;
             }
         }
     });

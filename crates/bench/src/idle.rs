@@ -49,7 +49,11 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
         .map(|i| {
             let source = sources[i % sources.len()];
             let uri = uri.clone();
-            async move { open(source, target, uri).await.with_context(|| format!("connection {i} from {source}")) }
+            async move {
+                open(source, target, uri)
+                    .await
+                    .with_context(|| format!("connection {i} from {source}"))
+            }
         })
         .buffer_unordered(CONNECT_CONCURRENCY)
         .collect::<Vec<_>>()
@@ -57,7 +61,10 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
     let ramp_seconds = started.elapsed().as_secs_f64();
-    eprintln!("{} connections open in {ramp_seconds:.1}s; holding", clients.len());
+    eprintln!(
+        "{} connections open in {ramp_seconds:.1}s; holding",
+        clients.len()
+    );
     // Let the server finish its per-connection setup before sampling.
     tokio::time::sleep(Duration::from(args.hold).min(Duration::from_secs(2))).await;
     let rss_after = args.server_pid.map(rss_bytes).transpose()?;
@@ -85,7 +92,9 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
             report.ramp_seconds,
             kib(report.rss_before),
             kib(report.rss_after),
-            report.rss_per_connection.map_or("-".to_owned(), |v| v.to_string())
+            report
+                .rss_per_connection
+                .map_or("-".to_owned(), |v| v.to_string())
         );
     }
     tokio::time::sleep(Duration::from(args.hold)).await;

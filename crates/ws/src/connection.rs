@@ -27,7 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio_websockets::proto::ProtocolError;
 use tokio_websockets::{CloseCode, Limits, WebSocketStream};
 
@@ -142,9 +142,12 @@ impl Error {
 #[derive(Debug)]
 enum State {
     Open,
-    /// A close frame is queued (ours or the echo of the peer's); still to do: flush it, maybe
-    /// wait for the peer's close, shut TCP down.
-    Closing { closed: Closed, await_peer: bool },
+    /// Closing: still to do: queue our close frame if `closed.code` is set and the codec has
+    /// not queued one already, flush, maybe wait for the peer's close, shut TCP down.
+    Closing {
+        closed: Closed,
+        await_peer: bool,
+    },
     Done(Closed),
 }
 
@@ -463,6 +466,18 @@ where
         };
         let (closed, await_peer) = (closed.clone(), *await_peer);
         let timeout = self.close_timeout;
+        if let (Some(code), CloseReason::ProtocolError | CloseReason::MessageTooBig) =
+            (closed.code, closed.reason)
+        {
+            // Fails with `AlreadyClosed` when the codec queued its own close frame (errors it
+            // detects in a frame); messages too big across fragments are caught above the
+            // codec and need ours.
+            if let Ok(close_code) = CloseCode::try_from(code) {
+                let reason = truncate_close_reason(&closed.detail);
+                let frame = tokio_websockets::Message::close(Some(close_code), reason);
+                let _ = bounded(timeout, self.ws.feed(frame)).await;
+            }
+        }
         let flushed = bounded(timeout, self.ws.flush()).await;
         if await_peer && matches!(flushed, Some(Ok(()))) {
             // Read until the peer's close frame (or an error, or the end of the stream).
@@ -475,14 +490,24 @@ where
             };
             let _ = bounded(timeout, wait_for_close).await;
         }
-        // RFC 6455 §7.1.1: the server closes the TCP connection first.
-        let _ = bounded(timeout, self.ws.get_mut().shutdown()).await;
+        // RFC 6455 §7.1.1: the server closes the TCP connection first. Then drain what the
+        // peer still sends until it closes too: dropping a socket with unread input makes the
+        // kernel send RST, which can destroy our close frame before the peer reads it.
+        let io = self.ws.get_mut();
+        let _ = bounded(timeout, io.shutdown()).await;
+        let _ = bounded(timeout, drain(io)).await;
         self.state = State::Done(closed);
     }
 }
 
 fn lost(err: &tokio_websockets::Error) -> Closed {
     Closed::new(CloseReason::ConnectionLost, None, err.to_string())
+}
+
+/// Reads and discards until end of stream or error.
+async fn drain<S: AsyncRead + Unpin>(io: &mut S) {
+    let mut scratch = [0u8; 256];
+    while let Ok(1..) = io.read(&mut scratch).await {}
 }
 
 async fn bounded<F: Future>(timeout: Duration, future: F) -> Option<F::Output> {

@@ -303,22 +303,83 @@ mod tests {
     fn table() {
         use Version as V;
         // (name, method, version, header overrides ("" removes), expected status or 101)
-        let cases: &[(&str, &str, Version, &[(&str, &str)], u16)] = &[
+        type Case<'a> = (&'a str, &'a str, Version, &'a [(&'a str, &'a str)], u16);
+        let cases: &[Case<'_>] = &[
             ("valid", "GET", V::HTTP_11, &[], 101),
-            ("connection list", "GET", V::HTTP_11, &[("connection", "keep-alive, UPGRADE")], 101),
-            ("upgrade case", "GET", V::HTTP_11, &[("upgrade", "WebSocket")], 101),
-            ("key spaces", "GET", V::HTTP_11, &[("sec-websocket-key", " dGhlIHNhbXBsZSBub25jZQ== ")], 101),
+            (
+                "connection list",
+                "GET",
+                V::HTTP_11,
+                &[("connection", "keep-alive, UPGRADE")],
+                101,
+            ),
+            (
+                "upgrade case",
+                "GET",
+                V::HTTP_11,
+                &[("upgrade", "WebSocket")],
+                101,
+            ),
+            (
+                "key spaces",
+                "GET",
+                V::HTTP_11,
+                &[("sec-websocket-key", " dGhlIHNhbXBsZSBub25jZQ== ")],
+                101,
+            ),
             ("http/1.0", "GET", V::HTTP_10, &[], 426),
             ("post", "POST", V::HTTP_11, &[], 405),
-            ("no connection", "GET", V::HTTP_11, &[("connection", "")], 426),
-            ("connection close", "GET", V::HTTP_11, &[("connection", "close")], 426),
+            (
+                "no connection",
+                "GET",
+                V::HTTP_11,
+                &[("connection", "")],
+                426,
+            ),
+            (
+                "connection close",
+                "GET",
+                V::HTTP_11,
+                &[("connection", "close")],
+                426,
+            ),
             ("no upgrade", "GET", V::HTTP_11, &[("upgrade", "")], 426),
             ("upgrade h2c", "GET", V::HTTP_11, &[("upgrade", "h2c")], 426),
-            ("no version", "GET", V::HTTP_11, &[("sec-websocket-version", "")], 400),
-            ("version 8", "GET", V::HTTP_11, &[("sec-websocket-version", "8")], 400),
-            ("no key", "GET", V::HTTP_11, &[("sec-websocket-key", "")], 400),
-            ("key not base64", "GET", V::HTTP_11, &[("sec-websocket-key", "not base64!")], 400),
-            ("key 15 bytes", "GET", V::HTTP_11, &[("sec-websocket-key", "AAAAAAAAAAAAAAAAAAAA")], 400),
+            (
+                "no version",
+                "GET",
+                V::HTTP_11,
+                &[("sec-websocket-version", "")],
+                400,
+            ),
+            (
+                "version 8",
+                "GET",
+                V::HTTP_11,
+                &[("sec-websocket-version", "8")],
+                400,
+            ),
+            (
+                "no key",
+                "GET",
+                V::HTTP_11,
+                &[("sec-websocket-key", "")],
+                400,
+            ),
+            (
+                "key not base64",
+                "GET",
+                V::HTTP_11,
+                &[("sec-websocket-key", "not base64!")],
+                400,
+            ),
+            (
+                "key 15 bytes",
+                "GET",
+                V::HTTP_11,
+                &[("sec-websocket-key", "AAAAAAAAAAAAAAAAAAAA")],
+                400,
+            ),
         ];
         for (name, method, version, overrides, expected) in cases {
             let parts = request(method, *version, &good(overrides));
@@ -347,7 +408,11 @@ mod tests {
         assert_eq!(response.headers()[SEC_WEBSOCKET_VERSION], "13");
         assert!(response.body().contains("Upgrade: websocket"));
 
-        let parts = request("GET", Version::HTTP_11, &good(&[("sec-websocket-version", "8")]));
+        let parts = request(
+            "GET",
+            Version::HTTP_11,
+            &good(&[("sec-websocket-version", "8")]),
+        );
         let response: Response<String> = validate(&parts).unwrap_err().into_response();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         assert_eq!(response.headers()[SEC_WEBSOCKET_VERSION], "13");

@@ -32,7 +32,10 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn handle(config: Config, mut request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    config: Config,
+    mut request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     if request.uri().path() != "/" {
         return Ok(text(StatusCode::NOT_FOUND, "not found\n"));
     }

@@ -8,7 +8,10 @@ fn main() -> anyhow::Result<()> {
     let limit = wsrelay_bench::sys::raise_nofile_limit()?;
     if let Command::Idle(args) = &cli.command {
         if args.connections as u64 + 64 > limit {
-            anyhow::bail!("--connections {} exceeds the open-file limit {limit}", args.connections);
+            anyhow::bail!(
+                "--connections {} exceeds the open-file limit {limit}",
+                args.connections
+            );
         }
     }
     wsrelay_bench::server::block_on_current_thread(async move {
