@@ -113,6 +113,13 @@ impl Context {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// The estimated bytes held by messages waiting in the inbox.
+    pub fn inbox_bytes(&self) -> usize {
+        self.cell
+            .inbox_bytes
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Whether somebody asked the process to stop at once (terminate, a failed link), and with
     /// which exit. Task-driven processes are stopped by the runtime; detached drivers check this.
     pub fn stop_requested(&self) -> Option<ExitResult> {

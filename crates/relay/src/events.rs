@@ -1,0 +1,246 @@
+//! What the relay sends to targets (SPEC §6) and what it accepts from processes (SPEC §7).
+//!
+//! Messages to targets carry a [`ClientEvent`] as an opaque payload: a Rust target reads it
+//! with [`Value::downcast_ref`] without any copy, and everything else (Lua, JSON, another
+//! node) sees the plain map of SPEC §6 through [`OpaqueValue::to_value`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use wsrelay_process::{Map, OpaqueValue, Pid, Value};
+use wsrelay_ws::Message as Frame;
+
+/// Topic of the first message a target gets from a connection.
+pub const JOIN: &str = "ws.join";
+/// Topic of the periodic heartbeat.
+pub const HEARTBEAT: &str = "ws.heartbeat";
+/// Topic of the last message a target gets from a connection.
+pub const LEAVE: &str = "ws.leave";
+/// Topic that sends one frame to the client.
+pub const SEND: &str = "ws.send";
+/// Topic that closes the connection.
+pub const CLOSE: &str = "ws.close";
+/// Topic that transfers the connection to another target.
+pub const CONTROL: &str = "ws.control";
+
+/// A message from a connection to its target.
+#[derive(Debug, Clone)]
+pub struct ClientEvent {
+    /// The connection's PID.
+    pub client_pid: Pid,
+    /// What happened.
+    pub kind: ClientEventKind,
+    /// The metadata of the relay settings.
+    pub metadata: Arc<Map>,
+}
+
+/// The kinds of [`ClientEvent`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEventKind {
+    /// `ws.join`: the client connected (or was transferred here).
+    Join,
+    /// `ws.message` (or the configured topic): a client data frame.
+    Message {
+        /// Whether it was a text frame (valid UTF-8) rather than a binary one.
+        text: bool,
+        /// The payload.
+        data: Bytes,
+    },
+    /// `ws.heartbeat`.
+    Heartbeat {
+        /// Seconds since the connection opened.
+        uptime: f64,
+        /// Client data frames received so far.
+        message_count: u64,
+    },
+    /// `ws.leave`: the connection ended or moved away.
+    Leave {
+        /// One of SPEC §6's reasons.
+        reason: &'static str,
+        /// The close code, when known.
+        code: Option<u16>,
+    },
+}
+
+impl OpaqueValue for ClientEvent {
+    fn to_value(&self) -> Value {
+        let mut map = Map::with_capacity(6);
+        map.insert("client_pid", self.client_pid.as_str());
+        match &self.kind {
+            ClientEventKind::Join => {}
+            ClientEventKind::Message { text, data } => {
+                map.insert("type", if *text { "text" } else { "binary" });
+                let data = match std::str::from_utf8(data) {
+                    Ok(s) if *text => Value::String(s.to_owned()),
+                    _ => Value::Bytes(data.clone()),
+                };
+                map.insert("data", data);
+            }
+            ClientEventKind::Heartbeat {
+                uptime,
+                message_count,
+            } => {
+                map.insert("uptime", *uptime);
+                map.insert("message_count", *message_count);
+            }
+            ClientEventKind::Leave { reason, code } => {
+                map.insert("reason", *reason);
+                if let Some(code) = code {
+                    map.insert("code", u32::from(*code));
+                }
+            }
+        }
+        map.insert("metadata", Value::Map((*self.metadata).clone()));
+        Value::Map(map)
+    }
+}
+
+/// A frame to send to a client, as a Rust sender can pass it to `ws.send` without building
+/// a map: `Value::Opaque(Arc::new(Outgoing::text("hi")))`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing(pub Frame);
+
+impl Outgoing {
+    /// A text frame.
+    pub fn text(text: impl Into<String>) -> Outgoing {
+        Outgoing(Frame::text(text))
+    }
+
+    /// A binary frame.
+    pub fn binary(data: impl Into<Bytes>) -> Outgoing {
+        Outgoing(Frame::binary(data))
+    }
+}
+
+impl OpaqueValue for Outgoing {
+    fn to_value(&self) -> Value {
+        let (kind, data) = match &self.0 {
+            Frame::Text(_) => (
+                "text",
+                Value::String(self.0.as_text().unwrap_or_default().to_owned()),
+            ),
+            Frame::Binary(b) => ("binary", Value::Bytes(b.clone())),
+        };
+        Map::new().with("type", kind).with("data", data).into()
+    }
+}
+
+/// Reads a `ws.send` payload into a frame.
+///
+/// `type` defaults to `"text"`. Text must be UTF-8.
+///
+/// # Errors
+///
+/// A description of what is wrong, for the log (the payload is then ignored).
+pub fn frame_from_send(payload: &Value) -> Result<Frame, String> {
+    if let Some(out) = payload.downcast_ref::<Outgoing>() {
+        return Ok(out.0.clone());
+    }
+    let map = match payload {
+        Value::Map(m) => m,
+        Value::Opaque(o) => return frame_from_send(&o.to_value()),
+        _ => return Err("ws.send payload must be a table {type=, data=}".into()),
+    };
+    let data = match map.get("data") {
+        Some(Value::String(s)) => Bytes::copy_from_slice(s.as_bytes()),
+        Some(Value::Bytes(b)) => b.clone(),
+        Some(_) => return Err("ws.send: data must be a string".into()),
+        None => return Err("ws.send: data is missing".into()),
+    };
+    match map.get("type").and_then(Value::as_str).unwrap_or("text") {
+        "text" if std::str::from_utf8(&data).is_ok() => Ok(Frame::Text(data)),
+        "text" => Err("ws.send: text data is not valid UTF-8 (use type = \"binary\")".into()),
+        "binary" => Ok(Frame::Binary(data)),
+        other => Err(format!(
+            "ws.send: type must be \"text\" or \"binary\", not {other:?}"
+        )),
+    }
+}
+
+/// Reads a `ws.close` payload: the code (mapped to 1000 unless a server may send it) and the
+/// reason (cut to 123 bytes on a character boundary).
+pub fn close_from_payload(payload: &Value) -> (u16, String) {
+    let plain;
+    let payload = match payload {
+        Value::Opaque(o) => {
+            plain = o.to_value();
+            &plain
+        }
+        other => other,
+    };
+    let code = payload
+        .get("code")
+        .and_then(Value::as_i64)
+        .and_then(|c| u16::try_from(c).ok())
+        .map_or(1000, wsrelay_ws::sendable_close_code);
+    let reason = payload.get("reason").and_then(Value::as_str).unwrap_or("");
+    (code, wsrelay_ws::truncate_close_reason(reason).to_owned())
+}
+
+/// The text frame sent for a message with a topic the relay does not handle:
+/// `{"topic": "...", "data": <payload as JSON>}`.
+pub fn passthrough_frame(topic: &str, payload: &Value) -> Frame {
+    let json = serde_json::json!({ "topic": topic, "data": payload.to_json() });
+    Frame::text(json.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_payloads() {
+        let text: Value = Map::new().with("type", "text").with("data", "hi").into();
+        assert_eq!(frame_from_send(&text).unwrap(), Frame::text("hi"));
+        let bin: Value = Map::new()
+            .with("type", "binary")
+            .with("data", Value::Bytes(Bytes::from_static(&[0xff, 0])))
+            .into();
+        assert_eq!(
+            frame_from_send(&bin).unwrap(),
+            Frame::binary(Bytes::from_static(&[0xff, 0]))
+        );
+        let bad_text: Value = Map::new()
+            .with("type", "text")
+            .with("data", Value::Bytes(Bytes::from_static(&[0xff])))
+            .into();
+        assert!(frame_from_send(&bad_text).is_err());
+        assert!(frame_from_send(&Value::from(3)).is_err());
+        assert!(frame_from_send(&Map::new().with("type", "x").with("data", "y").into()).is_err());
+        assert!(frame_from_send(&Map::new().with("type", "text").into()).is_err());
+        let fast = Value::Opaque(Arc::new(Outgoing::text("fast")));
+        assert_eq!(frame_from_send(&fast).unwrap(), Frame::text("fast"));
+    }
+
+    #[test]
+    fn close_payloads() {
+        assert_eq!(close_from_payload(&Value::Null), (1000, String::new()));
+        let p: Value = Map::new().with("code", 4000).with("reason", "bye").into();
+        assert_eq!(close_from_payload(&p), (4000, "bye".into()));
+        let p: Value = Map::new().with("code", 1005).into();
+        assert_eq!(close_from_payload(&p).0, 1000);
+        let p: Value = Map::new().with("code", 99999).into();
+        assert_eq!(close_from_payload(&p).0, 1000);
+        let long = "é".repeat(100);
+        let p: Value = Map::new().with("reason", long.as_str()).into();
+        let (_, reason) = close_from_payload(&p);
+        assert!(reason.len() <= 123 && long.starts_with(&reason));
+    }
+
+    #[test]
+    fn events_flatten_to_spec_maps() {
+        let pid: Pid = "{app:gw|0x00001}".parse().unwrap();
+        let event = ClientEvent {
+            client_pid: pid,
+            kind: ClientEventKind::Message {
+                text: true,
+                data: Bytes::from_static(b"hi"),
+            },
+            metadata: Arc::new(Map::new().with("user", "u1")),
+        };
+        assert_eq!(
+            event.to_value().to_json(),
+            serde_json::json!({"client_pid": "{app:gw|0x00001}", "type": "text", "data": "hi", "metadata": {"user": "u1"}})
+        );
+    }
+}
