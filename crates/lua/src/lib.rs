@@ -1,1 +1,65 @@
-//! wsrelay-lua (work in progress).
+//! Lua for wsrelay: `process.lua` processes and `function.lua` handlers, with the Wippy Lua API
+//! (`process`, `channel`, `time`, `json`, `http`).
+//!
+//! # Tour
+//!
+//! - [`LuaEngine::new`] starts the worker threads for a [`Node`](wsrelay_process::Node).
+//! - [`LuaEngine::register_process`] registers a `process.lua` entry as a process factory of
+//!   the node: `node.spawn_entry(id, host, ...)` and Lua's `process.spawn(id, host, ...)` start
+//!   it.
+//! - [`LuaEngine::function`] prepares a `function.lua` entry; [`LuaFunction::call_http`] runs
+//!   it as an HTTP handler with plain [`HttpRequest`] / [`HttpResponse`] structs (the gateway
+//!   adapts them; this crate knows no HTTP library).
+//! - [`LuaEngine::check_source`] is the syntax check the config loader uses.
+//!
+//! # Scheduler model
+//!
+//! Lua 5.4, a few states, many coroutines. There is one worker thread per core (by default),
+//! each owning one Lua state (mlua states are `!Send`), a current-thread Tokio runtime and a
+//! `LocalSet`. Every Lua process is a coroutine in one worker's state, with its own `_ENV`
+//! table over read-only shared libraries ([`sandbox`](crate) rules: see the README), driven by a
+//! local task. A process is created by the node ([`Node::attach`](wsrelay_process::Node::attach)
+//! then `detach`), so it is routable and monitorable before any Lua runs; the `(Context,
+//! ExitGuard)` pair is sent to a worker chosen round-robin, and the guard reports the exit
+//! exactly once, whatever ends the coroutine.
+//!
+//! Blocking calls (`inbox:receive()`, `events:receive()`, `ch:receive()`, `channel.select`,
+//! `time.sleep`) are async Rust functions: a blocked process is a pending task holding no
+//! thread and about 5 KiB (see the README for measurements).
+//!
+//! **Preemption.** A count hook runs every `hook_interval` instructions. After `time_slice`
+//! of running it yields the coroutine (Lua 5.4 allows yielding from a count hook; LuaJIT does
+//! not, which decided the version), so an infinite loop cannot starve the other processes of
+//! its worker. Where a yield is impossible (inside a metamethod or a C function calling back
+//! into Lua) the process is bounded instead: after `cpu_budget` it fails with
+//! `"cpu budget exceeded"`. The same hook stops a running process that was terminated or whose
+//! link failed; a blocked one is stopped by its driver at once.
+//!
+//! **Memory.** Each worker state has a hard limit (`worker_memory_limit`): an allocation above
+//! it raises a Lua memory error in the process that makes it. Per process, the hook measures
+//! how much the state grew during the current slice — only that process ran — and, above
+//! `process_memory_limit`, forces a full collection before judging, so garbage is never
+//! blamed. Memory a process accumulates slowly over many slices is bounded only by the worker
+//! limit: a shared state cannot attribute it exactly.
+//!
+//! **Errors.** A Lua error ends the process with an error exit whose text is
+//! `entry: message` followed by the Lua traceback. No lock is held across an await, and no
+//! Rust panic is reachable from Lua code.
+
+mod actor;
+mod config;
+mod convert;
+mod duration;
+mod engine;
+mod error;
+mod http_types;
+mod modules;
+mod preempt;
+mod sandbox;
+mod signal;
+mod worker;
+
+pub use config::EngineConfig;
+pub use engine::{EntrySpec, FunctionSpec, LuaEngine, LuaFunction, ProcessSpec};
+pub use error::LuaError;
+pub use http_types::{HttpRequest, HttpResponse};

@@ -1,0 +1,293 @@
+//! The public face of the crate: [`LuaEngine`], entry registration and [`LuaFunction`].
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use tokio::sync::oneshot;
+use wsrelay_process::{NewProcess, Node, ProcessFactory, Value};
+
+use crate::config::EngineConfig;
+use crate::error::LuaError;
+use crate::http_types::{HttpRequest, HttpResponse};
+use crate::worker::{Job, Proto, Worker};
+
+/// A Lua entry as the registry describes it (`function.lua` or `process.lua`).
+#[derive(Debug, Clone, Default)]
+pub struct EntrySpec {
+    /// The Lua source of the chunk.
+    pub source: String,
+    /// The function to call in the table the chunk returns (ignored if it returns a function).
+    pub method: String,
+    /// The modules the entry may `require` (`json`, `time`, `http`; `process` and `channel`
+    /// are always available).
+    pub modules: Vec<String>,
+}
+
+/// A `process.lua` entry.
+pub type ProcessSpec = EntrySpec;
+
+/// A `function.lua` entry.
+pub type FunctionSpec = EntrySpec;
+
+/// Runs Lua processes and functions on a pool of worker threads.
+///
+/// Cloning is cheap and clones share the workers. The workers stop when the last clone is
+/// dropped; their processes then exit with the error `terminated`, and spawning a Lua entry
+/// fails. Keep the engine alive as long as the node runs Lua.
+///
+/// # Examples
+///
+/// ```
+/// use wsrelay_lua::{EngineConfig, LuaEngine, ProcessSpec};
+/// use wsrelay_process::{HostConfig, Node, SpawnOptions, Value};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let node = Node::new();
+/// node.add_host("app:processes", HostConfig::default());
+/// let engine = LuaEngine::new(node.clone(), EngineConfig { workers: 1, ..Default::default() }).unwrap();
+/// let source = r#"
+///     local function run()
+///         local msg = process.inbox():receive()
+///         process.send(msg:from(), "pong", msg:payload():data() + 1)
+///     end
+///     return { run = run }
+/// "#;
+/// engine
+///     .register_process("app:echo", ProcessSpec { source: source.into(), method: "run".into(), modules: vec![] })
+///     .unwrap();
+/// let pid = node.spawn_entry("app:echo", "app:processes", SpawnOptions::new(), vec![]).unwrap();
+/// let (me, _exit) = node.attach("app:processes", SpawnOptions::new()).unwrap().detach();
+/// me.send(&pid, "ping", 41).unwrap();
+/// assert_eq!(me.recv().await.payload(), &Value::Int(42));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct LuaEngine {
+    node: Node,
+    pool: Arc<Pool>,
+}
+
+impl fmt::Debug for LuaEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LuaEngine")
+            .field("workers", &self.pool.workers.len())
+            .finish()
+    }
+}
+
+/// The workers, and round-robin dispatch over them.
+#[derive(Debug)]
+struct Pool {
+    workers: Vec<Worker>,
+    next: AtomicUsize,
+    next_proto: AtomicU64,
+}
+
+impl Pool {
+    fn dispatch(&self, job: Job) -> Result<(), LuaError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        self.workers[i].send(job).map_err(|_| LuaError::Stopped)
+    }
+}
+
+impl LuaEngine {
+    /// Starts the worker threads (`config.workers`, or one per core).
+    ///
+    /// # Errors
+    ///
+    /// [`LuaError::Init`] if a thread or a Lua state cannot be created.
+    pub fn new(node: Node, config: EngineConfig) -> Result<LuaEngine, LuaError> {
+        let workers = (0..config.worker_count())
+            .map(|i| Worker::start(i, config.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LuaEngine {
+            node,
+            pool: Arc::new(Pool {
+                workers,
+                next: AtomicUsize::new(0),
+                next_proto: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// Checks that `source` compiles; the error names the chunk and the line
+    /// (`app.ws:handler:3: unexpected symbol near 'x'`).
+    ///
+    /// # Errors
+    ///
+    /// The syntax error text.
+    pub fn check_source(chunk_name: &str, source: &str) -> Result<(), String> {
+        let lua = mlua::Lua::new();
+        lua.load(source)
+            .set_name(format!("={chunk_name}"))
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .into_function()
+            .map(drop)
+            .map_err(|e| match e {
+                mlua::Error::SyntaxError { message, .. } => message,
+                other => other.to_string(),
+            })
+    }
+
+    /// The node the engine spawns on.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.pool.workers.len()
+    }
+
+    fn proto(&self, entry_id: &str, spec: EntrySpec) -> Result<Arc<Proto>, LuaError> {
+        LuaEngine::check_source(entry_id, &spec.source).map_err(|message| LuaError::Syntax {
+            chunk: entry_id.to_owned(),
+            message,
+        })?;
+        Ok(Arc::new(Proto {
+            id: self.pool.next_proto.fetch_add(1, Ordering::Relaxed),
+            entry: entry_id.into(),
+            source: spec.source,
+            method: spec.method,
+            modules: spec.modules,
+        }))
+    }
+
+    /// Registers a `process.lua` entry: afterwards `spawn_entry(entry_id, ...)` (from Rust or
+    /// `process.spawn` in Lua) starts a Lua process running `spec.method` with the spawn
+    /// arguments. Registering the id again replaces the entry for new processes.
+    ///
+    /// # Errors
+    ///
+    /// [`LuaError::Syntax`] if the source does not compile.
+    pub fn register_process(&self, entry_id: &str, spec: ProcessSpec) -> Result<(), LuaError> {
+        let proto = self.proto(entry_id, spec)?;
+        let factory = LuaProcessFactory {
+            pool: Arc::downgrade(&self.pool),
+            proto,
+        };
+        self.node.register_factory(entry_id, Arc::new(factory));
+        Ok(())
+    }
+
+    /// Prepares a `function.lua` entry for calls.
+    ///
+    /// # Errors
+    ///
+    /// [`LuaError::Syntax`] if the source does not compile.
+    pub fn function(&self, entry_id: &str, spec: FunctionSpec) -> Result<LuaFunction, LuaError> {
+        Ok(LuaFunction {
+            node: self.node.clone(),
+            pool: self.pool.clone(),
+            proto: self.proto(entry_id, spec)?,
+        })
+    }
+}
+
+/// Starts Lua processes of one entry on the engine's workers.
+#[derive(Debug)]
+struct LuaProcessFactory {
+    pool: Weak<Pool>,
+    proto: Arc<Proto>,
+}
+
+impl ProcessFactory for LuaProcessFactory {
+    fn start(&self, process: NewProcess, args: Vec<Value>) -> Result<(), String> {
+        let pool = self.pool.upgrade().ok_or("the Lua engine has stopped")?;
+        let (ctx, guard) = process.detach();
+        pool.dispatch(Job::Spawn {
+            proto: self.proto.clone(),
+            ctx,
+            guard,
+            args,
+        })
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// A callable `function.lua` entry (an HTTP handler or a plain function).
+///
+/// Each call runs in a fresh environment on one of the workers, concurrently with other calls
+/// and processes, and is stopped after `call_timeout`.
+#[derive(Clone)]
+pub struct LuaFunction {
+    node: Node,
+    pool: Arc<Pool>,
+    proto: Arc<Proto>,
+}
+
+impl fmt::Debug for LuaFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("LuaFunction")
+            .field(&self.proto.entry)
+            .finish()
+    }
+}
+
+impl LuaFunction {
+    /// The entry id.
+    pub fn entry(&self) -> &str {
+        &self.proto.entry
+    }
+
+    /// Calls the function as an HTTP handler: `http.request()` is `req`, and what it sets on
+    /// `http.response()` is returned.
+    ///
+    /// # Errors
+    ///
+    /// [`LuaError::Runtime`] (with the Lua traceback), [`LuaError::MethodNotFound`],
+    /// [`LuaError::Timeout`], [`LuaError::Stopped`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops the call.
+    pub fn call_http(
+        &self,
+        req: HttpRequest,
+    ) -> impl Future<Output = Result<HttpResponse, LuaError>> + Send + 'static {
+        let call = self.start(Some(req), Vec::new());
+        async move {
+            call?
+                .await
+                .map_err(|_| LuaError::Stopped)?
+                .map(|out| out.response)
+        }
+    }
+
+    /// Calls the function with `args` and returns its first result.
+    ///
+    /// # Errors
+    ///
+    /// As [`call_http`](LuaFunction::call_http).
+    pub fn call(
+        &self,
+        args: Vec<Value>,
+    ) -> impl Future<Output = Result<Value, LuaError>> + Send + 'static {
+        let call = self.start(None, args);
+        async move {
+            call?
+                .await
+                .map_err(|_| LuaError::Stopped)?
+                .map(|out| out.value)
+        }
+    }
+
+    fn start(
+        &self,
+        request: Option<HttpRequest>,
+        args: Vec<Value>,
+    ) -> Result<oneshot::Receiver<Result<crate::worker::CallOutput, LuaError>>, LuaError> {
+        let (reply, rx) = oneshot::channel();
+        self.pool.dispatch(Job::Call {
+            proto: self.proto.clone(),
+            node: self.node.clone(),
+            request,
+            args,
+            reply,
+        })?;
+        Ok(rx)
+    }
+}

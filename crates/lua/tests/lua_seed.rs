@@ -1,0 +1,382 @@
+//! The seed document's snippets (websocket-relay.pt.txt), run unchanged as Lua entries
+//! against Rust processes standing in for WebSocket connections (SPEC §6, §7).
+mod support;
+
+use bytes::Bytes;
+use support::*;
+use wsrelay_lua::{FunctionSpec, HttpRequest};
+use wsrelay_process::{Context, Map, Pid, Value};
+
+/// "Configuração do Handler", verbatim.
+const SEED_HANDLER: &str = r#"local http = require("http")
+local json = require("json")
+
+local function handler()
+    local req = http.request()
+    local res = http.response()
+
+    -- Cria processo handler
+    local pid = process.spawn("app.ws:handler", "app:processes")
+
+    -- Configura relay
+    res:header("X-WS-Relay", json.encode({
+        target_pid = tostring(pid),
+        message_topic = "ws.message",
+        heartbeat_interval = "30s",
+        metadata = {
+            user_id = req:query("user_id")
+        }
+    }))
+end
+"#;
+
+/// "Recebendo Mensagens", verbatim.
+const SEED_RECEIVE: &str = r#"local json = require("json")
+
+local function handler()
+    local inbox = process.inbox()
+
+    while true do
+        local msg, ok = inbox:receive()
+        if not ok then break end
+
+        local topic = msg:topic()
+        local data = msg:payload():data()
+
+        if topic == "ws.join" then
+            -- Cliente conectou
+            local client_pid = data.client_pid
+
+        elseif topic == "ws.message" then
+            -- Trata mensagem do cliente
+            local content = json.decode(data.data)
+            handle_message(data.client_pid, content)
+
+        elseif topic == "ws.leave" then
+            -- Cliente desconectou
+            cleanup(data.client_pid)
+        end
+    end
+end
+"#;
+
+/// "Enviando para o Cliente", verbatim.
+const SEED_SEND: &str = r#"-- Envia mensagem de texto
+process.send(client_pid, "ws.send", {
+    type = "text",
+    data = json.encode({event = "update", value = 42})
+})
+
+-- Envia binário
+process.send(client_pid, "ws.send", {
+    type = "binary",
+    data = binary_content
+})
+
+-- Fecha conexão
+process.send(client_pid, "ws.close", {
+    code = 1000,
+    reason = "Sessão encerrada"
+})
+"#;
+
+/// "Broadcast", verbatim.
+const SEED_BROADCAST: &str = r#"local clients = {}
+
+-- No join
+clients[client_pid] = true
+
+-- No leave
+clients[client_pid] = nil
+
+-- Broadcast
+local function broadcast(message)
+    local data = json.encode(message)
+    for pid, _ in pairs(clients) do
+        process.send(pid, "ws.send", {type = "text", data = data})
+    end
+end
+"#;
+
+const RETURN: &str = "\nreturn { handler = handler }\n";
+
+fn join(client: &Pid) -> Value {
+    Map::new()
+        .with("client_pid", client.as_str())
+        .with("metadata", Map::new().with("user_id", "7"))
+        .into()
+}
+
+fn frame(client: &Pid, data: &str) -> Value {
+    Map::new()
+        .with("client_pid", client.as_str())
+        .with("type", "text")
+        .with("data", data)
+        .with("metadata", Map::new())
+        .into()
+}
+
+fn leave(client: &Pid) -> Value {
+    Map::new()
+        .with("client_pid", client.as_str())
+        .with("reason", "client_closed")
+        .with("metadata", Map::new())
+        .into()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_handler_spawns_target_and_sets_relay_header() {
+    let (node, engine) = setup();
+    // The target entry the handler spawns.
+    engine
+        .register_process(
+            "app.ws:handler",
+            wsrelay_lua::ProcessSpec {
+                source: format!("{SEED_RECEIVE}{RETURN}"),
+                method: "handler".into(),
+                modules: vec!["json".into()],
+            },
+        )
+        .unwrap();
+    let function = engine
+        .function(
+            "app:ws_handler",
+            FunctionSpec {
+                source: format!("{SEED_HANDLER}{RETURN}"),
+                method: "handler".into(),
+                modules: vec!["http".into(), "json".into()],
+            },
+        )
+        .unwrap();
+    let response = function
+        .call_http(HttpRequest {
+            method: "GET".into(),
+            path: "/ws/connect".into(),
+            query: "user_id=u%2042&x=1".into(),
+            ..HttpRequest::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert!(!response.body_written);
+    let header = response.header("X-WS-Relay").expect("relay header");
+    let relay: serde_json::Value = serde_json::from_str(header).unwrap();
+    assert_eq!(relay["message_topic"], "ws.message");
+    assert_eq!(relay["heartbeat_interval"], "30s");
+    assert_eq!(relay["metadata"]["user_id"], "u 42");
+    let target: Pid = relay["target_pid"].as_str().unwrap().parse().unwrap();
+    assert_eq!(target.host(), HOST);
+    assert!(node.is_alive(&target), "the spawned target runs");
+}
+
+/// The receive loop calls `handle_message` and `cleanup`, which the seed leaves to the
+/// reader: the test defines them as globals that report to the test process.
+const OBSERVERS: &str = r#"
+function handle_message(client_pid, content)
+    process.send(process.registry.lookup("observer"), "handled", {client = client_pid, content = content})
+end
+function cleanup(client_pid)
+    process.send(process.registry.lookup("observer"), "cleanup", {client = client_pid})
+end
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_receive_loop_handles_join_message_leave() {
+    let (node, engine) = setup();
+    let entry = register(
+        &engine,
+        &format!("{OBSERVERS}{SEED_RECEIVE}{RETURN}"),
+        "handler",
+        &["json"],
+    );
+    let (observer, _g) = rust_process(&node);
+    observer.register("observer").unwrap();
+    let (conn, _g2) = rust_process(&node);
+    let target = spawn_monitored(&observer, &entry, vec![]);
+
+    conn.send(&target, "ws.join", join(conn.pid())).unwrap();
+    conn.send(
+        &target,
+        "ws.message",
+        frame(conn.pid(), r#"{"say":"oi","n":[1,2]}"#),
+    )
+    .unwrap();
+    let handled = recv(&observer).await;
+    assert_eq!(handled.topic(), "handled");
+    assert_eq!(
+        handled.payload().get("client"),
+        Some(&s(conn.pid().as_str()))
+    );
+    let content = handled.payload().get("content").unwrap();
+    assert_eq!(content.get("say"), Some(&s("oi")));
+    assert_eq!(
+        content.get("n"),
+        Some(&Value::Array(vec![Value::Int(1), Value::Int(2)]))
+    );
+
+    conn.send(&target, "ws.leave", leave(conn.pid())).unwrap();
+    let cleaned = recv(&observer).await;
+    assert_eq!(cleaned.topic(), "cleanup");
+    assert_eq!(
+        cleaned.payload().get("client"),
+        Some(&s(conn.pid().as_str()))
+    );
+
+    // The loop keeps running until it is stopped.
+    assert!(node.is_alive(&target));
+    node.terminate(&target).unwrap();
+    let exit = exit_of(&observer, &target).await;
+    assert_eq!(exit.error_text(), Some("terminated"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_send_text_binary_and_close() {
+    let (node, engine) = setup();
+    let source = format!(
+        "local json = require(\"json\")\nlocal function handler()\n\
+         local msg = process.inbox():receive()\n\
+         client_pid = msg:payload():data().client_pid\n\
+         binary_content = \"\\0\\1\\2\\255\"\n{SEED_SEND}\nend{RETURN}"
+    );
+    let entry = register(&engine, &source, "handler", &["json"]);
+    let (conn, _g) = rust_process(&node);
+    let target = spawn_monitored(&conn, &entry, vec![]);
+    conn.send(&target, "ws.join", join(conn.pid())).unwrap();
+
+    let text = recv(&conn).await;
+    assert_eq!(text.topic(), "ws.send");
+    assert_eq!(text.from(), Some(&target));
+    assert_eq!(text.payload().get("type"), Some(&s("text")));
+    assert_eq!(
+        text.payload().get("data"),
+        Some(&s(r#"{"event":"update","value":42}"#))
+    );
+
+    let binary = recv(&conn).await;
+    assert_eq!(binary.topic(), "ws.send");
+    assert_eq!(binary.payload().get("type"), Some(&s("binary")));
+    assert_eq!(
+        binary.payload().get("data"),
+        Some(&Value::Bytes(Bytes::from_static(&[0, 1, 2, 255])))
+    );
+
+    let close = recv(&conn).await;
+    assert_eq!(close.topic(), "ws.close");
+    assert_eq!(close.payload().get("code"), Some(&Value::Int(1000)));
+    assert_eq!(close.payload().get("reason"), Some(&s("Sessão encerrada")));
+    assert!(exit_of(&conn, &target).await.error.is_none());
+}
+
+/// A room built from the broadcast pattern: the seed's lines, in a receive loop.
+fn room_source() -> String {
+    let (decl, rest) = SEED_BROADCAST.split_once("\n\n-- No join\n").unwrap();
+    let (join_line, rest) = rest.split_once("\n\n-- No leave\n").unwrap();
+    let (leave_line, broadcast) = rest.split_once("\n\n-- Broadcast\n").unwrap();
+    format!(
+        r#"local json = require("json")
+{decl}
+{broadcast}
+local function handler()
+    local inbox = process.inbox()
+    while true do
+        local msg = inbox:receive()
+        local data = msg:payload():data()
+        local client_pid = data.client_pid
+        if msg:topic() == "ws.join" then
+            {join_line}
+        elseif msg:topic() == "ws.leave" then
+            {leave_line}
+        elseif msg:topic() == "ws.message" then
+            broadcast({{from = client_pid, text = data.data}})
+        end
+    end
+end
+return {{ handler = handler }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_broadcast_reaches_every_joined_client() {
+    let (node, engine) = setup();
+    let entry = register(&engine, &room_source(), "handler", &["json"]);
+    let (driver, _g) = rust_process(&node);
+    let room = spawn_monitored(&driver, &entry, vec![]);
+    let clients: Vec<(Context, _)> = (0..3).map(|_| rust_process(&node)).collect();
+    for (c, _) in &clients {
+        c.send(&room, "ws.join", join(c.pid())).unwrap();
+    }
+    let speaker = &clients[0].0;
+    speaker
+        .send(&room, "ws.message", frame(speaker.pid(), "hi all"))
+        .unwrap();
+    let expected = serde_json::json!({"from": speaker.pid().as_str(), "text": "hi all"});
+    for (c, _) in &clients {
+        let m = recv(c).await;
+        assert_eq!(m.topic(), "ws.send");
+        assert_eq!(m.payload().get("type"), Some(&s("text")));
+        let data: serde_json::Value =
+            serde_json::from_str(m.payload().get("data").unwrap().as_str().unwrap()).unwrap();
+        assert_eq!(data, expected);
+    }
+    // One leaves: the next broadcast reaches the two others only.
+    let leaver = &clients[2].0;
+    leaver.send(&room, "ws.leave", leave(leaver.pid())).unwrap();
+    speaker
+        .send(&room, "ws.message", frame(speaker.pid(), "again"))
+        .unwrap();
+    for (c, _) in &clients[..2] {
+        assert_eq!(recv(c).await.topic(), "ws.send");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        leaver.try_recv().is_none(),
+        "a client that left gets nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_monitor_send_and_transfer_to_a_connection() {
+    let (node, engine) = setup();
+    // "Semântica de Processo" and "Transferência de Conexão", verbatim inside a function.
+    let source = r#"local function handler(websocket_pid, new_process_pid)
+-- Monitora uma conexão WebSocket de outro processo
+process.monitor(websocket_pid)
+
+-- Envia mensagem para cliente WebSocket de qualquer processo
+process.send(websocket_pid, "ws.send", {type = "text", data = "hello"})
+process.send(websocket_pid, "ws.control", {
+    target_pid = new_process_pid,
+    message_topic = "ws.message"
+})
+local event = process.events():receive()
+return event.kind .. " " .. event.from .. " " .. tostring(event.result.value)
+end
+return { handler = handler }
+"#;
+    let entry = register(&engine, source, "handler", &[]);
+    let (conn, conn_guard) = rust_process(&node);
+    let (other, _g) = rust_process(&node);
+    let (driver, _g2) = rust_process(&node);
+    let pid = spawn_monitored(
+        &driver,
+        &entry,
+        vec![s(conn.pid().as_str()), s(other.pid().as_str())],
+    );
+    let hello = recv(&conn).await;
+    assert_eq!(hello.topic(), "ws.send");
+    assert_eq!(hello.payload().get("data"), Some(&s("hello")));
+    let control = recv(&conn).await;
+    assert_eq!(control.topic(), "ws.control");
+    assert_eq!(
+        control.payload().get("target_pid"),
+        Some(&s(other.pid().as_str()))
+    );
+    // The connection ends: the monitor sees its EXIT with the reason as value (SPEC §8).
+    conn_guard.exit(Value::from("client_closed"));
+    let exit = exit_of(&driver, &pid).await;
+    assert_eq!(
+        exit.value,
+        s(&format!("pid.exit {} client_closed", conn.pid()))
+    );
+}

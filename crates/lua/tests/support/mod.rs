@@ -1,0 +1,102 @@
+//! Shared helpers: a node with a Lua engine, Rust test processes, and one-shot Lua runs.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use wsrelay_lua::{EngineConfig, LuaEngine, ProcessSpec};
+use wsrelay_process::{
+    Context, Event, ExitGuard, ExitResult, HostConfig, Message, Node, Pid, SpawnOptions, Value,
+};
+
+pub const HOST: &str = "app:processes";
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn setup() -> (Node, LuaEngine) {
+    setup_with(EngineConfig {
+        workers: 2,
+        ..EngineConfig::default()
+    })
+}
+
+pub fn setup_with(config: EngineConfig) -> (Node, LuaEngine) {
+    let node = Node::new();
+    node.add_host(HOST, HostConfig::default());
+    let engine = LuaEngine::new(node.clone(), config).unwrap();
+    (node, engine)
+}
+
+/// A Rust process standing in for a test driver or a WebSocket connection.
+pub fn rust_process(node: &Node) -> (Context, ExitGuard) {
+    node.attach(HOST, SpawnOptions::new()).unwrap().detach()
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers `source` under a fresh entry id with the given method and modules.
+pub fn register(engine: &LuaEngine, source: &str, method: &str, modules: &[&str]) -> String {
+    let id = format!("test:entry{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    engine
+        .register_process(
+            &id,
+            ProcessSpec {
+                source: source.to_owned(),
+                method: method.to_owned(),
+                modules: modules.iter().map(|m| m.to_string()).collect(),
+            },
+        )
+        .unwrap();
+    id
+}
+
+/// Spawns `entry` monitored by `me`.
+pub fn spawn_monitored(me: &Context, entry: &str, args: Vec<Value>) -> Pid {
+    me.spawn_monitored(entry, HOST, args).unwrap()
+}
+
+pub async fn recv(me: &Context) -> Message {
+    tokio::time::timeout(WAIT, me.recv())
+        .await
+        .expect("timed out waiting for a message")
+}
+
+pub async fn next_event(me: &Context) -> Event {
+    tokio::time::timeout(WAIT, me.next_event())
+        .await
+        .expect("timed out waiting for an event")
+}
+
+/// Waits for the EXIT of `pid`.
+pub async fn exit_of(me: &Context, pid: &Pid) -> ExitResult {
+    loop {
+        match next_event(me).await {
+            Event::Exit { from, result } if &from == pid => return result,
+            _ => {}
+        }
+    }
+}
+
+/// Runs `body` as the body of `main(...)` in a fresh process (all modules enabled) and returns
+/// its exit.
+pub async fn run_lua(engine: &LuaEngine, body: &str) -> ExitResult {
+    run_lua_args(engine, body, vec![]).await
+}
+
+pub async fn run_lua_args(engine: &LuaEngine, body: &str, args: Vec<Value>) -> ExitResult {
+    let source = format!("local function main(...)\n{body}\nend\nreturn {{ main = main }}");
+    let entry = register(engine, &source, "main", &["json", "time", "http"]);
+    let (me, _guard) = rust_process(engine.node());
+    let pid = spawn_monitored(&me, &entry, args);
+    exit_of(&me, &pid).await
+}
+
+/// Runs `body` and asserts that it returned normally; returns the value.
+pub async fn eval(engine: &LuaEngine, body: &str) -> Value {
+    let result = run_lua(engine, body).await;
+    assert!(result.error.is_none(), "lua failed: {:?}", result.error);
+    result.value
+}
+
+pub fn s(v: &str) -> Value {
+    Value::from(v)
+}
