@@ -1,0 +1,86 @@
+local json = require("json")
+
+-- Broadcast: rastreie PIDs de clientes
+local clients = {}
+
+local function broadcast(message)
+    local data = json.encode(message)
+    for pid, _ in pairs(clients) do
+        process.send(pid, "ws.send", {type = "text", data = data})
+    end
+end
+
+local function handle_message(client_pid, content)
+    if type(content) ~= "table" then
+        return
+    end
+    local action = content.action
+    if action == "echo" then
+        -- Envia mensagem de texto
+        process.send(client_pid, "ws.send", {
+            type = "text",
+            data = json.encode({event = "update", value = 42})
+        })
+    elseif action == "binary" then
+        -- Envia binário
+        local binary_content = string.char(0, 1, 2, 255)
+        process.send(client_pid, "ws.send", {
+            type = "binary",
+            data = binary_content
+        })
+    elseif action == "broadcast" then
+        broadcast({event = "broadcast", text = content.text})
+    elseif action == "close" then
+        -- Fecha conexão
+        process.send(client_pid, "ws.close", {
+            code = 1000,
+            reason = "Sessão encerrada"
+        })
+    elseif action == "transfer" then
+        -- Transferência de conexão
+        local websocket_pid = client_pid
+        local new_process_pid = process.spawn("app.ws:other", "app:processes")
+        process.send(websocket_pid, "ws.control", {
+            target_pid = new_process_pid,
+            message_topic = "ws.message"
+        })
+    elseif action == "watch" then
+        -- Monitoring the connection from another process
+        process.spawn("app.ws:watcher", "app:processes", client_pid)
+    end
+end
+
+local function cleanup(client_pid)
+    clients[client_pid] = nil
+end
+
+local function handler()
+    local inbox = process.inbox()
+
+    while true do
+        local msg, ok = inbox:receive()
+        if not ok then break end
+
+        local topic = msg:topic()
+        local data = msg:payload():data()
+
+        if topic == "ws.join" then
+            -- Cliente conectou
+            local client_pid = data.client_pid
+            clients[client_pid] = true
+
+        elseif topic == "ws.message" then
+            -- Trata mensagem do cliente
+            local content = json.decode(data.data)
+            handle_message(data.client_pid, content)
+
+        elseif topic == "ws.leave" then
+            -- Cliente desconectou
+            cleanup(data.client_pid)
+            -- One process per connection: done when its client is gone.
+            if next(clients) == nil then break end
+        end
+    end
+end
+
+return { handler = handler }

@@ -1,0 +1,142 @@
+//! Shared helpers: the built binary, a running `wsrelay run`, temporary app
+//! directories, a tiny HTTP GET.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `wsrelay` binary under test.
+pub fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsrelay"));
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+/// A path inside the repository.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Runs `wsrelay ARGS` to completion.
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run wsrelay")
+}
+
+/// A temporary app directory.
+pub struct AppDir {
+    dir: tempfile::TempDir,
+}
+
+impl AppDir {
+    /// An empty app directory.
+    pub fn new() -> AppDir {
+        AppDir {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// Writes a file (creating parent directories).
+    pub fn file(self, name: &str, text: &str) -> AppDir {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        self
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A `wsrelay run` child process, listening on a port of its own.
+pub struct Server {
+    child: Child,
+    /// The address it serves.
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `wsrelay run [DIR] --listen 127.0.0.1:0` and reads the bound
+    /// address from the line it prints.
+    pub fn start(dir: Option<&Path>) -> Server {
+        let mut cmd = bin();
+        cmd.arg("run");
+        if let Some(dir) = dir {
+            cmd.arg(dir);
+        }
+        let mut child = cmd
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn wsrelay run");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("wsrelay run exited before serving")
+                .unwrap();
+            if let Some(url) = line.split("serving http://").nth(1) {
+                break url.trim_end_matches('/').parse().expect("address");
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, addr }
+    }
+
+    /// Sends SIGTERM and waits for the exit (at most 20 s).
+    pub fn terminate(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "wsrelay did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` over HTTP/1.1; returns the status code and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
