@@ -38,17 +38,13 @@ pub(crate) fn install(lua: &Lua, config: &EngineConfig) -> mlua::Result<()> {
             return Ok(VmState::Continue);
         };
         let slice = actor.slice();
-        if let Some(failure) = slice.failure.borrow().clone() {
-            // Marked before and the yield did not happen: unwind.
-            return Err(mlua::Error::runtime(failure));
-        }
         let is_main = || lua.current_thread().to_pointer() as usize == slice.main_thread.get();
+        let failure = slice.failure.borrow().clone();
+        if let Some(failure) = failure {
+            return yield_or_raise(slice, is_main(), failure);
+        }
         if actor.stop_requested().is_some() {
-            return if is_main() && !slice.yield_refused.replace(true) {
-                Ok(VmState::Yield)
-            } else {
-                Err(mlua::Error::runtime("process stopped"))
-            };
+            return yield_or_raise(slice, is_main(), "process stopped".to_owned());
         }
         let grown = lua.used_memory().saturating_sub(slice.memory_at_start.get());
         if grown > memory_limit {
@@ -70,6 +66,24 @@ pub(crate) fn install(lua: &Lua, config: &EngineConfig) -> mlua::Result<()> {
         }
         Ok(VmState::Continue)
     })
+}
+
+/// The actor must end: yield so that the driver drops it. If we are back here in the same
+/// slice, the yield was impossible at that point (a C boundary): raise instead, to unwind to a
+/// point that can yield, and try yielding again at the next check. Alternating makes a
+/// `pcall` around the stuck code unable to keep the process alive.
+fn yield_or_raise(
+    slice: &crate::actor::Slice,
+    is_main: bool,
+    why: String,
+) -> mlua::Result<VmState> {
+    let attempted = slice.yield_refused.get();
+    slice.yield_refused.set(!attempted);
+    if is_main && !attempted {
+        Ok(VmState::Yield)
+    } else {
+        Err(mlua::Error::runtime(why))
+    }
 }
 
 /// Records the failure, then yields (the driver ends the process) or, where a yield would be

@@ -30,7 +30,7 @@ pub(crate) struct Sandbox {
 }
 
 const SETUP: &str = r#"
-local modules, traceback, print = ...
+local modules, traceback, print, doomed = ...
 local next, type, error, setmetatable, rawset, tostring, xpcall =
       next, type, error, setmetatable, rawset, tostring, xpcall
 local protected = setmetatable({}, { __mode = "k" })
@@ -60,9 +60,19 @@ end
 
 getmetatable("").__metatable = false
 
+-- A process that must end (failed by the hook, or asked to stop) cannot be kept alive by
+-- catching the error the hook raises: the protected calls re-raise it.
+local function check(ok, ...)
+  local why = doomed()
+  if why then error(why, 0) end
+  return ok, ...
+end
+
 local base = {
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
-  pcall = pcall, xpcall = xpcall, select = select, tonumber = tonumber,
+  pcall = function(f, ...) return check(pcall(f, ...)) end,
+  xpcall = function(f, h, ...) return check(xpcall(f, h, ...)) end,
+  select = select, tonumber = tonumber,
   tostring = tostring, type = type, rawequal = rawequal, rawget = rawget,
   rawlen = rawlen, setmetatable = setmetatable, getmetatable = getmetatable,
   print = print, _VERSION = _VERSION,
@@ -142,10 +152,16 @@ impl Sandbox {
             tracing::info!(target: "wsrelay_lua::print", pid = %pid, "{}", line.join("\t"));
             Ok(())
         })?;
+        let doomed = lua.create_function(|_, ()| {
+            Ok(crate::actor::current().and_then(|actor| {
+                let failure = actor.slice().failure.borrow().clone();
+                failure.or_else(|| actor.stop_requested().map(|_| "process stopped".to_owned()))
+            }))
+        })?;
         let (make_meta, bootstrap): (Function, Function) = lua
             .load(SETUP)
             .set_name("=wsrelay-lua sandbox")
-            .call((mods, traceback, print))?;
+            .call((mods, traceback, print, doomed))?;
         Ok(Sandbox {
             make_meta,
             bootstrap,

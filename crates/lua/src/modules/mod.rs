@@ -32,10 +32,10 @@ pub(crate) fn string_arg(args: &[LuaValue], index: usize, what: &str) -> Result<
             .to_str()
             .map_err(|_| format!("{what} must be UTF-8 text"))?
             .to_owned()),
+        None | Some(LuaValue::Nil) => Err(format!("{what} is required")),
         Some(other) => Err(format!(
             "{what} must be a string, got {}",
             other.type_name()
         )),
-        None => Err(format!("{what} is required")),
     }
 }

@@ -1,0 +1,307 @@
+//! Isolation and safety: runaway loops, errors, memory, globals, terminate, links.
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use wsrelay_lua::EngineConfig;
+use wsrelay_process::{Event, Value};
+
+const ECHO: &str = r#"
+local function main()
+    local inbox = process.inbox()
+    while true do
+        local msg = inbox:receive()
+        process.send(msg:from(), "echo", msg:payload():data())
+    end
+end
+return { main = main }
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runaway_loop_is_preempted_and_others_keep_running() {
+    // One worker: the loop and the echo share a Lua state and a thread.
+    let (node, engine) = setup_with(EngineConfig {
+        workers: 1,
+        cpu_budget: None,
+        ..EngineConfig::default()
+    });
+    let spin = register(&engine, "return function() while true do end end", "", &[]);
+    let echo = register(&engine, ECHO, "main", &[]);
+    let (me, _g) = rust_process(&node);
+    let spinner = spawn_monitored(&me, &spin, vec![]);
+    let echo = spawn_monitored(&me, &echo, vec![]);
+    for i in 0..20 {
+        me.send(&echo, "ping", i).unwrap();
+        assert_eq!(recv(&me).await.payload(), &Value::Int(i));
+    }
+    assert!(node.is_alive(&spinner), "the loop is preempted, not killed");
+    // Terminate stops it while it runs.
+    node.terminate(&spinner).unwrap();
+    assert_eq!(
+        exit_of(&me, &spinner).await.error_text(),
+        Some("terminated")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loop_that_cannot_yield_exceeds_the_cpu_budget() {
+    let (node, engine) = setup_with(EngineConfig {
+        workers: 1,
+        cpu_budget: Some(Duration::from_millis(200)),
+        ..EngineConfig::default()
+    });
+    // A comparator runs inside table.sort (a C function): no yield is possible there.
+    let stuck = register(
+        &engine,
+        "return function() table.sort({3, 2, 1}, function(a, b) while true do end end) end",
+        "",
+        &[],
+    );
+    let echo = register(&engine, ECHO, "main", &[]);
+    let (me, _g) = rust_process(&node);
+    let pid = spawn_monitored(&me, &stuck, vec![]);
+    let exit = exit_of(&me, &pid).await;
+    assert!(
+        exit.error_text().unwrap().contains("cpu budget exceeded"),
+        "{exit:?}"
+    );
+    let echo = spawn_monitored(&me, &echo, vec![]);
+    me.send(&echo, "ping", 1).unwrap();
+    assert_eq!(recv(&me).await.payload(), &Value::Int(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pcall_cannot_swallow_a_budget_failure() {
+    let (node, engine) = setup_with(EngineConfig {
+        workers: 1,
+        cpu_budget: Some(Duration::from_millis(100)),
+        ..EngineConfig::default()
+    });
+    let stuck = register(
+        &engine,
+        r#"return function()
+            while true do
+                pcall(table.sort, {3, 2, 1}, function(a, b) while true do end end)
+            end
+        end"#,
+        "",
+        &[],
+    );
+    let (me, _g) = rust_process(&node);
+    let pid = spawn_monitored(&me, &stuck, vec![]);
+    let exit = exit_of(&me, &pid).await;
+    assert!(exit.error_text().unwrap().contains("cpu budget exceeded"));
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lua_error_exits_with_message_and_traceback() {
+    let (_node, engine) = setup();
+    let exit = run_lua(
+        &engine,
+        r#"
+        local function inner() error("boom") end
+        inner()
+        "#,
+    )
+    .await;
+    let text = exit.error_text().unwrap();
+    assert!(text.contains("boom"), "{text}");
+    assert!(text.contains("stack traceback"), "{text}");
+    assert!(
+        text.contains("in local 'inner'") || text.contains("inner"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_method_names_the_entry() {
+    let (node, engine) = setup();
+    let entry = register(&engine, "return { other = function() end }", "handler", &[]);
+    let (me, _g) = rust_process(&node);
+    let pid = spawn_monitored(&me, &entry, vec![]);
+    let exit = exit_of(&me, &pid).await;
+    assert_eq!(
+        exit.error_text().unwrap(),
+        format!("{entry}: method \"handler\" not found in the table returned by the chunk")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_hog_fails_and_others_survive() {
+    let (node, engine) = setup_with(EngineConfig {
+        workers: 1,
+        process_memory_limit: 8 << 20,
+        worker_memory_limit: 64 << 20,
+        ..EngineConfig::default()
+    });
+    let echo = register(&engine, ECHO, "main", &[]);
+    let (me, _g) = rust_process(&node);
+    let echo = spawn_monitored(&me, &echo, vec![]);
+    // Grows slowly (under the per-slice limit) until the worker limit stops it.
+    let slow = run_lua(
+        &engine,
+        "local t = {} while true do t[#t + 1] = string.rep('x', 64) .. #t end",
+    )
+    .await;
+    assert!(slow.error_text().unwrap().contains("memory"), "{slow:?}");
+    // Grows fast: the per-process limit stops it within one slice.
+    let fast = run_lua(
+        &engine,
+        "local s = string.rep('x', 32 << 20) local t = {s .. 'y'} return #t",
+    )
+    .await;
+    assert!(fast.error_text().unwrap().contains("memory"), "{fast:?}");
+    me.send(&echo, "ping", 7).unwrap();
+    assert_eq!(recv(&me).await.payload(), &Value::Int(7));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn globals_are_private_and_libraries_read_only() {
+    let (node, engine) = setup_with(EngineConfig {
+        workers: 1,
+        ..EngineConfig::default()
+    });
+    let v = eval(
+        &engine,
+        r#"
+        shared_name = "mine"
+        local errs = {}
+        errs[1] = pcall(function() string.upper = nil end)
+        errs[2] = pcall(function() rawset(string, "x", 1) end)
+        errs[3] = pcall(function() process.send = nil end)
+        errs[4] = pcall(function() setmetatable(_G, {}) end)
+        errs[5] = getmetatable("") == false
+        errs[6] = load == nil and io == nil and debug == nil and os.execute == nil
+        errs[7] = pcall(require, "fs")
+        return errs
+        "#,
+    )
+    .await;
+    assert_eq!(
+        v,
+        Value::Array(vec![
+            Value::Bool(false),
+            Value::Bool(false),
+            Value::Bool(false),
+            Value::Bool(false),
+            Value::Bool(true),
+            Value::Bool(true),
+            Value::Bool(false),
+        ])
+    );
+    // Another process on the same worker sees none of it.
+    let v = eval(
+        &engine,
+        "return { shared_name == nil, string.upper('a'), type(process.send) }",
+    )
+    .await;
+    assert_eq!(
+        v,
+        Value::Array(vec![Value::Bool(true), s("A"), s("function")])
+    );
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn modules_not_listed_cannot_be_required() {
+    let (node, engine) = setup();
+    let entry = register(
+        &engine,
+        r#"return function()
+            local ok, err = pcall(require, "json")
+            local p = require("process")
+            return { ok, err, p == process, channel ~= nil }
+        end"#,
+        "",
+        &[],
+    );
+    let (me, _g) = rust_process(&node);
+    let pid = spawn_monitored(&me, &entry, vec![]);
+    let exit = exit_of(&me, &pid).await;
+    let Value::Array(items) = exit.value else {
+        panic!("{exit:?}")
+    };
+    assert_eq!(items[0], Value::Bool(false));
+    assert!(items[1].as_str().unwrap().contains("not enabled"));
+    assert_eq!(items[2], Value::Bool(true));
+    assert_eq!(items[3], Value::Bool(true));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terminate_stops_a_blocked_process() {
+    let (node, engine) = setup();
+    let entry = register(&engine, ECHO, "main", &[]);
+    let (me, _g) = rust_process(&node);
+    let pid = spawn_monitored(&me, &entry, vec![]);
+    me.send(&pid, "ping", 1).unwrap();
+    recv(&me).await;
+    me.terminate(&pid).unwrap();
+    assert_eq!(exit_of(&me, &pid).await.error_text(), Some("terminated"));
+    assert!(!node.is_alive(&pid));
+}
+
+const LINKED: &str = r#"
+local function main(trap, partner)
+    process.set_options({ trap_links = trap })
+    assert(process.link(partner))
+    process.send(partner, "linked", true)
+    local ev = process.events():receive()
+    return { kind = ev.kind, from = ev.from, error = ev.result.error }
+end
+return { main = main }
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn link_failure_stops_a_process_that_does_not_trap() {
+    let (node, engine) = setup();
+    let entry = register(&engine, LINKED, "main", &[]);
+    let (me, _g) = rust_process(&node);
+    let (partner, partner_guard) = rust_process(&node);
+    let pid = spawn_monitored(
+        &me,
+        &entry,
+        vec![Value::Bool(false), s(partner.pid().as_str())],
+    );
+    assert_eq!(recv(&partner).await.topic(), "linked");
+    partner_guard.exit(Err::<(), _>("crashed"));
+    let exit = exit_of(&me, &pid).await;
+    assert_eq!(exit.error_text(), Some("linked process failed"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn link_failure_reaches_a_trapping_process_as_link_down() {
+    let (node, engine) = setup();
+    let entry = register(&engine, LINKED, "main", &[]);
+    let (me, _g) = rust_process(&node);
+    let (partner, partner_guard) = rust_process(&node);
+    let pid = spawn_monitored(
+        &me,
+        &entry,
+        vec![Value::Bool(true), s(partner.pid().as_str())],
+    );
+    assert_eq!(recv(&partner).await.topic(), "linked");
+    partner_guard.exit(Err::<(), _>("crashed"));
+    let exit = exit_of(&me, &pid).await;
+    assert!(exit.error.is_none(), "{exit:?}");
+    assert_eq!(exit.value.get("kind"), Some(&s("pid.link.down")));
+    assert_eq!(exit.value.get("from"), Some(&s(partner.pid().as_str())));
+    assert_eq!(exit.value.get("error"), Some(&s("crashed")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lua_error_propagates_over_links_to_rust() {
+    let (node, engine) = setup();
+    let entry = register(&engine, "return function() error('bad') end", "", &[]);
+    let (me, _g) = rust_process(&node);
+    me.set_trap_links(true);
+    let pid = me.spawn_linked(&entry, HOST, vec![]).unwrap();
+    match next_event(&me).await {
+        Event::LinkDown { from, result } => {
+            assert_eq!(from, pid);
+            assert!(result.error_text().unwrap().contains("bad"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
