@@ -63,7 +63,12 @@ const BAD_APPS: &[(&str, &str, &[(&str, &str)], &[&str])] = &[
     post_middleware: [no_such_middleware]
 ",
         &[],
-        &["app.yaml", "app:other", "post_middleware", "no_such_middleware"],
+        &[
+            "app.yaml",
+            "app:other",
+            "post_middleware",
+            "no_such_middleware",
+        ],
     ),
     (
         "bad relay option",
@@ -76,7 +81,12 @@ const BAD_APPS: &[(&str, &str, &[(&str, &str)], &[&str])] = &[
       wsrelay.max_message_size: lots
 ",
         &[],
-        &["app.yaml", "app:ws", "post_middleware", "wsrelay.max_message_size"],
+        &[
+            "app.yaml",
+            "app:ws",
+            "post_middleware",
+            "wsrelay.max_message_size",
+        ],
     ),
 ];
 
@@ -144,5 +154,8 @@ fn version_and_help() {
     assert!(String::from_utf8_lossy(&output.stdout).contains(env!("CARGO_PKG_VERSION")));
     let output = run(&["--help"]);
     let help = String::from_utf8_lossy(&output.stdout);
-    assert!(help.contains("Examples:") && help.contains("wsrelay check"), "{help}");
+    assert!(
+        help.contains("Examples:") && help.contains("wsrelay check"),
+        "{help}"
+    );
 }
