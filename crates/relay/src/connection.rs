@@ -24,11 +24,14 @@ use crate::stats::RelayStats;
 /// How many queued mailbox messages are written before one flush.
 const WRITE_BATCH: usize = 64;
 
-/// How a connection ends: what the target is told and how the process exits.
+/// How a connection ends: what the target is told, how the socket closes, how the process
+/// exits.
 #[derive(Debug)]
 struct Outcome {
     /// `ws.leave` reason and code; `None` when the target is gone.
     leave: Option<(&'static str, Option<u16>)>,
+    /// The close frame still to send; `None` when the WebSocket has already ended.
+    close: Option<(u16, String)>,
     /// The reason counted in the stats.
     counted: &'static str,
     exit: ExitResult,
@@ -44,12 +47,22 @@ impl Outcome {
         );
         Outcome {
             leave: Some((reason, code)),
+            close: None,
             counted: reason,
             exit: if abnormal {
                 ExitResult::error_with_value(reason, reason)
             } else {
                 ExitResult::normal(reason)
             },
+        }
+    }
+
+    /// An end decided here: the target hears `ws.leave` with `reason` and `code` at once, and
+    /// then the client gets a close frame with `code` and `text`.
+    fn closing(reason: &'static str, code: u16, text: &str) -> Outcome {
+        Outcome {
+            close: Some((code, text.to_owned())),
+            ..Outcome::leave(reason, Some(code))
         }
     }
 }
@@ -115,8 +128,13 @@ impl Connection {
         self.stats.open.fetch_add(1, Ordering::Relaxed);
         self.notify_target(ClientEventKind::Join);
         let outcome = self.serve().await;
+        // The target learns first: a close handshake with a slow or silent client can take
+        // up to the close timeout, and nothing reaches the target after this anyway.
         if let Some((reason, code)) = outcome.leave {
             self.notify_target(ClientEventKind::Leave { reason, code });
+        }
+        if let Some((code, text)) = &outcome.close {
+            self.ws.close(*code, text).await;
         }
         self.stats.count_close(outcome.counted);
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
@@ -139,7 +157,7 @@ impl Connection {
                 .cloned();
             tokio::select! {
                 biased;
-                stop = self.ctx.stopped() => return self.on_stop(stop).await,
+                stop = self.ctx.stopped() => return self.on_stop(stop),
                 received = self.ctx.next() => {
                     if let Some(outcome) = self.on_mailbox(received, &mut heartbeat).await {
                         return outcome;
@@ -191,8 +209,7 @@ impl Connection {
 
     async fn on_liveness(&mut self, mut liveness: std::pin::Pin<&mut Sleep>) -> Option<Outcome> {
         if self.awaiting_pong {
-            let closed = self.ws.close(1001, "pong timeout").await;
-            return Some(Outcome::leave("connection_lost", closed.code));
+            return Some(Outcome::closing("connection_lost", 1001, "pong timeout"));
         }
         self.awaiting_pong = true;
         liveness
@@ -227,7 +244,7 @@ impl Connection {
                     }
                 }
                 if self.ctx.inbox_bytes() > self.options.max_outbound_bytes {
-                    return Some(self.slow_consumer().await);
+                    return Some(Outcome::closing("slow_consumer", 1008, "slow consumer"));
                 }
                 self.flush().await.err()
             }
@@ -253,17 +270,14 @@ impl Connection {
                         ),
                     ),
                 };
-                self.ws.close(code, text).await;
                 Some(Outcome {
                     leave: None,
+                    close: Some((code, text.to_owned())),
                     counted: "target_exited",
                     exit,
                 })
             }
-            Event::Cancel { .. } => {
-                let closed = self.ws.close(1001, "cancelled").await;
-                Some(Outcome::leave("server_closed", closed.code.or(Some(1001))))
-            }
+            Event::Cancel { .. } => Some(Outcome::closing("server_closed", 1001, "cancelled")),
             // Exits of earlier targets (after a transfer) and anything else: not ours.
             _ => None,
         }
@@ -284,8 +298,7 @@ impl Connection {
             },
             events::CLOSE => {
                 let (code, text) = events::close_from_payload(msg.payload());
-                let closed = self.ws.close(code, &text).await;
-                Some(Outcome::leave("server_closed", closed.code.or(Some(code))))
+                Some(Outcome::closing("server_closed", code, &text))
             }
             events::CONTROL => {
                 self.transfer(msg.payload(), heartbeat);
@@ -338,21 +351,19 @@ impl Connection {
         tracing::debug!(pid = %self.ctx.pid(), from = %old.pid, to = %new_pid, "connection transferred");
     }
 
-    async fn on_stop(&mut self, stop: ExitResult) -> Outcome {
+    fn on_stop(&mut self, stop: ExitResult) -> Outcome {
         if stop.error_text() == Some(reason::SHUTDOWN) {
-            let closed = self.ws.close(1001, "server shutting down").await;
             return Outcome {
                 exit: ExitResult::normal("shutdown"),
-                ..Outcome::leave("shutdown", closed.code.or(Some(1001)))
+                ..Outcome::closing("shutdown", 1001, "server shutting down")
             };
         }
-        let closed = self.ws.close(1011, "terminated").await;
         Outcome {
             exit: ExitResult {
                 value: Value::from("server_closed"),
                 ..stop
             },
-            ..Outcome::leave("server_closed", closed.code.or(Some(1011)))
+            ..Outcome::closing("server_closed", 1011, "terminated")
         }
     }
 
@@ -373,7 +384,7 @@ impl Connection {
                 Ok(())
             }
             Ok(Err(_)) => Err(self.lost().await),
-            Err(()) => Err(self.slow_consumer().await),
+            Err(()) => Err(Outcome::closing("slow_consumer", 1008, "slow consumer")),
         }
     }
 
@@ -382,13 +393,8 @@ impl Connection {
         match bounded(&self.ctx, &self.options, flush).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(self.lost().await),
-            Err(()) => Err(self.slow_consumer().await),
+            Err(()) => Err(Outcome::closing("slow_consumer", 1008, "slow consumer")),
         }
-    }
-
-    async fn slow_consumer(&mut self) -> Outcome {
-        let closed = self.ws.close(1008, "slow consumer").await;
-        Outcome::leave("slow_consumer", closed.code.or(Some(1008)))
     }
 
     async fn lost(&mut self) -> Outcome {

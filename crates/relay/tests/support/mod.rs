@@ -1,0 +1,218 @@
+//! A relay on a real server on 127.0.0.1:0, a handler whose `X-WS-Relay` answer the test sets,
+//! and a real WebSocket client (tokio-tungstenite).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::StatusCode;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as T;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wsrelay_http::{handler_fn, response, Gateway, MiddlewareRegistry, Options, Router, RunningGateway, Server, ServerConfig};
+use wsrelay_process::{Context, ExitGuard, HighWater, HostConfig, Message, Node, SpawnOptions, Value};
+use wsrelay_relay::Relay;
+
+pub const HOST: &str = "app:processes";
+pub const SERVER: &str = "app:gateway";
+
+pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What the test's handler answers.
+#[derive(Clone, Default)]
+pub struct Answer {
+    pub relay_header: Option<String>,
+    pub body: Option<String>,
+}
+
+pub struct Harness {
+    pub node: Node,
+    pub relay: Relay,
+    pub addr: SocketAddr,
+    pub answer: Arc<Mutex<Answer>>,
+    pub handler_runs: Arc<AtomicUsize>,
+    gateway: Option<RunningGateway>,
+}
+
+pub struct HarnessBuilder {
+    options: Vec<(String, String)>,
+    high_water: HighWater,
+}
+
+impl Harness {
+    pub fn builder() -> HarnessBuilder {
+        HarnessBuilder { options: Vec::new(), high_water: HighWater::default() }
+    }
+
+    pub async fn start() -> Harness {
+        Harness::builder().start().await
+    }
+
+    /// A detached process the test acts as (a target, a monitor).
+    pub fn probe(&self) -> (Context, ExitGuard) {
+        self.node.attach(HOST, SpawnOptions::new()).unwrap().detach()
+    }
+
+    /// Makes the handler relay to `target` with extra JSON fields (`, "metadata": {...}`).
+    pub fn relay_to(&self, target: &str, extra: &str) {
+        self.answer.lock().unwrap().relay_header =
+            Some(format!(r#"{{"target_pid": "{target}"{extra}}}"#));
+    }
+
+    pub fn answer_with(&self, answer: Answer) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub async fn connect(&self) -> Client {
+        let (client, response) = tokio_tungstenite::connect_async(self.url()).await.expect("upgrade");
+        assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+        client
+    }
+
+    pub async fn connect_with_origin(&self, origin: &str) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let mut request = self.url().into_client_request().unwrap();
+        request.headers_mut().insert("origin", origin.parse().unwrap());
+        tokio_tungstenite::connect_async(request).await.map(|(c, _)| c)
+    }
+
+    /// Sends a raw HTTP/1.1 request and returns the status and body.
+    pub async fn raw(&self, request: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect(self.addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        (status, body)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(g) = self.gateway.take() {
+            let _ = g.shutdown().await;
+        }
+    }
+}
+
+impl HarnessBuilder {
+    pub fn option(mut self, key: &str, value: &str) -> Self {
+        self.options.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn high_water(mut self, messages: usize) -> Self {
+        self.high_water = HighWater { messages, bytes: usize::MAX };
+        self
+    }
+
+    pub async fn start(self) -> Harness {
+        let node = Node::new();
+        node.add_host(HOST, HostConfig { high_water: self.high_water, ..HostConfig::default() });
+        node.add_host(SERVER, HostConfig::default());
+        let relay = Relay::new(node.clone());
+        let mut registry = MiddlewareRegistry::with_builtins();
+        relay.register(&mut registry);
+        let options: Options = self.options.into_iter().collect();
+        let answer = Arc::new(Mutex::new(Answer::default()));
+        let handler_runs = Arc::new(AtomicUsize::new(0));
+        let handler = {
+            let (answer, runs) = (answer.clone(), handler_runs.clone());
+            handler_fn(move |_req| {
+                let answer = answer.lock().unwrap().clone();
+                runs.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let mut res = match answer.body {
+                        Some(body) => response::text(StatusCode::OK, body),
+                        None => response::empty(StatusCode::OK),
+                    };
+                    if let Some(header) = answer.relay_header {
+                        res.headers_mut().insert("x-ws-relay", header.parse().unwrap());
+                    }
+                    res
+                }
+            })
+        };
+        let mut router = Router::new("/ws").unwrap();
+        router.post_middleware(registry.build("websocket_relay", &options).unwrap());
+        router.route(http::Method::GET, "/", Arc::new(handler)).unwrap();
+        let mut server = Server::new(SERVER, ServerConfig::new("127.0.0.1:0".parse().unwrap()));
+        server.add_router(router).unwrap();
+        let mut gateway = Gateway::new();
+        gateway.add_server(server).unwrap();
+        let gateway = gateway.bind().await.unwrap();
+        let addr = gateway.local_addr(SERVER).unwrap();
+        Harness { node, relay, addr, answer, handler_runs, gateway: Some(gateway) }
+    }
+}
+
+/// The next inbox message of a probe as (topic, plain payload), within 5 s.
+pub async fn recv(ctx: &Context) -> (String, Value) {
+    let msg = tokio::time::timeout(Duration::from_secs(5), ctx.recv()).await.expect("a message within 5s");
+    (msg.topic().to_owned(), msg.payload().clone().into_plain())
+}
+
+/// The next event of a probe, within 5 s.
+pub async fn event(ctx: &Context) -> wsrelay_process::Event {
+    tokio::time::timeout(Duration::from_secs(5), ctx.next_event()).await.expect("an event within 5s")
+}
+
+/// Receives `ws.join` and returns the client PID.
+pub async fn joined(target: &Context) -> wsrelay_process::Pid {
+    let (topic, payload) = recv(target).await;
+    assert_eq!(topic, "ws.join", "first message must be ws.join, got {payload:?}");
+    payload.get("client_pid").and_then(Value::as_str).unwrap().parse().unwrap()
+}
+
+/// The next frame the client gets, skipping pings.
+pub async fn next_frame(client: &mut Client) -> T {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), client.next())
+            .await
+            .expect("a frame within 5s")
+            .expect("stream open")
+            .expect("no error");
+        if !matches!(frame, T::Ping(_) | T::Pong(_)) {
+            return frame;
+        }
+    }
+}
+
+/// The close frame's code and reason. The client is then driven to the end of the close
+/// handshake in the background, as a real client would.
+pub async fn close_of(mut client: Client) -> (u16, String) {
+    let closed = match next_frame(&mut client).await {
+        T::Close(Some(frame)) => (u16::from(frame.code), frame.reason.to_string()),
+        other => panic!("expected a close frame, got {other:?}"),
+    };
+    drain(client);
+    closed
+}
+
+/// Keeps reading the client until the server ends the connection.
+pub fn drain(mut client: Client) {
+    tokio::spawn(async move { while let Some(Ok(_)) = client.next().await {} });
+}
+
+/// Starts the close handshake from the client and completes it in the background.
+pub async fn client_close(mut client: Client, frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) {
+    client.close(frame).await.unwrap();
+    drain(client);
+}
+
+pub async fn send_text(client: &mut Client, text: &str) {
+    client.send(T::text(text)).await.unwrap();
+}
+
+pub fn send(ctx: &Context, to: &wsrelay_process::Pid, topic: &str, payload: impl Into<Value>) {
+    ctx.send_message(to, Message::new(Some(ctx.pid().clone()), topic, payload)).unwrap();
+}
