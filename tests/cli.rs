@@ -31,7 +31,15 @@ entries:
 ";
 
 /// Bad apps: (what is wrong, extra YAML entries, extra files, words the error must contain).
-const BAD_APPS: &[(&str, &str, &[(&str, &str)], &[&str])] = &[
+/// One bad app: what is wrong, extra YAML entries, extra files, words the error must contain.
+type BadApp = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
+const BAD_APPS: &[BadApp] = &[
     (
         "endpoint names a missing function",
         "  - name: ep

@@ -14,7 +14,7 @@ use wsrelay_config::{ConfigErrors, EntryId};
 pub enum AppError {
     /// The app directory did not load; one line per problem.
     #[error("{0}")]
-    Config(#[from] ConfigErrors),
+    Config(#[from] Box<ConfigErrors>),
     /// A router's middleware could not be built (unknown name, bad options).
     #[error("{file}: entry {entry}: field {field}: {source}")]
     Middleware {
@@ -25,7 +25,7 @@ pub enum AppError {
         /// `middleware` or `post_middleware`.
         field: &'static str,
         /// What the HTTP crate said.
-        source: wsrelay_http::Error,
+        source: Box<wsrelay_http::Error>,
     },
     /// A router, endpoint or static mount was rejected by the gateway.
     #[error("{file}: entry {entry}: {source}")]
@@ -35,7 +35,7 @@ pub enum AppError {
         /// Its YAML file.
         file: PathBuf,
         /// What the HTTP crate said.
-        source: wsrelay_http::Error,
+        source: Box<wsrelay_http::Error>,
     },
     /// A Lua entry could not be prepared.
     #[error("{file}: entry {entry}: field source: {source}")]
@@ -45,17 +45,17 @@ pub enum AppError {
         /// Its YAML file.
         file: PathBuf,
         /// What the Lua engine said.
-        source: wsrelay_lua::LuaError,
+        source: Box<wsrelay_lua::LuaError>,
     },
     /// The Lua engine did not start.
     #[error("cannot start the Lua engine: {0}")]
-    Engine(#[source] wsrelay_lua::LuaError),
+    Engine(#[source] Box<wsrelay_lua::LuaError>),
     /// The embedded demo app could not be written to a temporary directory.
     #[error("cannot unpack the built-in demo app: {0}")]
     Demo(#[source] std::io::Error),
     /// A server could not bind its address (a runtime failure, not a config error).
     #[error("cannot start the HTTP servers: {0}")]
-    Bind(#[source] wsrelay_http::Error),
+    Bind(#[source] Box<wsrelay_http::Error>),
 }
 
 impl AppError {
@@ -67,5 +67,11 @@ impl AppError {
             self,
             AppError::Bind(_) | AppError::Engine(_) | AppError::Demo(_)
         )
+    }
+}
+
+impl From<ConfigErrors> for AppError {
+    fn from(errors: ConfigErrors) -> AppError {
+        AppError::Config(Box::new(errors))
     }
 }

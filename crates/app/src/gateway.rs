@@ -25,7 +25,7 @@ pub(crate) fn handlers(
             .map_err(|source| AppError::Lua {
                 entry: entry.id.clone(),
                 file: entry.file.clone(),
-                source,
+                source: Box::new(source),
             })?;
         handlers.insert(
             entry.id.clone(),
@@ -65,7 +65,7 @@ pub(crate) fn build(
         let gateway_error = |source| AppError::Gateway {
             entry: service.id.clone(),
             file: service.file.clone(),
-            source,
+            source: Box::new(source),
         };
         let mut server = Server::new(service.id.to_string(), ServerConfig::new(addr));
         for router in config.routers_of(&service.id) {
@@ -79,7 +79,7 @@ pub(crate) fn build(
                     .map_err(|source| AppError::Gateway {
                         entry: mount.id.clone(),
                         file: mount.file.clone(),
-                        source,
+                        source: Box::new(source),
                     })?;
             }
         }
@@ -98,7 +98,7 @@ pub(crate) fn check_middleware(
         let mut scratch = Router::new("/").map_err(|source| AppError::Gateway {
             entry: router.id.clone(),
             file: router.file.clone(),
-            source,
+            source: Box::new(source),
         })?;
         add_middleware(&mut scratch, router, registry)?;
     }
@@ -114,7 +114,7 @@ fn build_router(
     let router_error = |source| AppError::Gateway {
         entry: entry.id.clone(),
         file: entry.file.clone(),
-        source,
+        source: Box::new(source),
     };
     let mut router = Router::new(&entry.prefix).map_err(router_error)?;
     add_middleware(&mut router, entry, registry)?;
@@ -122,7 +122,7 @@ fn build_router(
         let endpoint_error = |source| AppError::Gateway {
             entry: endpoint.id.clone(),
             file: endpoint.file.clone(),
-            source,
+            source: Box::new(source),
         };
         let method = http::Method::from_bytes(endpoint.method.as_str().as_bytes())
             .expect("config methods are valid HTTP methods");
@@ -141,7 +141,7 @@ fn build_router(
                 .map_err(|source| AppError::Gateway {
                     entry: mount.id.clone(),
                     file: mount.file.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
     }
@@ -157,7 +157,7 @@ fn add_middleware(
         entry: entry.id.clone(),
         file: entry.file.clone(),
         field,
-        source,
+        source: Box::new(source),
     };
     for name in &entry.middleware {
         let middleware = registry

@@ -175,21 +175,24 @@ impl App {
         config: &AppConfig,
         options: &AppOptions,
     ) -> Result<(LuaEngine, RunningGateway), AppError> {
-        let engine =
-            LuaEngine::new(node.clone(), options.engine.clone()).map_err(AppError::Engine)?;
+        let engine = LuaEngine::new(node.clone(), options.engine.clone())
+            .map_err(|e| AppError::Engine(Box::new(e)))?;
         for entry in &config.processes {
             engine
                 .register_process(&entry.id.to_string(), gateway::spec(entry))
                 .map_err(|source| AppError::Lua {
                     entry: entry.id.clone(),
                     file: entry.file.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         let handlers = gateway::handlers(config, &engine)?;
         let registry = registry(&Relay::new(node.clone()));
         let gateway = gateway::build(config, &registry, &handlers, options.listen_override)?;
-        let running = gateway.bind().await.map_err(AppError::Bind)?;
+        let running = gateway
+            .bind()
+            .await
+            .map_err(|e| AppError::Bind(Box::new(e)))?;
         Ok((engine, running))
     }
 }
