@@ -20,6 +20,9 @@ use crate::{
 
 const SHARDS: usize = 64;
 
+/// One shard of the process table.
+type Shard = Mutex<HashMap<u64, Arc<Cell>>>;
+
 /// The inbox size above which [`ProcessRef::wait_for_space`] makes senders wait.
 ///
 /// Sends never fail and never drop because an inbox is long: the mark is a signal that
@@ -143,7 +146,7 @@ pub struct Node {
 struct NodeInner {
     name: Arc<str>,
     next_id: AtomicU64,
-    shards: Box<[Mutex<HashMap<u64, Arc<Cell>>>]>,
+    shards: Box<[Shard]>,
     names: Mutex<HashMap<String, Pid>>,
     hosts: RwLock<HashMap<Arc<str>, Arc<HostState>>>,
     factories: RwLock<HashMap<String, Arc<dyn ProcessFactory>>>,
@@ -711,7 +714,7 @@ impl Node {
 
     // ===== internals =====
 
-    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Arc<Cell>>> {
+    fn shard(&self, id: u64) -> &Shard {
         &self.inner.shards[(id as usize) % SHARDS]
     }
 

@@ -168,7 +168,7 @@ impl fmt::Debug for Value {
             Value::Array(items) => f.debug_list().entries(items).finish(),
             Value::Map(map) => f
                 .debug_map()
-                .entries(map.iter().map(|(k, v)| (k, v)))
+                .entries(map.iter())
                 .finish(),
             Value::Opaque(o) => write!(f, "opaque({o:?})"),
         }

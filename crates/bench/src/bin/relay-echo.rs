@@ -1,0 +1,95 @@
+//! `relay-echo --addr ADDR`: echo through the whole relay on path `/`.
+//!
+//! Each connection is relayed (`X-WS-Relay`) to a Rust target process of its own that answers
+//! every `ws.message` with `ws.send`: client -> connection process -> target -> connection
+//! process -> client. Used for conformance (kosoku) and as the relay side of the echo
+//! benchmark against `ws-echo` (same WebSocket layer, no relay).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::Parser;
+use http::StatusCode;
+use wsrelay_http::{handler_fn, response, Gateway, MiddlewareRegistry, Options, Router, Server, ServerConfig};
+use wsrelay_process::{Context, HostConfig, Node, SpawnOptions, Value};
+use wsrelay_relay::{ClientEvent, ClientEventKind, Outgoing, Relay};
+
+/// Echo server through the wsrelay relay.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9002")]
+    addr: SocketAddr,
+    /// Largest message accepted, in bytes (larger ones close with 1009).
+    #[arg(long, default_value_t = 16 << 20)]
+    max_message_size: usize,
+}
+
+const HOST: &str = "bench:processes";
+const SERVER: &str = "bench:gateway";
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    wsrelay_bench::sys::raise_nofile_limit()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let node = Node::new();
+    node.add_host(HOST, HostConfig::default());
+    node.add_host(SERVER, HostConfig::default());
+    let relay = Relay::new(node.clone());
+    let mut registry = MiddlewareRegistry::with_builtins();
+    relay.register(&mut registry);
+    let mut options = Options::new();
+    options.insert("wsrelay.allowed.origins".into(), "*".into());
+    options.insert("wsrelay.max_message_size".into(), args.max_message_size.to_string());
+    options.insert("wsrelay.max_outbound_bytes".into(), (64 << 20).to_string());
+
+    let handler = handler_fn(move |_req| {
+        let node = node.clone();
+        async move {
+            let target = match node.spawn(HOST, SpawnOptions::new(), echo) {
+                Ok(pid) => pid,
+                Err(e) => return response::text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            };
+            let mut res = response::empty(StatusCode::OK);
+            let header = format!(r#"{{"target_pid":"{target}"}}"#);
+            res.headers_mut().insert("x-ws-relay", header.parse().expect("PID text is a header value"));
+            res
+        }
+    });
+    let mut router = Router::new("/")?;
+    router.post_middleware(registry.build("websocket_relay", &options)?);
+    router.route(http::Method::GET, "/", Arc::new(handler))?;
+    let mut server = Server::new(SERVER, ServerConfig::new(args.addr));
+    server.add_router(router)?;
+    let mut gateway = Gateway::new();
+    gateway.add_server(server)?;
+    let running = gateway.bind().await?;
+    eprintln!("relay-echo listening on ws://{}/", running.local_addr(SERVER).unwrap_or(args.addr));
+    tokio::signal::ctrl_c().await?;
+    running.shutdown().await?;
+    Ok(())
+}
+
+/// The target: answers each client frame with the same frame, ends when the client leaves.
+async fn echo(ctx: Context) {
+    loop {
+        let msg = ctx.recv().await;
+        let Some(event) = msg.payload().downcast_ref::<ClientEvent>() else { continue };
+        match &event.kind {
+            ClientEventKind::Message { text, data } => {
+                let out = if *text {
+                    Outgoing(wsrelay_ws::Message::Text(data.clone()))
+                } else {
+                    Outgoing::binary(data.clone())
+                };
+                let _ = ctx.send(&event.client_pid, "ws.send", Value::Opaque(Arc::new(out)));
+            }
+            ClientEventKind::Leave { .. } => return,
+            _ => {}
+        }
+    }
+}
