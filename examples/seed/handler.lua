@@ -2,6 +2,8 @@ local json = require("json")
 
 -- Broadcast: rastreie PIDs de clientes
 local clients = {}
+-- True in the shared "hub" process (see hub() below): it acknowledges joins.
+local is_hub = false
 
 local function broadcast(message)
     local data = json.encode(message)
@@ -47,6 +49,16 @@ local function handle_message(client_pid, content)
     elseif action == "watch" then
         -- Monitoring the connection from another process
         process.spawn("app.ws:watcher", "app:processes", client_pid)
+    elseif action == "hub" then
+        -- Test trigger: move this connection to the shared "hub" process (the
+        -- same loop, registered by name), so one broadcast reaches several clients.
+        local hub_pid = process.registry.lookup("hub")
+        if hub_pid then
+            process.send(client_pid, "ws.control", {
+                target_pid = hub_pid,
+                message_topic = "ws.message"
+            })
+        end
     end
 end
 
@@ -68,6 +80,9 @@ local function handler()
             -- Cliente conectou
             local client_pid = data.client_pid
             clients[client_pid] = true
+            if is_hub then
+                process.send(client_pid, "ws.send", {type = "text", data = json.encode({event = "hub"})})
+            end
 
         elseif topic == "ws.message" then
             -- Trata mensagem do cliente
@@ -78,9 +93,17 @@ local function handler()
             -- Cliente desconectou
             cleanup(data.client_pid)
             -- One process per connection: done when its client is gone.
-            if next(clients) == nil then break end
+            if next(clients) == nil and not is_hub then break end
         end
     end
 end
 
-return { handler = handler }
+-- One shared handler process (service "app.ws:hub") that several connections
+-- are moved to with ws.control, so the seed's broadcast reaches all of them.
+local function hub()
+    is_hub = true
+    process.registry.register("hub")
+    return handler()
+end
+
+return { handler = handler, hub = hub }
