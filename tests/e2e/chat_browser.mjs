@@ -48,7 +48,7 @@ const context = await chromium.launchPersistentContext(userDataDir, {
 });
 context.setDefaultTimeout(T);
 
-async function join(page, user, room) {
+async function joinRoom(page, user, room) {
   await page.goto(DEMO);
   await page.fill('#user', user);
   await page.fill('#room', room);
@@ -73,8 +73,8 @@ try {
   const bob = await context.newPage();
 
   await test('two_pages_join_same_room', async () => {
-    await join(alice, 'alice', room);
-    await join(bob, 'bob', room);
+    await joinRoom(alice, 'alice', room);
+    await joinRoom(bob, 'bob', room);
     // Both see both members in the room list.
     for (const page of [alice, bob]) {
       await page.waitForFunction(() => document.getElementById('count').textContent === '2');
