@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use clap::Parser;
 use http::StatusCode;
-use wsrelay_http::{handler_fn, response, Gateway, MiddlewareRegistry, Options, Router, Server, ServerConfig};
+use wsrelay_http::{
+    handler_fn, response, Gateway, MiddlewareRegistry, Options, Router, Server, ServerConfig,
+};
 use wsrelay_process::{Context, HostConfig, Node, SpawnOptions, Value};
 use wsrelay_relay::{ClientEvent, ClientEventKind, Outgoing, Relay};
 
@@ -31,7 +33,9 @@ const SERVER: &str = "bench:gateway";
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     wsrelay_bench::sys::raise_nofile_limit()?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(serve(args))
 }
 
@@ -44,7 +48,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     relay.register(&mut registry);
     let mut options = Options::new();
     options.insert("wsrelay.allowed.origins".into(), "*".into());
-    options.insert("wsrelay.max_message_size".into(), args.max_message_size.to_string());
+    options.insert(
+        "wsrelay.max_message_size".into(),
+        args.max_message_size.to_string(),
+    );
     options.insert("wsrelay.max_outbound_bytes".into(), (64 << 20).to_string());
 
     let handler = handler_fn(move |_req| {
@@ -56,7 +63,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             };
             let mut res = response::empty(StatusCode::OK);
             let header = format!(r#"{{"target_pid":"{target}"}}"#);
-            res.headers_mut().insert("x-ws-relay", header.parse().expect("PID text is a header value"));
+            res.headers_mut().insert(
+                "x-ws-relay",
+                header.parse().expect("PID text is a header value"),
+            );
             res
         }
     });
@@ -68,7 +78,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let mut gateway = Gateway::new();
     gateway.add_server(server)?;
     let running = gateway.bind().await?;
-    eprintln!("relay-echo listening on ws://{}/", running.local_addr(SERVER).unwrap_or(args.addr));
+    eprintln!(
+        "relay-echo listening on ws://{}/",
+        running.local_addr(SERVER).unwrap_or(args.addr)
+    );
     tokio::signal::ctrl_c().await?;
     running.shutdown().await?;
     Ok(())
@@ -78,7 +91,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 async fn echo(ctx: Context) {
     loop {
         let msg = ctx.recv().await;
-        let Some(event) = msg.payload().downcast_ref::<ClientEvent>() else { continue };
+        let Some(event) = msg.payload().downcast_ref::<ClientEvent>() else {
+            continue;
+        };
         match &event.kind {
             ClientEventKind::Message { text, data } => {
                 let out = if *text {
