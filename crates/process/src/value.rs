@@ -166,10 +166,7 @@ impl fmt::Debug for Value {
             Value::String(s) => write!(f, "{s:?}"),
             Value::Bytes(b) => write!(f, "b{:?}", String::from_utf8_lossy(b)),
             Value::Array(items) => f.debug_list().entries(items).finish(),
-            Value::Map(map) => f
-                .debug_map()
-                .entries(map.iter())
-                .finish(),
+            Value::Map(map) => f.debug_map().entries(map.iter()).finish(),
             Value::Opaque(o) => write!(f, "opaque({o:?})"),
         }
     }

@@ -21,11 +21,19 @@ const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpg
 #[tokio::test]
 async fn without_the_header_the_response_passes_through() {
     let h = Harness::start().await;
-    h.answer_with(Answer { relay_header: None, body: Some("plain".into()) });
-    let (status, body) = h.raw("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    h.answer_with(Answer {
+        relay_header: None,
+        body: Some("plain".into()),
+    });
+    let (status, body) = h
+        .raw("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
     assert_eq!((status, body.as_str()), (200, "plain"));
     let (status, _) = h.raw(&format!("{UPGRADE}Connection: close\r\n\r\n")).await;
-    assert_eq!(status, 200, "an upgrade request without X-WS-Relay is not upgraded");
+    assert_eq!(
+        status, 200,
+        "an upgrade request without X-WS-Relay is not upgraded"
+    );
 }
 
 #[tokio::test]
@@ -34,9 +42,16 @@ async fn foreign_origin_is_refused_before_the_handler_runs() {
     let (target, _g) = h.probe();
     h.relay_to(target.pid().as_str(), "");
     let before = h.node.process_count();
-    let err = h.connect_with_origin("https://evil.example").await.unwrap_err();
+    let err = h
+        .connect_with_origin("https://evil.example")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("403"), "{err}");
-    assert_eq!(h.handler_runs.load(Ordering::SeqCst), 0, "the handler must not run");
+    assert_eq!(
+        h.handler_runs.load(Ordering::SeqCst),
+        0,
+        "the handler must not run"
+    );
     assert_eq!(h.node.process_count(), before, "nothing spawned");
     // Same origin passes.
     let origin = format!("http://{}", h.addr);
@@ -46,11 +61,19 @@ async fn foreign_origin_is_refused_before_the_handler_runs() {
 
 #[tokio::test]
 async fn allowed_origins_option_is_applied() {
-    let h = Harness::builder().option("wsrelay.allowed.origins", "https://*.example.com").start().await;
+    let h = Harness::builder()
+        .option("wsrelay.allowed.origins", "https://*.example.com")
+        .start()
+        .await;
     let (target, _g) = h.probe();
     h.relay_to(target.pid().as_str(), "");
-    h.connect_with_origin("https://app.example.com").await.unwrap();
-    assert!(h.connect_with_origin(&format!("http://{}", h.addr)).await.is_err());
+    h.connect_with_origin("https://app.example.com")
+        .await
+        .unwrap();
+    assert!(h
+        .connect_with_origin(&format!("http://{}", h.addr))
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -58,7 +81,9 @@ async fn not_an_upgrade_request_gets_426() {
     let h = Harness::start().await;
     let (target, _g) = h.probe();
     h.relay_to(target.pid().as_str(), "");
-    let (status, body) = h.raw("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let (status, body) = h
+        .raw("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
     assert_eq!(status, 426);
     assert!(body.contains("upgrade"), "{body}");
 }
@@ -82,7 +107,10 @@ async fn bad_version_or_key_gets_400() {
 async fn a_handler_that_wrote_a_body_gets_500() {
     let h = Harness::start().await;
     let (target, _g) = h.probe();
-    h.answer_with(Answer { relay_header: Some(format!(r#"{{"target_pid":"{}"}}"#, target.pid())), body: Some("oops".into()) });
+    h.answer_with(Answer {
+        relay_header: Some(format!(r#"{{"target_pid":"{}"}}"#, target.pid())),
+        body: Some("oops".into()),
+    });
     let (status, body) = h.raw(&format!("{UPGRADE}\r\n")).await;
     assert_eq!(status, 500);
     assert!(body.contains("body"), "{body}");
@@ -97,13 +125,25 @@ async fn bad_header_values_get_500_naming_the_field() {
         ("{}", "target_pid"),
         (r#"{"target_pid": 1}"#, "target_pid"),
         (r#"{"target_pid": "{bad"}"#, "target_pid"),
-        (r#"{"target_pid": "x", "heartbeat_interval": "0s"}"#, "heartbeat_interval"),
-        (r#"{"target_pid": "x", "heartbeat_interval": "later"}"#, "heartbeat_interval"),
+        (
+            r#"{"target_pid": "x", "heartbeat_interval": "0s"}"#,
+            "heartbeat_interval",
+        ),
+        (
+            r#"{"target_pid": "x", "heartbeat_interval": "later"}"#,
+            "heartbeat_interval",
+        ),
         (r#"{"target_pid": "x", "metadata": 5}"#, "metadata"),
-        (r#"{"target_pid": "x", "message_topic": "@x"}"#, "message_topic"),
+        (
+            r#"{"target_pid": "x", "message_topic": "@x"}"#,
+            "message_topic",
+        ),
     ];
     for (header, field) in cases {
-        h.answer_with(Answer { relay_header: Some(header.into()), body: None });
+        h.answer_with(Answer {
+            relay_header: Some(header.into()),
+            body: None,
+        });
         let (status, body) = h.raw(&format!("{UPGRADE}\r\n")).await;
         assert_eq!(status, 500, "{header}");
         assert!(body.contains(field), "{header}: {body}");
@@ -137,7 +177,10 @@ async fn join_comes_first_with_metadata_and_a_pid_on_the_server_host() {
     assert_eq!(topic, "ws.join");
     let client_pid = join.get("client_pid").unwrap().as_str().unwrap().to_owned();
     assert!(client_pid.starts_with("{app:gateway|0x"), "{client_pid}");
-    assert_eq!(join.get("metadata").unwrap().get("user_id"), Some(&Value::from("u1")));
+    assert_eq!(
+        join.get("metadata").unwrap().get("user_id"),
+        Some(&Value::from("u1"))
+    );
     let (topic, msg) = recv(&target).await;
     assert_eq!(topic, "ws.message");
     assert_eq!(msg.get("data"), Some(&Value::from("hello")));
@@ -159,7 +202,10 @@ async fn a_registered_name_can_be_the_target() {
 async fn text_and_binary_frames_reach_the_target_with_metadata() {
     let h = Harness::start().await;
     let (target, _g) = h.probe();
-    h.relay_to(target.pid().as_str(), r#", "message_topic": "chat.in", "metadata": {"room": "r1"}"#);
+    h.relay_to(
+        target.pid().as_str(),
+        r#", "message_topic": "chat.in", "metadata": {"room": "r1"}"#,
+    );
     let mut client = h.connect().await;
     let client_pid = joined(&target).await;
     send_text(&mut client, "héllo").await;
@@ -168,11 +214,20 @@ async fn text_and_binary_frames_reach_the_target_with_metadata() {
     assert_eq!(topic, "chat.in");
     assert_eq!(text.get("type"), Some(&Value::from("text")));
     assert_eq!(text.get("data"), Some(&Value::from("héllo")));
-    assert_eq!(text.get("client_pid"), Some(&Value::from(client_pid.as_str())));
-    assert_eq!(text.get("metadata").unwrap().get("room"), Some(&Value::from("r1")));
+    assert_eq!(
+        text.get("client_pid"),
+        Some(&Value::from(client_pid.as_str()))
+    );
+    assert_eq!(
+        text.get("metadata").unwrap().get("room"),
+        Some(&Value::from("r1"))
+    );
     let (_, binary) = recv(&target).await;
     assert_eq!(binary.get("type"), Some(&Value::from("binary")));
-    assert_eq!(binary.get("data").unwrap().as_bytes(), Some(&[0u8, 255, 1][..]));
+    assert_eq!(
+        binary.get("data").unwrap().as_bytes(),
+        Some(&[0u8, 255, 1][..])
+    );
 }
 
 #[tokio::test]
@@ -181,20 +236,32 @@ async fn rust_targets_read_events_without_conversion() {
     let (target, _g) = h.probe();
     h.relay_to(target.pid().as_str(), "");
     let mut client = h.connect().await;
-    let join = tokio::time::timeout(Duration::from_secs(5), target.recv()).await.unwrap();
-    let event = join.payload().downcast_ref::<ClientEvent>().expect("opaque ClientEvent");
+    let join = tokio::time::timeout(Duration::from_secs(5), target.recv())
+        .await
+        .unwrap();
+    let event = join
+        .payload()
+        .downcast_ref::<ClientEvent>()
+        .expect("opaque ClientEvent");
     assert_eq!(event.kind, ClientEventKind::Join);
     send_text(&mut client, "x").await;
-    let msg = tokio::time::timeout(Duration::from_secs(5), target.recv()).await.unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(5), target.recv())
+        .await
+        .unwrap();
     let event = msg.payload().downcast_ref::<ClientEvent>().unwrap();
-    assert!(matches!(&event.kind, ClientEventKind::Message { text: true, data } if &data[..] == b"x"));
+    assert!(
+        matches!(&event.kind, ClientEventKind::Message { text: true, data } if &data[..] == b"x")
+    );
 }
 
 #[tokio::test(start_paused = false)]
 async fn heartbeats_carry_uptime_and_message_count() {
     let h = Harness::start().await;
     let (target, _g) = h.probe();
-    h.relay_to(target.pid().as_str(), r#", "heartbeat_interval": "100ms", "metadata": {"k": 1}"#);
+    h.relay_to(
+        target.pid().as_str(),
+        r#", "heartbeat_interval": "100ms", "metadata": {"k": 1}"#,
+    );
     let mut client = h.connect().await;
     joined(&target).await;
     send_text(&mut client, "a").await;
@@ -204,9 +271,15 @@ async fn heartbeats_carry_uptime_and_message_count() {
         let (topic, payload) = recv(&target).await;
         if topic == "ws.heartbeat" {
             beats += 1;
-            assert!(payload.get("uptime").unwrap().as_i64().is_some() || matches!(payload.get("uptime"), Some(Value::Float(_))));
+            assert!(
+                payload.get("uptime").unwrap().as_i64().is_some()
+                    || matches!(payload.get("uptime"), Some(Value::Float(_)))
+            );
             assert!(payload.get("client_pid").is_some());
-            assert_eq!(payload.get("metadata").unwrap().get("k"), Some(&Value::Int(1)));
+            assert_eq!(
+                payload.get("metadata").unwrap().get("k"),
+                Some(&Value::Int(1))
+            );
             if beats == 2 {
                 assert_eq!(payload.get("message_count"), Some(&Value::Int(2)));
             }
@@ -230,11 +303,21 @@ async fn leave_client_closed_with_the_code() {
     h.relay_to(target.pid().as_str(), r#", "metadata": {"u": "1"}"#);
     let client = h.connect().await;
     joined(&target).await;
-    client_close(client, Some(CloseFrame { code: CloseCode::Library(4001), reason: "bye".into() })).await;
+    client_close(
+        client,
+        Some(CloseFrame {
+            code: CloseCode::Library(4001),
+            reason: "bye".into(),
+        }),
+    )
+    .await;
     let leave = leave_of(&target).await;
     assert_eq!(leave.get("reason"), Some(&Value::from("client_closed")));
     assert_eq!(leave.get("code"), Some(&Value::Int(4001)));
-    assert_eq!(leave.get("metadata").unwrap().get("u"), Some(&Value::from("1")));
+    assert_eq!(
+        leave.get("metadata").unwrap().get("u"),
+        Some(&Value::from("1"))
+    );
 }
 
 #[tokio::test]
@@ -257,9 +340,15 @@ async fn leave_protocol_error_on_invalid_utf8() {
     let mut client = h.connect().await;
     joined(&target).await;
     // A text frame that is not UTF-8, written raw (tungstenite refuses to build one).
-    use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-    let frame = Frame::from_payload(FrameHeader { opcode: OpCode::Data(Data::Text), ..FrameHeader::default() }, vec![0xff, 0xfe].into());
+    use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
+    let frame = Frame::from_payload(
+        FrameHeader {
+            opcode: OpCode::Data(Data::Text),
+            ..FrameHeader::default()
+        },
+        vec![0xff, 0xfe].into(),
+    );
     client.send(T::Frame(frame)).await.unwrap();
     let (code, _) = close_of(client).await;
     assert_eq!(code, 1007);
@@ -270,7 +359,10 @@ async fn leave_protocol_error_on_invalid_utf8() {
 
 #[tokio::test]
 async fn leave_message_too_big_with_1009() {
-    let h = Harness::builder().option("wsrelay.max_message_size", "1KiB").start().await;
+    let h = Harness::builder()
+        .option("wsrelay.max_message_size", "1KiB")
+        .start()
+        .await;
     let (target, _g) = h.probe();
     h.relay_to(target.pid().as_str(), "");
     let mut client = h.connect().await;
@@ -292,9 +384,26 @@ async fn ws_send_text_and_binary_from_any_process() {
     h.relay_to(target.pid().as_str(), "");
     let mut client = h.connect().await;
     let client_pid = joined(&target).await;
-    send(&target, &client_pid, "ws.send", Map::new().with("type", "text").with("data", "hi"));
-    send(&other, &client_pid, "ws.send", Map::new().with("type", "binary").with("data", Value::Bytes(vec![1u8, 2, 255].into())));
-    send(&other, &client_pid, "ws.send", Value::Opaque(std::sync::Arc::new(Outgoing::text("fast"))));
+    send(
+        &target,
+        &client_pid,
+        "ws.send",
+        Map::new().with("type", "text").with("data", "hi"),
+    );
+    send(
+        &other,
+        &client_pid,
+        "ws.send",
+        Map::new()
+            .with("type", "binary")
+            .with("data", Value::Bytes(vec![1u8, 2, 255].into())),
+    );
+    send(
+        &other,
+        &client_pid,
+        "ws.send",
+        Value::Opaque(std::sync::Arc::new(Outgoing::text("fast"))),
+    );
     assert_eq!(next_frame(&mut client).await, T::text("hi"));
     assert_eq!(next_frame(&mut client).await, T::binary(vec![1u8, 2, 255]));
     assert_eq!(next_frame(&mut client).await, T::text("fast"));
@@ -308,10 +417,32 @@ async fn invalid_payloads_are_ignored() {
     let mut client = h.connect().await;
     let client_pid = joined(&target).await;
     send(&target, &client_pid, "ws.send", 42);
-    send(&target, &client_pid, "ws.send", Map::new().with("type", "text").with("data", Value::Bytes(vec![0xffu8].into())));
-    send(&target, &client_pid, "ws.control", Map::new().with("target_pid", 5));
-    send(&target, &client_pid, "ws.control", Map::new().with("target_pid", "{broken"));
-    send(&target, &client_pid, "ws.send", Map::new().with("data", "still alive"));
+    send(
+        &target,
+        &client_pid,
+        "ws.send",
+        Map::new()
+            .with("type", "text")
+            .with("data", Value::Bytes(vec![0xffu8].into())),
+    );
+    send(
+        &target,
+        &client_pid,
+        "ws.control",
+        Map::new().with("target_pid", 5),
+    );
+    send(
+        &target,
+        &client_pid,
+        "ws.control",
+        Map::new().with("target_pid", "{broken"),
+    );
+    send(
+        &target,
+        &client_pid,
+        "ws.send",
+        Map::new().with("data", "still alive"),
+    );
     assert_eq!(next_frame(&mut client).await, T::text("still alive"));
 }
 
@@ -323,8 +454,18 @@ async fn ws_close_with_code_and_reason() {
     for (code, expected) in [(4000, 4000), (1005, 1000), (2000, 1000)] {
         let client = h.connect().await;
         let client_pid = joined(&target).await;
-        send(&target, &client_pid, "ws.close", Map::new().with("code", code).with("reason", "Sessão encerrada"));
-        assert_eq!(close_of(client).await, (expected, "Sessão encerrada".to_owned()));
+        send(
+            &target,
+            &client_pid,
+            "ws.close",
+            Map::new()
+                .with("code", code)
+                .with("reason", "Sessão encerrada"),
+        );
+        assert_eq!(
+            close_of(client).await,
+            (expected, "Sessão encerrada".to_owned())
+        );
         let leave = leave_of(&target).await;
         assert_eq!(leave.get("reason"), Some(&Value::from("server_closed")));
         assert_eq!(leave.get("code"), Some(&Value::Int(i64::from(expected))));
@@ -332,10 +473,19 @@ async fn ws_close_with_code_and_reason() {
     let client = h.connect().await;
     let client_pid = joined(&target).await;
     let long = "ü".repeat(100);
-    send(&target, &client_pid, "ws.close", Map::new().with("reason", long.as_str()));
+    send(
+        &target,
+        &client_pid,
+        "ws.close",
+        Map::new().with("reason", long.as_str()),
+    );
     let (code, reason) = close_of(client).await;
     assert_eq!(code, 1000);
-    assert!(reason.len() <= 123 && long.starts_with(&reason), "{}", reason.len());
+    assert!(
+        reason.len() <= 123 && long.starts_with(&reason),
+        "{}",
+        reason.len()
+    );
 }
 
 #[tokio::test]
@@ -346,9 +496,14 @@ async fn other_topics_become_json_frames() {
     let mut client = h.connect().await;
     let client_pid = joined(&target).await;
     send(&target, &client_pid, "update", Map::new().with("value", 42));
-    let T::Text(text) = next_frame(&mut client).await else { panic!() };
+    let T::Text(text) = next_frame(&mut client).await else {
+        panic!()
+    };
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(json, serde_json::json!({"topic": "update", "data": {"value": 42}}));
+    assert_eq!(
+        json,
+        serde_json::json!({"topic": "update", "data": {"value": 42}})
+    );
 }
 
 #[tokio::test]
@@ -378,22 +533,48 @@ async fn ws_control_transfers_without_losing_or_misdelivering_frames() {
         let (topic, payload) = recv(&old).await;
         if topic == "ws.leave" {
             assert_eq!(payload.get("reason"), Some(&Value::from("transferred")));
-            assert_eq!(payload.get("metadata").unwrap().get("stage"), Some(&Value::from("old")));
+            assert_eq!(
+                payload.get("metadata").unwrap().get("stage"),
+                Some(&Value::from("old"))
+            );
             break;
         }
         assert_eq!(topic, "ws.message");
-        seen.push(payload.get("data").unwrap().as_str().unwrap().parse::<u32>().unwrap());
+        seen.push(
+            payload
+                .get("data")
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .parse::<u32>()
+                .unwrap(),
+        );
     }
     let (topic, join) = recv(&new).await;
     assert_eq!(topic, "ws.join");
-    assert_eq!(join.get("metadata").unwrap().get("stage"), Some(&Value::from("new")));
+    assert_eq!(
+        join.get("metadata").unwrap().get("stage"),
+        Some(&Value::from("new"))
+    );
     let _client = writer.await.unwrap();
     while seen.len() < 200 {
         let (topic, payload) = recv(&new).await;
         assert_eq!(topic, "moved");
-        seen.push(payload.get("data").unwrap().as_str().unwrap().parse::<u32>().unwrap());
+        seen.push(
+            payload
+                .get("data")
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .parse::<u32>()
+                .unwrap(),
+        );
     }
-    assert_eq!(seen, (0..200).collect::<Vec<_>>(), "every frame once, in order");
+    assert_eq!(
+        seen,
+        (0..200).collect::<Vec<_>>(),
+        "every frame once, in order"
+    );
     assert!(old.try_recv().is_none(), "nothing after ws.leave");
     // The old target may exit now without closing the connection.
     drop(_g);
@@ -411,7 +592,12 @@ async fn ws_control_to_a_dead_target_closes_with_1011() {
     h.relay_to(target.pid().as_str(), "");
     let client = h.connect().await;
     let client_pid = joined(&target).await;
-    send(&target, &client_pid, "ws.control", Map::new().with("target_pid", dead_pid.as_str()));
+    send(
+        &target,
+        &client_pid,
+        "ws.control",
+        Map::new().with("target_pid", dead_pid.as_str()),
+    );
     assert_eq!(close_of(client).await.0, 1011);
 }
 
@@ -445,7 +631,9 @@ async fn monitors_of_the_connection_see_its_exit_reason() {
     let client_pid = joined(&target).await;
     watcher.monitor(&client_pid).unwrap();
     client_close(client, None).await;
-    let Event::Exit { from, result } = event(&watcher).await else { panic!() };
+    let Event::Exit { from, result } = event(&watcher).await else {
+        panic!()
+    };
     assert_eq!(from, client_pid);
     assert_eq!(result.value, Value::from("client_closed"));
     assert!(!result.is_error());
@@ -458,7 +646,9 @@ async fn monitors_of_the_connection_see_its_exit_reason() {
     linked.set_trap_links(true);
     linked.link(&client_pid).unwrap();
     drop(client);
-    let Event::Exit { result, .. } = event(&watcher).await else { panic!() };
+    let Event::Exit { result, .. } = event(&watcher).await else {
+        panic!()
+    };
     assert_eq!(result.value, Value::from("connection_lost"));
     assert!(result.is_error());
     assert_eq!(event(&linked).await.kind(), "pid.link.down");
@@ -473,7 +663,10 @@ async fn cancel_closes_1001_and_terminate_closes_1011() {
     let client_pid = joined(&target).await;
     target.cancel(&client_pid, "bye").unwrap();
     assert_eq!(close_of(client).await.0, 1001);
-    assert_eq!(leave_of(&target).await.get("reason"), Some(&Value::from("server_closed")));
+    assert_eq!(
+        leave_of(&target).await.get("reason"),
+        Some(&Value::from("server_closed"))
+    );
 
     let client = h.connect().await;
     let client_pid = joined(&target).await;
@@ -482,7 +675,9 @@ async fn cancel_closes_1001_and_terminate_closes_1011() {
     assert_eq!(close_of(client).await.0, 1011);
     let leave = leave_of(&target).await;
     assert_eq!(leave.get("code"), Some(&Value::Int(1011)));
-    let Event::Exit { result, .. } = event(&target).await else { panic!() };
+    let Event::Exit { result, .. } = event(&target).await else {
+        panic!()
+    };
     assert_eq!(result.error_text(), Some("terminated"));
 }
 
@@ -493,7 +688,9 @@ async fn shutdown_closes_1001_with_leave_shutdown() {
     h.relay_to(target.pid().as_str(), "");
     let client = h.connect().await;
     let client_pid = joined(&target).await;
-    h.node.kill(&client_pid, wsrelay_process::ExitResult::error("shutdown")).unwrap();
+    h.node
+        .kill(&client_pid, wsrelay_process::ExitResult::error("shutdown"))
+        .unwrap();
     assert_eq!(close_of(client).await.0, 1001);
     let leave = leave_of(&target).await;
     assert_eq!(leave.get("reason"), Some(&Value::from("shutdown")));
@@ -514,11 +711,20 @@ async fn a_client_that_does_not_read_is_a_slow_consumer() {
     let client_pid = joined(&target).await;
     let chunk = "x".repeat(16 * 1024);
     for _ in 0..2000 {
-        if target.send(&client_pid, "ws.send", Map::new().with("data", chunk.as_str())).is_err() {
+        if target
+            .send(
+                &client_pid,
+                "ws.send",
+                Map::new().with("data", chunk.as_str()),
+            )
+            .is_err()
+        {
             break;
         }
     }
-    let leave = tokio::time::timeout(Duration::from_secs(10), leave_of(&target)).await.unwrap();
+    let leave = tokio::time::timeout(Duration::from_secs(10), leave_of(&target))
+        .await
+        .unwrap();
     assert_eq!(leave.get("reason"), Some(&Value::from("slow_consumer")));
     drop(client);
 }
@@ -540,11 +746,23 @@ async fn a_congested_target_stops_the_reading_without_dropping() {
         sink
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(target.inbox_len() <= 9, "relay kept reading: {}", target.inbox_len());
+    assert!(
+        target.inbox_len() <= 9,
+        "relay kept reading: {}",
+        target.inbox_len()
+    );
     let mut got = Vec::new();
     while got.len() < 500 {
         let (_, payload) = recv(&target).await;
-        got.push(payload.get("data").unwrap().as_str().unwrap().parse::<u32>().unwrap());
+        got.push(
+            payload
+                .get("data")
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .parse::<u32>()
+                .unwrap(),
+        );
     }
     assert_eq!(got, (0..500).collect::<Vec<_>>());
     let _ = writer.await;
@@ -563,12 +781,17 @@ async fn a_silent_client_is_lost_after_the_pong_timeout() {
     // A raw TCP client that completes the upgrade and then never answers pings.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(h.addr).await.unwrap();
-    stream.write_all(format!("{UPGRADE}\r\n").as_bytes()).await.unwrap();
+    stream
+        .write_all(format!("{UPGRADE}\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut buf = [0u8; 1024];
     let n = stream.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
     joined(&target).await;
-    let leave = tokio::time::timeout(Duration::from_secs(5), leave_of(&target)).await.unwrap();
+    let leave = tokio::time::timeout(Duration::from_secs(5), leave_of(&target))
+        .await
+        .unwrap();
     assert_eq!(leave.get("reason"), Some(&Value::from("connection_lost")));
 }
 

@@ -14,8 +14,13 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as T;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use wsrelay_http::{handler_fn, response, Gateway, MiddlewareRegistry, Options, Router, RunningGateway, Server, ServerConfig};
-use wsrelay_process::{Context, ExitGuard, HighWater, HostConfig, Message, Node, SpawnOptions, Value};
+use wsrelay_http::{
+    handler_fn, response, Gateway, MiddlewareRegistry, Options, Router, RunningGateway, Server,
+    ServerConfig,
+};
+use wsrelay_process::{
+    Context, ExitGuard, HighWater, HostConfig, Message, Node, SpawnOptions, Value,
+};
 use wsrelay_relay::Relay;
 
 pub const HOST: &str = "app:processes";
@@ -46,7 +51,10 @@ pub struct HarnessBuilder {
 
 impl Harness {
     pub fn builder() -> HarnessBuilder {
-        HarnessBuilder { options: Vec::new(), high_water: HighWater::default() }
+        HarnessBuilder {
+            options: Vec::new(),
+            high_water: HighWater::default(),
+        }
     }
 
     pub async fn start() -> Harness {
@@ -55,7 +63,10 @@ impl Harness {
 
     /// A detached process the test acts as (a target, a monitor).
     pub fn probe(&self) -> (Context, ExitGuard) {
-        self.node.attach(HOST, SpawnOptions::new()).unwrap().detach()
+        self.node
+            .attach(HOST, SpawnOptions::new())
+            .unwrap()
+            .detach()
     }
 
     /// Makes the handler relay to `target` with extra JSON fields (`, "metadata": {...}`).
@@ -73,15 +84,24 @@ impl Harness {
     }
 
     pub async fn connect(&self) -> Client {
-        let (client, response) = tokio_tungstenite::connect_async(self.url()).await.expect("upgrade");
+        let (client, response) = tokio_tungstenite::connect_async(self.url())
+            .await
+            .expect("upgrade");
         assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
         client
     }
 
-    pub async fn connect_with_origin(&self, origin: &str) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    pub async fn connect_with_origin(
+        &self,
+        origin: &str,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
         let mut request = self.url().into_client_request().unwrap();
-        request.headers_mut().insert("origin", origin.parse().unwrap());
-        tokio_tungstenite::connect_async(request).await.map(|(c, _)| c)
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+            .await
+            .map(|(c, _)| c)
     }
 
     /// Sends a raw HTTP/1.1 request and returns the status and body.
@@ -92,8 +112,15 @@ impl Harness {
         let mut buf = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
         let text = String::from_utf8_lossy(&buf).to_string();
-        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
         (status, body)
     }
 
@@ -111,13 +138,22 @@ impl HarnessBuilder {
     }
 
     pub fn high_water(mut self, messages: usize) -> Self {
-        self.high_water = HighWater { messages, bytes: usize::MAX };
+        self.high_water = HighWater {
+            messages,
+            bytes: usize::MAX,
+        };
         self
     }
 
     pub async fn start(self) -> Harness {
         let node = Node::new();
-        node.add_host(HOST, HostConfig { high_water: self.high_water, ..HostConfig::default() });
+        node.add_host(
+            HOST,
+            HostConfig {
+                high_water: self.high_water,
+                ..HostConfig::default()
+            },
+        );
         node.add_host(SERVER, HostConfig::default());
         let relay = Relay::new(node.clone());
         let mut registry = MiddlewareRegistry::with_builtins();
@@ -136,7 +172,8 @@ impl HarnessBuilder {
                         None => response::empty(StatusCode::OK),
                     };
                     if let Some(header) = answer.relay_header {
-                        res.headers_mut().insert("x-ws-relay", header.parse().unwrap());
+                        res.headers_mut()
+                            .insert("x-ws-relay", header.parse().unwrap());
                     }
                     res
                 }
@@ -144,33 +181,54 @@ impl HarnessBuilder {
         };
         let mut router = Router::new("/ws").unwrap();
         router.post_middleware(registry.build("websocket_relay", &options).unwrap());
-        router.route(http::Method::GET, "/", Arc::new(handler)).unwrap();
+        router
+            .route(http::Method::GET, "/", Arc::new(handler))
+            .unwrap();
         let mut server = Server::new(SERVER, ServerConfig::new("127.0.0.1:0".parse().unwrap()));
         server.add_router(router).unwrap();
         let mut gateway = Gateway::new();
         gateway.add_server(server).unwrap();
         let gateway = gateway.bind().await.unwrap();
         let addr = gateway.local_addr(SERVER).unwrap();
-        Harness { node, relay, addr, answer, handler_runs, gateway: Some(gateway) }
+        Harness {
+            node,
+            relay,
+            addr,
+            answer,
+            handler_runs,
+            gateway: Some(gateway),
+        }
     }
 }
 
 /// The next inbox message of a probe as (topic, plain payload), within 5 s.
 pub async fn recv(ctx: &Context) -> (String, Value) {
-    let msg = tokio::time::timeout(Duration::from_secs(5), ctx.recv()).await.expect("a message within 5s");
+    let msg = tokio::time::timeout(Duration::from_secs(5), ctx.recv())
+        .await
+        .expect("a message within 5s");
     (msg.topic().to_owned(), msg.payload().clone().into_plain())
 }
 
 /// The next event of a probe, within 5 s.
 pub async fn event(ctx: &Context) -> wsrelay_process::Event {
-    tokio::time::timeout(Duration::from_secs(5), ctx.next_event()).await.expect("an event within 5s")
+    tokio::time::timeout(Duration::from_secs(5), ctx.next_event())
+        .await
+        .expect("an event within 5s")
 }
 
 /// Receives `ws.join` and returns the client PID.
 pub async fn joined(target: &Context) -> wsrelay_process::Pid {
     let (topic, payload) = recv(target).await;
-    assert_eq!(topic, "ws.join", "first message must be ws.join, got {payload:?}");
-    payload.get("client_pid").and_then(Value::as_str).unwrap().parse().unwrap()
+    assert_eq!(
+        topic, "ws.join",
+        "first message must be ws.join, got {payload:?}"
+    );
+    payload
+        .get("client_pid")
+        .and_then(Value::as_str)
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// The next frame the client gets, skipping pings.
@@ -204,7 +262,10 @@ pub fn drain(mut client: Client) {
 }
 
 /// Starts the close handshake from the client and completes it in the background.
-pub async fn client_close(mut client: Client, frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) {
+pub async fn client_close(
+    mut client: Client,
+    frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+) {
     client.close(frame).await.unwrap();
     drain(client);
 }
@@ -214,5 +275,6 @@ pub async fn send_text(client: &mut Client, text: &str) {
 }
 
 pub fn send(ctx: &Context, to: &wsrelay_process::Pid, topic: &str, payload: impl Into<Value>) {
-    ctx.send_message(to, Message::new(Some(ctx.pid().clone()), topic, payload)).unwrap();
+    ctx.send_message(to, Message::new(Some(ctx.pid().clone()), topic, payload))
+        .unwrap();
 }
