@@ -263,10 +263,12 @@ impl RunningApp {
     }
 
     fn connections_alive(&self) -> usize {
+        // Per-host counters: no snapshot of every process while draining.
         self.node
-            .processes()
-            .iter()
-            .filter(|info| self.connection_hosts.contains(info.pid.host()))
-            .count()
+            .hosts()
+            .into_iter()
+            .filter(|(host, _)| self.connection_hosts.contains(host.as_str()))
+            .map(|(_, count)| count)
+            .sum()
     }
 }
