@@ -44,6 +44,7 @@ pub(crate) struct State {
     pub(crate) links: HashSet<Pid>,
     pub(crate) names: Vec<String>,
     pub(crate) inbox_peak: usize,
+    pub(crate) inbox_bytes: usize,
 }
 
 /// What a process leaves behind when it exits, taken under its lock in one step.
@@ -93,14 +94,17 @@ impl Cell {
                 return None;
             }
             st.inbox.push_back((msg, size));
+            st.inbox_bytes += size;
             let len = st.inbox.len();
             if len > st.inbox_peak {
                 st.inbox_peak = len;
             }
+            // The mirrors are written under the lock, so a racing push and pop can never leave
+            // a stale length behind (a waiter would then miss the wake-up for good).
+            self.inbox_len.store(len, Ordering::Release);
+            self.inbox_bytes.store(st.inbox_bytes, Ordering::Release);
             len
         };
-        self.inbox_len.store(len, Ordering::Release);
-        self.inbox_bytes.fetch_add(size, Ordering::AcqRel);
         self.ready.notify_one();
         Some(len)
     }
@@ -123,17 +127,19 @@ impl Cell {
     }
 
     pub(crate) fn pop_message(&self) -> Option<Message> {
-        let (msg, size, len) = {
+        let (msg, size, len, bytes) = {
             let mut st = self.state.lock();
             let (msg, size) = st.inbox.pop_front()?;
-            (msg, size, st.inbox.len())
+            st.inbox_bytes -= size;
+            let len = st.inbox.len();
+            self.inbox_len.store(len, Ordering::Release);
+            self.inbox_bytes.store(st.inbox_bytes, Ordering::Release);
+            (msg, size, len, st.inbox_bytes)
         };
-        self.inbox_len.store(len, Ordering::Release);
-        let bytes_before = self.inbox_bytes.fetch_sub(size, Ordering::AcqRel);
         // Senders wait while the inbox is at or above its mark: wake them when it drops below.
         let mark = &self.host.high_water;
-        let was_congested = len + 1 >= mark.messages || bytes_before >= mark.bytes;
-        let is_congested = len >= mark.messages || bytes_before - size >= mark.bytes;
+        let was_congested = len + 1 >= mark.messages || bytes + size >= mark.bytes;
+        let is_congested = len >= mark.messages || bytes >= mark.bytes;
         if was_congested && !is_congested {
             self.space.notify_waiters();
         }
@@ -205,6 +211,7 @@ impl Cell {
         }
         st.alive = false;
         st.inbox.clear();
+        st.inbox_bytes = 0;
         st.events.clear();
         self.inbox_len.store(0, Ordering::Release);
         self.inbox_bytes.store(0, Ordering::Release);

@@ -283,6 +283,10 @@ impl Node {
         let process = NewProcess {
             ctx: Context::new(self.clone(), cell),
         };
+        // `shutdown` may have walked the table between the first check and the insert.
+        if self.inner.stopping.load(Ordering::Acquire) {
+            return Err(process.abort(SpawnError::ShuttingDown));
+        }
         process.apply(options)?;
         Ok(process)
     }

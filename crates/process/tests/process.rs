@@ -486,3 +486,42 @@ async fn nothing_is_left_behind() {
     assert_eq!(node.relation_count(), 0);
     assert_eq!(node.name_count(), 0);
 }
+
+/// Regression: a push and a pop racing around the mark once left a stale inbox length behind,
+/// and a cooperative sender waited forever on an empty inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_senders_never_miss_the_wake_up() {
+    let node = Node::new();
+    node.add_host(
+        HOST,
+        HostConfig {
+            high_water: HighWater {
+                messages: 8,
+                bytes: usize::MAX,
+            },
+            ..HostConfig::default()
+        },
+    );
+    let (me, _g) = probe(&node);
+    const N: i64 = 50_000;
+    let receiver = node
+        .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+            for _ in 0..N {
+                ctx.recv().await;
+            }
+        })
+        .unwrap();
+    let target = node.process_ref(&receiver).unwrap();
+    me.monitor(&receiver).unwrap();
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            target.wait_for_space().await;
+            target.send(Message::new(None, "m", i)).unwrap();
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(60), sender)
+        .await
+        .expect("no lost wake-up")
+        .unwrap();
+    next_event(&me).await;
+}
