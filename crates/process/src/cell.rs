@@ -37,22 +37,29 @@ pub(crate) struct State {
     pub(crate) events: VecDeque<Event>,
     pub(crate) kill: Option<ExitResult>,
     pub(crate) trap_links: bool,
+    /// Monitors, links and names; most processes have none, so they cost a pointer until used.
+    pub(crate) rel: Option<Box<Relations>>,
+    pub(crate) inbox_peak: usize,
+    pub(crate) inbox_bytes: usize,
+}
+
+/// A process's relations to others; what it leaves behind when it exits, taken under its
+/// lock in one step.
+#[derive(Default)]
+pub(crate) struct Relations {
     /// Processes that monitor this one.
     pub(crate) watchers: HashSet<Pid>,
     /// Processes this one monitors.
     pub(crate) monitoring: HashSet<Pid>,
     pub(crate) links: HashSet<Pid>,
     pub(crate) names: Vec<String>,
-    pub(crate) inbox_peak: usize,
-    pub(crate) inbox_bytes: usize,
 }
 
-/// What a process leaves behind when it exits, taken under its lock in one step.
-pub(crate) struct Remains {
-    pub(crate) watchers: HashSet<Pid>,
-    pub(crate) monitoring: HashSet<Pid>,
-    pub(crate) links: HashSet<Pid>,
-    pub(crate) names: Vec<String>,
+impl State {
+    /// The relations, created on first use.
+    pub(crate) fn rel(&mut self) -> &mut Relations {
+        self.rel.get_or_insert_with(Box::default)
+    }
 }
 
 /// Something a process received, events first.
@@ -118,7 +125,9 @@ impl Cell {
             }
             if let Event::Exit { from, .. } = &event {
                 // The monitor has fired: it is no longer held (exactly one EXIT per monitor).
-                st.monitoring.remove(from);
+                if let Some(rel) = st.rel.as_mut() {
+                    rel.monitoring.remove(from);
+                }
             }
             st.events.push_back(event);
         }
@@ -204,7 +213,7 @@ impl Cell {
     }
 
     /// Marks the process dead and takes what must be notified. `None` if it already was.
-    pub(crate) fn take_remains(&self) -> Option<Remains> {
+    pub(crate) fn take_remains(&self) -> Option<Relations> {
         let mut st = self.state.lock();
         if !st.alive {
             return None;
@@ -215,12 +224,7 @@ impl Cell {
         st.events.clear();
         self.inbox_len.store(0, Ordering::Release);
         self.inbox_bytes.store(0, Ordering::Release);
-        Some(Remains {
-            watchers: std::mem::take(&mut st.watchers),
-            monitoring: std::mem::take(&mut st.monitoring),
-            links: std::mem::take(&mut st.links),
-            names: std::mem::take(&mut st.names),
-        })
+        Some(st.rel.take().map_or_else(Relations::default, |rel| *rel))
     }
 }
 

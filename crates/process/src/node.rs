@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::hash::BuildHasherDefault;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -21,7 +22,28 @@ use crate::{
 const SHARDS: usize = 64;
 
 /// One shard of the process table.
-type Shard = Mutex<HashMap<u64, Arc<Cell>>>;
+type Shard = Mutex<HashMap<u64, Arc<Cell>, BuildHasherDefault<IdHasher>>>;
+
+/// Hashes process numbers: they are unique and sequential, so one multiplication spreads them
+/// (SipHash would cost more than the rest of a lookup).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 /// The inbox size above which [`ProcessRef::wait_for_space`] makes senders wait.
 ///
@@ -178,7 +200,9 @@ impl Node {
     /// A node named `name`. `incarnation` fills the high 32 bits of every PID number, so a PID
     /// from an earlier run of the same node can never name a process of this run.
     pub fn named(name: &str, incarnation: u32) -> Node {
-        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        let shards = (0..SHARDS)
+            .map(|_| Mutex::new(HashMap::default()))
+            .collect();
         Node {
             inner: Arc::new(NodeInner {
                 name: name.into(),
@@ -477,7 +501,7 @@ impl Node {
             if !st.alive {
                 return Err(LinkError::SelfDead);
             }
-            if !st.monitoring.insert(target.clone()) {
+            if !st.rel().monitoring.insert(target.clone()) {
                 return Ok(());
             }
         }
@@ -504,7 +528,7 @@ impl Node {
             Some(cell) => {
                 let mut st = cell.state.lock();
                 st.alive && {
-                    st.watchers.insert(watcher);
+                    st.rel().watchers.insert(watcher);
                     true
                 }
             }
@@ -523,12 +547,20 @@ impl Node {
     /// A remote `watcher` stops monitoring the local `target` (used by transports).
     pub fn remove_remote_watcher(&self, watcher: &Pid, target: &Pid) {
         if let Some(cell) = self.cell(target) {
-            cell.state.lock().watchers.remove(watcher);
+            if let Some(rel) = cell.state.lock().rel.as_mut() {
+                rel.watchers.remove(watcher);
+            }
         }
     }
 
     pub(crate) fn unmonitor(&self, watcher: &Arc<Cell>, target: &Pid) {
-        if !watcher.state.lock().monitoring.remove(target) {
+        if !watcher
+            .state
+            .lock()
+            .rel
+            .as_mut()
+            .is_some_and(|r| r.monitoring.remove(target))
+        {
             return;
         }
         if target.node_arc() != &self.inner.name {
@@ -549,7 +581,7 @@ impl Node {
             if !st.alive {
                 return Err(LinkError::SelfDead);
             }
-            if !st.links.insert(other.clone()) {
+            if !st.rel().links.insert(other.clone()) {
                 return Ok(());
             }
         }
@@ -560,7 +592,9 @@ impl Node {
                     Ok(())
                 }
                 None => {
-                    me.state.lock().links.remove(other);
+                    if let Some(rel) = me.state.lock().rel.as_mut() {
+                        rel.links.remove(other);
+                    }
                     Err(LinkError::NodeUnreachable(other.node().to_owned()))
                 }
             };
@@ -568,7 +602,9 @@ impl Node {
         if self.add_remote_link(me.pid.clone(), other) {
             Ok(())
         } else {
-            me.state.lock().links.remove(other);
+            if let Some(rel) = me.state.lock().rel.as_mut() {
+                rel.links.remove(other);
+            }
             Err(LinkError::NoProc(other.to_string()))
         }
     }
@@ -580,7 +616,7 @@ impl Node {
             Some(cell) => {
                 let mut st = cell.state.lock();
                 st.alive && {
-                    st.links.insert(peer);
+                    st.rel().links.insert(peer);
                     true
                 }
             }
@@ -591,12 +627,20 @@ impl Node {
     /// Removes the link from `peer` on the local `pid` (used by transports).
     pub fn remove_remote_link(&self, peer: &Pid, pid: &Pid) {
         if let Some(cell) = self.cell(pid) {
-            cell.state.lock().links.remove(peer);
+            if let Some(rel) = cell.state.lock().rel.as_mut() {
+                rel.links.remove(peer);
+            }
         }
     }
 
     pub(crate) fn unlink(&self, me: &Arc<Cell>, other: &Pid) {
-        if !me.state.lock().links.remove(other) {
+        if !me
+            .state
+            .lock()
+            .rel
+            .as_mut()
+            .is_some_and(|r| r.links.remove(other))
+        {
             return;
         }
         if other.node_arc() != &self.inner.name {
@@ -632,7 +676,7 @@ impl Node {
         if !st.alive {
             return Err(NameError::NotAlive(pid.to_string()));
         }
-        st.names.push(name.to_owned());
+        st.rel().names.push(name.to_owned());
         names.insert(name.to_owned(), pid.clone());
         Ok(())
     }
@@ -655,7 +699,9 @@ impl Node {
         names.remove(name);
         drop(names);
         if let Some(cell) = self.cell(pid) {
-            cell.state.lock().names.retain(|n| n != name);
+            if let Some(rel) = cell.state.lock().rel.as_mut() {
+                rel.names.retain(|n| n != name);
+            }
         }
         Ok(())
     }
@@ -683,9 +729,9 @@ impl Node {
                     pid: cell.pid.clone(),
                     inbox_len: st.inbox.len(),
                     inbox_peak: st.inbox_peak,
-                    monitors: st.watchers.len(),
-                    links: st.links.len(),
-                    names: st.names.clone(),
+                    monitors: st.rel.as_ref().map_or(0, |r| r.watchers.len()),
+                    links: st.rel.as_ref().map_or(0, |r| r.links.len()),
+                    names: st.rel.as_ref().map_or_else(Vec::new, |r| r.names.clone()),
                 });
             }
         }
@@ -699,7 +745,10 @@ impl Node {
         for shard in self.inner.shards.iter() {
             for cell in shard.lock().values() {
                 let st = cell.state.lock();
-                n += st.watchers.len() + st.monitoring.len() + st.links.len();
+                n += st
+                    .rel
+                    .as_ref()
+                    .map_or(0, |r| r.watchers.len() + r.monitoring.len() + r.links.len());
             }
         }
         n
@@ -793,7 +842,7 @@ impl Node {
 fn link_exit(cell: &Arc<Cell>, from: &Pid, result: ExitResult) {
     let trap = {
         let mut st = cell.state.lock();
-        if !st.links.remove(from) || !result.is_error() {
+        if !st.rel.as_mut().is_some_and(|r| r.links.remove(from)) || !result.is_error() {
             return;
         }
         st.trap_links
