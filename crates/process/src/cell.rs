@@ -35,7 +35,8 @@ pub(crate) struct State {
     pub(crate) alive: bool,
     pub(crate) inbox: VecDeque<(Message, usize)>,
     pub(crate) events: VecDeque<Event>,
-    pub(crate) kill: Option<ExitResult>,
+    /// Boxed: rarely set, and an idle process should stay small.
+    pub(crate) kill: Option<Box<ExitResult>>,
     pub(crate) trap_links: bool,
     /// Monitors, links and names; most processes have none, so they cost a pointer until used.
     pub(crate) rel: Option<Box<Relations>>,
@@ -192,14 +193,14 @@ impl Cell {
             if !st.alive || st.kill.is_some() {
                 return;
             }
-            st.kill = Some(result);
+            st.kill = Some(Box::new(result));
         }
         self.killed.notify_one();
         self.ready.notify_one();
     }
 
     pub(crate) fn kill_requested(&self) -> Option<ExitResult> {
-        self.state.lock().kill.clone()
+        self.state.lock().kill.as_deref().cloned()
     }
 
     /// Waits until the process is asked to stop.
