@@ -104,6 +104,7 @@ impl Server {
                 return status;
             }
             assert!(Instant::now() < deadline, "wsrelay did not stop on SIGTERM");
+            #[allow(clippy::disallowed_methods)] // a synchronous test helper, not a runtime worker
             std::thread::sleep(Duration::from_millis(20));
         }
     }
