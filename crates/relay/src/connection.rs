@@ -7,6 +7,8 @@
 //! bounded, so one bad client or slow target never holds anything but its own connection.
 
 use std::future::Future;
+
+use futures_util::FutureExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,6 +163,16 @@ impl Connection {
                 received = self.ctx.next() => {
                     if let Some(outcome) = self.on_mailbox(received, &mut heartbeat).await {
                         return outcome;
+                    }
+                    // Fairness: a target that writes without pause must not keep the socket
+                    // unread (client frames, and the pongs that prove the client alive).
+                    // `next_event` is cancel safe, so one poll is harmless.
+                    if congested.is_none() {
+                        if let Some(event) = self.ws.next_event().now_or_never() {
+                            if let Some(outcome) = self.on_client(event, liveness.as_mut()) {
+                                return outcome;
+                            }
+                        }
                     }
                 }
                 event = self.ws.next_event(), if congested.is_none() => {
