@@ -12,14 +12,15 @@ use clap::{Parser, Subcommand};
 use wsrelay_app::{demo, load_options, App, AppError, AppOptions};
 use wsrelay_config::AppConfig;
 
-/// How long shutdown waits for connections and in-flight requests.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for connections and in-flight requests, by default.
+const DRAIN_TIMEOUT: &str = "10s";
 
 const EXAMPLES: &str = "\
 Examples:
   wsrelay run                          run the built-in chat demo on http://127.0.0.1:8080/
   wsrelay run --listen 0.0.0.0:9000    the demo, on another address
   wsrelay run examples/chat            run the app in a directory
+  wsrelay run --metrics 127.0.0.1:9090 also serve /metrics and /healthz there
   wsrelay check examples/seed          validate an app without starting it
 
 Logging: RUST_LOG=debug wsrelay run   (default: info)";
@@ -41,6 +42,13 @@ enum Command {
         /// Listen on ADDR instead of the first http.service's addr.
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
+        /// Serve /metrics and /healthz on ADDR (a listener of its own; replaces the
+        /// wsrelay.ops entry's addr). See docs/OPERATIONS.md.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
+        /// How long shutdown waits for connections to drain (e.g. 500ms, 10s, 1m).
+        #[arg(long, value_name = "DURATION", default_value = DRAIN_TIMEOUT, value_parser = parse_drain)]
+        drain_timeout: Duration,
     },
     /// Validate an app directory without starting it.
     Check {
@@ -76,10 +84,15 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Check { dir } => check(&dir),
-        Command::Run { dir, listen } => tokio::runtime::Runtime::new()
+        Command::Run {
+            dir,
+            listen,
+            metrics,
+            drain_timeout,
+        } => tokio::runtime::Runtime::new()
             .context("cannot start the Tokio runtime")
             .map_err(Failure::from)
-            .and_then(|rt| rt.block_on(run(dir, listen))),
+            .and_then(|rt| rt.block_on(run(dir, listen, metrics, drain_timeout))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -121,12 +134,22 @@ fn check(dir: &Path) -> Result<(), Failure> {
         + config.processes.len()
         + config.hosts.len()
         + config.process_services.len()
-        + usize::from(config.cluster.is_some());
+        + usize::from(config.cluster.is_some())
+        + usize::from(config.ops.is_some());
     println!("ok: {entries} entries");
     Ok(())
 }
 
-async fn run(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), Failure> {
+fn parse_drain(text: &str) -> Result<Duration, String> {
+    wsrelay_config::parse_positive_duration(text).map_err(|e| e.to_string())
+}
+
+async fn run(
+    dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+    drain_timeout: Duration,
+) -> Result<(), Failure> {
     // The demo's files live in a temporary directory for as long as `_demo` does.
     let (config, _demo) = match dir {
         Some(dir) => (load(&dir)?, None),
@@ -135,13 +158,19 @@ async fn run(dir: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), Fai
             (demo.config.clone(), Some(demo))
         }
     };
-    let app = App::start(config, AppOptions::default().with_listen(listen)).await?;
+    let options = AppOptions::default()
+        .with_listen(listen)
+        .with_ops_listen(metrics);
+    let app = App::start(config, options).await?;
     for (server, addr) in app.addrs() {
         println!("wsrelay: {server} serving http://{addr}/");
     }
+    if let Some(addr) = app.ops_addr() {
+        println!("wsrelay: ops serving http://{addr}/metrics");
+    }
     wait_for_signal().await?;
     tracing::info!("signal received; shutting down");
-    app.shutdown(DRAIN_TIMEOUT).await;
+    app.shutdown(drain_timeout).await;
     Ok(())
 }
 

@@ -56,6 +56,16 @@ pub enum AppError {
     /// A server could not bind its address (a runtime failure, not a config error).
     #[error("cannot start the HTTP servers: {0}")]
     Bind(#[source] Box<wsrelay_http::Error>),
+    /// The admin endpoint is enabled but its token variable is unset or empty.
+    #[error("{file}: entry {entry}: field admin.token_env: environment variable {var:?} is unset or empty (the admin endpoint needs a token)")]
+    OpsToken {
+        /// The `wsrelay.ops` entry.
+        entry: EntryId,
+        /// Its YAML file.
+        file: PathBuf,
+        /// The variable named by `admin.token_env`.
+        var: String,
+    },
 }
 
 impl AppError {

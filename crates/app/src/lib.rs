@@ -12,12 +12,16 @@
 //!    their pre/post middleware (the builtins plus `websocket_relay`),
 //!    endpoints running `function.lua` entries, static mounts; then binds;
 //! 4. starts and supervises `process.service` entries with
-//!    `lifecycle.auto_start` (restart on error exit, with backoff).
+//!    `lifecycle.auto_start` (restart on error exit, with backoff);
+//! 5. starts the operations listener (`/metrics`, `/healthz`, `/admin`; see
+//!    [`ops`](crate::ops)) when a `wsrelay.ops` entry or
+//!    [`AppOptions::ops_listen`] asks for one.
 //!
 //! [`RunningApp::shutdown`] follows SPEC §8: stop accepting, terminate every
 //! connection with the error `shutdown` (the relay sends close `1001` and
 //! `ws.leave` with reason `shutdown` to targets), wait for them within the
-//! drain timeout, then stop every other process.
+//! drain timeout, then stop every other process. The operations listener
+//! answers `/healthz` with `503` from the start of the drain and stops last.
 //!
 //! [`load_options`] gives the loader the same middleware names and Lua
 //! syntax check the runtime uses, so `wsrelay check` and `wsrelay run`
@@ -44,10 +48,12 @@ pub mod demo;
 mod error;
 mod gateway;
 mod handler;
+pub mod ops;
 mod supervisor;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -101,6 +107,10 @@ pub struct AppOptions {
     pub listen_override: Option<SocketAddr>,
     /// Settings of the Lua engine.
     pub engine: EngineConfig,
+    /// Serve the operations listener on this address, replacing the
+    /// `wsrelay.ops` entry's `addr` (the CLI's `--metrics`). Without a
+    /// `wsrelay.ops` entry the admin API stays off.
+    pub ops_listen: Option<SocketAddr>,
 }
 
 impl AppOptions {
@@ -108,6 +118,13 @@ impl AppOptions {
     #[must_use]
     pub fn with_listen(mut self, addr: Option<SocketAddr>) -> Self {
         self.listen_override = addr;
+        self
+    }
+
+    /// Sets [`ops_listen`](Self::ops_listen).
+    #[must_use]
+    pub fn with_ops_listen(mut self, addr: Option<SocketAddr>) -> Self {
+        self.ops_listen = addr;
         self
     }
 }
@@ -125,6 +142,8 @@ impl App {
     /// any other variant is a configuration problem naming its entry. On
     /// error nothing keeps running.
     pub async fn start(config: AppConfig, options: AppOptions) -> Result<RunningApp, AppError> {
+        // Resolved first: a missing admin token must stop the app before anything starts.
+        let ops_settings = Self::ops_settings(&config, &options)?;
         let node = Node::new();
         for host in &config.hosts {
             let host_config = HostConfig {
@@ -140,7 +159,7 @@ impl App {
         }
 
         let result = Self::assemble(&node, &config, &options).await;
-        let (engine, gateway) = match result {
+        let (engine, gateway, relay) = match result {
             Ok(parts) => parts,
             Err(error) => {
                 node.shutdown();
@@ -160,21 +179,53 @@ impl App {
             }
         }
         services.close();
-        Ok(RunningApp {
+        let ops_state = Arc::new(ops::OpsState::new(
+            node.clone(),
+            relay,
+            engine.clone(),
+            connection_hosts.clone(),
+        ));
+        let mut app = RunningApp {
             node,
             engine,
             gateway,
             connection_hosts,
             stop,
             services,
-        })
+            ops: None,
+            ops_state: ops_state.clone(),
+        };
+        if let Some(settings) = ops_settings {
+            match ops::Ops::start(settings, ops_state).await {
+                Ok(ops) => app.ops = Some(ops),
+                Err(error) => {
+                    app.shutdown(Duration::from_secs(1)).await;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(app)
+    }
+
+    fn ops_settings(
+        config: &AppConfig,
+        options: &AppOptions,
+    ) -> Result<Option<ops::OpsSettings>, AppError> {
+        let admin_token = match &config.ops {
+            Some(entry) => ops::admin_token(entry)?,
+            None => None,
+        };
+        let addr = options
+            .ops_listen
+            .or_else(|| config.ops.as_ref().map(|entry| entry.addr));
+        Ok(addr.map(|addr| ops::OpsSettings { addr, admin_token }))
     }
 
     async fn assemble(
         node: &Node,
         config: &AppConfig,
         options: &AppOptions,
-    ) -> Result<(LuaEngine, RunningGateway), AppError> {
+    ) -> Result<(LuaEngine, RunningGateway, Relay), AppError> {
         let engine = LuaEngine::new(node.clone(), options.engine.clone())
             .map_err(|e| AppError::Engine(Box::new(e)))?;
         for entry in &config.processes {
@@ -187,13 +238,14 @@ impl App {
                 })?;
         }
         let handlers = gateway::handlers(config, &engine)?;
-        let registry = registry(&Relay::new(node.clone()));
+        let relay = Relay::new(node.clone());
+        let registry = registry(&relay);
         let gateway = gateway::build(config, &registry, &handlers, options.listen_override)?;
         let running = gateway
             .bind()
             .await
             .map_err(|e| AppError::Bind(Box::new(e)))?;
-        Ok((engine, running))
+        Ok((engine, running, relay))
     }
 }
 
@@ -207,6 +259,8 @@ pub struct RunningApp {
     connection_hosts: HashSet<String>,
     stop: CancellationToken,
     services: TaskTracker,
+    ops: Option<ops::Ops>,
+    ops_state: Arc<ops::OpsState>,
 }
 
 impl RunningApp {
@@ -225,6 +279,12 @@ impl RunningApp {
         &self.node
     }
 
+    /// The bound address of the operations listener, if one runs.
+    #[must_use]
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().and_then(ops::Ops::addr)
+    }
+
     /// Shuts down gracefully (SPEC §8): stops accepting and supervising,
     /// terminates every WebSocket connection with the error `shutdown` (each
     /// client gets close `1001`, each target `ws.leave` with reason
@@ -232,6 +292,7 @@ impl RunningApp {
     /// in-flight requests, then stops every remaining process.
     pub async fn shutdown(self, drain_timeout: Duration) {
         let deadline = Instant::now() + drain_timeout;
+        self.ops_state.set_draining();
         self.stop.cancel();
         self.gateway.shutdown_handle().trigger();
 
@@ -259,6 +320,10 @@ impl RunningApp {
         self.services.wait().await;
         self.node.shutdown();
         drop(self.engine);
+        // Last, so health checks and scrapes see the whole drain.
+        if let Some(ops) = self.ops {
+            ops.stop().await;
+        }
         tracing::info!("stopped");
     }
 

@@ -160,6 +160,12 @@ pub enum ConfigErrorKind {
         /// The id of the first cluster entry.
         first: EntryId,
     },
+    /// A second `wsrelay.ops` entry.
+    #[error("only one wsrelay.ops entry is allowed (first: {first})")]
+    DuplicateOps {
+        /// The id of the first `wsrelay.ops` entry.
+        first: EntryId,
+    },
 }
 
 fn fmt_location(line: Option<usize>, column: Option<usize>) -> String {

@@ -77,9 +77,9 @@ pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
 pub use files::{DiskFiles, FileSource, MemoryFiles};
 pub use id::{EntryId, IdError};
 pub use model::{
-    kind, AppConfig, ClusterConfig, ClusterTls, HttpEndpoint, HttpRouter, HttpService, HttpStatic,
-    LuaEntry, LuaKind, Method, ProcessHost, ProcessService, RestartPolicy, SourceOrigin,
-    StaticMount, KNOWN_KINDS, KNOWN_LUA_MODULES,
+    kind, AdminConfig, AppConfig, ClusterConfig, ClusterTls, HttpEndpoint, HttpRouter, HttpService,
+    HttpStatic, LuaEntry, LuaKind, Method, OpsConfig, ProcessHost, ProcessService, RestartPolicy,
+    SourceOrigin, StaticMount, KNOWN_KINDS, KNOWN_LUA_MODULES,
 };
 pub use options::{LoadOptions, LuaChecker};
 

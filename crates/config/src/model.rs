@@ -23,6 +23,7 @@ pub const KNOWN_KINDS: &[&str] = &[
     kind::PROCESS_HOST,
     kind::PROCESS_SERVICE,
     kind::CLUSTER,
+    kind::OPS,
 ];
 
 /// The Lua modules the runtime provides (SPEC §1), valid in `modules`.
@@ -48,6 +49,8 @@ pub mod kind {
     pub const PROCESS_SERVICE: &str = "process.service";
     /// Cluster settings (reserved; at most one per app).
     pub const CLUSTER: &str = "cluster";
+    /// The operations listener: metrics, health, admin (at most one per app).
+    pub const OPS: &str = "wsrelay.ops";
 }
 
 /// A loaded, validated app.
@@ -74,6 +77,8 @@ pub struct AppConfig {
     pub process_services: Vec<ProcessService>,
     /// The `cluster` entry, if any.
     pub cluster: Option<ClusterConfig>,
+    /// The `wsrelay.ops` entry, if any.
+    pub ops: Option<OpsConfig>,
 }
 
 impl AppConfig {
@@ -413,4 +418,37 @@ pub struct ClusterConfig {
     pub credentials: Option<PathBuf>,
     /// `tls`.
     pub tls: Option<ClusterTls>,
+}
+
+/// The `wsrelay.ops` entry: a listener of its own for `/metrics`, `/healthz` and, when
+/// enabled, `/admin` (never served on the app's servers).
+///
+/// ```yaml
+/// - name: ops
+///   kind: wsrelay.ops
+///   addr: "127.0.0.1:9090"
+///   admin:
+///     enabled: true
+///     token_env: WSRELAY_ADMIN_TOKEN
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpsConfig {
+    /// Entry id.
+    pub id: EntryId,
+    /// The YAML file it came from.
+    pub file: PathBuf,
+    /// `addr`: where the listener binds.
+    pub addr: SocketAddr,
+    /// `admin`: the admin endpoint, `None` unless `admin.enabled: true` (default off).
+    pub admin: Option<AdminConfig>,
+}
+
+/// Where the admin endpoint's bearer token comes from. The loader checks that at least one
+/// source is named; the runtime reads the variable (this crate reads only YAML).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// `admin.token_env`: the environment variable holding the token (preferred).
+    pub token_env: Option<String>,
+    /// `admin.token`: the token itself (for tests; keep secrets out of config files).
+    pub token: Option<String>,
 }

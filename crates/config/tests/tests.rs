@@ -7,3 +7,4 @@ mod duration;
 mod embedded;
 mod errors;
 mod load_good;
+mod ops;

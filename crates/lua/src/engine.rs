@@ -11,6 +11,7 @@ use wsrelay_process::{NewProcess, Node, ProcessFactory, Value};
 use crate::config::EngineConfig;
 use crate::error::LuaError;
 use crate::http_types::{HttpRequest, HttpResponse};
+use crate::stats::{Counters, LuaStats};
 use crate::worker::{Job, Proto, Worker};
 
 /// A Lua entry as the registry describes it (`function.lua` or `process.lua`).
@@ -84,6 +85,7 @@ struct Pool {
     workers: Vec<Worker>,
     next: AtomicUsize,
     next_proto: AtomicU64,
+    counters: Arc<Counters>,
 }
 
 impl Pool {
@@ -109,6 +111,7 @@ impl LuaEngine {
                 workers,
                 next: AtomicUsize::new(0),
                 next_proto: AtomicU64::new(1),
+                counters: Arc::default(),
             }),
         })
     }
@@ -142,6 +145,11 @@ impl LuaEngine {
         self.pool.workers.len()
     }
 
+    /// Lua failures since the engine started (for metrics).
+    pub fn stats(&self) -> LuaStats {
+        self.pool.counters.snapshot()
+    }
+
     fn proto(&self, entry_id: &str, spec: EntrySpec) -> Result<Arc<Proto>, LuaError> {
         LuaEngine::check_source(entry_id, &spec.source).map_err(|message| LuaError::Syntax {
             chunk: entry_id.to_owned(),
@@ -153,6 +161,7 @@ impl LuaEngine {
             source: spec.source,
             method: spec.method,
             modules: spec.modules,
+            counters: self.pool.counters.clone(),
         }))
     }
 

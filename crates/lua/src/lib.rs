@@ -57,9 +57,11 @@ mod modules;
 mod preempt;
 mod sandbox;
 mod signal;
+mod stats;
 mod worker;
 
 pub use config::EngineConfig;
 pub use engine::{EntrySpec, FunctionSpec, LuaEngine, LuaFunction, ProcessSpec};
 pub use error::LuaError;
 pub use http_types::{HttpRequest, HttpResponse};
+pub use stats::LuaStats;

@@ -33,6 +33,8 @@ pub(crate) struct Proto {
     pub(crate) source: String,
     pub(crate) method: String,
     pub(crate) modules: Vec<String>,
+    /// The engine's failure counters.
+    pub(crate) counters: Arc<crate::stats::Counters>,
 }
 
 /// What a function call produced.
@@ -227,7 +229,10 @@ impl WorkerState {
         let actor = Actor::Process(state.clone());
         let thread = match self.start(proto, &actor, &args) {
             Ok(t) => t,
-            Err(e) => return ExitResult::error(format!("{}: {e}", proto.entry)),
+            Err(e) => {
+                proto.counters.process_error();
+                return ExitResult::error(format!("{}: {e}", proto.entry));
+            }
         };
         drop(args);
         let scoped = Scoped::new(actor, self.lua.clone(), thread);
@@ -237,15 +242,19 @@ impl WorkerState {
             stop = state.ctx.stopped() => Outcome::Stopped(stop),
             outcome = scoped => outcome,
         };
-        match outcome {
+        let result = match outcome {
             Outcome::Done(Ok(results)) => match interpret(proto, results) {
                 Ok(value) => ExitResult::normal(value),
                 Err(e) => ExitResult::error(e.to_string()),
             },
             Outcome::Done(Err(e)) => ExitResult::error(format!("{}: {e}", proto.entry)),
             Outcome::Failed(failure) => ExitResult::error(failure),
-            Outcome::Stopped(stop) => stop,
+            Outcome::Stopped(stop) => return stop,
+        };
+        if result.is_error() {
+            proto.counters.process_error();
         }
+        result
     }
 
     async fn run_call(
@@ -266,10 +275,12 @@ impl WorkerState {
         let thread = match self.start(&proto, &actor, &args) {
             Ok(t) => t,
             Err(message) => {
-                let _ = reply.send(Err(LuaError::Runtime {
+                let result = Err(LuaError::Runtime {
                     entry: proto.entry.to_string(),
                     message,
-                }));
+                });
+                proto.counters.call(&result);
+                let _ = reply.send(result);
                 return;
             }
         };
@@ -303,6 +314,7 @@ impl WorkerState {
                 message: stop.error_text().unwrap_or("stopped").to_owned(),
             }),
         };
+        proto.counters.call(&result);
         let _ = reply.send(result);
     }
 }

@@ -28,6 +28,7 @@
 
 mod connection;
 pub mod events;
+pub mod limits;
 mod middleware;
 pub mod origin;
 pub mod settings;
@@ -39,6 +40,7 @@ use wsrelay_http::MiddlewareRegistry;
 use wsrelay_process::Node;
 
 pub use events::{ClientEvent, ClientEventKind, Outgoing};
+pub use limits::{LimitOptions, LimitStats};
 pub use middleware::RELAY_HEADER;
 pub use origin::OriginPolicy;
 pub use settings::{RelayOptions, RelayTarget, SettingsError};
@@ -57,6 +59,7 @@ pub struct Relay {
 struct RelayInner {
     node: Node,
     stats: Arc<RelayStats>,
+    limit_stats: Arc<LimitStats>,
 }
 
 impl Relay {
@@ -66,6 +69,7 @@ impl Relay {
             inner: Arc::new(RelayInner {
                 node,
                 stats: Arc::new(RelayStats::default()),
+                limit_stats: Arc::new(LimitStats::default()),
             }),
         }
     }
@@ -78,6 +82,8 @@ impl Relay {
             let options = RelayOptions::from_options(options)?;
             let middleware = middleware::RelayMiddleware {
                 relay: relay.clone(),
+                // Each router gets its own connection pool and per-IP buckets.
+                admission: Arc::new(limits::Admission::new(options.limits)),
                 options: Arc::new(options),
             };
             Ok(Arc::new(middleware) as Arc<dyn wsrelay_http::Middleware>)
@@ -92,6 +98,11 @@ impl Relay {
     /// The relay's counters.
     pub fn stats(&self) -> &Arc<RelayStats> {
         &self.inner.stats
+    }
+
+    /// Upgrades refused by admission control (origin, rate, capacity).
+    pub fn limit_stats(&self) -> &Arc<LimitStats> {
+        &self.inner.limit_stats
     }
 
     fn refused(&self, response: wsrelay_http::Response) -> wsrelay_http::Response {

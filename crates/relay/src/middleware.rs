@@ -9,6 +9,7 @@ use wsrelay_http::{
 use wsrelay_process::{HostConfig, SpawnError, SpawnOptions};
 
 use crate::connection::{ws_config, Connection};
+use crate::limits::Admission;
 use crate::settings::{RelayOptions, RelayTarget};
 use crate::Relay;
 
@@ -20,19 +21,22 @@ pub const RELAY_HEADER: &str = "x-ws-relay";
 pub(crate) struct RelayMiddleware {
     pub(crate) relay: Relay,
     pub(crate) options: Arc<RelayOptions>,
+    pub(crate) admission: Arc<Admission>,
 }
 
 impl Middleware for RelayMiddleware {
     fn call(&self, req: Request, next: Next) -> BoxFuture<Response> {
         let relay = self.relay.clone();
         let options = self.options.clone();
-        Box::pin(async move { relay_request(relay, options, req, next).await })
+        let admission = self.admission.clone();
+        Box::pin(async move { relay_request(relay, options, admission, req, next).await })
     }
 }
 
 async fn relay_request(
     relay: Relay,
     options: Arc<RelayOptions>,
+    admission: Arc<Admission>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -49,12 +53,34 @@ async fn relay_request(
             .and_then(|v| v.to_str().ok());
         if !options.origins.allows(origin, host) {
             tracing::info!(origin = ?origin, path = %req.uri().path(), "websocket origin refused");
+            relay
+                .limit_stats()
+                .forbidden_origin
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return relay.refused(response::text(
                 StatusCode::FORBIDDEN,
                 "origin not allowed\n",
             ));
         }
     }
+    // 1b. Admission (rate per client IP, connections per router), also before the handler.
+    // The permit travels with the connection and frees its slot when it ends.
+    let permit = if upgrade_attempt {
+        let client = req
+            .extensions()
+            .get::<ConnectInfo>()
+            .map(|i| i.remote_addr().ip());
+        match admission.admit(client) {
+            Ok(permit) => Some(permit),
+            Err(refusal) => {
+                tracing::debug!(?client, ?refusal, "websocket upgrade refused");
+                refusal.count(relay.limit_stats());
+                return relay.refused(refusal.into_response());
+            }
+        }
+    } else {
+        None
+    };
     let accepted =
         wsrelay_ws::accept::<_, wsrelay_http::ResponseBody>(&mut req, ws_config(&options));
     let info = req.extensions().get::<ConnectInfo>().cloned();
@@ -124,6 +150,7 @@ async fn relay_request(
     }
     let stats = relay.stats().clone();
     let task = async move {
+        let _permit = permit;
         match pending.into_connection().await {
             Ok(ws) => {
                 Connection::new(ctx, ws, target, settings, options, stats)

@@ -8,10 +8,29 @@ use wsrelay_config::parse_positive_duration;
 use wsrelay_http::Options;
 use wsrelay_process::{Map, Value};
 
+use crate::limits::{self, LimitOptions};
 use crate::origin::OriginPolicy;
 
 /// The default topic of client frames.
 pub const DEFAULT_MESSAGE_TOPIC: &str = "ws.message";
+
+/// The longest timer the relay accepts (heartbeat, write timeout, ping interval...): one
+/// year, which already means "never". The connection adds these to the current time, and a
+/// longer one (duration text goes up to ~584 billion years) would overflow the clock and
+/// panic the connection task.
+const MAX_TIMER: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// A positive duration of at most [`MAX_TIMER`].
+fn parse_timer(text: &str) -> Result<Duration, String> {
+    let duration = parse_positive_duration(text).map_err(|e| e.to_string())?;
+    if duration > MAX_TIMER {
+        return Err(format!(
+            "invalid duration {:?}: too large (at most 8760h)",
+            text.trim()
+        ));
+    }
+    Ok(duration)
+}
 
 /// Where a connection's frames go: the parsed `X-WS-Relay` header or `ws.control` payload.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,10 +136,9 @@ impl RelayTarget {
         };
         let heartbeat_interval = match map.get("heartbeat_interval") {
             None | Some(Value::Null) => current.and_then(|c| c.heartbeat_interval),
-            Some(Value::String(s)) => Some(
-                parse_positive_duration(s)
-                    .map_err(|e| SettingsError::field("heartbeat_interval", e.to_string()))?,
-            ),
+            Some(Value::String(s)) => {
+                Some(parse_timer(s).map_err(|e| SettingsError::field("heartbeat_interval", e))?)
+            }
             Some(_) => {
                 return Err(SettingsError::field(
                     "heartbeat_interval",
@@ -162,6 +180,9 @@ pub struct RelayOptions {
     pub pong_timeout: Duration,
     /// `wsrelay.close_timeout`: how long each step of a close handshake may take (default 5 s).
     pub close_timeout: Duration,
+    /// `wsrelay.max_connections`, `wsrelay.upgrade_rate`, `wsrelay.upgrade_burst`: admission
+    /// limits checked before the handler runs (see [`limits`](crate::limits)).
+    pub limits: LimitOptions,
 }
 
 impl Default for RelayOptions {
@@ -174,6 +195,7 @@ impl Default for RelayOptions {
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(5),
+            limits: LimitOptions::default(),
         }
     }
 }
@@ -187,6 +209,9 @@ pub const OPTION_NAMES: &[&str] = &[
     "wsrelay.ping_interval",
     "wsrelay.pong_timeout",
     "wsrelay.close_timeout",
+    "wsrelay.max_connections",
+    "wsrelay.upgrade_rate",
+    "wsrelay.upgrade_burst",
 ];
 
 impl RelayOptions {
@@ -199,8 +224,7 @@ impl RelayOptions {
         let mut out = RelayOptions::default();
         for (key, value) in options {
             let value = value.trim();
-            let duration =
-                || parse_positive_duration(value).map_err(|e| format!("option {key}: {e}"));
+            let duration = || parse_timer(value).map_err(|e| format!("option {key}: {e}"));
             match key.as_str() {
                 "wsrelay.allowed.origins" => out.origins = OriginPolicy::parse(value),
                 "wsrelay.max_message_size" => out.max_message_size = parse_size(key, value)?,
@@ -209,6 +233,13 @@ impl RelayOptions {
                 "wsrelay.ping_interval" => out.ping_interval = duration()?,
                 "wsrelay.pong_timeout" => out.pong_timeout = duration()?,
                 "wsrelay.close_timeout" => out.close_timeout = duration()?,
+                "wsrelay.max_connections" => {
+                    out.limits.max_connections = limits::parse_max_connections(key, value)?
+                }
+                "wsrelay.upgrade_rate" => out.limits.upgrade_rate = limits::parse_rate(key, value)?,
+                "wsrelay.upgrade_burst" => {
+                    out.limits.upgrade_burst = limits::parse_burst(key, value)?
+                }
                 k if k.starts_with("wsrelay.") => {
                     return Err(format!(
                         "unknown option {k} (known: {})",
@@ -353,6 +384,39 @@ mod tests {
         assert!(RelayOptions::from_options(&o)
             .unwrap_err()
             .contains("unknown option"));
+    }
+
+    /// Found by `fuzz/relay_header`: `"12646344259371037126s"` parsed, and the connection
+    /// then panicked computing `now + period` (after `ws.join`, so its target never got
+    /// `ws.leave` and the open-connection count leaked). Timers are now capped at a year.
+    #[test]
+    fn timers_that_would_overflow_the_clock_are_refused() {
+        let huge = "12646344259371037126s";
+        assert_eq!(
+            field_of(&format!(
+                r#"{{"target_pid":"x","heartbeat_interval":"{huge}"}}"#
+            )),
+            "heartbeat_interval"
+        );
+        assert_eq!(
+            field_of(r#"{"target_pid":"x","heartbeat_interval":"8760h"}"#),
+            "ok"
+        );
+        let current = RelayTarget::from_header(br#"{"target_pid":"a"}"#).unwrap();
+        let payload: Value = Map::new()
+            .with("target_pid", "b")
+            .with("heartbeat_interval", huge)
+            .into();
+        assert!(RelayTarget::from_control(&payload, &current).is_err());
+        for key in [
+            "wsrelay.write_timeout",
+            "wsrelay.ping_interval",
+            "wsrelay.pong_timeout",
+        ] {
+            let mut o = Options::new();
+            o.insert(key.into(), huge.into());
+            assert!(RelayOptions::from_options(&o).unwrap_err().contains(key));
+        }
     }
 
     proptest::proptest! {

@@ -33,7 +33,7 @@ pub(super) fn service(entry: &mut Entry<'_>) -> Option<HttpService> {
 
 /// Parses a listen address: `host:port` with an IP host (`[::1]:80` for
 /// IPv6), `localhost:port`, or `:port` for every interface.
-fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+pub(super) fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     let text = text.trim();
     if let Some(port) = text.strip_prefix(':').filter(|port| !port.contains(':')) {
         let port = parse_port(port)?;

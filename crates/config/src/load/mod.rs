@@ -21,6 +21,7 @@
 mod fields;
 mod http;
 mod lua;
+mod ops;
 mod process;
 
 use std::collections::BTreeMap;
@@ -464,6 +465,7 @@ const KIND_FIELDS: &[(&str, &[&str])] = &[
         &["process", "host", "input", "lifecycle"],
     ),
     (kind::CLUSTER, &["node", "nats_urls", "credentials", "tls"]),
+    (kind::OPS, &["addr", "admin"]),
 ];
 
 /// Logs fields this loader does not read. Not an error: Wippy entries may
@@ -524,6 +526,17 @@ fn build_entry(env: &Env<'_>, raw: &RawEntry, sink: &mut Sink, app: &mut AppConf
                     entry.error("kind", ConfigErrorKind::DuplicateCluster { first });
                 }
                 (None, cluster) => app.cluster = cluster,
+                (Some(_), None) => {}
+            }
+        }
+        kind::OPS => {
+            let ops = ops::ops(&mut entry);
+            match (&app.ops, ops) {
+                (Some(first), Some(_)) => {
+                    let first = first.id.clone();
+                    entry.error("kind", ConfigErrorKind::DuplicateOps { first });
+                }
+                (None, ops) => app.ops = ops,
                 (Some(_), None) => {}
             }
         }

@@ -1,0 +1,56 @@
+//! Counters of Lua failures, read by the metrics exporter ([`LuaEngine::stats`]).
+//!
+//! [`LuaEngine::stats`]: crate::LuaEngine::stats
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::LuaError;
+
+/// The engine's failure counters (shared by every entry of one engine).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    process_errors: AtomicU64,
+    function_errors: AtomicU64,
+    function_timeouts: AtomicU64,
+}
+
+impl Counters {
+    /// A Lua process failed: a Lua error, a bad return, a CPU or memory limit. Exits
+    /// caused from outside (terminate, shutdown, a failed link) are not counted.
+    pub(crate) fn process_error(&self) {
+        self.process_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts the outcome of a function call.
+    pub(crate) fn call<T>(&self, result: &Result<T, LuaError>) {
+        match result {
+            Ok(_) => {}
+            Err(LuaError::Timeout { .. }) => {
+                self.function_timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.function_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> LuaStats {
+        LuaStats {
+            process_errors: self.process_errors.load(Ordering::Relaxed),
+            function_errors: self.function_errors.load(Ordering::Relaxed),
+            function_timeouts: self.function_timeouts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A snapshot of the engine's failure counters, cumulative since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LuaStats {
+    /// `process.lua` processes that ended with a Lua error (or hit a CPU/memory limit).
+    pub process_errors: u64,
+    /// `function.lua` calls (HTTP handlers included) that failed with a Lua error.
+    pub function_errors: u64,
+    /// `function.lua` calls stopped by `call_timeout`.
+    pub function_timeouts: u64,
+}
