@@ -21,6 +21,9 @@ pub enum SendError {
     /// The PID belongs to another node that cannot be reached now.
     #[error("node unreachable: {0}")]
     NodeUnreachable(String),
+    /// The message is larger than another node accepts (`message_too_big`).
+    #[error("message_too_big: {0} bytes exceed the limit between nodes")]
+    TooBig(usize),
 }
 
 /// Why a process could not be spawned.
@@ -76,6 +79,9 @@ pub enum NameError {
     /// The name is not held by the process.
     #[error("name {0:?} is not registered to this process")]
     NotOwner(String),
+    /// The cluster name store cannot be reached (cluster-scope names only).
+    #[error("name {0:?}: cluster name store unavailable: {1}")]
+    Unavailable(String, String),
 }
 
 /// Why a monitor or link could not be set up.

@@ -53,5 +53,5 @@ pub use node::{
     SpawnOptions,
 };
 pub use pid::{Pid, PidParseError, LOCAL_NODE};
-pub use remote::Transport;
+pub use remote::{SpaceFuture, Transport};
 pub use value::{Map, OpaqueValue, Value};

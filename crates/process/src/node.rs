@@ -390,6 +390,30 @@ impl Node {
         }
     }
 
+    /// Whether the queue towards the remote `to` is above its high-water mark (always `false`
+    /// for local PIDs: use [`ProcessRef::is_congested`] for those).
+    pub fn is_congested(&self, to: &Pid) -> bool {
+        to.node_arc() != &self.inner.name
+            && self
+                .inner
+                .transport
+                .get()
+                .is_some_and(|t| t.is_congested(to))
+    }
+
+    /// Waits until the queue towards the remote `to` is below its high-water mark.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future loses nothing.
+    pub async fn wait_for_space(&self, to: &Pid) {
+        if let Some(t) = self.inner.transport.get() {
+            if to.node_arc() != &self.inner.name {
+                t.wait_for_space(to).await;
+            }
+        }
+    }
+
     /// A handle to a local live process that sends without a table lookup each time.
     pub fn process_ref(&self, pid: &Pid) -> Option<ProcessRef> {
         self.cell(pid).map(|cell| ProcessRef { cell })
@@ -666,6 +690,9 @@ impl Node {
         let cell = self
             .cell(pid)
             .ok_or_else(|| NameError::NotAlive(pid.to_string()))?;
+        if let Some(t) = self.cluster_names(name) {
+            return register_cluster_name(t, &cell, name);
+        }
         let mut names = self.inner.names.lock();
         if names.contains_key(name) {
             return Err(NameError::Taken(name.to_owned()));
@@ -683,6 +710,9 @@ impl Node {
 
     /// The process registered as `name`.
     pub fn lookup(&self, name: &str) -> Option<Pid> {
+        if let Some(t) = self.cluster_names(name) {
+            return t.lookup_name(name);
+        }
         self.inner.names.lock().get(name).cloned()
     }
 
@@ -692,6 +722,15 @@ impl Node {
     ///
     /// [`NameError::NotOwner`] if `pid` does not hold `name`.
     pub fn unregister(&self, name: &str, pid: &Pid) -> Result<(), NameError> {
+        if let Some(t) = self.cluster_names(name) {
+            t.unregister_name(name, pid)?;
+            if let Some(cell) = self.cell(pid) {
+                if let Some(rel) = cell.state.lock().rel.as_mut() {
+                    rel.names.retain(|n| n != name);
+                }
+            }
+            return Ok(());
+        }
         let mut names = self.inner.names.lock();
         if names.get(name) != Some(pid) {
             return Err(NameError::NotOwner(name.to_owned()));
@@ -779,6 +818,11 @@ impl Node {
         (cell.pid == *pid).then_some(cell)
     }
 
+    /// The transport, if it handles `name` as a cluster-scope name.
+    fn cluster_names(&self, name: &str) -> Option<&Arc<dyn Transport>> {
+        self.inner.transport.get().filter(|t| t.owns_name(name))
+    }
+
     fn transport(&self, to: &Pid) -> Result<&Arc<dyn Transport>, SendError> {
         self.inner
             .transport
@@ -799,7 +843,9 @@ impl Node {
         if !remains.names.is_empty() {
             let mut names = self.inner.names.lock();
             for name in remains.names {
-                if names.get(&name) == Some(pid) {
+                if let Some(t) = self.cluster_names(&name) {
+                    let _ = t.unregister_name(&name, pid);
+                } else if names.get(&name) == Some(pid) {
                     names.remove(&name);
                 }
             }
@@ -836,6 +882,24 @@ impl Node {
         }
         tracing::trace!(pid = %pid, error = ?result.error, "process exited");
     }
+}
+
+/// Registers a cluster-scope name through the transport and records it on the process, so it
+/// is released when the process exits.
+fn register_cluster_name(
+    t: &Arc<dyn Transport>,
+    cell: &Arc<Cell>,
+    name: &str,
+) -> Result<(), NameError> {
+    t.register_name(name, &cell.pid)?;
+    let mut st = cell.state.lock();
+    if !st.alive {
+        drop(st);
+        let _ = t.unregister_name(name, &cell.pid);
+        return Err(NameError::NotAlive(cell.pid.to_string()));
+    }
+    st.rel().names.push(name.to_owned());
+    Ok(())
 }
 
 /// `from`, linked to `cell`, has exited: drop the link and propagate an error exit.

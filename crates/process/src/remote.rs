@@ -10,8 +10,13 @@
 //! talks to the network.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
-use crate::{Event, Message, Pid, SendError, Value};
+use crate::{Event, Message, NameError, Pid, SendError, Value};
+
+/// The future returned by [`Transport::wait_for_space`].
+pub type SpaceFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Carries messages and signals to processes on other nodes.
 ///
@@ -49,4 +54,53 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
 
     /// Stops the remote process `to` at once.
     fn terminate(&self, to: &Pid);
+
+    /// Whether the queue towards the node of `to` is above its high-water mark: cooperative
+    /// senders (the WebSocket relay) stop reading their input until
+    /// [`wait_for_space`](Transport::wait_for_space) resolves. Default: never.
+    fn is_congested(&self, _to: &Pid) -> bool {
+        false
+    }
+
+    /// Resolves once the queue towards the node of `to` is below its high-water mark (or the
+    /// node is declared down). Default: at once.
+    ///
+    /// # Cancel safety
+    ///
+    /// Implementations must be cancel safe: dropping the future loses nothing.
+    fn wait_for_space(&self, _to: &Pid) -> SpaceFuture {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// Whether `name` is a cluster-scope name that this transport registers (for example
+    /// names with a `global:` prefix). Default: none, every name is local.
+    fn owns_name(&self, _name: &str) -> bool {
+        false
+    }
+
+    /// Registers the cluster-scope `name` for the local live process `pid`. Called by
+    /// [`Node::register`](crate::Node::register) only for names the transport owns; may
+    /// block briefly (a round trip to the name store).
+    ///
+    /// # Errors
+    ///
+    /// [`NameError::Taken`] when another process holds it cluster-wide, or why the store
+    /// cannot be reached.
+    fn register_name(&self, name: &str, _pid: &Pid) -> Result<(), NameError> {
+        Err(NameError::Invalid(name.to_owned()))
+    }
+
+    /// Releases the cluster-scope `name` if `pid` holds it (also called when `pid` exits).
+    ///
+    /// # Errors
+    ///
+    /// [`NameError::NotOwner`] if `pid` does not hold `name`.
+    fn unregister_name(&self, name: &str, _pid: &Pid) -> Result<(), NameError> {
+        Err(NameError::NotOwner(name.to_owned()))
+    }
+
+    /// The process holding the cluster-scope `name`, on any node.
+    fn lookup_name(&self, _name: &str) -> Option<Pid> {
+        None
+    }
 }

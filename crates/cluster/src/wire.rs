@@ -1,0 +1,502 @@
+//! The wire format: one NATS message carries one frame, without NATS headers.
+//!
+//! A frame starts with `version u8, type u8, incarnation u32` (big endian). A data frame
+//! continues with `session u64, seq u64, count u16` and `count` envelopes, each a `u32`
+//! length and a MessagePack array `[kind, ...]`. A heartbeat carries the sender's session,
+//! its last published sequence number and an acknowledgement of what it received; a reset
+//! names the session it ends. Payload [`Value`]s are MessagePack: maps, arrays, strings,
+//! binary (`Bytes`), integers, floats, booleans and nil.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use wsrelay_process::{ExitResult, Map, Message, Pid, Value};
+
+const VERSION: u8 = 1;
+const DATA: u8 = 0;
+const HEARTBEAT: u8 = 1;
+const RESET: u8 = 2;
+
+/// A decoded frame.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    Data {
+        inc: u32,
+        session: u64,
+        seq: u64,
+        envelopes: Vec<Bytes>,
+    },
+    Heartbeat(Heartbeat),
+    Reset {
+        inc: u32,
+        session: u64,
+    },
+}
+
+/// A heartbeat, also used as acknowledgement and probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Heartbeat {
+    pub(crate) inc: u32,
+    /// The sender's current outbound session.
+    pub(crate) session: u64,
+    /// The last sequence number the sender published in `session` (0: none).
+    pub(crate) published: u64,
+    /// The receiver's session the sender acknowledges (0: none yet).
+    pub(crate) ack_session: u64,
+    /// The last sequence number received in `ack_session`.
+    pub(crate) ack_seq: u64,
+    /// Asks for an immediate heartbeat back.
+    pub(crate) probe: bool,
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed frame: {0}")]
+pub(crate) struct DecodeError(&'static str);
+
+pub(crate) fn encode_data(inc: u32, session: u64, seq: u64, envelopes: &[Bytes]) -> Bytes {
+    let len: usize = envelopes.iter().map(|e| e.len() + 4).sum();
+    let mut buf = BytesMut::with_capacity(24 + len);
+    buf.put_u8(VERSION);
+    buf.put_u8(DATA);
+    buf.put_u32(inc);
+    buf.put_u64(session);
+    buf.put_u64(seq);
+    buf.put_u16(envelopes.len() as u16);
+    for e in envelopes {
+        buf.put_u32(e.len() as u32);
+        buf.put_slice(e);
+    }
+    buf.freeze()
+}
+
+pub(crate) fn encode_heartbeat(hb: &Heartbeat) -> Bytes {
+    let mut buf = BytesMut::with_capacity(40);
+    buf.put_u8(VERSION);
+    buf.put_u8(HEARTBEAT);
+    buf.put_u32(hb.inc);
+    buf.put_u64(hb.session);
+    buf.put_u64(hb.published);
+    buf.put_u64(hb.ack_session);
+    buf.put_u64(hb.ack_seq);
+    buf.put_u8(u8::from(hb.probe));
+    buf.freeze()
+}
+
+pub(crate) fn encode_reset(inc: u32, session: u64) -> Bytes {
+    let mut buf = BytesMut::with_capacity(14);
+    buf.put_u8(VERSION);
+    buf.put_u8(RESET);
+    buf.put_u32(inc);
+    buf.put_u64(session);
+    buf.freeze()
+}
+
+struct Reader {
+    buf: Bytes,
+}
+
+impl Reader {
+    fn take(&mut self, n: usize) -> Result<Bytes, DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError("truncated"));
+        }
+        Ok(self.buf.split_to(n))
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes(b[..].try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let b = self.take(8)?;
+        Ok(u64::from_be_bytes(b[..].try_into().expect("8 bytes")))
+    }
+}
+
+pub(crate) fn decode(buf: Bytes) -> Result<Frame, DecodeError> {
+    let mut r = Reader { buf };
+    if r.u8()? != VERSION {
+        return Err(DecodeError("unknown version"));
+    }
+    let kind = r.u8()?;
+    let inc = r.u32()?;
+    match kind {
+        DATA => {
+            let session = r.u64()?;
+            let seq = r.u64()?;
+            let count = r.u16()?;
+            let mut envelopes = Vec::with_capacity(usize::from(count));
+            for _ in 0..count {
+                let len = r.u32()? as usize;
+                envelopes.push(r.take(len)?);
+            }
+            Ok(Frame::Data {
+                inc,
+                session,
+                seq,
+                envelopes,
+            })
+        }
+        HEARTBEAT => Ok(Frame::Heartbeat(Heartbeat {
+            inc,
+            session: r.u64()?,
+            published: r.u64()?,
+            ack_session: r.u64()?,
+            ack_seq: r.u64()?,
+            probe: r.u8()? != 0,
+        })),
+        RESET => Ok(Frame::Reset {
+            inc,
+            session: r.u64()?,
+        }),
+        _ => Err(DecodeError("unknown frame type")),
+    }
+}
+
+// ===== envelopes =====
+
+/// A message or control signal between two processes on two nodes.
+#[derive(Debug, Clone)]
+pub(crate) enum Envelope {
+    Message {
+        to: Pid,
+        msg: Message,
+    },
+    Monitor {
+        watcher: Pid,
+        target: Pid,
+    },
+    Demonitor {
+        watcher: Pid,
+        target: Pid,
+    },
+    /// `target` exited; for the monitor held by `watcher`.
+    Exit {
+        watcher: Pid,
+        target: Pid,
+        result: ExitResult,
+    },
+    /// `from` (sender's node) links to `to` (receiver's node).
+    Link {
+        from: Pid,
+        to: Pid,
+    },
+    Unlink {
+        from: Pid,
+        to: Pid,
+    },
+    /// `from` exited (or the link failed); for the link with `to`.
+    LinkDown {
+        from: Pid,
+        to: Pid,
+        result: ExitResult,
+    },
+    Cancel {
+        from: Option<Pid>,
+        to: Pid,
+        reason: Value,
+    },
+    Terminate {
+        to: Pid,
+    },
+}
+
+const K_MESSAGE: u8 = 0;
+const K_MONITOR: u8 = 1;
+const K_DEMONITOR: u8 = 2;
+const K_EXIT: u8 = 3;
+const K_LINK: u8 = 4;
+const K_UNLINK: u8 = 5;
+const K_LINK_DOWN: u8 = 6;
+const K_CANCEL: u8 = 7;
+const K_TERMINATE: u8 = 8;
+
+impl Envelope {
+    /// The process on the sending node this envelope speaks for (checked by the receiver).
+    pub(crate) fn sender(&self) -> Option<&Pid> {
+        match self {
+            Envelope::Message { msg, .. } => msg.from(),
+            Envelope::Monitor { watcher, .. } | Envelope::Demonitor { watcher, .. } => {
+                Some(watcher)
+            }
+            Envelope::Exit { target, .. } => Some(target),
+            Envelope::Link { from, .. }
+            | Envelope::Unlink { from, .. }
+            | Envelope::LinkDown { from, .. } => Some(from),
+            Envelope::Cancel { from, .. } => from.as_ref(),
+            Envelope::Terminate { .. } => None,
+        }
+    }
+
+    /// The process on the receiving node.
+    pub(crate) fn receiver(&self) -> &Pid {
+        match self {
+            Envelope::Message { to, .. }
+            | Envelope::Link { to, .. }
+            | Envelope::Unlink { to, .. }
+            | Envelope::LinkDown { to, .. }
+            | Envelope::Cancel { to, .. }
+            | Envelope::Terminate { to } => to,
+            Envelope::Monitor { target, .. } | Envelope::Demonitor { target, .. } => target,
+            Envelope::Exit { watcher, .. } => watcher,
+        }
+    }
+
+    /// Encodes to MessagePack.
+    pub(crate) fn encode(&self) -> Bytes {
+        let mut w = Vec::with_capacity(64);
+        match self {
+            Envelope::Message { to, msg } => {
+                let extra = msg.extra();
+                arr(&mut w, 5);
+                uint(&mut w, K_MESSAGE);
+                opt_pid(&mut w, msg.from());
+                string(&mut w, to.as_str());
+                string(&mut w, msg.topic());
+                let _ = rmp::encode::write_array_len(&mut w, 1 + extra.len() as u32);
+                value(&mut w, msg.payload());
+                for v in extra {
+                    value(&mut w, v);
+                }
+            }
+            Envelope::Monitor { watcher, target } => pair(&mut w, K_MONITOR, watcher, target),
+            Envelope::Demonitor { watcher, target } => pair(&mut w, K_DEMONITOR, watcher, target),
+            Envelope::Exit {
+                watcher,
+                target,
+                result,
+            } => {
+                arr(&mut w, 5);
+                uint(&mut w, K_EXIT);
+                string(&mut w, watcher.as_str());
+                string(&mut w, target.as_str());
+                exit(&mut w, result);
+            }
+            Envelope::Link { from, to } => pair(&mut w, K_LINK, from, to),
+            Envelope::Unlink { from, to } => pair(&mut w, K_UNLINK, from, to),
+            Envelope::LinkDown { from, to, result } => {
+                arr(&mut w, 5);
+                uint(&mut w, K_LINK_DOWN);
+                string(&mut w, from.as_str());
+                string(&mut w, to.as_str());
+                exit(&mut w, result);
+            }
+            Envelope::Cancel { from, to, reason } => {
+                arr(&mut w, 4);
+                uint(&mut w, K_CANCEL);
+                opt_pid(&mut w, from.as_ref());
+                string(&mut w, to.as_str());
+                value(&mut w, reason);
+            }
+            Envelope::Terminate { to } => {
+                arr(&mut w, 2);
+                uint(&mut w, K_TERMINATE);
+                string(&mut w, to.as_str());
+            }
+        }
+        Bytes::from(w)
+    }
+
+    /// Decodes one envelope.
+    pub(crate) fn decode(buf: &[u8]) -> Result<Envelope, DecodeError> {
+        let mut rd = buf;
+        let v = rmpv::decode::read_value(&mut rd).map_err(|_| DecodeError("bad msgpack"))?;
+        let rmpv::Value::Array(items) = v else {
+            return Err(DecodeError("envelope is not an array"));
+        };
+        let mut it = items.into_iter();
+        let kind = it
+            .next()
+            .and_then(|k| k.as_u64())
+            .ok_or(DecodeError("no kind"))?;
+        let mut next = || it.next().ok_or(DecodeError("short envelope"));
+        let env = match kind as u8 {
+            K_MESSAGE => {
+                let from = opt_pid_of(next()?)?;
+                let to = pid_of(next()?)?;
+                let topic = next()?;
+                let topic = topic.as_str().ok_or(DecodeError("topic"))?.to_owned();
+                let rmpv::Value::Array(payloads) = next()? else {
+                    return Err(DecodeError("payloads"));
+                };
+                let mut payloads = payloads.into_iter().map(value_of);
+                let first = payloads.next().unwrap_or(Value::Null);
+                let extra: Vec<Value> = payloads.collect();
+                let mut msg = Message::new(from, topic, first);
+                if !extra.is_empty() {
+                    msg = msg.with_extra(extra);
+                }
+                Envelope::Message { to, msg }
+            }
+            K_MONITOR => Envelope::Monitor {
+                watcher: pid_of(next()?)?,
+                target: pid_of(next()?)?,
+            },
+            K_DEMONITOR => Envelope::Demonitor {
+                watcher: pid_of(next()?)?,
+                target: pid_of(next()?)?,
+            },
+            K_EXIT => Envelope::Exit {
+                watcher: pid_of(next()?)?,
+                target: pid_of(next()?)?,
+                result: exit_of(next()?, next()?),
+            },
+            K_LINK => Envelope::Link {
+                from: pid_of(next()?)?,
+                to: pid_of(next()?)?,
+            },
+            K_UNLINK => Envelope::Unlink {
+                from: pid_of(next()?)?,
+                to: pid_of(next()?)?,
+            },
+            K_LINK_DOWN => Envelope::LinkDown {
+                from: pid_of(next()?)?,
+                to: pid_of(next()?)?,
+                result: exit_of(next()?, next()?),
+            },
+            K_CANCEL => Envelope::Cancel {
+                from: opt_pid_of(next()?)?,
+                to: pid_of(next()?)?,
+                reason: value_of(next()?),
+            },
+            K_TERMINATE => Envelope::Terminate {
+                to: pid_of(next()?)?,
+            },
+            _ => return Err(DecodeError("unknown envelope kind")),
+        };
+        Ok(env)
+    }
+}
+
+fn arr(w: &mut Vec<u8>, n: u32) {
+    let _ = rmp::encode::write_array_len(w, n);
+}
+
+fn uint(w: &mut Vec<u8>, n: u8) {
+    let _ = rmp::encode::write_uint(w, u64::from(n));
+}
+
+fn string(w: &mut Vec<u8>, s: &str) {
+    let _ = rmp::encode::write_str(w, s);
+}
+
+fn opt_pid(w: &mut Vec<u8>, pid: Option<&Pid>) {
+    match pid {
+        Some(p) => string(w, p.as_str()),
+        None => {
+            let _ = rmp::encode::write_nil(w);
+        }
+    }
+}
+
+fn pair(w: &mut Vec<u8>, kind: u8, a: &Pid, b: &Pid) {
+    arr(w, 3);
+    uint(w, kind);
+    string(w, a.as_str());
+    string(w, b.as_str());
+}
+
+fn exit(w: &mut Vec<u8>, result: &ExitResult) {
+    value(w, &result.value);
+    match result.error_text() {
+        Some(e) => string(w, e),
+        None => {
+            let _ = rmp::encode::write_nil(w);
+        }
+    }
+}
+
+/// Writes `v` as MessagePack; `Opaque` values are written in their plain form.
+pub(crate) fn value(w: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => {
+            let _ = rmp::encode::write_nil(w);
+        }
+        Value::Bool(b) => {
+            let _ = rmp::encode::write_bool(w, *b);
+        }
+        Value::Int(i) => {
+            let _ = rmp::encode::write_sint(w, *i);
+        }
+        Value::Float(f) => {
+            let _ = rmp::encode::write_f64(w, *f);
+        }
+        Value::String(s) => string(w, s),
+        Value::Bytes(b) => {
+            let _ = rmp::encode::write_bin(w, b);
+        }
+        Value::Array(items) => {
+            arr(w, items.len() as u32);
+            for item in items {
+                value(w, item);
+            }
+        }
+        Value::Map(map) => {
+            let _ = rmp::encode::write_map_len(w, map.len() as u32);
+            for (k, item) in map.iter() {
+                string(w, k);
+                value(w, item);
+            }
+        }
+        Value::Opaque(o) => value(w, &o.to_value()),
+    }
+}
+
+fn pid_of(v: rmpv::Value) -> Result<Pid, DecodeError> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or(DecodeError("bad pid"))
+}
+
+fn opt_pid_of(v: rmpv::Value) -> Result<Option<Pid>, DecodeError> {
+    if v.is_nil() {
+        Ok(None)
+    } else {
+        pid_of(v).map(Some)
+    }
+}
+
+fn exit_of(value: rmpv::Value, error: rmpv::Value) -> ExitResult {
+    ExitResult {
+        value: value_of(value),
+        error: error.as_str().map(Into::into),
+    }
+}
+
+/// Converts a decoded MessagePack value into a payload.
+pub(crate) fn value_of(v: rmpv::Value) -> Value {
+    use rmpv::Value as M;
+    match v {
+        M::Nil => Value::Null,
+        M::Boolean(b) => Value::Bool(b),
+        M::Integer(i) => match i.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(i.as_f64().unwrap_or(0.0)),
+        },
+        M::F32(f) => Value::Float(f64::from(f)),
+        M::F64(f) => Value::Float(f),
+        M::String(s) => match s.into_str() {
+            Some(s) => Value::String(s),
+            None => Value::Null,
+        },
+        M::Binary(b) => Value::Bytes(Bytes::from(b)),
+        M::Array(items) => Value::Array(items.into_iter().map(value_of).collect()),
+        M::Map(entries) => {
+            let mut map = Map::new();
+            for (k, v) in entries {
+                let key = match k {
+                    M::String(s) => s.into_str().unwrap_or_default(),
+                    other => other.to_string(),
+                };
+                map.insert(key, value_of(v));
+            }
+            Value::Map(map)
+        }
+        M::Ext(..) => Value::Null,
+    }
+}

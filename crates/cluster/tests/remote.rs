@@ -1,0 +1,291 @@
+//! Remote send, monitor, link and cluster names between in-process nodes, each with its own
+//! NATS connection, over a 3-server NATS cluster (started by the test if needed).
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use wsrelay_process::{reason, Event, ExitResult, SendError, SpawnOptions, Value};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+const T: Duration = Duration::from_secs(10);
+
+async fn next_event(ctx: &wsrelay_process::Context) -> Event {
+    tokio::time::timeout(T, ctx.next_event())
+        .await
+        .expect("event in time")
+}
+
+#[test]
+fn send_in_order_and_reply_across_nodes() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let a = start(&unique("sa")).await;
+        let b = start(&unique("sb")).await;
+        let echo = b
+            .node()
+            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+                loop {
+                    let msg = ctx.recv().await;
+                    if msg.topic() == "stop" {
+                        return;
+                    }
+                    let from = msg.from().unwrap().clone();
+                    ctx.send(&from, "echo", msg.payload().clone()).unwrap();
+                }
+            })
+            .unwrap();
+        assert_eq!(echo.node(), b.node().name());
+        assert_eq!((echo.id() >> 32) as u32, b.incarnation());
+        let me = probe(a.node());
+        let n = 2000;
+        for i in 0..n {
+            me.send(&echo, "ping", Value::Int(i)).unwrap();
+        }
+        for i in 0..n {
+            let msg = tokio::time::timeout(T, me.recv())
+                .await
+                .expect("echo in time");
+            assert_eq!(msg.payload(), &Value::Int(i), "order kept");
+            assert_eq!(msg.from(), Some(&echo));
+        }
+        // Payload kinds survive MessagePack.
+        let mut map = wsrelay_process::Map::new();
+        map.insert(
+            "bytes",
+            Value::Bytes(bytes::Bytes::from_static(b"\xff\x00")),
+        );
+        map.insert(
+            "list",
+            Value::Array(vec![Value::Float(1.5), Value::Null, Value::Bool(true)]),
+        );
+        map.insert("text", "héllo");
+        let payload = Value::Map(map);
+        me.send(&echo, "ping", payload.clone()).unwrap();
+        let msg = tokio::time::timeout(T, me.recv()).await.unwrap();
+        assert_eq!(msg.payload(), &payload);
+        me.send(&echo, "stop", Value::Null).unwrap();
+        a.shutdown();
+        b.shutdown();
+    });
+}
+
+#[test]
+fn monitor_and_link_semantics_equal_local() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let a = start(&unique("ma")).await;
+        let b = start(&unique("mb")).await;
+        let me = probe(a.node());
+        me.set_trap_links(true);
+
+        // EXIT with the real result, exactly once.
+        let t = b
+            .node()
+            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+                ctx.recv().await;
+                ExitResult::normal("done")
+            })
+            .unwrap();
+        me.monitor(&t).unwrap();
+        me.send(&t, "go", Value::Null).unwrap();
+        match next_event(&me).await {
+            Event::Exit { from, result } => {
+                assert_eq!(from, t);
+                assert_eq!(result, ExitResult::normal("done"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Monitoring a dead remote PID: noproc.
+        me.monitor(&t).unwrap();
+        match next_event(&me).await {
+            Event::Exit { result, .. } => assert_eq!(result.error_text(), Some(reason::NOPROC)),
+            other => panic!("{other:?}"),
+        }
+        // Demonitor: nothing arrives.
+        let t2 = b
+            .node()
+            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+                ctx.recv().await;
+            })
+            .unwrap();
+        me.monitor(&t2).unwrap();
+        me.unmonitor(&t2);
+        me.send(&t2, "go", Value::Null).unwrap();
+
+        // Links: an error exit propagates, a normal one does not.
+        let l = b
+            .node()
+            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+                let msg = ctx.recv().await;
+                if msg.topic() == "fail" {
+                    ExitResult::error("boom")
+                } else {
+                    ExitResult::normal(())
+                }
+            })
+            .unwrap();
+        me.link(&l).unwrap();
+        me.send(&l, "fail", Value::Null).unwrap();
+        match next_event(&me).await {
+            Event::LinkDown { from, result } => {
+                assert_eq!(from, l);
+                assert_eq!(result.error_text(), Some("boom"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A non-trapping process on A linked to a failing process on B dies.
+        let victim = a
+            .node()
+            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+                std::future::pending::<()>().await;
+                drop(ctx);
+            })
+            .unwrap();
+        let watcher = probe(a.node());
+        watcher.monitor(&victim).unwrap();
+        // The link request travels B -> A; then the B side fails.
+        let linker = b
+            .node()
+            .spawn(HOST, SpawnOptions::new(), {
+                let victim = victim.clone();
+                move |ctx| async move {
+                    ctx.link(&victim).unwrap();
+                    ctx.recv().await;
+                    ExitResult::error("boom")
+                }
+            })
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        me.send(&linker, "go", Value::Null).unwrap();
+        match next_event(&watcher).await {
+            Event::Exit { from, result } => {
+                assert_eq!(from, victim);
+                assert_eq!(result.error_text(), Some(reason::LINKED_FAILED));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Nothing else is pending for `me`.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            me.try_next_event().is_none(),
+            "exactly one EXIT per monitor"
+        );
+        a.shutdown();
+        b.shutdown();
+    });
+}
+
+#[test]
+fn lost_node_gives_noconnection_once_and_sends_fail() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let a = start(&unique("la")).await;
+        let b = start(&unique("lb")).await;
+        let me = probe(a.node());
+        me.set_trap_links(true);
+        let t = b
+            .node()
+            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+                std::future::pending::<()>().await;
+                drop(ctx);
+            })
+            .unwrap();
+        me.monitor(&t).unwrap();
+        me.link(&t).unwrap();
+        me.send(&t, "hello", Value::Null).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        b.shutdown(); // a crash: the connection closes, nothing is said
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            got.push(next_event(&me).await);
+        }
+        let detected = started.elapsed();
+        eprintln!("node loss (connection closed) detected after {detected:?}");
+        assert!(detected < Duration::from_secs(5));
+        assert!(got.iter().any(|e| matches!(e, Event::Exit { result, .. } if result.error_text() == Some(reason::NOCONNECTION))));
+        assert!(got.iter().any(|e| matches!(e, Event::LinkDown { result, .. } if result.error_text() == Some(reason::NOCONNECTION))));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(me.try_next_event().is_none(), "noconnection exactly once");
+        assert!(matches!(
+            me.send(&t, "late", Value::Null),
+            Err(SendError::NodeUnreachable(_))
+        ));
+        assert_eq!(a.stats().peer_downs(), 1);
+        assert!(a.stats().render_prometheus().contains("wsrelay_peer_up"));
+        a.shutdown();
+    });
+}
+
+#[test]
+fn cluster_names_register_lookup_release() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let a = start(&unique("na")).await;
+        let b = start(&unique("nb")).await;
+        let name = format!("global:{}", unique("lobby"));
+        let observer = probe(b.node());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let holder = b
+            .node()
+            .spawn(HOST, SpawnOptions::new(), {
+                let name = name.clone();
+                let observer = observer.pid().clone();
+                move |ctx| async move {
+                    let registered = tokio::task::block_in_place(|| ctx.register(&name));
+                    let plain = ctx.register("plain");
+                    let _ = tx.send((registered, plain));
+                    loop {
+                        let msg = ctx.recv().await;
+                        if msg.topic() == "stop" {
+                            return;
+                        }
+                        ctx.send(&observer, "got", msg.payload().clone()).unwrap();
+                    }
+                }
+            })
+            .unwrap();
+        let (registered, plain) = rx.await.unwrap();
+        registered.unwrap();
+        plain.unwrap();
+        // Taken cluster-wide, also from the other node.
+        let other = probe(a.node());
+        let taken = tokio::task::block_in_place(|| other.register(&name));
+        assert!(taken.is_err(), "{taken:?}");
+        // Resolves from A and routes there.
+        let found = tokio::task::block_in_place(|| a.node().lookup(&name));
+        assert_eq!(found.as_ref(), Some(&holder));
+        other.send(&found.unwrap(), "hi", Value::Int(1)).unwrap();
+        let msg = tokio::time::timeout(T, observer.recv()).await.unwrap();
+        assert_eq!(msg.payload(), &Value::Int(1));
+        // Local names stay local.
+        assert!(a.node().lookup("plain").is_none());
+        // Released when the owner exits.
+        other.send(&holder, "stop", Value::Null).unwrap();
+        let node_a = a.node().clone();
+        let n2 = name.clone();
+        let released = eventually(T, move || node_a.lookup(&n2).is_none()).await;
+        assert!(released, "name released after the owner exits");
+        // A new owner can take it; released when its node is lost.
+        let holder2 = probe(b.node());
+        tokio::task::block_in_place(|| holder2.register(&name)).unwrap();
+        b.shutdown();
+        let node_a = a.node().clone();
+        let n3 = name.clone();
+        assert!(
+            eventually(Duration::from_secs(8), move || node_a.lookup(&n3).is_none()).await,
+            "name released after its node is declared down"
+        );
+        tokio::task::block_in_place(|| other.register(&name)).unwrap();
+        a.shutdown();
+    });
+}

@@ -1,0 +1,148 @@
+//! Test support: a 3-server NATS cluster and in-process cluster nodes.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use wsrelay_cluster::{Auth, Cluster, ClusterOptions};
+use wsrelay_process::{Context, HostConfig, Node, SpawnOptions};
+
+pub const HOST: &str = "app:processes";
+pub const URLS: [&str; 3] = [
+    "nats://127.0.0.1:4311",
+    "nats://127.0.0.1:4312",
+    "nats://127.0.0.1:4313",
+];
+pub const ADVISORY: &str = "$SYS.ACCOUNT.WSR.DISCONNECT";
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The NATS cluster of a test: tests of one binary run one at a time.
+pub struct Nats {
+    pub dir: PathBuf,
+    owned: bool,
+    _serial: MutexGuard<'static, ()>,
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn script(args: &[&str]) -> bool {
+    Command::new("bash")
+        .arg(repo_root().join("scripts/nats-cluster.sh"))
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Starts (or joins) the NATS cluster; `None` if `nats-server` is not installed.
+pub fn nats() -> Option<Nats> {
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("\n\n!!!!! SKIPPED: nats-server is not on PATH (apt-get install -y nats-server) !!!!!\n\n");
+        return None;
+    }
+    let (dir, owned) = match std::env::var("WSR_NATS_DIR") {
+        Ok(dir) => (PathBuf::from(dir), false),
+        Err(_) => (
+            std::env::temp_dir().join(format!("wsr-nats-test-{}", std::process::id())),
+            true,
+        ),
+    };
+    assert!(
+        script(&["start", dir.to_str().unwrap()]),
+        "cannot start the NATS cluster in {}",
+        dir.display()
+    );
+    Some(Nats {
+        dir,
+        owned,
+        _serial: serial,
+    })
+}
+
+impl Nats {
+    pub fn stop_server(&self, n: u32) {
+        assert!(script(&[
+            "stop",
+            self.dir.to_str().unwrap(),
+            &n.to_string()
+        ]));
+    }
+    pub fn start_server(&self, n: u32) {
+        assert!(script(&[
+            "start",
+            self.dir.to_str().unwrap(),
+            &n.to_string()
+        ]));
+    }
+    pub fn start_all(&self) {
+        assert!(script(&["start", self.dir.to_str().unwrap()]));
+    }
+    pub fn stop_all(&self) {
+        assert!(script(&["stop", self.dir.to_str().unwrap()]));
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if self.owned {
+            script(&["stop", self.dir.to_str().unwrap()]);
+        } else {
+            // Leave the shared cluster whole for the next test.
+            script(&["start", self.dir.to_str().unwrap()]);
+        }
+    }
+}
+
+pub fn options(node: &str) -> ClusterOptions {
+    ClusterOptions::new("wsr", node, URLS.iter().map(|s| s.to_string()).collect())
+        .with_auth(Auth::UserPassword("admin".into(), "admin-pw".into()))
+        .with_disconnect_advisory(ADVISORY)
+        .with_names_replicas(3)
+}
+
+/// A unique node name per test run (node names must not collide across tests).
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id() % 10000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub async fn start(node: &str) -> Cluster {
+    let c = Cluster::start(options(node))
+        .await
+        .expect("cluster node starts");
+    c.node().add_host(HOST, HostConfig::default());
+    c
+}
+
+/// A detached process to act as in tests.
+pub fn probe(node: &Node) -> Context {
+    let (ctx, guard) = node.attach(HOST, SpawnOptions::new()).unwrap().detach();
+    std::mem::forget(guard);
+    ctx
+}
+
+/// Polls `f` until it is true or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}

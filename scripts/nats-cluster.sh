@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# A 3-server NATS cluster on 127.0.0.1 for wsrelay cluster tests (CLUSTER.md §3).
+#
+#   scripts/nats-cluster.sh start DIR [N]   start all servers (or server N = 1..3)
+#   scripts/nats-cluster.sh stop  DIR [N]   stop all servers (or server N), by their PIDs
+#   scripts/nats-cluster.sh config DIR      only write and check the config files
+#
+# Client ports 4311-4313, routes 6311-6313, monitoring 8311-8313, JetStream store in DIR.
+# Accounts: SYS (system account) exports the client DISCONNECT advisory, WSR imports it.
+# One WSR user per node (NODES, default "a b c d e n1 n2 n3 n4 n5"), password "<node>-pw",
+# allowed to publish wsr.$CLUSTER.n.*.<node> only (so a node can publish only as itself)
+# and to subscribe to its own inbox subjects; user "admin" / "admin-pw" for tooling.
+# Node credentials files (user:password) are written to DIR/creds/<node>.
+set -euo pipefail
+
+cmd=${1:-}
+dir=${2:-}
+only=${3:-}
+[[ -n "$cmd" && -n "$dir" ]] || { echo "usage: $0 start|stop|config DIR [N]" >&2; exit 2; }
+CLUSTER=${CLUSTER:-wsr}
+NODES=${NODES:-"a b c d e n1 n2 n3 n4 n5"}
+
+servers() { if [[ -n "$only" ]]; then echo "$only"; else echo 1 2 3; fi; }
+
+write_config() {
+  mkdir -p "$dir/creds"
+  {
+    echo "accounts {"
+    echo "  SYS {"
+    echo "    users: [ { user: sys, password: sys-pw } ]"
+    echo "    exports: [ { stream: \"\$SYS.ACCOUNT.WSR.DISCONNECT\" } ]"
+    echo "  }"
+    echo "  WSR {"
+    echo "    jetstream: enabled"
+    echo "    imports: [ { stream: { account: SYS, subject: \"\$SYS.ACCOUNT.WSR.DISCONNECT\" } } ]"
+    echo "    users: ["
+    echo "      { user: admin, password: admin-pw }"
+    for n in $NODES; do
+      cat <<CONF
+      { user: $n, password: $n-pw, permissions: {
+          publish: { allow: [ "wsr.$CLUSTER.n.*.$n", "\$KV.wsr_names.>", "\$JS.API.>", "\$JS.ACK.KV_wsr_names.>", "\$JS.FC.>" ] }
+          subscribe: { allow: [ "wsr.$CLUSTER.n.$n.>", "_INBOX_$n.>", "\$SYS.ACCOUNT.WSR.DISCONNECT" ] }
+      } }
+CONF
+      echo "$n:$n-pw" > "$dir/creds/$n"
+    done
+    echo "    ]"
+    echo "  }"
+    echo "}"
+    echo "system_account: SYS"
+  } > "$dir/accounts.conf"
+  for i in 1 2 3; do
+    cat > "$dir/n$i.conf" <<CONF
+server_name: n$i
+listen: 127.0.0.1:431$i
+http: 127.0.0.1:831$i
+max_payload: 1MB
+jetstream {
+  store_dir: "$dir/js$i"
+  max_memory_store: 64MB
+  max_file_store: 256MB
+}
+cluster {
+  name: wsr
+  listen: 127.0.0.1:631$i
+  routes: [ nats-route://127.0.0.1:6311, nats-route://127.0.0.1:6312, nats-route://127.0.0.1:6313 ]
+}
+include ./accounts.conf
+CONF
+    nats-server -c "$dir/n$i.conf" -t >/dev/null 2>&1 || { nats-server -c "$dir/n$i.conf" -t; exit 1; }
+  done
+}
+
+healthy() { # port
+  local out
+  out=$(exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /healthz HTTP/1.0\r\n\r\n' >&3 && cat <&3) 2>/dev/null || return 1
+  [[ "$out" == *'"ok"'* ]]
+}
+
+case "$cmd" in
+  config) mkdir -p "$dir"; write_config ;;
+  start)
+    command -v nats-server >/dev/null || { echo "nats-server not found (apt-get install -y nats-server)" >&2; exit 1; }
+    mkdir -p "$dir"
+    [[ -f "$dir/accounts.conf" ]] || write_config
+    for i in $(servers); do
+      if [[ -f "$dir/n$i.pid" ]] && kill -0 "$(cat "$dir/n$i.pid")" 2>/dev/null; then continue; fi
+      nats-server -c "$dir/n$i.conf" -l "$dir/n$i.log" >/dev/null 2>&1 &
+      echo $! > "$dir/n$i.pid"
+    done
+    for _ in $(seq 1 150); do
+      ok=1
+      for i in $(servers); do healthy "831$i" || ok=0; done
+      [[ $ok == 1 ]] && { echo "nats cluster up in $dir"; exit 0; }
+      sleep 0.1
+    done
+    echo "nats cluster did not become healthy; logs in $dir" >&2
+    exit 1 ;;
+  stop)
+    for i in $(servers); do
+      if [[ -f "$dir/n$i.pid" ]]; then
+        pid=$(cat "$dir/n$i.pid")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+        rm -f "$dir/n$i.pid"
+      fi
+    done ;;
+  *) echo "usage: $0 start|stop|config DIR [N]" >&2; exit 2 ;;
+esac
