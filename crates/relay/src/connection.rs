@@ -157,6 +157,11 @@ impl Connection {
                 .as_ref()
                 .filter(|t| t.is_congested())
                 .cloned();
+            // The same for a remote target while the queue to its node is full (cluster flow
+            // control, see `Node::is_congested`).
+            let remote_congested =
+                self.target.local.is_none() && self.ctx.node().is_congested(&self.target.pid);
+            let readable = congested.is_none() && !remote_congested;
             tokio::select! {
                 biased;
                 stop = self.ctx.stopped() => return self.on_stop(stop),
@@ -167,7 +172,7 @@ impl Connection {
                     // Fairness: a target that writes without pause must not keep the socket
                     // unread (client frames, and the pongs that prove the client alive).
                     // `next_event` is cancel safe, so one poll is harmless.
-                    if congested.is_none() {
+                    if readable {
                         if let Some(event) = self.ws.next_event().now_or_never() {
                             if let Some(outcome) = self.on_client(event, liveness.as_mut()) {
                                 return outcome;
@@ -175,12 +180,13 @@ impl Connection {
                         }
                     }
                 }
-                event = self.ws.next_event(), if congested.is_none() => {
+                event = self.ws.next_event(), if readable => {
                     if let Some(outcome) = self.on_client(event, liveness.as_mut()) {
                         return outcome;
                     }
                 }
                 () = wait_for_space(congested.as_ref()), if congested.is_some() => {}
+                () = self.ctx.node().wait_for_space(&self.target.pid), if remote_congested => {}
                 _ = tick(&mut heartbeat) => self.send_heartbeat(),
                 () = &mut liveness => {
                     if let Some(outcome) = self.on_liveness(liveness.as_mut()).await {
@@ -396,7 +402,14 @@ impl Connection {
                 Ok(())
             }
             Ok(Err(_)) => Err(self.lost().await),
-            Err(()) => Err(Outcome::closing("slow_consumer", 1008, "slow consumer")),
+            Err(interrupted) => Err(self.interrupted(interrupted)),
+        }
+    }
+
+    fn interrupted(&mut self, interrupted: Interrupted) -> Outcome {
+        match interrupted {
+            Interrupted::SlowConsumer => Outcome::closing("slow_consumer", 1008, "slow consumer"),
+            Interrupted::Stop(stop) => self.on_stop(stop),
         }
     }
 
@@ -405,7 +418,7 @@ impl Connection {
         match bounded(&self.ctx, &self.options, flush).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(self.lost().await),
-            Err(()) => Err(Outcome::closing("slow_consumer", 1008, "slow consumer")),
+            Err(interrupted) => Err(self.interrupted(interrupted)),
         }
     }
 
@@ -468,25 +481,34 @@ impl Connection {
     }
 }
 
-/// Runs a write, giving up when it takes longer than the write timeout or when the queue to
-/// the client (the connection's inbox) grows past its limit meanwhile: `Err(())` means the
-/// client is a slow consumer.
+/// Why a bounded write gave up.
+enum Interrupted {
+    /// It took longer than the write timeout, or the queue to the client (the connection's
+    /// inbox) grew past its limit meanwhile.
+    SlowConsumer,
+    /// The process was asked to stop (terminate, a failed link, shutdown).
+    Stop(ExitResult),
+}
+
+/// Runs a write, giving up when the client is a slow consumer or the process must stop: a
+/// write to a client that does not read must hold neither the connection nor a `terminate`.
 async fn bounded<T>(
     ctx: &Context,
     options: &RelayOptions,
     write: impl Future<Output = T>,
-) -> Result<T, ()> {
+) -> Result<T, Interrupted> {
     tokio::pin!(write);
     let deadline = sleep_until(Instant::now() + options.write_timeout);
     tokio::pin!(deadline);
     loop {
         tokio::select! {
             biased;
+            stop = ctx.stopped() => return Err(Interrupted::Stop(stop)),
             done = &mut write => return Ok(done),
-            () = &mut deadline => return Err(()),
+            () = &mut deadline => return Err(Interrupted::SlowConsumer),
             () = ctx.changed() => {
                 if ctx.inbox_bytes() > options.max_outbound_bytes {
-                    return Err(());
+                    return Err(Interrupted::SlowConsumer);
                 }
             }
         }

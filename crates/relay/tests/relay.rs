@@ -817,3 +817,41 @@ async fn a_live_client_answers_pings_and_stays() {
     let _client = reader.await.unwrap();
     assert!(h.node.is_alive(&client_pid));
 }
+
+#[tokio::test]
+async fn terminate_is_not_held_up_by_a_blocked_write() {
+    let h = Harness::builder()
+        .option("wsrelay.write_timeout", "60s")
+        .option("wsrelay.max_outbound_bytes", "1GiB")
+        .option("wsrelay.close_timeout", "200ms")
+        .start()
+        .await;
+    let (target, _g) = h.probe();
+    h.relay_to(target.pid().as_str(), "");
+    let client = h.connect().await; // never read: the socket buffers fill and writes block
+    let client_pid = joined(&target).await;
+    target.monitor(&client_pid).unwrap();
+    let chunk = "x".repeat(64 * 1024);
+    for _ in 0..200 {
+        target
+            .send(
+                &client_pid,
+                "ws.send",
+                Map::new().with("data", chunk.as_str()),
+            )
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    target.terminate(&client_pid).unwrap();
+    let Event::Exit { result, .. } = event(&target).await else {
+        panic!()
+    };
+    assert_eq!(result.error_text(), Some("terminated"));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(client);
+}

@@ -341,15 +341,24 @@ where
                 Err(_) => tokio_websockets::Message::close(None, ""),
             };
             let closed = Closed::new(CloseReason::ServerClosed, Some(code), reason);
-            match self.ws.feed(frame).await {
-                Ok(()) => {
+            // Queuing the frame flushes first when much is queued: a peer that does not read
+            // would hold us here for ever, so this step is bounded too.
+            match bounded(self.close_timeout, self.ws.feed(frame)).await {
+                Some(Ok(())) => {
                     self.state = State::Closing {
                         closed,
                         await_peer: true,
                     }
                 }
-                Err(err) => {
+                Some(Err(err)) => {
                     self.state = State::Done(lost(&err));
+                }
+                None => {
+                    self.state = State::Done(Closed::new(
+                        CloseReason::ConnectionLost,
+                        Some(code),
+                        "the peer did not read the close frame in time",
+                    ));
                 }
             }
         }
