@@ -104,13 +104,37 @@ impl Harness {
             .map(|(c, _)| c)
     }
 
-    /// Sends a raw HTTP/1.1 request and returns the status and body.
+    /// Sends a raw HTTP/1.1 request and returns the status and body (read up to its
+    /// `Content-Length`, so a kept-alive connection does not make the test wait).
     pub async fn raw(&self, request: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = TcpStream::connect(self.addr).await.unwrap();
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+        let read = async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        return;
+                    }
+                }
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
         let text = String::from_utf8_lossy(&buf).to_string();
         let status = text
             .split(' ')
@@ -135,6 +159,16 @@ impl HarnessBuilder {
     pub fn option(mut self, key: &str, value: &str) -> Self {
         self.options.push((key.into(), value.into()));
         self
+    }
+
+    /// Turns off per-IP upgrade rate limiting (where the relay has it): every test client
+    /// connects from 127.0.0.1.
+    pub fn no_upgrade_rate_limit(self) -> Self {
+        if wsrelay_relay::settings::OPTION_NAMES.contains(&"wsrelay.upgrade_rate") {
+            self.option("wsrelay.upgrade_rate", "off")
+        } else {
+            self
+        }
     }
 
     pub fn high_water(mut self, messages: usize) -> Self {
@@ -163,8 +197,12 @@ impl HarnessBuilder {
         let handler_runs = Arc::new(AtomicUsize::new(0));
         let handler = {
             let (answer, runs) = (answer.clone(), handler_runs.clone());
-            handler_fn(move |_req| {
-                let answer = answer.lock().unwrap().clone();
+            handler_fn(move |req: wsrelay_http::Request| {
+                let mut answer = answer.lock().unwrap().clone();
+                // `/ws?target=NAME` relays to NAME, so concurrent clients can pick targets.
+                if let Some(name) = target_from_query(req.uri()) {
+                    answer.relay_header = Some(format!(r#"{{"target_pid": "{name}"}}"#));
+                }
                 runs.fetch_add(1, Ordering::SeqCst);
                 async move {
                     let mut res = match answer.body {
@@ -199,6 +237,14 @@ impl HarnessBuilder {
             gateway: Some(gateway),
         }
     }
+}
+
+/// The `target` query parameter of a request, if any (a registered name: no escaping).
+fn target_from_query(uri: &http::Uri) -> Option<String> {
+    uri.query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("target="))
+        .map(str::to_owned)
 }
 
 /// The next inbox message of a probe as (topic, plain payload), within 5 s.
@@ -277,4 +323,94 @@ pub async fn send_text(client: &mut Client, text: &str) {
 pub fn send(ctx: &Context, to: &wsrelay_process::Pid, topic: &str, payload: impl Into<Value>) {
     ctx.send_message(to, Message::new(Some(ctx.pid().clone()), topic, payload))
         .unwrap();
+}
+
+// ===== chaos and backpressure helpers =====
+
+impl Harness {
+    /// Connects to `ws://.../ws?target=NAME`: the handler relays to the registered name.
+    pub async fn connect_to(
+        &self,
+        name: &str,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let url = format!("{}?target={name}", self.url());
+        tokio_tungstenite::connect_async(url).await.map(|(c, _)| c)
+    }
+}
+
+/// Resident set size of this test process, in KiB (Linux `/proc/self/status`; 0 elsewhere).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Polls `check` every 10 ms until it returns `true` or `within` has passed; returns whether
+/// it did.
+pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Writes the first bytes of a masked text frame that announces more payload than follows,
+/// then drops the TCP connection: a client that vanished mid-frame.
+pub async fn vanish_mid_frame(mut client: Client, header_only: bool) {
+    use tokio::io::AsyncWriteExt;
+    if let MaybeTlsStream::Plain(tcp) = client.get_mut() {
+        let partial: &[u8] = if header_only {
+            &[0x81]
+        } else {
+            // FIN + text, masked, 100 bytes announced; mask key; 10 bytes of payload.
+            &[
+                0x81,
+                0x80 | 100,
+                1,
+                2,
+                3,
+                4,
+                b'a',
+                b'b',
+                b'c',
+                b'd',
+                b'e',
+                b'f',
+                b'g',
+                b'h',
+                b'i',
+                b'j',
+            ]
+        };
+        let _ = tcp.write_all(partial).await;
+        let _ = tcp.flush().await;
+    }
+    drop(client);
+}
+
+/// Reads the client until the server ends the connection (answering its close frame), for at
+/// most `within`; returns the close code the server sent, if any.
+pub async fn read_to_end(client: &mut Client, within: Duration) -> Option<u16> {
+    let mut code = None;
+    let _ = tokio::time::timeout(within, async {
+        while let Some(Ok(frame)) = client.next().await {
+            if let T::Close(Some(frame)) = frame {
+                code = Some(u16::from(frame.code));
+            }
+        }
+    })
+    .await;
+    code
 }
