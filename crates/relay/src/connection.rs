@@ -402,7 +402,14 @@ impl Connection {
                 Ok(())
             }
             Ok(Err(_)) => Err(self.lost().await),
-            Err(()) => Err(Outcome::closing("slow_consumer", 1008, "slow consumer")),
+            Err(interrupted) => Err(self.interrupted(interrupted)),
+        }
+    }
+
+    fn interrupted(&mut self, interrupted: Interrupted) -> Outcome {
+        match interrupted {
+            Interrupted::SlowConsumer => Outcome::closing("slow_consumer", 1008, "slow consumer"),
+            Interrupted::Stop(stop) => self.on_stop(stop),
         }
     }
 
@@ -411,7 +418,7 @@ impl Connection {
         match bounded(&self.ctx, &self.options, flush).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(self.lost().await),
-            Err(()) => Err(Outcome::closing("slow_consumer", 1008, "slow consumer")),
+            Err(interrupted) => Err(self.interrupted(interrupted)),
         }
     }
 
@@ -474,25 +481,34 @@ impl Connection {
     }
 }
 
-/// Runs a write, giving up when it takes longer than the write timeout or when the queue to
-/// the client (the connection's inbox) grows past its limit meanwhile: `Err(())` means the
-/// client is a slow consumer.
+/// Why a bounded write gave up.
+enum Interrupted {
+    /// It took longer than the write timeout, or the queue to the client (the connection's
+    /// inbox) grew past its limit meanwhile.
+    SlowConsumer,
+    /// The process was asked to stop (terminate, a failed link, shutdown).
+    Stop(ExitResult),
+}
+
+/// Runs a write, giving up when the client is a slow consumer or the process must stop: a
+/// write to a client that does not read must hold neither the connection nor a `terminate`.
 async fn bounded<T>(
     ctx: &Context,
     options: &RelayOptions,
     write: impl Future<Output = T>,
-) -> Result<T, ()> {
+) -> Result<T, Interrupted> {
     tokio::pin!(write);
     let deadline = sleep_until(Instant::now() + options.write_timeout);
     tokio::pin!(deadline);
     loop {
         tokio::select! {
             biased;
+            stop = ctx.stopped() => return Err(Interrupted::Stop(stop)),
             done = &mut write => return Ok(done),
-            () = &mut deadline => return Err(()),
+            () = &mut deadline => return Err(Interrupted::SlowConsumer),
             () = ctx.changed() => {
                 if ctx.inbox_bytes() > options.max_outbound_bytes {
-                    return Err(());
+                    return Err(Interrupted::SlowConsumer);
                 }
             }
         }
