@@ -56,6 +56,10 @@ pub enum AppError {
     /// A server could not bind its address (a runtime failure, not a config error).
     #[error("cannot start the HTTP servers: {0}")]
     Bind(#[source] Box<wsrelay_http::Error>),
+    /// The `cluster` entry is set but the node could not join (NATS unreachable, bad
+    /// credentials, names bucket unavailable).
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[source] Box<wsrelay_cluster::ClusterError>),
     /// The admin endpoint is enabled but its token variable is unset or empty.
     #[error("{file}: entry {entry}: field admin.token_env: environment variable {var:?} is unset or empty (the admin endpoint needs a token)")]
     OpsToken {
@@ -75,7 +79,7 @@ impl AppError {
     pub fn is_config(&self) -> bool {
         !matches!(
             self,
-            AppError::Bind(_) | AppError::Engine(_) | AppError::Demo(_)
+            AppError::Bind(_) | AppError::Engine(_) | AppError::Demo(_) | AppError::Cluster(_)
         )
     }
 }

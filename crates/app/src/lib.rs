@@ -44,6 +44,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cluster;
 pub mod demo;
 mod error;
 mod gateway;
@@ -144,7 +145,7 @@ impl App {
     pub async fn start(config: AppConfig, options: AppOptions) -> Result<RunningApp, AppError> {
         // Resolved first: a missing admin token must stop the app before anything starts.
         let ops_settings = Self::ops_settings(&config, &options)?;
-        let node = Node::new();
+        let (node, _cluster) = cluster::node(&config).await?;
         for host in &config.hosts {
             let host_config = HostConfig {
                 max_processes: host.max_processes,

@@ -254,12 +254,13 @@ pub enum ClusterError {
 #[derive(Debug, Clone)]
 pub struct Cluster {
     shared: Arc<Shared>,
-    _runtime: Arc<RuntimeGuard>,
 }
 
-/// Shuts the cluster runtime down without blocking when the last handle goes.
+/// Owns the cluster runtime. The node and its transport refer to each other, so a started
+/// cluster lives until [`Cluster::shutdown`] or the end of the OS process; the runtime is
+/// shut down without blocking either way.
 #[derive(Debug)]
-struct RuntimeGuard(Mutex<Option<tokio::runtime::Runtime>>);
+pub(crate) struct RuntimeGuard(Mutex<Option<tokio::runtime::Runtime>>);
 
 impl Drop for RuntimeGuard {
     fn drop(&mut self) {
@@ -292,18 +293,23 @@ impl Cluster {
             .build()
             .map_err(ClusterError::Runtime)?;
         let handle = runtime.handle().clone();
-        let guard = Arc::new(RuntimeGuard(Mutex::new(Some(runtime))));
         let shared = handle
             .spawn(connect(options, handle.clone()))
             .await
             .map_err(|e| ClusterError::Connect {
                 urls: String::new(),
                 problem: e.to_string(),
-            })??;
-        Ok(Cluster {
-            shared,
-            _runtime: guard,
-        })
+            });
+        match shared {
+            Ok(Ok(shared)) => {
+                *shared.runtime.0.lock() = Some(runtime);
+                Ok(Cluster { shared })
+            }
+            Ok(Err(e)) | Err(e) => {
+                runtime.shutdown_background();
+                Err(e)
+            }
+        }
     }
 
     /// The node; add hosts and spawn processes on it as usual.
@@ -330,7 +336,7 @@ impl Cluster {
     /// cluster task end; peers see this node go down. Local processes are not touched (call
     /// [`Node::shutdown`] for that).
     pub fn shutdown(&self) {
-        if let Some(rt) = self._runtime.0.lock().take() {
+        if let Some(rt) = self.shared.runtime.0.lock().take() {
             rt.shutdown_background();
         }
     }
@@ -474,6 +480,7 @@ async fn connect(
         ctl: ctl_tx,
         names: OnceLock::new(),
         max_envelope,
+        runtime: RuntimeGuard(Mutex::new(None)),
     });
     if let Some(names) = names {
         let _ = shared.names.set(names);

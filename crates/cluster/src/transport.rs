@@ -46,6 +46,7 @@ pub(crate) struct Shared {
     pub(crate) ctl: mpsc::UnboundedSender<Ctl>,
     pub(crate) names: OnceLock<Names>,
     pub(crate) max_envelope: usize,
+    pub(crate) runtime: crate::RuntimeGuard,
 }
 
 /// The [`Transport`] installed on the node.
