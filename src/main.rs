@@ -82,6 +82,9 @@ impl From<anyhow::Error> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    if matches!(cli.command, Command::Run { .. }) {
+        raise_open_file_limit();
+    }
     let result = match cli.command {
         Command::Check { dir } => check(&dir),
         Command::Run {
@@ -116,6 +119,17 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Raises the soft open-file limit to the hard one: every WebSocket is a file descriptor, and
+/// the usual soft default (1024) would cap a server at about a thousand connections.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the open-file limit; connections may be refused early");
+        }
+    }
 }
 
 fn load(dir: &Path) -> Result<AppConfig, Failure> {

@@ -1,7 +1,7 @@
 //! Command line of the `wsrelay-bench` load generator: one subcommand per kind of load.
 //!
-//! To add a load (`broadcast`, `upgrade-rate`): add a module with an `Args` struct and an async
-//! `run(args)`, and a variant to [`Command`].
+//! To add a load: add a module with an `Args` struct and an async `run(args)`, and a variant to
+//! [`Command`].
 
 use std::net::IpAddr;
 
@@ -23,6 +23,11 @@ pub enum Command {
     Echo(EchoArgs),
     /// Opens idle connections and reports the server's resident memory per connection.
     Idle(IdleArgs),
+    /// Fan-out: one sender publishes timestamped messages, N clients report delivery latency.
+    Broadcast(BroadcastArgs),
+    /// Connect, upgrade and close, over and over: upgrades/s and the server's RSS before and
+    /// after (leak check).
+    Upgrade(UpgradeArgs),
 }
 
 /// Options of `echo`.
@@ -60,9 +65,71 @@ pub struct IdleArgs {
     /// How long to hold the connections open once all are up.
     #[arg(long, default_value = "10s")]
     pub hold: humantime::Duration,
-    /// PID of the server: report its RSS per connection (VmRSS before and after).
+    /// PIDs of the server (comma-separated; their RSS is summed): report its RSS per
+    /// connection (VmRSS before and after).
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
+    /// Print the result as JSON instead of a table.
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub json: bool,
+}
+
+/// Options of `broadcast`.
+#[derive(Debug, Args)]
+pub struct BroadcastArgs {
+    /// URL the receivers connect to, e.g. ws://127.0.0.1:9004/
+    #[arg(long)]
+    pub url: String,
+    /// URL of the sender (default: `--url` with `?sender=1`). The server must send each text
+    /// frame of the sender to every client; the frame may be wrapped (e.g. in JSON) as long
+    /// as the text `bench:SEQ:MICROS` survives.
+    #[arg(long)]
+    pub sender_url: Option<String>,
+    /// Receiving clients.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
+    /// Loopback source addresses to spread connections over.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
+    pub sources: Vec<IpAddr>,
+    /// Messages the sender publishes.
+    #[arg(long, default_value_t = 20)]
+    pub messages: u64,
+    /// Pause between two messages, e.g. 200ms.
+    #[arg(long, default_value = "200ms")]
+    pub interval: humantime::Duration,
+    /// How long to wait for the last deliveries after the last message.
+    #[arg(long, default_value = "10s")]
+    pub timeout: humantime::Duration,
+    /// Print the result as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `upgrade`.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// Server URL, e.g. ws://127.0.0.1:9003/
+    #[arg(long)]
+    pub url: String,
+    /// Connect/upgrade/close cycles to run in all (warm-up included).
+    #[arg(long, default_value_t = 20_000)]
+    pub cycles: u64,
+    /// Cycles run first, before the RSS baseline is taken (allocator pools, runtime tables).
+    #[arg(long, default_value_t = 5_000)]
+    pub warmup: u64,
+    /// Cycles in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Loopback source addresses to spread connections over.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
+    pub sources: Vec<IpAddr>,
+    /// PIDs of the server (comma-separated, RSS summed): report RSS at start, after the
+    /// warm-up and at the end.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
+    /// Pause before each RSS sample, so the server finishes closing.
+    #[arg(long, default_value = "2s")]
+    pub settle: humantime::Duration,
     /// Print the result as JSON instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -130,7 +130,7 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // 1 µs .. 60 s with 3 significant digits; the bounds are valid constants.
     Histogram::new_with_bounds(1, 60_000_000, 3)
         .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))

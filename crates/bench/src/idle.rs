@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::net::TcpSocket;
 
 use crate::cli::IdleArgs;
-use crate::sys::rss_bytes;
+use crate::sys::rss_total;
 
 /// How many handshakes run at once while opening connections.
 const CONNECT_CONCURRENCY: usize = 64;
@@ -38,7 +38,7 @@ pub struct IdleReport {
 pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
     let uri: http::Uri = args.url.parse().context("--url")?;
     let target = resolve(&uri).await?;
-    let rss_before = args.server_pid.map(rss_bytes).transpose()?;
+    let rss_before = rss_total(&args.server_pid)?;
     let started = Instant::now();
     let sources = if args.sources.is_empty() {
         vec![IpAddr::from([127, 0, 0, 1])]
@@ -67,7 +67,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
     );
     // Let the server finish its per-connection setup before sampling.
     tokio::time::sleep(Duration::from(args.hold).min(Duration::from_secs(2))).await;
-    let rss_after = args.server_pid.map(rss_bytes).transpose()?;
+    let rss_after = rss_total(&args.server_pid)?;
     let rss_per_connection = match (rss_before, rss_after) {
         (Some(before), Some(after)) if !clients.is_empty() => {
             Some(after.saturating_sub(before) / clients.len() as u64)
@@ -102,7 +102,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn resolve(uri: &http::Uri) -> anyhow::Result<SocketAddr> {
+pub(crate) async fn resolve(uri: &http::Uri) -> anyhow::Result<SocketAddr> {
     let host = uri.host().context("--url has no host")?;
     let port = uri.port_u16().unwrap_or(80);
     tokio::net::lookup_host((host, port))
@@ -111,7 +111,7 @@ async fn resolve(uri: &http::Uri) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{host} does not resolve"))
 }
 
-async fn open(
+pub(crate) async fn open(
     source: IpAddr,
     target: SocketAddr,
     uri: http::Uri,

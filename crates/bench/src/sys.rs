@@ -29,3 +29,19 @@ pub fn rss_bytes(pid: u32) -> std::io::Result<u64> {
         .map(|kib| kib * 1024)
         .ok_or_else(|| std::io::Error::other(format!("no VmRSS in /proc/{pid}/status")))
 }
+
+/// Summed RSS of `pids` in bytes; `None` when `pids` is empty.
+///
+/// # Errors
+///
+/// As [`rss_bytes`].
+pub fn rss_total(pids: &[u32]) -> std::io::Result<Option<u64>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let mut total = 0;
+    for &pid in pids {
+        total += rss_bytes(pid)?;
+    }
+    Ok(Some(total))
+}

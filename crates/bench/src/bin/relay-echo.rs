@@ -3,7 +3,9 @@
 //! Each connection is relayed (`X-WS-Relay`) to a Rust target process of its own that answers
 //! every `ws.message` with `ws.send`: client -> connection process -> target -> connection
 //! process -> client. Used for conformance (kosoku) and as the relay side of the echo
-//! benchmark against `ws-echo` (same WebSocket layer, no relay).
+//! benchmark against `ws-echo` (same WebSocket layer, no relay). With `--shared-target` every
+//! connection goes to one target process instead, so the idle memory per connection counts the
+//! relay connection alone.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +27,9 @@ struct Args {
     /// Largest message accepted, in bytes (larger ones close with 1009).
     #[arg(long, default_value_t = 16 << 20)]
     max_message_size: usize,
+    /// One target process for all connections instead of one per connection.
+    #[arg(long)]
+    shared_target: bool,
 }
 
 const HOST: &str = "bench:processes";
@@ -54,10 +59,20 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     );
     options.insert("wsrelay.max_outbound_bytes".into(), (64 << 20).to_string());
 
+    let shared = if args.shared_target {
+        Some(node.spawn(HOST, SpawnOptions::new(), |ctx| echo(ctx, true))?)
+    } else {
+        None
+    };
     let handler = handler_fn(move |_req| {
         let node = node.clone();
+        let shared = shared.clone();
         async move {
-            let target = match node.spawn(HOST, SpawnOptions::new(), echo) {
+            let spawned = match shared {
+                Some(pid) => Ok(pid),
+                None => node.spawn(HOST, SpawnOptions::new(), |ctx| echo(ctx, false)),
+            };
+            let target = match spawned {
                 Ok(pid) => pid,
                 Err(e) => return response::text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             };
@@ -87,8 +102,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The target: answers each client frame with the same frame, ends when the client leaves.
-async fn echo(ctx: Context) {
+/// The target: answers each client frame with the same frame; unless `shared`, ends when its
+/// client leaves.
+async fn echo(ctx: Context, shared: bool) {
     loop {
         let msg = ctx.recv().await;
         let Some(event) = msg.payload().downcast_ref::<ClientEvent>() else {
@@ -103,7 +119,7 @@ async fn echo(ctx: Context) {
                 };
                 let _ = ctx.send(&event.client_pid, "ws.send", Value::Opaque(Arc::new(out)));
             }
-            ClientEventKind::Leave { .. } => return,
+            ClientEventKind::Leave { .. } if !shared => return,
             _ => {}
         }
     }

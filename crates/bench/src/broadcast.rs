@@ -1,0 +1,248 @@
+//! `broadcast`: fan-out delivery latency. `clients` receivers connect first (spread over the
+//! source addresses), then one sender connects and publishes `messages` text frames
+//! `bench:SEQ:MICROS`, where MICROS is the send time on this process's clock. Each receiver
+//! looks for that text in every frame it gets (so a server may wrap it, as the chat example
+//! does in JSON) and records `now - MICROS`. A progress line goes to stderr every second.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures_util::{SinkExt as _, StreamExt as _};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio_websockets::Message;
+
+use crate::cli::BroadcastArgs;
+use crate::echo::new_histogram;
+use crate::idle::{open, resolve};
+
+/// How many handshakes run at once while opening connections.
+const CONNECT_CONCURRENCY: usize = 64;
+
+/// Result of a broadcast run. Latencies are in microseconds, from the sender's send to a
+/// receiver's read.
+#[derive(Debug, Serialize)]
+pub struct BroadcastReport {
+    /// Receivers connected.
+    pub clients: usize,
+    /// Messages the sender published.
+    pub messages: u64,
+    /// Deliveries expected (`clients * messages`).
+    pub expected: u64,
+    /// Deliveries seen.
+    pub delivered: u64,
+    /// Seconds spent opening the receivers.
+    pub ramp_seconds: f64,
+    /// Median delivery latency.
+    pub p50_us: u64,
+    /// 95th percentile delivery latency.
+    pub p95_us: u64,
+    /// 99th percentile delivery latency.
+    pub p99_us: u64,
+    /// Slowest delivery.
+    pub max_us: u64,
+    /// Receivers whose connection failed.
+    pub errors: usize,
+}
+
+/// Runs `broadcast` and prints the report to stdout.
+///
+/// # Errors
+///
+/// When a URL is bad or a connection cannot be opened.
+pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
+    let uri: http::Uri = args.url.parse().context("--url")?;
+    let sender_uri: http::Uri = match &args.sender_url {
+        Some(url) => url.parse().context("--sender-url")?,
+        None => sender_url(&args.url).parse().context("--url")?,
+    };
+    let target = resolve(&uri).await?;
+    let sources = if args.sources.is_empty() {
+        vec![IpAddr::from([127, 0, 0, 1])]
+    } else {
+        args.sources.clone()
+    };
+    let started = Instant::now();
+    let receivers: Vec<_> = futures_util::stream::iter(0..args.clients)
+        .map(|i| {
+            let source = sources[i % sources.len()];
+            let uri = uri.clone();
+            async move {
+                open(source, target, uri)
+                    .await
+                    .with_context(|| format!("receiver {i} from {source}"))
+            }
+        })
+        .buffer_unordered(CONNECT_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let ramp_seconds = started.elapsed().as_secs_f64();
+    eprintln!("{} receivers open in {ramp_seconds:.1}s", receivers.len());
+
+    let clock = Instant::now();
+    let delivered = Arc::new(AtomicU64::new(0));
+    let give_up = clock
+        + Duration::from(args.interval) * u32::try_from(args.messages).unwrap_or(u32::MAX)
+        + Duration::from(args.timeout)
+        + Duration::from_secs(2);
+    let tasks: Vec<_> = receivers
+        .into_iter()
+        .map(|ws| {
+            tokio::spawn(receive(
+                ws,
+                clock,
+                args.messages,
+                delivered.clone(),
+                give_up,
+            ))
+        })
+        .collect();
+
+    let (mut sender, _) = tokio_websockets::ClientBuilder::from_uri(sender_uri.clone())
+        .connect()
+        .await
+        .with_context(|| format!("sender to {sender_uri}"))?;
+    // Let the joins reach the server's room before the first message.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let progress = tokio::spawn(progress(delivered.clone(), args.clients as u64));
+    let mut ticker = tokio::time::interval(args.interval.into());
+    for seq in 0..args.messages {
+        ticker.tick().await;
+        let micros = clock.elapsed().as_micros();
+        sender
+            .send(Message::text(format!("bench:{seq}:{micros}")))
+            .await
+            .context("sender")?;
+    }
+    // The sender may get its own broadcasts: read them so the server never sees it as slow.
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = sender.next().await {} });
+
+    let mut histogram = new_histogram();
+    let mut errors = 0;
+    for task in tasks {
+        let (partial, failed) = task.await?;
+        histogram.add(partial).ok();
+        errors += usize::from(failed);
+    }
+    progress.abort();
+    drain.abort();
+    let report = BroadcastReport {
+        clients: args.clients,
+        messages: args.messages,
+        expected: args.clients as u64 * args.messages,
+        delivered: histogram.len(),
+        ramp_seconds,
+        p50_us: histogram.value_at_quantile(0.50),
+        p95_us: histogram.value_at_quantile(0.95),
+        p99_us: histogram.value_at_quantile(0.99),
+        max_us: histogram.max(),
+        errors,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "clients  messages  delivered/expected  p50(us)  p95(us)  p99(us)  max(us)  errors"
+        );
+        println!(
+            "{:<8} {:<9} {:<19} {:<8} {:<8} {:<8} {:<8} {}",
+            report.clients,
+            report.messages,
+            format!("{}/{}", report.delivered, report.expected),
+            report.p50_us,
+            report.p95_us,
+            report.p99_us,
+            report.max_us,
+            report.errors
+        );
+    }
+    Ok(())
+}
+
+/// `url` with `sender=1` added to its query.
+fn sender_url(url: &str) -> String {
+    if url.contains('?') {
+        format!("{url}&sender=1")
+    } else {
+        format!("{url}?sender=1")
+    }
+}
+
+/// Reads frames until `messages` were seen, the connection fails, or `give_up`.
+async fn receive(
+    mut ws: tokio_websockets::WebSocketStream<tokio::net::TcpStream>,
+    clock: Instant,
+    messages: u64,
+    delivered: Arc<AtomicU64>,
+    give_up: Instant,
+) -> (Histogram<u64>, bool) {
+    let mut histogram = new_histogram();
+    let deadline = tokio::time::Instant::from_std(give_up);
+    let mut failed = false;
+    while histogram.len() < messages {
+        let next = tokio::time::timeout_at(deadline, ws.next()).await;
+        let message = match next {
+            Ok(Some(Ok(message))) => message,
+            Ok(_) => {
+                failed = true;
+                break;
+            }
+            Err(_) => break,
+        };
+        let now = clock.elapsed().as_micros();
+        if let Some(sent) = message.as_text().and_then(sent_micros) {
+            let micros = u64::try_from(now.saturating_sub(sent)).unwrap_or(u64::MAX);
+            histogram.saturating_record(micros.max(1));
+            delivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let _ = ws.close().await;
+    (histogram, failed)
+}
+
+/// The MICROS of `bench:SEQ:MICROS` somewhere in `text`.
+fn sent_micros(text: &str) -> Option<u128> {
+    let rest = &text[text.find("bench:")? + "bench:".len()..];
+    let (_seq, rest) = rest.split_once(':')?;
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+async fn progress(delivered: Arc<AtomicU64>, clients: u64) {
+    let start = Instant::now();
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    loop {
+        ticker.tick().await;
+        let now = delivered.load(Ordering::Relaxed);
+        eprintln!(
+            "[{:>3.0}s] {:>9} deliveries ({:.1} messages to every client)",
+            start.elapsed().as_secs_f64(),
+            now,
+            now as f64 / clients.max(1) as f64
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_stamp_in_wrapped_text() {
+        assert_eq!(sent_micros("bench:3:12345"), Some(12345));
+        assert_eq!(sent_micros(r#"{"text":"bench:3:77","user":"x"}"#), Some(77));
+        assert_eq!(sent_micros("hello"), None);
+        assert_eq!(sender_url("ws://h/"), "ws://h/?sender=1");
+        assert_eq!(sender_url("ws://h/?a=b"), "ws://h/?a=b&sender=1");
+    }
+}
