@@ -238,9 +238,40 @@ fn msg_size(msg: &Message) -> usize {
             Value::Bytes(b) => 32 + b.len(),
             Value::Array(items) => 32 + items.iter().map(size).sum::<usize>(),
             Value::Map(m) => 32 + m.iter().map(|(k, v)| k.len() + size(v)).sum::<usize>(),
-            Value::Opaque(_) => 64,
+            Value::Opaque(o) => 64 + o.size_hint(),
             _ => 32,
         }
     }
     64 + msg.topic().len() + size(msg.payload()) + msg.extra().iter().map(size).sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Message, Node, OpaqueValue, SpawnOptions, Value};
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    struct Blob(usize);
+
+    impl OpaqueValue for Blob {
+        fn to_value(&self) -> Value {
+            Value::Null
+        }
+
+        fn size_hint(&self) -> usize {
+            self.0
+        }
+    }
+
+    /// Found by the relay's backpressure test: an opaque payload counted 64 bytes whatever it
+    /// held, so byte limits never saw queued Rust frames.
+    #[tokio::test]
+    async fn opaque_payloads_count_their_size_hint() {
+        let node = Node::new();
+        node.add_host("h", Default::default());
+        let (ctx, _guard) = node.attach("h", SpawnOptions::new()).unwrap().detach();
+        let msg = Message::new(None, "t", Value::Opaque(Arc::new(Blob(100_000))));
+        node.send(ctx.pid(), msg).unwrap();
+        assert!(ctx.inbox_bytes() >= 100_000, "{}", ctx.inbox_bytes());
+    }
 }

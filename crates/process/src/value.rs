@@ -42,6 +42,13 @@ pub enum Value {
 pub trait OpaqueValue: Any + Send + Sync + fmt::Debug {
     /// The plain form of the value, used where it leaves Rust.
     fn to_value(&self) -> Value;
+
+    /// About how many bytes the value holds, for inbox limits (high-water marks, a relay
+    /// connection's outbound bytes). Values that carry a payload must count it, or a queue
+    /// of them escapes every byte limit.
+    fn size_hint(&self) -> usize {
+        0
+    }
 }
 
 impl Value {

@@ -93,6 +93,13 @@ impl OpaqueValue for ClientEvent {
         map.insert("metadata", Value::Map((*self.metadata).clone()));
         Value::Map(map)
     }
+
+    fn size_hint(&self) -> usize {
+        match &self.kind {
+            ClientEventKind::Message { data, .. } => data.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// A frame to send to a client, as a Rust sender can pass it to `ws.send` without building
@@ -122,6 +129,10 @@ impl OpaqueValue for Outgoing {
             Frame::Binary(b) => ("binary", Value::Bytes(b.clone())),
         };
         Map::new().with("type", kind).with("data", data).into()
+    }
+
+    fn size_hint(&self) -> usize {
+        self.0.data().len()
     }
 }
 
@@ -225,6 +236,23 @@ mod tests {
         let p: Value = Map::new().with("reason", long.as_str()).into();
         let (_, reason) = close_from_payload(&p);
         assert!(reason.len() <= 123 && long.starts_with(&reason));
+    }
+
+    /// Found by `tests/backpressure.rs`: opaque frames counted 64 bytes in an inbox, so a
+    /// Rust sender could queue any amount to a stalled client until the write timeout.
+    #[test]
+    fn opaque_payloads_count_their_bytes() {
+        let frame = Outgoing::binary(vec![0u8; 65536]);
+        assert_eq!(OpaqueValue::size_hint(&frame), 65536);
+        let event = ClientEvent {
+            client_pid: "{app:gw|0x00001}".parse().unwrap(),
+            kind: ClientEventKind::Message {
+                text: false,
+                data: Bytes::from(vec![0u8; 1000]),
+            },
+            metadata: Arc::default(),
+        };
+        assert_eq!(event.size_hint(), 1000);
     }
 
     #[test]
