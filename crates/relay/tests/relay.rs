@@ -855,3 +855,32 @@ async fn terminate_is_not_held_up_by_a_blocked_write() {
     );
     drop(client);
 }
+
+#[tokio::test]
+async fn the_outbound_byte_limit_closes_a_stalled_client_before_the_write_timeout() {
+    let h = Harness::builder()
+        .option("wsrelay.max_outbound_bytes", "1MiB")
+        .option("wsrelay.write_timeout", "60s")
+        .option("wsrelay.close_timeout", "200ms")
+        .start()
+        .await;
+    let (target, _g) = h.probe();
+    h.relay_to(target.pid().as_str(), "");
+    let client = h.connect().await; // never read
+    let client_pid = joined(&target).await;
+    let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+    let started = std::time::Instant::now();
+    let mut sent = 0usize;
+    while started.elapsed() < Duration::from_secs(10) {
+        let frame = Value::Opaque(std::sync::Arc::new(Outgoing::binary(chunk.clone())));
+        if target.send(&client_pid, "ws.send", frame).is_err() {
+            break;
+        }
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let leave = leave_of(&target).await;
+    assert_eq!(leave.get("reason"), Some(&Value::from("slow_consumer")));
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?} ({sent} frames accepted)", started.elapsed());
+    drop(client);
+}
