@@ -195,7 +195,8 @@ impl Cell {
             }
             st.kill = Some(Box::new(result));
         }
-        self.killed.notify_one();
+        // Every waiter: a driver and the process itself (or a blocked write in it) may wait.
+        self.killed.notify_waiters();
         self.ready.notify_one();
     }
 
@@ -206,10 +207,14 @@ impl Cell {
     /// Waits until the process is asked to stop.
     pub(crate) async fn wait_killed(&self) -> ExitResult {
         loop {
+            // Registered before the check: `kill` wakes the waiters present, it stores no permit.
+            let notified = self.killed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             if let Some(result) = self.kill_requested() {
                 return result;
             }
-            self.killed.notified().await;
+            notified.await;
         }
     }
 

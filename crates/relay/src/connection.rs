@@ -164,8 +164,11 @@ impl Connection {
             let readable = congested.is_none() && !remote_congested;
             tokio::select! {
                 biased;
-                stop = self.ctx.stopped() => return self.on_stop(stop),
-                received = self.ctx.next() => {
+                mailbox = next_or_stop(&self.ctx) => {
+                    let received = match mailbox {
+                        Mailbox::Stop(stop) => return self.on_stop(stop),
+                        Mailbox::Received(received) => received,
+                    };
                     if let Some(outcome) = self.on_mailbox(received, &mut heartbeat).await {
                         return outcome;
                     }
@@ -498,6 +501,11 @@ async fn bounded<T>(
     write: impl Future<Output = T>,
 ) -> Result<T, Interrupted> {
     tokio::pin!(write);
+    // Fast path: a write that completes at once (the frame fits the buffer, the socket takes
+    // the flush) needs no timer and no waiters; arming them cost more than the write.
+    if let Some(done) = write.as_mut().now_or_never() {
+        return Ok(done);
+    }
     let deadline = sleep_until(Instant::now() + options.write_timeout);
     tokio::pin!(deadline);
     loop {
@@ -512,6 +520,39 @@ async fn bounded<T>(
                 }
             }
         }
+    }
+}
+
+/// What woke the connection on the process side.
+enum Mailbox {
+    /// A stop request (terminate, a failed link, shutdown): it comes before anything queued.
+    Stop(ExitResult),
+    /// An event or a message, events first.
+    Received(Received),
+}
+
+/// Waits for a stop request, an event or a message, in that order of priority.
+///
+/// One waiter instead of two (`Context::stopped` and `Context::next` in the select): a stop
+/// request also wakes `changed`, so checking it here costs a lock where a second waiter cost
+/// registering and polling a `Notified` on every frame.
+///
+/// # Cancel safety
+///
+/// Cancel safe: nothing is taken before it is returned.
+async fn next_or_stop(ctx: &Context) -> Mailbox {
+    loop {
+        if let Some(stop) = ctx.stop_requested() {
+            return Mailbox::Stop(stop);
+        }
+        if let Some(event) = ctx.try_next_event() {
+            return Mailbox::Received(Received::Event(event));
+        }
+        if let Some(msg) = ctx.try_recv() {
+            return Mailbox::Received(Received::Message(msg));
+        }
+        // A push or a kill between the checks and this wait leaves a permit: no lost wake-up.
+        ctx.changed().await;
     }
 }
 
