@@ -65,8 +65,28 @@ fn block_on<T: Send + 'static>(
 }
 
 impl Names {
-    /// Opens (creating if needed) the bucket and starts mirroring it.
+    /// Opens the bucket, retrying while JetStream elects its leaders (a fresh NATS cluster
+    /// answers stream requests only after a few seconds).
     pub(crate) async fn open(
+        client: async_nats::Client,
+        bucket: &str,
+        replicas: usize,
+    ) -> Result<Names, String> {
+        let mut attempt = 0;
+        loop {
+            match Names::try_open(client.clone(), bucket, replicas).await {
+                Ok(names) => return Ok(names),
+                Err(e) if attempt < 10 => {
+                    tracing::warn!(error = %e, "cluster names not ready; retrying");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn try_open(
         client: async_nats::Client,
         bucket: &str,
         replicas: usize,
@@ -114,8 +134,14 @@ impl Names {
         let kv = self.kv.clone();
         let k = key(name);
         let value = bytes::Bytes::copy_from_slice(pid.as_str().as_bytes());
+        let me = sh.me.clone();
+        let inc = sh.inc;
         let done = block_on(sh, async move {
-            tokio::time::timeout(STORE_TIMEOUT, kv.create(k, value)).await
+            tokio::time::timeout(
+                STORE_TIMEOUT,
+                create_or_take_stale(&kv, &k, value, &me, inc),
+            )
+            .await
         });
         match done {
             Some(Ok(Ok(rev))) => {
@@ -203,6 +229,38 @@ impl Names {
             tracing::info!(%name, node, "releasing cluster name of a lost node");
             self.delete(sh, &name, rev);
         }
+    }
+}
+
+/// Creates the key; an entry left by an earlier incarnation of this same node (a restart
+/// faster than the survivors noticed) is stale and taken over.
+async fn create_or_take_stale(
+    kv: &kv::Store,
+    key: &str,
+    value: bytes::Bytes,
+    me: &str,
+    inc: u32,
+) -> Result<u64, kv::CreateError> {
+    match kv.create(key, value.clone()).await {
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            let Ok(Some(entry)) = kv.entry(key).await else {
+                return Err(e);
+            };
+            let holder = std::str::from_utf8(&entry.value)
+                .ok()
+                .and_then(|s| s.parse::<Pid>().ok());
+            let stale = holder.is_some_and(|p| p.node() == me && (p.id() >> 32) as u32 != inc);
+            if !stale
+                || kv
+                    .delete_expect_revision(key, Some(entry.revision))
+                    .await
+                    .is_err()
+            {
+                return Err(e);
+            }
+            kv.create(key, value).await
+        }
+        other => other,
     }
 }
 

@@ -1,0 +1,318 @@
+//! End to end: `wsrelay run` nodes in separate OS processes, a WebSocket client on node A
+//! relayed to a Lua target on node B (found through the cluster name `global:echo`), then
+//! node B killed (SIGKILL) and frozen (SIGSTOP): the client is closed with 1011.
+//!
+//! `WSR_BENCH=1` adds a closed-loop echo benchmark: remote target vs. local target.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+const ECHO_LUA: &str = r#"
+local function run(name)
+    local ok, err = process.registry.register(name)
+    if not ok then error(err) end
+    local inbox = process.inbox()
+    while true do
+        local msg, ok = inbox:receive()
+        if not ok then break end
+        if msg:topic() == "ws.message" then
+            local data = msg:payload():data()
+            process.send(data.client_pid, "ws.send", { type = data.type, data = data.data })
+        end
+    end
+end
+return { run = run }
+"#;
+
+const CONNECT_LUA: &str = r#"
+local http = require("http")
+local json = require("json")
+local function handler()
+    local req = http.request()
+    local res = http.response()
+    local target = "global:echo"
+    if req:query("local") then target = "local_echo" end
+    if req:query("t") then target = "global:" .. req:query("t") end
+    res:header("X-WS-Relay", json.encode({ target_pid = target }))
+end
+return { handler = handler }
+"#;
+
+fn app_yaml(node: &str, creds: &Path, gateway_port: Option<u16>) -> String {
+    let global = if node == "b" {
+        "global:echo".to_owned()
+    } else {
+        format!("global:echo_{node}")
+    };
+    let mut y = format!(
+        r#"namespace: app
+entries:
+  - name: cluster
+    kind: cluster
+    node: {node}
+    nats_urls: ["nats://127.0.0.1:4311", "nats://127.0.0.1:4312", "nats://127.0.0.1:4313"]
+    credentials: {creds}
+  - name: processes
+    kind: process.host
+  - name: echo
+    kind: process.lua
+    source: file://echo.lua
+    method: run
+"#,
+        creds = creds.display()
+    );
+    match gateway_port {
+        None => y.push_str(&format!(
+            r#"  - name: echo_service
+    kind: process.service
+    process: echo
+    host: app:processes
+    input: ["{global}"]
+    lifecycle:
+      auto_start: true
+"#
+        )),
+        Some(port) => y.push_str(&format!(
+            r#"  - name: local_echo
+    kind: process.service
+    process: echo
+    host: app:processes
+    input: ["local_echo"]
+    lifecycle:
+      auto_start: true
+  - name: gateway
+    kind: http.service
+    addr: "127.0.0.1:{port}"
+  - name: root
+    kind: http.router
+    meta:
+      server: gateway
+    prefix: /
+    post_middleware:
+      - websocket_relay
+    post_options:
+      wsrelay.allowed.origins: "*"
+  - name: connect
+    kind: function.lua
+    source: file://connect.lua
+    method: handler
+    modules: [http, json]
+  - name: connect_endpoint
+    kind: http.endpoint
+    meta:
+      router: root
+    method: GET
+    path: /
+    func: connect
+"#
+        )),
+    }
+    y
+}
+
+fn wsrelay_bin() -> PathBuf {
+    let root = repo_root();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "-q", "--bin", "wsrelay"])
+        .current_dir(&root)
+        .status()
+        .expect("cargo build");
+    assert!(status.success());
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    target.join("debug/wsrelay")
+}
+
+struct NodeProc {
+    child: Child,
+}
+
+impl NodeProc {
+    fn start(bin: &Path, dir: &Path, name: &str) -> NodeProc {
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(bin)
+            .arg("run")
+            .arg(dir)
+            .env("WSRELAY_CLUSTER_REPLICAS", "3")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start wsrelay");
+        NodeProc { child }
+    }
+    fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn make_app(base: &Path, node: &str, nats: &Nats, port: Option<u16>) -> PathBuf {
+    let dir = base.join(node);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(nats.dir.join("creds").join(node), dir.join("nats.creds")).unwrap();
+    std::fs::write(
+        dir.join("app.yaml"),
+        app_yaml(node, Path::new("nats.creds"), port),
+    )
+    .unwrap();
+    std::fs::write(dir.join("echo.lua"), ECHO_LUA).unwrap();
+    std::fs::write(dir.join("connect.lua"), CONNECT_LUA).unwrap();
+    dir
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(url: &str) -> Option<Ws> {
+    tokio_tungstenite::connect_async(url)
+        .await
+        .ok()
+        .map(|(ws, _)| ws)
+}
+
+async fn echo_once(ws: &mut Ws, text: &str) -> bool {
+    if ws.send(Message::text(text)).await.is_err() {
+        return false;
+    }
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), ws.next()).await,
+        Ok(Some(Ok(Message::Text(t)))) if t.as_str() == text
+    )
+}
+
+/// Connects and echoes once, retrying until `timeout` (the target node may still be starting).
+async fn connected_echo(url: &str, timeout: Duration) -> Ws {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(mut ws) = connect(url).await {
+            if echo_once(&mut ws, "hello").await {
+                return ws;
+            }
+        }
+        assert!(Instant::now() < deadline, "no echo through {url}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits for the close frame; returns its code and how long it took.
+async fn close_code(ws: &mut Ws, timeout: Duration) -> (Option<u16>, Duration) {
+    let start = Instant::now();
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return (None, start.elapsed()),
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Close(frame))) => return (frame.map(|f| u16::from(f.code)), start.elapsed()),
+                Some(Ok(_)) => {}
+                _ => return (None, start.elapsed()),
+            }
+        }
+    }
+}
+
+#[test]
+fn relay_to_lua_target_on_another_node_and_node_faults() {
+    let Some(nats) = nats() else { return };
+    let bin = wsrelay_bin();
+    let base = std::env::temp_dir().join(format!("wsr-e2e-{}", std::process::id()));
+    let port = 19481;
+    let app_a = make_app(&base, "a", &nats, Some(port));
+    let app_b = make_app(&base, "b", &nats, None);
+    let url = format!("ws://127.0.0.1:{port}/");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _a = NodeProc::start(&bin, &app_a, "a");
+    let app_c = make_app(&base, "c", &nats, None);
+    let b = NodeProc::start(&bin, &app_b, "b");
+    let c = NodeProc::start(&bin, &app_c, "c");
+    rt.block_on(async {
+        // join / message / ws.send across nodes.
+        let mut ws = connected_echo(&url, Duration::from_secs(30)).await;
+        for i in 0..100 {
+            assert!(echo_once(&mut ws, &format!("m{i}")).await, "echo {i}");
+        }
+        if std::env::var("WSR_BENCH").is_ok() {
+            bench(&url).await;
+        }
+
+        // A second target node, c, for the crash case.
+        let url_c = format!("{url}?t=echo_c");
+        let mut ws_c = connected_echo(&url_c, Duration::from_secs(30)).await;
+
+        // SIGSTOP: a frozen node is detected by heartbeats (no advisory: its TCP is open).
+        b.signal("STOP");
+        let (code, took) = close_code(&mut ws, Duration::from_secs(10)).await;
+        eprintln!("SIGSTOP of the target node: client closed with {code:?} after {took:?}");
+        assert_eq!(code, Some(1011));
+        b.signal("CONT");
+
+        // SIGKILL: the DISCONNECT advisory makes the peer suspect at once.
+        c.signal("KILL");
+        let (code, took) = close_code(&mut ws_c, Duration::from_secs(8)).await;
+        eprintln!("SIGKILL of the target node: client closed with {code:?} after {took:?}");
+        assert_eq!(code, Some(1011));
+    });
+    drop(b);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+async fn bench(url: &str) {
+    let local = format!("{url}?local=1");
+    let secs = 5;
+    let conns = 50;
+    let remote_rate = closed_loop(url, conns, secs).await;
+    let local_rate = closed_loop(&local, conns, secs).await;
+    eprintln!(
+        "BENCH relay echo, {conns} conns x 20 B closed loop, {secs} s: remote target {remote_rate:.0} msg/s, local target {local_rate:.0} msg/s, ratio {:.2}",
+        remote_rate / local_rate
+    );
+}
+
+async fn closed_loop(url: &str, conns: usize, secs: u64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let url = url.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut ws = connected_echo(&url, Duration::from_secs(10)).await;
+            let mut n = 0u64;
+            let payload = "x".repeat(20);
+            while Instant::now() < deadline {
+                if !echo_once(&mut ws, &payload).await {
+                    break;
+                }
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total as f64 / secs as f64
+}
