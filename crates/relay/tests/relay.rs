@@ -881,6 +881,10 @@ async fn the_outbound_byte_limit_closes_a_stalled_client_before_the_write_timeou
     }
     let leave = leave_of(&target).await;
     assert_eq!(leave.get("reason"), Some(&Value::from("slow_consumer")));
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?} ({sent} frames accepted)", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?} ({sent} frames accepted)",
+        started.elapsed()
+    );
     drop(client);
 }
