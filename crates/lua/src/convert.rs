@@ -74,15 +74,16 @@ pub(crate) fn array_len(t: &Table) -> Option<usize> {
     if n == 0 {
         return None;
     }
+    // `for_each` walks the table in one protected call; `pairs` makes one per step.
     let mut count = 0usize;
-    for pair in t.pairs::<LuaValue, LuaValue>() {
-        let Ok((k, _)) = pair else { return None };
-        match k {
-            LuaValue::Integer(i) if i >= 1 && (i as usize) <= n => count += 1,
-            _ => return None,
+    let walked = t.for_each::<LuaValue, LuaValue>(|k, _| match k {
+        LuaValue::Integer(i) if i >= 1 && (i as usize) <= n => {
+            count += 1;
+            Ok(())
         }
-    }
-    (count == n).then_some(n)
+        _ => Err(mlua::Error::runtime("not a sequence")),
+    });
+    (walked.is_ok() && count == n).then_some(n)
 }
 
 fn table_to_value(t: &Table, depth: usize) -> Result<Value, String> {
@@ -95,10 +96,24 @@ fn table_to_value(t: &Table, depth: usize) -> Result<Value, String> {
         return Ok(Value::Array(items));
     }
     let mut map = Map::new();
-    for pair in t.pairs::<LuaValue, LuaValue>() {
-        let (k, v) = pair.map_err(|e| e.to_string())?;
-        map.insert(key_text(&k)?, to_value_at(&v, depth)?);
+    let mut failure = None;
+    let walked = t.for_each::<LuaValue, LuaValue>(|k, v| {
+        let converted = key_text(&k).and_then(|key| Ok((key, to_value_at(&v, depth)?)));
+        match converted {
+            Ok((key, value)) => {
+                map.insert(key, value);
+                Ok(())
+            }
+            Err(problem) => {
+                failure = Some(problem);
+                Err(mlua::Error::runtime("stop"))
+            }
+        }
+    });
+    if let Some(problem) = failure {
+        return Err(problem);
     }
+    walked.map_err(|e| e.to_string())?;
     Ok(Value::Map(map))
 }
 
