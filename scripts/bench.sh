@@ -111,6 +111,10 @@ app_copy() { # app_copy DIR PORT -> a copy of the example app listening on PORT
   local dir=$WORK/app-$(basename "$1")-$2
   rm -rf "$dir"; cp -r "$ROOT/$1" "$dir"
   sed -i "s/addr: \"127.0.0.1:[0-9]*\"/addr: \"127.0.0.1:$2\"/" "$dir/app.yaml"
+  # One load generator is one client IP opening thousands of connections: lift the admission
+  # limits (crates/relay/src/limits.rs) in the copy if the app does not already.
+  grep -q "wsrelay.upgrade_rate" "$dir/app.yaml" ||
+    sed -i 's/^\(  *\)wsrelay.allowed.origins: "\*"$/&\n\1wsrelay.max_connections: unlimited\n\1wsrelay.upgrade_rate: "off"/' "$dir/app.yaml"
   echo "$dir"
 }
 
@@ -177,6 +181,7 @@ gen() { taskset -c $CLIENT_CPU "$BIN/wsrelay-bench" "$@"; }
 
 ECHO_SERVERS=(ws-echo relay-rust relay-lua node-ws uws pushpin)
 IDLE_SERVERS=(ws-echo relay-rust-shared relay-rust relay-lua node-ws uws pushpin)
+IDLE_SERVERS=(${IDLE_ONLY:-${IDLE_SERVERS[@]}})
 
 if wants echo; then
   log "echo: ${ECHO_SERVERS[*]}, $RUNS x $DURATION each, interleaved"

@@ -58,6 +58,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         args.max_message_size.to_string(),
     );
     options.insert("wsrelay.max_outbound_bytes".into(), (64 << 20).to_string());
+    // A load generator is one client opening thousands of connections: no admission limits.
+    options.insert("wsrelay.max_connections".into(), "unlimited".into());
+    options.insert("wsrelay.upgrade_rate".into(), "off".into());
 
     let shared = if args.shared_target {
         Some(node.spawn(HOST, SpawnOptions::new(), |ctx| echo(ctx, true))?)
