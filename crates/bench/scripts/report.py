@@ -22,10 +22,15 @@ ECHO_NAMES = {
     "uws": "uWebSockets.js (`@trufflesuite/uws-js-unofficial` 20.30)",
     "pushpin": "Pushpin → Node HTTP backend (WebSocket-over-HTTP)",
 }
-IDLE_NAMES = dict(ECHO_NAMES)
-IDLE_NAMES["relay-rust-shared"] = "relay connection, one shared Rust target (target excluded)"
-IDLE_NAMES["relay-lua"] = "relay + one Lua process per connection (seed pattern)"
-IDLE_NAMES["relay-rust"] = "relay + one Rust target process per connection"
+IDLE_NAMES = {
+    "ws-echo": ECHO_NAMES["ws-echo"],
+    "relay-rust-shared": "relay connection, one shared Rust target (target excluded)",
+    "relay-rust": "relay + one Rust target process per connection",
+    "relay-lua": "relay + one Lua process per connection (seed pattern)",
+    "node-ws": ECHO_NAMES["node-ws"],
+    "uws": ECHO_NAMES["uws"],
+    "pushpin": ECHO_NAMES["pushpin"] + " (Pushpin's 4 processes)",
+}
 
 
 def load(out, name):
@@ -126,17 +131,21 @@ def main():
         lines += [
             "### Echo: 100 connections, 20-byte text, closed loop",
             "",
-            "| server | msgs/s (median) | × ws-echo | p50 | p95 | p99 | runs |",
-            "|---|---|---|---|---|---|---|",
+            "| server | msgs/s (median) | × ws-echo | × ws-echo, same round (median) | p50 | p95 | p99 | runs |",
+            "|---|---|---|---|---|---|---|---|",
         ]
+        base_runs = echo.get("ws-echo", [])
         for key, name in ECHO_NAMES.items():
             rows = echo.get(key, [])
             if not rows:
                 continue
             rate = med(rows, "msgs_per_sec")
             ratio = f"{rate / base:.2f}×" if base and rate else "–"
+            # Runs are interleaved: run i of a server and run i of ws-echo shared conditions.
+            paired = [r["msgs_per_sec"] / b["msgs_per_sec"] for r, b in zip(rows, base_runs) if b["msgs_per_sec"]]
+            paired_txt = f"{statistics.median(paired):.2f}× ({', '.join(f'{p:.2f}' for p in paired)})" if paired else "–"
             lines.append(
-                f"| {name} | {fmt_k(rate)} | {ratio} | {fmt_us(med(rows, 'p50_us'))} | "
+                f"| {name} | {fmt_k(rate)} | {ratio} | {paired_txt} | {fmt_us(med(rows, 'p50_us'))} | "
                 f"{fmt_us(med(rows, 'p95_us'))} | {fmt_us(med(rows, 'p99_us'))} | {runs(rows, 'msgs_per_sec')} |"
             )
         lines.append("")
