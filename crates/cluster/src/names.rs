@@ -211,13 +211,19 @@ impl Names {
         std::str::from_utf8(&entry.value).ok()?.parse().ok()
     }
 
-    /// Deletes every name held by processes of `node` (declared down or restarted).
-    pub(crate) fn release_node(&self, sh: &Shared, node: &str) {
+    /// Deletes every name held by processes of incarnation `inc` of `node` (declared down or
+    /// restarted); `None` means every incarnation of `node`.
+    ///
+    /// Only the lost incarnation's entries: a restarted node usually registers its names
+    /// again before the survivors hear its first heartbeat, and those entries must stay.
+    pub(crate) fn release_node(&self, sh: &Shared, node: &str, inc: Option<u32>) {
         let gone: Vec<(String, u64)> = {
             let mut mirror = self.mirror.lock();
             let gone: Vec<_> = mirror
                 .iter()
-                .filter(|(_, (pid, _))| pid.node() == node)
+                .filter(|(_, (pid, _))| {
+                    pid.node() == node && inc.is_none_or(|inc| (pid.id() >> 32) as u32 == inc)
+                })
                 .map(|(n, (_, rev))| (n.clone(), *rev))
                 .collect();
             for (n, _) in &gone {

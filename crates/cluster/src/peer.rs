@@ -57,6 +57,8 @@ pub(crate) struct PeerState {
     pub(crate) inbound: Inbound,
     pub(crate) fenced: VecDeque<u64>,
     pub(crate) peer_inc: Option<u32>,
+    /// Earlier incarnations of the peer seen here (newest last, at most 16).
+    pub(crate) past_incs: VecDeque<u32>,
     pub(crate) last_heard: Instant,
     pub(crate) heard_ever: bool,
     pub(crate) suspect_since: Option<Instant>,
@@ -88,6 +90,7 @@ impl PeerState {
             inbound: Inbound::Awaiting,
             fenced: VecDeque::new(),
             peer_inc: None,
+            past_incs: VecDeque::new(),
             last_heard: now,
             heard_ever: false,
             suspect_since: None,
@@ -171,6 +174,28 @@ impl PeerState {
             watched: self.watched.drain().collect(),
             links: self.links.drain().collect(),
         }
+    }
+
+    /// Records that the peer now runs incarnation `inc`; returns the one it replaces.
+    pub(crate) fn new_incarnation(&mut self, inc: u32) -> Option<u32> {
+        match self.peer_inc.replace(inc) {
+            Some(old) if old != inc => {
+                self.past_incs.retain(|&i| i != inc);
+                self.past_incs.push_back(old);
+                if self.past_incs.len() > 16 {
+                    self.past_incs.pop_front();
+                }
+                Some(old)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a PID of incarnation `inc` belongs to an earlier run of the peer. An unknown
+    /// incarnation may be a restart not heard of yet, so it is let through (the peer drops
+    /// it on arrival if it is not its own).
+    pub(crate) fn is_past(&self, inc: u32) -> bool {
+        self.past_incs.contains(&inc)
     }
 
     /// What this side acknowledges of the peer's session.

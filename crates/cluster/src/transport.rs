@@ -181,11 +181,9 @@ impl Transport for NatsTransport {
     fn send(&self, to: &Pid, msg: Message) -> Result<(), SendError> {
         let sh = &self.shared;
         let peer = sh.usable_peer(to)?;
-        if let Some(inc) = peer.state.lock().peer_inc {
-            if (to.id() >> 32) as u32 != inc {
-                sh.stats.count_drop(DropReason::NoProc, 1);
-                return Err(SendError::NoProcess(to.to_string()));
-            }
+        if peer.state.lock().is_past((to.id() >> 32) as u32) {
+            sh.stats.count_drop(DropReason::NoProc, 1);
+            return Err(SendError::NoProcess(to.to_string()));
         }
         if peer.queued.load(Ordering::Acquire) >= sh.opts.queue_max {
             sh.stats.count_drop(DropReason::QueueFull, 1);
@@ -577,8 +575,9 @@ fn declare_down(sh: &Arc<Shared>, peer: &Arc<Peer>) {
     tracing::warn!(peer = %peer.name, "cluster peer declared down");
     sh.end_connection(peer, "peer down");
     peer.space.notify_waiters();
+    let inc = peer.state.lock().peer_inc;
     if let Some(names) = sh.names.get() {
-        names.release_node(sh, &peer.name);
+        names.release_node(sh, &peer.name, inc);
     }
 }
 
@@ -704,25 +703,12 @@ fn reset(sh: &Arc<Shared>, peer: &Arc<Peer>, session: u64, why: &str) {
 
 /// A new incarnation of the peer: its processes of the old one are gone.
 fn check_incarnation(sh: &Arc<Shared>, peer: &Arc<Peer>, inc: u32) {
-    let restarted = {
-        let mut st = peer.state.lock();
-        match st.peer_inc {
-            Some(old) if old == inc => false,
-            Some(_) => {
-                st.peer_inc = Some(inc);
-                true
-            }
-            None => {
-                st.peer_inc = Some(inc);
-                false
-            }
-        }
-    };
-    if restarted {
+    let restarted = peer.state.lock().new_incarnation(inc);
+    if let Some(old) = restarted {
         sh.end_connection(peer, "peer restarted");
         peer.state.lock().fenced.clear();
         if let Some(names) = sh.names.get() {
-            names.release_node(sh, &peer.name);
+            names.release_node(sh, &peer.name, Some(old));
         }
     }
 }
