@@ -3,6 +3,7 @@
 #
 #   scripts/nats-cluster.sh start DIR [N]   start all servers (or server N = 1..3)
 #   scripts/nats-cluster.sh stop  DIR [N]   stop all servers (or server N), by their PIDs
+#   scripts/nats-cluster.sh kill  DIR [N]   SIGKILL all servers (or server N): a crash
 #   scripts/nats-cluster.sh config DIR      only write and check the config files
 #
 # Client ports 4311-4313, routes 6311-6313, monitoring 8311-8313, JetStream store in DIR.
@@ -16,7 +17,7 @@ set -euo pipefail
 cmd=${1:-}
 dir=${2:-}
 only=${3:-}
-[[ -n "$cmd" && -n "$dir" ]] || { echo "usage: $0 start|stop|config DIR [N]" >&2; exit 2; }
+[[ -n "$cmd" && -n "$dir" ]] || { echo "usage: $0 start|stop|kill|config DIR [N]" >&2; exit 2; }
 CLUSTER=${CLUSTER:-wsr}
 NODES=${NODES:-"a b c d e n1 n2 n3 n4 n5"}
 
@@ -71,9 +72,13 @@ CONF
   done
 }
 
+running() { # pid: alive and not a zombie (an unreaped server must not be waited for)
+  [[ -r /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"
+}
+
 healthy() { # port
   local out
-  out=$(exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /healthz HTTP/1.0\r\n\r\n' >&3 && cat <&3) 2>/dev/null || return 1
+  out=$( { exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /healthz HTTP/1.0\r\n\r\n' >&3 && cat <&3; } 2>/dev/null ) || return 1
   [[ "$out" == *'"ok"'* ]]
 }
 
@@ -84,7 +89,7 @@ case "$cmd" in
     mkdir -p "$dir"
     [[ -f "$dir/accounts.conf" ]] || write_config
     for i in $(servers); do
-      if [[ -f "$dir/n$i.pid" ]] && kill -0 "$(cat "$dir/n$i.pid")" 2>/dev/null; then continue; fi
+      if [[ -f "$dir/n$i.pid" ]] && running "$(cat "$dir/n$i.pid")"; then continue; fi
       nats-server -c "$dir/n$i.conf" -l "$dir/n$i.log" >/dev/null 2>&1 &
       echo $! > "$dir/n$i.pid"
     done
@@ -101,10 +106,19 @@ case "$cmd" in
       if [[ -f "$dir/n$i.pid" ]]; then
         pid=$(cat "$dir/n$i.pid")
         kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 1 50); do running "$pid" || break; sleep 0.1; done
         kill -9 "$pid" 2>/dev/null || true
         rm -f "$dir/n$i.pid"
       fi
     done ;;
-  *) echo "usage: $0 start|stop|config DIR [N]" >&2; exit 2 ;;
+  kill)
+    for i in $(servers); do
+      if [[ -f "$dir/n$i.pid" ]]; then
+        pid=$(cat "$dir/n$i.pid")
+        kill -9 "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do running "$pid" || break; sleep 0.1; done
+        rm -f "$dir/n$i.pid"
+      fi
+    done ;;
+  *) echo "usage: $0 start|stop|kill|config DIR [N]" >&2; exit 2 ;;
 esac

@@ -76,6 +76,18 @@ impl Nats {
             &n.to_string()
         ]));
     }
+    /// SIGKILL of server `n` (a crash, no lame-duck or clean close).
+    pub fn kill_server(&self, n: u32) {
+        assert!(script(&[
+            "kill",
+            self.dir.to_str().unwrap(),
+            &n.to_string()
+        ]));
+    }
+    /// SIGKILL of all servers at once.
+    pub fn kill_all(&self) {
+        assert!(script(&["kill", self.dir.to_str().unwrap()]));
+    }
     pub fn start_server(&self, n: u32) {
         assert!(script(&[
             "start",
@@ -95,6 +107,7 @@ impl Drop for Nats {
     fn drop(&mut self) {
         if self.owned {
             script(&["stop", self.dir.to_str().unwrap()]);
+            let _ = std::fs::remove_dir_all(&self.dir);
         } else {
             // Leave the shared cluster whole for the next test.
             script(&["start", self.dir.to_str().unwrap()]);
@@ -121,9 +134,11 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub async fn start(node: &str) -> Cluster {
-    let c = Cluster::start(options(node))
-        .await
-        .expect("cluster node starts");
+    start_with(options(node)).await
+}
+
+pub async fn start_with(options: ClusterOptions) -> Cluster {
+    let c = Cluster::start(options).await.expect("cluster node starts");
     c.node().add_host(HOST, HostConfig::default());
     c
 }
