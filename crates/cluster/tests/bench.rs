@@ -1,0 +1,204 @@
+//! Cross-node benchmarks (ignored by default; numbers in docs/cluster.md):
+//!
+//! ```sh
+//! cargo test --release -p wsrelay-cluster --test bench -- --ignored --nocapture --test-threads 1
+//! ```
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+use wsrelay_process::{Event, SpawnOptions, Value};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+#[test]
+#[ignore = "benchmark"]
+fn bench_cross_node_ping_pong_latency() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let a = start(&unique("pa")).await;
+        let b = start(&unique("pb")).await;
+        for (label, remote) in [("local", false), ("cross-node", true)] {
+            let host = if remote { &b } else { &a };
+            let echo = host
+                .node()
+                .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+                    loop {
+                        let msg = ctx.recv().await;
+                        let Some(from) = msg.from().cloned() else {
+                            return;
+                        };
+                        let _ = ctx.send(&from, "pong", msg.payload().clone());
+                    }
+                })
+                .unwrap();
+            let me = probe(a.node());
+            let payload = Value::Bytes(bytes::Bytes::from(vec![7u8; 64]));
+            for _ in 0..500 {
+                me.send(&echo, "ping", payload.clone()).unwrap();
+                me.recv().await;
+            }
+            let n = 10_000;
+            let mut rtts = Vec::with_capacity(n);
+            let started = Instant::now();
+            for _ in 0..n {
+                let t = Instant::now();
+                me.send(&echo, "ping", payload.clone()).unwrap();
+                me.recv().await;
+                rtts.push(t.elapsed());
+            }
+            let total = started.elapsed();
+            rtts.sort();
+            println!(
+                "BENCH ping-pong {label} 64 B, 1 in flight, {n} round trips: p50 {:?} p99 {:?} max {:?} ({:.0} rt/s)",
+                pct(&rtts, 0.50),
+                pct(&rtts, 0.99),
+                rtts[n - 1],
+                n as f64 / total.as_secs_f64()
+            );
+            host.node().terminate(&echo).unwrap();
+        }
+        a.shutdown();
+        b.shutdown();
+    });
+}
+
+#[test]
+#[ignore = "benchmark"]
+fn bench_cross_node_one_way_throughput() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let a = start(&unique("ta")).await;
+        let b = start(&unique("tb")).await;
+        for size in [64usize, 1024, 16 << 10] {
+            let n: i64 = if size > 4096 { 20_000 } else { 200_000 };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let sink = b
+                .node()
+                .spawn(HOST, SpawnOptions::new(), move |ctx| async move {
+                    let mut got = 0i64;
+                    let mut first = None;
+                    let mut in_order = true;
+                    loop {
+                        let msg = ctx.recv().await;
+                        first.get_or_insert_with(Instant::now);
+                        in_order &= msg.payload().get("i").and_then(|v| v.as_i64()) == Some(got);
+                        got += 1;
+                        if got == n {
+                            let _ = tx.send((first.unwrap().elapsed(), in_order));
+                            return;
+                        }
+                    }
+                })
+                .unwrap();
+            let me = probe(a.node());
+            let body = Value::Bytes(bytes::Bytes::from(vec![1u8; size]));
+            let started = Instant::now();
+            let mut refused = 0u64;
+            for i in 0..n {
+                let payload = wsrelay_process::Map::new().with("i", i).with("b", body.clone());
+                let mut payload = Value::Map(payload);
+                // Back off when the peer's queue is full, as the relay does via is_congested.
+                while a.node().is_congested(&sink) {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+                loop {
+                    match me.send(&sink, "m", payload) {
+                        Ok(()) => break,
+                        Err(_) => {
+                            refused += 1;
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            payload = Value::Map(
+                                wsrelay_process::Map::new().with("i", i).with("b", body.clone()),
+                            );
+                        }
+                    }
+                }
+            }
+            let sent = started.elapsed();
+            let (recv_span, in_order) = tokio::time::timeout(Duration::from_secs(120), rx)
+                .await
+                .expect("all received")
+                .unwrap();
+            let total = started.elapsed();
+            println!(
+                "BENCH one-way {size} B x {n}: {:.0} msgs/s end to end ({:.1} MB/s), sender side {:.0} msgs/s, in order {in_order}, refused {refused}, receive span {recv_span:?}",
+                n as f64 / total.as_secs_f64(),
+                n as f64 * size as f64 / total.as_secs_f64() / 1e6,
+                n as f64 / sent.as_secs_f64(),
+            );
+            assert!(in_order);
+        }
+        a.shutdown();
+        b.shutdown();
+    });
+}
+
+#[test]
+#[ignore = "benchmark"]
+fn bench_failure_detection_in_process() {
+    let Some(nats) = nats() else { return };
+    rt().block_on(async {
+        // Node crash: its NATS connection closes (DISCONNECT advisory + suspect window).
+        let mut crash = Vec::new();
+        for _ in 0..3 {
+            let a = start(&unique("fa")).await;
+            let b = start(&unique("fb")).await;
+            let me = probe(a.node());
+            let t = b
+                .node()
+                .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+                    std::future::pending::<()>().await;
+                    drop(ctx);
+                })
+                .unwrap();
+            me.monitor(&t).unwrap();
+            me.send(&t, "x", Value::Null).unwrap();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let s = Instant::now();
+            b.shutdown();
+            let ev = tokio::time::timeout(Duration::from_secs(10), me.next_event()).await;
+            assert!(matches!(ev, Ok(Event::Exit { .. })));
+            crash.push(s.elapsed());
+            a.shutdown();
+        }
+        println!("BENCH detection, node connection closed (crash): {crash:?}");
+        // All NATS servers crash: monitors across get noconnection by heartbeat silence.
+        let a = start(&unique("fc")).await;
+        let b = start(&unique("fd")).await;
+        let me = probe(a.node());
+        let t = b
+            .node()
+            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+                std::future::pending::<()>().await;
+                drop(ctx);
+            })
+            .unwrap();
+        me.monitor(&t).unwrap();
+        me.send(&t, "x", Value::Null).unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        nats.kill_all();
+        let s = Instant::now();
+        let ev = tokio::time::timeout(Duration::from_secs(10), me.next_event()).await;
+        assert!(matches!(ev, Ok(Event::Exit { .. })));
+        println!(
+            "BENCH detection, all NATS servers crashed: {:?}",
+            s.elapsed()
+        );
+        nats.start_all();
+        a.shutdown();
+        b.shutdown();
+    });
+}
