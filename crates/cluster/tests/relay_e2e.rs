@@ -1,6 +1,7 @@
 //! End to end: `wsrelay run` nodes in separate OS processes, a WebSocket client on node A
 //! relayed to a Lua target on node B (found through the cluster name `global:echo`), then
-//! node B killed (SIGKILL) and frozen (SIGSTOP): the client is closed with 1011.
+//! node B frozen (SIGSTOP) and node C killed (SIGKILL): the client is closed with 1011; then
+//! C restarted: new clients reach its re-registered target.
 //!
 //! `WSR_BENCH=1` adds a closed-loop echo benchmark: remote target vs. local target.
 
@@ -275,6 +276,27 @@ fn relay_to_lua_target_on_another_node_and_node_faults() {
         let (code, took) = close_code(&mut ws_c, Duration::from_secs(8)).await;
         eprintln!("SIGKILL of the target node: client closed with {code:?} after {took:?}");
         assert_eq!(code, Some(1011));
+
+        // Restart c (a new incarnation): new relay connections reach its re-registered
+        // target, also after the survivors noticed the restart (regression: they used to
+        // release the new incarnation's names then).
+        drop(c);
+        let restarted = Instant::now();
+        let _c = NodeProc::start(&bin, &app_c, "c");
+        let mut ws_c = connected_echo(&url_c, Duration::from_secs(30)).await;
+        eprintln!(
+            "restarted target node: echo after {:?}",
+            restarted.elapsed()
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(echo_once(&mut ws_c, "still there").await);
+        let mut ws_c2 = connected_echo(&url_c, Duration::from_secs(10)).await;
+        for i in 0..20 {
+            assert!(
+                echo_once(&mut ws_c2, &format!("r{i}")).await,
+                "echo {i} after restart"
+            );
+        }
     });
     drop(b);
     let _ = std::fs::remove_dir_all(&base);
