@@ -145,7 +145,8 @@ impl App {
     pub async fn start(config: AppConfig, options: AppOptions) -> Result<RunningApp, AppError> {
         // Resolved first: a missing admin token must stop the app before anything starts.
         let ops_settings = Self::ops_settings(&config, &options)?;
-        let (node, _cluster) = cluster::node(&config).await?;
+        let (node, cluster) = cluster::node(&config).await?;
+        let cluster_stats = cluster.as_ref().map(|c| c.stats().clone());
         for host in &config.hosts {
             let host_config = HostConfig {
                 max_processes: host.max_processes,
@@ -185,6 +186,7 @@ impl App {
             relay,
             engine.clone(),
             connection_hosts.clone(),
+            cluster_stats,
         ));
         let mut app = RunningApp {
             node,

@@ -66,6 +66,8 @@ pub(crate) struct OpsState {
     pub(crate) relay: Relay,
     pub(crate) engine: LuaEngine,
     pub(crate) connection_hosts: HashSet<String>,
+    /// The cluster's counters, when the node is clustered.
+    pub(crate) cluster: Option<Arc<wsrelay_cluster::ClusterStats>>,
     draining: AtomicBool,
     started: SystemTime,
 }
@@ -76,12 +78,14 @@ impl OpsState {
         relay: Relay,
         engine: LuaEngine,
         connection_hosts: HashSet<String>,
+        cluster: Option<Arc<wsrelay_cluster::ClusterStats>>,
     ) -> OpsState {
         OpsState {
             node,
             relay,
             engine,
             connection_hosts,
+            cluster,
             draining: AtomicBool::new(false),
             started: SystemTime::now(),
         }
@@ -219,6 +223,11 @@ fn metrics(state: &Arc<OpsState>) -> Response {
     if let Err(error) = prometheus_client::encoding::text::encode(&mut body, &registry) {
         tracing::error!(%error, "cannot encode metrics");
         return response::text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n");
+    }
+    if let Some(cluster) = &state.cluster {
+        // The cluster renders its own families; they go before the closing `# EOF`.
+        let end = body.rfind("# EOF").unwrap_or(body.len());
+        body.insert_str(end, &cluster.render_prometheus());
     }
     let mut res = response::text(StatusCode::OK, body);
     res.headers_mut().insert(
