@@ -215,6 +215,25 @@ fn send(args: MultiValue) -> mlua::Result<Ret> {
 }
 
 /// Runs `op` with the current process and the PID (or name) in argument 0.
+/// An operation of the calling process on one other process.
+type TargetOp = fn(&Context, &Pid) -> Result<(), String>;
+
+/// `process.monitor/unmonitor/link/unlink(pid)`: same arguments, same `true` or `nil, err`.
+const TARGET_OPS: [(&str, TargetOp); 4] = [
+    ("monitor", |ctx, pid| {
+        ctx.monitor(pid).map_err(|e| e.to_string())
+    }),
+    ("unmonitor", |ctx, pid| {
+        ctx.unmonitor(pid);
+        Ok(())
+    }),
+    ("link", |ctx, pid| ctx.link(pid).map_err(|e| e.to_string())),
+    ("unlink", |ctx, pid| {
+        ctx.unlink(pid);
+        Ok(())
+    }),
+];
+
 fn with_target(
     args: MultiValue,
     op: impl FnOnce(&Context, &Pid) -> Result<(), String>,
@@ -425,36 +444,12 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
             stream(lua, |p| &p.events, |lua| lua.create_userdata(Events))
         })?,
     )?;
-    m.raw_set(
-        "monitor",
-        lua.create_function(|_, a: MultiValue| {
-            with_target(a, |ctx, pid| ctx.monitor(pid).map_err(|e| e.to_string()))
-        })?,
-    )?;
-    m.raw_set(
-        "unmonitor",
-        lua.create_function(|_, a: MultiValue| {
-            with_target(a, |ctx, pid| {
-                ctx.unmonitor(pid);
-                Ok(())
-            })
-        })?,
-    )?;
-    m.raw_set(
-        "link",
-        lua.create_function(|_, a: MultiValue| {
-            with_target(a, |ctx, pid| ctx.link(pid).map_err(|e| e.to_string()))
-        })?,
-    )?;
-    m.raw_set(
-        "unlink",
-        lua.create_function(|_, a: MultiValue| {
-            with_target(a, |ctx, pid| {
-                ctx.unlink(pid);
-                Ok(())
-            })
-        })?,
-    )?;
+    for (name, op) in TARGET_OPS {
+        m.raw_set(
+            name,
+            lua.create_function(move |_, a: MultiValue| with_target(a, op))?,
+        )?;
+    }
     m.raw_set("cancel", lua.create_function(|_, a: MultiValue| cancel(a))?)?;
     m.raw_set(
         "terminate",
