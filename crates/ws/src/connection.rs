@@ -2,49 +2,58 @@
 //!
 //! # Design
 //!
-//! Framing, masking, fragment reassembly, UTF-8 validation (incremental, so a bad fragment fails
-//! at once), control-frame checks and the automatic pong come from `tokio-websockets` (see
-//! `docs/decisions/websocket-library.md`). This type adds what the relay needs on top:
+//! The frame codec is our own (see `docs/decisions/websocket-library.md`), built so that an
+//! idle connection holds no buffer at all:
+//!
+//! * **Reads** go into a per-thread 64 KiB buffer (module `read_buf`); the streaming
+//!   decoder (module `decoder`) unmasks payloads straight into the message being
+//!   assembled, and keeps a split header in 14 inline bytes. Only the frames behind the one
+//!   a poll returns are copied into the connection, and freed once decoded.
+//! * **Writes** queue inline headers beside `Bytes` payloads (module `write_queue`) and go
+//!   out with vectored writes; the queue's storage is freed when it empties.
+//! * **permessage-deflate** uses per-thread zlib state (module `deflate`), which no
+//!   context takeover allows; [`WsConnection::feed_shared`] sends a message compressed once
+//!   for many connections.
+//!
+//! On top of the codec, what the relay needs:
 //!
 //! * **One call that never loses data in `select!`**: [`WsConnection::next_event`] is cancel
 //!   safe, so a single task can race it against an actor mailbox and timers, with no second
 //!   task, no lock and no split.
-//! * **The whole close handshake**: a peer's close is echoed, a protocol failure sends its code
-//!   (1002, 1007 or 1009), our own close maps the code to one a server may send and cuts the
-//!   reason to 123 bytes; then the TCP connection is shut down, each step bounded by
-//!   [`Config::close_timeout`]. The end is reported once as a [`Closed`] with a SPEC §6 reason.
+//! * **The whole close handshake**: a peer's close is echoed, a protocol failure sends its
+//!   code (1002, 1007 or 1009), our own close maps the code to one a server may send and
+//!   cuts the reason to 123 bytes; then the TCP connection is shut down, each step bounded by
+//!   [`Config::close_timeout`]. The end is reported once as a [`Closed`] with a
+//!   docs/spec.md §6 reason.
 //! * **Write batching**: [`WsConnection::feed`] queues a frame without a syscall (until
 //!   [`Config::flush_threshold`] bytes are queued), [`WsConnection::flush`] writes them all,
 //!   vectored. Queued frames also go out whenever `next_event` is polled.
-//! * **Small, bounded buffers**: an idle connection holds the read buffer (8 KiB, mostly
-//!   untouched pages), a one-slot frame queue and this struct. A message never grows the read
-//!   buffer beyond [`Config::max_message_size`]; the write queue is flushed past
-//!   [`Config::flush_threshold`].
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{SinkExt as _, StreamExt as _};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio_websockets::proto::ProtocolError;
-use tokio_websockets::{CloseCode, Limits, WebSocketStream};
+use bytes::{Buf as _, Bytes};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 
-use crate::message::{
-    is_sendable_close_code, sendable_close_code, truncate_close_reason, CloseReason, Closed,
-    Message,
-};
-
-/// The I/O type of a connection taken over from hyper.
-pub type UpgradedIo = TokioIo<hyper::upgrade::Upgraded>;
+use crate::decoder::{Decoded, Decoder, Failure};
+use crate::deflate::{self, InflateError};
+use crate::extension::{Compression, Deflate};
+use crate::frame::{Header, OpCode, MAX_CONTROL_PAYLOAD};
+use crate::io::UpgradedIo;
+use crate::message::{sendable_close_code, truncate_close_reason, CloseReason, Closed, Message};
+use crate::read_buf::with_read_buffer;
+use crate::shared_frame::{queue_message, SharedFrame};
+use crate::write_queue::WriteQueue;
 
 /// Settings of a connection.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// Largest message (after reassembly) accepted from the peer; larger ones close the
-    /// connection with 1009. Default 1 MiB (SPEC §9).
+    /// Largest message (after reassembly, and after inflating) accepted from the peer;
+    /// larger ones close the connection with 1009. Default 1 MiB (docs/spec.md §9).
     pub max_message_size: usize,
     /// Bound on each step of the close handshake: writing our close frame, waiting for the
     /// peer's, and shutting TCP down. Default 5 s.
@@ -53,6 +62,9 @@ pub struct Config {
     pub flush_threshold: usize,
     /// Outgoing messages longer than this are sent in fragments of this size. Default 1 MiB.
     pub frame_size: usize,
+    /// permessage-deflate (RFC 7692): negotiated when set and the client offers it. Default
+    /// `None` (off): see [`Compression`] for the costs.
+    pub compression: Option<Compression>,
 }
 
 impl Default for Config {
@@ -62,6 +74,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             flush_threshold: 8 * 1024,
             frame_size: 1 << 20,
+            compression: None,
         }
     }
 }
@@ -92,6 +105,13 @@ impl Config {
     #[must_use]
     pub fn frame_size(mut self, bytes: usize) -> Self {
         self.frame_size = bytes.max(1);
+        self
+    }
+
+    /// Sets [`Config::compression`].
+    #[must_use]
+    pub fn compression(mut self, compression: Option<Compression>) -> Self {
+        self.compression = compression;
         self
     }
 }
@@ -139,30 +159,81 @@ impl Error {
     }
 }
 
+/// Where the connection is in its life. The `Closed` of the last two states is boxed: an
+/// open connection, the one that lasts, then pays 16 bytes for its state.
 #[derive(Debug)]
 enum State {
     Open,
-    /// Closing: still to do: queue our close frame if `closed.code` is set and the codec has
-    /// not queued one already, flush, maybe wait for the peer's close, shut TCP down.
+    /// Closing: our close frame (if any) is queued; still to do: flush, maybe wait for the
+    /// peer's close, shut TCP down.
     Closing {
-        closed: Closed,
+        closed: Box<Closed>,
         await_peer: bool,
     },
-    Done(Closed),
+    Done(Box<Closed>),
+}
+
+/// The per-connection copies of [`Config`]'s write settings, packed (a connection lives long
+/// and there are many).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    flush_threshold: u32,
+    frame_size: u32,
+    close_timeout_ms: u32,
+}
+
+impl Limits {
+    fn new(config: &Config) -> Limits {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Limits {
+            flush_threshold: clamp(config.flush_threshold),
+            frame_size: clamp(config.frame_size.max(1)),
+            close_timeout_ms: u32::try_from(config.close_timeout.as_millis()).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn close_timeout(self) -> Duration {
+        Duration::from_millis(u64::from(self.close_timeout_ms))
+    }
+
+    fn frame_size(self) -> usize {
+        self.frame_size as usize
+    }
 }
 
 /// A server-side WebSocket connection. See the [module docs](self).
 #[derive(Debug)]
 pub struct WsConnection<S = UpgradedIo> {
-    ws: WebSocketStream<S>,
+    io: S,
+    decoder: Decoder,
+    /// Input read but not decoded yet: frames behind the last one returned, or what hyper
+    /// read past the request. Empty (and unallocated) otherwise.
+    pending: Bytes,
+    queue: WriteQueue,
     state: State,
-    close_timeout: Duration,
+    /// A pong is queued: it must be written before reading on, so a peer that pings
+    /// without reading is stopped by TCP instead of growing the queue.
+    pong_owed: bool,
+    deflate: Option<Deflate>,
+    limits: Limits,
 }
 
 impl WsConnection<UpgradedIo> {
-    /// Wraps a connection that hyper upgraded after a `101` answer.
+    /// Wraps a connection that hyper upgraded after a `101` answer, without compression.
     pub fn from_upgraded(upgraded: hyper::upgrade::Upgraded, config: &Config) -> Self {
-        Self::new(TokioIo::new(upgraded), config)
+        Self::upgraded_with(upgraded, config, None)
+    }
+
+    /// Wraps a connection that hyper upgraded after a `101` answer that accepted `deflate`.
+    /// The socket is taken out of hyper's wrapper when it is a plain `TcpStream`
+    /// ([`UpgradedIo::from_upgraded`]).
+    pub fn upgraded_with(
+        upgraded: hyper::upgrade::Upgraded,
+        config: &Config,
+        deflate: Option<Deflate>,
+    ) -> Self {
+        let (io, read_ahead) = UpgradedIo::from_upgraded(upgraded);
+        Self::with_parts(io, config, deflate, read_ahead)
     }
 }
 
@@ -170,20 +241,31 @@ impl<S> WsConnection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    /// Wraps an I/O stream on which the server side of the handshake is already done.
+    /// Wraps an I/O stream on which the server side of the handshake is already done, with
+    /// no extension.
     pub fn new(io: S, config: &Config) -> Self {
-        let limits = Limits::default().max_payload_len(Some(config.max_message_size));
-        let ws_config = tokio_websockets::Config::default()
-            .flush_threshold(config.flush_threshold)
-            .frame_size(config.frame_size.max(1));
-        let ws = tokio_websockets::ServerBuilder::new()
-            .limits(limits)
-            .config(ws_config)
-            .serve(io);
+        Self::with_parts(io, config, None, Bytes::new())
+    }
+
+    /// Wraps an I/O stream whose handshake accepted `deflate`; `read_ahead` holds bytes
+    /// already read from it (they are decoded before anything else is read).
+    pub fn with_parts(io: S, config: &Config, deflate: Option<Deflate>, read_ahead: Bytes) -> Self {
+        // An empty `Bytes` from hyper may still hold its whole read buffer (8 KiB or more):
+        // keep only one that has bytes to decode, and only until they are decoded.
+        let pending = if read_ahead.is_empty() {
+            Bytes::new()
+        } else {
+            read_ahead
+        };
         Self {
-            ws,
+            io,
+            decoder: Decoder::new(config.max_message_size, deflate.is_some()),
+            pending,
+            queue: WriteQueue::default(),
             state: State::Open,
-            close_timeout: config.close_timeout,
+            pong_owed: false,
+            deflate,
+            limits: Limits::new(config),
         }
     }
 
@@ -192,10 +274,15 @@ where
         matches!(self.state, State::Open)
     }
 
+    /// The permessage-deflate parameters negotiated, if any.
+    pub fn deflate(&self) -> Option<&Deflate> {
+        self.deflate.as_ref()
+    }
+
     /// Waits for the next message, pong, or the end of the connection.
     ///
-    /// Pings are answered here (the pong is queued and flushed before reading on). When the
-    /// peer closes, breaks the protocol or sends a message over the limit, this finishes the
+    /// Pings are answered here (the pong is written before reading on). When the peer
+    /// closes, breaks the protocol or sends a message over the limit, this finishes the
     /// close handshake — sends the echo or the error code, shuts down TCP, bounded by
     /// [`Config::close_timeout`] — and returns [`Event::Closed`].
     ///
@@ -230,22 +317,116 @@ where
     pub async fn next_event(&mut self) -> Event {
         loop {
             match &self.state {
-                State::Done(closed) => return Event::Closed(closed.clone()),
+                State::Done(closed) => return Event::Closed((**closed).clone()),
                 State::Closing { .. } => {
-                    self.finish_close().await;
+                    // Boxed: its timers and drain buffer would otherwise be part of every
+                    // `next_event` future, which an idle connection's task holds for good.
+                    Box::pin(self.finish_close()).await;
                     continue;
                 }
                 State::Open => {}
             }
-            let item = self.ws.next().await;
-            if let Some(event) = self.on_item(item).await {
+            if let Some(event) = poll_fn(|cx| self.poll_open(cx)).await {
                 return event;
             }
         }
     }
 
+    /// One step of [`next_event`](Self::next_event) for callers that poll by hand (a task
+    /// that waits on several sources in one `poll_fn`): `Ready(Some(event))` for a message or
+    /// a pong; `Ready(None)` once the connection is closing or has ended — `next_event` then
+    /// finishes the close handshake and reports the end. Pings are answered on the way, as
+    /// `next_event` does.
+    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        while matches!(self.state, State::Open) {
+            if let Some(event) = ready!(self.poll_open(cx)) {
+                return Poll::Ready(Some(event));
+            }
+        }
+        Poll::Ready(None)
+    }
+
+    /// Whether [`feed_now`](Self::feed_now) can queue a message without writing first: the
+    /// connection is open and fewer than [`Config::flush_threshold`] bytes are queued.
+    pub fn can_feed(&self) -> bool {
+        self.is_open() && self.queue.queued() < self.limits.flush_threshold as usize
+    }
+
+    /// [`feed`](Self::feed) without waiting: queues the message even past the flush
+    /// threshold (check [`can_feed`](Self::can_feed) first to keep the queue bounded).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidText`] (nothing queued), [`Error::Closed`].
+    pub fn feed_now(&mut self, message: Message) -> Result<(), Error> {
+        if message.is_text() && std::str::from_utf8(message.data()).is_err() {
+            return Err(Error::InvalidText);
+        }
+        if !self.is_open() {
+            return Err(Error::Closed);
+        }
+        queue_message(
+            &mut self.queue,
+            message,
+            self.deflate.as_ref(),
+            self.limits.frame_size(),
+        );
+        Ok(())
+    }
+
+    /// [`feed_shared`](Self::feed_shared) without waiting, as [`feed_now`](Self::feed_now).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`].
+    pub fn feed_shared_now(&mut self, frame: &SharedFrame) -> Result<(), Error> {
+        if !self.is_open() {
+            return Err(Error::Closed);
+        }
+        frame.queue(
+            &mut self.queue,
+            self.deflate.as_ref(),
+            self.limits.frame_size(),
+        );
+        Ok(())
+    }
+
+    /// Queues a ping without writing it ([`poll_flush`](Self::poll_flush) or the next
+    /// `next_event` writes it).
+    ///
+    /// # Errors
+    ///
+    /// As [`ping`](Self::ping).
+    pub fn ping_now(&mut self, payload: Bytes) -> Result<(), Error> {
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(Error::PingTooLong { len: payload.len() });
+        }
+        if !self.is_open() {
+            return Err(Error::Closed);
+        }
+        self.queue.push(
+            Header::new(true, false, OpCode::Ping, payload.len()),
+            payload,
+        );
+        Ok(())
+    }
+
+    /// [`flush`](Self::flush), one poll at a time.
+    ///
+    /// # Errors
+    ///
+    /// As `flush`.
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if matches!(self.state, State::Done(_)) {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        let result = ready!(self.queue.poll_flush(&mut self.io, cx));
+        Poll::Ready(result.map_err(|err| self.on_write_error(err)))
+    }
+
     /// Queues a data message without flushing, unless [`Config::flush_threshold`] bytes are
-    /// already queued, in which case it flushes first.
+    /// already queued, in which case it flushes first. With permessage-deflate, messages of
+    /// at least [`Compression::threshold`] bytes are compressed.
     ///
     /// # Errors
     ///
@@ -258,14 +439,38 @@ where
     /// Not cancel safe: if the future is dropped before it completes, the message may not have
     /// been queued. Frames already queued are kept.
     pub async fn feed(&mut self, message: Message) -> Result<(), Error> {
-        let message = match message {
-            Message::Text(data) => {
-                let text = String::from_utf8(data.into()).map_err(|_| Error::InvalidText)?;
-                tokio_websockets::Message::text(text)
-            }
-            Message::Binary(data) => tokio_websockets::Message::binary(data),
-        };
-        self.feed_raw(message).await
+        if message.is_text() && std::str::from_utf8(message.data()).is_err() {
+            return Err(Error::InvalidText);
+        }
+        self.make_room().await?;
+        queue_message(
+            &mut self.queue,
+            message,
+            self.deflate.as_ref(),
+            self.limits.frame_size(),
+        );
+        Ok(())
+    }
+
+    /// Queues a message prepared once for many connections ([`SharedFrame`]): compressed
+    /// when this connection negotiated a window that holds the one it was compressed with,
+    /// as it is otherwise. Flushes first as [`feed`](Self::feed) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`feed`](Self::feed), except that the text was checked when the frame was made.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`feed`](Self::feed).
+    pub async fn feed_shared(&mut self, frame: &SharedFrame) -> Result<(), Error> {
+        self.make_room().await?;
+        frame.queue(
+            &mut self.queue,
+            self.deflate.as_ref(),
+            self.limits.frame_size(),
+        );
+        Ok(())
     }
 
     /// Writes every queued frame to the socket.
@@ -282,8 +487,8 @@ where
         if matches!(self.state, State::Done(_)) {
             return Err(Error::Closed);
         }
-        let result = self.ws.flush().await;
-        self.check_io(result)
+        let result = poll_fn(|cx| self.queue.poll_flush(&mut self.io, cx)).await;
+        result.map_err(|err| self.on_write_error(err))
     }
 
     /// [`feed`](Self::feed) then [`flush`](Self::flush).
@@ -310,11 +515,14 @@ where
     ///
     /// As `feed`.
     pub async fn ping(&mut self, payload: Bytes) -> Result<(), Error> {
-        if payload.len() > 125 {
+        if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(Error::PingTooLong { len: payload.len() });
         }
-        self.feed_raw(tokio_websockets::Message::ping(payload))
-            .await?;
+        self.make_room().await?;
+        self.queue.push(
+            Header::new(true, false, OpCode::Ping, payload.len()),
+            payload,
+        );
         self.flush().await
     }
 
@@ -330,141 +538,202 @@ where
     ///
     /// Cancel safe in the sense that the close is not lost: once this has started, the close
     /// frame is queued and `next_event` (or another `close`) completes the handshake. Its own
-    /// duration is bounded (about three times `close_timeout` at worst), so awaiting it outside
+    /// duration is bounded (about four times `close_timeout` at worst), so awaiting it outside
     /// `select!` is the usual way.
     pub async fn close(&mut self, code: u16, reason: &str) -> Closed {
-        if matches!(self.state, State::Open) {
+        if self.is_open() {
             let code = sendable_close_code(code);
             let reason = truncate_close_reason(reason);
-            let frame = match CloseCode::try_from(code) {
-                Ok(close_code) => tokio_websockets::Message::close(Some(close_code), reason),
-                Err(_) => tokio_websockets::Message::close(None, ""),
+            self.queue_close(Some(code), reason);
+            self.state = State::Closing {
+                closed: Box::new(Closed::new(CloseReason::ServerClosed, Some(code), reason)),
+                await_peer: true,
             };
-            let closed = Closed::new(CloseReason::ServerClosed, Some(code), reason);
-            // Queuing the frame flushes first when much is queued: a peer that does not read
-            // would hold us here for ever, so this step is bounded too.
-            match bounded(self.close_timeout, self.ws.feed(frame)).await {
-                Some(Ok(())) => {
-                    self.state = State::Closing {
-                        closed,
-                        await_peer: true,
-                    }
-                }
-                Some(Err(err)) => {
-                    self.state = State::Done(lost(&err));
-                }
-                None => {
-                    self.state = State::Done(Closed::new(
-                        CloseReason::ConnectionLost,
-                        Some(code),
-                        "the peer did not read the close frame in time",
-                    ));
-                }
-            }
         }
         loop {
             match &self.state {
-                State::Done(closed) => return closed.clone(),
-                State::Closing { .. } => self.finish_close().await,
+                State::Done(closed) => return (**closed).clone(),
+                State::Closing { .. } => Box::pin(self.finish_close()).await,
                 State::Open => return Closed::new(CloseReason::ConnectionLost, None, ""),
             }
         }
     }
 
-    // ----- internals -----
+    // ===== reading =====
 
-    async fn feed_raw(&mut self, message: tokio_websockets::Message) -> Result<(), Error> {
-        if !matches!(self.state, State::Open) {
-            return Err(Error::Closed);
+    /// One step of an open connection: write what is queued, then decode the next item.
+    /// `Ready(None)` when the state changed (closing, ended) or a ping was answered.
+    fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        if !self.queue.is_empty() {
+            match self.queue.poll_flush(&mut self.io, cx) {
+                Poll::Ready(Ok(())) => self.pong_owed = false,
+                Poll::Ready(Err(err)) => {
+                    self.on_write_error(err);
+                    return Poll::Ready(None);
+                }
+                Poll::Pending if self.pong_owed => return Poll::Pending,
+                Poll::Pending => {}
+            }
         }
-        let result = self.ws.feed(message).await;
-        self.check_io(result)
+        match ready!(self.poll_decoded(cx)) {
+            Ok(Some(item)) => Poll::Ready(self.on_decoded(item)),
+            Ok(None) => {
+                self.lose("connection closed without a close frame");
+                Poll::Ready(None)
+            }
+            Err(err) => {
+                self.lose(err.to_string());
+                Poll::Ready(None)
+            }
+        }
     }
 
-    fn check_io(&mut self, result: Result<(), tokio_websockets::Error>) -> Result<(), Error> {
-        match result {
-            Ok(()) => Ok(()),
-            Err(tokio_websockets::Error::Io(err)) => {
-                self.state = State::Done(Closed::new(
-                    CloseReason::ConnectionLost,
-                    None,
-                    err.to_string(),
-                ));
-                Err(Error::Io(err))
+    /// The next decoded item: from input already read, else from the socket through the
+    /// per-thread buffer. `Ok(None)` at the end of the stream.
+    fn poll_decoded(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Decoded>>> {
+        loop {
+            if !self.pending.is_empty() {
+                let (used, item) = self.decoder.decode(&self.pending);
+                self.pending.advance(used);
+                if self.pending.is_empty() {
+                    // Free the leftovers' storage as soon as they are decoded.
+                    self.pending = Bytes::new();
+                }
+                if let Some(item) = item {
+                    return Poll::Ready(Ok(Some(item)));
+                }
             }
-            Err(_) => Err(Error::Closed),
+            let (io, decoder) = (&mut self.io, &mut self.decoder);
+            let read = with_read_buffer(|buf| read_and_decode(io, decoder, cx, buf));
+            match ready!(read)? {
+                Read::Eof => return Poll::Ready(Ok(None)),
+                Read::Consumed => {}
+                Read::Item(item, leftover) => {
+                    self.pending = leftover;
+                    return Poll::Ready(Ok(Some(item)));
+                }
+            }
         }
     }
 
-    /// Handles one item of the underlying stream; `Some` when it is to be reported.
-    async fn on_item(
-        &mut self,
-        item: Option<Result<tokio_websockets::Message, tokio_websockets::Error>>,
-    ) -> Option<Event> {
-        let message = match item {
-            Some(Ok(message)) => message,
-            Some(Err(err)) => {
-                self.on_error(err);
-                return None;
+    /// Acts on a decoded item; `Some` when it is to be reported.
+    fn on_decoded(&mut self, item: Decoded) -> Option<Event> {
+        match item {
+            Decoded::Message {
+                text,
+                compressed,
+                data,
+            } => match self.message(text, compressed, data) {
+                Ok(message) => return Some(Event::Message(message)),
+                Err(failure) => self.fail(failure),
+            },
+            Decoded::Ping(payload) => {
+                self.queue.push(
+                    Header::new(true, false, OpCode::Pong, payload.len()),
+                    payload,
+                );
+                self.pong_owed = true;
             }
-            None => {
-                self.state = State::Done(Closed::new(
-                    CloseReason::ConnectionLost,
-                    None,
-                    "connection closed without a close frame",
-                ));
-                return None;
+            Decoded::Pong(payload) => return Some(Event::Pong(payload)),
+            Decoded::Close { code, reason } => {
+                // Echo the code (RFC 6455 §5.5.1), not the reason.
+                self.queue_close(code, "");
+                self.state = State::Closing {
+                    closed: Box::new(Closed::new(CloseReason::ClientClosed, code, reason)),
+                    await_peer: false,
+                };
             }
-        };
-        if message.is_text() {
-            return Some(Event::Message(Message::Text(message.into_payload().into())));
-        }
-        if message.is_binary() {
-            return Some(Event::Message(Message::Binary(
-                message.into_payload().into(),
-            )));
-        }
-        if message.is_pong() {
-            return Some(Event::Pong(message.into_payload().into()));
-        }
-        if message.is_ping() {
-            // tokio-websockets queued the pong; send it now rather than with the next write.
-            // Waiting here also stops reading from a peer that pings but does not read.
-            let result = self.ws.flush().await;
-            let _ = self.check_io(result);
-            return None;
-        }
-        if let Some((code, reason)) = message.as_close() {
-            // Close frames were validated by the codec (length, code, UTF-8); it queued the
-            // echo of the code.
-            let code = u16::from(code);
-            let code = (code != 0).then_some(code);
-            self.state = State::Closing {
-                closed: Closed::new(CloseReason::ClientClosed, code, reason),
-                await_peer: false,
-            };
+            Decoded::Fail(failure) => self.fail(failure),
         }
         None
     }
 
-    /// A read error: the codec has queued the close frame answering it (if any).
-    fn on_error(&mut self, err: tokio_websockets::Error) {
-        let (reason, code) = match &err {
-            tokio_websockets::Error::Protocol(ProtocolError::InvalidUtf8) => {
-                (CloseReason::ProtocolError, 1007)
+    /// A whole message: inflated when compressed, text checked when it was not checked as
+    /// it arrived.
+    fn message(&self, text: bool, compressed: bool, data: Vec<u8>) -> Result<Message, Failure> {
+        let data = if compressed {
+            let max = self.decoder.max_message_size();
+            let inflated = deflate::inflate(&data, max).map_err(|err| match err {
+                InflateError::TooBig => Failure::too_big(max as u64 + 1, max),
+                InflateError::Corrupt(detail) => Failure {
+                    code: 1007,
+                    reason: CloseReason::ProtocolError,
+                    detail: format!("compressed message does not inflate: {detail}"),
+                },
+            })?;
+            if text && std::str::from_utf8(&inflated).is_err() {
+                return Err(Failure::invalid_utf8("text"));
             }
-            tokio_websockets::Error::Protocol(_) => (CloseReason::ProtocolError, 1002),
-            tokio_websockets::Error::PayloadTooLong { .. } => (CloseReason::MessageTooBig, 1009),
-            _ => {
-                self.state = State::Done(lost(&err));
-                return;
-            }
+            inflated
+        } else {
+            data
         };
-        debug_assert!(is_sendable_close_code(code));
+        let data = Bytes::from(data);
+        Ok(if text {
+            Message::Text(data)
+        } else {
+            Message::Binary(data)
+        })
+    }
+
+    // ===== writing =====
+
+    /// Flushes first when [`Config::flush_threshold`] bytes are queued.
+    async fn make_room(&mut self) -> Result<(), Error> {
+        if !self.is_open() {
+            return Err(Error::Closed);
+        }
+        if self.queue.queued() >= self.limits.flush_threshold as usize {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    fn queue_close(&mut self, code: Option<u16>, reason: &str) {
+        let mut payload = Vec::with_capacity(2 + reason.len());
+        if let Some(code) = code {
+            payload.extend_from_slice(&code.to_be_bytes());
+            payload.extend_from_slice(reason.as_bytes());
+        }
+        let header = Header::new(true, false, OpCode::Close, payload.len());
+        self.queue.push(header, Bytes::from(payload));
+    }
+
+    fn on_write_error(&mut self, err: io::Error) -> Error {
+        self.lose(err.to_string());
+        Error::Io(err)
+    }
+
+    // ===== ending =====
+
+    /// The peer broke the protocol or a limit: queue the close frame that says so.
+    fn fail(&mut self, failure: Failure) {
+        self.queue_close(Some(failure.code), truncate_close_reason(&failure.detail));
         self.state = State::Closing {
-            closed: Closed::new(reason, Some(code), err.to_string()),
+            closed: Box::new(Closed::new(
+                failure.reason,
+                Some(failure.code),
+                failure.detail,
+            )),
             await_peer: false,
         };
+    }
+
+    /// The connection is gone without a close handshake.
+    fn lose(&mut self, detail: impl Into<String>) {
+        self.state = State::Done(Box::new(Closed::new(
+            CloseReason::ConnectionLost,
+            None,
+            detail,
+        )));
+        self.release();
+    }
+
+    /// Drops every buffer: an ended connection that is kept around costs nothing.
+    fn release(&mut self) {
+        self.pending = Bytes::new();
+        self.queue = WriteQueue::default();
+        self.decoder = Decoder::new(self.decoder.max_message_size(), false);
     }
 
     /// Drives `State::Closing` to `State::Done`: flush the queued close frame, wait for the
@@ -474,43 +743,67 @@ where
             return;
         };
         let (closed, await_peer) = (closed.clone(), *await_peer);
-        let timeout = self.close_timeout;
-        if let (Some(code), CloseReason::ProtocolError | CloseReason::MessageTooBig) =
-            (closed.code, closed.reason)
-        {
-            // Fails with `AlreadyClosed` when the codec queued its own close frame (errors it
-            // detects in a frame); messages too big across fragments are caught above the
-            // codec and need ours.
-            if let Ok(close_code) = CloseCode::try_from(code) {
-                let reason = truncate_close_reason(&closed.detail);
-                let frame = tokio_websockets::Message::close(Some(close_code), reason);
-                let _ = bounded(timeout, self.ws.feed(frame)).await;
-            }
-        }
-        let flushed = bounded(timeout, self.ws.flush()).await;
+        let timeout = self.limits.close_timeout();
+        let flushed = bounded(
+            timeout,
+            poll_fn(|cx| self.queue.poll_flush(&mut self.io, cx)),
+        )
+        .await;
         if await_peer && matches!(flushed, Some(Ok(()))) {
-            // Read until the peer's close frame (or an error, or the end of the stream).
-            let wait_for_close = async {
-                while let Some(Ok(message)) = self.ws.next().await {
-                    if message.is_close() {
-                        break;
-                    }
-                }
-            };
-            let _ = bounded(timeout, wait_for_close).await;
+            let _ = bounded(timeout, poll_fn(|cx| self.poll_peer_close(cx))).await;
         }
         // RFC 6455 §7.1.1: the server closes the TCP connection first. Then drain what the
         // peer still sends until it closes too: dropping a socket with unread input makes the
         // kernel send RST, which can destroy our close frame before the peer reads it.
-        let io = self.ws.get_mut();
-        let _ = bounded(timeout, io.shutdown()).await;
-        let _ = bounded(timeout, drain(io)).await;
+        let _ = bounded(timeout, self.io.shutdown()).await;
+        let _ = bounded(timeout, drain(&mut self.io)).await;
         self.state = State::Done(closed);
+        self.release();
+    }
+
+    /// Reads until the peer's close frame, a failure or the end of the stream; messages are
+    /// dropped.
+    fn poll_peer_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match ready!(self.poll_decoded(cx)) {
+                Ok(Some(Decoded::Close { .. } | Decoded::Fail(_))) | Ok(None) | Err(_) => {
+                    return Poll::Ready(())
+                }
+                Ok(Some(_)) => {}
+            }
+        }
     }
 }
 
-fn lost(err: &tokio_websockets::Error) -> Closed {
-    Closed::new(CloseReason::ConnectionLost, None, err.to_string())
+/// What one read brought.
+enum Read {
+    /// The end of the stream.
+    Eof,
+    /// Everything read was consumed without completing an item.
+    Consumed,
+    /// An item, and the bytes read behind it (copied out of the per-thread buffer).
+    Item(Decoded, Bytes),
+}
+
+/// Reads once into `buf` and decodes from it; what the decoder does not consume is copied
+/// out, since `buf` is the thread's.
+fn read_and_decode<S: AsyncRead + Unpin>(
+    io: &mut S,
+    decoder: &mut Decoder,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<Read>> {
+    let mut read_buf = ReadBuf::new(buf);
+    ready!(Pin::new(io).poll_read(cx, &mut read_buf))?;
+    let input = read_buf.filled();
+    if input.is_empty() {
+        return Poll::Ready(Ok(Read::Eof));
+    }
+    let (used, item) = decoder.decode(input);
+    Poll::Ready(Ok(match item {
+        Some(item) => Read::Item(item, Bytes::copy_from_slice(&input[used..])),
+        None => Read::Consumed,
+    }))
 }
 
 /// Reads and discards until end of stream or error.

@@ -1,14 +1,27 @@
 //! wsrelay-ws: the WebSocket protocol layer of wsrelay.
 //!
-//! It knows HTTP/1.1 upgrades and RFC 6455, and nothing of processes, Lua or routing.
+//! It knows HTTP/1.1 upgrades, WebSockets over HTTP/2 (RFC 8441), RFC 6455 and RFC 7692 (permessage-deflate), and nothing of
+//! processes, Lua or routing.
 //!
-//! * [`handshake`] validates an upgrade request into an [`UpgradeRequest`] or a typed
-//!   [`Rejection`] that carries its HTTP answer (426/405/400), and builds the `101` answer.
+//! * [`handshake`](mod@handshake) validates an upgrade request into an [`UpgradeRequest`] or
+//!   a typed [`Rejection`] that carries its HTTP answer (426/405/400), and builds the `101`
+//!   answer, with the subprotocol chosen among the client's offers.
+//! * [`extension`] negotiates permessage-deflate ([`Compression`] → [`Deflate`]).
 //! * [`upgrade::accept`] does that on a hyper request and yields a [`PendingUpgrade`] that
-//!   becomes a [`WsConnection`] once hyper hands the connection over.
+//!   becomes a [`WsConnection`] once hyper hands the connection over;
+//!   [`upgrade::handshake`] leaves the subprotocol to be chosen later.
 //! * [`WsConnection`] reads whole messages and owns the close handshake; its
 //!   [`next_event`](WsConnection::next_event) is cancel safe, so one task per connection can
-//!   `select!` between the socket, a mailbox and timers.
+//!   `select!` between the socket, a mailbox and timers. [`SharedFrame`] is a message
+//!   prepared (checked, compressed) once and sent to many connections.
+//!
+//! # Memory
+//!
+//! The frame codec is our own, built so that an idle connection holds no buffer: reads go
+//! through a per-thread 64 KiB buffer, writes are `Bytes` queued beside inline headers, and
+//! permessage-deflate negotiates no context takeover so that the zlib state is per thread
+//! too. An idle connection is the [`WsConnection`] struct and nothing else; the numbers are
+//! in the crate README.
 //!
 //! # Driving a connection
 //!
@@ -52,14 +65,29 @@
 //! example there, and `# Cancel safety` on each method.
 
 pub mod connection;
+mod decoder;
+mod deflate;
+pub mod extension;
+mod frame;
 pub mod handshake;
+mod io;
 pub mod message;
+mod read_buf;
+mod shared_frame;
 pub mod upgrade;
+mod write_queue;
 
-pub use connection::{Config, Error, Event, UpgradedIo, WsConnection};
-pub use handshake::{accept_key, validate, validate_request, Rejection, UpgradeRequest};
+pub use connection::{Config, Error, Event, WsConnection};
+pub use extension::{Compression, Deflate};
+pub use handshake::{
+    accept_key, asks_for_websocket, validate, validate_request, ProtocolNotOffered, Rejection,
+    UpgradeRequest,
+};
+pub use io::UpgradedIo;
 pub use message::{
     is_sendable_close_code, sendable_close_code, truncate_close_reason, CloseReason, Closed,
     Message, MAX_CLOSE_REASON,
 };
-pub use upgrade::{accept, PendingUpgrade};
+pub use read_buf::READ_BUFFER_SIZE;
+pub use shared_frame::SharedFrame;
+pub use upgrade::{accept, handshake, Handshake, PendingUpgrade};

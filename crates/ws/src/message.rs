@@ -62,7 +62,7 @@ pub fn is_sendable_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
-/// `code` if a server may send it, otherwise `1000` (SPEC §7 `ws.close`).
+/// `code` if a server may send it, otherwise `1000` (docs/spec.md §7 `ws.close`).
 ///
 /// # Examples
 ///
@@ -102,7 +102,7 @@ pub fn truncate_close_reason(reason: &str) -> &str {
 
 // ===== why a connection ended =====
 
-/// Why a connection ended; the words are SPEC §6's `ws.leave` reasons.
+/// Why a connection ended; the words are docs/spec.md §6's `ws.leave` reasons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CloseReason {
@@ -119,7 +119,7 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    /// The SPEC §6 word: `client_closed`, `server_closed`, `protocol_error`,
+    /// The docs/spec.md §6 word: `client_closed`, `server_closed`, `protocol_error`,
     /// `message_too_big` or `connection_lost`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -131,7 +131,7 @@ impl CloseReason {
         }
     }
 
-    /// Whether the end is abnormal (SPEC §8: exits that carry an error).
+    /// Whether the end is abnormal (docs/spec.md §8: exits that carry an error).
     pub fn is_error(self) -> bool {
         matches!(
             self,

@@ -19,6 +19,8 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsrelay_ws::{Config, Event, Message};
 
+pub mod raw;
+
 /// A running test server; every event its connections see arrives on `events`.
 pub struct TestServer {
     pub addr: SocketAddr,
