@@ -7,13 +7,18 @@
 //! under the lock, when the process exits) decides every race.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Waker};
 
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::node::HostState;
+use crate::groups::Membership;
+use crate::host::HostState;
 use crate::{Event, ExitResult, Message, Pid};
 
 pub(crate) struct Cell {
@@ -21,7 +26,7 @@ pub(crate) struct Cell {
     pub(crate) host: Arc<HostState>,
     pub(crate) state: Mutex<State>,
     /// Wakes the process: a message, an event or a kill arrived.
-    pub(crate) ready: Notify,
+    pub(crate) ready: Ready,
     /// Wakes the driver of the process when it must stop.
     pub(crate) killed: Notify,
     /// Wakes senders waiting for the inbox to drain below its high-water mark.
@@ -54,6 +59,29 @@ pub(crate) struct Relations {
     pub(crate) monitoring: HashSet<Pid>,
     pub(crate) links: HashSet<Pid>,
     pub(crate) names: Vec<String>,
+    /// Group memberships, one per join (`groups.rs`).
+    pub(crate) groups: Vec<Membership>,
+}
+
+/// One of the sets of [`Relations`], for the operations that treat them alike.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Side {
+    /// Processes that monitor this one.
+    Watchers,
+    /// Processes this one monitors.
+    Monitoring,
+    /// Processes linked to this one.
+    Links,
+}
+
+impl Relations {
+    fn side(&mut self, side: Side) -> &mut HashSet<Pid> {
+        match side {
+            Side::Watchers => &mut self.watchers,
+            Side::Monitoring => &mut self.monitoring,
+            Side::Links => &mut self.links,
+        }
+    }
 }
 
 impl State {
@@ -81,7 +109,7 @@ impl Cell {
                 alive: true,
                 ..State::default()
             }),
-            ready: Notify::new(),
+            ready: Ready::default(),
             killed: Notify::new(),
             space: Notify::new(),
             inbox_len: AtomicUsize::new(0),
@@ -113,7 +141,7 @@ impl Cell {
             self.inbox_bytes.store(st.inbox_bytes, Ordering::Release);
             len
         };
-        self.ready.notify_one();
+        self.ready.notify();
         Some(len)
     }
 
@@ -132,7 +160,7 @@ impl Cell {
             }
             st.events.push_back(event);
         }
-        self.ready.notify_one();
+        self.ready.notify();
         true
     }
 
@@ -197,7 +225,7 @@ impl Cell {
         }
         // Every waiter: a driver and the process itself (or a blocked write in it) may wait.
         self.killed.notify_waiters();
-        self.ready.notify_one();
+        self.ready.notify();
     }
 
     pub(crate) fn kill_requested(&self) -> Option<ExitResult> {
@@ -218,6 +246,25 @@ impl Cell {
         }
     }
 
+    /// Adds `peer` to one of the relation sets, if the process is alive: `None` if it is not,
+    /// otherwise whether `peer` was new there. Checking `alive` under the same lock as the
+    /// insert is what orders the relation with the exit protocol.
+    pub(crate) fn relate(&self, side: Side, peer: &Pid) -> Option<bool> {
+        let mut st = self.state.lock();
+        if !st.alive {
+            return None;
+        }
+        Some(st.rel().side(side).insert(peer.clone()))
+    }
+
+    /// Removes `peer` from one of the relation sets; whether it was there.
+    pub(crate) fn unrelate(&self, side: Side, peer: &Pid) -> bool {
+        let mut st = self.state.lock();
+        st.rel
+            .as_mut()
+            .is_some_and(|rel| rel.side(side).remove(peer))
+    }
+
     /// Marks the process dead and takes what must be notified. `None` if it already was.
     pub(crate) fn take_remains(&self) -> Option<Relations> {
         let mut st = self.state.lock();
@@ -231,6 +278,73 @@ impl Cell {
         self.inbox_len.store(0, Ordering::Release);
         self.inbox_bytes.store(0, Ordering::Release);
         Some(st.rel.take().map_or_else(Relations::default, |rel| *rel))
+    }
+}
+
+/// Wakes the task that drives a process when something arrives.
+///
+/// A process is driven by one task (its body, a relay connection, a Lua worker's task), so
+/// one waker slot is enough; it costs an atomic swap where a `Notify` took a lock and walked a
+/// waiter list on every message. Each change also bumps a version, so a wait created *before*
+/// a check of the queues (see [`Changed`]) completes even if the change lands between the
+/// check and the wait's first poll.
+#[derive(Default)]
+pub(crate) struct Ready {
+    waker: AtomicWaker,
+    version: AtomicU64,
+}
+
+impl Ready {
+    /// Something changed: wake the driver.
+    pub(crate) fn notify(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+        self.waker.wake();
+    }
+
+    /// Wakes `waker` at the next change (replacing the waker registered before).
+    pub(crate) fn register(&self, waker: &Waker) {
+        self.waker.register(waker);
+    }
+
+    fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+}
+
+/// Completes at the first change (a message, an event or a stop request) made after it was
+/// created; see [`Context::changed`](crate::Context::changed).
+#[must_use = "futures do nothing unless polled"]
+pub struct Changed {
+    cell: Arc<Cell>,
+    seen: u64,
+}
+
+impl std::fmt::Debug for Changed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Changed")
+            .field("pid", &self.cell.pid)
+            .finish()
+    }
+}
+
+impl Changed {
+    pub(crate) fn new(cell: Arc<Cell>) -> Changed {
+        let seen = cell.ready.version();
+        Changed { cell, seen }
+    }
+}
+
+impl Future for Changed {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        // Registered before the check: a change after the check wakes this waker.
+        self.cell.ready.register(cx.waker());
+        if self.cell.ready.version() != self.seen {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 
@@ -248,35 +362,4 @@ fn msg_size(msg: &Message) -> usize {
         }
     }
     64 + msg.topic().len() + size(msg.payload()) + msg.extra().iter().map(size).sum::<usize>()
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::{Message, Node, OpaqueValue, SpawnOptions, Value};
-    use std::sync::Arc;
-
-    #[derive(Debug)]
-    struct Blob(usize);
-
-    impl OpaqueValue for Blob {
-        fn to_value(&self) -> Value {
-            Value::Null
-        }
-
-        fn size_hint(&self) -> usize {
-            self.0
-        }
-    }
-
-    /// Found by the relay's backpressure test: an opaque payload counted 64 bytes whatever it
-    /// held, so byte limits never saw queued Rust frames.
-    #[tokio::test]
-    async fn opaque_payloads_count_their_size_hint() {
-        let node = Node::new();
-        node.add_host("h", Default::default());
-        let (ctx, _guard) = node.attach("h", SpawnOptions::new()).unwrap().detach();
-        let msg = Message::new(None, "t", Value::Opaque(Arc::new(Blob(100_000))));
-        node.send(ctx.pid(), msg).unwrap();
-        assert!(ctx.inbox_bytes() >= 100_000, "{}", ctx.inbox_bytes());
-    }
 }

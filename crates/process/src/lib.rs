@@ -32,26 +32,55 @@
 //!
 //! # Other nodes
 //!
-//! PIDs of other nodes are routed to a [`Transport`] set with [`Node::set_transport`]; this
-//! crate contains no network code.
+//! PIDs of other nodes are routed to a [`Transport`] set with [`Node::set_transport`]; the
+//! transport hands what arrives back through the node's [`Inbound`] handle. This crate
+//! contains no network code.
+//!
+//! # Layout
+//!
+//! One file per concept. Below the node: `pid.rs`, `value.rs`, `message.rs`, `error.rs`,
+//! `host.rs` (hosts and the high-water mark), `cell.rs` (one process's state behind one
+//! lock) and `table.rs` (the process table). The node is [`Node`] (`node.rs`: shared state
+//! and routing), with its methods in the file of their concept: `spawn.rs`, `signal.rs`
+//! (send, cancel, terminate), `relations.rs` (monitors and links), `names.rs`, `exit.rs`
+//! (the exit protocol and [`ExitGuard`]), `info.rs`, `process_ref.rs`, and, for transports,
+//! `remote.rs` ([`Transport`]) and `inbound.rs` ([`Inbound`]). [`Context`] (`context.rs`) is
+//! the same operations with a process as the actor.
 
 mod cell;
 mod context;
 mod error;
+mod exit;
+mod groups;
+mod host;
+mod inbound;
+mod info;
 mod message;
+mod names;
 mod node;
 mod pid;
+mod process_ref;
+mod relations;
 mod remote;
+pub mod shard;
+mod signal;
+mod spawn;
+mod table;
 mod value;
 
-pub use cell::Received;
+pub use cell::{Changed, Received};
 pub use context::Context;
 pub use error::{LinkError, NameError, SendError, SpawnError};
+pub use exit::ExitGuard;
+pub use groups::{GroupEncoder, GroupError, GroupLimits, GroupScope};
+pub use host::{HighWater, HostConfig};
+pub use inbound::Inbound;
+pub use info::ProcessInfo;
 pub use message::{reason, Event, ExitResult, Message};
-pub use node::{
-    ExitGuard, HighWater, HostConfig, NewProcess, Node, ProcessFactory, ProcessInfo, ProcessRef,
-    SpawnOptions,
-};
+pub use node::Node;
 pub use pid::{Pid, PidParseError, LOCAL_NODE};
+pub use process_ref::ProcessRef;
 pub use remote::{SpaceFuture, Transport};
-pub use value::{Map, OpaqueValue, Value};
+pub use shard::Shards;
+pub use spawn::{NewProcess, ProcessFactory, SpawnOptions};
+pub use value::{Map, OpaqueValue, Shared, Value, ValueBuilder, Visit};

@@ -2,12 +2,10 @@
 //!
 //! The runtime routes every PID whose node is not its own to a [`Transport`], if one is set
 //! with [`Node::set_transport`](crate::Node::set_transport). A transport carries messages and
-//! control signals to the owner node and calls back into the local [`Node`](crate::Node) for
-//! what arrives: [`Node::send`](crate::Node::send) for messages,
-//! [`Node::add_remote_watcher`](crate::Node::add_remote_watcher),
-//! [`Node::add_remote_link`](crate::Node::add_remote_link) and
-//! [`Node::deliver_event`](crate::Node::deliver_event) for signals. The runtime itself never
-//! talks to the network.
+//! control signals to the owner node and hands what arrives to the local node through its
+//! [`Inbound`](crate::Inbound) handle ([`Node::inbound`](crate::Node::inbound)): one method
+//! per arriving signal, the counterpart of one method of [`Transport`]. The runtime itself
+//! never talks to the network.
 
 use std::fmt;
 use std::future::Future;
@@ -33,7 +31,7 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     /// The local `watcher` starts monitoring the remote `target`.
     ///
     /// The transport must eventually deliver exactly one [`Event::Exit`] for `target` to
-    /// `watcher` (through [`Node::deliver_event`](crate::Node::deliver_event)) unless the
+    /// `watcher` (through [`Inbound::event`](crate::Inbound::event)) unless the
     /// monitor is removed first: the real one, `noproc`, or `noconnection`.
     fn monitor(&self, watcher: &Pid, target: &Pid);
 

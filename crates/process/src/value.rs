@@ -49,6 +49,167 @@ pub trait OpaqueValue: Any + Send + Sync + fmt::Debug {
     fn size_hint(&self) -> usize {
         0
     }
+
+    /// Walks the plain form of the value without building it: what [`to_value`] returns,
+    /// piece by piece. Converters that build another representation anyway (a Lua table, a
+    /// JSON document) use it to skip the intermediate [`Value`]. The default builds the plain
+    /// form and walks that; payload types on hot paths override it.
+    ///
+    /// [`to_value`]: OpaqueValue::to_value
+    fn visit(&self, visitor: &mut dyn Visit) {
+        self.to_value().visit(visitor);
+    }
+}
+
+/// Receives a value piece by piece, depth first (see [`Value::visit`]): a scalar is one call;
+/// an array is `begin_array`, its items, `end_array`; a map is `begin_map`, then `key` and the
+/// value of each entry, then `end_map`.
+pub trait Visit {
+    /// `Null`.
+    fn null(&mut self);
+    /// A boolean.
+    fn bool(&mut self, value: bool);
+    /// An integer.
+    fn int(&mut self, value: i64);
+    /// A float.
+    fn float(&mut self, value: f64);
+    /// UTF-8 text.
+    fn str(&mut self, value: &str);
+    /// Bytes that may not be UTF-8.
+    fn bytes(&mut self, value: &[u8]);
+    /// An array of `len` items follows.
+    fn begin_array(&mut self, len: usize);
+    /// The array is complete.
+    fn end_array(&mut self);
+    /// A map of `len` entries follows.
+    fn begin_map(&mut self, len: usize);
+    /// The key of the next entry; its value follows.
+    fn key(&mut self, key: &str);
+    /// The map is complete.
+    fn end_map(&mut self);
+}
+
+/// A payload shared by reference: the messages of a group send all hold the same one, so a
+/// send to ten thousand members converts its payload once and copies a pointer per member.
+/// Receivers see the value inside ([`OpaqueValue::to_value`], [`OpaqueValue::visit`]).
+#[derive(Debug)]
+pub struct Shared(pub Value);
+
+impl OpaqueValue for Shared {
+    fn to_value(&self) -> Value {
+        self.0.clone()
+    }
+
+    fn size_hint(&self) -> usize {
+        fn size(v: &Value) -> usize {
+            match v {
+                Value::String(s) => s.len(),
+                Value::Bytes(b) => b.len(),
+                Value::Array(items) => items.iter().map(size).sum(),
+                Value::Map(m) => m.iter().map(|(k, v)| k.len() + size(v)).sum(),
+                Value::Opaque(o) => o.size_hint(),
+                _ => 0,
+            }
+        }
+        size(&self.0)
+    }
+
+    fn visit(&self, visitor: &mut dyn Visit) {
+        self.0.visit(visitor);
+    }
+}
+
+impl Value {
+    /// The value as one that clones by reference: containers and text are wrapped in
+    /// [`Shared`]; scalars, bytes and opaque values already clone cheaply.
+    pub fn into_shared(self) -> Value {
+        match self {
+            Value::String(_) | Value::Array(_) | Value::Map(_) => {
+                Value::Opaque(Arc::new(Shared(self)))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Builds a [`Value`] from [`Visit`] calls: the inverse of [`Value::visit`]. Payload types
+/// that override [`OpaqueValue::visit`] check it against their `to_value` with it.
+///
+/// # Examples
+///
+/// ```
+/// use wsrelay_process::{Map, Value, ValueBuilder};
+///
+/// let value: Value = Map::new().with("a", 1).with("b", Value::Array(vec![true.into()])).into();
+/// let mut builder = ValueBuilder::default();
+/// value.visit(&mut builder);
+/// assert_eq!(builder.finish(), value);
+/// ```
+#[derive(Debug, Default)]
+pub struct ValueBuilder {
+    /// Open arrays and maps, innermost last; a map's pending key with it.
+    open: Vec<(Value, Option<String>)>,
+    done: Option<Value>,
+}
+
+impl ValueBuilder {
+    /// The value built (`Null` if nothing, or something incomplete, was visited).
+    pub fn finish(self) -> Value {
+        self.done.unwrap_or_default()
+    }
+
+    fn place(&mut self, value: Value) {
+        match self.open.last_mut() {
+            Some((Value::Array(items), _)) => items.push(value),
+            Some((Value::Map(map), key)) => {
+                map.insert(key.take().unwrap_or_default(), value);
+            }
+            _ => self.done = Some(value),
+        }
+    }
+}
+
+impl Visit for ValueBuilder {
+    fn null(&mut self) {
+        self.place(Value::Null);
+    }
+    fn bool(&mut self, value: bool) {
+        self.place(Value::Bool(value));
+    }
+    fn int(&mut self, value: i64) {
+        self.place(Value::Int(value));
+    }
+    fn float(&mut self, value: f64) {
+        self.place(Value::Float(value));
+    }
+    fn str(&mut self, value: &str) {
+        self.place(Value::String(value.to_owned()));
+    }
+    fn bytes(&mut self, value: &[u8]) {
+        self.place(Value::Bytes(Bytes::copy_from_slice(value)));
+    }
+    fn begin_array(&mut self, len: usize) {
+        self.open
+            .push((Value::Array(Vec::with_capacity(len)), None));
+    }
+    fn end_array(&mut self) {
+        if let Some((array, _)) = self.open.pop() {
+            self.place(array);
+        }
+    }
+    fn begin_map(&mut self, len: usize) {
+        self.open.push((Value::Map(Map::with_capacity(len)), None));
+    }
+    fn key(&mut self, key: &str) {
+        if let Some((_, pending)) = self.open.last_mut() {
+            *pending = Some(key.to_owned());
+        }
+    }
+    fn end_map(&mut self) {
+        if let Some((map, _)) = self.open.pop() {
+            self.place(map);
+        }
+    }
 }
 
 impl Value {
@@ -117,6 +278,28 @@ impl Value {
                 Value::Map(map.into_iter().map(|(k, v)| (k, v.into_plain())).collect())
             }
             other => other,
+        }
+    }
+
+    /// Walks the value depth first (see [`Visit`]); opaque values walk their plain form
+    /// ([`OpaqueValue::visit`]).
+    pub fn visit(&self, visitor: &mut dyn Visit) {
+        match self {
+            Value::Null => visitor.null(),
+            Value::Bool(b) => visitor.bool(*b),
+            Value::Int(i) => visitor.int(*i),
+            Value::Float(f) => visitor.float(*f),
+            Value::String(s) => visitor.str(s),
+            Value::Bytes(b) => visitor.bytes(b),
+            Value::Array(items) => {
+                visitor.begin_array(items.len());
+                for item in items {
+                    item.visit(visitor);
+                }
+                visitor.end_array();
+            }
+            Value::Map(map) => map.visit(visitor),
+            Value::Opaque(o) => o.visit(visitor),
         }
     }
 
@@ -277,6 +460,16 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 pub struct Map(Vec<(String, Value)>);
 
 impl Map {
+    /// Walks the map as a [`Value::Map`] (see [`Visit`]).
+    pub fn visit(&self, visitor: &mut dyn Visit) {
+        visitor.begin_map(self.0.len());
+        for (key, value) in &self.0 {
+            visitor.key(key);
+            value.visit(visitor);
+        }
+        visitor.end_map();
+    }
+
     /// An empty map.
     pub fn new() -> Map {
         Map(Vec::new())
@@ -339,13 +532,44 @@ impl fmt::Debug for Map {
     }
 }
 
+/// Collects entries as [`Map::insert`] would (a repeated key keeps its first place and takes
+/// the last value), in linear time: collecting a large table (a Lua table with many keys)
+/// must not cost a scan of the map per key.
+/// Up to this many entries, collecting a [`Map`] finds repeated keys by scanning.
+const SCAN_KEYS: usize = 16;
+
 impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Map {
+    /// A repeated key keeps its first place and takes the last value. Small maps (the usual
+    /// payload) look keys up by scanning; past [`SCAN_KEYS`] entries an index makes it linear.
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Map {
-        let mut map = Map::new();
+        let iter = iter.into_iter();
+        let mut entries: Vec<(String, Value)> = Vec::with_capacity(iter.size_hint().0);
+        let mut index: Option<std::collections::HashMap<String, usize>> = None;
         for (k, v) in iter {
-            map.insert(k, v);
+            let (key, value) = (k.into(), v.into());
+            let found = match &index {
+                Some(index) => index.get(&key).copied(),
+                None => entries.iter().position(|(k, _)| *k == key),
+            };
+            if let Some(at) = found {
+                entries[at].1 = value;
+                continue;
+            }
+            if let Some(index) = &mut index {
+                index.insert(key.clone(), entries.len());
+            }
+            entries.push((key, value));
+            if index.is_none() && entries.len() > SCAN_KEYS {
+                index = Some(
+                    entries
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (k, _))| (k.clone(), i))
+                        .collect(),
+                );
+            }
         }
-        map
+        Map(entries)
     }
 }
 
@@ -361,6 +585,20 @@ impl IntoIterator for Map {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn collecting_keeps_the_first_place_and_the_last_value_of_a_key() {
+        let map: Map = [("a", 1), ("b", 2), ("a", 3)].into_iter().collect();
+        assert_eq!(
+            map.iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect::<Vec<_>>(),
+            [("a", Value::Int(3)), ("b", Value::Int(2))]
+        );
+        // Linear: 200,000 distinct keys are collected without a scan per key.
+        let big: Map = (0..200_000).map(|i| (i.to_string(), i)).collect();
+        assert_eq!(big.len(), 200_000);
+    }
 
     #[derive(Debug)]
     struct Frame(&'static str);

@@ -1,10 +1,12 @@
 //! The process runtime through its public API: one test per operation of SPEC §2.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use wsrelay_process::{
     reason, Context, Event, ExitGuard, ExitResult, HighWater, HostConfig, LinkError, Message,
-    NameError, Node, Pid, Received, SendError, SpawnError, SpawnOptions, Value,
+    NameError, Node, OpaqueValue, Pid, Received, SendError, Shards, SpawnError, SpawnOptions,
+    Value,
 };
 
 const HOST: &str = "app:processes";
@@ -465,6 +467,30 @@ async fn waiting_for_space_ends_when_the_target_exits() {
         .unwrap();
 }
 
+#[derive(Debug)]
+struct Blob(usize);
+
+impl OpaqueValue for Blob {
+    fn to_value(&self) -> Value {
+        Value::Null
+    }
+
+    fn size_hint(&self) -> usize {
+        self.0
+    }
+}
+
+/// Found by the relay's backpressure test: an opaque payload counted 64 bytes whatever it
+/// held, so byte limits never saw queued Rust frames.
+#[tokio::test]
+async fn opaque_payloads_count_their_size_hint() {
+    let node = node();
+    let (ctx, _guard) = probe(&node);
+    let msg = Message::new(None, "t", Value::Opaque(Arc::new(Blob(100_000))));
+    node.send(ctx.pid(), msg).unwrap();
+    assert!(ctx.inbox_bytes() >= 100_000, "{}", ctx.inbox_bytes());
+}
+
 #[tokio::test]
 async fn nothing_is_left_behind() {
     let node = node();
@@ -524,4 +550,28 @@ async fn cooperative_senders_never_miss_the_wake_up() {
         .expect("no lost wake-up")
         .unwrap();
     next_event(&me).await;
+}
+
+#[tokio::test]
+async fn task_processes_of_a_node_with_shards_run_on_those_shards() {
+    let node = node();
+    let shards = Shards::start(2, "test-shard").unwrap();
+    assert!(node.set_shards(shards.clone()));
+    let (me, _guard) = probe(&node);
+    for _ in 0..4 {
+        let set = shards.clone();
+        let pid = node
+            .spawn(HOST, SpawnOptions::new(), move |ctx| async move {
+                let msg = ctx.recv().await;
+                let here = set.current().map_or(-1, |i| i as i64);
+                ctx.send(msg.from().unwrap(), "where", here).unwrap();
+            })
+            .unwrap();
+        me.send(&pid, "ping", Value::Null).unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), me.recv())
+            .await
+            .unwrap();
+        let shard = answer.payload().as_i64().unwrap();
+        assert!((0..2).contains(&shard), "ran off the shards: {shard}");
+    }
 }

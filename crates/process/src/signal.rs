@@ -1,0 +1,131 @@
+//! Messages and signals addressed by PID: send, cancel, terminate, kill, and the events the
+//! runtime itself routes (exits, link downs).
+//!
+//! Every operation routes once (see `Route`): a local PID goes to its cell, a remote one to
+//! the transport, and without a transport a remote PID is unreachable.
+
+use crate::message::reason;
+use crate::node::{unreachable, Route};
+use crate::relations::link_exit;
+use crate::{Event, ExitResult, Message, Node, Pid, SendError, Value};
+
+impl Node {
+    /// Delivers `msg` to `to`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::NoProcess`] if `to` is not alive; [`SendError::NodeUnreachable`] for a
+    /// remote PID without a transport or with its node down.
+    pub fn send(&self, to: &Pid, msg: Message) -> Result<(), SendError> {
+        match self.route(to) {
+            Route::Local => match self.inner.table.get(to) {
+                Some(cell) if cell.push_message(msg).is_some() => Ok(()),
+                _ => Err(SendError::NoProcess(to.to_string())),
+            },
+            Route::Remote(t) => t.send(to, msg),
+            Route::Unreachable => Err(unreachable(to)),
+        }
+    }
+
+    /// Whether the queue towards the remote `to` is above its high-water mark (always `false`
+    /// for local PIDs: use [`ProcessRef::is_congested`](crate::ProcessRef::is_congested) for
+    /// those).
+    pub fn is_congested(&self, to: &Pid) -> bool {
+        match self.route(to) {
+            Route::Remote(t) => t.is_congested(to),
+            Route::Local | Route::Unreachable => false,
+        }
+    }
+
+    /// Waits until the queue towards the remote `to` is below its high-water mark.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future loses nothing.
+    pub async fn wait_for_space(&self, to: &Pid) {
+        if let Route::Remote(t) = self.route(to) {
+            t.wait_for_space(to).await;
+        }
+    }
+
+    /// Delivers `pid.cancel` with `reason` to `to`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::NoProcess`] if `to` is not alive.
+    pub fn cancel(&self, from: Option<&Pid>, to: &Pid, reason: Value) -> Result<(), SendError> {
+        match self.route(to) {
+            Route::Local => {
+                let event = Event::Cancel {
+                    from: from.cloned(),
+                    reason,
+                };
+                match self.inner.table.get(to) {
+                    Some(cell) if cell.push_event(event) => Ok(()),
+                    _ => Err(SendError::NoProcess(to.to_string())),
+                }
+            }
+            Route::Remote(t) => {
+                t.cancel(from, to, reason);
+                Ok(())
+            }
+            Route::Unreachable => Err(unreachable(to)),
+        }
+    }
+
+    /// Stops `to` at once with the error `terminated`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::NoProcess`] if `to` is not alive.
+    pub fn terminate(&self, to: &Pid) -> Result<(), SendError> {
+        self.kill(to, ExitResult::error(reason::TERMINATED))
+    }
+
+    /// Stops `to` at once with `result` as its exit.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::NoProcess`] if `to` is not alive.
+    pub fn kill(&self, to: &Pid, result: ExitResult) -> Result<(), SendError> {
+        match self.route(to) {
+            Route::Local => match self.inner.table.get(to) {
+                Some(cell) if cell.is_alive() => {
+                    cell.kill(result);
+                    Ok(())
+                }
+                _ => Err(SendError::NoProcess(to.to_string())),
+            },
+            Route::Remote(t) => {
+                t.terminate(to);
+                Ok(())
+            }
+            Route::Unreachable => Err(unreachable(to)),
+        }
+    }
+
+    /// Delivers a system event to `to`, local or remote; whether it was handed on. An
+    /// [`Event::LinkDown`] for a local process is handled as a link exit: it removes the link
+    /// and, unless `to` traps links, stops `to`.
+    pub(crate) fn deliver_event(&self, to: &Pid, event: Event) -> bool {
+        match self.route(to) {
+            Route::Local => {
+                let Some(cell) = self.inner.table.get(to) else {
+                    return false;
+                };
+                match event {
+                    Event::LinkDown { from, result } => {
+                        link_exit(&cell, &from, result);
+                        true
+                    }
+                    event => cell.push_event(event),
+                }
+            }
+            Route::Remote(t) => {
+                t.event(to, event);
+                true
+            }
+            Route::Unreachable => false,
+        }
+    }
+}
