@@ -4,7 +4,11 @@
 //! Run with `cargo bench -p wsrelay-lua --bench lua_runtime` (set `LUA_BENCH_IDLE` to change
 //! the idle-process counts, default `10000,100000`).
 
+mod support;
+
 use std::time::{Duration, Instant};
+
+use support::{median, rss_kib};
 
 use wsrelay_lua::{EngineConfig, LuaEngine, ProcessSpec};
 use wsrelay_process::{Context, HostConfig, Node, Pid, SpawnOptions, Value};
@@ -35,23 +39,6 @@ local function main(parent)
 end
 return { main = main }
 "#;
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    xs[xs.len() / 2]
-}
-
-fn rss_kib() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 async fn round_trips(me: &Context, echo: &Pid, n: usize) -> f64 {
     let started = Instant::now();

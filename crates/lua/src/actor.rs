@@ -2,24 +2,23 @@
 //!
 //! Module functions are shared by every process of a worker's Lua state, so they do not
 //! capture a process: they ask [`current`]. The worker sets it around every resume of a
-//! coroutine ([`Scoped`]), and only one coroutine of a state runs at a time, so it is always
+//! coroutine ([`Scoped`](crate::resume::Scoped)), and only one coroutine of a state runs at a time, so it is always
 //! the caller. The same record carries what the instruction hook needs to judge the running
-//! slice (start time, memory at start, stop and failure flags).
+//! slice (start time, stop and failure flags).
 
 use std::cell::{Cell, OnceCell, RefCell};
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
-use mlua::{AnyUserData, Lua};
+use mlua::AnyUserData;
 use wsrelay_process::{Context, ExitResult, Node};
 
 use crate::http_types::{HttpRequest, HttpResponse};
+use crate::stdlib::random::Xoshiro;
 
 thread_local! {
-    static CURRENT: RefCell<Option<Actor>> = const { RefCell::new(None) };
+    /// The actor being resumed on this thread (set by [`crate::resume::Scoped`]).
+    pub(crate) static CURRENT: RefCell<Option<Actor>> = const { RefCell::new(None) };
 }
 
 /// The running Lua process or call.
@@ -48,21 +47,56 @@ pub(crate) fn current_process() -> Result<Rc<ProcState>, String> {
 #[derive(Default)]
 pub(crate) struct Slice {
     pub(crate) started: Cell<Option<Instant>>,
-    pub(crate) memory_at_start: Cell<usize>,
     /// Why the hook decided the actor must end (`cpu budget exceeded`, `out of memory`).
     pub(crate) failure: RefCell<Option<String>>,
-    /// The thread of the actor's main coroutine (`lua_State` address), the only one the hook
-    /// may preempt: a yield inside a coroutine the Lua code resumes itself would be taken as
-    /// that coroutine's own yield.
+    /// The thread of the actor's main coroutine (`lua_State` address): a yield of any other
+    /// thread goes to a resumer in the Lua code, which must be told it was a preemption.
     pub(crate) main_thread: Cell<usize>,
     /// Set when the hook asked for a yield to stop the actor; a second check in the same
     /// slice means the yield was impossible there.
     pub(crate) yield_refused: Cell<bool>,
+    /// The coroutines of the Lua code (`lua_State` addresses) the hook preempted and whose
+    /// resumers have not taken the mark yet (see [`crate::preempt`]).
+    pub(crate) preempted: Marks,
+}
+
+/// A small set of thread addresses: one per coroutine nested in another, so a handful.
+#[derive(Default)]
+pub(crate) struct Marks(RefCell<Vec<usize>>);
+
+impl Marks {
+    /// A set never holds more: a mark left by a thread that died before its resumer looked
+    /// (it could not yield where it was preempted) is dropped eventually.
+    const MAX: usize = 64;
+
+    pub(crate) fn mark(&self, thread: usize) {
+        let mut marks = self.0.borrow_mut();
+        if !marks.contains(&thread) {
+            if marks.len() == Marks::MAX {
+                marks.remove(0);
+            }
+            marks.push(thread);
+        }
+    }
+
+    /// Removes the mark of `thread`; whether it had one.
+    pub(crate) fn take(&self, thread: usize) -> bool {
+        let mut marks = self.0.borrow_mut();
+        match marks.iter().position(|&t| t == thread) {
+            Some(at) => {
+                marks.swap_remove(at);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A Lua process.
 pub(crate) struct ProcState {
     pub(crate) ctx: Context,
+    /// `math.random`'s generator, seeded on first use.
+    pub(crate) rng: RefCell<Option<Xoshiro>>,
     pub(crate) trap_links: Cell<bool>,
     /// `process.inbox()` / `process.events()` return the same object every time, so that
     /// `result.channel == inbox` works after a select.
@@ -75,14 +109,53 @@ pub(crate) struct ProcState {
 pub(crate) struct CallState {
     pub(crate) node: Node,
     pub(crate) request: Option<HttpRequest>,
+    /// Status and headers; the body is gathered in `body` (appending to `Bytes` would copy
+    /// the whole body at every write).
     pub(crate) response: RefCell<HttpResponse>,
+    pub(crate) body: RefCell<bytes::BytesMut>,
+    /// `math.random`'s generator, seeded on first use.
+    pub(crate) rng: RefCell<Option<Xoshiro>>,
     pub(crate) slice: Slice,
+}
+
+impl CallState {
+    /// A call of a function (with `request` if it is an HTTP handler).
+    pub(crate) fn new(node: Node, request: Option<HttpRequest>) -> CallState {
+        CallState {
+            node,
+            request,
+            response: RefCell::new(HttpResponse::default()),
+            body: RefCell::default(),
+            rng: RefCell::default(),
+            slice: Slice::default(),
+        }
+    }
+
+    /// The bytes of the response so far: headers (names and values) and body.
+    pub(crate) fn response_size(&self) -> usize {
+        let headers: usize = self
+            .response
+            .borrow()
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        headers + self.body.borrow().len()
+    }
+
+    /// The finished response.
+    pub(crate) fn take_response(&self) -> HttpResponse {
+        let mut response = self.response.borrow().clone();
+        response.body = self.body.take().freeze();
+        response
+    }
 }
 
 impl ProcState {
     pub(crate) fn new(ctx: Context) -> ProcState {
         ProcState {
             ctx,
+            rng: RefCell::default(),
             trap_links: Cell::new(false),
             inbox: OnceCell::new(),
             events: OnceCell::new(),
@@ -99,6 +172,14 @@ impl Actor {
         }
     }
 
+    /// The actor's own `math.random` generator.
+    pub(crate) fn rng(&self) -> &RefCell<Option<Xoshiro>> {
+        match self {
+            Actor::Process(p) => &p.rng,
+            Actor::Call(c) => &c.rng,
+        }
+    }
+
     pub(crate) fn node(&self) -> &Node {
         match self {
             Actor::Process(p) => p.ctx.node(),
@@ -112,56 +193,5 @@ impl Actor {
             Actor::Process(p) => p.ctx.stop_requested(),
             Actor::Call(_) => None,
         }
-    }
-}
-
-/// Runs `inner` (the actor's coroutine) with [`current`] set to `actor` during each poll, and
-/// ends it as soon as the hook has marked it failed or the runtime asked it to stop.
-pub(crate) struct Scoped<F> {
-    actor: Actor,
-    lua: Lua,
-    inner: Pin<Box<F>>,
-}
-
-impl<F> Scoped<F> {
-    pub(crate) fn new(actor: Actor, lua: Lua, inner: F) -> Scoped<F> {
-        Scoped {
-            actor,
-            lua,
-            inner: Box::pin(inner),
-        }
-    }
-}
-
-/// How a [`Scoped`] run ended.
-pub(crate) enum Outcome<T> {
-    /// The coroutine finished.
-    Done(T),
-    /// The hook failed it (budget, memory).
-    Failed(String),
-    /// The runtime asked it to stop.
-    Stopped(ExitResult),
-}
-
-impl<F: Future> Future for Scoped<F> {
-    type Output = Outcome<F::Output>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        let slice = this.actor.slice();
-        slice.started.set(Some(Instant::now()));
-        slice.memory_at_start.set(this.lua.used_memory());
-        slice.yield_refused.set(false);
-        let previous = CURRENT.with(|c| c.replace(Some(this.actor.clone())));
-        let polled = this.inner.as_mut().poll(cx);
-        CURRENT.with(|c| *c.borrow_mut() = previous);
-        slice.started.set(None);
-        if let Some(failure) = slice.failure.borrow().clone() {
-            return Poll::Ready(Outcome::Failed(failure));
-        }
-        if let Some(stop) = this.actor.stop_requested() {
-            return Poll::Ready(Outcome::Stopped(stop));
-        }
-        polled.map(Outcome::Done)
     }
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 /// Settings of a [`LuaEngine`](crate::LuaEngine).
 ///
 /// The defaults suit a server: one worker per core, preemption every 10,000 instructions,
-/// 64 MiB per process and 1 GiB per worker state, 30 s per handler call.
+/// 64 MiB per process and 1 GiB per worker state, 30 s per handler call, 10M pattern steps
+/// per call, 16 MiB per value handed to Rust.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Worker threads, each owning one Lua state (`0`: one per available core).
@@ -20,14 +21,34 @@ pub struct EngineConfig {
     /// C function such as `table.sort`'s comparator) before it fails with
     /// `"cpu budget exceeded"`. `None`: no limit.
     pub cpu_budget: Option<Duration>,
-    /// The most memory one process may add to its worker's state in one slice (live bytes
-    /// after a full collection); above it the process fails with `"out of memory"`.
+    /// The most memory one process may add to its worker's state in one slice (one resume,
+    /// between two yields). It is the allocator's limit while the process runs: an
+    /// allocation above it (after a full collection) raises Lua's `"not enough memory"` in
+    /// that process, also inside C functions such as `string.rep`. It also caps the string a
+    /// `string.gsub` may build.
     pub process_memory_limit: usize,
     /// The hard limit of each worker's Lua state (all of its processes together); an
     /// allocation above it fails with a Lua memory error in the process that makes it.
     pub worker_memory_limit: usize,
     /// How long an HTTP handler or function call may take.
     pub call_timeout: Duration,
+    /// How many matcher steps one call of `string.find`, `match`, `gsub` (or one step of a
+    /// `gmatch` iterator) may take; past it the call raises `"pattern too complex"`. A step
+    /// is one attempt at a pattern item or one character of a repetition: a scan of a
+    /// subject costs a few steps per byte, a backtracking pattern far more.
+    pub pattern_step_limit: u64,
+    /// The largest value Lua code can hand to Rust in one go: a message payload (all of a
+    /// `process.send`'s payloads together), spawn arguments, a cancel reason, a return value,
+    /// the text of `json.encode`/`res:write_json`, and an HTTP response (headers and body
+    /// together). Each value counts 16 bytes plus the bytes of its text (a shared table each
+    /// time it appears); past the limit the call returns `nil, err` (or fails, for return
+    /// values). Converted values live outside the Lua memory limits, so this is what bounds
+    /// them.
+    pub max_value_size: usize,
+    /// The most values the channels of one worker may hold together (buffered, or held by
+    /// senders waiting for a receiver); past it `ch:send` raises and a `case_send` waits.
+    /// The queues are Rust memory outside the Lua limits.
+    pub max_channel_values: usize,
 }
 
 impl Default for EngineConfig {
@@ -40,13 +61,24 @@ impl Default for EngineConfig {
             process_memory_limit: 64 << 20,
             worker_memory_limit: 1 << 30,
             call_timeout: Duration::from_secs(30),
+            pattern_step_limit: 10_000_000,
+            max_value_size: 16 << 20,
+            max_channel_values: 1 << 20,
         }
     }
 }
 
 impl EngineConfig {
-    /// The number of workers to start (resolves `0`).
-    pub(crate) fn worker_count(&self) -> usize {
+    /// How long one resume may run before the dispatcher treats its worker as stuck and
+    /// sends new jobs elsewhere: four time slices (a resume that can yield ends within about
+    /// one), at least a millisecond.
+    pub(crate) fn stuck_after(&self) -> std::time::Duration {
+        (self.time_slice * 4).max(std::time::Duration::from_millis(1))
+    }
+
+    /// The number of workers (shards) to start: `workers`, or one per core this process may
+    /// run on when it is `0`.
+    pub fn worker_count(&self) -> usize {
         if self.workers > 0 {
             self.workers
         } else {

@@ -1,4 +1,4 @@
-//! Lua values to and from runtime [`Value`]s.
+//! Lua values to and from runtime [`Value`]s (and to JSON), with a size budget.
 //!
 //! Payloads cross between processes as [`Value`]s, so a table sent by one process arrives as
 //! a fresh copy in the other. The mapping:
@@ -11,14 +11,30 @@
 //! | table with keys `1..n` only (n ≥ 1) | `Array` |
 //! | any other table (including the empty table) | `Map` (number keys become text) |
 //! | function, userdata, thread | error |
+//!
+//! **Budget.** A converted value lives in Rust memory, outside the Lua state's limits, so
+//! every conversion out of Lua (message payloads, spawn arguments, cancel reasons, return
+//! values, `json.encode`, `res:write_json`) counts what it produces against
+//! `EngineConfig::max_value_size`: each value counts [`NODE_COST`] bytes plus the bytes of its
+//! string, each map key its bytes. Past the limit the conversion fails (`nil, err` for the
+//! Lua caller).
+//!
+//! **Shared subtables** (the same table reached twice) are converted once: the second time
+//! it is met its conversion is kept, and later occurrences copy it, each occurrence counting
+//! against the budget. So `t = {t, t}` repeated 25 times costs 25 table walks and fails on
+//! the budget long before its 2^25 copies would fill memory. A table that contains itself
+//! (a cycle) is an error.
 
 use std::collections::HashMap;
 
 use mlua::{Lua, Table, Value as LuaValue};
+use serde_json::Value as Json;
 use wsrelay_process::{Map, Value};
 
-/// Tables nested deeper than this are rejected (it also catches cycles).
-const MAX_DEPTH: usize = 100;
+use crate::raw::{self, Scalar, Sink};
+
+/// What one value costs in the budget besides the bytes of its text.
+pub(crate) const NODE_COST: usize = 16;
 
 /// Map keys up to this length are kept as Lua strings, see [`KeyCache`].
 const CACHED_KEY_LEN: usize = 32;
@@ -34,105 +50,125 @@ const CACHED_KEYS: usize = 1024;
 #[derive(Default)]
 struct KeyCache(HashMap<Box<str>, mlua::LuaString>);
 
+/// The size budget of conversions in a Lua state (its app data), from
+/// `EngineConfig::max_value_size`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ValueLimit(pub(crate) usize);
+
+/// Why a Lua value could not be converted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ConvertError {
+    /// A function, userdata or thread, a bad key, or a number JSON cannot hold.
+    Unsupported(String),
+    /// Over the size budget, a cycle, or nested too deeply: the value is too big to convert.
+    TooBig(String),
+}
+
+impl std::fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConvertError::Unsupported(text) | ConvertError::TooBig(text) => f.write_str(text),
+        }
+    }
+}
+
+impl From<String> for ConvertError {
+    fn from(text: String) -> ConvertError {
+        ConvertError::Unsupported(text)
+    }
+}
+
+/// The budget of the state `lua` (unlimited if none was set).
+pub(crate) fn limit(lua: &Lua) -> usize {
+    lua.app_data_ref::<ValueLimit>().map_or(usize::MAX, |l| l.0)
+}
+
 /// Converts a Lua value into a payload.
-pub(crate) fn to_value(value: &LuaValue) -> Result<Value, String> {
-    to_value_at(value, 0)
+pub(crate) fn to_value(lua: &Lua, value: &LuaValue) -> Result<Value, ConvertError> {
+    let mut out = raw::read(lua, std::slice::from_ref(value), ValueBuild, limit(lua))?;
+    Ok(out.pop().unwrap_or_default())
 }
 
-fn to_value_at(value: &LuaValue, depth: usize) -> Result<Value, String> {
-    Ok(match value {
-        LuaValue::Nil => Value::Null,
-        LuaValue::Boolean(b) => Value::Bool(*b),
-        LuaValue::Integer(i) => Value::Int(*i),
-        LuaValue::Number(n) => Value::Float(*n),
-        LuaValue::String(s) => {
-            let bytes = s.as_bytes();
-            match std::str::from_utf8(&bytes) {
+/// Converts the values of one call (the payloads of a send, spawn arguments) within one
+/// budget.
+pub(crate) fn to_values(lua: &Lua, values: &[LuaValue]) -> Result<Vec<Value>, ConvertError> {
+    raw::read(lua, values, ValueBuild, limit(lua))
+}
+
+/// Converts a Lua value into JSON (see the `json` module for the rules).
+pub(crate) fn to_json(lua: &Lua, value: &LuaValue) -> Result<Json, ConvertError> {
+    let mut out = raw::read(lua, std::slice::from_ref(value), JsonBuild, limit(lua))?;
+    Ok(out.pop().unwrap_or(Json::Null))
+}
+
+/// To payload [`Value`]s.
+pub(crate) struct ValueBuild;
+
+impl Sink for ValueBuild {
+    type Out = Value;
+
+    fn scalar(&self, value: Scalar<'_>) -> Result<Value, String> {
+        Ok(match value {
+            Scalar::Nil | Scalar::Null => Value::Null,
+            Scalar::Bool(b) => Value::Bool(b),
+            Scalar::Int(i) => Value::Int(i),
+            Scalar::Float(n) => Value::Float(n),
+            Scalar::Str(bytes) => match std::str::from_utf8(bytes) {
                 Ok(text) => Value::String(text.to_owned()),
-                Err(_) => Value::Bytes(bytes::Bytes::copy_from_slice(&bytes)),
+                Err(_) => Value::Bytes(bytes::Bytes::copy_from_slice(bytes)),
+            },
+            Scalar::Other(name) => {
+                return Err(format!("cannot convert a {name} to a message value"))
             }
-        }
-        LuaValue::Table(t) => {
-            if depth >= MAX_DEPTH {
-                return Err("table nested too deeply (or contains a cycle)".to_owned());
-            }
-            table_to_value(t, depth + 1)?
-        }
-        LuaValue::LightUserData(_) if value.is_null() => Value::Null,
-        other => {
-            return Err(format!(
-                "cannot convert a {} to a message value",
-                other.type_name()
-            ))
-        }
-    })
-}
-
-/// The length of `t` if it is a sequence `1..n` with no other keys, else `None`.
-pub(crate) fn array_len(t: &Table) -> Option<usize> {
-    let n = t.raw_len();
-    if n == 0 {
-        return None;
+        })
     }
-    // `for_each` walks the table in one protected call; `pairs` makes one per step.
-    let mut count = 0usize;
-    let walked = t.for_each::<LuaValue, LuaValue>(|k, _| match k {
-        LuaValue::Integer(i) if i >= 1 && (i as usize) <= n => {
-            count += 1;
-            Ok(())
-        }
-        _ => Err(mlua::Error::runtime("not a sequence")),
-    });
-    (walked.is_ok() && count == n).then_some(n)
-}
 
-fn table_to_value(t: &Table, depth: usize) -> Result<Value, String> {
-    if let Some(n) = array_len(t) {
-        let mut items = Vec::with_capacity(n);
-        for i in 1..=n {
-            let v: LuaValue = t.raw_get(i).map_err(|e| e.to_string())?;
-            items.push(to_value_at(&v, depth)?);
-        }
-        return Ok(Value::Array(items));
+    fn array(&self, items: Vec<Value>) -> Value {
+        Value::Array(items)
     }
-    let mut map = Map::new();
-    let mut failure = None;
-    let walked = t.for_each::<LuaValue, LuaValue>(|k, v| {
-        let converted = key_text(&k).and_then(|key| Ok((key, to_value_at(&v, depth)?)));
-        match converted {
-            Ok((key, value)) => {
-                map.insert(key, value);
-                Ok(())
-            }
-            Err(problem) => {
-                failure = Some(problem);
-                Err(mlua::Error::runtime("stop"))
-            }
-        }
-    });
-    if let Some(problem) = failure {
-        return Err(problem);
-    }
-    walked.map_err(|e| e.to_string())?;
-    Ok(Value::Map(map))
-}
 
-/// A table key as object key text.
-pub(crate) fn key_text(key: &LuaValue) -> Result<String, String> {
-    match key {
-        LuaValue::String(s) => Ok(s.to_string_lossy()),
-        LuaValue::Integer(i) => Ok(i.to_string()),
-        LuaValue::Number(n) => Ok(n.to_string()),
-        LuaValue::Boolean(b) => Ok(b.to_string()),
-        other => Err(format!(
-            "cannot use a {} as an object key",
-            other.type_name()
-        )),
+    fn map(&self, entries: Vec<(String, Value)>) -> Value {
+        Value::Map(entries.into_iter().collect::<Map>())
     }
 }
 
-/// Converts a payload into a fresh Lua value.
+/// To JSON: non-finite numbers are errors, invalid UTF-8 is replaced (as Go's encoder does).
+struct JsonBuild;
+
+impl Sink for JsonBuild {
+    type Out = Json;
+
+    fn scalar(&self, value: Scalar<'_>) -> Result<Json, String> {
+        Ok(match value {
+            Scalar::Nil | Scalar::Null => Json::Null,
+            Scalar::Bool(b) => Json::Bool(b),
+            Scalar::Int(i) => Json::from(i),
+            Scalar::Float(n) => serde_json::Number::from_f64(n)
+                .map(Json::Number)
+                .ok_or_else(|| format!("cannot encode {n} as JSON"))?,
+            Scalar::Str(bytes) => Json::String(String::from_utf8_lossy(bytes).into_owned()),
+            Scalar::Other(name) => return Err(format!("cannot encode a {name} as JSON")),
+        })
+    }
+
+    fn array(&self, items: Vec<Json>) -> Json {
+        Json::Array(items)
+    }
+
+    fn map(&self, entries: Vec<(String, Json)>) -> Json {
+        Json::Object(entries.into_iter().collect())
+    }
+}
+
+/// Converts a payload into a fresh Lua value: in one protected call when the state has room
+/// for it ([`crate::raw::value`]), else step by step ([`to_lua_stepwise`]).
 pub(crate) fn to_lua(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
+    crate::raw::value(lua, value)
+}
+
+/// [`to_lua`] through mlua's API, one protected call per table and field: safe at any
+/// memory level, since each step reports its own allocation failure.
+pub(crate) fn to_lua_stepwise(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
     Ok(match value {
         Value::Null => LuaValue::Nil,
         Value::Bool(b) => LuaValue::Boolean(*b),
@@ -143,18 +179,18 @@ pub(crate) fn to_lua(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
         Value::Array(items) => {
             let t = lua.create_table_with_capacity(items.len(), 0)?;
             for (i, item) in items.iter().enumerate() {
-                t.raw_set(i + 1, to_lua(lua, item)?)?;
+                t.raw_set(i + 1, to_lua_stepwise(lua, item)?)?;
             }
             LuaValue::Table(t)
         }
         Value::Map(map) => {
             let t = lua.create_table_with_capacity(0, map.len())?;
             for (k, v) in map.iter() {
-                set_field(lua, &t, k, to_lua(lua, v)?)?;
+                set_field(lua, &t, k, to_lua_stepwise(lua, v)?)?;
             }
             LuaValue::Table(t)
         }
-        Value::Opaque(o) => to_lua(lua, &o.to_value())?,
+        Value::Opaque(o) => to_lua_stepwise(lua, &o.to_value())?,
     })
 }
 

@@ -1,57 +1,26 @@
-//! Durations as Lua code writes them: `"500ms"`, `"1m30s"`, `"1.5s"`, or a number of
+//! Durations as Lua code writes them: text in the one duration grammar of wsrelay
+//! ([`wsrelay_config::parse_duration`]: `"500ms"`, `"1m30s"`, `"1.5s"`), or a number of
 //! milliseconds.
+//!
+//! Lua keeps two things of its own: a number means milliseconds (as in Wippy's `time`
+//! module), and durations are capped at [`MAX`] because timers are computed as `now + d`.
+//! The text grammar is exactly the config's: a bare number in text (`"30"`, also `"0"`) has
+//! no unit and is refused; write `"0s"` or the number `0`.
 
 use std::time::Duration;
 
 use mlua::Value as LuaValue;
-
-/// Parses Go-style duration text: a sequence of decimal numbers with units `ns`, `us` (`µs`),
-/// `ms`, `s`, `m`, `h`, e.g. `"1h2m3.5s"`.
-pub(crate) fn parse(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?} (expected e.g. \"500ms\", \"30s\", \"1m30s\")");
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if num_len == 0 {
-            return Err(bad());
-        }
-        let number: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += number * scale;
-        rest = &rest[unit_len..];
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| bad())
-}
+use wsrelay_config::parse_duration;
 
 /// The longest duration Lua code may ask for: timers are computed as `now + d`, which must not
 /// overflow the clock.
 pub(crate) const MAX: Duration = Duration::from_secs(366 * 24 * 3600);
 
-/// A duration argument: text (see [`parse`]) or a number of milliseconds, at most [`MAX`].
+/// A duration argument: text (see the module docs) or a number of milliseconds, at most
+/// [`MAX`].
 pub(crate) fn from_lua(value: &LuaValue) -> Result<Duration, String> {
     let d = match value {
-        LuaValue::String(s) => parse(&s.to_string_lossy())?,
+        LuaValue::String(s) => parse_duration(&s.to_string_lossy()).map_err(|e| e.to_string())?,
         LuaValue::Integer(ms) if *ms >= 0 => Duration::from_millis(*ms as u64),
         LuaValue::Number(ms) if *ms >= 0.0 && ms.is_finite() => {
             Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX)
@@ -73,6 +42,10 @@ pub(crate) fn from_lua(value: &LuaValue) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
+    fn text(lua: &mlua::Lua, s: &str) -> LuaValue {
+        LuaValue::String(lua.create_string(s).unwrap())
+    }
+
     #[test]
     fn huge_durations_are_refused_not_panicking() {
         for value in [
@@ -86,11 +59,37 @@ mod tests {
             );
         }
         let lua = mlua::Lua::new();
-        let text = LuaValue::String(lua.create_string("12646344259371037126s").unwrap());
-        assert!(from_lua(&text).is_err());
+        assert!(from_lua(&text(&lua, "12646344259371037126s")).is_err());
+        assert!(from_lua(&text(&lua, "367d")).is_err());
+        assert!(from_lua(&text(&lua, "8785h"))
+            .unwrap_err()
+            .contains("too long"));
+    }
+
+    #[test]
+    fn numbers_are_milliseconds_and_text_follows_the_config_grammar() {
+        let lua = mlua::Lua::new();
         assert_eq!(
             from_lua(&LuaValue::Integer(1500)).unwrap(),
             Duration::from_millis(1500)
         );
+        assert_eq!(
+            from_lua(&LuaValue::Number(2.5)).unwrap(),
+            Duration::from_micros(2500)
+        );
+        assert_eq!(
+            from_lua(&text(&lua, "1m30s")).unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            from_lua(&text(&lua, " 1.5s ")).unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(from_lua(&text(&lua, "0s")).unwrap(), Duration::ZERO);
+        // Text without a unit is refused, as in the config (Go would accept "0").
+        for bad in ["0", "30", "soon", "-1s", "1d", ""] {
+            let err = from_lua(&text(&lua, bad)).unwrap_err();
+            assert!(err.contains("duration"), "{bad:?}: {err}");
+        }
     }
 }

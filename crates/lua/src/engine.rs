@@ -2,17 +2,18 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::oneshot;
-use wsrelay_process::{NewProcess, Node, ProcessFactory, Value};
+use wsrelay_process::{NewProcess, Node, ProcessFactory, Shards, Value};
 
 use crate::config::EngineConfig;
+use crate::dispatch::Dispatch;
 use crate::error::LuaError;
 use crate::http_types::{HttpRequest, HttpResponse};
 use crate::stats::{Counters, LuaStats};
-use crate::worker::{Job, Proto, Worker};
+use crate::worker::{Job, Proto, Workers};
 
 /// A Lua entry as the registry describes it (`function.lua` or `process.lua`).
 #[derive(Debug, Clone, Default)]
@@ -74,24 +75,24 @@ pub struct LuaEngine {
 impl fmt::Debug for LuaEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LuaEngine")
-            .field("workers", &self.pool.workers.len())
+            .field("workers", &self.pool.workers.shards().len())
             .finish()
     }
 }
 
-/// The workers, and round-robin dispatch over them.
+/// The workers, and the choice of a worker for each job ([`Dispatch`]).
 #[derive(Debug)]
 struct Pool {
-    workers: Vec<Worker>,
-    next: AtomicUsize,
+    workers: Workers,
+    choice: Dispatch,
     next_proto: AtomicU64,
     counters: Arc<Counters>,
 }
 
 impl Pool {
     fn dispatch(&self, job: Job) -> Result<(), LuaError> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
-        self.workers[i].send(job).map_err(|_| LuaError::Stopped)
+        let i = self.choice.pick(self.workers.shards());
+        self.workers.send(i, job)
     }
 }
 
@@ -102,14 +103,16 @@ impl LuaEngine {
     ///
     /// [`LuaError::Init`] if a thread or a Lua state cannot be created.
     pub fn new(node: Node, config: EngineConfig) -> Result<LuaEngine, LuaError> {
-        let workers = (0..config.worker_count())
-            .map(|i| Worker::start(i, config.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let shards = node.shards().cloned();
+        let count = shards.as_ref().map_or(config.worker_count(), Shards::len);
+        let choice = Dispatch::new(count, config.stuck_after());
+        let busy = (0..count).map(|i| choice.busy(i)).collect();
+        let workers = Workers::start(config, shards, busy)?;
         Ok(LuaEngine {
             node,
             pool: Arc::new(Pool {
                 workers,
-                next: AtomicUsize::new(0),
+                choice,
                 next_proto: AtomicU64::new(1),
                 counters: Arc::default(),
             }),
@@ -140,9 +143,9 @@ impl LuaEngine {
         &self.node
     }
 
-    /// The number of worker threads.
+    /// The number of workers (shards the engine runs on).
     pub fn workers(&self) -> usize {
-        self.pool.workers.len()
+        self.pool.workers.shards().len()
     }
 
     /// Lua failures since the engine started (for metrics).

@@ -30,34 +30,53 @@
 //! **Preemption.** A count hook runs every `hook_interval` instructions. After `time_slice`
 //! of running it yields the coroutine (Lua 5.4 allows yielding from a count hook; LuaJIT does
 //! not, which decided the version), so an infinite loop cannot starve the other processes of
-//! its worker. Where a yield is impossible (inside a metamethod or a C function calling back
-//! into Lua) the process is bounded instead: after `cpu_budget` it fails with
-//! `"cpu budget exceeded"`. The same hook stops a running process that was terminated or whose
-//! link failed; a blocked one is stopped by its driver at once.
+//! its worker — also inside coroutines of the Lua code, whose yields the process's
+//! `coroutine` library passes up (`preempt`). Where a yield is impossible (inside a
+//! metamethod or a C function calling back into Lua) the process is bounded instead: after
+//! `cpu_budget` it fails with `"cpu budget exceeded"`. The same hook stops a running process
+//! that was terminated or whose link failed; a blocked one is stopped by its driver at once.
 //!
-//! **Memory.** Each worker state has a hard limit (`worker_memory_limit`): an allocation above
-//! it raises a Lua memory error in the process that makes it. Per process, the hook measures
-//! how much the state grew during the current slice — only that process ran — and, above
-//! `process_memory_limit`, forces a full collection before judging, so garbage is never
-//! blamed. Memory a process accumulates slowly over many slices is bounded only by the worker
-//! limit: a shared state cannot attribute it exactly.
+//! **Values.** What Lua hands to Rust (payloads, JSON, responses) is converted within
+//! `max_value_size` (`convert`); `math.random` has a generator per actor (`stdlib`).
+//!
+//! **Memory.** Each worker state has a hard limit (`worker_memory_limit`). While a process
+//! runs (one resume, between two yields) the allocator's limit is lowered to the state's size
+//! at the start of the slice plus `process_memory_limit`: an allocation above it — in Lua
+//! code or inside a C function such as `string.rep` — fails at once with Lua's
+//! `"not enough memory"` after a full collection, so garbage is never blamed and no C
+//! function fills a huge buffer first. Memory a process accumulates slowly over many slices
+//! is bounded only by the worker limit: a shared state cannot attribute it exactly.
+//!
+//! **C functions.** The hook never fires inside a C function, so every library function whose
+//! work is not bounded by its arguments is replaced or guarded: the pattern functions by a
+//! Rust matcher with a step budget ([`stdlib`](crate)), the table functions, `string.rep`
+//! and `setmetatable` by guards (the `bounds` module lists every function and its bound).
+//!
+//! **Dispatch.** New processes and calls go to the workers round-robin, skipping a worker
+//! whose current resume has run longer than four time slices (stuck in something that cannot
+//! yield), so they do not queue behind it.
 //!
 //! **Errors.** A Lua error ends the process with an error exit whose text is
 //! `entry: message` followed by the Lua traceback. No lock is held across an await, and no
 //! Rust panic is reachable from Lua code.
 
 mod actor;
+mod bounds;
 mod config;
 mod convert;
+mod dispatch;
 mod duration;
 mod engine;
 mod error;
 mod http_types;
 mod modules;
 mod preempt;
+mod raw;
+mod resume;
 mod sandbox;
 mod signal;
 mod stats;
+mod stdlib;
 mod worker;
 
 pub use config::EngineConfig;

@@ -19,7 +19,11 @@
 
 use mlua::{Function, Lua, MultiValue, Table, Value as LuaValue};
 
+use crate::bounds;
+use crate::config::EngineConfig;
 use crate::modules;
+use crate::preempt;
+use crate::stdlib;
 
 /// The Lua side of a worker: module proxies and the helpers that start an entry.
 pub(crate) struct Sandbox {
@@ -29,107 +33,26 @@ pub(crate) struct Sandbox {
     pub(crate) bootstrap: Function,
 }
 
-const SETUP: &str = r#"
-local modules, traceback, print, doomed = ...
-local next, type, error, setmetatable, rawset, tostring, xpcall =
-      next, type, error, setmetatable, rawset, tostring, xpcall
-local protected = setmetatable({}, { __mode = "k" })
-
-local function readonly(t)
-  for k, v in next, t do
-    if type(v) == "table" and not protected[v] then t[k] = readonly(v) end
-  end
-  local proxy = {}
-  setmetatable(proxy, {
-    __index = t,
-    __newindex = function() error("attempt to modify a read-only table", 2) end,
-    __pairs = function()
-      local k
-      return function()
-        local v
-        k, v = next(t, k)
-        return k, v
-      end
-    end,
-    __len = function() return #t end,
-    __metatable = false,
-  })
-  protected[proxy] = true
-  return proxy
-end
-
-getmetatable("").__metatable = false
-
--- A process that must end (failed by the hook, or asked to stop) cannot be kept alive by
--- catching the error the hook raises: the protected calls re-raise it.
-local function check(ok, ...)
-  local why = doomed()
-  if why then error(why, 0) end
-  return ok, ...
-end
-
-local base = {
-  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
-  pcall = function(f, ...) return check(pcall(f, ...)) end,
-  xpcall = function(f, h, ...) return check(xpcall(f, h, ...)) end,
-  select = select, tonumber = tonumber,
-  tostring = tostring, type = type, rawequal = rawequal, rawget = rawget,
-  rawlen = rawlen, setmetatable = setmetatable, getmetatable = getmetatable,
-  print = print, _VERSION = _VERSION,
-  rawset = function(t, k, v)
-    if protected[t] then error("attempt to modify a read-only table", 2) end
-    return rawset(t, k, v)
-  end,
-  collectgarbage = function(opt)
-    if opt == nil or opt == "count" then return collectgarbage("count") end
-    error("collectgarbage: only \"count\" is allowed", 2)
-  end,
-  string = readonly(string), table = readonly(table), math = readonly(math),
-  utf8 = readonly(utf8), coroutine = readonly(coroutine),
-  os = readonly({ time = os.time, clock = os.clock, date = os.date, difftime = os.difftime }),
-}
-
-local proxies = {}
-for name, m in next, modules do proxies[name] = readonly(m) end
-local always = { process = true, channel = true }
-
-local function make_meta(entry, allowed)
-  local b = {}
-  for k, v in next, base do b[k] = v end
-  b.process = proxies.process
-  b.channel = proxies.channel
-  b.require = function(name)
-    local m = proxies[name]
-    if m == nil then error("module '" .. tostring(name) .. "' not found", 2) end
-    if not always[name] and not allowed[name] then
-      error("module '" .. name .. "' is not enabled for " .. entry .. " (add it to modules)", 2)
-    end
-    return m
-  end
-  return { __index = b, __metatable = false }
-end
-
-local function bootstrap(factory, env, method, entry, ...)
-  local ok, mod = xpcall(factory, traceback, env)
-  if not ok then return false, mod end
-  local f = mod
-  if type(mod) == "table" then f = method ~= "" and mod[method] or nil end
-  if type(f) ~= "function" then return false, nil, "method" end
-  return xpcall(f, traceback, ...)
-end
-
-return make_meta, bootstrap
-"#;
+/// The environment of processes, in Lua.
+const SETUP: &str = include_str!("sandbox.lua");
 
 impl Sandbox {
     /// Builds the module tables and the helpers in `lua`.
-    pub(crate) fn new(lua: &Lua) -> mlua::Result<Sandbox> {
+    pub(crate) fn new(lua: &Lua, config: &EngineConfig) -> mlua::Result<Sandbox> {
+        let limits = stdlib::Limits {
+            steps: config.pattern_step_limit,
+            max_len: config.process_memory_limit,
+        };
+        stdlib::install(lua, limits)?;
+        let setmetatable = bounds::install(lua)?;
+        modules::inbox::install(lua)?;
         let mods = lua.create_table()?;
         mods.raw_set("process", modules::process::module(lua)?)?;
         mods.raw_set("channel", modules::channel::module(lua)?)?;
         mods.raw_set("time", modules::time::module(lua)?)?;
         mods.raw_set("json", modules::json::module(lua)?)?;
         mods.raw_set("http", modules::http::module(lua)?)?;
+        mods.raw_set("pg", modules::pg::module(lua)?)?;
         let traceback = lua.create_function(|lua, err: LuaValue| {
             let text = match &err {
                 LuaValue::String(s) => s.to_string_lossy(),
@@ -158,10 +81,15 @@ impl Sandbox {
                 failure.or_else(|| actor.stop_requested().map(|_| "process stopped".to_owned()))
             }))
         })?;
-        let (make_meta, bootstrap): (Function, Function) = lua
-            .load(SETUP)
-            .set_name("=wsrelay-lua sandbox")
-            .call((mods, traceback, print, doomed))?;
+        let (make_meta, bootstrap): (Function, Function) =
+            lua.load(SETUP).set_name("=wsrelay-lua sandbox").call((
+                mods,
+                traceback,
+                print,
+                doomed.clone(),
+                setmetatable,
+                preempt::coroutine_library(lua, doomed)?,
+            ))?;
         Ok(Sandbox {
             make_meta,
             bootstrap,
@@ -183,12 +111,9 @@ impl Sandbox {
     }
 }
 
-/// A fresh environment for one process or call.
+/// A fresh environment for one process or call: `{_G = itself}` with the entry's metatable.
 pub(crate) fn new_env(lua: &Lua, meta: &Table) -> mlua::Result<Table> {
-    let env = lua.create_table_with_capacity(0, 1)?;
-    env.raw_set("_G", &env)?;
-    env.set_metatable(Some(meta.clone()))?;
-    Ok(env)
+    crate::raw::environment(lua, meta)
 }
 
 /// Wraps a chunk so each call runs its body with the `_ENV` it is given. The prefix sits on

@@ -1,27 +1,35 @@
-//! Worker threads: each owns one Lua state and runs many Lua processes as coroutines.
+//! Workers: one Lua state per shard, running many Lua processes as coroutines.
 //!
-//! A worker is an OS thread with a current-thread Tokio runtime and a `LocalSet`. Jobs arrive
-//! on a channel: *spawn* (a detached process: its `Context` and `ExitGuard`) and *call* (a
-//! function call with a reply channel). Each becomes a local task that resumes the actor's
-//! coroutine; when the coroutine blocks (`inbox:receive()`, `channel.select`, `time.sleep`)
-//! the task is pending and costs no thread. The instruction hook ([`crate::preempt`]) yields
-//! long-running coroutines so that the others get their turn.
+//! The engine runs on [`Shards`] (one thread per core, each a current-thread Tokio runtime and
+//! a `LocalSet`): the node's, so that a Lua process shares its thread with the connections
+//! that talk to it, or shards of its own. Each shard holds the engine's Lua state in a
+//! thread-local map. Jobs arrive as closures run on the shard: *spawn* (a detached process:
+//! its `Context` and `ExitGuard`) and *call* (a function call with a reply channel). Each
+//! becomes a local task that resumes the actor's coroutine; when the coroutine blocks
+//! (`inbox:receive()`, `channel.select`, `time.sleep`) the task is pending and costs no
+//! thread. The instruction hook ([`crate::preempt`]) yields long-running coroutines so that the
+//! others get their turn.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::fmt;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Table, Value as LuaValue};
-use tokio::sync::{mpsc, oneshot};
-use wsrelay_process::{Context, ExitGuard, ExitResult, Node, Value};
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+use wsrelay_process::{Context, ExitGuard, ExitResult, Node, Shards, Value};
 
-use crate::actor::{Actor, CallState, Outcome, ProcState, Scoped};
+use crate::actor::{Actor, CallState, ProcState};
 use crate::config::EngineConfig;
-use crate::convert::{to_lua, to_value};
+use crate::convert::{to_lua, to_value, ConvertError, ValueLimit};
+use crate::dispatch::Busy;
 use crate::error::{method_not_found, LuaError};
 use crate::http_types::{HttpRequest, HttpResponse};
+use crate::resume::{Outcome, Resumes, Scoped};
 use crate::sandbox::{new_env, wrap_source, Sandbox};
 
 /// A registered entry: its source and how to start it.
@@ -61,106 +69,147 @@ pub(crate) enum Job {
     },
 }
 
-/// The handle of a worker thread.
-#[derive(Debug)]
-pub(crate) struct Worker {
-    tx: mpsc::UnboundedSender<Job>,
-}
-
-impl Worker {
-    /// Starts a worker thread and waits until its Lua state is ready.
-    pub(crate) fn start(index: usize, config: EngineConfig) -> Result<Worker, LuaError> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name(format!("wsrelay-lua-{index}"))
-            .spawn(move || run(config, rx, ready_tx))
-            .map_err(|e| LuaError::Init(e.to_string()))?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Worker { tx }),
-            Ok(Err(e)) => Err(LuaError::Init(e)),
-            Err(_) => Err(LuaError::Init("worker thread exited".to_owned())),
-        }
-    }
-
-    /// Hands `job` to the worker; gives it back if the worker has stopped.
-    pub(crate) fn send(&self, job: Job) -> Result<(), Box<Job>> {
-        self.tx.send(job).map_err(|e| Box::new(e.0))
-    }
-}
-
-fn run(
+/// The engine's Lua states, one per shard: created on each shard's thread when the engine
+/// starts, and found there again through a thread-local map keyed by engine.
+pub(crate) struct Workers {
+    engine: u64,
+    shards: Shards,
+    /// Whether the engine started these shards itself (they stop with it); otherwise they are
+    /// the node's and the engine only removes what it put on them.
+    owned: bool,
     config: EngineConfig,
-    mut rx: mpsc::UnboundedReceiver<Job>,
-    ready: std::sync::mpsc::Sender<Result<(), String>>,
-) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            let _ = ready.send(Err(e.to_string()));
-            return;
+    busy: Vec<Arc<Busy>>,
+}
+
+static NEXT_ENGINE: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The Lua states of the engines that run on this shard.
+    static STATES: RefCell<HashMap<u64, Rc<WorkerState>>> = RefCell::new(HashMap::new());
+}
+
+impl fmt::Debug for Workers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workers")
+            .field("engine", &self.engine)
+            .field("shards", &self.shards.len())
+            .finish()
+    }
+}
+
+impl Workers {
+    /// Creates a Lua state on every shard of `shards` (or of shards of its own, when `None`)
+    /// and waits until they are ready; each shard marks its resumes on its entry of `busy`.
+    pub(crate) fn start(
+        config: EngineConfig,
+        shards: Option<Shards>,
+        busy: Vec<Arc<Busy>>,
+    ) -> Result<Workers, LuaError> {
+        let (shards, owned) = match shards {
+            Some(shards) => (shards, false),
+            None => (
+                Shards::start(config.worker_count(), "wsrelay-lua")
+                    .map_err(|e| LuaError::Init(e.to_string()))?,
+                true,
+            ),
+        };
+        let workers = Workers {
+            engine: NEXT_ENGINE.fetch_add(1, Ordering::Relaxed),
+            shards,
+            owned,
+            config,
+            busy,
+        };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        for index in 0..workers.shards.len() {
+            let (engine, config, busy) = (
+                workers.engine,
+                workers.config.clone(),
+                workers.busy[index % workers.busy.len()].clone(),
+            );
+            let ready = ready_tx.clone();
+            workers.shards.run_on(index, move || {
+                let created = WorkerState::new(config, busy).map_err(|e| e.to_string());
+                let _ = ready.send(created.map(|state| {
+                    STATES.with(|states| states.borrow_mut().insert(engine, Rc::new(state)));
+                }));
+            });
         }
-    };
-    let state = match WorkerState::new(config) {
-        Ok(s) => Rc::new(s),
-        Err(e) => {
-            let _ = ready.send(Err(e.to_string()));
-            return;
-        }
-    };
-    let _ = ready.send(Ok(()));
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async {
-        while let Some(job) = rx.recv().await {
-            let state = state.clone();
-            match job {
-                Job::Spawn {
-                    proto,
-                    ctx,
-                    guard,
-                    args,
-                } => {
-                    tokio::task::spawn_local(async move {
-                        let result = state.run_process(&proto, ctx, args).await;
-                        guard.exit(result);
-                    });
-                }
-                Job::Call {
-                    proto,
-                    node,
-                    request,
-                    args,
-                    reply,
-                } => {
-                    tokio::task::spawn_local(async move {
-                        state.run_call(proto, node, request, args, reply).await;
-                    });
-                }
+        drop(ready_tx);
+        for _ in 0..workers.shards.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(LuaError::Init(e)),
+                Err(_) => return Err(LuaError::Init("a shard stopped".to_owned())),
             }
         }
-    });
-    // Dropping the LocalSet drops the remaining processes: their guards end them.
-    drop(local);
+        Ok(workers)
+    }
+
+    /// The shards the states live on.
+    pub(crate) fn shards(&self) -> &Shards {
+        &self.shards
+    }
+
+    /// Starts `job` on shard `index` as a local task of the engine's state there.
+    pub(crate) fn send(&self, index: usize, job: Job) -> Result<(), LuaError> {
+        let engine = self.engine;
+        let sent = self.shards.run_on(index, move || {
+            match STATES.with(|states| states.borrow().get(&engine).cloned()) {
+                Some(state) => state.start_job(job),
+                // The engine is going away on this shard: dropping the job ends its process
+                // (the guard) or its call (the reply).
+                None => drop(job),
+            }
+        });
+        if sent {
+            Ok(())
+        } else {
+            Err(LuaError::Stopped)
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        if self.owned {
+            // Dropping the shards stops their threads and every task on them.
+            return;
+        }
+        let engine = self.engine;
+        for index in 0..self.shards.len() {
+            self.shards.run_on(index, move || {
+                if let Some(state) = STATES.with(|states| states.borrow_mut().remove(&engine)) {
+                    state.abort_all();
+                }
+            });
+        }
+    }
 }
 
 /// One compiled entry in this worker's state.
 struct EntryCache {
     factory: Function,
     meta: Table,
+    /// The method name and the entry id as Lua strings, made once (every start passes them).
+    method: mlua::LuaString,
+    entry: mlua::LuaString,
 }
 
 struct WorkerState {
     lua: Lua,
+    resumes: Resumes,
     sandbox: Sandbox,
     entries: RefCell<HashMap<u64, Rc<EntryCache>>>,
     config: EngineConfig,
+    /// The engine's running tasks on this shard, to end them if the engine goes away while
+    /// the shard lives on.
+    tasks: RefCell<HashMap<u64, AbortHandle>>,
+    next_task: Cell<u64>,
 }
 
 impl WorkerState {
-    fn new(config: EngineConfig) -> mlua::Result<WorkerState> {
+    fn new(config: EngineConfig, busy: Arc<Busy>) -> mlua::Result<WorkerState> {
         let libs = StdLib::TABLE
             | StdLib::STRING
             | StdLib::MATH
@@ -168,15 +217,74 @@ impl WorkerState {
             | StdLib::COROUTINE
             | StdLib::OS;
         let lua = Lua::new_with(libs, LuaOptions::new())?;
-        let sandbox = Sandbox::new(&lua)?;
+        let sandbox = Sandbox::new(&lua, &config)?;
         crate::preempt::install(&lua, &config)?;
         lua.set_memory_limit(config.worker_memory_limit)?;
+        // Generational collection: nearly everything a relayed message allocates (its table,
+        // the payload the process builds to answer) dies young; the incremental collector
+        // kept re-marking the long-lived processes and modules to free it.
+        lua.gc_set_mode(mlua::state::GcMode::Generational(
+            mlua::state::GcGenParams::default(),
+        ));
+        lua.set_app_data(ValueLimit(config.max_value_size));
+        crate::modules::channel::set_max_values(config.max_channel_values);
+        // Between resumes the state's own limit holds (see `raw::leave`).
+        crate::raw::leave(config.worker_memory_limit);
+        let resumes = Resumes {
+            lua: lua.clone(),
+            process_memory_limit: config.process_memory_limit,
+            worker_memory_limit: config.worker_memory_limit,
+            value_limit: config.max_value_size,
+            busy,
+        };
         Ok(WorkerState {
             lua,
+            resumes,
             sandbox,
             entries: RefCell::new(HashMap::new()),
             config,
+            tasks: RefCell::new(HashMap::new()),
+            next_task: Cell::new(0),
         })
+    }
+
+    /// Runs `job` as a local task of this shard.
+    fn start_job(self: Rc<Self>, job: Job) {
+        let key = self.next_task.get();
+        self.next_task.set(key + 1);
+        let state = self.clone();
+        let task = async move {
+            match job {
+                Job::Spawn {
+                    proto,
+                    ctx,
+                    guard,
+                    args,
+                } => {
+                    let result = state.run_process(&proto, ctx, args).await;
+                    guard.exit(result);
+                }
+                Job::Call {
+                    proto,
+                    node,
+                    request,
+                    args,
+                    reply,
+                } => state.run_call(proto, node, request, args, reply).await,
+            }
+            state.tasks.borrow_mut().remove(&key);
+        };
+        let handle = tokio::task::spawn_local(task);
+        if !handle.is_finished() {
+            self.tasks.borrow_mut().insert(key, handle.abort_handle());
+        }
+    }
+
+    /// Ends every task of the engine on this shard (their guards report the exits).
+    fn abort_all(&self) {
+        for (_, task) in self.tasks.borrow_mut().drain() {
+            task.abort();
+        }
     }
 
     fn entry(&self, proto: &Proto) -> Result<Rc<EntryCache>, String> {
@@ -193,7 +301,19 @@ impl WorkerState {
             .sandbox
             .entry_meta(&self.lua, &proto.entry, &proto.modules)
             .map_err(|e| e.to_string())?;
-        let cache = Rc::new(EntryCache { factory, meta });
+        let strings = (
+            self.lua.create_string(&proto.method),
+            self.lua.create_string(&*proto.entry),
+        );
+        let (Ok(method), Ok(entry)) = strings else {
+            return Err("out of memory preparing the entry".to_owned());
+        };
+        let cache = Rc::new(EntryCache {
+            factory,
+            meta,
+            method,
+            entry,
+        });
         self.entries.borrow_mut().insert(proto.id, cache.clone());
         Ok(cache)
     }
@@ -214,8 +334,8 @@ impl WorkerState {
             let mut call_args = MultiValue::with_capacity(4 + args.len());
             call_args.push_back(LuaValue::Function(entry.factory.clone()));
             call_args.push_back(LuaValue::Table(env));
-            call_args.push_back(LuaValue::String(lua.create_string(&proto.method)?));
-            call_args.push_back(LuaValue::String(lua.create_string(&*proto.entry)?));
+            call_args.push_back(LuaValue::String(entry.method.clone()));
+            call_args.push_back(LuaValue::String(entry.entry.clone()));
             for arg in args {
                 call_args.push_back(to_lua(lua, arg)?);
             }
@@ -235,7 +355,7 @@ impl WorkerState {
             }
         };
         drop(args);
-        let scoped = Scoped::new(actor, self.lua.clone(), thread);
+        let scoped = Scoped::new(actor, self.resumes.clone(), thread);
         let outcome = tokio::select! {
             // A stop request wins over everything: a terminated process runs no further step.
             biased;
@@ -243,7 +363,7 @@ impl WorkerState {
             outcome = scoped => outcome,
         };
         let result = match outcome {
-            Outcome::Done(Ok(results)) => match interpret(proto, results) {
+            Outcome::Done(Ok(results)) => match interpret(&self.lua, proto, results) {
                 Ok(value) => ExitResult::normal(value),
                 Err(e) => ExitResult::error(e.to_string()),
             },
@@ -265,12 +385,7 @@ impl WorkerState {
         args: Vec<Value>,
         mut reply: oneshot::Sender<Result<CallOutput, LuaError>>,
     ) {
-        let state = Rc::new(CallState {
-            node,
-            request,
-            response: RefCell::new(HttpResponse::default()),
-            slice: Default::default(),
-        });
+        let state = Rc::new(CallState::new(node, request));
         let actor = Actor::Call(state.clone());
         let thread = match self.start(&proto, &actor, &args) {
             Ok(t) => t,
@@ -285,7 +400,7 @@ impl WorkerState {
             }
         };
         let timeout: Duration = self.config.call_timeout;
-        let scoped = Scoped::new(actor, self.lua.clone(), thread);
+        let scoped = Scoped::new(actor, self.resumes.clone(), thread);
         let outcome = tokio::select! {
             biased;
             // The caller gave up: stop the call.
@@ -297,10 +412,12 @@ impl WorkerState {
                 entry: proto.entry.to_string(),
                 after: timeout,
             }),
-            Ok(Outcome::Done(Ok(results))) => interpret(&proto, results).map(|value| CallOutput {
-                response: state.response.borrow().clone(),
-                value,
-            }),
+            Ok(Outcome::Done(Ok(results))) => {
+                interpret(&self.lua, &proto, results).map(|value| CallOutput {
+                    response: state.take_response(),
+                    value,
+                })
+            }
             Ok(Outcome::Done(Err(e))) => Err(LuaError::Runtime {
                 entry: proto.entry.to_string(),
                 message: e.to_string(),
@@ -320,12 +437,21 @@ impl WorkerState {
 }
 
 /// Reads what the bootstrap returned: `true, results...` or `false, err[, "method"]`.
-fn interpret(proto: &Proto, results: MultiValue) -> Result<Value, LuaError> {
+fn interpret(lua: &Lua, proto: &Proto, results: MultiValue) -> Result<Value, LuaError> {
     let mut results = results.into_iter();
     match results.next() {
         Some(LuaValue::Boolean(true)) => {
             let first = results.next().unwrap_or(LuaValue::Nil);
-            Ok(to_value(&first).unwrap_or(Value::Null))
+            // A value of a type with no payload form (a function) is returned as null; one too
+            // big to convert fails the call, as it would fail a send.
+            match to_value(lua, &first) {
+                Ok(value) => Ok(value),
+                Err(ConvertError::Unsupported(_)) => Ok(Value::Null),
+                Err(e @ ConvertError::TooBig(_)) => Err(LuaError::Runtime {
+                    entry: proto.entry.to_string(),
+                    message: format!("return value: {e}"),
+                }),
+            }
         }
         _ => {
             let err = results.next().unwrap_or(LuaValue::Nil);

@@ -188,3 +188,30 @@ async fn sleeping_processes_do_not_block_each_other() {
     }
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn time_durations_use_the_config_grammar_and_numbers_are_milliseconds() {
+    let (_node, engine) = setup();
+    let v = eval(
+        &engine,
+        r#"
+        local time = require("time")
+        local ok0 = time.sleep("0s")
+        local okn = time.sleep(0)
+        local bad, err = time.sleep("0")
+        local ok2 = time.sleep("1.5ms")
+        return { ok0, okn, bad == nil, err, ok2 }
+        "#,
+    )
+    .await;
+    let Value::Array(items) = v else { panic!() };
+    assert_eq!(items[0], Value::Bool(true));
+    assert_eq!(items[1], Value::Bool(true));
+    assert_eq!(items[2], Value::Bool(true));
+    assert!(
+        items[3].as_str().unwrap().contains("missing unit"),
+        "{:?}",
+        items[3]
+    );
+    assert_eq!(items[4], Value::Bool(true));
+}

@@ -7,17 +7,6 @@ use support::*;
 use wsrelay_lua::EngineConfig;
 use wsrelay_process::{Event, Value};
 
-const ECHO: &str = r#"
-local function main()
-    local inbox = process.inbox()
-    while true do
-        local msg = inbox:receive()
-        process.send(msg:from(), "echo", msg:payload():data())
-    end
-end
-return { main = main }
-"#;
-
 #[tokio::test(flavor = "multi_thread")]
 async fn runaway_loop_is_preempted_and_others_keep_running() {
     // One worker: the loop and the echo share a Lua state and a thread.
@@ -304,4 +293,34 @@ async fn lua_error_propagates_over_links_to_rust() {
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_process_does_not_hold_back_messages_to_its_worker_neighbours() {
+    // Long slices make the scheduling visible: a preempted task polled again before the
+    // tasks woken from other threads (the LocalSet looks at those every 31 polls) would delay
+    // each echo by about 31 slices, 9 s here; it waits one turn instead, a slice or two.
+    let (node, engine) = setup_with(EngineConfig {
+        workers: 1,
+        time_slice: Duration::from_millis(300),
+        cpu_budget: None,
+        ..EngineConfig::default()
+    });
+    let spin = register(&engine, "return function() while true do end end", "", &[]);
+    let echo = register(&engine, ECHO, "main", &[]);
+    let (me, _g) = rust_process(&node);
+    let echo = spawn_monitored(&me, &echo, vec![]);
+    me.send(&echo, "ping", 0).unwrap();
+    assert_eq!(recv(&me).await.payload(), &Value::Int(0));
+    let spinner = spawn_monitored(&me, &spin, vec![]);
+    for i in 1..4 {
+        let sent = std::time::Instant::now();
+        me.send(&echo, "ping", i).unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), me.recv())
+            .await
+            .expect("the echo waited behind the busy process");
+        assert_eq!(reply.payload(), &Value::Int(i));
+        eprintln!("echo beside a busy process: {:?}", sent.elapsed());
+    }
+    node.terminate(&spinner).unwrap();
 }

@@ -1,5 +1,5 @@
-//! The `channel` module: Go-style channels, and `channel.select` over channels, the process
-//! inbox, its events and `time.after` timers.
+//! The `channel` module: Go-style channels (`channel.new(n)`, `time.after(d)` timers) and
+//! `channel.select` (the loop is in [`super::select`]).
 //!
 //! Channels live in one worker's Lua state and hold Lua values as they are (no copy). A channel
 //! of capacity `n` buffers `n` values; a sender beyond that waits until its value is taken
@@ -10,19 +10,51 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 
-use mlua::{
-    AnyUserData, Lua, MultiValue, Table, UserData, UserDataMethods, UserDataRef, Value as LuaValue,
-};
+use mlua::{AnyUserData, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue};
 use tokio::time::Instant;
 
-use super::process::{event_table, Events, Inbox, MessageObj};
-use super::time::time_value;
-use crate::actor::current_process;
+use super::case::{Case, CaseKind, Op, Taken};
+use super::clock::time_value;
+use super::select::select;
 use crate::signal::{Changed, Signal};
+
+thread_local! {
+    /// The values the channels of this worker hold (a worker's channels live on its thread),
+    /// and the most they may hold (`EngineConfig::max_channel_values`). The values are Lua
+    /// values, but the queues holding them are Rust memory, outside the Lua limits: without
+    /// this bound `channel.new(math.maxinteger)` and a send loop would grow one until the
+    /// server runs out of memory.
+    static BUFFERED: Cell<(usize, usize)> = const { Cell::new((0, usize::MAX)) };
+}
+
+/// Sets the bound of this worker's channels (at worker start).
+pub(crate) fn set_max_values(max: usize) {
+    BUFFERED.with(|b| b.set((b.get().0, max)));
+}
+
+/// Counts one more held value, if the worker's bound allows it.
+fn reserve_slot() -> Result<(), String> {
+    BUFFERED.with(|b| {
+        let (held, max) = b.get();
+        if held >= max {
+            return Err(format!(
+                "the channels of this worker hold {max} values already (max_channel_values)"
+            ));
+        }
+        b.set((held + 1, max));
+        Ok(())
+    })
+}
+
+/// `n` held values were taken or dropped.
+fn release_slots(n: usize) {
+    BUFFERED.with(|b| {
+        let (held, max) = b.get();
+        b.set((held.saturating_sub(n), max));
+    });
+}
 
 /// The shared state of a channel.
 pub(crate) struct ChanInner {
@@ -78,6 +110,7 @@ impl Chan {
         }
         let item = inner.queue.borrow_mut().pop_front();
         if let Some((_, value)) = item {
+            release_slots(1);
             inner.consumed.set(inner.consumed.get() + 1);
             inner.signal.notify();
             return Ok(Some((value, true)));
@@ -95,23 +128,24 @@ impl Chan {
             return Err("send on a closed channel".to_owned());
         }
         if inner.queue.borrow().len() < inner.capacity + inner.receivers_waiting.get() {
-            self.push(value.clone());
-            return Ok(true);
+            // Over the worker's bound the case is not ready (it waits, as a full channel).
+            return Ok(self.push(value.clone()).is_ok());
         }
         Ok(false)
     }
 
-    fn push(&self, value: LuaValue) -> u64 {
+    fn push(&self, value: LuaValue) -> Result<u64, String> {
+        reserve_slot()?;
         let inner = &self.0;
         let ticket = inner.next_ticket.get();
         inner.next_ticket.set(ticket + 1);
         inner.queue.borrow_mut().push_back((ticket, value));
         inner.signal.notify();
-        ticket
+        Ok(ticket)
     }
 
     /// A future that completes when the channel may have changed (or its timer is due).
-    fn changed(&self) -> Pin<Box<dyn Future<Output = ()>>> {
+    fn changed(&self) -> super::case::Changed {
         let changed = Changed::new(self.0.clone(), |c: &ChanInner| &c.signal);
         match self.0.deadline {
             Some(deadline) if !self.0.fired.get() => Box::pin(async move {
@@ -128,7 +162,7 @@ impl Chan {
         if self.0.closed.get() {
             return Err("send on a closed channel".to_owned());
         }
-        let ticket = self.push(value);
+        let ticket = self.push(value)?;
         loop {
             let changed = self.changed();
             if ticket < self.0.consumed.get() + self.0.capacity as u64 {
@@ -164,6 +198,12 @@ impl Chan {
     }
 }
 
+impl Drop for ChanInner {
+    fn drop(&mut self) {
+        release_slots(self.queue.get_mut().len());
+    }
+}
+
 struct WaitingGuard(Rc<ChanInner>);
 
 impl Drop for WaitingGuard {
@@ -188,140 +228,31 @@ impl UserData for Chan {
             Ok(true)
         });
         methods.add_function("case_receive", |_, ud: AnyUserData| {
-            Case::new(ud, Source::Chan, Op::Receive)
+            Case::new::<Chan>(ud, Op::Receive, &CHAN_CASE)
         });
         methods.add_function("case_send", |_, (ud, value): (AnyUserData, LuaValue)| {
-            Case::new(ud, Source::Chan, Op::Send(value))
+            Case::new::<Chan>(ud, Op::Send(value), &CHAN_CASE)
         });
     }
 }
 
-// ===== select =====
-
-/// What a case reads from or writes to.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Source {
-    Chan,
-    Inbox,
-    Events,
-}
-
-enum Op {
-    Receive,
-    Send(LuaValue),
-}
-
-/// One case of `channel.select` (`ch:case_receive()`, `ch:case_send(v)`,
-/// `inbox:case_receive()`, `events:case_receive()`).
-pub(crate) struct Case {
-    object: AnyUserData,
-    source: Source,
-    op: Op,
-}
-
-impl Case {
-    pub(crate) fn new_receive(object: AnyUserData, source: Source) -> mlua::Result<Case> {
-        Case::new(object, source, Op::Receive)
-    }
-
-    fn new(object: AnyUserData, source: Source, op: Op) -> mlua::Result<Case> {
-        let valid = match source {
-            Source::Chan => object.is::<Chan>(),
-            Source::Inbox => object.is::<Inbox>(),
-            Source::Events => object.is::<Events>(),
+/// Channels in `channel.select`: a send case is ready when a buffer slot or a waiting receiver
+/// takes the value, and reports `ok = false` on a closed channel.
+static CHAN_CASE: CaseKind = CaseKind {
+    try_take: |lua, object, op| {
+        let chan = object.borrow::<Chan>()?.clone();
+        let taken: Taken = match op {
+            Op::Receive => chan.try_receive(lua)?,
+            Op::Send(value) => match chan.try_send_now(value) {
+                Ok(true) => Some((LuaValue::Nil, true)),
+                Ok(false) => None,
+                Err(_) => Some((LuaValue::Nil, false)),
+            },
         };
-        if !valid {
-            return Err(mlua::Error::runtime("case: expected a channel object"));
-        }
-        Ok(Case { object, source, op })
-    }
-}
-
-impl UserData for Case {}
-
-/// Tries one case; `Some((value, ok))` if it was ready.
-fn try_case(lua: &Lua, case: &Case) -> mlua::Result<Option<(LuaValue, bool)>> {
-    match (case.source, &case.op) {
-        (Source::Chan, op) => {
-            let chan = case.object.borrow::<Chan>()?.clone();
-            match op {
-                Op::Receive => chan.try_receive(lua),
-                Op::Send(value) => match chan.try_send_now(value) {
-                    Ok(true) => Ok(Some((LuaValue::Nil, true))),
-                    Ok(false) => Ok(None),
-                    Err(_) => Ok(Some((LuaValue::Nil, false))),
-                },
-            }
-        }
-        (Source::Inbox, _) => {
-            let process = current_process().map_err(mlua::Error::runtime)?;
-            match process.ctx.try_recv() {
-                Some(msg) => Ok(Some((
-                    LuaValue::UserData(lua.create_userdata(MessageObj::new(msg))?),
-                    true,
-                ))),
-                None => Ok(None),
-            }
-        }
-        (Source::Events, _) => {
-            let process = current_process().map_err(mlua::Error::runtime)?;
-            match process.ctx.try_next_event() {
-                Some(event) => Ok(Some((LuaValue::Table(event_table(lua, &event)?), true))),
-                None => Ok(None),
-            }
-        }
-    }
-}
-
-async fn select(lua: Lua, cases: Table) -> mlua::Result<Table> {
-    let mut list = Vec::new();
-    for value in cases.sequence_values::<LuaValue>() {
-        match value? {
-            LuaValue::UserData(ud) if ud.is::<Case>() => list.push(ud),
-            other => {
-                return Err(mlua::Error::runtime(format!(
-                    "channel.select: expected cases (ch:case_receive(), ch:case_send(v)), got {}",
-                    other.type_name()
-                )))
-            }
-        }
-    }
-    if list.is_empty() {
-        return Err(mlua::Error::runtime("channel.select: no cases given"));
-    }
-    let cases: Vec<UserDataRef<Case>> = list
-        .iter()
-        .map(|ud| ud.borrow::<Case>())
-        .collect::<mlua::Result<_>>()?;
-    let needs_process = cases.iter().any(|c| c.source != Source::Chan);
-    let ctx = if needs_process {
-        Some(current_process().map_err(mlua::Error::runtime)?.ctx.clone())
-    } else {
-        None
-    };
-    loop {
-        let mut waits: Vec<Pin<Box<dyn Future<Output = ()>>>> = Vec::with_capacity(cases.len());
-        for case in &cases {
-            if case.source == Source::Chan {
-                waits.push(case.object.borrow::<Chan>()?.changed());
-            }
-        }
-        if let Some(ctx) = &ctx {
-            let ctx = ctx.clone();
-            waits.push(Box::pin(async move { ctx.changed().await }));
-        }
-        for case in &cases {
-            if let Some((value, ok)) = try_case(&lua, case)? {
-                let result = lua.create_table_with_capacity(0, 3)?;
-                result.raw_set("channel", case.object.clone())?;
-                result.raw_set("value", value)?;
-                result.raw_set("ok", ok)?;
-                return Ok(result);
-            }
-        }
-        futures_util::future::select_all(waits).await;
-    }
-}
+        Ok(taken)
+    },
+    changed: |object| Ok(object.borrow::<Chan>()?.changed()),
+};
 
 /// Builds the `channel` module table.
 pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {

@@ -5,12 +5,12 @@
 
 use std::rc::Rc;
 
-use bytes::{BufMut, BytesMut};
 use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue};
 
 use super::json::encode;
 use super::{fail, ok_true, string_arg, Ret};
 use crate::actor::{current, Actor, CallState};
+use crate::convert;
 
 /// The request of the running handler.
 pub(crate) struct Request(Rc<CallState>);
@@ -58,7 +58,7 @@ impl UserData for Request {
 
 impl UserData for Response {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        fn set_header(this: &Response, args: MultiValue) -> mlua::Result<Ret> {
+        fn set_header(lua: &Lua, this: &Response, args: MultiValue) -> mlua::Result<Ret> {
             let args = args.into_vec();
             let name = match string_arg(&args, 0, "header name") {
                 Ok(n) => n,
@@ -76,20 +76,26 @@ impl UserData for Response {
             if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
                 return fail(format!("invalid value for header {name:?}"));
             }
+            if let Err(e) = fits(lua, this, name.len() + value.len()) {
+                return fail(e);
+            }
             this.0.response.borrow_mut().set_header(&name, &value);
             ok_true()
         }
-        fn write(this: &Response, bytes: &[u8]) {
-            let mut res = this.0.response.borrow_mut();
-            let mut body = BytesMut::from(&res.body[..]);
-            body.put_slice(bytes);
-            res.body = body.freeze();
-            res.body_written = true;
+        fn write(lua: &Lua, this: &Response, bytes: &[u8]) -> mlua::Result<Ret> {
+            if let Err(e) = fits(lua, this, bytes.len()) {
+                return fail(e);
+            }
+            this.0.body.borrow_mut().extend_from_slice(bytes);
+            this.0.response.borrow_mut().body_written = true;
+            ok_true()
         }
-        methods.add_method("set_header", |_, this, args: MultiValue| {
-            set_header(this, args)
+        methods.add_method("set_header", |lua, this, args: MultiValue| {
+            set_header(lua, this, args)
         });
-        methods.add_method("header", |_, this, args: MultiValue| set_header(this, args));
+        methods.add_method("header", |lua, this, args: MultiValue| {
+            set_header(lua, this, args)
+        });
         methods.add_method("set_content_type", |_, this, ct: String| {
             this.0.response.borrow_mut().set_header("Content-Type", &ct);
             Ok(true)
@@ -110,20 +116,22 @@ impl UserData for Response {
                 ok_true()
             },
         );
-        methods.add_method("write", |_, this, args: MultiValue| -> mlua::Result<Ret> {
-            match args.front() {
-                Some(LuaValue::String(s)) => write(this, &s.as_bytes()),
-                Some(v @ (LuaValue::Integer(_) | LuaValue::Number(_))) => {
-                    write(this, v.to_string()?.as_bytes())
+        methods.add_method(
+            "write",
+            |lua, this, args: MultiValue| -> mlua::Result<Ret> {
+                match args.front() {
+                    Some(LuaValue::String(s)) => write(lua, this, &s.as_bytes()),
+                    Some(v @ (LuaValue::Integer(_) | LuaValue::Number(_))) => {
+                        write(lua, this, v.to_string()?.as_bytes())
+                    }
+                    _ => fail("write: expected a string"),
                 }
-                _ => return fail("write: expected a string"),
-            }
-            ok_true()
-        });
+            },
+        );
         methods.add_method(
             "write_json",
-            |_, this, args: MultiValue| -> mlua::Result<Ret> {
-                let text = match encode(args.front().unwrap_or(&LuaValue::Nil)) {
+            |lua, this, args: MultiValue| -> mlua::Result<Ret> {
+                let text = match encode(lua, args.front().unwrap_or(&LuaValue::Nil)) {
                     Ok(t) => t,
                     Err(e) => return fail(format!("write_json: {e}")),
                 };
@@ -133,11 +141,22 @@ impl UserData for Response {
                         .borrow_mut()
                         .set_header("Content-Type", "application/json");
                 }
-                write(this, text.as_bytes());
-                ok_true()
+                write(lua, this, text.as_bytes())
             },
         );
     }
+}
+
+/// Whether `more` bytes still fit in the response: headers and body together are bounded by
+/// `max_value_size`, as every value Lua hands to Rust.
+fn fits(lua: &Lua, this: &Response, more: usize) -> Result<(), String> {
+    let limit = convert::limit(lua);
+    if this.0.response_size().saturating_add(more) > limit {
+        return Err(format!(
+            "response too large: over {limit} bytes of headers and body (max_value_size)"
+        ));
+    }
+    Ok(())
 }
 
 fn http_call() -> Result<Rc<CallState>, String> {

@@ -12,48 +12,7 @@ use mlua::{Lua, MultiValue, Table, Value as LuaValue};
 use serde_json::Value as Json;
 
 use super::{fail, Ret};
-use crate::convert::{array_len, key_text};
-
-const MAX_DEPTH: usize = 100;
-
-/// Converts a Lua value to JSON.
-pub(crate) fn to_json(value: &LuaValue) -> Result<Json, String> {
-    to_json_at(value, 0)
-}
-
-fn to_json_at(value: &LuaValue, depth: usize) -> Result<Json, String> {
-    Ok(match value {
-        LuaValue::Nil => Json::Null,
-        LuaValue::Boolean(b) => Json::Bool(*b),
-        LuaValue::Integer(i) => Json::from(*i),
-        LuaValue::Number(n) => serde_json::Number::from_f64(*n)
-            .map(Json::Number)
-            .ok_or_else(|| format!("cannot encode {n} as JSON"))?,
-        LuaValue::String(s) => Json::String(String::from_utf8_lossy(&s.as_bytes()).into_owned()),
-        LuaValue::Table(t) => {
-            if depth >= MAX_DEPTH {
-                return Err("table nested too deeply (or contains a cycle)".to_owned());
-            }
-            if let Some(n) = array_len(t) {
-                let mut items = Vec::with_capacity(n);
-                for i in 1..=n {
-                    let v: LuaValue = t.raw_get(i).map_err(|e| e.to_string())?;
-                    items.push(to_json_at(&v, depth + 1)?);
-                }
-                Json::Array(items)
-            } else {
-                let mut map = serde_json::Map::new();
-                for pair in t.pairs::<LuaValue, LuaValue>() {
-                    let (k, v) = pair.map_err(|e| e.to_string())?;
-                    map.insert(key_text(&k)?, to_json_at(&v, depth + 1)?);
-                }
-                Json::Object(map)
-            }
-        }
-        LuaValue::LightUserData(_) if value.is_null() => Json::Null,
-        other => return Err(format!("cannot encode a {} as JSON", other.type_name())),
-    })
-}
+use crate::convert::{self, to_json};
 
 /// Converts JSON to a fresh Lua value.
 pub(crate) fn from_json(lua: &Lua, json: &Json) -> mlua::Result<LuaValue> {
@@ -82,9 +41,9 @@ pub(crate) fn from_json(lua: &Lua, json: &Json) -> mlua::Result<LuaValue> {
     })
 }
 
-/// Encodes a Lua value as JSON text.
-pub(crate) fn encode(value: &LuaValue) -> Result<String, String> {
-    let json = to_json(value)?;
+/// Encodes a Lua value as JSON text (within the conversion budget, see [`crate::convert`]).
+pub(crate) fn encode(lua: &Lua, value: &LuaValue) -> Result<String, String> {
+    let json = to_json(lua, value).map_err(|e| e.to_string())?;
     serde_json::to_string(&json).map_err(|e| e.to_string())
 }
 
@@ -94,7 +53,7 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
     m.raw_set(
         "encode",
         lua.create_function(|lua, args: MultiValue| -> mlua::Result<Ret> {
-            match encode(args.front().unwrap_or(&LuaValue::Nil)) {
+            match encode(lua, args.front().unwrap_or(&LuaValue::Nil)) {
                 Ok(text) => Ok((LuaValue::String(lua.create_string(text)?), None)),
                 Err(e) => fail(format!("json.encode: {e}")),
             }
@@ -107,6 +66,13 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
                 let got = args.front().map_or("nothing", |v| v.type_name());
                 return fail(format!("json.decode: expected a string, got {got}"));
             };
+            let limit = convert::limit(lua);
+            if text.as_bytes().len() > limit {
+                // The parsed form is Rust memory, a few times the text: bounded as a value.
+                return fail(format!(
+                    "json.decode: text over {limit} bytes (max_value_size)"
+                ));
+            }
             match serde_json::from_slice::<Json>(&text.as_bytes()) {
                 Ok(json) => Ok((from_json(lua, &json)?, None)),
                 Err(e) => fail(format!("json.decode: {e}")),

@@ -3,116 +3,23 @@
 //! PIDs are plain strings everywhere. Inside a `function.lua` call (an HTTP handler) there is
 //! no current process: `spawn` and `send` work (the message has no sender), while functions
 //! that need one (`pid`, `inbox`, `monitor`, `spawn_linked`, ...) return `nil, err`.
+//!
+//! Bodies are written with `?`: a failure becomes `nil, err` for Lua (see [`super::reply`]).
 
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 
-use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue};
-use wsrelay_process::{
-    Context, Event, ExitResult, Message, Node, Pid, SendError, SpawnOptions, Value,
-};
+use mlua::{AnyUserData, Lua, MultiValue, Table, Value as LuaValue};
+use wsrelay_process::{Context, Message, Node, Pid, SendError, SpawnOptions, Value};
 
-use super::channel::{Case, Source};
-use super::{fail, ok_true, string_arg, Ret};
+use super::inbox::{Events, Inbox};
+use super::{function, string_arg, Fail, SoftErr};
 use crate::actor::{current, current_process, Actor, ProcState};
-use crate::convert::{to_lua, to_value};
+use crate::convert::to_values;
 
-/// The process inbox (`process.inbox()`).
-pub(crate) struct Inbox;
-
-/// The process events stream (`process.events()`).
-pub(crate) struct Events;
-
-/// A received message (`msg:topic()`, `msg:from()`, `msg:payload()`).
-pub(crate) struct MessageObj(Message);
-
-/// A message payload (`payload:data()`).
-pub(crate) struct Payload(Value);
-
-impl MessageObj {
-    pub(crate) fn new(msg: Message) -> MessageObj {
-        MessageObj(msg)
-    }
-}
-
-impl UserData for Inbox {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_async_method("receive", |lua, _this, ()| async move {
-            let process = current_process().map_err(mlua::Error::runtime)?;
-            let msg = process.ctx.recv().await;
-            Ok((lua.create_userdata(MessageObj(msg))?, true))
-        });
-        methods.add_function("case_receive", |_, ud: mlua::AnyUserData| {
-            Case::new_receive(ud, Source::Inbox)
-        });
-    }
-}
-
-impl UserData for Events {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_async_method("receive", |lua, _this, ()| async move {
-            let process = current_process().map_err(mlua::Error::runtime)?;
-            let event = process.ctx.next_event().await;
-            Ok((event_table(&lua, &event)?, true))
-        });
-        methods.add_function("case_receive", |_, ud: mlua::AnyUserData| {
-            Case::new_receive(ud, Source::Events)
-        });
-    }
-}
-
-impl UserData for MessageObj {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("topic", |_, this, ()| Ok(this.0.topic().to_owned()));
-        methods.add_method("from", |_, this, ()| {
-            Ok(this.0.from().map(|p| p.as_str().to_owned()))
-        });
-        methods.add_method("payload", |_, this, ()| {
-            Ok(Payload(this.0.payload().clone()))
-        });
-        methods.add_method("payloads", |lua, this, ()| {
-            let t = lua.create_table()?;
-            t.raw_push(Payload(this.0.payload().clone()))?;
-            for extra in this.0.extra() {
-                t.raw_push(Payload(extra.clone()))?;
-            }
-            Ok(t)
-        });
-    }
-}
-
-impl UserData for Payload {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("data", |lua, this, ()| to_lua(lua, &this.0));
-    }
-}
-
-/// The Lua form of an event: `{kind, from, result = {value, error}}`, or for a cancel
-/// `{kind = "pid.cancel", from, reason}`.
-pub(crate) fn event_table(lua: &Lua, event: &Event) -> mlua::Result<Table> {
-    let t = lua.create_table_with_capacity(0, 3)?;
-    t.raw_set("kind", event.kind())?;
-    if let Some(from) = event.from() {
-        t.raw_set("from", from.as_str())?;
-    }
-    match event {
-        Event::Exit { result, .. } | Event::LinkDown { result, .. } => {
-            t.raw_set("result", result_table(lua, result)?)?;
-        }
-        Event::Cancel { reason, .. } => t.raw_set("reason", to_lua(lua, reason)?)?,
-    }
-    Ok(t)
-}
-
-fn result_table(lua: &Lua, result: &ExitResult) -> mlua::Result<Table> {
-    let t = lua.create_table_with_capacity(0, 2)?;
-    t.raw_set("value", to_lua(lua, &result.value)?)?;
-    if let Some(error) = &result.error {
-        t.raw_set("error", &**error)?;
-    }
-    Ok(t)
-}
-
-// ===== functions =====
+/// The result of a function body.
+type Out = Result<LuaValue, Fail>;
 
 fn node_of(actor: &Option<Actor>) -> Result<Node, String> {
     actor
@@ -121,13 +28,26 @@ fn node_of(actor: &Option<Actor>) -> Result<Node, String> {
         .ok_or_else(|| "not running in a Lua process or function".to_owned())
 }
 
+/// The PID of the calling process, if a process (not a function call) is running.
+fn caller_pid(actor: &Option<Actor>) -> Option<Pid> {
+    match actor {
+        Some(Actor::Process(p)) => Some(p.ctx.pid().clone()),
+        _ => None,
+    }
+}
+
 /// Resolves a PID text or a registered name.
 fn resolve(node: &Node, dest: &str) -> Result<Pid, String> {
     node.resolve(dest).map_err(|e| e.to_string())
 }
 
-fn values(args: &[LuaValue]) -> Result<Vec<Value>, String> {
-    args.iter().map(to_value).collect()
+/// Converts Lua arguments to payloads, within one budget; errors are prefixed with `what`.
+fn values(lua: &Lua, args: &[LuaValue], what: &str) -> Result<Vec<Value>, Fail> {
+    to_values(lua, args).map_err(|e| Fail::Soft(format!("{what}: {e}")))
+}
+
+fn pid_value(lua: &Lua, pid: &Pid) -> Out {
+    Ok(LuaValue::String(lua.create_string(pid.as_str())?))
 }
 
 #[derive(Clone, Copy)]
@@ -137,22 +57,12 @@ enum SpawnKind {
     Linked,
 }
 
-fn spawn(lua: &Lua, kind: SpawnKind, args: MultiValue) -> mlua::Result<Ret> {
+fn spawn(lua: &Lua, kind: SpawnKind, args: MultiValue) -> Out {
     let args = args.into_vec();
-    let entry = match string_arg(&args, 0, "process id") {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let host = match string_arg(&args, 1, "host") {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let spawn_args = match values(&args[2..]) {
-        Ok(v) => v,
-        Err(e) => return fail(format!("spawn arguments: {e}")),
-    };
-    let actor = current();
-    let result = match (&actor, kind) {
+    let entry = string_arg(&args, 0, "process id")?;
+    let host = string_arg(&args, 1, "host")?;
+    let spawn_args = values(lua, args.get(2..).unwrap_or(&[]), "spawn arguments")?;
+    let pid = match (&current(), kind) {
         (Some(Actor::Process(p)), SpawnKind::Plain) => p.ctx.spawn_entry(&entry, &host, spawn_args),
         (Some(Actor::Process(p)), SpawnKind::Monitored) => {
             p.ctx.spawn_monitored(&entry, &host, spawn_args)
@@ -164,57 +74,59 @@ fn spawn(lua: &Lua, kind: SpawnKind, args: MultiValue) -> mlua::Result<Ret> {
             c.node
                 .spawn_entry(&entry, &host, SpawnOptions::new(), spawn_args)
         }
-        _ => return fail("not running in a process"),
-    };
-    match result {
-        Ok(pid) => Ok((LuaValue::String(lua.create_string(pid.as_str())?), None)),
-        Err(e) => fail(e),
+        _ => return Err("not running in a process".into()),
     }
+    .soft()?;
+    pid_value(lua, &pid)
 }
 
-fn send(args: MultiValue) -> mlua::Result<Ret> {
-    let args = args.into_vec();
-    let dest = match string_arg(&args, 0, "destination") {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let topic = match string_arg(&args, 1, "topic") {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let mut payloads = match values(args.get(2..).unwrap_or(&[])) {
-        Ok(v) => v,
-        Err(e) => return fail(format!("payload: {e}")),
-    };
+/// What `process.send(dest, topic, payloads...)` does once its arguments are read (by the C
+/// function [`crate::raw::send`]): the message goes from the calling process (none in a
+/// function call) to `dest`, a PID text or a registered name.
+pub(crate) fn deliver(dest: &str, topic: &str, mut payloads: Vec<Value>) -> Result<(), String> {
     let actor = current();
-    let node = match node_of(&actor) {
-        Ok(n) => n,
-        Err(e) => return fail(e),
-    };
-    let to = match resolve(&node, &dest) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
+    let node = node_of(&actor)?;
+    let to = resolve_cached(&node, dest)?;
+    if topic.starts_with('@') {
+        return Err(SendError::ReservedTopic(topic.to_owned()).to_string());
+    }
     let payload = if payloads.is_empty() {
         Value::Null
     } else {
         payloads.remove(0)
     };
-    let from = match &actor {
-        Some(Actor::Process(p)) => Some(p.ctx.pid().clone()),
-        _ => None,
-    };
-    if topic.starts_with('@') {
-        return fail(SendError::ReservedTopic(topic));
-    }
-    let msg = Message::new(from, topic, payload).with_extra(payloads);
-    match node.send(&to, msg) {
-        Ok(()) => ok_true(),
-        Err(e) => fail(e),
-    }
+    let msg = Message::new(caller_pid(&actor), topic, payload).with_extra(payloads);
+    node.send(&to, msg).map_err(|e| e.to_string())
 }
 
-/// Runs `op` with the current process and the PID (or name) in argument 0.
+/// PIDs parsed from text, per thread: a process sends to the same few PIDs over and over
+/// (its clients), and parsing the text was a tenth of a Lua send. Bounded: cleared when full.
+const PID_CACHE: usize = 4096;
+
+thread_local! {
+    static PIDS: RefCell<HashMap<Box<str>, Pid>> = RefCell::new(HashMap::new());
+}
+
+/// [`resolve`], with PID texts parsed once per thread; names are looked up every time (they
+/// move from process to process).
+fn resolve_cached(node: &Node, dest: &str) -> Result<Pid, String> {
+    if !dest.starts_with('{') {
+        return resolve(node, dest);
+    }
+    if let Some(pid) = PIDS.with(|pids| pids.borrow().get(dest).cloned()) {
+        return Ok(pid);
+    }
+    let pid = resolve(node, dest)?;
+    PIDS.with(|pids| {
+        let mut pids = pids.borrow_mut();
+        if pids.len() >= PID_CACHE {
+            pids.clear();
+        }
+        pids.insert(dest.into(), pid.clone());
+    });
+    Ok(pid)
+}
+
 /// An operation of the calling process on one other process.
 type TargetOp = fn(&Context, &Pid) -> Result<(), String>;
 
@@ -234,76 +146,40 @@ const TARGET_OPS: [(&str, TargetOp); 4] = [
     }),
 ];
 
-fn with_target(
-    args: MultiValue,
-    op: impl FnOnce(&Context, &Pid) -> Result<(), String>,
-) -> mlua::Result<Ret> {
+/// Runs `op` with the current process and the PID (or name) in argument 0.
+fn with_target(args: MultiValue, op: TargetOp) -> Out {
     let args = args.into_vec();
-    let process = match current_process() {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    let dest = match string_arg(&args, 0, "pid") {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let target = match resolve(process.ctx.node(), &dest) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    match op(&process.ctx, &target) {
-        Ok(()) => ok_true(),
-        Err(e) => fail(e),
-    }
+    let process = current_process()?;
+    let target = resolve(process.ctx.node(), &string_arg(&args, 0, "pid")?)?;
+    op(&process.ctx, &target)?;
+    Ok(LuaValue::Boolean(true))
 }
 
-fn cancel(args: MultiValue) -> mlua::Result<Ret> {
+fn cancel(lua: &Lua, args: MultiValue) -> Out {
     let args = args.into_vec();
     let actor = current();
-    let node = match node_of(&actor) {
-        Ok(n) => n,
-        Err(e) => return fail(e),
-    };
-    let target = match string_arg(&args, 0, "pid").and_then(|d| resolve(&node, &d)) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    let reason = match args.get(1).map(to_value).transpose() {
-        Ok(r) => r.unwrap_or(Value::Null),
-        Err(e) => return fail(format!("reason: {e}")),
-    };
-    let from = match &actor {
-        Some(Actor::Process(p)) => Some(p.ctx.pid().clone()),
-        _ => None,
-    };
-    match node.cancel(from.as_ref(), &target, reason) {
-        Ok(()) => ok_true(),
-        Err(e) => fail(e),
-    }
+    let node = node_of(&actor)?;
+    let target = resolve(&node, &string_arg(&args, 0, "pid")?)?;
+    let reason = values(lua, args.get(1..2).unwrap_or(&[]), "reason")?
+        .pop()
+        .unwrap_or(Value::Null);
+    node.cancel(caller_pid(&actor).as_ref(), &target, reason)
+        .soft()?;
+    Ok(LuaValue::Boolean(true))
 }
 
-fn terminate(args: MultiValue) -> mlua::Result<Ret> {
+fn terminate(args: MultiValue) -> Out {
     let args = args.into_vec();
-    let node = match node_of(&current()) {
-        Ok(n) => n,
-        Err(e) => return fail(e),
-    };
-    match string_arg(&args, 0, "pid")
-        .and_then(|d| resolve(&node, &d))
-        .and_then(|pid| node.terminate(&pid).map_err(|e| e.to_string()))
-    {
-        Ok(()) => ok_true(),
-        Err(e) => fail(e),
-    }
+    let node = node_of(&current())?;
+    let pid = resolve(&node, &string_arg(&args, 0, "pid")?)?;
+    node.terminate(&pid).soft()?;
+    Ok(LuaValue::Boolean(true))
 }
 
-fn set_options(args: MultiValue) -> mlua::Result<Ret> {
-    let process = match current_process() {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
+fn set_options(args: MultiValue) -> Out {
+    let process = current_process()?;
     let Some(LuaValue::Table(options)) = args.front() else {
-        return fail("set_options: expected a table of options");
+        return Err("set_options: expected a table of options".into());
     };
     let mut trap = None;
     for pair in options.pairs::<LuaValue, LuaValue>() {
@@ -311,99 +187,76 @@ fn set_options(args: MultiValue) -> mlua::Result<Ret> {
         match (k.to_string()?.as_str(), v) {
             ("trap_links", LuaValue::Boolean(b)) => trap = Some(b),
             ("trap_links", other) => {
-                return fail(format!(
+                return Err(format!(
                     "set_options: trap_links must be a boolean, got {}",
                     other.type_name()
-                ))
+                )
+                .into())
             }
-            (name, _) => return fail(format!("set_options: unknown option {name:?}")),
+            (name, _) => return Err(format!("set_options: unknown option {name:?}").into()),
         }
     }
     if let Some(trap) = trap {
         process.trap_links.set(trap);
         process.ctx.set_trap_links(trap);
     }
-    ok_true()
+    Ok(LuaValue::Boolean(true))
 }
 
-fn get_options(lua: &Lua, _: ()) -> mlua::Result<Ret> {
-    let process = match current_process() {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
+fn get_options(lua: &Lua) -> Out {
+    let process = current_process()?;
     let t = lua.create_table()?;
     t.raw_set("trap_links", process.trap_links.get())?;
-    Ok((LuaValue::Table(t), None))
+    Ok(LuaValue::Table(t))
 }
 
 /// `process.inbox()` / `process.events()`: the same object on every call.
 fn stream(
     lua: &Lua,
-    pick: fn(&ProcState) -> &std::cell::OnceCell<mlua::AnyUserData>,
-    make: fn(&Lua) -> mlua::Result<mlua::AnyUserData>,
-) -> mlua::Result<Ret> {
-    let process: Rc<ProcState> = match current_process() {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
+    pick: fn(&ProcState) -> &OnceCell<AnyUserData>,
+    make: fn(&Lua) -> mlua::Result<AnyUserData>,
+) -> Out {
+    let process: Rc<ProcState> = current_process()?;
     let cell = pick(&process);
     if cell.get().is_none() {
         let _ = cell.set(make(lua)?);
     }
-    let ud = cell.get().cloned().map(LuaValue::UserData);
-    Ok((ud.unwrap_or(LuaValue::Nil), None))
+    Ok(cell
+        .get()
+        .cloned()
+        .map_or(LuaValue::Nil, LuaValue::UserData))
+}
+
+/// The name argument of a `process.registry` function.
+fn name_arg(args: MultiValue) -> Result<String, String> {
+    string_arg(&args.into_vec(), 0, "name")
 }
 
 fn registry(lua: &Lua) -> mlua::Result<Table> {
     let r = lua.create_table()?;
     r.raw_set(
         "register",
-        lua.create_function(|_, args: MultiValue| {
-            let args = args.into_vec();
-            let process = match current_process() {
-                Ok(p) => p,
-                Err(e) => return fail(e),
-            };
-            match string_arg(&args, 0, "name")
-                .and_then(|name| process.ctx.register(&name).map_err(|e| e.to_string()))
-            {
-                Ok(()) => ok_true(),
-                Err(e) => fail(e),
-            }
+        function(lua, |_, args: MultiValue| {
+            current_process()?.ctx.register(&name_arg(args)?).soft()?;
+            Ok(LuaValue::Boolean(true))
         })?,
     )?;
     r.raw_set(
         "lookup",
-        lua.create_function(|lua, args: MultiValue| {
-            let args = args.into_vec();
-            let node = match node_of(&current()) {
-                Ok(n) => n,
-                Err(e) => return fail(e),
-            };
-            let name = match string_arg(&args, 0, "name") {
-                Ok(n) => n,
-                Err(e) => return fail(e),
-            };
+        function(lua, |lua, args: MultiValue| {
+            let node = node_of(&current())?;
+            let name = name_arg(args)?;
             match node.lookup(&name) {
-                Some(pid) => Ok((LuaValue::String(lua.create_string(pid.as_str())?), None)),
-                None => fail(format!("no process registered as {name:?}")),
+                Some(pid) => pid_value(lua, &pid),
+                None => Err(format!("no process registered as {name:?}").into()),
             }
         })?,
     )?;
     r.raw_set(
         "unregister",
-        lua.create_function(|_, args: MultiValue| {
-            let args = args.into_vec();
-            let process = match current_process() {
-                Ok(p) => p,
-                Err(e) => return fail(e),
-            };
-            match string_arg(&args, 0, "name")
-                .and_then(|name| process.ctx.unregister(&name).map_err(|e| e.to_string()))
-            {
-                Ok(()) => ok_true(),
-                Err(e) => fail(e),
-            }
+        function(lua, |_, args: MultiValue| {
+            current_process()?.ctx.unregister(&name_arg(args)?).soft()?;
+            Ok(LuaValue::Boolean(true))
         })?,
     )?;
     Ok(r)
@@ -412,54 +265,46 @@ fn registry(lua: &Lua) -> mlua::Result<Table> {
 /// Builds the `process` module table.
 pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
     let m = lua.create_table()?;
-    m.raw_set(
-        "spawn",
-        lua.create_function(|lua, a: MultiValue| spawn(lua, SpawnKind::Plain, a))?,
-    )?;
-    m.raw_set(
-        "spawn_monitored",
-        lua.create_function(|lua, a: MultiValue| spawn(lua, SpawnKind::Monitored, a))?,
-    )?;
-    m.raw_set(
-        "spawn_linked",
-        lua.create_function(|lua, a: MultiValue| spawn(lua, SpawnKind::Linked, a))?,
-    )?;
-    m.raw_set("send", lua.create_function(|_, a: MultiValue| send(a))?)?;
+    for (name, kind) in [
+        ("spawn", SpawnKind::Plain),
+        ("spawn_monitored", SpawnKind::Monitored),
+        ("spawn_linked", SpawnKind::Linked),
+    ] {
+        m.raw_set(
+            name,
+            function(lua, move |lua, a: MultiValue| spawn(lua, kind, a))?,
+        )?;
+    }
+    m.raw_set("send", crate::raw::send_function(lua)?)?;
     m.raw_set(
         "pid",
-        lua.create_function(|_, ()| {
-            Ok(match current() {
-                Some(Actor::Process(p)) => Some(p.ctx.pid().as_str().to_owned()),
-                _ => None,
-            })
-        })?,
+        lua.create_function(|_, ()| Ok(caller_pid(&current()).map(|p| p.as_str().to_owned())))?,
     )?;
     m.raw_set(
         "inbox",
-        lua.create_function(|lua, ()| stream(lua, |p| &p.inbox, |lua| lua.create_userdata(Inbox)))?,
+        function(lua, |lua, ()| {
+            stream(lua, |p| &p.inbox, |lua| lua.create_userdata(Inbox))
+        })?,
     )?;
     m.raw_set(
         "events",
-        lua.create_function(|lua, ()| {
+        function(lua, |lua, ()| {
             stream(lua, |p| &p.events, |lua| lua.create_userdata(Events))
         })?,
     )?;
     for (name, op) in TARGET_OPS {
         m.raw_set(
             name,
-            lua.create_function(move |_, a: MultiValue| with_target(a, op))?,
+            function(lua, move |_, a: MultiValue| with_target(a, op))?,
         )?;
     }
-    m.raw_set("cancel", lua.create_function(|_, a: MultiValue| cancel(a))?)?;
-    m.raw_set(
-        "terminate",
-        lua.create_function(|_, a: MultiValue| terminate(a))?,
-    )?;
+    m.raw_set("cancel", function(lua, cancel)?)?;
+    m.raw_set("terminate", function(lua, |_, a: MultiValue| terminate(a))?)?;
     m.raw_set(
         "set_options",
-        lua.create_function(|_, a: MultiValue| set_options(a))?,
+        function(lua, |_, a: MultiValue| set_options(a))?,
     )?;
-    m.raw_set("get_options", lua.create_function(get_options)?)?;
+    m.raw_set("get_options", function(lua, |lua, ()| get_options(lua))?)?;
     m.raw_set("registry", registry(lua)?)?;
     let event = lua.create_table()?;
     event.raw_set("EXIT", "pid.exit")?;

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use wsrelay_lua::{EngineConfig, LuaEngine, ProcessSpec};
+use wsrelay_lua::{EngineConfig, FunctionSpec, LuaEngine, LuaFunction, ProcessSpec};
 use wsrelay_process::{
     Context, Event, ExitGuard, ExitResult, HostConfig, Message, Node, Pid, SpawnOptions, Value,
 };
@@ -49,6 +49,39 @@ pub fn register(engine: &LuaEngine, source: &str, method: &str, modules: &[&str]
     id
 }
 
+/// Prepares `source` as a `function.lua` entry under a fresh id (the chunk returns the
+/// function to call), with the given modules.
+pub fn function(engine: &LuaEngine, source: &str, modules: &[&str]) -> LuaFunction {
+    let id = format!("test:function{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    named_function(engine, &id, source, modules)
+}
+
+/// [`function`] under the entry id `id` (which error positions name).
+pub fn named_function(engine: &LuaEngine, id: &str, source: &str, modules: &[&str]) -> LuaFunction {
+    engine
+        .function(
+            id,
+            FunctionSpec {
+                source: source.to_owned(),
+                method: String::new(),
+                modules: modules.iter().map(|m| m.to_string()).collect(),
+            },
+        )
+        .unwrap()
+}
+
+/// A process that answers every message with its payload (topic `echo`).
+pub const ECHO: &str = r#"
+local function main()
+    local inbox = process.inbox()
+    while true do
+        local msg = inbox:receive()
+        process.send(msg:from(), "echo", msg:payload():data())
+    end
+end
+return { main = main }
+"#;
+
 /// Spawns `entry` monitored by `me`.
 pub fn spawn_monitored(me: &Context, entry: &str, args: Vec<Value>) -> Pid {
     me.spawn_monitored(entry, HOST, args).unwrap()
@@ -84,7 +117,7 @@ pub async fn run_lua(engine: &LuaEngine, body: &str) -> ExitResult {
 
 pub async fn run_lua_args(engine: &LuaEngine, body: &str, args: Vec<Value>) -> ExitResult {
     let source = format!("local function main(...)\n{body}\nend\nreturn {{ main = main }}");
-    let entry = register(engine, &source, "main", &["json", "time", "http"]);
+    let entry = register(engine, &source, "main", &["json", "time", "http", "pg"]);
     let (me, _guard) = rust_process(engine.node());
     let pid = spawn_monitored(&me, &entry, args);
     exit_of(&me, &pid).await

@@ -1,0 +1,490 @@
+//! Rust to Lua: payloads and received messages built in one protected call.
+//!
+//! A relayed frame becomes a message table, a payload table of four fields and a metadata
+//! table; mlua would make a dozen protected calls of it. Here one `exec_raw` builds it all,
+//! after [`headroom`] has made sure no allocation can fail (see the module docs of `raw`).
+
+use std::ffi::c_int;
+
+use mlua::ffi::{self, lua_State};
+use mlua::{Lua, RegistryKey, Table, Value as LuaValue};
+use wsrelay_process::{Message, Value, Visit};
+
+use super::{headroom, push_str, STACK_MARGIN};
+
+/// What a built value may cost the Lua state, per node, besides the bytes of its strings: a
+/// table header and a hash node (or array slot), rounded up.
+const NODE_BYTES: usize = 128;
+
+/// The metatables of received messages and their payload objects (their methods are defined
+/// in `modules/inbox.rs`), kept in the registry of each worker state.
+pub(crate) struct Metatables {
+    message: Table,
+    payload: Table,
+    /// Their registry slots, for the raw builder.
+    ids: (ffi::lua_Integer, ffi::lua_Integer),
+    _keys: (RegistryKey, RegistryKey),
+}
+
+impl Metatables {
+    /// Registers `message` and `payload` in `lua`'s registry.
+    pub(crate) fn new(lua: &Lua, message: Table, payload: Table) -> mlua::Result<Metatables> {
+        let keys = (
+            lua.create_registry_value(&message)?,
+            lua.create_registry_value(&payload)?,
+        );
+        Ok(Metatables {
+            ids: (registry_index(&keys.0), registry_index(&keys.1)),
+            message,
+            payload,
+            _keys: keys,
+        })
+    }
+
+    /// A copy to build with, so that no borrow of the state's app data is held while
+    /// building (a conversion may set app data of its own).
+    pub(crate) fn handle(&self) -> MessageMetas {
+        MessageMetas {
+            message: self.message.clone(),
+            payload: self.payload.clone(),
+            ids: self.ids,
+        }
+    }
+}
+
+/// See [`Metatables::handle`].
+pub(crate) struct MessageMetas {
+    message: Table,
+    payload: Table,
+    ids: (ffi::lua_Integer, ffi::lua_Integer),
+}
+
+// ===== received messages =====
+
+/// The Lua form of a received message: `{topic, from, data, extra payload objects}` with the
+/// message metatable (`msg:topic()`, `msg:from()`, `msg:payload()` (the message itself),
+/// `msg:data()`, `msg:payloads()`); an extra payload object is `{data}` with the payload
+/// metatable (`p:data()`). See `modules/inbox.rs`.
+pub(crate) fn message(lua: &Lua, metas: &MessageMetas, msg: &Message) -> mlua::Result<Table> {
+    let needed = NODE_BYTES * 3
+        + msg.topic().len()
+        + msg.from().map_or(0, |p| p.as_str().len())
+        + estimate(msg.payload())
+        + msg.extra().iter().map(estimate).sum::<usize>();
+    if !headroom(lua, needed) {
+        return safe_message(lua, metas, msg);
+    }
+    let (message_meta, payload_meta) = metas.ids;
+    // SAFETY: see the module docs: nothing below can raise, because the state has room for
+    // twice the estimate of what is allocated; the stack is checked before use.
+    unsafe {
+        lua.exec_raw::<Table>((), |state| {
+            let mut build = Build::new(state);
+            if !build.room(8) {
+                return;
+            }
+            ffi::lua_createtable(state, 4, 0);
+            push_str(state, msg.topic().as_bytes());
+            ffi::lua_rawseti(state, -2, 1);
+            if let Some(from) = msg.from() {
+                push_str(state, from.as_str().as_bytes());
+                ffi::lua_rawseti(state, -2, 2);
+            }
+            build.start();
+            msg.payload().visit(&mut build);
+            build.finish();
+            ffi::lua_rawseti(state, -2, 3);
+            if !msg.extra().is_empty() {
+                ffi::lua_createtable(state, len_hint(msg.extra().len()), 0);
+                for (i, extra) in msg.extra().iter().enumerate() {
+                    build.payload_object(extra, payload_meta);
+                    ffi::lua_rawseti(state, -2, i as ffi::lua_Integer + 1);
+                }
+                ffi::lua_rawseti(state, -2, 4);
+            }
+            ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, message_meta);
+            ffi::lua_setmetatable(state, -2);
+        })
+    }
+}
+
+/// [`message`] through mlua, for when the state is too close to its memory limit. Data that
+/// does not fit is replaced by its error (slot 5 of the message, slot 2 of an extra payload):
+/// `:data()` raises it, so the process meets it where it reads the data (inside its `pcall`,
+/// if any), as it would if the data were converted on demand.
+fn safe_message(lua: &Lua, metas: &MessageMetas, msg: &Message) -> mlua::Result<Table> {
+    let payload_meta = &metas.payload;
+    // The data in `slot`, or its error in `slot + error_offset`.
+    let put = |t: &Table, slot: usize, error_slot: usize, value: &Value| -> mlua::Result<()> {
+        match crate::convert::to_lua_stepwise(lua, value) {
+            Ok(converted) => t.raw_set(slot, converted),
+            Err(e) => t.raw_set(error_slot, e.to_string()),
+        }
+    };
+    let payload_object = |value: &Value| -> mlua::Result<Table> {
+        let object = lua.create_table_with_capacity(2, 0)?;
+        put(&object, 1, 2, value)?;
+        object.set_metatable(Some(payload_meta.clone()))?;
+        Ok(object)
+    };
+    let t = lua.create_table_with_capacity(5, 0)?;
+    t.raw_set(1, msg.topic())?;
+    if let Some(from) = msg.from() {
+        t.raw_set(2, from.as_str())?;
+    }
+    put(&t, 3, 5, msg.payload())?;
+    if !msg.extra().is_empty() {
+        let extra = lua.create_table_with_capacity(msg.extra().len(), 0)?;
+        for value in msg.extra() {
+            extra.raw_push(payload_object(value)?)?;
+        }
+        t.raw_set(4, extra)?;
+    }
+    t.set_metatable(Some(metas.message.clone()))?;
+    Ok(t)
+}
+
+// ===== values =====
+
+/// A payload as a fresh Lua value, built in one protected call (or step by step by
+/// [`crate::convert::to_lua_stepwise`] when the state is near its memory limit).
+pub(crate) fn value(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
+    if !headroom(lua, estimate(value)) {
+        return crate::convert::to_lua_stepwise(lua, value);
+    }
+    // SAFETY: as in `message`.
+    unsafe {
+        lua.exec_raw::<LuaValue>((), |state| {
+            let mut build = Build::new(state);
+            build.start();
+            value.visit(&mut build);
+            build.finish();
+        })
+    }
+}
+
+/// A fresh table `{_G = itself}` with metatable `meta` (a process's or call's environment),
+/// in one protected call.
+pub(crate) fn environment(lua: &Lua, meta: &Table) -> mlua::Result<Table> {
+    if !headroom(lua, NODE_BYTES * 2) {
+        let env = lua.create_table_with_capacity(0, 1)?;
+        env.raw_set("_G", &env)?;
+        env.set_metatable(Some(meta.clone()))?;
+        return Ok(env);
+    }
+    // SAFETY: as in `message`; the metatable is the call's one argument (slot 1).
+    unsafe {
+        lua.exec_raw::<Table>(meta, |state| {
+            ffi::lua_createtable(state, 0, 1);
+            ffi::lua_pushvalue(state, -1);
+            ffi::lua_setfield(state, -2, c"_G".as_ptr());
+            ffi::lua_pushvalue(state, 1);
+            ffi::lua_setmetatable(state, -2);
+            ffi::lua_remove(state, 1);
+        })
+    }
+}
+
+/// A generous estimate of the bytes the Lua form of `value` takes.
+fn estimate(value: &Value) -> usize {
+    match value {
+        Value::String(s) => NODE_BYTES + s.len(),
+        Value::Bytes(b) => NODE_BYTES + b.len(),
+        Value::Array(items) => NODE_BYTES + items.iter().map(estimate).sum::<usize>(),
+        Value::Map(map) => {
+            NODE_BYTES
+                + map
+                    .iter()
+                    .map(|(k, v)| NODE_BYTES + k.len() + estimate(v))
+                    .sum::<usize>()
+        }
+        // Opaque payloads say how many bytes they carry; their structure is small.
+        Value::Opaque(o) => NODE_BYTES * 16 + o.size_hint() * 2,
+        _ => NODE_BYTES,
+    }
+}
+
+fn registry_index(key: &RegistryKey) -> ffi::lua_Integer {
+    ffi::lua_Integer::from(key.id())
+}
+
+fn len_hint(len: usize) -> c_int {
+    c_int::try_from(len).unwrap_or(c_int::MAX)
+}
+
+/// Builds a value on the Lua stack from [`Visit`] calls: each complete value is pushed, then
+/// stored into the table it belongs to (the enclosing array at its next index, or the
+/// enclosing map under the key pushed before it); the outermost stays on the stack.
+struct Build {
+    state: *mut lua_State,
+    /// The stack top where the value being built starts.
+    base: c_int,
+    /// The next index of each open array, or 0 for an open map; innermost last.
+    open: Vec<ffi::lua_Integer>,
+    /// Set when the stack could not grow: the rest of the visit is ignored and the value
+    /// becomes `nil`.
+    failed: bool,
+}
+
+impl Build {
+    fn new(state: *mut lua_State) -> Build {
+        Build {
+            state,
+            base: 0,
+            open: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// A value starts at the current stack top; makes room for it.
+    fn start(&mut self) {
+        // SAFETY: reads the stack top.
+        self.base = unsafe { ffi::lua_gettop(self.state) };
+        self.open.clear();
+        self.failed = false;
+        self.room(1);
+    }
+
+    /// Makes room for `slots` more values; `false` (and the build fails) if the stack cannot
+    /// grow.
+    fn room(&mut self, slots: c_int) -> bool {
+        // SAFETY: `lua_checkstack` never raises; it reports failure.
+        let grown = unsafe { ffi::lua_checkstack(self.state, slots + STACK_MARGIN) } != 0;
+        self.failed |= !grown;
+        grown
+    }
+
+    /// Pushes a payload object `{value}` with the payload metatable at registry index `meta`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push_str`].
+    unsafe fn payload_object(&mut self, value: &Value, meta: ffi::lua_Integer) {
+        ffi::lua_createtable(self.state, 1, 0);
+        self.start();
+        value.visit(self);
+        self.finish();
+        ffi::lua_rawseti(self.state, -2, 1);
+        ffi::lua_rawgeti(self.state, ffi::LUA_REGISTRYINDEX, meta);
+        ffi::lua_setmetatable(self.state, -2);
+    }
+
+    /// Leaves exactly one value above where it started: the built one, or `nil` if the build
+    /// failed (what it left half-built is popped; the slot kept by `STACK_MARGIN` holds the
+    /// `nil`).
+    fn finish(&mut self) {
+        if self.failed {
+            // SAFETY: shrinking the stack to where the value started never fails.
+            unsafe {
+                ffi::lua_settop(self.state, self.base);
+                ffi::lua_pushnil(self.state);
+            }
+        }
+        self.open.clear();
+        self.failed = false;
+    }
+
+    /// Stores the value on top of the stack where it belongs.
+    fn place(&mut self) {
+        // SAFETY: the enclosing table is just below the value (array) or below its key (map).
+        unsafe {
+            match self.open.last_mut() {
+                Some(next) if *next > 0 => {
+                    ffi::lua_rawseti(self.state, -2, *next);
+                    *next += 1;
+                }
+                Some(_) => ffi::lua_rawset(self.state, -3),
+                None => {}
+            }
+        }
+    }
+
+    /// Pushes a scalar and places it. No stack check: [`start`](Build::start) made room
+    /// for the value at the root, and each open table for a key and a value inside it.
+    fn scalar(&mut self, push: impl FnOnce(*mut lua_State)) {
+        if self.failed {
+            return;
+        }
+        push(self.state);
+        self.place();
+    }
+
+    fn open(&mut self, narr: usize, nrec: usize, next: ffi::lua_Integer) {
+        // The table, and a key and a value inside it.
+        if self.failed || !self.room(3) {
+            return;
+        }
+        // SAFETY: `room` made space; the sizes are hints.
+        unsafe { ffi::lua_createtable(self.state, len_hint(narr), len_hint(nrec)) };
+        self.open.push(next);
+    }
+
+    fn close(&mut self) {
+        if self.failed {
+            return;
+        }
+        self.open.pop();
+        self.place();
+    }
+}
+
+impl Visit for Build {
+    fn null(&mut self) {
+        // SAFETY (all pushes): `scalar` made room for one value.
+        self.scalar(|s| unsafe { ffi::lua_pushnil(s) });
+    }
+
+    fn bool(&mut self, value: bool) {
+        self.scalar(|s| unsafe { ffi::lua_pushboolean(s, c_int::from(value)) });
+    }
+
+    fn int(&mut self, value: i64) {
+        self.scalar(|s| unsafe { ffi::lua_pushinteger(s, value) });
+    }
+
+    fn float(&mut self, value: f64) {
+        self.scalar(|s| unsafe { ffi::lua_pushnumber(s, value) });
+    }
+
+    fn str(&mut self, value: &str) {
+        self.scalar(|s| unsafe { push_str(s, value.as_bytes()) });
+    }
+
+    fn bytes(&mut self, value: &[u8]) {
+        self.scalar(|s| unsafe { push_str(s, value) });
+    }
+
+    fn begin_array(&mut self, len: usize) {
+        self.open(len, 0, 1);
+    }
+
+    fn end_array(&mut self) {
+        self.close();
+    }
+
+    fn begin_map(&mut self, len: usize) {
+        self.open(0, len, 0);
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.failed {
+            return;
+        }
+        // SAFETY: the open map made room for its key and value.
+        unsafe { push_str(self.state, key.as_bytes()) };
+    }
+
+    fn end_map(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use mlua::{Lua, LuaOptions, StdLib};
+    use proptest::prelude::*;
+    use wsrelay_process::{Map, Message, OpaqueValue, Pid, Value};
+
+    use super::*;
+    use crate::raw::set_limit;
+
+    /// A state with a memory limit (so mlua protects every step) and the message metatables.
+    fn state() -> Lua {
+        let lua = Lua::new_with(StdLib::TABLE | StdLib::STRING, LuaOptions::new()).unwrap();
+        lua.set_memory_limit(64 << 20).unwrap();
+        crate::modules::inbox::install(&lua).unwrap();
+        lua
+    }
+
+    /// Both builders, and each result read back into a payload.
+    fn both(lua: &Lua, v: &Value) -> (Value, Value) {
+        set_limit(64 << 20);
+        let raw = value(lua, v).unwrap();
+        set_limit(0);
+        let stepwise = crate::convert::to_lua_stepwise(lua, v).unwrap();
+        let back = |x: &LuaValue| crate::convert::to_value(lua, x).unwrap();
+        (back(&raw), back(&stepwise))
+    }
+
+    #[derive(Debug)]
+    struct Wrapped(Value);
+
+    impl OpaqueValue for Wrapped {
+        fn to_value(&self) -> Value {
+            self.0.clone()
+        }
+    }
+
+    fn values() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            (-1e9f64..1e9).prop_map(Value::Float),
+            "[a-z\u{e9}\u{1F600}]{0,12}".prop_map(Value::String),
+            proptest::collection::vec(any::<u8>(), 0..12)
+                .prop_map(|b| Value::Bytes(Bytes::from(b))),
+        ];
+        leaf.prop_recursive(4, 64, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 1..6).prop_map(Value::Array),
+                proptest::collection::vec(("[a-z]{1,6}", inner.clone()), 0..6)
+                    .prop_map(|entries| Value::Map(entries.into_iter().collect())),
+                inner.prop_map(|v| Value::Opaque(Arc::new(Wrapped(v)))),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn raw_values_read_back_as_the_stepwise_ones(v in values()) {
+            let lua = state();
+            let (raw, stepwise) = both(&lua, &v);
+            prop_assert_eq!(raw, stepwise);
+        }
+    }
+
+    #[test]
+    fn raw_messages_read_like_the_safe_ones() {
+        let lua = state();
+        let metas = lua.app_data_ref::<Metatables>().unwrap().handle();
+        let payload: Value = Map::new().with("type", "text").with("data", "hi").into();
+        let msg = Message::new(
+            Some(Pid::new("local", "app:gateway", 7)),
+            "ws.message",
+            payload,
+        )
+        .with_extra(vec![Value::from(1), Value::Null]);
+        let read = lua
+            .load(
+                r#"local m = ...
+                local extra = {}
+                for i, p in ipairs(m:payloads()) do
+                  if i > 1 then extra[#extra + 1] = tostring(p:data()) end
+                end
+                return { m:topic(), m:from(), m:payload():data().data, table.concat(extra, ","), m:data().type }"#,
+            )
+            .into_function()
+            .unwrap();
+        set_limit(64 << 20);
+        let fast = message(&lua, &metas, &msg).unwrap();
+        set_limit(0);
+        let safe = safe_message(&lua, &metas, &msg).unwrap();
+        let fast: Value = crate::convert::to_value(&lua, &read.call(fast).unwrap()).unwrap();
+        let safe: Value = crate::convert::to_value(&lua, &read.call(safe).unwrap()).unwrap();
+        assert_eq!(fast, safe);
+        assert_eq!(
+            fast,
+            Value::Array(vec![
+                "ws.message".into(),
+                "{app:gateway|0x00007}".into(),
+                "hi".into(),
+                "1,nil".into(),
+                "text".into(),
+            ])
+        );
+    }
+}

@@ -1,0 +1,394 @@
+//! Lua to Rust: what a process hands over (message payloads, spawn arguments, return values,
+//! JSON) read straight from the Lua stack.
+//!
+//! The rules are those of [`crate::convert`] (its module docs have the table): a table with
+//! keys `1..n` only is an array, any other a map; a table met twice is converted once and
+//! copied after; a cycle, nesting past [`MAX_DEPTH`] or a value over the budget is an error.
+//! Reading uses only raw accessors, which never raise (see the module docs of `raw`).
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{c_int, c_void, CStr};
+
+use mlua::ffi::{self, lua_State};
+use mlua::{Lua, MultiValue, Value as LuaValue};
+use smallvec::SmallVec;
+
+use crate::convert::{ConvertError, NODE_COST};
+
+/// Tables nested deeper than this are rejected.
+const MAX_DEPTH: usize = 100;
+
+/// A Lua value that is not a table, as a [`Sink`] receives it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scalar<'a> {
+    /// `nil`.
+    Nil,
+    /// `json.null` and mlua's null light userdata.
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// A string's bytes (UTF-8 or not).
+    Str(&'a [u8]),
+    /// A value with no payload form: its Lua type name.
+    Other(&'static str),
+}
+
+/// Builds the converted form of scalars, arrays and maps (a payload `Value`, JSON).
+pub(crate) trait Sink {
+    type Out: Clone;
+    fn scalar(&self, value: Scalar<'_>) -> Result<Self::Out, String>;
+    fn array(&self, items: Vec<Self::Out>) -> Self::Out;
+    fn map(&self, entries: Vec<(String, Self::Out)>) -> Self::Out;
+}
+
+/// Converts `values` within one budget of `limit` bytes.
+pub(crate) fn read<S: Sink>(
+    lua: &Lua,
+    values: &[LuaValue],
+    sink: S,
+    limit: usize,
+) -> Result<Vec<S::Out>, ConvertError> {
+    let mut walker = Walker::new(sink, limit);
+    let mut out = None;
+    let args: MultiValue = values.iter().cloned().collect();
+    // SAFETY: the closure only reads (see the module docs); the values are its arguments,
+    // the only slots of its stack.
+    let called = unsafe {
+        lua.exec_raw::<()>(args, |state| {
+            let count = ffi::lua_gettop(state);
+            out = Some(
+                (1..=count)
+                    .map(|i| walker.walk(state, i).map(|(v, _)| v))
+                    .collect(),
+            );
+            ffi::lua_settop(state, 0);
+        })
+    };
+    match (called, out) {
+        (Ok(()), Some(result)) => result,
+        (Err(e), _) => Err(ConvertError::Unsupported(e.to_string())),
+        (Ok(()), None) => Err(ConvertError::Unsupported(
+            "conversion did not run".to_owned(),
+        )),
+    }
+}
+
+/// One conversion: the budget left, the tables on the current path (cycles), the tables met
+/// once, and the kept conversions of tables met twice.
+pub(crate) struct Walker<S: Sink> {
+    sink: S,
+    limit: usize,
+    left: usize,
+    /// Inline for the usual few levels: a conversion per message should not allocate for them.
+    path: SmallVec<[*const c_void; 8]>,
+    seen: Seen,
+    shared: HashMap<*const c_void, (S::Out, usize)>,
+}
+
+/// The tables met so far: a short list for the usual payload of a few tables (a hash set
+/// per message cost more than the rest of the conversion), a set past [`Seen::LIST`].
+#[derive(Default)]
+struct Seen {
+    list: SmallVec<[*const c_void; Seen::LIST]>,
+    set: HashSet<*const c_void>,
+}
+
+impl Seen {
+    const LIST: usize = 16;
+
+    /// Adds `id`; whether it was there already.
+    fn insert(&mut self, id: *const c_void) -> bool {
+        if self.set.is_empty() {
+            if self.list.contains(&id) {
+                return true;
+            }
+            if self.list.len() < Seen::LIST {
+                self.list.push(id);
+                return false;
+            }
+            self.set.extend(self.list.drain(..));
+        }
+        !self.set.insert(id)
+    }
+}
+
+impl<S: Sink> Walker<S> {
+    pub(crate) fn new(sink: S, limit: usize) -> Walker<S> {
+        Walker {
+            sink,
+            limit,
+            left: limit,
+            path: SmallVec::new(),
+            seen: Seen::default(),
+            shared: HashMap::new(),
+        }
+    }
+
+    /// Spends `cost` of the budget.
+    fn charge(&mut self, cost: usize) -> Result<(), ConvertError> {
+        self.left = self.left.checked_sub(cost).ok_or_else(|| {
+            ConvertError::TooBig(format!(
+                "value too large: over {} bytes (max_value_size; each value counts {NODE_COST} bytes plus its text, a shared table each time it appears)",
+                self.limit
+            ))
+        })?;
+        Ok(())
+    }
+
+    /// The converted value at stack `index` (absolute) and what it cost.
+    ///
+    /// # Safety
+    ///
+    /// `state` is a valid Lua state and `index` a valid absolute stack index.
+    pub(crate) unsafe fn walk(
+        &mut self,
+        state: *mut lua_State,
+        index: c_int,
+    ) -> Result<(S::Out, usize), ConvertError> {
+        if ffi::lua_type(state, index) == ffi::LUA_TTABLE {
+            return self.table(state, index);
+        }
+        let scalar = scalar(state, index);
+        let cost = NODE_COST
+            + match scalar {
+                Scalar::Str(bytes) => bytes.len(),
+                _ => 0,
+            };
+        self.charge(cost)?;
+        Ok((self.sink.scalar(scalar)?, cost))
+    }
+
+    /// # Safety
+    ///
+    /// As [`walk`](Walker::walk), with a table at `index`.
+    unsafe fn table(
+        &mut self,
+        state: *mut lua_State,
+        index: c_int,
+    ) -> Result<(S::Out, usize), ConvertError> {
+        let id = ffi::lua_topointer(state, index);
+        if self.path.contains(&id) {
+            return Err(ConvertError::TooBig(
+                "cannot convert a table that contains itself (a cycle)".to_owned(),
+            ));
+        }
+        if let Some((out, cost)) = self.shared.get(&id) {
+            let (out, cost) = (out.clone(), *cost);
+            self.charge(cost)?;
+            return Ok((out, cost));
+        }
+        if self.path.len() >= MAX_DEPTH || ffi::lua_checkstack(state, 4) == 0 {
+            return Err(ConvertError::TooBig(format!(
+                "table nested too deeply (over {MAX_DEPTH} levels)"
+            )));
+        }
+        let met_before = self.seen.insert(id);
+        self.charge(NODE_COST)?;
+        self.path.push(id);
+        let top = ffi::lua_gettop(state);
+        let converted = self.table_contents(state, index);
+        // Whatever the contents left on the stack (a key and a value on an early error).
+        ffi::lua_settop(state, top);
+        self.path.pop();
+        let (out, cost) = converted?;
+        let cost = cost + NODE_COST;
+        if met_before {
+            self.shared.insert(id, (out.clone(), cost));
+        }
+        Ok((out, cost))
+    }
+
+    /// The array or map of the table at `index`, and what its contents cost.
+    ///
+    /// # Safety
+    ///
+    /// As [`table`](Walker::table), with room for four more stack slots.
+    unsafe fn table_contents(
+        &mut self,
+        state: *mut lua_State,
+        index: c_int,
+    ) -> Result<(S::Out, usize), ConvertError> {
+        if let Some(n) = array_len(state, index) {
+            let mut items = Vec::with_capacity(n);
+            let mut cost = 0;
+            for i in 1..=n {
+                ffi::lua_rawgeti(state, index, i as ffi::lua_Integer);
+                let item = self.walk(state, ffi::lua_gettop(state));
+                ffi::lua_settop(state, -2);
+                let (item, c) = item?;
+                items.push(item);
+                cost += c;
+            }
+            return Ok((self.sink.array(items), cost));
+        }
+        let mut entries = Vec::new();
+        let mut cost = 0;
+        ffi::lua_pushnil(state);
+        while ffi::lua_next(state, index) != 0 {
+            let key = key_text(state, -2)?;
+            self.charge(key.len())?;
+            let (value, c) = self.walk(state, ffi::lua_gettop(state))?;
+            cost += key.len() + c;
+            entries.push((key, value));
+            // Keep the key for the next step.
+            ffi::lua_settop(state, -2);
+        }
+        Ok((self.sink.map(entries), cost))
+    }
+}
+
+/// The scalar at `index` (not a table).
+///
+/// # Safety
+///
+/// `state` is valid and `index` a valid index; the returned bytes live as long as the value
+/// stays reachable and nothing is allocated (no collection can run).
+pub(crate) unsafe fn scalar<'a>(state: *mut lua_State, index: c_int) -> Scalar<'a> {
+    match ffi::lua_type(state, index) {
+        ffi::LUA_TNIL => Scalar::Nil,
+        ffi::LUA_TBOOLEAN => Scalar::Bool(ffi::lua_toboolean(state, index) != 0),
+        ffi::LUA_TNUMBER if ffi::lua_isinteger(state, index) != 0 => {
+            Scalar::Int(ffi::lua_tointegerx(state, index, std::ptr::null_mut()))
+        }
+        ffi::LUA_TNUMBER => Scalar::Float(ffi::lua_tonumberx(state, index, std::ptr::null_mut())),
+        ffi::LUA_TSTRING => Scalar::Str(string_bytes(state, index)),
+        ffi::LUA_TLIGHTUSERDATA if ffi::lua_touserdata(state, index).is_null() => Scalar::Null,
+        other => Scalar::Other(type_name(state, other)),
+    }
+}
+
+/// The bytes of the string at `index`.
+///
+/// # Safety
+///
+/// As [`scalar`], with a string at `index` (`lua_tolstring` then converts nothing).
+pub(crate) unsafe fn string_bytes<'a>(state: *mut lua_State, index: c_int) -> &'a [u8] {
+    let mut len = 0usize;
+    let ptr = ffi::lua_tolstring(state, index, &mut len);
+    if ptr.is_null() {
+        return &[];
+    }
+    std::slice::from_raw_parts(ptr as *const u8, len)
+}
+
+/// The Lua name of type `tag`.
+///
+/// # Safety
+///
+/// `state` is valid.
+pub(crate) unsafe fn type_name(state: *mut lua_State, tag: c_int) -> &'static str {
+    let name = ffi::lua_typename(state, tag);
+    if name.is_null() {
+        return "value";
+    }
+    // Type names are static C strings of the Lua library.
+    CStr::from_ptr(name).to_str().unwrap_or("value")
+}
+
+/// The length of the table at `index` if it is a sequence `1..n` with no other keys.
+///
+/// # Safety
+///
+/// As [`Walker::table_contents`].
+unsafe fn array_len(state: *mut lua_State, index: c_int) -> Option<usize> {
+    let n = ffi::lua_rawlen(state, index);
+    if n == 0 {
+        return None;
+    }
+    let mut count = 0usize;
+    let mut sequence = true;
+    ffi::lua_pushnil(state);
+    while ffi::lua_next(state, index) != 0 {
+        let in_range = ffi::lua_type(state, -2) == ffi::LUA_TNUMBER
+            && ffi::lua_isinteger(state, -2) != 0
+            && (1..=n as i64).contains(&ffi::lua_tointegerx(state, -2, std::ptr::null_mut()));
+        ffi::lua_settop(state, -2);
+        if !in_range {
+            sequence = false;
+            ffi::lua_settop(state, -2);
+            break;
+        }
+        count += 1;
+    }
+    (sequence && count == n).then_some(n)
+}
+
+/// A table key as object key text.
+///
+/// # Safety
+///
+/// As [`scalar`].
+unsafe fn key_text(state: *mut lua_State, index: c_int) -> Result<String, ConvertError> {
+    match scalar(state, index) {
+        Scalar::Str(bytes) => Ok(String::from_utf8_lossy(bytes).into_owned()),
+        Scalar::Int(i) => Ok(i.to_string()),
+        Scalar::Float(f) => Ok(f.to_string()),
+        Scalar::Bool(b) => Ok(b.to_string()),
+        Scalar::Null => Err(ConvertError::Unsupported(
+            "cannot use a lightuserdata as an object key".to_owned(),
+        )),
+        Scalar::Nil => Err(ConvertError::Unsupported(
+            "cannot use a nil as an object key".to_owned(),
+        )),
+        Scalar::Other(name) => Err(ConvertError::Unsupported(format!(
+            "cannot use a {name} as an object key"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use mlua::{Lua, LuaOptions, StdLib};
+    use proptest::prelude::*;
+    use wsrelay_process::Value;
+
+    use crate::convert::{to_lua_stepwise, to_value};
+
+    /// Values whose Lua form reads back as the same value: no `Null` inside containers (a
+    /// `nil` field vanishes), arrays not empty (`{}` reads as a map), bytes never UTF-8.
+    fn values() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            (-1e9f64..1e9)
+                .prop_filter("fraction", |f| f.fract() != 0.0)
+                .prop_map(Value::Float),
+            "[a-z\u{e9}\u{1F600}]{0,12}".prop_map(Value::String),
+            proptest::collection::vec(any::<u8>(), 1..12)
+                .prop_filter("not UTF-8", |b| std::str::from_utf8(b).is_err())
+                .prop_map(|b| Value::Bytes(Bytes::from(b))),
+        ];
+        leaf.prop_recursive(4, 64, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 1..6).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z]{1,6}", inner, 0..6)
+                    .prop_map(|entries| Value::Map(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Maps with their keys sorted, at every level (Lua tables have no order).
+    fn sorted(v: Value) -> Value {
+        match v {
+            Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+            Value::Map(map) => {
+                let mut entries: Vec<_> = map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                Value::Map(entries.into_iter().collect())
+            }
+            other => other,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn lua_values_read_back_as_the_values_they_were_built_from(v in values()) {
+            let lua = Lua::new_with(StdLib::TABLE, LuaOptions::new()).unwrap();
+            lua.set_memory_limit(64 << 20).unwrap();
+            let built = to_lua_stepwise(&lua, &v).unwrap();
+            prop_assert_eq!(sorted(to_value(&lua, &built).unwrap()), sorted(v));
+        }
+    }
+}
