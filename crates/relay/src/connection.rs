@@ -2,29 +2,88 @@
 //!
 //! The task owns the socket and the process at once. It waits, in this order of priority, for
 //! a stop request (terminate, a failed link, shutdown), for its mailbox (events, then
-//! messages), for the next client frame, and for its timers. Everything that can block —
-//! reading while the target is congested, writing to a client that does not read — is
-//! bounded, so one bad client or slow target never holds anything but its own connection.
+//! messages), for the next client frame, and for its timer (pings, heartbeats). Everything
+//! that can block — reading while the target is congested, writing to a client that does not
+//! read — is bounded, so one bad client or slow target never holds anything but its own
+//! connection.
+//!
+//! **An idle connection is small.** The task waits in one `poll_fn` over those sources
+//! ([`Connection::poll_wake`]) that keeps no futures of its own: the mailbox is a waker
+//! registration, the socket is polled in place, and one timer serves pings and heartbeats.
+//! What a connection needs only now and then — waiting for a congested target, a write to a
+//! client that does not read, the close handshake — is boxed when it happens, so the task an
+//! idle connection holds is the connection struct and little else (measured: see
+//! docs/BENCHMARKS.md, idle connections).
 
-use std::future::Future;
-
-use futures_util::FutureExt;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use tokio::time::{sleep_until, Instant, Interval, Sleep};
+use futures_util::FutureExt;
+use tokio::time::{sleep_until, Instant, Sleep};
 use wsrelay_process::{
-    reason, Context, Event, ExitGuard, ExitResult, Map, Message, Pid, ProcessRef, Received, Value,
+    reason, Context, Event, ExitGuard, ExitResult, Map, Message, Pid, ProcessRef, Value,
 };
-use wsrelay_ws::{CloseReason, Event as WsEvent, Message as Frame, WsConnection};
+use wsrelay_ws::{CloseReason, Event as WsEvent, WsConnection};
 
-use crate::events::{self, ClientEvent, ClientEventKind};
-use crate::settings::{RelayOptions, RelayTarget};
+use crate::events::{self, ClientEvent, ClientEventKind, Outgoing};
+use crate::header::RelayTarget;
+use crate::options::RelayOptions;
 use crate::stats::RelayStats;
 
 /// How many queued mailbox messages are written before one flush.
 const WRITE_BATCH: usize = 64;
+
+/// A wait that happens only now and then, boxed so an idle connection holds none.
+type Waiting = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What woke the connection.
+enum Wake {
+    /// A stop request (terminate, a failed link, shutdown).
+    Stop(ExitResult),
+    /// A system event (the target's exit, a cancel).
+    Event(Event),
+    /// Messages are queued in the mailbox.
+    Messages,
+    /// The client sent a message or a pong.
+    Client(WsEvent),
+    /// The WebSocket is closing or has ended: `next_event` reports how.
+    Closing,
+    /// The timer fired: a ping or a heartbeat is due.
+    Timer,
+}
+
+/// What one step of the loop leads to.
+enum Flow {
+    /// Go on serving.
+    Continue,
+    /// The connection ends.
+    End(Outcome),
+    /// The step must wait for the client: run boxed, see [`Connection::wait`].
+    Wait(Wait),
+}
+
+impl From<Option<Outcome>> for Flow {
+    fn from(outcome: Option<Outcome>) -> Flow {
+        outcome.map_or(Flow::Continue, Flow::End)
+    }
+}
+
+/// A step that waits for the client. Rare on a healthy connection, so it lives in a box
+/// for as long as it takes instead of in every connection's task.
+enum Wait {
+    /// A write found the write queue full.
+    Write(Outgoing),
+    /// A flush found the socket full.
+    Flush,
+    /// The socket failed: find out how the connection ended.
+    Lost,
+    /// The WebSocket is closing or has ended: finish the close handshake.
+    Ended,
+}
 
 /// How a connection ends: what the target is told, how the socket closes, how the process
 /// exits.
@@ -41,7 +100,7 @@ struct Outcome {
 
 impl Outcome {
     /// An end the target hears about as `ws.leave` with `reason`; abnormal reasons make an
-    /// error exit (SPEC §8), so links fire for them.
+    /// error exit (docs/spec.md §8), so links fire for them.
     fn leave(reason: &'static str, code: Option<u16>) -> Outcome {
         let abnormal = matches!(
             reason,
@@ -101,6 +160,17 @@ pub(crate) struct Connection {
     started: Instant,
     message_count: u64,
     awaiting_pong: bool,
+    /// The client's IP address as text, for `ws.join`.
+    remote_addr: Option<Arc<str>>,
+    /// When the next ping is due (or, while `awaiting_pong`, when the pong is late).
+    next_ping: Instant,
+    /// When the next `ws.heartbeat` is due, if the target asked for them.
+    next_heartbeat: Option<Instant>,
+    /// While the target is congested: the wait for room in its inbox (or its node's queue).
+    space: Option<Waiting>,
+    /// After a batch of mailbox messages, the client is looked at first (fairness: a target
+    /// that writes without pause must not keep the socket unread).
+    client_first: bool,
 }
 
 impl Connection {
@@ -112,23 +182,36 @@ impl Connection {
         settings: RelayTarget,
         options: Arc<RelayOptions>,
         stats: Arc<RelayStats>,
+        remote_addr: Option<Arc<str>>,
     ) -> Connection {
-        Connection {
+        let now = Instant::now();
+        let mut connection = Connection {
+            remote_addr,
             target: Target::new(&ctx, target, settings),
+            next_ping: now + options.ping_interval,
             ctx,
             ws,
             options,
             stats,
-            started: Instant::now(),
+            started: now,
             message_count: 0,
             awaiting_pong: false,
-        }
+            next_heartbeat: None,
+            space: None,
+            client_first: false,
+        };
+        connection.next_heartbeat = connection.first_heartbeat();
+        connection
     }
 
     /// Runs the connection to its end and exits the process.
-    pub(crate) async fn run(mut self, guard: ExitGuard) {
+    ///
+    /// Boxed `self`: an `async fn` keeps its by-value arguments twice in its state (once as
+    /// captured, once as the local they move into), which would double the connection in
+    /// every idle task; a box is held twice as a pointer.
+    pub(crate) async fn run(mut self: Box<Self>, guard: ExitGuard) {
         self.stats.open.fetch_add(1, Ordering::Relaxed);
-        self.notify_target(ClientEventKind::Join);
+        self.notify_target(self.join());
         let outcome = self.serve().await;
         // The target learns first: a close handshake with a slow or silent client can take
         // up to the close timeout, and nothing reaches the target after this anyway.
@@ -136,7 +219,8 @@ impl Connection {
             self.notify_target(ClientEventKind::Leave { reason, code });
         }
         if let Some((code, text)) = &outcome.close {
-            self.ws.close(*code, text).await;
+            // Boxed: the close handshake's timers are no part of an idle connection.
+            Box::pin(self.ws.close(*code, text)).await;
         }
         self.stats.count_close(outcome.counted);
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
@@ -145,68 +229,109 @@ impl Connection {
     }
 
     async fn serve(&mut self) -> Outcome {
-        let mut heartbeat = self.heartbeat();
-        let liveness = tokio::time::sleep(self.options.ping_interval);
-        tokio::pin!(liveness);
+        let mut timer = std::pin::pin!(sleep_until(self.next_deadline()));
         loop {
-            // Backpressure: while the target's inbox is above its mark, leave the socket
-            // unread so TCP pushes back on the client; never drop a frame.
-            let congested = self
-                .target
-                .local
-                .as_ref()
-                .filter(|t| t.is_congested())
-                .cloned();
-            // The same for a remote target while the queue to its node is full (cluster flow
-            // control, see `Node::is_congested`).
-            let remote_congested =
-                self.target.local.is_none() && self.ctx.node().is_congested(&self.target.pid);
-            let readable = congested.is_none() && !remote_congested;
-            tokio::select! {
-                biased;
-                mailbox = next_or_stop(&self.ctx) => {
-                    let received = match mailbox {
-                        Mailbox::Stop(stop) => return self.on_stop(stop),
-                        Mailbox::Received(received) => received,
-                    };
-                    if let Some(outcome) = self.on_mailbox(received, &mut heartbeat).await {
-                        return outcome;
-                    }
-                    // Fairness: a target that writes without pause must not keep the socket
-                    // unread (client frames, and the pongs that prove the client alive).
-                    // `next_event` is cancel safe, so one poll is harmless.
-                    if readable {
-                        if let Some(event) = self.ws.next_event().now_or_never() {
-                            if let Some(outcome) = self.on_client(event, liveness.as_mut()) {
-                                return outcome;
-                            }
-                        }
-                    }
+            let wake = poll_fn(|cx| self.poll_wake(cx, timer.as_mut())).await;
+            // A fired timer must be re-armed even if its deadline were unchanged.
+            let fired = matches!(wake, Wake::Timer);
+            let flow = match wake {
+                Wake::Stop(stop) => Flow::End(self.on_stop(stop)),
+                Wake::Event(event) => self.on_event(event).into(),
+                Wake::Messages => {
+                    self.client_first = true;
+                    self.on_messages()
                 }
-                event = self.ws.next_event(), if readable => {
-                    if let Some(outcome) = self.on_client(event, liveness.as_mut()) {
-                        return outcome;
-                    }
+                Wake::Client(event) => {
+                    self.client_first = false;
+                    self.on_client(event).into()
                 }
-                () = wait_for_space(congested.as_ref()), if congested.is_some() => {}
-                () = self.ctx.node().wait_for_space(&self.target.pid), if remote_congested => {}
-                _ = tick(&mut heartbeat) => self.send_heartbeat(),
-                () = &mut liveness => {
-                    if let Some(outcome) = self.on_liveness(liveness.as_mut()).await {
-                        return outcome;
-                    }
-                }
+                Wake::Closing => Flow::Wait(Wait::Ended),
+                Wake::Timer => self.on_timer(),
+            };
+            let flow = match flow {
+                Flow::Wait(wait) => Box::pin(self.wait(wait)).await,
+                flow => flow,
+            };
+            if let Flow::End(outcome) = flow {
+                return outcome;
             }
+            let deadline = self.next_deadline();
+            if fired || timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+        }
+    }
+
+    /// What to do next, in order of priority: a stop request, an event, queued messages,
+    /// the client (unless the target is congested), the timer. Registers for all of them
+    /// before looking, so nothing that arrives after the look is missed.
+    fn poll_wake(&mut self, cx: &mut TaskContext<'_>, timer: Pin<&mut Sleep>) -> Poll<Wake> {
+        self.ctx.wake_on_change(cx.waker());
+        if let Some(stop) = self.ctx.stop_requested() {
+            return Poll::Ready(Wake::Stop(stop));
+        }
+        if let Some(event) = self.ctx.try_next_event() {
+            return Poll::Ready(Wake::Event(event));
+        }
+        let messages = self.ctx.inbox_len() > 0;
+        if messages && !self.client_first {
+            return Poll::Ready(Wake::Messages);
+        }
+        if self.poll_readable(cx) {
+            match self.ws.poll_event(cx) {
+                Poll::Ready(Some(event)) => return Poll::Ready(Wake::Client(event)),
+                Poll::Ready(None) => return Poll::Ready(Wake::Closing),
+                Poll::Pending => {}
+            }
+        }
+        if messages {
+            return Poll::Ready(Wake::Messages);
+        }
+        self.client_first = false;
+        match timer.poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Wake::Timer),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Backpressure: while the target's inbox is above its mark (or the queue to its node is
+    /// full, see `Node::is_congested`), leave the socket unread so TCP pushes back on the
+    /// client; never drop a frame. Waits for room meanwhile.
+    fn poll_readable(&mut self, cx: &mut TaskContext<'_>) -> bool {
+        loop {
+            if let Some(space) = &mut self.space {
+                if space.as_mut().poll(cx).is_pending() {
+                    return false;
+                }
+                self.space = None;
+            }
+            let waiting: Waiting = match &self.target.local {
+                Some(local) if local.is_congested() => {
+                    let local = local.clone();
+                    Box::pin(async move { local.wait_for_space().await })
+                }
+                None if self.ctx.node().is_congested(&self.target.pid) => {
+                    let (node, pid) = (self.ctx.node().clone(), self.target.pid.clone());
+                    Box::pin(async move { node.wait_for_space(&pid).await })
+                }
+                _ => return true,
+            };
+            self.space = Some(waiting);
+        }
+    }
+
+    /// The WebSocket is closing or has ended: finish the close handshake and report it.
+    async fn ended(&mut self) -> Outcome {
+        match self.ws.next_event().await {
+            WsEvent::Closed(closed) => Outcome::leave(closed.reason.as_str(), closed.code),
+            // Not reached: `poll_event` says the connection is no longer open.
+            _ => Outcome::leave("connection_lost", None),
         }
     }
 
     // ===== the client side =====
 
-    fn on_client(
-        &mut self,
-        event: WsEvent,
-        liveness: std::pin::Pin<&mut Sleep>,
-    ) -> Option<Outcome> {
+    fn on_client(&mut self, event: WsEvent) -> Option<Outcome> {
         match event {
             WsEvent::Message(frame) => {
                 self.message_count += 1;
@@ -221,61 +346,68 @@ impl Connection {
             }
             WsEvent::Pong(_) => {
                 self.awaiting_pong = false;
-                liveness.reset(Instant::now() + self.options.ping_interval);
+                self.next_ping = Instant::now() + self.options.ping_interval;
                 None
             }
             WsEvent::Closed(closed) => Some(Outcome::leave(closed.reason.as_str(), closed.code)),
         }
     }
 
-    async fn on_liveness(&mut self, mut liveness: std::pin::Pin<&mut Sleep>) -> Option<Outcome> {
+    /// The timer fired: a ping is due (or its pong is late), or a heartbeat.
+    fn on_timer(&mut self) -> Flow {
+        let now = Instant::now();
+        if let Some(due) = self.next_heartbeat.filter(|due| *due <= now) {
+            self.send_heartbeat();
+            // Missed ticks are not made up (tokio's `MissedTickBehavior::Delay`).
+            let period = self.target.settings.heartbeat_interval.unwrap_or_default();
+            self.next_heartbeat = Some((due + period).max(now + period / 2));
+        }
+        if self.next_ping > now {
+            return Flow::Continue;
+        }
         if self.awaiting_pong {
-            return Some(Outcome::closing("connection_lost", 1001, "pong timeout"));
+            return Flow::End(Outcome::closing("connection_lost", 1001, "pong timeout"));
         }
         self.awaiting_pong = true;
-        liveness
-            .as_mut()
-            .reset(Instant::now() + self.options.pong_timeout);
-        if self.ws.ping(bytes::Bytes::new()).await.is_err() {
-            return Some(self.lost().await);
+        self.next_ping = now + self.options.pong_timeout;
+        if self.ws.ping_now(bytes::Bytes::new()).is_err() {
+            return Flow::Wait(Wait::Lost);
         }
-        None
+        self.flush()
+    }
+
+    /// When the timer must fire next.
+    fn next_deadline(&self) -> Instant {
+        match self.next_heartbeat {
+            Some(heartbeat) => heartbeat.min(self.next_ping),
+            None => self.next_ping,
+        }
     }
 
     // ===== the process side =====
 
-    async fn on_mailbox(
-        &mut self,
-        received: Received,
-        heartbeat: &mut Option<Interval>,
-    ) -> Option<Outcome> {
-        match received {
-            Received::Event(event) => self.on_event(event).await,
-            Received::Message(msg) => {
-                if let Some(outcome) = self.on_message(msg, heartbeat).await {
-                    return Some(outcome);
-                }
-                // Write what else is queued before one flush.
-                for _ in 1..WRITE_BATCH {
-                    let Some(msg) = self.ctx.try_recv() else {
-                        break;
-                    };
-                    if let Some(outcome) = self.on_message(msg, heartbeat).await {
-                        return Some(outcome);
-                    }
-                }
-                if self.ctx.inbox_bytes() > self.options.max_outbound_bytes {
-                    return Some(Outcome::closing("slow_consumer", 1008, "slow consumer"));
-                }
-                self.flush().await.err()
+    /// Writes what the mailbox holds (a batch), then flushes once.
+    /// A write that must wait ends the batch; the rest of the mailbox waits for the next one.
+    fn on_messages(&mut self) -> Flow {
+        for _ in 0..WRITE_BATCH {
+            let Some(msg) = self.ctx.try_recv() else {
+                break;
+            };
+            match self.on_message(msg) {
+                Flow::Continue => {}
+                flow => return flow,
             }
         }
+        if self.ctx.inbox_bytes() > self.options.max_outbound_bytes {
+            return Flow::End(Outcome::closing("slow_consumer", 1008, "slow consumer"));
+        }
+        self.flush()
     }
 
-    async fn on_event(&mut self, event: Event) -> Option<Outcome> {
+    fn on_event(&mut self, event: Event) -> Option<Outcome> {
         match event {
             Event::Exit { from, result } if from == self.target.pid => {
-                // The target is gone: no ws.leave (SPEC §6).
+                // The target is gone: no ws.leave (docs/spec.md §6).
                 let (code, text, exit) = match &result.error {
                     None => (
                         1000,
@@ -304,37 +436,33 @@ impl Connection {
         }
     }
 
-    async fn on_message(
-        &mut self,
-        msg: Message,
-        heartbeat: &mut Option<Interval>,
-    ) -> Option<Outcome> {
+    fn on_message(&mut self, msg: Message) -> Flow {
         match msg.topic() {
-            events::SEND => match events::frame_from_send(msg.payload()) {
-                Ok(frame) => self.write(frame).await.err(),
+            events::SEND => match events::outgoing_from_send(msg.payload()) {
+                Ok(out) => self.write(out),
                 Err(problem) => {
                     tracing::warn!(pid = %self.ctx.pid(), from = ?msg.from(), "{problem}; ignored");
-                    None
+                    Flow::Continue
                 }
             },
             events::CLOSE => {
                 let (code, text) = events::close_from_payload(msg.payload());
-                Some(Outcome::closing("server_closed", code, &text))
+                Flow::End(Outcome::closing("server_closed", code, &text))
             }
             events::CONTROL => {
-                self.transfer(msg.payload(), heartbeat);
-                None
+                self.transfer(msg.payload());
+                Flow::Continue
             }
             topic => {
                 let frame = events::passthrough_frame(topic, msg.payload());
-                self.write(frame).await.err()
+                self.write(Outgoing::Frame(frame))
             }
         }
     }
 
     /// `ws.control`: monitor the new target, leave the old one, join the new one, stop
-    /// monitoring the old one (SPEC §7). Frames read after this go to the new target.
-    fn transfer(&mut self, payload: &Value, heartbeat: &mut Option<Interval>) {
+    /// monitoring the old one (docs/spec.md §7). Frames read after this go to the new target.
+    fn transfer(&mut self, payload: &Value) {
         let settings = match RelayTarget::from_control(payload, &self.target.settings) {
             Ok(settings) => settings,
             Err(e) => {
@@ -364,11 +492,11 @@ impl Connection {
             code: None,
         };
         self.send_to(&old, leave);
-        self.notify_target(ClientEventKind::Join);
+        self.notify_target(self.join());
         if new_pid != old.pid {
             self.ctx.unmonitor(&old.pid);
         }
-        *heartbeat = self.heartbeat();
+        self.next_heartbeat = self.first_heartbeat();
         tracing::debug!(pid = %self.ctx.pid(), from = %old.pid, to = %new_pid, "connection transferred");
     }
 
@@ -390,22 +518,87 @@ impl Connection {
 
     // ===== writing =====
 
-    async fn write(&mut self, frame: Frame) -> Result<(), Outcome> {
-        let len = frame.data().len() as u64;
-        let feed = self.ws.feed(frame);
-        match bounded(&self.ctx, &self.options, feed).await {
-            Ok(Ok(())) => {
+    /// Queues `out` for the client when the write queue has room; a write that must wait
+    /// for the client becomes a [`Wait`].
+    fn write(&mut self, out: Outgoing) -> Flow {
+        if !self.ws.can_feed() {
+            return Flow::Wait(Wait::Write(out));
+        }
+        let len = out.data().len() as u64;
+        let queued = match out {
+            Outgoing::Frame(frame) => self.ws.feed_now(frame),
+            Outgoing::Shared(shared) => self.ws.feed_shared_now(&shared),
+        };
+        self.wrote(queued, len)
+    }
+
+    /// Counts a queued write, or says why it was not.
+    fn wrote(&mut self, queued: Result<(), wsrelay_ws::Error>, len: u64) -> Flow {
+        match queued {
+            Ok(()) => {
                 self.stats.frames_out.fetch_add(1, Ordering::Relaxed);
                 self.stats.bytes_out.fetch_add(len, Ordering::Relaxed);
-                Ok(())
+                Flow::Continue
             }
             // A text frame that is not UTF-8 was refused before anything was written.
-            Ok(Err(wsrelay_ws::Error::InvalidText)) => {
+            Err(wsrelay_ws::Error::InvalidText) => {
                 tracing::warn!(pid = %self.ctx.pid(), "ws.send: text is not UTF-8; ignored");
-                Ok(())
+                Flow::Continue
             }
-            Ok(Err(_)) => Err(self.lost().await),
-            Err(interrupted) => Err(self.interrupted(interrupted)),
+            Err(_) => Flow::Wait(Wait::Lost),
+        }
+    }
+
+    /// Writes what is queued, if the socket takes it now; otherwise the flush becomes a
+    /// [`Wait`].
+    fn flush(&mut self) -> Flow {
+        let noop = &mut TaskContext::from_waker(futures_util::task::noop_waker_ref());
+        match self.ws.poll_flush(noop) {
+            Poll::Ready(Ok(())) => Flow::Continue,
+            Poll::Ready(Err(_)) => Flow::Wait(Wait::Lost),
+            Poll::Pending => Flow::Wait(Wait::Flush),
+        }
+    }
+
+    /// Runs a step that waits for the client, to its end: a write or a flush is bounded by
+    /// the write timeout and the outbound limit, and gives way to a stop request.
+    async fn wait(&mut self, mut wait: Wait) -> Flow {
+        loop {
+            let flow = match wait {
+                Wait::Write(out) => {
+                    let len = out.data().len() as u64;
+                    let (ctx, options, ws) = (&self.ctx, &self.options, &mut self.ws);
+                    let fed = match out {
+                        Outgoing::Frame(frame) => bounded(ctx, options, ws.feed(frame)).await,
+                        Outgoing::Shared(shared) => {
+                            bounded(ctx, options, ws.feed_shared(&shared)).await
+                        }
+                    };
+                    match fed {
+                        // What was queued must reach the client even if the mailbox is
+                        // now empty and nothing else would flush it.
+                        Ok(queued) => match self.wrote(queued, len) {
+                            Flow::Continue => self.flush(),
+                            flow => flow,
+                        },
+                        Err(interrupted) => Flow::End(self.interrupted(interrupted)),
+                    }
+                }
+                Wait::Flush => {
+                    let (ctx, options, ws) = (&self.ctx, &self.options, &mut self.ws);
+                    match bounded(ctx, options, ws.flush()).await {
+                        Ok(Ok(())) => Flow::Continue,
+                        Ok(Err(_)) => Flow::Wait(Wait::Lost),
+                        Err(interrupted) => Flow::End(self.interrupted(interrupted)),
+                    }
+                }
+                Wait::Lost => Flow::End(self.lost().await),
+                Wait::Ended => Flow::End(self.ended().await),
+            };
+            match flow {
+                Flow::Wait(next) => wait = next,
+                flow => return flow,
+            }
         }
     }
 
@@ -413,15 +606,6 @@ impl Connection {
         match interrupted {
             Interrupted::SlowConsumer => Outcome::closing("slow_consumer", 1008, "slow consumer"),
             Interrupted::Stop(stop) => self.on_stop(stop),
-        }
-    }
-
-    async fn flush(&mut self) -> Result<(), Outcome> {
-        let flush = self.ws.flush();
-        match bounded(&self.ctx, &self.options, flush).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(self.lost().await),
-            Err(interrupted) => Err(self.interrupted(interrupted)),
         }
     }
 
@@ -446,7 +630,7 @@ impl Connection {
 
     fn send_to(&self, target: &Target, kind: ClientEventKind) {
         let topic: Arc<str> = match kind {
-            ClientEventKind::Join => events::JOIN.into(),
+            ClientEventKind::Join { .. } => events::JOIN.into(),
             ClientEventKind::Message { .. } => target.topic.clone(),
             ClientEventKind::Heartbeat { .. } => events::HEARTBEAT.into(),
             ClientEventKind::Leave { .. } => events::LEAVE.into(),
@@ -468,12 +652,21 @@ impl Connection {
         };
     }
 
-    fn heartbeat(&self) -> Option<Interval> {
-        self.target.settings.heartbeat_interval.map(|period| {
-            let mut interval = tokio::time::interval_at(Instant::now() + period, period);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            interval
-        })
+    /// `ws.join`, with the subprotocol of the handshake and the client's address (a
+    /// transfer keeps both).
+    fn join(&self) -> ClientEventKind {
+        ClientEventKind::Join {
+            protocol: self.target.settings.protocol.as_deref().map(Arc::from),
+            remote_addr: self.remote_addr.clone(),
+        }
+    }
+
+    /// When the first heartbeat of the current target is due, if it asked for them.
+    fn first_heartbeat(&self) -> Option<Instant> {
+        self.target
+            .settings
+            .heartbeat_interval
+            .map(|period| Instant::now() + period)
     }
 
     fn send_heartbeat(&self) {
@@ -508,13 +701,16 @@ async fn bounded<T>(
     }
     let deadline = sleep_until(Instant::now() + options.write_timeout);
     tokio::pin!(deadline);
+    let mut changed = ctx.changed();
     loop {
         tokio::select! {
             biased;
             stop = ctx.stopped() => return Err(Interrupted::Stop(stop)),
             done = &mut write => return Ok(done),
             () = &mut deadline => return Err(Interrupted::SlowConsumer),
-            () = ctx.changed() => {
+            () = &mut changed => {
+                // The next wait sees any change made from here on.
+                changed = ctx.changed();
                 if ctx.inbox_bytes() > options.max_outbound_bytes {
                     return Err(Interrupted::SlowConsumer);
                 }
@@ -523,57 +719,11 @@ async fn bounded<T>(
     }
 }
 
-/// What woke the connection on the process side.
-enum Mailbox {
-    /// A stop request (terminate, a failed link, shutdown): it comes before anything queued.
-    Stop(ExitResult),
-    /// An event or a message, events first.
-    Received(Received),
-}
-
-/// Waits for a stop request, an event or a message, in that order of priority.
-///
-/// One waiter instead of two (`Context::stopped` and `Context::next` in the select): a stop
-/// request also wakes `changed`, so checking it here costs a lock where a second waiter cost
-/// registering and polling a `Notified` on every frame.
-///
-/// # Cancel safety
-///
-/// Cancel safe: nothing is taken before it is returned.
-async fn next_or_stop(ctx: &Context) -> Mailbox {
-    loop {
-        if let Some(stop) = ctx.stop_requested() {
-            return Mailbox::Stop(stop);
-        }
-        if let Some(event) = ctx.try_next_event() {
-            return Mailbox::Received(Received::Event(event));
-        }
-        if let Some(msg) = ctx.try_recv() {
-            return Mailbox::Received(Received::Message(msg));
-        }
-        // A push or a kill between the checks and this wait leaves a permit: no lost wake-up.
-        ctx.changed().await;
-    }
-}
-
-async fn wait_for_space(target: Option<&ProcessRef>) {
-    match target {
-        Some(target) => target.wait_for_space().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn tick(interval: &mut Option<Interval>) -> Instant {
-    match interval {
-        Some(interval) => interval.tick().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The longest a connection waits for its peer at each step of a close; see
-/// [`RelayOptions::close_timeout`].
+/// The WebSocket settings of a route: its message limit, its compression, and the longest a
+/// connection waits for its peer at each step of a close ([`RelayOptions::close_timeout`]).
 pub(crate) fn ws_config(options: &RelayOptions) -> wsrelay_ws::Config {
     wsrelay_ws::Config::default()
         .max_message_size(options.max_message_size)
         .close_timeout(options.close_timeout.min(Duration::from_secs(60)))
+        .compression(options.compression)
 }

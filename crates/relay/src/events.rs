@@ -1,14 +1,14 @@
-//! What the relay sends to targets (SPEC §6) and what it accepts from processes (SPEC §7).
+//! What the relay sends to targets (docs/spec.md §6) and what it accepts from processes (docs/spec.md §7).
 //!
 //! Messages to targets carry a [`ClientEvent`] as an opaque payload: a Rust target reads it
 //! with [`Value::downcast_ref`] without any copy, and everything else (Lua, JSON, another
-//! node) sees the plain map of SPEC §6 through [`OpaqueValue::to_value`].
+//! node) sees the plain map of docs/spec.md §6 through [`OpaqueValue::to_value`].
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use wsrelay_process::{Map, OpaqueValue, Pid, Value};
-use wsrelay_ws::Message as Frame;
+use wsrelay_process::{Map, OpaqueValue, Pid, Value, Visit};
+use wsrelay_ws::{Message as Frame, SharedFrame};
 
 /// Topic of the first message a target gets from a connection.
 pub const JOIN: &str = "ws.join";
@@ -38,7 +38,13 @@ pub struct ClientEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientEventKind {
     /// `ws.join`: the client connected (or was transferred here).
-    Join,
+    Join {
+        /// The subprotocol accepted in the handshake (docs/spec.md §13), if any.
+        protocol: Option<Arc<str>>,
+        /// The client's IP address as text (behind a trusted proxy, the one it reports;
+        /// docs/spec.md §13), when the request came through a gateway.
+        remote_addr: Option<Arc<str>>,
+    },
     /// `ws.message` (or the configured topic): a client data frame.
     Message {
         /// Whether it was a text frame (valid UTF-8) rather than a binary one.
@@ -55,7 +61,7 @@ pub enum ClientEventKind {
     },
     /// `ws.leave`: the connection ended or moved away.
     Leave {
-        /// One of SPEC §6's reasons.
+        /// One of docs/spec.md §6's reasons.
         reason: &'static str,
         /// The close code, when known.
         code: Option<u16>,
@@ -67,7 +73,17 @@ impl OpaqueValue for ClientEvent {
         let mut map = Map::with_capacity(6);
         map.insert("client_pid", self.client_pid.as_str());
         match &self.kind {
-            ClientEventKind::Join => {}
+            ClientEventKind::Join {
+                protocol,
+                remote_addr,
+            } => {
+                if let Some(protocol) = protocol {
+                    map.insert("protocol", &**protocol);
+                }
+                if let Some(remote_addr) = remote_addr {
+                    map.insert("remote_addr", &**remote_addr);
+                }
+            }
             ClientEventKind::Message { text, data } => {
                 map.insert("type", if *text { "text" } else { "binary" });
                 let data = match std::str::from_utf8(data) {
@@ -100,39 +116,166 @@ impl OpaqueValue for ClientEvent {
             _ => 0,
         }
     }
+
+    /// The map of [`to_value`](OpaqueValue::to_value), walked without building it: this is
+    /// what a Lua target converts for every client frame.
+    fn visit(&self, v: &mut dyn Visit) {
+        let fields = match &self.kind {
+            ClientEventKind::Join {
+                protocol,
+                remote_addr,
+            } => 2 + usize::from(protocol.is_some()) + usize::from(remote_addr.is_some()),
+            ClientEventKind::Message { .. } => 4,
+            ClientEventKind::Heartbeat { .. } => 4,
+            ClientEventKind::Leave { code, .. } => 3 + usize::from(code.is_some()),
+        };
+        v.begin_map(fields);
+        v.key("client_pid");
+        v.str(self.client_pid.as_str());
+        match &self.kind {
+            ClientEventKind::Join {
+                protocol,
+                remote_addr,
+            } => {
+                if let Some(protocol) = protocol {
+                    v.key("protocol");
+                    v.str(protocol);
+                }
+                if let Some(remote_addr) = remote_addr {
+                    v.key("remote_addr");
+                    v.str(remote_addr);
+                }
+            }
+            ClientEventKind::Message { text, data } => {
+                v.key("type");
+                v.str(if *text { "text" } else { "binary" });
+                v.key("data");
+                match std::str::from_utf8(data) {
+                    Ok(s) if *text => v.str(s),
+                    _ => v.bytes(data),
+                }
+            }
+            ClientEventKind::Heartbeat {
+                uptime,
+                message_count,
+            } => {
+                v.key("uptime");
+                v.float(*uptime);
+                v.key("message_count");
+                match i64::try_from(*message_count) {
+                    Ok(count) => v.int(count),
+                    Err(_) => v.float(*message_count as f64),
+                }
+            }
+            ClientEventKind::Leave { reason, code } => {
+                v.key("reason");
+                v.str(reason);
+                if let Some(code) = code {
+                    v.key("code");
+                    v.int(i64::from(*code));
+                }
+            }
+        }
+        v.key("metadata");
+        self.metadata.visit(v);
+        v.end_map();
+    }
 }
 
-/// A frame to send to a client, as a Rust sender can pass it to `ws.send` without building
-/// a map: `Value::Opaque(Arc::new(Outgoing::text("hi")))`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outgoing(pub Frame);
+/// The `ws.leave` a target gets when the request that named it never became a connection
+/// (reason `not_upgraded`, docs/spec.md §3.3): a plain request, a refused upgrade, or a client that
+/// left before the upgrade completed. There is no client, so there is no `client_pid`, and
+/// no `ws.join` came before it; the message has no sender either.
+///
+/// A Rust target tells it from a connection's events with
+/// `msg.payload().downcast_ref::<NotUpgraded>()`; Lua and JSON see
+/// `{reason = "not_upgraded", metadata = {...}}`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NotUpgraded {
+    /// The `metadata` of the `X-WS-Relay` header that named the target.
+    pub metadata: Arc<Map>,
+}
+
+/// The `ws.leave` reason of [`NotUpgraded`].
+pub const NOT_UPGRADED: &str = "not_upgraded";
+
+impl OpaqueValue for NotUpgraded {
+    fn to_value(&self) -> Value {
+        Map::new()
+            .with("reason", NOT_UPGRADED)
+            .with("metadata", Value::Map((*self.metadata).clone()))
+            .into()
+    }
+}
+
+/// A message to send to a client, as a Rust sender can pass it to `ws.send` without building
+/// a map: `Value::Opaque(Arc::new(Outgoing::text("hi")))`. A [`SharedFrame`] prepared once
+/// goes to many clients as it is (what a group send of `ws.send` does).
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// A message for one connection.
+    Frame(Frame),
+    /// A message prepared (checked, compressed) once for many connections.
+    Shared(SharedFrame),
+}
 
 impl Outgoing {
-    /// A text frame.
+    /// A text message.
     pub fn text(text: impl Into<String>) -> Outgoing {
-        Outgoing(Frame::text(text))
+        Outgoing::Frame(Frame::text(text))
     }
 
-    /// A binary frame.
+    /// A binary message.
     pub fn binary(data: impl Into<Bytes>) -> Outgoing {
-        Outgoing(Frame::binary(data))
+        Outgoing::Frame(Frame::binary(data))
+    }
+
+    /// Whether it is a text message.
+    pub fn is_text(&self) -> bool {
+        match self {
+            Outgoing::Frame(frame) => frame.is_text(),
+            Outgoing::Shared(shared) => shared.is_text(),
+        }
+    }
+
+    /// The message as given (uncompressed).
+    pub fn data(&self) -> &Bytes {
+        match self {
+            Outgoing::Frame(frame) => frame.data(),
+            Outgoing::Shared(shared) => shared.data(),
+        }
     }
 }
 
 impl OpaqueValue for Outgoing {
     fn to_value(&self) -> Value {
-        let (kind, data) = match &self.0 {
-            Frame::Text(_) => (
+        let data = self.data();
+        let (kind, data) = if self.is_text() {
+            (
                 "text",
-                Value::String(self.0.as_text().unwrap_or_default().to_owned()),
-            ),
-            Frame::Binary(b) => ("binary", Value::Bytes(b.clone())),
+                Value::String(String::from_utf8_lossy(data).into_owned()),
+            )
+        } else {
+            ("binary", Value::Bytes(data.clone()))
         };
         Map::new().with("type", kind).with("data", data).into()
     }
 
     fn size_hint(&self) -> usize {
-        self.0.data().len()
+        self.data().len()
+    }
+}
+
+/// Reads a `ws.send` payload: an [`Outgoing`] as it is, else the `{type, data}` map as a
+/// frame ([`frame_from_send`]).
+///
+/// # Errors
+///
+/// As [`frame_from_send`].
+pub fn outgoing_from_send(payload: &Value) -> Result<Outgoing, String> {
+    match payload.downcast_ref::<Outgoing>() {
+        Some(out) => Ok(out.clone()),
+        None => frame_from_send(payload).map(Outgoing::Frame),
     }
 }
 
@@ -145,21 +288,27 @@ impl OpaqueValue for Outgoing {
 /// A description of what is wrong, for the log (the payload is then ignored).
 pub fn frame_from_send(payload: &Value) -> Result<Frame, String> {
     if let Some(out) = payload.downcast_ref::<Outgoing>() {
-        return Ok(out.0.clone());
+        let data = out.data().clone();
+        return Ok(if out.is_text() {
+            Frame::Text(data)
+        } else {
+            Frame::Binary(data)
+        });
     }
     let map = match payload {
         Value::Map(m) => m,
         Value::Opaque(o) => return frame_from_send(&o.to_value()),
         _ => return Err("ws.send payload must be a table {type=, data=}".into()),
     };
-    let data = match map.get("data") {
-        Some(Value::String(s)) => Bytes::copy_from_slice(s.as_bytes()),
-        Some(Value::Bytes(b)) => b.clone(),
+    // Text that came as a `String` is UTF-8 already; only bytes need the check.
+    let (data, utf8) = match map.get("data") {
+        Some(Value::String(s)) => (Bytes::copy_from_slice(s.as_bytes()), true),
+        Some(Value::Bytes(b)) => (b.clone(), false),
         Some(_) => return Err("ws.send: data must be a string".into()),
         None => return Err("ws.send: data is missing".into()),
     };
     match map.get("type").and_then(Value::as_str).unwrap_or("text") {
-        "text" if std::str::from_utf8(&data).is_ok() => Ok(Frame::Text(data)),
+        "text" if utf8 || std::str::from_utf8(&data).is_ok() => Ok(Frame::Text(data)),
         "text" => Err("ws.send: text data is not valid UTF-8 (use type = \"binary\")".into()),
         "binary" => Ok(Frame::Binary(data)),
         other => Err(format!(
@@ -198,6 +347,56 @@ pub fn passthrough_frame(topic: &str, payload: &Value) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wsrelay_process::ValueBuilder;
+
+    #[test]
+    fn every_client_event_visits_as_its_plain_form() {
+        let metadata = Arc::new(Map::new().with("user", "ana").with("n", 3));
+        let kinds = [
+            ClientEventKind::Join {
+                protocol: None,
+                remote_addr: None,
+            },
+            ClientEventKind::Join {
+                protocol: Some("v2.chat".into()),
+                remote_addr: Some("192.0.2.1".into()),
+            },
+            ClientEventKind::Message {
+                text: true,
+                data: Bytes::from_static(b"hi"),
+            },
+            ClientEventKind::Message {
+                text: false,
+                data: Bytes::from_static(&[0xff, 0]),
+            },
+            ClientEventKind::Heartbeat {
+                uptime: 1.5,
+                message_count: 7,
+            },
+            ClientEventKind::Heartbeat {
+                uptime: 0.0,
+                message_count: u64::MAX,
+            },
+            ClientEventKind::Leave {
+                reason: "client_closed",
+                code: Some(1000),
+            },
+            ClientEventKind::Leave {
+                reason: "connection_lost",
+                code: None,
+            },
+        ];
+        for kind in kinds {
+            let event = ClientEvent {
+                client_pid: Pid::new("local", "app:gateway", 0x1f),
+                kind,
+                metadata: metadata.clone(),
+            };
+            let mut visited = ValueBuilder::default();
+            event.visit(&mut visited);
+            assert_eq!(visited.finish(), event.to_value(), "{event:?}");
+        }
+    }
 
     #[test]
     fn send_payloads() {
@@ -269,6 +468,53 @@ mod tests {
         assert_eq!(
             event.to_value().to_json(),
             serde_json::json!({"client_pid": "{app:gw|0x00001}", "type": "text", "data": "hi", "metadata": {"user": "u1"}})
+        );
+    }
+
+    #[test]
+    fn join_names_the_subprotocol_when_there_is_one() {
+        let join = |protocol: Option<&str>| ClientEvent {
+            client_pid: "{app:gw|0x00001}".parse().unwrap(),
+            kind: ClientEventKind::Join {
+                protocol: protocol.map(Arc::from),
+                remote_addr: None,
+            },
+            metadata: Arc::default(),
+        };
+        assert_eq!(
+            join(Some("v2.chat")).to_value().to_json(),
+            serde_json::json!({"client_pid": "{app:gw|0x00001}", "protocol": "v2.chat", "metadata": {}})
+        );
+        assert_eq!(
+            join(None).to_value().to_json(),
+            serde_json::json!({"client_pid": "{app:gw|0x00001}", "metadata": {}})
+        );
+    }
+
+    #[test]
+    fn join_names_the_client_address_when_known() {
+        let join = ClientEvent {
+            client_pid: "{app:gw|0x00001}".parse().unwrap(),
+            kind: ClientEventKind::Join {
+                protocol: None,
+                remote_addr: Some("2001:db8::7".into()),
+            },
+            metadata: Arc::default(),
+        };
+        assert_eq!(
+            join.to_value().to_json(),
+            serde_json::json!({"client_pid": "{app:gw|0x00001}", "remote_addr": "2001:db8::7", "metadata": {}})
+        );
+    }
+
+    #[test]
+    fn not_upgraded_has_a_reason_and_metadata_and_no_client() {
+        let leave = NotUpgraded {
+            metadata: Arc::new(Map::new().with("user", "u1")),
+        };
+        assert_eq!(
+            leave.to_value().to_json(),
+            serde_json::json!({"reason": "not_upgraded", "metadata": {"user": "u1"}})
         );
     }
 }

@@ -6,17 +6,31 @@
 //! own (PID on the server's host) that:
 //!
 //! - sends its target `ws.join`, one message per client frame, `ws.heartbeat` if asked, and
-//!   `ws.leave` when it ends (SPEC §6), always in that order;
+//!   `ws.leave` when it ends (docs/spec.md §6), always in that order;
 //! - turns `ws.send`, `ws.close` and `ws.control` (transfer to another target) from any process
-//!   into frames and actions (SPEC §7);
+//!   into frames and actions (docs/spec.md §7);
 //! - monitors its target and closes with `1000`/`1011` when it exits; exits itself with the
-//!   reason of SPEC §8, so it can be monitored and linked like any process;
-//! - enforces the limits of SPEC §9, including backpressure: it stops reading a client while
+//!   reason of docs/spec.md §8, so it can be monitored and linked like any process;
+//! - enforces the limits of docs/spec.md §9, including backpressure: it stops reading a client while
 //!   the target's inbox is above its high-water mark, and closes a client that does not read
 //!   as a slow consumer.
 //!
-//! The pieces: [`origin`] (who may connect), [`settings`] (header, control payload, router
-//! options), [`events`] (the payloads exchanged with targets), the connection process, and the
+//! # Requests that do not become connections
+//!
+//! Before the handler runs, the middleware refuses what it can, so nothing gets spawned for
+//! it: a foreign `Origin` on any request (`403`), the admission [`limits`] on every request
+//! of the route (`429`/`503`), and a request that asks to upgrade but is not a valid upgrade
+//! (`400`/`405`/`426`). A plain request still reaches the handler and its response passes
+//! through; but if the handler names a target anyway, the answer is `426` and the target gets
+//! `ws.leave` with reason `not_upgraded` and no `client_pid` ([`NotUpgraded`]), as it does
+//! for every other way a named target ends up without a connection (a body written with the
+//! header, an invalid header, a client gone before the upgrade completed). A target that
+//! exits on `ws.leave` therefore never lingers.
+//!
+//! The pieces: [`origin`] (who may connect), [`header`] (the `X-WS-Relay` header and the
+//! `ws.control` payload), [`options`] (the router options), [`negotiation`] (subprotocol and
+//! permessage-deflate), [`limits`] (admission),
+//! [`events`] (the payloads exchanged with targets), the connection process, and the
 //! middleware. Protocol details (handshake, frames, close handshake) live in `wsrelay-ws`;
 //! HTTP plumbing in `wsrelay-http`; process semantics in `wsrelay-process`.
 //!
@@ -24,26 +38,32 @@
 //!
 //! Messages from a connection carry a [`ClientEvent`] as an opaque payload, so a Rust target
 //! pays no conversion: `msg.payload().downcast_ref::<ClientEvent>()`. Lua targets and
-//! `Value::into_plain` see the SPEC §6 map. Rust senders can pass [`Outgoing`] to `ws.send`.
+//! `Value::into_plain` see the docs/spec.md §6 map. Rust senders can pass [`Outgoing`] to `ws.send`.
+//! The `not_upgraded` leave carries a [`NotUpgraded`] instead (there is no client).
 
 mod connection;
 pub mod events;
+pub mod header;
 pub mod limits;
 mod middleware;
+pub mod negotiation;
+pub mod options;
 pub mod origin;
-pub mod settings;
+mod refusal;
 mod stats;
+mod timer;
 
 use std::sync::Arc;
 
 use wsrelay_http::MiddlewareRegistry;
 use wsrelay_process::Node;
 
-pub use events::{ClientEvent, ClientEventKind, Outgoing};
+pub use events::{outgoing_from_send, ClientEvent, ClientEventKind, NotUpgraded, Outgoing};
+pub use header::{RelayTarget, SettingsError};
 pub use limits::{LimitOptions, LimitStats};
 pub use middleware::RELAY_HEADER;
-pub use origin::OriginPolicy;
-pub use settings::{RelayOptions, RelayTarget, SettingsError};
+pub use options::RelayOptions;
+pub use origin::{OriginPolicy, OriginRefusal};
 pub use stats::{RelayStats, CLOSE_REASONS};
 
 /// The name under which the middleware is registered.
@@ -63,8 +83,21 @@ struct RelayInner {
 }
 
 impl Relay {
-    /// A relay whose connections are processes of `node`.
+    /// A relay whose connections are processes of `node`. It also has group sends of
+    /// `ws.send` prepare their frame once for every member (see
+    /// [`Node::set_group_encoder`]).
     pub fn new(node: Node) -> Relay {
+        node.set_group_encoder(
+            events::SEND,
+            Arc::new(|payload| {
+                // Checked once here; each member's socket queues the same bytes.
+                let frame = events::frame_from_send(payload).ok()?;
+                let shared = wsrelay_ws::SharedFrame::from_message(frame, None).ok()?;
+                Some(wsrelay_process::Value::Opaque(Arc::new(Outgoing::Shared(
+                    shared,
+                ))))
+            }),
+        );
         Relay {
             inner: Arc::new(RelayInner {
                 node,
@@ -100,16 +133,8 @@ impl Relay {
         &self.inner.stats
     }
 
-    /// Upgrades refused by admission control (origin, rate, capacity).
+    /// Upgrade requests refused before the handler (origin, rate, capacity).
     pub fn limit_stats(&self) -> &Arc<LimitStats> {
         &self.inner.limit_stats
-    }
-
-    fn refused(&self, response: wsrelay_http::Response) -> wsrelay_http::Response {
-        self.inner
-            .stats
-            .upgrades_refused
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        response
     }
 }

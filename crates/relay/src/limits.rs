@@ -1,16 +1,20 @@
-//! Admission limits on WebSocket upgrades: a cap on open connections and a per-client-IP
-//! upgrade rate (token bucket). Both are checked **before the handler runs**, so a refused
-//! upgrade spawns nothing.
+//! Admission limits of a relay route: a cap on open connections and a per-client-IP request
+//! rate (token bucket). Both are checked **before the handler runs**, for every request on
+//! the route (docs/spec.md §3.1), plain ones included: a plain GET to a handler that spawns a target
+//! costs what an upgrade costs, so a refused request spawns nothing. A connection keeps its
+//! slot of the pool until it ends; any other request holds one only while its handler runs.
 //!
 //! | option | default | on excess |
 //! |---|---|---|
-//! | `wsrelay.max_connections` | 10000 per router | `503`, `Retry-After: 1` |
-//! | `wsrelay.upgrade_rate` | `100/s` per client IP | `429`, `Retry-After` = seconds until a token |
+//! | `wsrelay.max_connections` | 10000 per router (connections plus requests in their handler) | `503`, `Retry-After: 1` |
+//! | `wsrelay.upgrade_rate` | `100/s` per client IP (every request on the route) | `429`, `Retry-After` = seconds until a token |
 //! | `wsrelay.upgrade_burst` | 200 | (bucket size) |
+//!
+//! The options keep their names from when only upgrades were counted.
 //!
 //! Why these defaults: 10,000 connections keep a router well under the usual 65,536
 //! descriptor limit and its worst-case outbound buffering bounded, while leaving room for a
-//! real deployment; raise it deliberately. 100 upgrades per second with a burst of 200 is far
+//! real deployment; raise it deliberately. 100 requests per second with a burst of 200 is far
 //! above what browsers do, even a few hundred users behind one NAT reconnecting after a
 //! deploy, yet a single address needs more than a minute and a half to fill a router's pool.
 //!
@@ -36,7 +40,7 @@ pub const MAX_TRACKED_CLIENTS: usize = 16_384;
 /// The default `wsrelay.max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
-/// The default `wsrelay.upgrade_rate` (upgrades per second per client IP).
+/// The default `wsrelay.upgrade_rate` (requests per second per client IP).
 pub const DEFAULT_UPGRADE_RATE: f64 = 100.0;
 
 /// The default `wsrelay.upgrade_burst`.
@@ -47,7 +51,7 @@ pub const DEFAULT_UPGRADE_BURST: u32 = 200;
 pub struct LimitOptions {
     /// `wsrelay.max_connections`: open connections of the router (`None`: `unlimited`).
     pub max_connections: Option<usize>,
-    /// `wsrelay.upgrade_rate` in upgrades per second per IP (`None`: `off`).
+    /// `wsrelay.upgrade_rate` in requests per second per IP (`None`: `off`).
     pub upgrade_rate: Option<f64>,
     /// `wsrelay.upgrade_burst`: the token bucket's size.
     pub upgrade_burst: u32,
@@ -111,7 +115,9 @@ pub(crate) fn parse_burst(key: &str, value: &str) -> Result<u32, String> {
 
 // ===== counters =====
 
-/// Counts of upgrades refused by admission control, for the metrics exporter.
+/// Counts of upgrade requests refused before the handler (origin, rate, capacity), for the
+/// metrics exporter. Plain requests refused so are counted in
+/// [`RelayStats::plain_refused`](crate::RelayStats::plain_refused).
 #[derive(Debug, Default)]
 pub struct LimitStats {
     pub(crate) forbidden_origin: AtomicU64,
@@ -120,17 +126,17 @@ pub struct LimitStats {
 }
 
 impl LimitStats {
-    /// Upgrades refused with `403` because of their `Origin`.
+    /// Upgrade requests refused with `403` because of their `Origin`.
     pub fn forbidden_origin(&self) -> u64 {
         self.forbidden_origin.load(Ordering::Relaxed)
     }
 
-    /// Upgrades refused with `429` (`wsrelay.upgrade_rate`).
+    /// Upgrade requests refused with `429` (`wsrelay.upgrade_rate`).
     pub fn rate_limited(&self) -> u64 {
         self.rate_limited.load(Ordering::Relaxed)
     }
 
-    /// Upgrades refused with `503` (`wsrelay.max_connections`).
+    /// Upgrade requests refused with `503` (`wsrelay.max_connections`).
     pub fn over_capacity(&self) -> u64 {
         self.over_capacity.load(Ordering::Relaxed)
     }
@@ -160,31 +166,33 @@ impl Drop for Permit {
     }
 }
 
-/// Why an upgrade was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a request was refused admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Refusal {
-    /// Too many upgrades from this client; retry after this many seconds.
+    /// Too many requests from this client; retry after this many seconds.
+    #[error("too many requests from this address")]
     RateLimited(u64),
-    /// The router has `max_connections` open.
+    /// The router has `max_connections` open (counting requests whose handler runs).
+    #[error("too many WebSocket connections")]
     OverCapacity,
 }
 
 impl Refusal {
+    /// `429` or `503`.
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            Refusal::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::OverCapacity => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
     /// The answer: `429`/`503` with `Retry-After` and a plain-text body.
     pub(crate) fn into_response(self) -> Response {
-        let (status, body, retry) = match self {
-            Refusal::RateLimited(after) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many WebSocket upgrades from this address\n",
-                after,
-            ),
-            Refusal::OverCapacity => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many WebSocket connections\n",
-                1,
-            ),
+        let retry = match self {
+            Refusal::RateLimited(after) => after,
+            Refusal::OverCapacity => 1,
         };
-        let mut res = response::text(status, body);
+        let mut res = response::text(self.status(), format!("{self}\n"));
         res.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(retry));
         res
@@ -212,7 +220,7 @@ impl Admission {
         }
     }
 
-    /// Admits one upgrade attempt from `client` (when known), or says why not. The rate is
+    /// Admits one request from `client` (when known), or says why not. The rate is
     /// checked first, so a client refused for capacity still spends a token: retry storms
     /// against a full router are throttled too.
     pub(crate) fn admit(&self, client: Option<IpAddr>) -> Result<Permit, Refusal> {

@@ -1,23 +1,41 @@
-//! The `websocket_relay` middleware: SPEC §3 from request to `101`.
+//! The `websocket_relay` middleware: docs/spec.md §3 from request to `101`.
+//!
+//! `RelayMiddleware::steps` reads as the steps of docs/spec.md §3; each step is a function that returns a
+//! [`RelayRefusal`] when the request stops there, and the refusal is answered, counted and
+//! logged in one place. A target the handler named but that will get no connection is told
+//! so with `ws.leave` `not_upgraded` (docs/spec.md §3.3), so a target that exits on `ws.leave` never
+//! lingers, whatever went wrong after the handler.
 
+use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::{header, HeaderValue, StatusCode};
+use tokio::task::JoinHandle;
 use wsrelay_http::{
-    response, BoxFuture, ConnectInfo, Middleware, Next, Request, Response, Shutdown,
+    response, BoxFuture, ConnectInfo, Middleware, Next, Request, Response, ResponseBody, Shutdown,
 };
-use wsrelay_process::{HostConfig, SpawnError, SpawnOptions};
+use wsrelay_process::{
+    Context, ExitGuard, ExitResult, HostConfig, Map, Message, NewProcess, Node, Pid, SendError,
+    SpawnError, SpawnOptions, Value,
+};
+use wsrelay_ws::{Handshake, PendingUpgrade};
 
 use crate::connection::{ws_config, Connection};
-use crate::limits::Admission;
-use crate::settings::{RelayOptions, RelayTarget};
+use crate::events::{NotUpgraded, LEAVE};
+use crate::header::{RelayTarget, SettingsError};
+use crate::limits::{Admission, Permit};
+use crate::negotiation;
+use crate::options::RelayOptions;
+use crate::refusal::RelayRefusal;
+use crate::stats::RelayStats;
 use crate::Relay;
 
 /// The response header a handler sets to ask for a relay.
 pub const RELAY_HEADER: &str = "x-ws-relay";
 
 /// The middleware of one router, with that router's options.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct RelayMiddleware {
     pub(crate) relay: Relay,
     pub(crate) options: Arc<RelayOptions>,
@@ -25,174 +43,303 @@ pub(crate) struct RelayMiddleware {
 }
 
 impl Middleware for RelayMiddleware {
+    /// Runs the request on a task of its own: hyper drops a request's future when its
+    /// client goes away, and a handler that has spawned a target by then must still have
+    /// its answer seen here, so that the target gets its `ws.leave`.
     fn call(&self, req: Request, next: Next) -> BoxFuture<Response> {
-        let relay = self.relay.clone();
-        let options = self.options.clone();
-        let admission = self.admission.clone();
-        Box::pin(async move { relay_request(relay, options, admission, req, next).await })
+        let route = self.clone();
+        let shutdown = req.extensions().get::<Shutdown>().cloned();
+        let task = spawn(
+            shutdown,
+            async move { route.relay_request(req, next).await },
+        );
+        Box::pin(async move {
+            match task.await {
+                Ok(res) => res,
+                // A panicking handler is the gateway's to report, as for any handler.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => response::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+            }
+        })
     }
 }
 
-async fn relay_request(
-    relay: Relay,
-    options: Arc<RelayOptions>,
-    admission: Arc<Admission>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    // 1. Origin before the handler, so a refused cross-site request spawns nothing.
-    let upgrade_attempt = wsrelay_ws::handshake::is_upgrade_attempt(req.headers());
-    if upgrade_attempt {
-        let origin = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok());
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok());
-        if !options.origins.allows(origin, host) {
-            tracing::info!(origin = ?origin, path = %req.uri().path(), "websocket origin refused");
-            relay
-                .limit_stats()
-                .forbidden_origin
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return relay.refused(response::text(
-                StatusCode::FORBIDDEN,
-                "origin not allowed\n",
-            ));
-        }
-    }
-    // 1b. Admission (rate per client IP, connections per router), also before the handler.
-    // The permit travels with the connection and frees its slot when it ends.
-    let permit = if upgrade_attempt {
-        let client = req
-            .extensions()
-            .get::<ConnectInfo>()
-            .map(|i| i.remote_addr().ip());
-        match admission.admit(client) {
-            Ok(permit) => Some(permit),
-            Err(refusal) => {
-                tracing::debug!(?client, ?refusal, "websocket upgrade refused");
-                refusal.count(relay.limit_stats());
-                return relay.refused(refusal.into_response());
-            }
-        }
-    } else {
-        None
-    };
-    let accepted =
-        wsrelay_ws::accept::<_, wsrelay_http::ResponseBody>(&mut req, ws_config(&options));
-    let info = req.extensions().get::<ConnectInfo>().cloned();
-    let shutdown = req.extensions().get::<Shutdown>().cloned();
-
-    // 2. The handler.
-    let mut res = next.run(req).await;
-    let Some(value) = res.headers_mut().remove(RELAY_HEADER) else {
-        return res; // not a relay: pass through untouched
-    };
-
-    // 3. A relay needs a valid upgrade request and an empty body.
-    let (switching, pending) = match accepted {
-        Ok(accepted) => accepted,
-        Err(rejection) => return relay.refused(rejection.into_response()),
-    };
-    if !res.body().is_known_empty() {
-        tracing::error!("handler wrote a body and set X-WS-Relay");
-        return relay.refused(response::text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "handler must not write a body when it sets X-WS-Relay\n",
-        ));
-    }
-
-    // 4. The header.
-    let settings = match RelayTarget::from_header(value.as_bytes()) {
-        Ok(settings) => settings,
-        Err(e) => {
-            tracing::error!("invalid X-WS-Relay header: {e}");
-            return relay.refused(response::text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("invalid X-WS-Relay header: {e}\n"),
-            ));
-        }
-    };
-
-    // 5. The target must be alive now.
-    let node = relay.node().clone();
-    let target = match node.resolve(&settings.target) {
-        Ok(pid) if node.is_alive(&pid) => pid,
-        Ok(pid) => return relay.refused(unavailable(&pid.to_string())),
-        Err(wsrelay_process::SendError::BadDestination(text, problem)) => {
-            tracing::error!("invalid X-WS-Relay header: field `target_pid`: {problem}");
-            return relay.refused(response::text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("invalid X-WS-Relay header: field `target_pid`: {text:?}: {problem}\n"),
-            ));
-        }
-        Err(_) => return relay.refused(unavailable(&settings.target)),
-    };
-
-    // 6. The connection's process, on the server's host, monitoring its target.
-    let host = info.as_ref().map_or("wsrelay:gateway", |i| i.server_id());
-    let process = match attach(&relay, host) {
-        Ok(process) => process,
-        Err(e) => {
-            tracing::warn!("cannot start a connection process: {e}");
-            return relay.refused(response::text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("{e}\n"),
-            ));
-        }
-    };
-    let (ctx, guard) = process.detach();
-    if ctx.monitor(&target).is_err() {
-        return relay.refused(unavailable(&target.to_string()));
-    }
-    let stats = relay.stats().clone();
-    let task = async move {
-        let _permit = permit;
-        match pending.into_connection().await {
-            Ok(ws) => {
-                Connection::new(ctx, ws, target, settings, options, stats)
-                    .run(guard)
-                    .await
-            }
-            // The client left before the upgrade completed: no join, so no leave.
-            Err(e) => guard.exit(wsrelay_process::ExitResult::error_with_value(
-                "connection_lost",
-                e,
-            )),
-        }
-    };
-    match shutdown {
-        Some(shutdown) => drop(shutdown.tracker().spawn(task)),
-        None => drop(tokio::spawn(task)),
-    }
-    relay
-        .stats()
-        .upgrades_ok
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut switching: Response = switching;
-    switching
-        .headers_mut()
-        .insert(header::SERVER, HeaderValue::from_static("wsrelay"));
-    switching
+/// What the connection needs from the request once the handler has taken it.
+struct Place {
+    /// The host of the connection's process: the server's id (docs/spec.md §2).
+    host: String,
+    /// The gateway's shutdown, which the connection joins.
+    shutdown: Option<Shutdown>,
+    /// The client's IP address as the gateway determined it (docs/spec.md §13).
+    remote_addr: Option<Arc<str>>,
 }
 
-fn attach(relay: &Relay, host: &str) -> Result<wsrelay_process::NewProcess, SpawnError> {
-    match relay.node().attach(host, SpawnOptions::new()) {
+impl RelayMiddleware {
+    /// docs/spec.md §3 for one request; a refusal is answered here.
+    async fn relay_request(&self, req: Request, next: Next) -> Response {
+        let asked_to_upgrade = wsrelay_ws::asks_for_websocket(&req);
+        match self.steps(req, next, asked_to_upgrade).await {
+            Ok(res) => res,
+            Err(refusal) => refusal.answer(&self.relay, asked_to_upgrade),
+        }
+    }
+
+    async fn steps(
+        &self,
+        mut req: Request,
+        next: Next,
+        asked_to_upgrade: bool,
+    ) -> Result<Response, RelayRefusal> {
+        // 1. Before the handler: whatever can be refused is refused while nothing exists.
+        self.check_origin(&req)?;
+        let permit = self.admit(&req)?;
+        let upgrade = self.take_upgrade(&mut req, asked_to_upgrade)?;
+        let place = Place::of(&req);
+        // 2. The handler; without `X-WS-Relay` its response passes through untouched.
+        let mut res = next.run(req).await;
+        let Some(header) = res.headers_mut().remove(RELAY_HEADER) else {
+            return Ok(res);
+        };
+        let settings = self.parse_header(&header)?;
+        // 3.-6. Connect, or tell the target that no connection will come.
+        self.connect(&settings, res.body(), upgrade, permit, place)
+            .inspect_err(|refusal| {
+                if refusal.leaves_a_target_waiting() {
+                    self.turn_away(&settings.target, &settings.metadata);
+                }
+            })
+    }
+
+    /// docs/spec.md §3.1, §5: the origin of any request that carries `Origin`.
+    fn check_origin(&self, req: &Request) -> Result<(), RelayRefusal> {
+        let listener = connect_info(req).map(ConnectInfo::local_addr);
+        Ok(self
+            .options
+            .origins
+            .check_headers(req.headers(), listener)?)
+    }
+
+    /// docs/spec.md §3.1: the admission limits, for every request on the route. The permit is a
+    /// slot of the route's pool: a connection keeps it, any other request frees it with its
+    /// answer. The client is the one the gateway determined: behind a trusted proxy, the
+    /// address it reports (docs/spec.md §13), so clients behind one balancer are counted
+    /// apart.
+    fn admit(&self, req: &Request) -> Result<Permit, RelayRefusal> {
+        let client = connect_info(req).map(|info| info.remote_addr().ip());
+        Ok(self.admission.admit(client)?)
+    }
+
+    /// docs/spec.md §3.1: a request that asks to upgrade must be a valid upgrade (`400`/`405`/`426`).
+    fn take_upgrade(
+        &self,
+        req: &mut Request,
+        asked_to_upgrade: bool,
+    ) -> Result<Option<Handshake>, RelayRefusal> {
+        if !asked_to_upgrade {
+            return Ok(None);
+        }
+        let config = ws_config(&self.options);
+        Ok(Some(wsrelay_ws::handshake(req, config)?))
+    }
+
+    /// docs/spec.md §3.4. A target named by a header that is invalid otherwise still gets
+    /// `ws.leave` `not_upgraded`: the handler may have spawned it for this request.
+    fn parse_header(&self, header: &HeaderValue) -> Result<RelayTarget, RelayRefusal> {
+        RelayTarget::from_header(header.as_bytes()).map_err(|error| {
+            if let Some((target, metadata)) = RelayTarget::named_in(header.as_bytes()) {
+                self.turn_away(&target, &metadata);
+            }
+            RelayRefusal::BadHeader(error)
+        })
+    }
+
+    /// docs/spec.md §3.3, §3.5, §3.6, §13: a relay needs an empty body, an upgrade request,
+    /// a subprotocol the client offered (if one is named), a live target and a process for
+    /// the connection.
+    fn connect(
+        &self,
+        settings: &RelayTarget,
+        body: &ResponseBody,
+        upgrade: Option<Handshake>,
+        permit: Permit,
+        place: Place,
+    ) -> Result<Response, RelayRefusal> {
+        if !body.is_known_empty() {
+            return Err(RelayRefusal::BodyWithRelay);
+        }
+        let handshake = upgrade.ok_or(RelayRefusal::NotUpgraded)?;
+        let protocol = negotiation::choose_protocol(
+            handshake.request(),
+            settings.protocol.as_deref(),
+            &self.options.subprotocols,
+        )
+        .map(str::to_owned);
+        let (switching, pending) = handshake.accept::<ResponseBody>(protocol.as_deref())?;
+        let settings = &RelayTarget {
+            protocol,
+            ..settings.clone()
+        };
+        let node = self.relay.node();
+        let target = resolve_alive(node, &settings.target)?;
+        let (ctx, guard) = attach(node, &place.host)
+            .map_err(RelayRefusal::NoProcess)?
+            .detach();
+        if ctx.monitor(&target).is_err() {
+            return Err(RelayRefusal::TargetDown(target.to_string()));
+        }
+        let joining = Box::new(Joining {
+            ctx,
+            remote_addr: place.remote_addr,
+            target,
+            settings: settings.clone(),
+            options: self.options.clone(),
+            stats: self.relay.stats().clone(),
+            pending,
+            guard,
+            permit,
+        });
+        drop(spawn(place.shutdown, joining.run()));
+        self.relay
+            .stats()
+            .upgrades_ok
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(with_server_header(switching))
+    }
+
+    /// Tells the target `target` (PID or name) that the request that named it will not
+    /// become a connection.
+    fn turn_away(&self, target: &str, metadata: &Map) {
+        if let Ok(pid) = self.relay.node().resolve(target) {
+            not_upgraded(self.relay.node(), self.relay.stats(), &pid, metadata);
+        }
+    }
+}
+
+impl Place {
+    fn of(req: &Request) -> Place {
+        Place {
+            host: connect_info(req)
+                .map_or("wsrelay:gateway", ConnectInfo::server_id)
+                .to_owned(),
+            shutdown: req.extensions().get::<Shutdown>().cloned(),
+            remote_addr: connect_info(req).map(|info| info.remote_addr().ip().to_string().into()),
+        }
+    }
+}
+
+fn connect_info(req: &Request) -> Option<&ConnectInfo> {
+    req.extensions().get::<ConnectInfo>()
+}
+
+/// docs/spec.md §3.5: the target named must be alive now (`503`); malformed PID text is a bad
+/// header (`500`).
+fn resolve_alive(node: &Node, target: &str) -> Result<Pid, RelayRefusal> {
+    match node.resolve(target) {
+        Ok(pid) if node.is_alive(&pid) => Ok(pid),
+        Ok(pid) => Err(RelayRefusal::TargetDown(pid.to_string())),
+        Err(SendError::BadDestination(text, problem)) => {
+            Err(RelayRefusal::BadHeader(SettingsError::Field {
+                field: "target_pid",
+                problem: format!("{text:?}: {problem}"),
+            }))
+        }
+        Err(_) => Err(RelayRefusal::TargetDown(target.to_owned())),
+    }
+}
+
+/// The connection's process, on the server's host (created on first use).
+fn attach(node: &Node, host: &str) -> Result<NewProcess, SpawnError> {
+    match node.attach(host, SpawnOptions::new()) {
         Err(SpawnError::UnknownHost(_)) => {
-            // Connections live on a host named after their server (SPEC §2).
-            relay.node().add_host(host, HostConfig::default());
-            relay.node().attach(host, SpawnOptions::new())
+            node.add_host(host, HostConfig::default());
+            node.attach(host, SpawnOptions::new())
         }
         other => other,
     }
 }
 
-fn unavailable(target: &str) -> Response {
-    response::text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("target process {target} is not alive\n"),
-    )
+/// A connection between its `101` and the moment hyper hands the socket over.
+struct Joining {
+    ctx: Context,
+    remote_addr: Option<Arc<str>>,
+    target: Pid,
+    settings: RelayTarget,
+    options: Arc<RelayOptions>,
+    stats: Arc<RelayStats>,
+    pending: PendingUpgrade,
+    guard: ExitGuard,
+    /// The pool slot, freed when the connection ends.
+    permit: Permit,
+}
+
+impl Joining {
+    /// Runs the connection once the socket is there. A client that leaves before that
+    /// never joined: its target gets `ws.leave` `not_upgraded` (docs/spec.md §3.3), not the leave
+    /// of a connection it never heard of.
+    ///
+    /// Boxed `self`, and the connection boxed once it exists: every idle connection's task
+    /// holds this future, and an `async fn` keeps its by-value arguments twice (captured, and
+    /// the locals they move into) and what it moved out of until it ends.
+    async fn run(self: Box<Self>) {
+        let Joining {
+            ctx,
+            remote_addr,
+            target,
+            settings,
+            options,
+            stats,
+            pending,
+            guard,
+            permit: _permit,
+        } = *self;
+        match pending.into_connection().await {
+            Ok(ws) => {
+                Box::new(Connection::new(
+                    ctx,
+                    ws,
+                    target,
+                    settings,
+                    options,
+                    stats,
+                    remote_addr,
+                ))
+                .run(guard)
+                .await
+            }
+            Err(e) => {
+                not_upgraded(ctx.node(), &stats, &target, &settings.metadata);
+                guard.exit(ExitResult::error_with_value("connection_lost", e));
+            }
+        }
+    }
+}
+
+/// Spawns on the gateway's tracker, so that shutdown waits for the task.
+fn spawn<T: Send + 'static>(
+    shutdown: Option<Shutdown>,
+    task: impl Future<Output = T> + Send + 'static,
+) -> JoinHandle<T> {
+    match shutdown {
+        Some(shutdown) => shutdown.tracker().spawn(task),
+        None => tokio::spawn(task),
+    }
+}
+
+/// Sends `target` the `ws.leave` of a request that never became a connection.
+fn not_upgraded(node: &Node, stats: &RelayStats, target: &Pid, metadata: &Map) {
+    let leave = NotUpgraded {
+        metadata: Arc::new(metadata.clone()),
+    };
+    let msg = Message::new(None, LEAVE, Value::Opaque(Arc::new(leave)));
+    // A target that is gone needs no notice.
+    if node.send(target, msg).is_ok() {
+        stats.not_upgraded.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn with_server_header(mut switching: Response) -> Response {
+    switching
+        .headers_mut()
+        .insert(header::SERVER, HeaderValue::from_static("wsrelay"));
+    switching
 }

@@ -8,6 +8,8 @@ pub struct RelayStats {
     pub(crate) open: AtomicU64,
     pub(crate) upgrades_ok: AtomicU64,
     pub(crate) upgrades_refused: AtomicU64,
+    pub(crate) plain_refused: AtomicU64,
+    pub(crate) not_upgraded: AtomicU64,
     pub(crate) frames_in: AtomicU64,
     pub(crate) frames_out: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
@@ -15,7 +17,7 @@ pub struct RelayStats {
     pub(crate) closes: [AtomicU64; CLOSE_REASONS.len()],
 }
 
-/// The close reasons counted by [`RelayStats::closes`] (SPEC §6 words).
+/// The close reasons counted by [`RelayStats::closes`] (docs/spec.md §6 words).
 pub const CLOSE_REASONS: [&str; 9] = [
     "client_closed",
     "connection_lost",
@@ -40,6 +42,19 @@ impl RelayStats {
             self.upgrades_ok.load(Ordering::Relaxed),
             self.upgrades_refused.load(Ordering::Relaxed),
         )
+    }
+
+    /// Plain requests (not upgrades) refused before their handler ran: a foreign `Origin`
+    /// (`403`) or an admission limit (`429`/`503`), docs/spec.md §3.1. Upgrade requests
+    /// refused so are counted by [`LimitStats`](crate::LimitStats).
+    pub fn plain_refused(&self) -> u64 {
+        self.plain_refused.load(Ordering::Relaxed)
+    }
+
+    /// Targets sent `ws.leave` with reason `not_upgraded` (docs/spec.md §3.3): named by a
+    /// request that did not become a connection (mostly plain requests answered `426`).
+    pub fn not_upgraded(&self) -> u64 {
+        self.not_upgraded.load(Ordering::Relaxed)
     }
 
     /// Data frames and payload bytes received from clients.

@@ -1,6 +1,6 @@
 //! Chaos (issue #7): many clients against many targets while targets are killed, clients
 //! vanish mid-frame, connections are terminated, cancelled, transferred and closed. Then the
-//! exactly-once promises of SPEC §2, §6 and §8 are checked, and nothing may be left behind.
+//! exactly-once promises of docs/spec.md §2, §6 and §8 are checked, and nothing may be left behind.
 //!
 //! Bounded by default (4000 client sessions, a few seconds in a debug build);
 //! `WSRELAY_CHAOS_ITERATIONS`, `WSRELAY_CHAOS_CLIENTS` and `WSRELAY_CHAOS_SEED` run it longer,
@@ -182,7 +182,7 @@ async fn target_body(ctx: Context, log: Arc<Log>) {
         };
         let client = &event.client_pid;
         let (what, reply) = match &event.kind {
-            ClientEventKind::Join => ("join", Some(Outgoing::text(format!("pid {client}")))),
+            ClientEventKind::Join { .. } => ("join", Some(Outgoing::text(format!("pid {client}")))),
             ClientEventKind::Message { text: true, data } => (
                 "message",
                 Some(Outgoing::text(String::from_utf8_lossy(data).into_owned())),

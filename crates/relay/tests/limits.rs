@@ -1,6 +1,7 @@
 //! Admission limits through a real server (issue #7): `wsrelay.max_connections` answers `503`
 //! and `wsrelay.upgrade_rate` answers `429`, both with `Retry-After`, both before the handler
-//! runs, so a refused upgrade spawns nothing.
+//! runs, so a refused request spawns nothing. Plain requests count too: see
+//! `not_upgraded.rs`.
 
 mod support;
 
@@ -57,21 +58,23 @@ async fn max_connections_refuses_with_503_and_frees_slots_on_close() {
     a.close(None).await.unwrap();
     support::drain(a);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
+    let _c = loop {
         match try_connect(&h).await {
-            Ok(_c) => break,
+            Ok(c) => break c,
             Err(_) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await
             }
             Err(e) => panic!("slot never freed: {e}"),
         }
-    }
-    // A plain request is not an upgrade and is never limited: it reaches the relay's own
-    // check (426, since the handler asks for a relay), not admission.
+    };
+    // A plain request counts too (docs/spec.md §3.1: admission for every request on the route):
+    // with the pool full again, it is refused before the handler.
+    let runs = h.handler_runs.load(Ordering::SeqCst);
     let (status, _) = h
         .raw("GET /ws/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await;
-    assert_eq!(status, 426);
+    assert_eq!(status, 503);
+    assert_eq!(h.handler_runs.load(Ordering::SeqCst), runs, "handler ran");
     h.stop().await;
 }
 

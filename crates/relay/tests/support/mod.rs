@@ -15,8 +15,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as T;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsrelay_http::{
-    handler_fn, response, Gateway, MiddlewareRegistry, Options, Router, RunningGateway, Server,
-    ServerConfig,
+    handler_fn, response, Gateway, Handler, MiddlewareRegistry, Options, Router, RunningGateway,
+    Server, ServerConfig,
 };
 use wsrelay_process::{
     Context, ExitGuard, HighWater, HostConfig, Message, Node, SpawnOptions, Value,
@@ -24,6 +24,12 @@ use wsrelay_process::{
 use wsrelay_relay::Relay;
 
 pub const HOST: &str = "app:processes";
+
+/// A raw upgrade request to the relay route, without its final empty line.
+pub const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+/// A whole plain GET (no upgrade) of the relay route.
+pub const PLAIN: &str = "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 pub const SERVER: &str = "app:gateway";
 
 pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -33,6 +39,8 @@ pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct Answer {
     pub relay_header: Option<String>,
     pub body: Option<String>,
+    /// How long the handler takes before it answers.
+    pub delay: Option<Duration>,
 }
 
 pub struct Harness {
@@ -47,13 +55,22 @@ pub struct Harness {
 pub struct HarnessBuilder {
     options: Vec<(String, String)>,
     high_water: HighWater,
+    handler: Option<MakeHandler>,
+    server: ServerConfig,
+    tls: Option<wsrelay_http::TlsFiles>,
 }
+
+/// Builds the endpoint's handler from the harness's node (instead of the [`Answer`] one).
+pub type MakeHandler = Box<dyn FnOnce(&Node) -> Arc<dyn Handler>>;
 
 impl Harness {
     pub fn builder() -> HarnessBuilder {
         HarnessBuilder {
             options: Vec::new(),
             high_water: HighWater::default(),
+            handler: None,
+            server: ServerConfig::new("127.0.0.1:0".parse().unwrap()),
+            tls: None,
         }
     }
 
@@ -164,11 +181,29 @@ impl HarnessBuilder {
     /// Turns off per-IP upgrade rate limiting (where the relay has it): every test client
     /// connects from 127.0.0.1.
     pub fn no_upgrade_rate_limit(self) -> Self {
-        if wsrelay_relay::settings::OPTION_NAMES.contains(&"wsrelay.upgrade_rate") {
+        if wsrelay_relay::options::OPTION_NAMES.contains(&"wsrelay.upgrade_rate") {
             self.option("wsrelay.upgrade_rate", "off")
         } else {
             self
         }
+    }
+
+    /// Serves the endpoint with the handler `make` builds; runs are still counted.
+    pub fn handler(mut self, make: impl FnOnce(&Node) -> Arc<dyn Handler> + 'static) -> Self {
+        self.handler = Some(Box::new(make));
+        self
+    }
+
+    /// Changes the server's config (h2c, trusted proxies, ...).
+    pub fn server(mut self, change: impl FnOnce(&mut ServerConfig)) -> Self {
+        change(&mut self.server);
+        self
+    }
+
+    /// Serves TLS with `files`.
+    pub fn tls(mut self, files: wsrelay_http::TlsFiles) -> Self {
+        self.tls = Some(files);
+        self
     }
 
     pub fn high_water(mut self, messages: usize) -> Self {
@@ -195,34 +230,28 @@ impl HarnessBuilder {
         let options: Options = self.options.into_iter().collect();
         let answer = Arc::new(Mutex::new(Answer::default()));
         let handler_runs = Arc::new(AtomicUsize::new(0));
+        let inner = match self.handler {
+            Some(make) => make(&node),
+            None => answer_handler(answer.clone()),
+        };
         let handler = {
-            let (answer, runs) = (answer.clone(), handler_runs.clone());
+            let runs = handler_runs.clone();
             handler_fn(move |req: wsrelay_http::Request| {
-                let mut answer = answer.lock().unwrap().clone();
-                // `/ws?target=NAME` relays to NAME, so concurrent clients can pick targets.
-                if let Some(name) = target_from_query(req.uri()) {
-                    answer.relay_header = Some(format!(r#"{{"target_pid": "{name}"}}"#));
-                }
                 runs.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    let mut res = match answer.body {
-                        Some(body) => response::text(StatusCode::OK, body),
-                        None => response::empty(StatusCode::OK),
-                    };
-                    if let Some(header) = answer.relay_header {
-                        res.headers_mut()
-                            .insert("x-ws-relay", header.parse().unwrap());
-                    }
-                    res
-                }
+                inner.call(req)
             })
         };
         let mut router = Router::new("/ws").unwrap();
         router.post_middleware(registry.build("websocket_relay", &options).unwrap());
-        router
-            .route(http::Method::GET, "/", Arc::new(handler))
-            .unwrap();
-        let mut server = Server::new(SERVER, ServerConfig::new("127.0.0.1:0".parse().unwrap()));
+        // POST too, so that the relay (not the router) answers upgrades with other methods.
+        let handler = Arc::new(handler);
+        for method in [http::Method::GET, http::Method::POST] {
+            router.route(method, "/", handler.clone()).unwrap();
+        }
+        let mut server = Server::new(SERVER, self.server);
+        if let Some(files) = self.tls {
+            server.tls(files).unwrap();
+        }
         server.add_router(router).unwrap();
         let mut gateway = Gateway::new();
         gateway.add_server(server).unwrap();
@@ -237,6 +266,31 @@ impl HarnessBuilder {
             gateway: Some(gateway),
         }
     }
+}
+
+/// The default handler: answers as the test's [`Answer`] says.
+fn answer_handler(answer: Arc<Mutex<Answer>>) -> Arc<dyn Handler> {
+    Arc::new(handler_fn(move |req: wsrelay_http::Request| {
+        let mut answer = answer.lock().unwrap().clone();
+        // `/ws?target=NAME` relays to NAME, so concurrent clients can pick targets.
+        if let Some(name) = target_from_query(req.uri()) {
+            answer.relay_header = Some(format!(r#"{{"target_pid": "{name}"}}"#));
+        }
+        async move {
+            if let Some(delay) = answer.delay {
+                tokio::time::sleep(delay).await;
+            }
+            let mut res = match answer.body {
+                Some(body) => response::text(StatusCode::OK, body),
+                None => response::empty(StatusCode::OK),
+            };
+            if let Some(header) = answer.relay_header {
+                res.headers_mut()
+                    .insert("x-ws-relay", header.parse().unwrap());
+            }
+            res
+        }
+    }))
 }
 
 /// The `target` query parameter of a request, if any (a registered name: no escaping).

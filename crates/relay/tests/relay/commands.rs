@@ -1,0 +1,272 @@
+//! docs/spec.md §7: the messages a connection accepts from any process.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message as T;
+use wsrelay_process::{Map, Value};
+use wsrelay_relay::Outgoing;
+
+use crate::leave_of;
+use crate::support::*;
+
+#[tokio::test]
+async fn ws_send_text_and_binary_from_any_process() {
+    let h = Harness::start().await;
+    let (target, _g) = h.probe();
+    let (other, _g2) = h.probe();
+    h.relay_to(target.pid().as_str(), "");
+    let mut client = h.connect().await;
+    let client_pid = joined(&target).await;
+    send(
+        &target,
+        &client_pid,
+        "ws.send",
+        Map::new().with("type", "text").with("data", "hi"),
+    );
+    send(
+        &other,
+        &client_pid,
+        "ws.send",
+        Map::new()
+            .with("type", "binary")
+            .with("data", Value::Bytes(vec![1u8, 2, 255].into())),
+    );
+    send(
+        &other,
+        &client_pid,
+        "ws.send",
+        Value::Opaque(std::sync::Arc::new(Outgoing::text("fast"))),
+    );
+    assert_eq!(next_frame(&mut client).await, T::text("hi"));
+    assert_eq!(next_frame(&mut client).await, T::binary(vec![1u8, 2, 255]));
+    assert_eq!(next_frame(&mut client).await, T::text("fast"));
+}
+
+#[tokio::test]
+async fn invalid_payloads_are_ignored() {
+    let h = Harness::start().await;
+    let (target, _g) = h.probe();
+    h.relay_to(target.pid().as_str(), "");
+    let mut client = h.connect().await;
+    let client_pid = joined(&target).await;
+    send(&target, &client_pid, "ws.send", 42);
+    send(
+        &target,
+        &client_pid,
+        "ws.send",
+        Map::new()
+            .with("type", "text")
+            .with("data", Value::Bytes(vec![0xffu8].into())),
+    );
+    send(
+        &target,
+        &client_pid,
+        "ws.control",
+        Map::new().with("target_pid", 5),
+    );
+    send(
+        &target,
+        &client_pid,
+        "ws.control",
+        Map::new().with("target_pid", "{broken"),
+    );
+    send(
+        &target,
+        &client_pid,
+        "ws.send",
+        Map::new().with("data", "still alive"),
+    );
+    assert_eq!(next_frame(&mut client).await, T::text("still alive"));
+}
+
+#[tokio::test]
+async fn ws_close_with_code_and_reason() {
+    let h = Harness::start().await;
+    let (target, _g) = h.probe();
+    h.relay_to(target.pid().as_str(), "");
+    for (code, expected) in [(4000, 4000), (1005, 1000), (2000, 1000)] {
+        let client = h.connect().await;
+        let client_pid = joined(&target).await;
+        send(
+            &target,
+            &client_pid,
+            "ws.close",
+            Map::new()
+                .with("code", code)
+                .with("reason", "Sessão encerrada"),
+        );
+        assert_eq!(
+            close_of(client).await,
+            (expected, "Sessão encerrada".to_owned())
+        );
+        let leave = leave_of(&target).await;
+        assert_eq!(leave.get("reason"), Some(&Value::from("server_closed")));
+        assert_eq!(leave.get("code"), Some(&Value::Int(i64::from(expected))));
+    }
+    let client = h.connect().await;
+    let client_pid = joined(&target).await;
+    let long = "ü".repeat(100);
+    send(
+        &target,
+        &client_pid,
+        "ws.close",
+        Map::new().with("reason", long.as_str()),
+    );
+    let (code, reason) = close_of(client).await;
+    assert_eq!(code, 1000);
+    assert!(
+        reason.len() <= 123 && long.starts_with(&reason),
+        "{}",
+        reason.len()
+    );
+}
+
+#[tokio::test]
+async fn other_topics_become_json_frames() {
+    let h = Harness::start().await;
+    let (target, _g) = h.probe();
+    h.relay_to(target.pid().as_str(), "");
+    let mut client = h.connect().await;
+    let client_pid = joined(&target).await;
+    send(&target, &client_pid, "update", Map::new().with("value", 42));
+    let T::Text(text) = next_frame(&mut client).await else {
+        panic!()
+    };
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"topic": "update", "data": {"value": 42}})
+    );
+}
+
+#[tokio::test]
+async fn ws_control_transfers_without_losing_or_misdelivering_frames() {
+    let h = Harness::start().await;
+    let (old, _g) = h.probe();
+    let (new, _g2) = h.probe();
+    let (watcher, _g3) = h.probe();
+    h.relay_to(old.pid().as_str(), r#", "metadata": {"stage": "old"}"#);
+    let mut client = h.connect().await;
+    let client_pid = joined(&old).await;
+    // Frames stream in while the transfer happens.
+    let writer = tokio::spawn(async move {
+        for i in 0..200 {
+            client.send(T::text(i.to_string())).await.unwrap();
+        }
+        client
+    });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let control = Map::new()
+        .with("target_pid", new.pid().as_str())
+        .with("message_topic", "moved")
+        .with("metadata", Map::new().with("stage", "new"));
+    send(&watcher, &client_pid, "ws.control", control);
+    let mut seen = Vec::new();
+    loop {
+        let (topic, payload) = recv(&old).await;
+        if topic == "ws.leave" {
+            assert_eq!(payload.get("reason"), Some(&Value::from("transferred")));
+            assert_eq!(
+                payload.get("metadata").unwrap().get("stage"),
+                Some(&Value::from("old"))
+            );
+            break;
+        }
+        assert_eq!(topic, "ws.message");
+        seen.push(
+            payload
+                .get("data")
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .parse::<u32>()
+                .unwrap(),
+        );
+    }
+    let (topic, join) = recv(&new).await;
+    assert_eq!(topic, "ws.join");
+    assert_eq!(
+        join.get("metadata").unwrap().get("stage"),
+        Some(&Value::from("new"))
+    );
+    let _client = writer.await.unwrap();
+    while seen.len() < 200 {
+        let (topic, payload) = recv(&new).await;
+        assert_eq!(topic, "moved");
+        seen.push(
+            payload
+                .get("data")
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .parse::<u32>()
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        seen,
+        (0..200).collect::<Vec<_>>(),
+        "every frame once, in order"
+    );
+    assert!(old.try_recv().is_none(), "nothing after ws.leave");
+    // The old target may exit now without closing the connection.
+    drop(_g);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(h.node.is_alive(&client_pid));
+}
+
+#[tokio::test]
+async fn ws_control_to_a_dead_target_closes_with_1011() {
+    let h = Harness::start().await;
+    let (target, _g) = h.probe();
+    let (dead, guard) = h.probe();
+    let dead_pid = dead.pid().clone();
+    guard.exit(());
+    h.relay_to(target.pid().as_str(), "");
+    let client = h.connect().await;
+    let client_pid = joined(&target).await;
+    send(
+        &target,
+        &client_pid,
+        "ws.control",
+        Map::new().with("target_pid", dead_pid.as_str()),
+    );
+    assert_eq!(close_of(client).await.0, 1011);
+}
+
+/// docs/spec.md §13: a group send of `ws.send` reaches every member connection once, with
+/// the frame prepared once; a connection that closed has left the group by itself.
+#[tokio::test]
+async fn a_group_send_of_ws_send_reaches_every_member_connection() {
+    let h = Harness::start().await;
+    h.node
+        .add_group_scope("app:pg", wsrelay_process::GroupLimits::default());
+    let scope = h.node.group_scope("app:pg").unwrap();
+    let (target, _g) = h.probe();
+    h.relay_to(target.pid().as_str(), "");
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let client = h.connect().await;
+        scope.join("room", &joined(&target).await).unwrap();
+        clients.push(client);
+    }
+    let leaving = clients.pop().unwrap();
+    drop(leaving);
+    let _ = leave_of(&target).await;
+    let frame: Value = Map::new()
+        .with("type", "text")
+        .with("data", "to all")
+        .into();
+    assert_eq!(
+        scope.broadcast("room", Some(target.pid().clone()), "ws.send", frame, vec![]),
+        2
+    );
+    for client in &mut clients {
+        assert_eq!(next_frame(client).await, T::text("to all"));
+    }
+    for client in clients {
+        client_close(client, None).await;
+    }
+    h.stop().await;
+}
