@@ -59,6 +59,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A server's TLS files cannot be used.
+    #[error("server {server}: {source}")]
+    Tls {
+        /// The server's id.
+        server: String,
+        /// What is wrong, naming the field and the file.
+        #[source]
+        source: Box<crate::TlsError>,
+    },
     /// Connections were still open when the drain timeout ran out.
     #[error("shutdown: connections still open after the drain timeout of {timeout:?}")]
     DrainTimeout {

@@ -18,21 +18,27 @@ use futures_util::FutureExt;
 use http::header::CONTENT_LENGTH;
 use http::StatusCode;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn::{self, Peer};
 use crate::server::{Routes, Server, ServerConfig};
-use crate::{response, Body, Error, Request, Response, Shutdown};
+use crate::tls::TlsReloader;
+use crate::{h2, response, Body, Error, Request, Response, Shutdown, TrustedProxies};
 
 /// Facts about the connection a request came on, a request extension.
+///
+/// The client's address is what the server determined for this request: the TCP peer, or,
+/// when the peer is a trusted proxy (`ServerConfig::trusted_proxies`), the client its
+/// PROXY header or forwarding headers name (see [`TrustedProxies`]).
 #[derive(Debug, Clone)]
 pub struct ConnectInfo {
     server_id: Arc<str>,
     local_addr: SocketAddr,
+    peer_addr: SocketAddr,
     remote_addr: SocketAddr,
+    https: bool,
 }
 
 impl ConnectInfo {
@@ -46,9 +52,22 @@ impl ConnectInfo {
         self.local_addr
     }
 
-    /// The client's address.
+    /// The client's address: per-IP limits, logs and `ws.join` use it. Behind a trusted
+    /// proxy it is the address the proxy reports (port 0 when a forwarding header gave
+    /// none); otherwise the TCP peer.
     pub fn remote_addr(&self) -> SocketAddr {
         self.remote_addr
+    }
+
+    /// The TCP peer (a load balancer, when there is one).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// Whether the client used `https`/`wss`: this connection is TLS, or a trusted proxy
+    /// said so (`X-Forwarded-Proto`, `Forwarded: proto=`).
+    pub fn is_https(&self) -> bool {
+        self.https
     }
 }
 
@@ -84,6 +103,7 @@ pub struct Gateway {
     servers: Vec<Server>,
     shutdown: Shutdown,
     drain_timeout: Duration,
+    accept_on: Vec<Handle>,
 }
 
 impl Default for Gateway {
@@ -99,6 +119,7 @@ impl Gateway {
             servers: Vec::new(),
             shutdown: Shutdown::new(),
             drain_timeout: Duration::from_secs(10),
+            accept_on: Vec::new(),
         }
     }
 
@@ -113,6 +134,15 @@ impl Gateway {
     /// Sets how long [`RunningGateway::shutdown`] waits for connections.
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
+        self
+    }
+
+    /// Accepts on each of `runtimes` (one accept loop per runtime on every listener) instead
+    /// of the caller's runtime. With one current-thread runtime per core, each connection
+    /// then lives on the thread that accepted it, with everything it spawns: the kernel wakes
+    /// the accept loops of idle threads first, which spreads connections by load.
+    pub fn accept_on(mut self, runtimes: Vec<Handle>) -> Self {
+        self.accept_on = runtimes;
         self
     }
 
@@ -146,7 +176,7 @@ impl Gateway {
     pub async fn bind(self) -> Result<RunningGateway, Error> {
         let mut bound = Vec::with_capacity(self.servers.len());
         for server in self.servers {
-            let (id, config, routes) = server.into_parts();
+            let (id, config, routes, tls) = server.into_parts();
             let bind_error = |source| Error::Bind {
                 server: id.to_string(),
                 addr: config.addr,
@@ -159,26 +189,62 @@ impl Gateway {
                 Site {
                     id,
                     local_addr,
+                    proxies: config.trusted_proxies.clone(),
                     config,
                     routes,
+                    tls,
                 },
             ));
         }
         let force = CancellationToken::new();
         let mut addrs = Vec::with_capacity(bound.len());
+        let mut tls = Vec::new();
         for (listener, site) in bound {
-            tracing::info!(server = %site.id, addr = %site.local_addr, "listening");
+            let scheme = if site.tls.is_some() { "https" } else { "http" };
+            tracing::info!(server = %site.id, addr = %site.local_addr, scheme, "listening");
             addrs.push((site.id.to_string(), site.local_addr));
-            let accept = accept_loop(
-                listener,
-                Arc::new(site),
-                self.shutdown.clone(),
-                force.clone(),
-            );
-            self.shutdown.tracker().spawn(accept);
+            if let Some(reloader) = &site.tls {
+                let watch = watch_tls(
+                    reloader.clone(),
+                    site.config.tls_watch_interval,
+                    self.shutdown.clone(),
+                );
+                self.shutdown.tracker().spawn(watch);
+                tls.push(reloader.clone());
+            }
+            let site = Arc::new(site);
+            if self.accept_on.is_empty() {
+                let accept = accept_loop(listener, site, self.shutdown.clone(), force.clone());
+                self.shutdown.tracker().spawn(accept);
+                continue;
+            }
+            let listener = listener.into_std().map_err(|source| Error::Bind {
+                server: site.id.to_string(),
+                addr: site.local_addr,
+                source,
+            })?;
+            for runtime in &self.accept_on {
+                let copy = listener.try_clone().map_err(|source| Error::Bind {
+                    server: site.id.to_string(),
+                    addr: site.local_addr,
+                    source,
+                })?;
+                let (site, shutdown, force) = (site.clone(), self.shutdown.clone(), force.clone());
+                let accept = async move {
+                    // Registered with the reactor of the runtime that runs this loop.
+                    match TcpListener::from_std(copy) {
+                        Ok(listener) => accept_loop(listener, site, shutdown, force).await,
+                        Err(err) => {
+                            tracing::error!(server = %site.id, error = %err, "cannot accept here")
+                        }
+                    }
+                };
+                self.shutdown.tracker().spawn_on(accept, runtime);
+            }
         }
         Ok(RunningGateway {
             addrs,
+            tls,
             shutdown: self.shutdown,
             force,
             drain_timeout: self.drain_timeout,
@@ -193,6 +259,7 @@ impl Gateway {
 #[derive(Debug)]
 pub struct RunningGateway {
     addrs: Vec<(String, SocketAddr)>,
+    tls: Vec<TlsReloader>,
     shutdown: Shutdown,
     force: CancellationToken,
     drain_timeout: Duration,
@@ -210,6 +277,33 @@ impl RunningGateway {
     /// Every server's id and address, in the order they were added.
     pub fn addrs(&self) -> impl Iterator<Item = (&str, SocketAddr)> {
         self.addrs.iter().map(|(id, addr)| (id.as_str(), *addr))
+    }
+
+    /// Whether server `id` serves TLS.
+    pub fn is_tls(&self, id: &str) -> bool {
+        self.tls.iter().any(|tls| tls.server() == id)
+    }
+
+    /// Reloads the certificates of every TLS server now (what SIGHUP does); new handshakes
+    /// use them, established connections keep theirs. A server whose files fail to load
+    /// keeps its certificates and is named in the result.
+    ///
+    /// # Errors
+    ///
+    /// The first server whose files failed, with why ([`Error::Tls`]); the others are
+    /// reloaded all the same.
+    pub fn reload_tls(&self) -> Result<(), Error> {
+        let mut first = None;
+        for tls in &self.tls {
+            if let Err(source) = tls.reload() {
+                tracing::error!(server = tls.server(), error = %source, "TLS reload failed; keeping the certificates in use");
+                first.get_or_insert(Error::Tls {
+                    server: tls.server().to_owned(),
+                    source: Box::new(source),
+                });
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// The shutdown signal (the one every request carries as an extension).
@@ -249,11 +343,13 @@ impl RunningGateway {
 // ===== serving =====
 
 /// What a connection task needs to know about its server.
-struct Site {
-    id: Arc<str>,
-    local_addr: SocketAddr,
-    config: ServerConfig,
-    routes: Routes,
+pub(crate) struct Site {
+    pub(crate) id: Arc<str>,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) config: ServerConfig,
+    pub(crate) routes: Routes,
+    pub(crate) tls: Option<TlsReloader>,
+    pub(crate) proxies: TrustedProxies,
 }
 
 async fn accept_loop(
@@ -272,7 +368,7 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, remote_addr)) => {
-                let conn = serve_connection(
+                let conn = conn::serve(
                     stream,
                     remote_addr,
                     site.clone(),
@@ -298,69 +394,49 @@ async fn accept_backoff(site: &Site, err: std::io::Error, shutdown: &Shutdown) {
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    remote_addr: SocketAddr,
-    site: Arc<Site>,
-    shutdown: Shutdown,
-    force: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
-    let info = ConnectInfo {
+/// Reloads `tls` whenever its files change, until shutdown.
+async fn watch_tls(tls: TlsReloader, every: Duration, shutdown: Shutdown) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.token().cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        // File reads are small and rare; a blocking pool would cost more than it saves.
+        tls.reload_if_changed();
+    }
+}
+
+/// The facts of one request's connection, the client's address resolved.
+fn connect_info(site: &Site, peer: &Peer, headers: &http::HeaderMap) -> ConnectInfo {
+    let direct = peer.proxied.unwrap_or(peer.addr);
+    let origin = site.proxies.origin(direct, headers);
+    ConnectInfo {
         server_id: site.id.clone(),
         local_addr: site.local_addr,
-        remote_addr,
-    };
-    let builder = connection_builder(&site.config);
-    let service = {
-        let (site, shutdown) = (site.clone(), shutdown.clone());
-        service_fn(move |req| handle(site.clone(), info.clone(), shutdown.clone(), req))
-    };
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => return log_connection_end(&site, remote_addr, result),
-        () = shutdown.token().cancelled() => {}
-    }
-    conn.as_mut().graceful_shutdown();
-    tokio::select! {
-        result = conn.as_mut() => log_connection_end(&site, remote_addr, result),
-        () = force.cancelled() => {}
-    }
-}
-
-fn connection_builder(config: &ServerConfig) -> http1::Builder {
-    /// hyper panics below this buffer size.
-    const MIN_BUF: usize = 8 * 1024;
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
-        .max_headers(config.max_headers)
-        .max_buf_size(config.max_header_bytes.max(MIN_BUF));
-    builder
-}
-
-fn log_connection_end(site: &Site, remote_addr: SocketAddr, result: Result<(), hyper::Error>) {
-    if let Err(err) = result {
-        tracing::debug!(server = %site.id, remote = %remote_addr, error = %err, "connection error");
+        peer_addr: peer.addr,
+        remote_addr: origin.addr,
+        https: peer.tls || origin.https.unwrap_or(false),
     }
 }
 
 /// The per-request service: limits, extensions, routing, access log.
-async fn handle(
+pub(crate) async fn handle(
     site: Arc<Site>,
-    info: ConnectInfo,
+    peer: Arc<Peer>,
     shutdown: Shutdown,
     req: http::Request<Incoming>,
 ) -> Result<Response, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
+    let version = req.version();
     let limit = site.config.max_body_size;
     let mut req: Request = req.map(|body| Body::incoming(body, limit));
+    h2::host_from_authority(&mut req);
+    let info = connect_info(&site, &peer, req.headers());
+    let remote = info.remote_addr;
     req.extensions_mut().insert(info);
     req.extensions_mut().insert(shutdown);
     let res = AssertUnwindSafe(route(&site, req))
@@ -372,8 +448,10 @@ async fn handle(
         });
     tracing::debug!(
         server = %site.id,
+        %remote,
         %method,
         %uri,
+        ?version,
         status = res.status().as_u16(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"

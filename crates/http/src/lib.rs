@@ -80,6 +80,8 @@
 //! NUL, encoded `/`, `\` or NUL (`%2f`, `%5c`, `%00`) and `.`/`..` segments
 //! (also when percent-encoded) get `400`. The file found is canonicalized and
 //! must lie inside the canonical root, so a symlink leading out is a `404`.
+//! Dotfiles and dot-directories (`/.env`, `/.git/config`) are a `404` unless
+//! the mount opts in with [`Dotfiles::Allow`].
 //! Directories serve their `index.html`. Responses have `Content-Type`,
 //! `Content-Length`, `ETag` and `Last-Modified`; conditional requests get
 //! `304`; `HEAD` is served without a body.
@@ -100,29 +102,42 @@
 //! joins the same shutdown through the [`Shutdown`] extension.
 
 mod body;
+mod conn;
 mod cors;
 mod error;
+mod forwarded;
 mod gateway;
+mod h2;
 mod handler;
 mod middleware;
 mod path;
+mod proxy_protocol;
+mod registry;
 pub mod response;
 mod router;
 mod server;
 mod shutdown;
 mod static_files;
+#[cfg(feature = "test-util")]
+#[doc(hidden)]
+pub mod test_util;
+mod tls;
 
 pub use body::{Body, BodyError, BoxError, ResponseBody};
 pub use cors::Cors;
 pub use error::Error;
+pub use forwarded::{TrustedProxies, MAX_HOPS};
 pub use gateway::{ConnectInfo, Gateway, RunningGateway};
+pub use h2::is_websocket_connect;
 pub use handler::{handler_fn, BoxFuture, Handler, HandlerFn};
-pub use middleware::{
-    middleware_fn, Middleware, MiddlewareFactory, MiddlewareFn, MiddlewareRegistry, Next, Options,
-};
+pub use middleware::{middleware_fn, Middleware, MiddlewareFactory, MiddlewareFn, Next, Options};
+pub use proxy_protocol::ProxyHeaderError;
+pub use registry::MiddlewareRegistry;
 pub use router::{MatchedPath, PathParams, Router};
 pub use server::{Server, ServerConfig};
 pub use shutdown::Shutdown;
+pub use static_files::Dotfiles;
+pub use tls::{TlsError, TlsFiles, TlsReloader};
 
 /// A request as handlers and middleware see it.
 pub type Request = http::Request<Body>;

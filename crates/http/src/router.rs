@@ -16,8 +16,9 @@
 //! When several endpoint patterns match a path, the most specific wins (a
 //! literal segment beats a parameter at the first place they differ). A `GET`
 //! endpoint also answers `HEAD` (the handler sees `HEAD`; hyper sends no body)
-//! unless a `HEAD` endpoint of that path exists. Endpoints are tried before
-//! static mounts.
+//! unless a `HEAD` endpoint of that path exists. An RFC 8441 extended CONNECT
+//! (a WebSocket over HTTP/2) runs the `GET` endpoint of its path, as its HTTP/1.1
+//! upgrade would. Endpoints are tried before static mounts.
 
 use std::fmt;
 use std::path::Path;
@@ -29,7 +30,7 @@ use http::{Method, StatusCode};
 use crate::handler::{BoxFuture, Handler};
 use crate::middleware::{Chain, Middleware, Next};
 use crate::path::{self, Pattern};
-use crate::static_files::StaticFiles;
+use crate::static_files::{Dotfiles, StaticFiles};
 use crate::{response, Error, Request, Response};
 
 /// Path parameters of the matched endpoint, a request extension.
@@ -211,16 +212,32 @@ impl Router {
         Ok(self)
     }
 
-    /// Serves the files of `dir` under `path` (relative to the prefix).
-    /// See the [`static_files`](crate#static-files) section of the crate docs.
+    /// Serves the files of `dir` under `path` (relative to the prefix),
+    /// dotfiles refused. See the [`static_files`](crate#static-files) section
+    /// of the crate docs.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidPath`] for a malformed path and [`Error::StaticDir`]
     /// when `dir` is not an existing directory.
     pub fn static_files(&mut self, path: &str, dir: impl AsRef<Path>) -> Result<&mut Self, Error> {
+        self.static_files_with(path, dir, Dotfiles::Deny)
+    }
+
+    /// Like [`static_files`](Self::static_files), saying whether dotfiles
+    /// are served.
+    ///
+    /// # Errors
+    ///
+    /// As [`static_files`](Self::static_files).
+    pub fn static_files_with(
+        &mut self,
+        path: &str,
+        dir: impl AsRef<Path>,
+        dotfiles: Dotfiles,
+    ) -> Result<&mut Self, Error> {
         let mount = path::normalize_prefix(path)?;
-        let files = StaticFiles::new(dir.as_ref())?;
+        let files = StaticFiles::new(dir.as_ref(), dotfiles)?;
         self.statics.push((mount, files));
         // Longest mount first, so the most specific one wins.
         self.statics
@@ -314,7 +331,13 @@ impl Handler for Dispatch {
         let path = req.uri().path().to_owned();
         let rest = path::strip_prefix(&self.prefix, &path).unwrap_or("");
         let segments = path::segments(rest);
-        match self.find_route(req.method(), &segments) {
+        // RFC 8441: a WebSocket over HTTP/2 runs the endpoint an HTTP/1.1 upgrade would.
+        let method = if crate::h2::is_websocket_connect(&req) {
+            &Method::GET
+        } else {
+            req.method()
+        };
+        match self.find_route(method, &segments) {
             RouteMatch::Found { route, params } => {
                 let mut req = req;
                 req.extensions_mut().insert(PathParams(params));

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::router::{Router, SharedRouter};
-use crate::static_files::StaticFiles;
-use crate::{path, Error};
+use crate::static_files::{Dotfiles, StaticFiles};
+use crate::tls::{TlsFiles, TlsReloader};
+use crate::{path, Error, TrustedProxies};
 
 /// The address and limits of one server.
 ///
@@ -31,6 +32,21 @@ pub struct ServerConfig {
     /// runs; a chunked body that grows larger fails to read with
     /// [`BodyError::TooLarge`](crate::BodyError::TooLarge).
     pub max_body_size: u64,
+    /// Serve HTTP/2 by prior knowledge (h2c) on a cleartext listener, beside HTTP/1.1
+    /// (default off: looking at the first bytes costs plain WebSockets their bare socket).
+    /// A TLS listener always offers HTTP/2 by ALPN.
+    pub h2c: bool,
+    /// The most concurrent streams of one HTTP/2 connection (default 256): requests and
+    /// WebSockets (RFC 8441) alike. More are refused with `REFUSED_STREAM`.
+    pub max_concurrent_streams: u32,
+    /// Peers whose `Forwarded`/`X-Forwarded-*` headers (and PROXY headers) are believed
+    /// (default none). See [`TrustedProxies`].
+    pub trusted_proxies: TrustedProxies,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) from a trusted
+    /// proxy (default off); others are closed.
+    pub proxy_protocol: bool,
+    /// How often the TLS files are checked for changes (default 10 s).
+    pub tls_watch_interval: Duration,
 }
 
 impl ServerConfig {
@@ -42,6 +58,11 @@ impl ServerConfig {
             max_headers: 100,
             max_header_bytes: 64 * 1024,
             max_body_size: 1024 * 1024,
+            h2c: false,
+            max_concurrent_streams: 256,
+            trusted_proxies: TrustedProxies::default(),
+            proxy_protocol: false,
+            tls_watch_interval: Duration::from_secs(10),
         }
     }
 }
@@ -60,6 +81,7 @@ pub struct Server {
     config: ServerConfig,
     routers: Vec<Router>,
     statics: Vec<(String, StaticFiles)>,
+    tls: Option<TlsReloader>,
 }
 
 impl Server {
@@ -70,7 +92,24 @@ impl Server {
             config,
             routers: Vec::new(),
             statics: Vec::new(),
+            tls: None,
         }
+    }
+
+    /// Serves TLS with `files`, loaded now (and reloaded when they change, see
+    /// [`ServerConfig::tls_watch_interval`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tls`] when a file is unreadable or malformed, or the key does not fit the
+    /// certificate.
+    pub fn tls(&mut self, files: TlsFiles) -> Result<&mut Self, Error> {
+        let reloader = TlsReloader::new(&self.id, files).map_err(|source| Error::Tls {
+            server: self.id.to_string(),
+            source: Box::new(source),
+        })?;
+        self.tls = Some(reloader);
+        Ok(self)
     }
 
     /// The server's id.
@@ -99,7 +138,7 @@ impl Server {
         Ok(self)
     }
 
-    /// Serves the files of `dir` under the URL path `path`.
+    /// Serves the files of `dir` under the URL path `path`, dotfiles refused.
     ///
     /// # Errors
     ///
@@ -107,6 +146,21 @@ impl Server {
     /// `dir` is not a directory, and [`Error::DuplicatePrefix`] when another
     /// static mount of this server has the same path.
     pub fn static_files(&mut self, path: &str, dir: impl AsRef<Path>) -> Result<&mut Self, Error> {
+        self.static_files_with(path, dir, Dotfiles::Deny)
+    }
+
+    /// Like [`static_files`](Self::static_files), saying whether dotfiles
+    /// are served.
+    ///
+    /// # Errors
+    ///
+    /// As [`static_files`](Self::static_files).
+    pub fn static_files_with(
+        &mut self,
+        path: &str,
+        dir: impl AsRef<Path>,
+        dotfiles: Dotfiles,
+    ) -> Result<&mut Self, Error> {
         let prefix = path::normalize_prefix(path)?;
         if self.statics.iter().any(|(p, _)| *p == prefix) {
             return Err(Error::DuplicatePrefix {
@@ -114,13 +168,13 @@ impl Server {
                 prefix,
             });
         }
-        let files = StaticFiles::new(dir.as_ref())?;
+        let files = StaticFiles::new(dir.as_ref(), dotfiles)?;
         self.statics.push((prefix, files));
         Ok(self)
     }
 
-    /// Splits the server into its id, config and routing table.
-    pub(crate) fn into_parts(self) -> (Arc<str>, ServerConfig, Routes) {
+    /// Splits the server into its id, config, routing table and TLS.
+    pub(crate) fn into_parts(self) -> (Arc<str>, ServerConfig, Routes, Option<TlsReloader>) {
         let mut routers: Vec<SharedRouter> =
             self.routers.into_iter().map(Router::into_shared).collect();
         for (prefix, files) in self.statics {
@@ -131,7 +185,7 @@ impl Server {
         }
         // Longest prefix first, so the first match is the longest.
         routers.sort_by_key(|r| std::cmp::Reverse(r.prefix().len()));
-        (self.id, self.config, Routes { routers })
+        (self.id, self.config, Routes { routers }, self.tls)
     }
 }
 

@@ -12,12 +12,18 @@
 //!    inside the canonical root, else `404`: a symlink that leads out of the
 //!    root is treated as missing.
 //!
+//! 4. Unless the mount allows them ([`Dotfiles::Allow`]), a path with a segment
+//!    that starts with `.` (`/.env`, `/.git/config`), before or after
+//!    symlinks are resolved, is a `404`: dotfiles hold secrets and repository
+//!    data far more often than content.
+//!
 //! A directory is served through its `index.html`. Responses carry
 //! `Content-Type` (from the extension, via `mime_guess`), `Content-Length`,
 //! `Last-Modified` and a weak `ETag`, and `If-None-Match` /
 //! `If-Modified-Since` give `304`. `GET` and `HEAD` are served, other methods
 //! get `405`.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -29,10 +35,21 @@ use tokio_util::io::ReaderStream;
 
 use crate::{response, Error, Request, Response, ResponseBody};
 
+/// Whether a static mount serves dotfiles and dot-directories.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dotfiles {
+    /// `404` for any path with a segment that starts with `.` (the default).
+    #[default]
+    Deny,
+    /// Serve them like any other file.
+    Allow,
+}
+
 /// A directory served under a URL path.
 #[derive(Debug, Clone)]
 pub(crate) struct StaticFiles {
     root: PathBuf,
+    dotfiles: Dotfiles,
 }
 
 /// Why a request path was refused.
@@ -43,7 +60,7 @@ enum Refusal {
 
 impl StaticFiles {
     /// Opens `dir`, which must be an existing directory.
-    pub(crate) fn new(dir: &Path) -> Result<Self, Error> {
+    pub(crate) fn new(dir: &Path, dotfiles: Dotfiles) -> Result<Self, Error> {
         let invalid = |reason: String| Error::StaticDir {
             dir: dir.to_owned(),
             reason,
@@ -52,7 +69,7 @@ impl StaticFiles {
         if !root.is_dir() {
             return Err(invalid("not a directory".to_owned()));
         }
-        Ok(Self { root })
+        Ok(Self { root, dotfiles })
     }
 
     /// Serves `rest`, the raw URL path below the mount point.
@@ -81,10 +98,10 @@ impl StaticFiles {
 
     /// Maps the raw URL path to a regular file inside the root.
     async fn resolve(&self, rest: &str) -> Result<PathBuf, Refusal> {
+        let segments = checked_segments(rest)?;
+        self.check_dotfiles(segments.iter().map(OsStr::new))?;
         let mut path = self.root.clone();
-        for segment in checked_segments(rest)? {
-            path.push(segment);
-        }
+        path.extend(&segments);
         let mut path = self.canonical_inside(&path).await?;
         if is_dir(&path).await {
             path = self.canonical_inside(&path.join("index.html")).await?;
@@ -95,14 +112,30 @@ impl StaticFiles {
         }
     }
 
+    /// The file a path resolves to must lie inside the root and, unless dotfiles are
+    /// allowed, not be reached through a dot-name there (a symlink `public/env` to
+    /// `public/.env` is as much a dotfile as `/.env`).
     async fn canonical_inside(&self, path: &Path) -> Result<PathBuf, Refusal> {
         let canonical = tokio::fs::canonicalize(path)
             .await
             .map_err(|_| Refusal::NotFound)?;
-        if canonical.starts_with(&self.root) {
-            Ok(canonical)
-        } else {
+        let inside = canonical
+            .strip_prefix(&self.root)
+            .map_err(|_| Refusal::NotFound)?;
+        self.check_dotfiles(inside.iter())?;
+        Ok(canonical)
+    }
+
+    fn check_dotfiles<'a>(
+        &self,
+        mut names: impl Iterator<Item = &'a OsStr>,
+    ) -> Result<(), Refusal> {
+        let hidden = self.dotfiles == Dotfiles::Deny
+            && names.any(|name| name.as_encoded_bytes().starts_with(b"."));
+        if hidden {
             Err(Refusal::NotFound)
+        } else {
+            Ok(())
         }
     }
 }

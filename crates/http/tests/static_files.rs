@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use http::{Method, StatusCode};
-use wsrelay_http::{Router, Server};
+use wsrelay_http::{Dotfiles, Router, Server};
 
 use crate::support::{self, get, raw_get, send, text, ID};
 
@@ -192,6 +192,62 @@ async fn server_level_mount_and_router_beside_it() {
     );
     let (status, text) = raw_get(gw.addr, "/%2e%2e/secret.txt").await;
     assert_eq!(status, 400, "{text}");
+}
+
+/// `www` with dotfiles beside ordinary files, and a symlink to one.
+fn site_with_dotfiles() -> tempfile::TempDir {
+    let tmp = site();
+    let www = tmp.path().join("www");
+    std::fs::write(www.join(".env"), SECRET).unwrap();
+    std::fs::create_dir_all(www.join(".git")).unwrap();
+    std::fs::write(www.join(".git/config"), SECRET).unwrap();
+    std::fs::create_dir_all(www.join("docs/.drafts")).unwrap();
+    std::fs::write(www.join("docs/.drafts/plan.txt"), SECRET).unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(www.join(".env"), www.join("env.txt")).unwrap();
+    tmp
+}
+
+/// `/s/.env` used to be served (200) from every static mount.
+#[tokio::test]
+async fn dotfiles_and_dot_directories_are_refused_by_default() {
+    let tmp = site_with_dotfiles();
+    let gw = start(tmp.path()).await;
+    let mut paths = vec![
+        "/static/.env",
+        "/static/%2eenv",
+        "/static/.git/config",
+        "/static/.git/",
+        "/static/docs/.drafts/plan.txt",
+    ];
+    if cfg!(unix) {
+        paths.push("/static/env.txt"); // a symlink to a dotfile inside the root
+    }
+    for path in paths {
+        let (status, text) = raw_get(gw.addr, path).await;
+        assert!(!text.contains(SECRET), "{path} leaked the secret: {text}");
+        assert_eq!(status, 404, "{path}: {text}");
+    }
+    // Ordinary files beside them are served as before.
+    assert_eq!(get(gw.addr, "/static/app.js").await.body, "console.log(1)");
+}
+
+#[tokio::test]
+async fn a_mount_can_opt_in_to_dotfiles() {
+    let tmp = site_with_dotfiles();
+    let mut router = Router::new("/").unwrap();
+    router
+        .static_files_with("/static", tmp.path().join("www"), Dotfiles::Allow)
+        .unwrap();
+    let gw = support::start(vec![router]).await;
+    for path in ["/static/.env", "/static/.git/config"] {
+        let reply = get(gw.addr, path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        assert_eq!(reply.body, SECRET, "{path}");
+    }
+    // Traversal stays refused when dotfiles are allowed.
+    let (status, _) = raw_get(gw.addr, "/static/../secret.txt").await;
+    assert_eq!(status, 400);
 }
 
 #[test]

@@ -125,3 +125,52 @@ pub(crate) async fn raw_get(addr: SocketAddr, raw_path: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, text)
 }
+
+// ===== TLS =====
+
+pub(crate) use wsrelay_http::test_util::{
+    fixture, fixture_certificate, presented_certificate, tls_connect, tls_connector, tls_files,
+};
+
+/// Sends `GET path` on an HTTP/1.1 or HTTP/2 sender and returns the status, version and body.
+pub(crate) async fn body_of(
+    res: hyper::Response<hyper::body::Incoming>,
+) -> (StatusCode, http::Version, String) {
+    let (status, version) = (res.status(), res.version());
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, version, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A handler that answers with what the gateway knows of the client:
+/// `remote=ADDR peer=ADDR https=BOOL host=HOST`.
+pub(crate) fn whoami() -> Arc<dyn Handler> {
+    Arc::new(handler_fn(|req| async move {
+        let info = req
+            .extensions()
+            .get::<wsrelay_http::ConnectInfo>()
+            .unwrap()
+            .clone();
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("-")
+            .to_owned();
+        response::text(
+            StatusCode::OK,
+            format!(
+                "remote={} peer={} https={} host={host}",
+                info.remote_addr(),
+                info.peer_addr(),
+                info.is_https()
+            ),
+        )
+    }))
+}
+
+/// A router serving [`whoami`] at `/whoami`.
+pub(crate) fn whoami_router() -> Router {
+    let mut router = Router::new("/").unwrap();
+    router.route(Method::GET, "/whoami", whoami()).unwrap();
+    router
+}

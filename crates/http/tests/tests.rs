@@ -3,9 +3,12 @@
 
 mod support;
 
+mod client_addr;
+mod h2;
 mod limits;
 mod middleware;
 mod routing;
 mod shutdown;
 mod static_files;
+mod tls;
 mod upgrade;
