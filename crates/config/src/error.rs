@@ -8,7 +8,9 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::duration::DurationError;
+use crate::files::FileError;
 use crate::id::EntryId;
+use crate::limits::fmt_bytes;
 
 /// One problem in an app's configuration.
 ///
@@ -26,6 +28,37 @@ pub struct ConfigError {
     /// What is wrong.
     #[source]
     pub kind: ConfigErrorKind,
+}
+
+impl ConfigError {
+    /// An error about a whole file, or a field outside any entry (`namespace`).
+    pub(crate) fn in_file(
+        file: impl Into<PathBuf>,
+        field: Option<String>,
+        kind: ConfigErrorKind,
+    ) -> Self {
+        Self {
+            file: file.into(),
+            entry: None,
+            field,
+            kind,
+        }
+    }
+
+    /// An error on a field of an entry.
+    pub(crate) fn in_entry(
+        file: impl Into<PathBuf>,
+        entry: &EntryId,
+        field: impl Into<String>,
+        kind: ConfigErrorKind,
+    ) -> Self {
+        Self {
+            file: file.into(),
+            entry: Some(entry.to_string()),
+            field: Some(field.into()),
+            kind,
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -63,6 +96,60 @@ pub enum ConfigErrorKind {
         /// The operating system's reason.
         reason: String,
     },
+    /// The path names a FIFO, socket, device or directory where a file is expected.
+    #[error("{path:?} is not a regular file (it is {found})")]
+    NotAFile {
+        /// The path as resolved.
+        path: PathBuf,
+        /// What it is instead, e.g. `a FIFO`.
+        found: &'static str,
+    },
+    /// A file is over the size the loader reads (see [`limits`](crate::limits)).
+    #[error("{path:?} is {size} bytes, over the limit of {}", fmt_bytes(*.limit))]
+    TooLarge {
+        /// The path as resolved.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit it exceeds.
+        limit: u64,
+    },
+    /// YAML flow collections nest deeper than
+    /// [`MAX_YAML_FLOW_NESTING`](crate::limits::MAX_YAML_FLOW_NESTING).
+    #[error("YAML nested deeper than {limit} levels of [ ] and {{ }}{}", fmt_location(Some(*.line), Some(*.column)))]
+    YamlTooDeep {
+        /// 1-based line of the bracket that opens one level too many.
+        line: usize,
+        /// 1-based column of that bracket.
+        column: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A directory symlink leads back to a directory being loaded; the error's
+    /// file is the symlink.
+    #[error("directory symlink loop: leads back to {target:?}, which is already being loaded")]
+    SymlinkLoop {
+        /// The directory the symlink resolves to.
+        target: PathBuf,
+    },
+    /// Subdirectories nest deeper than
+    /// [`MAX_DIR_DEPTH`](crate::limits::MAX_DIR_DEPTH); the error's file is
+    /// the first directory too deep.
+    #[error("directories nested deeper than {limit} levels are not loaded")]
+    DirTooDeep {
+        /// The limit.
+        limit: usize,
+    },
+    /// The admin token is shorter than
+    /// [`AdminConfig::MIN_TOKEN_BYTES`](crate::AdminConfig::MIN_TOKEN_BYTES).
+    /// The token itself is never shown.
+    #[error("the admin token is {len} bytes long; at least {min} are required (use a long random value)")]
+    ShortToken {
+        /// Its length in bytes, surrounding white space trimmed.
+        len: usize,
+        /// The minimum.
+        min: usize,
+    },
     /// The app directory holds no `*.yaml`/`*.yml` file.
     #[error("no *.yaml or *.yml files found")]
     NoFiles,
@@ -84,6 +171,12 @@ pub enum ConfigErrorKind {
         value: String,
         /// Why it is rejected.
         reason: String,
+    },
+    /// A field this kind does not have (an error only in strict mode).
+    #[error("unknown field (known: {}); without --strict it would be ignored", .known.join(", "))]
+    UnknownField {
+        /// The fields this kind reads, besides `name`, `kind` and `meta`.
+        known: Vec<&'static str>,
     },
     /// The entry's `kind` is not one this runtime knows.
     #[error("unknown kind {kind:?} (known: {})", .known.join(", "))]
@@ -166,6 +259,20 @@ pub enum ConfigErrorKind {
         /// The id of the first `wsrelay.ops` entry.
         first: EntryId,
     },
+}
+
+impl ConfigErrorKind {
+    /// The kind for a file at `path` that could not be read.
+    pub(crate) fn unreadable(path: PathBuf, error: FileError) -> Self {
+        match error {
+            FileError::NotRegular { found } => Self::NotAFile { path, found },
+            FileError::TooLarge { size, limit } => Self::TooLarge { path, size, limit },
+            FileError::Io(error) => Self::Unreadable {
+                path,
+                reason: error.to_string(),
+            },
+        }
+    }
 }
 
 fn fmt_location(line: Option<usize>, column: Option<usize>) -> String {

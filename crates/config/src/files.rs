@@ -4,11 +4,41 @@
 //! compiled into the binary (the built-in demo, with `include_str!`) has no
 //! directory to read from, so it hands the loader a [`MemoryFiles`] map
 //! instead. Both sit behind the small [`FileSource`] trait.
+//!
+//! Only regular files are read from disk: opening a FIFO named `x.yaml` or
+//! `handler.lua` would block the loader forever, and a device could stream
+//! without end. Sizes are capped (see [`limits`](crate::limits)).
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io;
+use std::fs::FileType;
+use std::io::{self, Read as _};
 use std::path::{Component, Path, PathBuf};
+
+use crate::limits::{fmt_bytes, MAX_SOURCE_BYTES};
+
+/// Why a file an app refers to could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// The operating system refused (missing file, permissions, not UTF-8).
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The path names a FIFO, socket, device or directory.
+    #[error("not a regular file (it is {found})")]
+    NotRegular {
+        /// What it is instead, e.g. `a FIFO`.
+        found: &'static str,
+    },
+    /// The file is larger than the loader reads.
+    #[error("the file is {size} bytes, over the limit of {}", fmt_bytes(*.limit))]
+    TooLarge {
+        /// Its size in bytes (at least `limit + 1` when it grew while read).
+        size: u64,
+        /// The limit it exceeds.
+        limit: u64,
+    },
+}
 
 /// Reads the files an app refers to. Paths are already resolved (the YAML
 /// file's directory joined with the relative path) and lexically normalized.
@@ -17,8 +47,10 @@ pub trait FileSource: fmt::Debug + Send + Sync {
     ///
     /// # Errors
     ///
-    /// Any I/O error (missing file, permissions, not UTF-8).
-    fn read_to_string(&self, path: &Path) -> io::Result<String>;
+    /// Any I/O error (missing file, permissions, not UTF-8), and for
+    /// [`DiskFiles`] a path that is not a regular file or is larger than
+    /// [`MAX_SOURCE_BYTES`].
+    fn read_to_string(&self, path: &Path) -> Result<String, FileError>;
 
     /// Whether `path` is an existing directory.
     fn is_dir(&self, path: &Path) -> bool;
@@ -29,8 +61,8 @@ pub trait FileSource: fmt::Debug + Send + Sync {
 pub struct DiskFiles;
 
 impl FileSource for DiskFiles {
-    fn read_to_string(&self, path: &Path) -> io::Result<String> {
-        std::fs::read_to_string(path)
+    fn read_to_string(&self, path: &Path) -> Result<String, FileError> {
+        read_regular_file(path, MAX_SOURCE_BYTES)
     }
 
     fn is_dir(&self, path: &Path) -> bool {
@@ -78,11 +110,13 @@ impl MemoryFiles {
 }
 
 impl FileSource for MemoryFiles {
-    fn read_to_string(&self, path: &Path) -> io::Result<String> {
-        self.files
-            .get(&normalize(path))
-            .cloned()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such embedded file"))
+    fn read_to_string(&self, path: &Path) -> Result<String, FileError> {
+        self.files.get(&normalize(path)).cloned().ok_or_else(|| {
+            FileError::Io(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no such embedded file",
+            ))
+        })
     }
 
     fn is_dir(&self, path: &Path) -> bool {
@@ -90,6 +124,60 @@ impl FileSource for MemoryFiles {
         self.files
             .keys()
             .any(|file| file != &dir && file.starts_with(&dir))
+    }
+}
+
+/// Reads a whole UTF-8 file of at most `limit` bytes, refusing anything but a
+/// regular file (symlinks are followed).
+///
+/// The type and size come from `stat` before the file is opened, because
+/// opening a FIFO blocks until a writer appears. The read stops one byte past
+/// the limit, so a file that grows in between is refused too. (A file swapped
+/// for a FIFO between the `stat` and the `open` would still block: that needs
+/// write access to the app directory during the load.)
+pub(crate) fn read_regular_file(path: &Path, limit: u64) -> Result<String, FileError> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(FileError::NotRegular {
+            found: type_name(meta.file_type()),
+        });
+    }
+    if meta.len() > limit {
+        return Err(FileError::TooLarge {
+            size: meta.len(),
+            limit,
+        });
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(limit.saturating_add(1))
+        .read_to_string(&mut text)?;
+    let size = text.len() as u64;
+    if size > limit {
+        return Err(FileError::TooLarge { size, limit });
+    }
+    Ok(text)
+}
+
+/// A phrase naming a file type that is not a regular file.
+fn type_name(file_type: FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if file_type.is_fifo() {
+            return "a FIFO";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+        if file_type.is_block_device() || file_type.is_char_device() {
+            return "a device";
+        }
+    }
+    if file_type.is_dir() {
+        "a directory"
+    } else {
+        "neither a file nor a directory"
     }
 }
 

@@ -30,10 +30,14 @@
 //!   [`MemoryFiles`].
 //! - [`LoadOptions`] injects what this crate must not depend on: the
 //!   registered middleware names (HTTP crate) and a Lua syntax check (Lua
-//!   crate).
+//!   crate), and whether unknown fields are errors ([`LoadOptions::strict`]) or,
+//!   by default, warnings: Wippy entries may carry fields wsrelay ignores.
 //! - Every problem becomes a [`ConfigError`] naming the file, the entry and
 //!   the field; a load returns all of them at once in [`ConfigErrors`].
 //! - [`parse_duration`] reads `500ms`/`30s`/`1m30s`; the relay reuses it.
+//! - [`limits`] lists what the loader refuses to read (files over 1 MiB of
+//!   YAML, flow nesting past 64, anything but regular files, symlink loops),
+//!   so a broken app fails fast with an error naming the file.
 //!
 //! # Design
 //!
@@ -66,6 +70,7 @@ mod duration;
 mod error;
 mod files;
 mod id;
+pub mod limits;
 mod load;
 mod model;
 mod options;
@@ -74,24 +79,27 @@ use std::path::{Path, PathBuf};
 
 pub use duration::{format_duration, parse_duration, parse_positive_duration, DurationError};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
-pub use files::{DiskFiles, FileSource, MemoryFiles};
+pub use files::{DiskFiles, FileError, FileSource, MemoryFiles};
 pub use id::{EntryId, IdError};
 pub use model::{
     kind, AdminConfig, AppConfig, ClusterConfig, ClusterTls, HttpEndpoint, HttpRouter, HttpService,
-    HttpStatic, LuaEntry, LuaKind, Method, OpsConfig, ProcessHost, ProcessService, RestartPolicy,
-    SourceOrigin, StaticMount, KNOWN_KINDS, KNOWN_LUA_MODULES,
+    HttpStatic, LuaEntry, LuaKind, Method, OpsConfig, PgScope, ProcessHost, ProcessService,
+    RestartPolicy, ServiceTls, SourceOrigin, StaticMount, KNOWN_KINDS, KNOWN_LUA_MODULES,
 };
 pub use options::{LoadOptions, LuaChecker};
 
 impl AppConfig {
     /// Loads every `*.yaml`/`*.yml` file under `dir` (recursively, sorted by
-    /// path, hidden files and directories skipped). `file://` sources and
-    /// static directories are read from disk, relative to each YAML file.
+    /// path, hidden files and directories skipped, each directory entered
+    /// once). `file://` sources and static directories are read from disk,
+    /// relative to each YAML file; only regular files are read, within the
+    /// [`limits`].
     ///
     /// # Errors
     ///
     /// Every problem found, each naming its file, entry and field; including
-    /// an unreadable `dir` or a `dir` without YAML files.
+    /// an unreadable `dir` or a `dir` without YAML files, a YAML file that is
+    /// not a regular file or is over a limit, and a directory symlink loop.
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self, ConfigErrors> {
         load::load_dir(dir, opts)
     }

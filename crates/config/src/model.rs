@@ -24,10 +24,11 @@ pub const KNOWN_KINDS: &[&str] = &[
     kind::PROCESS_SERVICE,
     kind::CLUSTER,
     kind::OPS,
+    kind::PG_SCOPE,
 ];
 
 /// The Lua modules the runtime provides (SPEC §1), valid in `modules`.
-pub const KNOWN_LUA_MODULES: &[&str] = &["http", "json", "process", "channel", "time"];
+pub const KNOWN_LUA_MODULES: &[&str] = &["http", "json", "process", "channel", "time", "pg"];
 
 /// The `kind:` strings.
 pub mod kind {
@@ -51,6 +52,8 @@ pub mod kind {
     pub const CLUSTER: &str = "cluster";
     /// The operations listener: metrics, health, admin (at most one per app).
     pub const OPS: &str = "wsrelay.ops";
+    /// A scope of process groups (the Lua `pg` module).
+    pub const PG_SCOPE: &str = "pg.scope";
 }
 
 /// A loaded, validated app.
@@ -79,6 +82,8 @@ pub struct AppConfig {
     pub cluster: Option<ClusterConfig>,
     /// The `wsrelay.ops` entry, if any.
     pub ops: Option<OpsConfig>,
+    /// `pg.scope` entries.
+    pub pg_scopes: Vec<PgScope>,
 }
 
 impl AppConfig {
@@ -119,6 +124,16 @@ impl AppConfig {
             .filter(move |router| &router.server == server)
     }
 
+    /// The static mounts attached to a server or a router.
+    pub fn statics_at<'a>(
+        &'a self,
+        mount: &'a StaticMount,
+    ) -> impl Iterator<Item = &'a HttpStatic> {
+        self.statics
+            .iter()
+            .filter(move |entry| &entry.mount == mount)
+    }
+
     /// The endpoints attached to a router.
     pub fn endpoints_of<'a>(
         &'a self,
@@ -141,6 +156,36 @@ pub struct HttpService {
     pub addr: SocketAddr,
     /// `lifecycle.auto_start`, default `true`.
     pub auto_start: bool,
+    /// `tls`: serve HTTPS (and HTTP/2 by ALPN) with these files.
+    pub tls: Option<ServiceTls>,
+    /// `h2c`: also serve cleartext HTTP/2 by prior knowledge; default `false`.
+    pub h2c: bool,
+    /// `trusted_proxies`: networks whose forwarding headers (and PROXY headers) are
+    /// believed; default none.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `proxy_protocol`: every connection starts with a PROXY protocol header from a
+    /// trusted proxy; default `false`.
+    pub proxy_protocol: bool,
+}
+
+/// The `tls` field of an `http.service`: PEM files, paths resolved against the YAML file's
+/// directory (absolute paths as they are). Read when the server starts (and by
+/// `wsrelay check`), not when the config loads.
+///
+/// ```yaml
+/// tls:
+///   cert: /etc/wsrelay/fullchain.pem
+///   key: /etc/wsrelay/privkey.pem
+///   client_ca: clients-ca.pem   # optional: require client certificates
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceTls {
+    /// `tls.cert`: the certificate chain, the server's certificate first.
+    pub cert: PathBuf,
+    /// `tls.key`: the private key.
+    pub key: PathBuf,
+    /// `tls.client_ca`: CA certificates client certificates must chain to.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// An `http.router`: a prefix on a server with two middleware chains.
@@ -263,6 +308,9 @@ pub struct HttpStatic {
     pub directory: PathBuf,
     /// `index`, default `index.html`.
     pub index: String,
+    /// `dotfiles: allow` (default `deny`): serve files and directories whose
+    /// names start with `.`.
+    pub allow_dotfiles: bool,
 }
 
 /// Whether a Lua entry is a function or a process.
@@ -306,6 +354,20 @@ pub struct LuaEntry {
     pub modules: Vec<String>,
     /// `imports`: alias → another Lua entry.
     pub imports: BTreeMap<String, EntryId>,
+}
+
+/// A `pg.scope`: a scope of process groups that `pg.open(id)` opens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PgScope {
+    /// Entry id (what `pg.open` names).
+    pub id: EntryId,
+    /// The YAML file it came from.
+    pub file: PathBuf,
+    /// `max_groups`: groups with members at once; `None` keeps the runtime's default,
+    /// `Some(0)` means no limit (as in Wippy).
+    pub max_groups: Option<u64>,
+    /// `max_members_per_group`: joins per group; as `max_groups`.
+    pub max_members_per_group: Option<u64>,
 }
 
 /// A `process.host`: where processes run.
@@ -444,11 +506,22 @@ pub struct OpsConfig {
 }
 
 /// Where the admin endpoint's bearer token comes from. The loader checks that at least one
-/// source is named; the runtime reads the variable (this crate reads only YAML).
+/// source is named and that a literal `admin.token` is at least [`Self::MIN_TOKEN_BYTES`]
+/// long; the runtime reads the variable (this crate reads only YAML) and applies the same
+/// minimum to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     /// `admin.token_env`: the environment variable holding the token (preferred).
     pub token_env: Option<String>,
     /// `admin.token`: the token itself (for tests; keep secrets out of config files).
     pub token: Option<String>,
+}
+
+impl AdminConfig {
+    /// The shortest admin token accepted, in bytes, surrounding white space trimmed.
+    ///
+    /// The admin API can list and close every connection; a short bearer token could be
+    /// guessed by anyone who reaches the port. 16 random bytes (or 16 characters of a
+    /// longer random string) put guessing out of reach.
+    pub const MIN_TOKEN_BYTES: usize = 16;
 }

@@ -34,6 +34,9 @@ pub struct LoadOptions {
     /// the `file://` path as resolved (e.g. `app/handler.lua`) or, for inline
     /// sources, the entry id (e.g. `app:handler`). `None` skips the check.
     pub lua_checker: Option<LuaChecker>,
+    /// Fields an entry's kind does not have are errors instead of warnings (the CLI's
+    /// `--strict`). Off by default: Wippy apps may carry fields wsrelay ignores.
+    pub strict: bool,
 }
 
 impl LoadOptions {
@@ -55,6 +58,13 @@ impl LoadOptions {
         self
     }
 
+    /// Sets [`strict`](Self::strict).
+    #[must_use]
+    pub fn with_strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
     /// Sets the Lua syntax checker.
     #[must_use]
     pub fn with_lua_checker<F>(mut self, checker: F) -> Self
@@ -71,6 +81,7 @@ impl fmt::Debug for LoadOptions {
         f.debug_struct("LoadOptions")
             .field("known_middleware", &self.known_middleware)
             .field("lua_checker", &self.lua_checker.as_ref().map(|_| "<fn>"))
+            .field("strict", &self.strict)
             .finish()
     }
 }

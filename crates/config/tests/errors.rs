@@ -190,7 +190,9 @@ fn unknown_module() {
     ))
     .load_err();
     let line = find_error(&errs, &["app/bad.yaml", "entry app:f", "field modules[1]"]);
-    assert!(line.contains(r#"unknown module "sql" (known: http, json, process, channel, time)"#));
+    assert!(
+        line.contains(r#"unknown module "sql" (known: http, json, process, channel, time, pg)"#)
+    );
 }
 
 #[test]
@@ -243,12 +245,22 @@ entries:
     meta: {router: api, server: gateway}
     path: /s
     directory: nope
+  - name: dots
+    kind: http.static
+    meta: {router: api}
+    path: /t
+    directory: www
+    dotfiles: yes-please
 "#,
     )
     .load_err();
     find_error(
         &errs,
         &["entry app:ep", "field method", "unknown HTTP method"],
+    );
+    find_error(
+        &errs,
+        &["entry app:dots", "field dotfiles", "`deny`", "`allow`"],
     );
     find_error(&errs, &["entry app:ep", "field path", "whole segment"]);
     find_error(

@@ -160,6 +160,7 @@ fn realistic_app_loads() {
     assert_eq!(site.path, "/");
     assert_eq!(site.directory, app.root().join("public"));
     assert_eq!(site.index, "index.html");
+    assert!(!site.allow_dotfiles, "dotfiles are refused by default");
 
     let connect = config.function(&id("app.ws:connect")).unwrap();
     assert_eq!(connect.kind, LuaKind::Function);
@@ -312,4 +313,16 @@ fn static_on_router_with_custom_index() {
     assert_eq!(docs.path, "/docs");
     assert_eq!(docs.directory, app.root().join("www"));
     assert_eq!(docs.index, "main.html");
+}
+
+#[test]
+fn static_can_allow_dotfiles() {
+    let app = App::new()
+        .file("base.yaml", crate::util::BASE)
+        .file(
+            "site.yaml",
+            "namespace: app\nentries:\n  - name: wk\n    kind: http.static\n    meta: {router: api}\n    path: /.well-known\n    directory: www\n    dotfiles: allow\n",
+        )
+        .dir("www");
+    assert!(app.load_ok().statics[0].allow_dotfiles);
 }

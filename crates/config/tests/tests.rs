@@ -6,5 +6,7 @@ mod util;
 mod duration;
 mod embedded;
 mod errors;
+mod http_service;
+mod limits;
 mod load_good;
 mod ops;

@@ -51,12 +51,8 @@ impl<'a> Entry<'a> {
 
     /// Records an error on `field`.
     pub(super) fn error(&mut self, field: impl Into<String>, kind: ConfigErrorKind) {
-        self.sink.errors.push(ConfigError {
-            file: self.raw.file.clone(),
-            entry: Some(self.raw.id.to_string()),
-            field: Some(field.into()),
-            kind,
-        });
+        let error = ConfigError::in_entry(&self.raw.file, &self.raw.id, field, kind);
+        self.sink.errors.push(error);
     }
 
     /// The value at a dotted path, `None` if absent or `null`.
@@ -107,6 +103,18 @@ impl<'a> Entry<'a> {
             Some(other) => {
                 self.wrong_type(path, "a boolean", other);
                 default
+            }
+        }
+    }
+
+    /// An optional non-negative integer.
+    pub(super) fn opt_count(&mut self, path: &str) -> Option<u64> {
+        let value = self.get(path)?;
+        match value.as_u64() {
+            Some(n) => Some(n),
+            None => {
+                self.wrong_type(path, "a non-negative integer", value);
+                None
             }
         }
     }
@@ -245,6 +253,28 @@ impl<'a> Entry<'a> {
                 None
             }
         }
+    }
+
+    /// A path to a file that may live outside the app (certificates, keys): absolute as
+    /// written, relative to the YAML file's directory otherwise.
+    pub(super) fn file_path(&mut self, field: &str, text: &str) -> Option<PathBuf> {
+        if text.is_empty() {
+            self.error(
+                field,
+                ConfigErrorKind::InvalidValue {
+                    value: String::new(),
+                    reason: "empty path".into(),
+                },
+            );
+            return None;
+        }
+        let path = Path::new(text);
+        if path.is_absolute() {
+            return Some(path.to_owned());
+        }
+        Some(normalize(
+            &self.env.base_dir.join(&self.raw.rel_dir).join(path),
+        ))
     }
 
     /// Resolves a relative path written in this entry's YAML against the YAML

@@ -1,25 +1,31 @@
 //! `http.service`, `http.router`, `http.endpoint` and `http.static`.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use super::fields::Entry;
+use super::addr;
+use super::fields::{type_name, Entry};
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::model::{
-    kind, AppConfig, HttpEndpoint, HttpRouter, HttpService, HttpStatic, Method, StaticMount,
+    kind, AppConfig, HttpEndpoint, HttpRouter, HttpService, HttpStatic, Method, ServiceTls,
+    StaticMount,
 };
 
 pub(super) fn service(entry: &mut Entry<'_>) -> Option<HttpService> {
-    let addr = entry
-        .req_str("addr")
-        .and_then(|text| match parse_addr(&text) {
-            Ok(addr) => Some(addr),
-            Err(reason) => {
-                entry.error("addr", ConfigErrorKind::BadAddress { addr: text, reason });
-                None
-            }
-        });
+    let addr = addr::required(entry, "addr");
     let auto_start = entry.bool_or("lifecycle.auto_start", true);
+    let tls = service_tls(entry);
+    let h2c = entry.bool_or("h2c", false);
+    let trusted_proxies = trusted_proxies(entry);
+    let proxy_protocol = entry.bool_or("proxy_protocol", false);
+    if proxy_protocol && trusted_proxies.is_empty() && !entry.failed() {
+        entry.error(
+            "proxy_protocol",
+            ConfigErrorKind::InvalidValue {
+                value: "true".into(),
+                reason: "needs trusted_proxies: the PROXY header is only accepted from them".into(),
+            },
+        );
+    }
     if entry.failed() {
         return None;
     }
@@ -28,42 +34,79 @@ pub(super) fn service(entry: &mut Entry<'_>) -> Option<HttpService> {
         file: entry.file(),
         addr: addr?,
         auto_start,
+        tls,
+        h2c,
+        trusted_proxies,
+        proxy_protocol,
     })
 }
 
-/// Parses a listen address: `host:port` with an IP host (`[::1]:80` for
-/// IPv6), `localhost:port`, or `:port` for every interface.
-pub(super) fn parse_addr(text: &str) -> Result<SocketAddr, String> {
-    let text = text.trim();
-    if let Some(port) = text.strip_prefix(':').filter(|port| !port.contains(':')) {
-        let port = parse_port(port)?;
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+/// `tls: { cert, key, client_ca }`; `cert` and `key` are required together.
+fn service_tls(entry: &mut Entry<'_>) -> Option<ServiceTls> {
+    let value = entry.get("tls")?;
+    if !value.is_mapping() {
+        entry.error(
+            "tls",
+            ConfigErrorKind::WrongType {
+                expected: "a map of cert, key, client_ca",
+                found: type_name(value),
+            },
+        );
+        return None;
     }
-    if let Some(port) = text.strip_prefix("localhost:") {
-        let port = parse_port(port)?;
-        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
-    }
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    match text.rsplit_once(':') {
-        None => Err("missing port (expected e.g. \":8080\" or \"127.0.0.1:8080\")".into()),
-        Some((host, port)) => {
-            parse_port(port)?;
-            if host.contains(':') && !host.starts_with('[') {
-                Err("an IPv6 host must be in brackets, e.g. \"[::1]:8080\"".into())
-            } else {
-                Err(format!(
-                    "host {host:?} is not an IP address (use an IP, \"localhost\", or \":PORT\" for all interfaces)"
-                ))
-            }
+    for key in value.as_mapping().into_iter().flat_map(|map| map.keys()) {
+        let known = ["cert", "key", "client_ca"];
+        if !key.as_str().is_some_and(|key| known.contains(&key)) {
+            let name = key.as_str().unwrap_or("?");
+            entry.error(
+                format!("tls.{name}"),
+                ConfigErrorKind::InvalidValue {
+                    value: name.to_owned(),
+                    reason: "unknown TLS field (known: cert, key, client_ca)".into(),
+                },
+            );
         }
     }
+    let mut path = |name: &str, required: bool| {
+        let field = format!("tls.{name}");
+        let text = if required {
+            entry.req_str(&field)
+        } else {
+            entry.opt_str(&field)
+        };
+        text.and_then(|text| entry.file_path(&field, &text))
+    };
+    let cert = path("cert", true);
+    let key = path("key", true);
+    let client_ca = path("client_ca", false);
+    Some(ServiceTls {
+        cert: cert?,
+        key: key?,
+        client_ca,
+    })
 }
 
-fn parse_port(port: &str) -> Result<u16, String> {
-    port.parse()
-        .map_err(|_| format!("port {port:?} is not a number from 0 to 65535"))
+/// `trusted_proxies`: CIDRs (`10.0.0.0/8`) or single addresses (`127.0.0.1`).
+fn trusted_proxies(entry: &mut Entry<'_>) -> Vec<ipnet::IpNet> {
+    let texts = entry.str_list("trusted_proxies");
+    let mut nets = Vec::with_capacity(texts.len());
+    for (i, text) in texts.iter().enumerate() {
+        let text = text.trim();
+        let parsed = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => nets.push(net.trunc()),
+            Err(_) => entry.error(
+                format!("trusted_proxies[{i}]"),
+                ConfigErrorKind::InvalidValue {
+                    value: text.to_owned(),
+                    reason: "not a network (10.0.0.0/8, 2001:db8::/32) or an address".into(),
+                },
+            ),
+        }
+    }
+    nets
 }
 
 pub(super) fn router(entry: &mut Entry<'_>) -> Option<HttpRouter> {
@@ -299,6 +342,7 @@ pub(super) fn static_dir(entry: &mut Entry<'_>) -> Option<HttpStatic> {
             },
         );
     }
+    let allow_dotfiles = dotfiles(entry);
     if entry.failed() {
         return None;
     }
@@ -309,7 +353,26 @@ pub(super) fn static_dir(entry: &mut Entry<'_>) -> Option<HttpStatic> {
         path: path?,
         directory: directory?,
         index,
+        allow_dotfiles,
     })
+}
+
+/// `dotfiles`: `deny` (the default: `404` for `/.env`, `/.git/...`) or `allow`.
+fn dotfiles(entry: &mut Entry<'_>) -> bool {
+    match entry.opt_str("dotfiles").as_deref() {
+        None | Some("deny") => false,
+        Some("allow") => true,
+        Some(other) => {
+            entry.error(
+                "dotfiles",
+                ConfigErrorKind::InvalidValue {
+                    value: other.to_owned(),
+                    reason: "must be `deny` (the default) or `allow`".into(),
+                },
+            );
+            false
+        }
+    }
 }
 
 /// Two endpoints of one router with the same method and path (parameter
@@ -331,18 +394,19 @@ pub(super) fn check_duplicate_routes(app: &AppConfig, errors: &mut Vec<ConfigErr
             .collect();
         let key = (endpoint.router.clone(), endpoint.method, shape.join("/"));
         if let Some(first) = seen.get(&key) {
-            errors.push(ConfigError {
-                file: endpoint.file.clone(),
-                entry: Some(endpoint.id.to_string()),
-                field: Some("path".into()),
-                kind: ConfigErrorKind::InvalidValue {
-                    value: endpoint.path.clone(),
-                    reason: format!(
-                        "{} {} is already routed on {} by {first}",
-                        endpoint.method, endpoint.path, endpoint.router
-                    ),
-                },
-            });
+            let kind = ConfigErrorKind::InvalidValue {
+                value: endpoint.path.clone(),
+                reason: format!(
+                    "{} {} is already routed on {} by {first}",
+                    endpoint.method, endpoint.path, endpoint.router
+                ),
+            };
+            errors.push(ConfigError::in_entry(
+                &endpoint.file,
+                &endpoint.id,
+                "path",
+                kind,
+            ));
         } else {
             seen.insert(key, endpoint.id.clone());
         }
@@ -352,25 +416,6 @@ pub(super) fn check_duplicate_routes(app: &AppConfig, errors: &mut Vec<ConfigErr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses() {
-        assert_eq!(
-            parse_addr(":8080").unwrap(),
-            "0.0.0.0:8080".parse().unwrap()
-        );
-        assert_eq!(
-            parse_addr("localhost:80").unwrap(),
-            "127.0.0.1:80".parse().unwrap()
-        );
-        assert_eq!(parse_addr("[::1]:80").unwrap(), "[::1]:80".parse().unwrap());
-        assert!(parse_addr("8080").unwrap_err().contains("missing port"));
-        assert!(parse_addr(":99999").unwrap_err().contains("port"));
-        assert!(parse_addr("example.com:80")
-            .unwrap_err()
-            .contains("not an IP"));
-        assert!(parse_addr("::1:80").unwrap_err().contains("brackets"));
-    }
 
     #[test]
     fn route_paths() {

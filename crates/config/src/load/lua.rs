@@ -71,13 +71,7 @@ fn read_source(entry: &mut Entry<'_>, text: String) -> Option<(String, SourceOri
             Some((source, SourceOrigin::File(path), chunk_name))
         }
         Err(err) => {
-            entry.error(
-                "source",
-                ConfigErrorKind::Unreadable {
-                    path,
-                    reason: err.to_string(),
-                },
-            );
+            entry.error("source", ConfigErrorKind::unreadable(path, err));
             None
         }
     }

@@ -1,10 +1,12 @@
 //! The loading pipeline: find files, parse YAML, index entries, build typed
 //! entries, check references.
 //!
-//! 1. **Discover** (`load` only): every `*.yaml`/`*.yml` under the app
-//!    directory, recursively, sorted by path; hidden files and directories
-//!    (`.git`) are skipped.
-//! 2. **Parse** each file into a generic YAML value and split it into raw
+//! 1. **Discover** (`load` only, `discover`): every `*.yaml`/`*.yml` under
+//!    the app directory, recursively, sorted by path; hidden files and
+//!    directories (`.git`) are skipped, each directory is entered once
+//!    (symlink loops are reported), only regular files are read.
+//! 2. **Parse** (`parse`) each file, after a cheap pre-scan of its size and
+//!    nesting (`prescan`), into a generic YAML value and split it into raw
 //!    entries (`namespace`, `entries[i].name`, `entries[i].kind`). A YAML
 //!    syntax error costs that file only.
 //! 3. **Index** entries by id; a duplicate id is reported on the second one,
@@ -18,10 +20,14 @@
 //!
 //! Errors from every step are collected; the load succeeds only with none.
 
+mod addr;
+mod discover;
 mod fields;
 mod http;
 mod lua;
 mod ops;
+mod parse;
+mod prescan;
 mod process;
 
 use std::collections::BTreeMap;
@@ -39,74 +45,12 @@ use fields::{type_name, Entry};
 
 /// Loads every YAML file under `dir` (see [`AppConfig::load`]).
 pub(crate) fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<AppConfig, ConfigErrors> {
-    let mut errors = Vec::new();
-    let mut paths = Vec::new();
-    if let Err(err) = discover(dir, Path::new(""), 0, &mut paths) {
-        errors.push(ConfigError {
-            file: dir.to_path_buf(),
-            entry: None,
-            field: None,
-            kind: ConfigErrorKind::Unreadable {
-                path: dir.to_path_buf(),
-                reason: err.to_string(),
-            },
-        });
-        return Err(ConfigErrors::new(errors));
-    }
-    if paths.is_empty() {
-        errors.push(ConfigError {
-            file: dir.to_path_buf(),
-            entry: None,
-            field: None,
-            kind: ConfigErrorKind::NoFiles,
-        });
-        return Err(ConfigErrors::new(errors));
-    }
-    let mut sources = Vec::new();
-    for rel in paths {
-        let path = dir.join(&rel);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => sources.push((rel, text)),
-            Err(err) => errors.push(ConfigError {
-                file: path.clone(),
-                entry: None,
-                field: None,
-                kind: ConfigErrorKind::Unreadable {
-                    path,
-                    reason: err.to_string(),
-                },
-            }),
-        }
+    let (sources, errors) = discover::read_yaml_files(dir);
+    if sources.is_empty() && errors.is_empty() {
+        let error = ConfigError::in_file(dir, None, ConfigErrorKind::NoFiles);
+        return Err(ConfigErrors::new(vec![error]));
     }
     load_sources(sources, dir, &DiskFiles, opts, errors)
-}
-
-/// Walks `root/rel` and appends the YAML files found, relative to `root`.
-fn discover(root: &Path, rel: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    // Guards against symlink loops; no real app nests this deep.
-    const MAX_DEPTH: usize = 32;
-    let mut children: Vec<_> = std::fs::read_dir(root.join(rel))?
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .map(|child| child.file_name())
-        .filter(|name| !name.to_string_lossy().starts_with('.'))
-        .collect();
-    children.sort();
-    for name in children {
-        let child_rel = rel.join(&name);
-        let path = root.join(&child_rel);
-        if path.is_dir() {
-            if depth < MAX_DEPTH {
-                discover(root, &child_rel, depth + 1, out)?;
-            }
-        } else if matches!(
-            path.extension().and_then(|ext| ext.to_str()),
-            Some("yaml" | "yml")
-        ) {
-            out.push(child_rel);
-        }
-    }
-    Ok(())
 }
 
 /// Where an entry came from and what it holds, before validation.
@@ -168,7 +112,7 @@ pub(crate) fn load_sources(
         let rel = path.strip_prefix(base_dir).unwrap_or(path);
         let file = base_dir.join(rel);
         let rel_dir = normalize(rel.parent().unwrap_or(Path::new("")));
-        parse_file(&file, &rel_dir, text, &mut raw_entries, &mut sink.errors);
+        parse::file(&file, &rel_dir, text, &mut raw_entries, &mut sink.errors);
     }
 
     let index = index_entries(&raw_entries, &mut sink.errors);
@@ -208,203 +152,6 @@ pub(crate) fn load_sources(
     }
 }
 
-/// Splits one YAML file into raw entries.
-fn parse_file(
-    file: &Path,
-    rel_dir: &Path,
-    text: &str,
-    out: &mut Vec<RawEntry>,
-    errors: &mut Vec<ConfigError>,
-) {
-    let file_error = |field: Option<String>, kind| ConfigError {
-        file: file.to_path_buf(),
-        entry: None,
-        field,
-        kind,
-    };
-    let doc: Value = match serde_yaml_ng::from_str(text) {
-        Ok(doc) => doc,
-        Err(err) => {
-            errors.push(file_error(None, yaml_syntax(&err)));
-            return;
-        }
-    };
-    let Value::Mapping(doc) = doc else {
-        errors.push(file_error(
-            None,
-            ConfigErrorKind::WrongType {
-                expected: "a map with namespace and entries",
-                found: type_name(&doc),
-            },
-        ));
-        return;
-    };
-    let namespace = match doc.get("namespace") {
-        Some(Value::String(ns)) => match EntryId::new(ns, "x") {
-            Ok(_) => Some(ns.clone()),
-            Err(err) => {
-                errors.push(file_error(
-                    Some("namespace".into()),
-                    ConfigErrorKind::InvalidValue {
-                        value: ns.clone(),
-                        reason: err.to_string(),
-                    },
-                ));
-                None
-            }
-        },
-        None | Some(Value::Null) => {
-            errors.push(file_error(
-                Some("namespace".into()),
-                ConfigErrorKind::MissingField,
-            ));
-            None
-        }
-        Some(other) => {
-            errors.push(file_error(
-                Some("namespace".into()),
-                ConfigErrorKind::WrongType {
-                    expected: "a string",
-                    found: type_name(other),
-                },
-            ));
-            None
-        }
-    };
-    let entries = match doc.get("entries") {
-        Some(Value::Sequence(entries)) => entries.as_slice(),
-        // A file with a namespace and no entries is legal (and useless).
-        None | Some(Value::Null) => &[],
-        Some(other) => {
-            errors.push(file_error(
-                Some("entries".into()),
-                ConfigErrorKind::WrongType {
-                    expected: "a list",
-                    found: type_name(other),
-                },
-            ));
-            &[]
-        }
-    };
-    let Some(namespace) = namespace else { return };
-    for (i, entry) in entries.iter().enumerate() {
-        if let Some(raw) = parse_entry(file, rel_dir, &namespace, i, entry, errors) {
-            out.push(raw);
-        }
-    }
-}
-
-/// Reads `name` and `kind` of `entries[i]`.
-fn parse_entry(
-    file: &Path,
-    rel_dir: &Path,
-    namespace: &str,
-    i: usize,
-    entry: &Value,
-    errors: &mut Vec<ConfigError>,
-) -> Option<RawEntry> {
-    let mut error = |entry: Option<String>, field: String, kind| {
-        errors.push(ConfigError {
-            file: file.to_path_buf(),
-            entry,
-            field: Some(field),
-            kind,
-        });
-    };
-    let Value::Mapping(fields) = entry else {
-        error(
-            None,
-            format!("entries[{i}]"),
-            ConfigErrorKind::WrongType {
-                expected: "a map",
-                found: type_name(entry),
-            },
-        );
-        return None;
-    };
-    let id = match fields.get("name") {
-        Some(Value::String(name)) => match EntryId::new(namespace, name) {
-            Ok(id) => id,
-            Err(err) => {
-                error(
-                    None,
-                    format!("entries[{i}].name"),
-                    ConfigErrorKind::InvalidValue {
-                        value: name.clone(),
-                        reason: err.to_string(),
-                    },
-                );
-                return None;
-            }
-        },
-        None | Some(Value::Null) => {
-            error(
-                None,
-                format!("entries[{i}].name"),
-                ConfigErrorKind::MissingField,
-            );
-            return None;
-        }
-        Some(other) => {
-            error(
-                None,
-                format!("entries[{i}].name"),
-                ConfigErrorKind::WrongType {
-                    expected: "a string",
-                    found: type_name(other),
-                },
-            );
-            return None;
-        }
-    };
-    let kind = match fields.get("kind") {
-        Some(Value::String(kind)) => kind.clone(),
-        None | Some(Value::Null) => {
-            error(
-                Some(id.to_string()),
-                "kind".into(),
-                ConfigErrorKind::MissingField,
-            );
-            return None;
-        }
-        Some(other) => {
-            error(
-                Some(id.to_string()),
-                "kind".into(),
-                ConfigErrorKind::WrongType {
-                    expected: "a string",
-                    found: type_name(other),
-                },
-            );
-            return None;
-        }
-    };
-    Some(RawEntry {
-        id,
-        kind,
-        file: file.to_path_buf(),
-        rel_dir: rel_dir.to_path_buf(),
-        fields: fields.clone(),
-    })
-}
-
-fn yaml_syntax(err: &serde_yaml_ng::Error) -> ConfigErrorKind {
-    let location = err.location();
-    let mut message = err.to_string();
-    // The parser appends "at line L column C"; we print the location ourselves.
-    if let Some(loc) = &location {
-        let suffix = format!(" at line {} column {}", loc.line(), loc.column());
-        if let Some(pos) = message.find(&suffix) {
-            message.replace_range(pos..pos + suffix.len(), "");
-        }
-    }
-    ConfigErrorKind::YamlSyntax {
-        line: location.as_ref().map(serde_yaml_ng::Location::line),
-        column: location.as_ref().map(serde_yaml_ng::Location::column),
-        message,
-    }
-}
-
 /// The id → kind index, and which raw entries are first of their id.
 struct Index {
     kinds: BTreeMap<EntryId, String>,
@@ -417,15 +164,11 @@ fn index_entries(raw_entries: &[RawEntry], errors: &mut Vec<ConfigError>) -> Ind
     let mut unique = Vec::with_capacity(raw_entries.len());
     for raw in raw_entries {
         if let Some(first) = first_file.get(&raw.id) {
-            errors.push(ConfigError {
-                file: raw.file.clone(),
-                entry: Some(raw.id.to_string()),
-                field: Some("name".into()),
-                kind: ConfigErrorKind::DuplicateId {
-                    id: raw.id.clone(),
-                    first_file: first.to_path_buf(),
-                },
-            });
+            let kind = ConfigErrorKind::DuplicateId {
+                id: raw.id.clone(),
+                first_file: first.to_path_buf(),
+            };
+            errors.push(ConfigError::in_entry(&raw.file, &raw.id, "name", kind));
             unique.push(false);
         } else {
             first_file.insert(&raw.id, &raw.file);
@@ -439,7 +182,17 @@ fn index_entries(raw_entries: &[RawEntry], errors: &mut Vec<ConfigError>) -> Ind
 /// The top-level fields each kind reads, besides `name`, `kind` and `meta`.
 /// `process.host` is open (extra fields become options) and is not listed.
 const KIND_FIELDS: &[(&str, &[&str])] = &[
-    (kind::HTTP_SERVICE, &["addr", "lifecycle"]),
+    (
+        kind::HTTP_SERVICE,
+        &[
+            "addr",
+            "lifecycle",
+            "tls",
+            "h2c",
+            "trusted_proxies",
+            "proxy_protocol",
+        ],
+    ),
     (
         kind::HTTP_ROUTER,
         &[
@@ -451,7 +204,10 @@ const KIND_FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     (kind::HTTP_ENDPOINT, &["method", "path", "func"]),
-    (kind::HTTP_STATIC, &["path", "directory", "index"]),
+    (
+        kind::HTTP_STATIC,
+        &["path", "directory", "index", "dotfiles"],
+    ),
     (
         kind::FUNCTION_LUA,
         &["source", "method", "modules", "imports"],
@@ -466,22 +222,43 @@ const KIND_FIELDS: &[(&str, &[&str])] = &[
     ),
     (kind::CLUSTER, &["node", "nats_urls", "credentials", "tls"]),
     (kind::OPS, &["addr", "admin"]),
+    (
+        kind::PG_SCOPE,
+        &[
+            "max_groups",
+            "max_members_per_group",
+            "monitor_buffer",
+            "lifecycle",
+        ],
+    ),
 ];
 
-/// Logs fields this loader does not read. Not an error: Wippy entries may
-/// carry fields wsrelay does not implement; but a typo such as
-/// `post_middlware` would otherwise go unnoticed.
-fn warn_unknown_fields(raw: &RawEntry) {
+/// Fields this loader does not read: a warning by default, since Wippy entries may carry
+/// fields wsrelay does not implement (see the crate docs); an error with
+/// [`LoadOptions::strict`], so that a typo such as `post_middlware`, or a field this build
+/// does not know yet (`tls` on an older build, which would serve plain HTTP), stops the
+/// load instead of being ignored.
+fn check_unknown_fields(raw: &RawEntry, entry: &mut Entry<'_>) {
     let Some((_, known)) = KIND_FIELDS.iter().find(|(kind, _)| *kind == raw.kind) else {
         return;
     };
     for key in raw.fields.keys().filter_map(Value::as_str) {
-        if !matches!(key, "name" | "kind" | "meta") && !known.contains(&key) {
+        if matches!(key, "name" | "kind" | "meta") || known.contains(&key) {
+            continue;
+        }
+        if entry.env.opts.strict {
+            entry.error(
+                key,
+                ConfigErrorKind::UnknownField {
+                    known: known.to_vec(),
+                },
+            );
+        } else {
             tracing::warn!(
                 file = %raw.file.display(),
                 entry = %raw.id,
                 field = key,
-                "unknown field ignored (known: {})",
+                "unknown field ignored (known: {}; --strict makes this an error)",
                 known.join(", ")
             );
         }
@@ -490,8 +267,8 @@ fn warn_unknown_fields(raw: &RawEntry) {
 
 /// Builds one entry into `app`, or records why it cannot be built.
 fn build_entry(env: &Env<'_>, raw: &RawEntry, sink: &mut Sink, app: &mut AppConfig) {
-    warn_unknown_fields(raw);
     let mut entry = Entry::new(env, raw, sink);
+    check_unknown_fields(raw, &mut entry);
     if let Some(meta) = raw.fields.get("meta") {
         if !meta.is_mapping() && !meta.is_null() {
             entry.error(
@@ -520,26 +297,21 @@ fn build_entry(env: &Env<'_>, raw: &RawEntry, sink: &mut Sink, app: &mut AppConf
         kind::PROCESS_SERVICE => push(&mut app.process_services, process::service(&mut entry)),
         kind::CLUSTER => {
             let cluster = process::cluster(&mut entry);
-            match (&app.cluster, cluster) {
-                (Some(first), Some(_)) => {
-                    let first = first.id.clone();
-                    entry.error("kind", ConfigErrorKind::DuplicateCluster { first });
+            set_once(&mut app.cluster, cluster, &mut entry, |first| {
+                ConfigErrorKind::DuplicateCluster {
+                    first: first.id.clone(),
                 }
-                (None, cluster) => app.cluster = cluster,
-                (Some(_), None) => {}
-            }
+            });
         }
         kind::OPS => {
             let ops = ops::ops(&mut entry);
-            match (&app.ops, ops) {
-                (Some(first), Some(_)) => {
-                    let first = first.id.clone();
-                    entry.error("kind", ConfigErrorKind::DuplicateOps { first });
+            set_once(&mut app.ops, ops, &mut entry, |first| {
+                ConfigErrorKind::DuplicateOps {
+                    first: first.id.clone(),
                 }
-                (None, ops) => app.ops = ops,
-                (Some(_), None) => {}
-            }
+            });
         }
+        kind::PG_SCOPE => push(&mut app.pg_scopes, process::pg_scope(&mut entry)),
         other => entry.error(
             "kind",
             ConfigErrorKind::UnknownKind {
@@ -552,6 +324,21 @@ fn build_entry(env: &Env<'_>, raw: &RawEntry, sink: &mut Sink, app: &mut AppConf
 
 fn push<T>(items: &mut Vec<T>, item: Option<T>) {
     items.extend(item);
+}
+
+/// Keeps the first entry of a kind allowed once per app; a second one is an
+/// error on its `kind`, naming the first.
+fn set_once<T>(
+    slot: &mut Option<T>,
+    item: Option<T>,
+    entry: &mut Entry<'_>,
+    duplicate: impl FnOnce(&T) -> ConfigErrorKind,
+) {
+    match (slot.as_ref(), item) {
+        (Some(first), Some(_)) => entry.error("kind", duplicate(first)),
+        (None, item) => *slot = item,
+        (Some(_), None) => {}
+    }
 }
 
 fn check_refs(
@@ -574,11 +361,11 @@ fn check_refs(
             }
             Some(_) => continue,
         };
-        errors.push(ConfigError {
-            file: pending.file.clone(),
-            entry: Some(pending.entry.to_string()),
-            field: Some(pending.field.clone()),
+        errors.push(ConfigError::in_entry(
+            &pending.file,
+            &pending.entry,
+            &pending.field,
             kind,
-        });
+        ));
     }
 }

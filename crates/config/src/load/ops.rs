@@ -1,20 +1,12 @@
 //! The `wsrelay.ops` kind: the operations listener (metrics, health, admin).
 
+use super::addr;
 use super::fields::Entry;
-use super::http::parse_addr;
 use crate::error::ConfigErrorKind;
 use crate::model::{AdminConfig, OpsConfig};
 
 pub(super) fn ops(entry: &mut Entry<'_>) -> Option<OpsConfig> {
-    let addr = entry
-        .req_str("addr")
-        .and_then(|text| match parse_addr(&text) {
-            Ok(addr) => Some(addr),
-            Err(reason) => {
-                entry.error("addr", ConfigErrorKind::BadAddress { addr: text, reason });
-                None
-            }
-        });
+    let addr = addr::required(entry, "addr");
     let enabled = entry.bool_or("admin.enabled", false);
     let token_env = entry.opt_str("admin.token_env");
     let token = entry.opt_str("admin.token");
@@ -28,6 +20,13 @@ pub(super) fn ops(entry: &mut Entry<'_>) -> Option<OpsConfig> {
                     reason: "must be an environment variable name (letters, digits, _)".into(),
                 },
             );
+        }
+    }
+    if let Some(token) = &token {
+        let len = token.trim().len();
+        if len < AdminConfig::MIN_TOKEN_BYTES {
+            let min = AdminConfig::MIN_TOKEN_BYTES;
+            entry.error("admin.token", ConfigErrorKind::ShortToken { len, min });
         }
     }
     if enabled && token_env.is_none() && token.is_none() {

@@ -1,10 +1,12 @@
-//! `process.host`, `process.service` and the reserved `cluster` kind.
+//! `process.host`, `process.service`, `pg.scope` and the reserved `cluster` kind.
 
 use serde_yaml_ng::Value;
 
 use super::fields::{to_json, type_name, Entry};
 use crate::error::ConfigErrorKind;
-use crate::model::{kind, ClusterConfig, ClusterTls, ProcessHost, ProcessService, RestartPolicy};
+use crate::model::{
+    kind, ClusterConfig, ClusterTls, PgScope, ProcessHost, ProcessService, RestartPolicy,
+};
 
 /// Fields of `process.host` with a typed meaning; the rest go to `options`.
 const HOST_FIELDS: &[&str] = &["name", "kind", "meta", "workers", "max_processes"];
@@ -30,6 +32,20 @@ pub(super) fn host(entry: &mut Entry<'_>) -> Option<ProcessHost> {
         workers,
         max_processes,
         options,
+    })
+}
+
+pub(super) fn pg_scope(entry: &mut Entry<'_>) -> Option<PgScope> {
+    let max_groups = entry.opt_count("max_groups");
+    let max_members_per_group = entry.opt_count("max_members_per_group");
+    if entry.failed() {
+        return None;
+    }
+    Some(PgScope {
+        id: entry.id().clone(),
+        file: entry.file(),
+        max_groups,
+        max_members_per_group,
     })
 }
 
