@@ -8,7 +8,7 @@
 //! back to a read on a miss: writes are linearizable, reads eventual.
 //!
 //! The bucket's stream is created by hand (`KV_<bucket>`), because `create_key_value` fails
-//! against nats-server 2.9 (see CLUSTER.md §5).
+//! against nats-server 2.9 (see `docs/cluster-design.md §5`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,14 +19,21 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use wsrelay_process::{NameError, Pid};
 
-use crate::transport::Shared;
+/// Names with this prefix are registered cluster-wide (`process.registry.register("global:lobby")`).
+pub const CLUSTER_NAME_PREFIX: &str = "global:";
 
 /// How long `register` and a lookup miss wait for the name store.
 const STORE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The cluster names of one node: the bucket, its mirror, and who this node is.
 #[derive(Debug)]
 pub(crate) struct Names {
     kv: kv::Store,
+    /// The cluster runtime, where every store request runs.
+    rt: tokio::runtime::Handle,
+    /// This node and its incarnation (for taking over its own stale entries).
+    me: String,
+    inc: u32,
     /// name → (owner, revision)
     mirror: Arc<Mutex<HashMap<String, (Pid, u64)>>>,
 }
@@ -53,11 +60,11 @@ fn name_of(key: &str) -> Option<String> {
 /// Runs `fut` on the cluster runtime and waits for it from any thread (also a runtime
 /// worker of the app: the cluster runtime never waits on the app, so this cannot deadlock).
 fn block_on<T: Send + 'static>(
-    sh: &Shared,
+    rt: &tokio::runtime::Handle,
     fut: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Option<T> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    sh.rt.spawn(async move {
+    rt.spawn(async move {
         let _ = tx.send(fut.await);
     });
     rx.recv_timeout(STORE_TIMEOUT + Duration::from_millis(500))
@@ -65,16 +72,19 @@ fn block_on<T: Send + 'static>(
 }
 
 impl Names {
-    /// Opens the bucket, retrying while JetStream elects its leaders (a fresh NATS cluster
-    /// answers stream requests only after a few seconds).
+    /// Opens the bucket for node `me` (incarnation `inc`), retrying while JetStream elects
+    /// its leaders (a fresh NATS cluster answers stream requests only after a few seconds).
+    /// Runs on the cluster runtime, which later store requests use too.
     pub(crate) async fn open(
         client: async_nats::Client,
         bucket: &str,
         replicas: usize,
+        me: &str,
+        inc: u32,
     ) -> Result<Names, String> {
         let mut attempt = 0;
         loop {
-            match Names::try_open(client.clone(), bucket, replicas).await {
+            match Names::try_open(client.clone(), bucket, replicas, me, inc).await {
                 Ok(names) => return Ok(names),
                 Err(e) if attempt < 10 => {
                     tracing::warn!(error = %e, "cluster names not ready; retrying");
@@ -90,6 +100,8 @@ impl Names {
         client: async_nats::Client,
         bucket: &str,
         replicas: usize,
+        me: &str,
+        inc: u32,
     ) -> Result<Names, String> {
         let js = jetstream::new(client);
         let kv = match js.get_key_value(bucket).await {
@@ -127,16 +139,23 @@ impl Names {
                 apply_entry(&m, &entry);
             }
         });
-        Ok(Names { kv, mirror })
+        Ok(Names {
+            kv,
+            rt: tokio::runtime::Handle::current(),
+            me: me.to_owned(),
+            inc,
+            mirror,
+        })
     }
 
-    pub(crate) fn register(&self, sh: &Shared, name: &str, pid: &Pid) -> Result<(), NameError> {
+    /// Registers `name` for `pid` cluster-wide; waits for the store (at most a few seconds).
+    pub(crate) fn register(&self, name: &str, pid: &Pid) -> Result<(), NameError> {
         let kv = self.kv.clone();
         let k = key(name);
         let value = bytes::Bytes::copy_from_slice(pid.as_str().as_bytes());
-        let me = sh.me.clone();
-        let inc = sh.inc;
-        let done = block_on(sh, async move {
+        let me = self.me.clone();
+        let inc = self.inc;
+        let done = block_on(&self.rt, async move {
             tokio::time::timeout(
                 STORE_TIMEOUT,
                 create_or_take_stale(&kv, &k, value, &me, inc),
@@ -159,7 +178,7 @@ impl Names {
     }
 
     /// Releases `name` if `pid` holds it; the store delete runs in the background.
-    pub(crate) fn unregister(&self, sh: &Shared, name: &str, pid: &Pid) -> Result<(), NameError> {
+    pub(crate) fn unregister(&self, name: &str, pid: &Pid) -> Result<(), NameError> {
         let rev = {
             let mut mirror = self.mirror.lock();
             match mirror.get(name) {
@@ -171,14 +190,14 @@ impl Names {
                 _ => return Err(NameError::NotOwner(name.to_owned())),
             }
         };
-        self.delete(sh, name, rev);
+        self.delete(name, rev);
         Ok(())
     }
 
-    fn delete(&self, sh: &Shared, name: &str, rev: u64) {
+    fn delete(&self, name: &str, rev: u64) {
         let kv = self.kv.clone();
         let k = key(name);
-        sh.rt.spawn(async move {
+        self.rt.spawn(async move {
             // Retried: a delete can fail while the stream elects a leader.
             for _ in 0..5 {
                 let done =
@@ -194,13 +213,14 @@ impl Names {
         });
     }
 
-    pub(crate) fn lookup(&self, sh: &Shared, name: &str) -> Option<Pid> {
+    /// The owner of `name`: from the mirror, else read from the store.
+    pub(crate) fn lookup(&self, name: &str) -> Option<Pid> {
         if let Some((pid, _)) = self.mirror.lock().get(name) {
             return Some(pid.clone());
         }
         let kv = self.kv.clone();
         let k = key(name);
-        let entry = block_on(sh, async move {
+        let entry = block_on(&self.rt, async move {
             tokio::time::timeout(STORE_TIMEOUT, kv.entry(k)).await
         })?;
         let entry = entry.ok()?.ok()??;
@@ -216,7 +236,7 @@ impl Names {
     ///
     /// Only the lost incarnation's entries: a restarted node usually registers its names
     /// again before the survivors hear its first heartbeat, and those entries must stay.
-    pub(crate) fn release_node(&self, sh: &Shared, node: &str, inc: Option<u32>) {
+    pub(crate) fn release_node(&self, node: &str, inc: Option<u32>) {
         let gone: Vec<(String, u64)> = {
             let mut mirror = self.mirror.lock();
             let gone: Vec<_> = mirror
@@ -233,7 +253,7 @@ impl Names {
         };
         for (name, rev) in gone {
             tracing::info!(%name, node, "releasing cluster name of a lost node");
-            self.delete(sh, &name, rev);
+            self.delete(&name, rev);
         }
     }
 }

@@ -46,6 +46,7 @@ pub(crate) enum Verdict {
     Gap,
 }
 
+/// The session state and relations of one peer, under the peer's lock.
 #[derive(Debug)]
 pub(crate) struct PeerState {
     /// Bumped every time the connection ends; queued envelopes of older epochs are dropped.
@@ -60,7 +61,12 @@ pub(crate) struct PeerState {
     /// Earlier incarnations of the peer seen here (newest last, at most 16).
     pub(crate) past_incs: VecDeque<u32>,
     pub(crate) last_heard: Instant,
+    /// Whether an accepted frame ever came from the peer (it has a `wsrelay_peer_up` series).
     pub(crate) heard_ever: bool,
+    /// When the peer was declared down; `None` while it is up.
+    pub(crate) down_since: Option<Instant>,
+    /// Removed from the peer table: down for good (frames go to a new peer of the name).
+    pub(crate) retired: bool,
     pub(crate) suspect_since: Option<Instant>,
     pub(crate) received_since_ack: u64,
     /// (local watcher, remote target): monitors held here.
@@ -83,7 +89,7 @@ impl PeerState {
     fn new(now: Instant) -> PeerState {
         PeerState {
             epoch: 1,
-            out_session: crate::random_u64(),
+            out_session: crate::random::random_u64(),
             next_seq: 1,
             published_seq: 0,
             acked_seq: 0,
@@ -93,6 +99,8 @@ impl PeerState {
             past_incs: VecDeque::new(),
             last_heard: now,
             heard_ever: false,
+            down_since: None,
+            retired: false,
             suspect_since: None,
             received_since_ack: 0,
             monitors: HashSet::new(),
@@ -160,7 +168,7 @@ impl PeerState {
     /// Ends the connection: a new outbound session, the inbound one fenced, relations taken.
     pub(crate) fn end(&mut self) -> Severed {
         self.epoch += 1;
-        self.out_session = crate::random_u64();
+        self.out_session = crate::random::random_u64();
         self.next_seq = 1;
         self.published_seq = 0;
         self.acked_seq = 0;
@@ -220,6 +228,7 @@ pub(crate) struct Peer {
     pub(crate) space: Notify,
     /// Woken when the peer acknowledges frames or the connection ends.
     pub(crate) credit: Notify,
+    /// Declared down (see [`PeerState::down_since`]); read without the lock on hot paths.
     pub(crate) down: AtomicBool,
 }
 

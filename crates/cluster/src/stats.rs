@@ -1,23 +1,29 @@
-//! Counters of the cluster transport, for the metrics exporter.
+//! The cluster's metrics, as `prometheus-client` metrics that register in the exporter's
+//! registry ([`ClusterStats::register`]); the hot path only adds to atomics.
 //!
-//! Names the Prometheus exporter should use (see `docs/cluster.md`):
+//! | metric | type | meaning |
+//! |---|---|---|
+//! | `wsrelay_cluster_connected` | gauge | NATS connection up (0/1) |
+//! | `wsrelay_cluster_peers` | gauge | peers known now (at most `max_peers`) |
+//! | `wsrelay_peer_up{peer}` | gauge | 1 heard from and up, 0 declared down; one series per peer heard from and not forgotten |
+//! | `wsrelay_session_resets_total` | counter | connections ended (gap, reset, down, restart) |
+//! | `wsrelay_peer_down_total` | counter | peers declared down |
+//! | `wsrelay_remote_dropped_total{reason}` | counter | `reason` one of [`DROP_REASONS`] |
+//! | `wsrelay_remote_envelopes_total{direction}` | counter | envelopes `out` / `in` |
+//! | `wsrelay_remote_batches_total{direction}` | counter | NATS messages (batches) `out` / `in` |
+//! | `wsrelay_cluster_server_errors_total` | counter | NATS server errors (permission violations) |
 //!
-//! | counter | metric |
-//! |---|---|
-//! | [`ClusterStats::connected`] | `wsrelay_cluster_connected` (gauge, 0/1) |
-//! | [`ClusterStats::peers`] | `wsrelay_peer_up{peer}` (gauge, 0/1) |
-//! | `session_resets` | `wsrelay_session_resets_total` |
-//! | `peer_downs` | `wsrelay_peer_down_total` |
-//! | `dropped_*` | `wsrelay_remote_dropped_total{reason}` with `reason` one of [`DROP_REASONS`] |
-//! | `sent_envelopes`, `received_envelopes` | `wsrelay_remote_envelopes_total{direction}` |
-//! | `sent_batches`, `received_batches` | `wsrelay_remote_batches_total{direction}` |
-//! | `permission_errors` | `wsrelay_cluster_server_errors_total` |
+//! The `peer` label takes only names of peers in the peer table, which holds at most
+//! `max_peers` and forgets peers long down, so the series stay bounded whatever is published
+//! to this node's subjects.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
-use parking_lot::Mutex;
-
-/// The `reason` label values of `wsrelay_remote_dropped_total`.
+/// The `reason` label values of `wsrelay_remote_dropped_total`, in the order of
+/// [`ClusterStats::dropped`].
 pub const DROP_REASONS: &[&str] = &[
     "noproc",
     "unreachable",
@@ -26,141 +32,234 @@ pub const DROP_REASONS: &[&str] = &[
     "fenced",
     "malformed",
     "forged",
+    "unauthenticated",
+    "peer_limit",
 ];
 
-/// Live counters of one cluster node; every field is cheap to read at any time.
-#[derive(Debug, Default)]
-pub struct ClusterStats {
-    pub(crate) connected: AtomicBool,
-    pub(crate) peers: Mutex<Vec<(String, bool)>>,
-    pub(crate) session_resets: AtomicU64,
-    pub(crate) peer_downs: AtomicU64,
-    pub(crate) dropped: [AtomicU64; 7],
-    pub(crate) sent_envelopes: AtomicU64,
-    pub(crate) received_envelopes: AtomicU64,
-    pub(crate) sent_batches: AtomicU64,
-    pub(crate) received_batches: AtomicU64,
-    pub(crate) server_errors: AtomicU64,
-}
-
-/// Why a remote message or signal was dropped (index into [`DROP_REASONS`]).
+/// Why a remote message, signal or frame was dropped (index into [`DROP_REASONS`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum DropReason {
+    /// The target process is not alive (or of an earlier incarnation).
     NoProc = 0,
+    /// The peer is declared down or NATS has been away too long.
     Unreachable = 1,
+    /// The peer's outbound queue is full.
     QueueFull = 2,
+    /// The envelope exceeds the largest NATS payload.
     TooBig = 3,
+    /// Traffic of a connection that has ended.
     Fenced = 4,
+    /// A frame or envelope that does not decode.
     Malformed = 5,
+    /// A frame or envelope that claims another sender or receiver than its subject.
     Forged = 6,
+    /// A frame without a valid tag of the cluster secret.
+    Unauthenticated = 7,
+    /// A frame or send for a new peer while the peer table is full.
+    PeerLimit = 8,
+}
+
+/// A fixed label set (`reason`, `direction`).
+type StaticLabel = [(&'static str, &'static str); 1];
+/// The `peer` label.
+type PeerLabel = [(&'static str, String); 1];
+
+/// Live metrics of one cluster node; cheap to read and to register at any time.
+#[derive(Debug)]
+pub struct ClusterStats {
+    connected: Gauge,
+    peers_known: Gauge,
+    peer_up: Family<PeerLabel, Gauge>,
+    session_resets: Counter,
+    peer_downs: Counter,
+    dropped_family: Family<StaticLabel, Counter>,
+    /// The family's counters, indexed by [`DropReason`], so counting takes no lock.
+    dropped: Vec<Counter>,
+    envelopes: Family<StaticLabel, Counter>,
+    sent_envelopes: Counter,
+    received_envelopes: Counter,
+    batches: Family<StaticLabel, Counter>,
+    sent_batches: Counter,
+    received_batches: Counter,
+    server_errors: Counter,
+}
+
+impl Default for ClusterStats {
+    fn default() -> ClusterStats {
+        let dropped_family = Family::<StaticLabel, Counter>::default();
+        let dropped = DROP_REASONS
+            .iter()
+            .map(|r| dropped_family.get_or_create(&[("reason", *r)]).clone())
+            .collect();
+        let envelopes = Family::<StaticLabel, Counter>::default();
+        let batches = Family::<StaticLabel, Counter>::default();
+        let direction = |family: &Family<StaticLabel, Counter>, d| {
+            family.get_or_create(&[("direction", d)]).clone()
+        };
+        ClusterStats {
+            connected: Gauge::default(),
+            peers_known: Gauge::default(),
+            peer_up: Family::default(),
+            session_resets: Counter::default(),
+            peer_downs: Counter::default(),
+            dropped_family,
+            dropped,
+            sent_envelopes: direction(&envelopes, "out"),
+            received_envelopes: direction(&envelopes, "in"),
+            envelopes,
+            sent_batches: direction(&batches, "out"),
+            received_batches: direction(&batches, "in"),
+            batches,
+            server_errors: Counter::default(),
+        }
+    }
 }
 
 impl ClusterStats {
-    pub(crate) fn count_drop(&self, reason: DropReason, n: u64) {
-        self.dropped[reason as usize].fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub(crate) fn set_peer(&self, peer: &str, up: bool) {
-        let mut peers = self.peers.lock();
-        match peers.iter_mut().find(|(p, _)| p == peer) {
-            Some(entry) => entry.1 = up,
-            None => {
-                peers.push((peer.to_owned(), up));
-                peers.sort();
-            }
-        }
+    /// Registers every metric in `registry` (the ops listener's). The registry shares the
+    /// metrics, so registering again (e.g. for every scrape) costs no copy of the values.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "wsrelay_cluster_connected",
+            "NATS connection up (0/1)",
+            self.connected.clone(),
+        );
+        registry.register(
+            "wsrelay_cluster_peers",
+            "Cluster peers known now (at most max_peers)",
+            self.peers_known.clone(),
+        );
+        registry.register(
+            "wsrelay_peer_up",
+            "Peer heard from and not declared down (0/1), per peer not yet forgotten",
+            self.peer_up.clone(),
+        );
+        registry.register(
+            "wsrelay_session_resets",
+            "Cluster connections ended (gap, reset, peer down, peer restart)",
+            self.session_resets.clone(),
+        );
+        registry.register(
+            "wsrelay_peer_down",
+            "Peers declared down",
+            self.peer_downs.clone(),
+        );
+        registry.register(
+            "wsrelay_remote_dropped",
+            "Remote messages, signals and frames dropped, by reason",
+            self.dropped_family.clone(),
+        );
+        registry.register(
+            "wsrelay_remote_envelopes",
+            "Envelopes (messages and signals) to and from other nodes, by direction",
+            self.envelopes.clone(),
+        );
+        registry.register(
+            "wsrelay_remote_batches",
+            "NATS messages (batches of envelopes) to and from other nodes, by direction",
+            self.batches.clone(),
+        );
+        registry.register(
+            "wsrelay_cluster_server_errors",
+            "Errors reported by the NATS server, such as permission violations",
+            self.server_errors.clone(),
+        );
     }
 
     /// Whether the NATS connection is up (`wsrelay_cluster_connected`).
     pub fn connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
+        self.connected.get() != 0
     }
 
-    /// Every peer seen so far and whether it is up (`wsrelay_peer_up{peer}`).
-    pub fn peers(&self) -> Vec<(String, bool)> {
-        self.peers.lock().clone()
+    /// Peers known now (`wsrelay_cluster_peers`).
+    pub fn peers_known(&self) -> u64 {
+        u64::try_from(self.peers_known.get()).unwrap_or_default()
     }
 
     /// Sessions ended (gap, reset, peer down, peer restart): `wsrelay_session_resets_total`.
     pub fn session_resets(&self) -> u64 {
-        self.session_resets.load(Ordering::Relaxed)
+        self.session_resets.get()
     }
 
     /// How often a peer was declared down: `wsrelay_peer_down_total`.
     pub fn peer_downs(&self) -> u64 {
-        self.peer_downs.load(Ordering::Relaxed)
+        self.peer_downs.get()
     }
 
-    /// Remote messages and signals dropped, per reason of [`DROP_REASONS`]:
+    /// Remote messages, signals and frames dropped, per reason of [`DROP_REASONS`]:
     /// `wsrelay_remote_dropped_total{reason}`.
     pub fn dropped(&self) -> Vec<(&'static str, u64)> {
         DROP_REASONS
             .iter()
             .zip(&self.dropped)
-            .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
+            .map(|(r, n)| (*r, n.get()))
             .collect()
     }
 
     /// Envelopes sent and received (`wsrelay_remote_envelopes_total{direction}`).
     pub fn envelopes(&self) -> (u64, u64) {
-        (
-            self.sent_envelopes.load(Ordering::Relaxed),
-            self.received_envelopes.load(Ordering::Relaxed),
-        )
+        (self.sent_envelopes.get(), self.received_envelopes.get())
     }
 
     /// NATS messages (batches) sent and received (`wsrelay_remote_batches_total{direction}`).
     pub fn batches(&self) -> (u64, u64) {
-        (
-            self.sent_batches.load(Ordering::Relaxed),
-            self.received_batches.load(Ordering::Relaxed),
-        )
+        (self.sent_batches.get(), self.received_batches.get())
     }
 
     /// Errors reported by the NATS server, such as permission violations
     /// (`wsrelay_cluster_server_errors_total`).
     pub fn server_errors(&self) -> u64 {
-        self.server_errors.load(Ordering::Relaxed)
+        self.server_errors.get()
     }
 
-    /// Prometheus text exposition of all counters (for an exporter that just appends it).
-    pub fn render_prometheus(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "wsrelay_cluster_connected {}",
-            u8::from(self.connected())
-        );
-        for (peer, up) in self.peers() {
-            let _ = writeln!(out, "wsrelay_peer_up{{peer=\"{peer}\"}} {}", u8::from(up));
-        }
-        let _ = writeln!(
-            out,
-            "wsrelay_session_resets_total {}",
-            self.session_resets()
-        );
-        let _ = writeln!(out, "wsrelay_peer_down_total {}", self.peer_downs());
-        for (reason, n) in self.dropped() {
-            let _ = writeln!(
-                out,
-                "wsrelay_remote_dropped_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
-        let (s, r) = self.envelopes();
-        let _ = writeln!(
-            out,
-            "wsrelay_remote_envelopes_total{{direction=\"out\"}} {s}"
-        );
-        let _ = writeln!(
-            out,
-            "wsrelay_remote_envelopes_total{{direction=\"in\"}} {r}"
-        );
-        let _ = writeln!(
-            out,
-            "wsrelay_cluster_server_errors_total {}",
-            self.server_errors()
-        );
-        out
+    // ===== updates (crate only) =====
+
+    pub(crate) fn count_drop(&self, reason: DropReason, n: u64) {
+        self.dropped[reason as usize].inc_by(n);
+    }
+
+    pub(crate) fn set_connected(&self, up: bool) {
+        self.connected.set(i64::from(up));
+    }
+
+    pub(crate) fn set_peers_known(&self, n: usize) {
+        self.peers_known.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the `wsrelay_peer_up` series of a peer heard from.
+    pub(crate) fn set_peer_up(&self, peer: &str, up: bool) {
+        self.peer_up
+            .get_or_create(&[("peer", peer.to_owned())])
+            .set(i64::from(up));
+    }
+
+    /// Removes the series of a forgotten peer.
+    pub(crate) fn remove_peer(&self, peer: &str) {
+        self.peer_up.remove(&[("peer", peer.to_owned())]);
+    }
+
+    pub(crate) fn count_session_reset(&self) {
+        self.session_resets.inc();
+    }
+
+    pub(crate) fn count_peer_down(&self) {
+        self.peer_downs.inc();
+    }
+
+    pub(crate) fn count_sent(&self, envelopes: usize) {
+        self.sent_envelopes.inc_by(envelopes as u64);
+        self.sent_batches.inc();
+    }
+
+    pub(crate) fn count_received_batch(&self) {
+        self.received_batches.inc();
+    }
+
+    pub(crate) fn count_received_envelopes(&self, n: usize) {
+        self.received_envelopes.inc_by(n as u64);
+    }
+
+    pub(crate) fn count_server_error(&self) {
+        self.server_errors.inc();
     }
 }

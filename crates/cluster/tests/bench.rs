@@ -3,6 +3,9 @@
 //! ```sh
 //! cargo test --release -p wsrelay-cluster --test bench -- --ignored --nocapture --test-threads 1
 //! ```
+//!
+//! `WSR_BENCH_SECRET=1` runs the latency and throughput benchmarks with signed frames (a
+//! cluster secret), to measure what HMAC-SHA256 costs.
 
 mod support;
 
@@ -11,12 +14,15 @@ use std::time::{Duration, Instant};
 use support::*;
 use wsrelay_process::{Event, SpawnOptions, Value};
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+/// A node of the benchmarks: with a cluster secret if `WSR_BENCH_SECRET` is set.
+async fn bench_node(prefix: &str) -> wsrelay_cluster::Cluster {
+    let mut options = options(&unique(prefix));
+    if std::env::var_os("WSR_BENCH_SECRET").is_some() {
+        let secret = wsrelay_cluster::ClusterSecret::new(b"benchmark cluster secret").unwrap();
+        options = options.with_secret(secret);
+        eprintln!("(frames signed)");
+    }
+    start_with(options).await
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -28,8 +34,8 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 fn bench_cross_node_ping_pong_latency() {
     let Some(_nats) = nats() else { return };
     rt().block_on(async {
-        let a = start(&unique("pa")).await;
-        let b = start(&unique("pb")).await;
+        let a = bench_node("pa").await;
+        let b = bench_node("pb").await;
         for (label, remote) in [("local", false), ("cross-node", true)] {
             let host = if remote { &b } else { &a };
             let echo = host
@@ -80,8 +86,8 @@ fn bench_cross_node_ping_pong_latency() {
 fn bench_cross_node_one_way_throughput() {
     let Some(_nats) = nats() else { return };
     rt().block_on(async {
-        let a = start(&unique("ta")).await;
-        let b = start(&unique("tb")).await;
+        let a = bench_node("ta").await;
+        let b = bench_node("tb").await;
         for size in [64usize, 1024, 16 << 10] {
             let n: i64 = if size > 4096 { 20_000 } else { 200_000 };
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -157,13 +163,7 @@ fn bench_failure_detection_in_process() {
             let a = start(&unique("fa")).await;
             let b = start(&unique("fb")).await;
             let me = probe(a.node());
-            let t = b
-                .node()
-                .spawn(HOST, SpawnOptions::new(), |ctx| async move {
-                    std::future::pending::<()>().await;
-                    drop(ctx);
-                })
-                .unwrap();
+            let t = idle(b.node());
             me.monitor(&t).unwrap();
             me.send(&t, "x", Value::Null).unwrap();
             tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -179,13 +179,7 @@ fn bench_failure_detection_in_process() {
         let a = start(&unique("fc")).await;
         let b = start(&unique("fd")).await;
         let me = probe(a.node());
-        let t = b
-            .node()
-            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
-                std::future::pending::<()>().await;
-                drop(ctx);
-            })
-            .unwrap();
+        let t = idle(b.node());
         me.monitor(&t).unwrap();
         me.send(&t, "x", Value::Null).unwrap();
         tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -10,14 +10,6 @@ use support::*;
 use wsrelay_cluster::Cluster;
 use wsrelay_process::{reason, Context, Event, Pid, SendError, SpawnOptions, Value};
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// A node connecting only to server `n` first (it fails over to the others, learned from
 /// the server).
 async fn start_on(node: &str, n: usize) -> Cluster {

@@ -1,4 +1,4 @@
-//! A silent network partition (CLUSTER.md §3): node B runs in a network namespace joined by a
+//! A silent network partition (docs/cluster-design.md §3): node B runs in a network namespace joined by a
 //! veth pair to a NATS server on the host side; the link is set down for a while. Nothing
 //! closes, so only heartbeats notice: the monitor across gets `noconnection` once, sends fail
 //! `node unreachable`, and after the link is back new sends and monitors work.

@@ -1,7 +1,9 @@
 //! End to end: `wsrelay run` nodes in separate OS processes, a WebSocket client on node A
 //! relayed to a Lua target on node B (found through the cluster name `global:echo`), then
 //! node B frozen (SIGSTOP) and node C killed (SIGKILL): the client is closed with 1011; then
-//! C restarted: new clients reach its re-registered target.
+//! C restarted: new clients reach its re-registered target. Every node signs its frames with
+//! a cluster secret (`WSRELAY_CLUSTER_SECRET_FILE`), and node A's `/metrics` (ops listener)
+//! carries the cluster's metrics.
 //!
 //! `WSR_BENCH=1` adds a closed-loop echo benchmark: remote target vs. local target.
 
@@ -136,13 +138,22 @@ struct NodeProc {
     child: Child,
 }
 
+/// The ops listener of node A.
+const METRICS_PORT: u16 = 19482;
+
 impl NodeProc {
     fn start(bin: &Path, dir: &Path, name: &str) -> NodeProc {
         let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-        let child = Command::new(bin)
-            .arg("run")
-            .arg(dir)
+        let secret = dir.parent().unwrap().join("cluster.secret");
+        let mut cmd = Command::new(bin);
+        cmd.arg("run").arg(dir);
+        if name == "a" {
+            cmd.arg("--metrics")
+                .arg(format!("127.0.0.1:{METRICS_PORT}"));
+        }
+        let child = cmd
             .env("WSRELAY_CLUSTER_REPLICAS", "3")
+            .env("WSRELAY_CLUSTER_SECRET_FILE", secret)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -240,6 +251,11 @@ fn relay_to_lua_target_on_another_node_and_node_faults() {
     let port = 19481;
     let app_a = make_app(&base, "a", &nats, Some(port));
     let app_b = make_app(&base, "b", &nats, None);
+    std::fs::write(
+        base.join("cluster.secret"),
+        "a secret shared by a, b and c\n",
+    )
+    .unwrap();
     let url = format!("ws://127.0.0.1:{port}/");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -256,6 +272,7 @@ fn relay_to_lua_target_on_another_node_and_node_faults() {
         for i in 0..100 {
             assert!(echo_once(&mut ws, &format!("m{i}")).await, "echo {i}");
         }
+        cluster_metrics_on_the_ops_listener().await;
         if std::env::var("WSR_BENCH").is_ok() {
             bench(&url).await;
         }
@@ -300,6 +317,36 @@ fn relay_to_lua_target_on_another_node_and_node_faults() {
     });
     drop(b);
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// Node A's `/metrics`: the cluster's families, registered in the ops registry, with the
+/// names operators alert on, and one OpenMetrics document (a single `# EOF`, at the end).
+async fn cluster_metrics_on_the_ops_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", METRICS_PORT))
+        .await
+        .expect("ops listener of node a");
+    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await.unwrap();
+    for line in [
+        "# TYPE wsrelay_cluster_connected gauge",
+        "wsrelay_cluster_connected 1",
+        "wsrelay_peer_up{peer=\"b\"} 1",
+        "# TYPE wsrelay_session_resets counter",
+        "wsrelay_peer_down_total 0",
+        "wsrelay_remote_dropped_total{reason=\"unauthenticated\"} 0",
+        "wsrelay_remote_dropped_total{reason=\"peer_limit\"} 0",
+        "wsrelay_cluster_server_errors_total",
+        "wsrelay_remote_envelopes_total{direction=\"in\"}",
+        "wsrelay_connections_open 1",
+    ] {
+        assert!(text.contains(line), "{line:?} in /metrics:\n{text}");
+    }
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
 }
 
 async fn bench(url: &str) {

@@ -8,21 +8,7 @@ use std::time::Duration;
 use support::*;
 use wsrelay_process::{reason, Event, ExitResult, SendError, SpawnOptions, Value};
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 const T: Duration = Duration::from_secs(10);
-
-async fn next_event(ctx: &wsrelay_process::Context) -> Event {
-    tokio::time::timeout(T, ctx.next_event())
-        .await
-        .expect("event in time")
-}
 
 #[test]
 fn send_in_order_and_reply_across_nodes() {
@@ -143,13 +129,7 @@ fn monitor_and_link_semantics_equal_local() {
             other => panic!("{other:?}"),
         }
         // A non-trapping process on A linked to a failing process on B dies.
-        let victim = a
-            .node()
-            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
-                std::future::pending::<()>().await;
-                drop(ctx);
-            })
-            .unwrap();
+        let victim = idle(a.node());
         let watcher = probe(a.node());
         watcher.monitor(&victim).unwrap();
         // The link request travels B -> A; then the B side fails.
@@ -189,20 +169,17 @@ fn lost_node_gives_noconnection_once_and_sends_fail() {
     let Some(_nats) = nats() else { return };
     rt().block_on(async {
         let a = start(&unique("la")).await;
-        let b = start(&unique("lb")).await;
+        let b_name = unique("lb");
+        let b = start(&b_name).await;
         let me = probe(a.node());
         me.set_trap_links(true);
-        let t = b
-            .node()
-            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
-                std::future::pending::<()>().await;
-                drop(ctx);
-            })
-            .unwrap();
+        let t = idle(b.node());
         me.monitor(&t).unwrap();
         me.link(&t).unwrap();
         me.send(&t, "hello", Value::Null).unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Heard from (a heartbeat): known as up, with its incarnation, so the advisory counts.
+        let up = (b_name.clone(), true);
+        assert!(eventually(T, || a.peers().contains(&up)).await, "b heard from");
         let started = std::time::Instant::now();
         b.shutdown(); // a crash: the connection closes, nothing is said
         let mut got = Vec::new();
@@ -221,7 +198,9 @@ fn lost_node_gives_noconnection_once_and_sends_fail() {
             Err(SendError::NodeUnreachable(_))
         ));
         assert_eq!(a.stats().peer_downs(), 1);
-        assert!(a.stats().render_prometheus().contains("wsrelay_peer_up"));
+        let metrics = metrics_text(a.stats());
+        let series = format!("wsrelay_peer_up{{peer=\"{b_name}\"}} 0");
+        assert!(metrics.contains(&series), "{series} in\n{metrics}");
         a.shutdown();
     });
 }
@@ -286,6 +265,65 @@ fn cluster_names_register_lookup_release() {
             "name released after its node is declared down"
         );
         tokio::task::block_in_place(|| other.register(&name)).unwrap();
+        a.shutdown();
+    });
+}
+
+/// PID number `n` of incarnation `inc` of `node`, far above the numbers of real processes.
+fn made_up(node: &str, inc: u32, n: u32) -> wsrelay_process::Pid {
+    let id = (u64::from(inc) << 32) | u64::from(n + (1 << 24));
+    format!("{{{node}@{HOST}|0x{id:05x}}}").parse().unwrap()
+}
+
+/// Monitors set up while their peer is being declared down each get exactly one EXIT: a
+/// monitor added to the peer just after the connection's relations were taken used to wait
+/// for a `noconnection` that only a reconnection would bring. (A race: without the fix this
+/// failed one run in three here.)
+#[test]
+fn monitors_racing_a_peer_declared_down_each_get_one_exit() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let a = start(&unique("ra")).await;
+        let b = start(&unique("rb")).await;
+        let me = probe(a.node());
+        let anchor = idle(b.node());
+        me.monitor(&anchor).unwrap();
+        let b_name = b.node().name().to_owned();
+        assert!(eventually(T, || a.peers().contains(&(b_name.clone(), true))).await);
+        // Monitor made-up PIDs of B without pause while B crashes and is declared down.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let monitors = {
+            let (me, stop) = (me.clone(), stop.clone());
+            let inc = b.incarnation();
+            let b_name = b_name.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    me.monitor(&made_up(&b_name, inc, n)).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        b.shutdown();
+        assert!(eventually(T, || a.stats().peer_downs() == 1).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let made = monitors.join().unwrap();
+        let mut exits = std::collections::HashMap::new();
+        // A hang detector only: the EXITs are usually all in within a few seconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while exits.len() < made as usize + 1 && std::time::Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(200), me.next_event()).await {
+                Ok(Event::Exit { from, .. }) => *exits.entry(from).or_insert(0u32) += 1,
+                Ok(other) => panic!("{other:?}"),
+                Err(_) => {}
+            }
+        }
+        eprintln!("{made} monitors raced the peer going down");
+        assert_eq!(exits.len(), made as usize + 1, "every monitor got its EXIT");
+        assert!(exits.values().all(|&n| n == 1), "exactly one EXIT each");
         a.shutdown();
     });
 }

@@ -11,14 +11,6 @@ use support::*;
 use wsrelay_cluster::Cluster;
 use wsrelay_process::{Event, Pid, SendError, SpawnOptions, Value};
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Spawns an echo process on `c` registered as `name` (taking over a stale entry of an
 /// earlier incarnation, as a Lua target does on start).
 async fn echo_target(c: &Cluster, name: &str) -> Pid {

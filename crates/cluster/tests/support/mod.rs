@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use wsrelay_cluster::{Auth, Cluster, ClusterOptions};
-use wsrelay_process::{Context, HostConfig, Node, SpawnOptions};
+use wsrelay_process::{Context, Event, HostConfig, Node, Pid, SpawnOptions};
 
 pub const HOST: &str = "app:processes";
 pub const URLS: [&str; 3] = [
@@ -143,11 +143,48 @@ pub async fn start_with(options: ClusterOptions) -> Cluster {
     c
 }
 
+/// The runtime a test drives its nodes from.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Spawns a process on `node` that only waits: a target to monitor and link to.
+pub fn idle(node: &Node) -> Pid {
+    node.spawn(HOST, SpawnOptions::new(), |ctx| async move {
+        std::future::pending::<()>().await;
+        drop(ctx);
+    })
+    .unwrap()
+}
+
+/// How long a test waits for one event (a hang detector, not a timing assertion).
+pub const EVENT_WAIT: Duration = Duration::from_secs(20);
+
+/// The next event of `ctx`; fails the test after [`EVENT_WAIT`].
+pub async fn next_event(ctx: &Context) -> Event {
+    tokio::time::timeout(EVENT_WAIT, ctx.next_event())
+        .await
+        .expect("event in time")
+}
+
 /// A detached process to act as in tests.
 pub fn probe(node: &Node) -> Context {
     let (ctx, guard) = node.attach(HOST, SpawnOptions::new()).unwrap().detach();
     std::mem::forget(guard);
     ctx
+}
+
+/// The node's metrics as the ops listener renders them (OpenMetrics text).
+pub fn metrics_text(stats: &wsrelay_cluster::ClusterStats) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    stats.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text
 }
 
 /// Polls `f` until it is true or `timeout` passes.

@@ -1,164 +1,17 @@
-//! The wire format: one NATS message carries one frame, without NATS headers.
+//! Envelopes: one message or control signal between two processes on two nodes, encoded as
+//! a MessagePack array `[kind, ...]`.
 //!
-//! A frame starts with `version u8, type u8, incarnation u32` (big endian). A data frame
-//! continues with `session u64, seq u64, count u16` and `count` envelopes, each a `u32`
-//! length and a MessagePack array `[kind, ...]`. A heartbeat carries the sender's session,
-//! its last published sequence number and an acknowledgement of what it received; a reset
-//! names the session it ends. Payload [`Value`]s are MessagePack: maps, arrays, strings,
-//! binary (`Bytes`), integers, floats, booleans and nil.
+//! Payload [`Value`]s are MessagePack: maps, arrays, strings, binary (`Bytes`), integers,
+//! floats, booleans and nil. A frame (module `frame`) carries a batch of encoded envelopes;
+//! they are decoded one by one after the frame's session accepted them.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use wsrelay_process::{ExitResult, Map, Message, Pid, Value};
 
-const VERSION: u8 = 1;
-const DATA: u8 = 0;
-const HEARTBEAT: u8 = 1;
-const RESET: u8 = 2;
-
-/// A decoded frame.
-#[derive(Debug)]
-pub(crate) enum Frame {
-    Data {
-        inc: u32,
-        session: u64,
-        seq: u64,
-        envelopes: Vec<Bytes>,
-    },
-    Heartbeat(Heartbeat),
-    Reset {
-        inc: u32,
-        session: u64,
-    },
-}
-
-/// A heartbeat, also used as acknowledgement and probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Heartbeat {
-    pub(crate) inc: u32,
-    /// The sender's current outbound session.
-    pub(crate) session: u64,
-    /// The last sequence number the sender published in `session` (0: none).
-    pub(crate) published: u64,
-    /// The receiver's session the sender acknowledges (0: none yet).
-    pub(crate) ack_session: u64,
-    /// The last sequence number received in `ack_session`.
-    pub(crate) ack_seq: u64,
-    /// Asks for an immediate heartbeat back.
-    pub(crate) probe: bool,
-}
-
-/// Why a frame could not be decoded.
+/// Why an envelope could not be decoded.
 #[derive(Debug, thiserror::Error)]
-#[error("malformed frame: {0}")]
-pub(crate) struct DecodeError(&'static str);
-
-pub(crate) fn encode_data(inc: u32, session: u64, seq: u64, envelopes: &[Bytes]) -> Bytes {
-    let len: usize = envelopes.iter().map(|e| e.len() + 4).sum();
-    let mut buf = BytesMut::with_capacity(24 + len);
-    buf.put_u8(VERSION);
-    buf.put_u8(DATA);
-    buf.put_u32(inc);
-    buf.put_u64(session);
-    buf.put_u64(seq);
-    buf.put_u16(envelopes.len() as u16);
-    for e in envelopes {
-        buf.put_u32(e.len() as u32);
-        buf.put_slice(e);
-    }
-    buf.freeze()
-}
-
-pub(crate) fn encode_heartbeat(hb: &Heartbeat) -> Bytes {
-    let mut buf = BytesMut::with_capacity(40);
-    buf.put_u8(VERSION);
-    buf.put_u8(HEARTBEAT);
-    buf.put_u32(hb.inc);
-    buf.put_u64(hb.session);
-    buf.put_u64(hb.published);
-    buf.put_u64(hb.ack_session);
-    buf.put_u64(hb.ack_seq);
-    buf.put_u8(u8::from(hb.probe));
-    buf.freeze()
-}
-
-pub(crate) fn encode_reset(inc: u32, session: u64) -> Bytes {
-    let mut buf = BytesMut::with_capacity(14);
-    buf.put_u8(VERSION);
-    buf.put_u8(RESET);
-    buf.put_u32(inc);
-    buf.put_u64(session);
-    buf.freeze()
-}
-
-struct Reader {
-    buf: Bytes,
-}
-
-impl Reader {
-    fn take(&mut self, n: usize) -> Result<Bytes, DecodeError> {
-        if self.buf.len() < n {
-            return Err(DecodeError("truncated"));
-        }
-        Ok(self.buf.split_to(n))
-    }
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Result<u16, DecodeError> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes(b[..].try_into().expect("4 bytes")))
-    }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        let b = self.take(8)?;
-        Ok(u64::from_be_bytes(b[..].try_into().expect("8 bytes")))
-    }
-}
-
-pub(crate) fn decode(buf: Bytes) -> Result<Frame, DecodeError> {
-    let mut r = Reader { buf };
-    if r.u8()? != VERSION {
-        return Err(DecodeError("unknown version"));
-    }
-    let kind = r.u8()?;
-    let inc = r.u32()?;
-    match kind {
-        DATA => {
-            let session = r.u64()?;
-            let seq = r.u64()?;
-            let count = r.u16()?;
-            let mut envelopes = Vec::with_capacity(usize::from(count));
-            for _ in 0..count {
-                let len = r.u32()? as usize;
-                envelopes.push(r.take(len)?);
-            }
-            Ok(Frame::Data {
-                inc,
-                session,
-                seq,
-                envelopes,
-            })
-        }
-        HEARTBEAT => Ok(Frame::Heartbeat(Heartbeat {
-            inc,
-            session: r.u64()?,
-            published: r.u64()?,
-            ack_session: r.u64()?,
-            ack_seq: r.u64()?,
-            probe: r.u8()? != 0,
-        })),
-        RESET => Ok(Frame::Reset {
-            inc,
-            session: r.u64()?,
-        }),
-        _ => Err(DecodeError("unknown frame type")),
-    }
-}
-
-// ===== envelopes =====
+#[error("malformed envelope: {0}")]
+pub(crate) struct EnvelopeError(&'static str);
 
 /// A message or control signal between two processes on two nodes.
 #[derive(Debug, Clone)]
@@ -303,26 +156,26 @@ impl Envelope {
     }
 
     /// Decodes one envelope.
-    pub(crate) fn decode(buf: &[u8]) -> Result<Envelope, DecodeError> {
+    pub(crate) fn decode(buf: &[u8]) -> Result<Envelope, EnvelopeError> {
         let mut rd = buf;
-        let v = rmpv::decode::read_value(&mut rd).map_err(|_| DecodeError("bad msgpack"))?;
+        let v = rmpv::decode::read_value(&mut rd).map_err(|_| EnvelopeError("bad msgpack"))?;
         let rmpv::Value::Array(items) = v else {
-            return Err(DecodeError("envelope is not an array"));
+            return Err(EnvelopeError("envelope is not an array"));
         };
         let mut it = items.into_iter();
         let kind = it
             .next()
             .and_then(|k| k.as_u64())
-            .ok_or(DecodeError("no kind"))?;
-        let mut next = || it.next().ok_or(DecodeError("short envelope"));
+            .ok_or(EnvelopeError("no kind"))?;
+        let mut next = || it.next().ok_or(EnvelopeError("short envelope"));
         let env = match kind as u8 {
             K_MESSAGE => {
                 let from = opt_pid_of(next()?)?;
                 let to = pid_of(next()?)?;
                 let topic = next()?;
-                let topic = topic.as_str().ok_or(DecodeError("topic"))?.to_owned();
+                let topic = topic.as_str().ok_or(EnvelopeError("topic"))?.to_owned();
                 let rmpv::Value::Array(payloads) = next()? else {
-                    return Err(DecodeError("payloads"));
+                    return Err(EnvelopeError("payloads"));
                 };
                 let mut payloads = payloads.into_iter().map(value_of);
                 let first = payloads.next().unwrap_or(Value::Null);
@@ -367,7 +220,7 @@ impl Envelope {
             K_TERMINATE => Envelope::Terminate {
                 to: pid_of(next()?)?,
             },
-            _ => return Err(DecodeError("unknown envelope kind")),
+            _ => return Err(EnvelopeError("unknown envelope kind")),
         };
         Ok(env)
     }
@@ -447,13 +300,13 @@ pub(crate) fn value(w: &mut Vec<u8>, v: &Value) {
     }
 }
 
-fn pid_of(v: rmpv::Value) -> Result<Pid, DecodeError> {
+fn pid_of(v: rmpv::Value) -> Result<Pid, EnvelopeError> {
     v.as_str()
         .and_then(|s| s.parse().ok())
-        .ok_or(DecodeError("bad pid"))
+        .ok_or(EnvelopeError("bad pid"))
 }
 
-fn opt_pid_of(v: rmpv::Value) -> Result<Option<Pid>, DecodeError> {
+fn opt_pid_of(v: rmpv::Value) -> Result<Option<Pid>, EnvelopeError> {
     if v.is_nil() {
         Ok(None)
     } else {

@@ -1,0 +1,259 @@
+//! Frames from other nodes: checked, judged by the peer's session, then applied.
+//!
+//! Runs only on the control loop (module `control`), the one task that judges sessions and
+//! ends connections after a frame, so a frame is never applied after its session ended.
+//! Nothing about a peer is created or changed before its frame is accepted by the codec
+//! (module `frame`): decoded completely, addressed consistently and, with a cluster secret,
+//! authenticated.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use wsrelay_process::{reason, Event, ExitResult};
+
+use crate::envelope::Envelope;
+use crate::frame::{Body, Frame, Heartbeat, Rejected};
+use crate::peer::{Peer, Verdict};
+use crate::shared::Shared;
+use crate::stats::DropReason;
+
+/// A NATS message on `wsr.<cluster>.n.<me>.<src>`; `prefix_len` is the length up to `<src>`.
+pub(crate) fn on_message(sh: &Arc<Shared>, subject: &str, prefix_len: usize, payload: Bytes) {
+    let src = subject.get(prefix_len..).unwrap_or_default();
+    let frame = match sh.codec.open(src, payload) {
+        Ok(frame) => frame,
+        Err(rejected) => return refuse(sh, src, rejected),
+    };
+    let peer = match (&frame.body, sh.peer(src)) {
+        (_, Some(peer)) => peer,
+        // A reset ends a session of ours; a peer not known has none.
+        (Body::Reset { .. }, None) => return,
+        (_, None) => match sh.open_peer(src) {
+            Some(peer) => peer,
+            None => return, // the table is full: counted and logged there
+        },
+    };
+    sh.stats.count_received_batch();
+    on_frame(sh, &peer, frame);
+}
+
+/// Counts a refused frame; logs at most one a second (anyone who can publish can send them).
+fn refuse(sh: &Shared, src: &str, rejected: Rejected) {
+    sh.stats.count_drop(rejected.reason(), 1);
+    if sh.refused_frames.allow() {
+        tracing::warn!(subject_source = %src, error = %rejected, "dropping frame (at most one such warning a second)");
+    }
+}
+
+fn on_frame(sh: &Arc<Shared>, peer: &Arc<Peer>, frame: Frame) {
+    check_incarnation(sh, peer, frame.inc);
+    match frame.body {
+        Body::Data {
+            session,
+            seq,
+            envelopes,
+        } => on_data(sh, peer, session, seq, envelopes),
+        Body::Heartbeat(hb) => on_heartbeat(sh, peer, &hb),
+        Body::Reset { session } => {
+            let ours = peer.state.lock().out_session == session;
+            if ours {
+                sh.end_connection(peer, "reset by peer");
+            }
+        }
+    }
+}
+
+fn on_data(sh: &Arc<Shared>, peer: &Arc<Peer>, session: u64, seq: u64, envelopes: Vec<Bytes>) {
+    let verdict = peer.state.lock().judge_data(session, seq);
+    match verdict {
+        Verdict::Accept => {}
+        Verdict::NewSession => {
+            sh.end_connection(peer, "peer started a new session");
+            let v = peer.state.lock().judge_data(session, seq);
+            debug_assert_eq!(v, Verdict::Accept);
+        }
+        Verdict::Stale => {
+            sh.stats
+                .count_drop(DropReason::Fenced, envelopes.len() as u64);
+            return;
+        }
+        Verdict::Gap => {
+            reset(sh, peer, session, "sequence gap");
+            sh.stats
+                .count_drop(DropReason::Fenced, envelopes.len() as u64);
+            return;
+        }
+    }
+    if !heard(sh, peer) {
+        sh.stats
+            .count_drop(DropReason::Fenced, envelopes.len() as u64);
+        return;
+    }
+    sh.stats.count_received_envelopes(envelopes.len());
+    for env in envelopes {
+        match Envelope::decode(&env) {
+            Ok(env) => apply(sh, peer, env),
+            Err(_) => sh.stats.count_drop(DropReason::Malformed, 1),
+        }
+    }
+    let ack_due = {
+        let mut st = peer.state.lock();
+        st.received_since_ack += 1;
+        let due = st.received_since_ack >= sh.opts.window / 4;
+        if due {
+            st.received_since_ack = 0;
+        }
+        due
+    };
+    if ack_due {
+        sh.publish_control(peer, sh.heartbeat(peer, false));
+    }
+}
+
+fn on_heartbeat(sh: &Arc<Shared>, peer: &Arc<Peer>, hb: &Heartbeat) {
+    let verdict = peer.state.lock().judge_heartbeat(hb.session, hb.published);
+    match verdict {
+        Verdict::Accept => {}
+        Verdict::NewSession => sh.end_connection(peer, "peer started a new session"),
+        Verdict::Stale => return,
+        Verdict::Gap => {
+            reset(sh, peer, hb.session, "heartbeat shows lost frames");
+            return;
+        }
+    }
+    {
+        let mut st = peer.state.lock();
+        if hb.ack_session == st.out_session && hb.ack_seq > st.acked_seq {
+            st.acked_seq = hb.ack_seq;
+            drop(st);
+            peer.credit.notify_waiters();
+        }
+    }
+    if heard(sh, peer) && hb.probe {
+        sh.publish_control(peer, sh.heartbeat(peer, false));
+    }
+}
+
+/// The peer spoke in its current session: it is alive (again). False if the table removed
+/// this peer meanwhile (a frame that raced its removal): it stays down, and the frame is
+/// dropped; the sender notices the gap and starts over with the table's new peer.
+fn heard(sh: &Shared, peer: &Peer) -> bool {
+    let first = {
+        let mut st = peer.state.lock();
+        if st.retired {
+            return false;
+        }
+        st.last_heard = Instant::now();
+        st.suspect_since = None;
+        st.down_since = None;
+        !std::mem::replace(&mut st.heard_ever, true)
+    };
+    if peer.down.swap(false, std::sync::atomic::Ordering::AcqRel) || first {
+        tracing::info!(peer = %peer.name, "cluster peer up");
+        // Not evictable from here on (not down), so the series cannot outlive the peer.
+        sh.stats.set_peer_up(&peer.name, true);
+    }
+    true
+}
+
+/// Ends the connection because of lost frames in `session` and tells the peer.
+fn reset(sh: &Shared, peer: &Peer, session: u64, why: &str) {
+    peer.state.lock().fence(session);
+    sh.end_connection(peer, why);
+    sh.publish_control(peer, sh.codec.reset(&peer.name, session));
+}
+
+/// A new incarnation of the peer: its processes of the old one are gone.
+fn check_incarnation(sh: &Shared, peer: &Peer, inc: u32) {
+    let restarted = peer.state.lock().new_incarnation(inc);
+    if let Some(old) = restarted {
+        sh.end_connection(peer, "peer restarted");
+        peer.state.lock().fenced.clear();
+        if let Some(names) = &sh.names {
+            names.release_node(&peer.name, Some(old));
+        }
+    }
+}
+
+/// Applies one envelope from `peer` to the local node.
+fn apply(sh: &Shared, peer: &Peer, env: Envelope) {
+    let from_ok = env.sender().is_none_or(|p| p.node() == peer.name);
+    if !from_ok || env.receiver().node() != sh.me {
+        sh.stats.count_drop(DropReason::Forged, 1);
+        return;
+    }
+    let inbound = &sh.inbound;
+    match env {
+        Envelope::Message { to, msg } => {
+            if inbound.send(&to, msg).is_err() {
+                sh.stats.count_drop(DropReason::NoProc, 1);
+            }
+        }
+        Envelope::Monitor { watcher, target } => {
+            peer.state
+                .lock()
+                .watched
+                .insert((watcher.clone(), target.clone()));
+            inbound.monitor(&watcher, &target);
+        }
+        Envelope::Demonitor { watcher, target } => {
+            peer.state
+                .lock()
+                .watched
+                .remove(&(watcher.clone(), target.clone()));
+            inbound.demonitor(&watcher, &target);
+        }
+        Envelope::Exit {
+            watcher,
+            target,
+            result,
+        } => {
+            let held = peer
+                .state
+                .lock()
+                .monitors
+                .remove(&(watcher.clone(), target.clone()));
+            if held {
+                inbound.event(
+                    &watcher,
+                    Event::Exit {
+                        from: target,
+                        result,
+                    },
+                );
+            }
+        }
+        Envelope::Link { from, to } => {
+            peer.state.lock().links.insert((to.clone(), from.clone()));
+            if !inbound.link(&from, &to) {
+                let bytes = Envelope::LinkDown {
+                    from: to.clone(),
+                    to: from.clone(),
+                    result: ExitResult::error(reason::NOPROC),
+                }
+                .encode();
+                let mut st = peer.state.lock();
+                if st.links.remove(&(to, from)) {
+                    peer.push(&st, bytes);
+                }
+            }
+        }
+        Envelope::Unlink { from, to } => {
+            peer.state.lock().links.remove(&(to.clone(), from.clone()));
+            inbound.unlink(&from, &to);
+        }
+        Envelope::LinkDown { from, to, result } => {
+            let held = peer.state.lock().links.remove(&(to.clone(), from.clone()));
+            if held {
+                inbound.event(&to, Event::LinkDown { from, result });
+            }
+        }
+        Envelope::Cancel { from, to, reason } => {
+            let _ = inbound.cancel(from.as_ref(), &to, reason);
+        }
+        Envelope::Terminate { to } => {
+            let _ = inbound.terminate(&to);
+        }
+    }
+}

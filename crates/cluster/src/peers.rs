@@ -1,0 +1,135 @@
+//! The peer table: every remote node this node keeps state for, bounded.
+//!
+//! A peer enters the table in two ways only: an *accepted* frame from it (decoded, addressed
+//! to this node by the node its subject names and, with a cluster secret, authenticated; see
+//! module `frame`), or local use: a send, monitor or link towards one of its PIDs (the node
+//! may have just started and not been heard from yet). The table holds at most `max_peers`;
+//! a new peer beyond that takes the place of the peer declared down the longest, or is
+//! refused and counted (`wsrelay_remote_dropped_total{reason="peer_limit"}`). A peer down
+//! for `forget_after` is forgotten by the control loop.
+//!
+//! Removing a peer is safe for the exactly-once guarantees because only peers declared down
+//! leave: declaring down ends the connection, which fails every monitor and link across it
+//! with `noconnection`, and a down peer takes no new relation (module `routing` checks under
+//! the peer's lock). A removed peer stays down for good (only the control loop revives a
+//! peer, and it finds peers through this table), so late holders of its `Arc` see a down
+//! peer. Its writer holds a weak reference and ends with it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+
+use crate::peer::{Out, Peer};
+use crate::stats::{ClusterStats, DropReason};
+use crate::throttle::Throttle;
+
+/// What [`PeerTable::admit`] found or made.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// The peer was known.
+    Known(Arc<Peer>),
+    /// A new peer; its writer must be started on the receiver.
+    New(Arc<Peer>, mpsc::UnboundedReceiver<Out>),
+    /// The table is full of peers that are up.
+    Full,
+}
+
+/// The peers of this node; see the module docs.
+#[derive(Debug)]
+pub(crate) struct PeerTable {
+    map: RwLock<HashMap<String, Arc<Peer>>>,
+    max: usize,
+    stats: Arc<ClusterStats>,
+    refusals: Throttle,
+}
+
+impl PeerTable {
+    /// An empty table for at most `max` peers.
+    pub(crate) fn new(max: usize, stats: Arc<ClusterStats>) -> PeerTable {
+        PeerTable {
+            map: RwLock::new(HashMap::new()),
+            max,
+            stats,
+            refusals: Throttle::new(),
+        }
+    }
+
+    /// The peer named `name`, if known.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Peer>> {
+        self.map.read().get(name).cloned()
+    }
+
+    /// Every peer known now.
+    pub(crate) fn all(&self) -> Vec<Arc<Peer>> {
+        self.map.read().values().cloned().collect()
+    }
+
+    /// The peer named `name`, created (with `subject`) if there is room.
+    pub(crate) fn admit(&self, name: &str, subject: impl FnOnce() -> String) -> Admission {
+        if let Some(peer) = self.get(name) {
+            return Admission::Known(peer);
+        }
+        let mut map = self.map.write();
+        if let Some(peer) = map.get(name) {
+            return Admission::Known(peer.clone());
+        }
+        if map.len() >= self.max && !self.evict_longest_down(&mut map) {
+            drop(map);
+            self.refuse(name);
+            return Admission::Full;
+        }
+        let (peer, rx) = Peer::new(name, subject(), Instant::now());
+        let peer = Arc::new(peer);
+        map.insert(name.to_owned(), peer.clone());
+        self.stats.set_peers_known(map.len());
+        Admission::New(peer, rx)
+    }
+
+    /// Removes `peer` if it is still the table's peer of its name; returns whether it did.
+    pub(crate) fn forget(&self, peer: &Arc<Peer>) -> bool {
+        let mut map = self.map.write();
+        if !map.get(&peer.name).is_some_and(|p| Arc::ptr_eq(p, peer)) {
+            return false;
+        }
+        self.remove(&mut map, &peer.name);
+        true
+    }
+
+    /// Makes room by removing the peer declared down the longest; false if none is down.
+    fn evict_longest_down(&self, map: &mut HashMap<String, Arc<Peer>>) -> bool {
+        let victim = map
+            .values()
+            .filter_map(|p| Some((p.state.lock().down_since?, p)))
+            .min_by_key(|(since, _)| *since)
+            .map(|(_, p)| p.name.clone());
+        let Some(name) = victim else { return false };
+        tracing::info!(peer = %name, "peer table full: forgetting the peer down the longest");
+        self.remove(map, &name);
+        true
+    }
+
+    /// Removes `name` and its metric series. Called under the table's write lock, so a new
+    /// peer of the same name cannot set its series before the old one is removed.
+    fn remove(&self, map: &mut HashMap<String, Arc<Peer>>, name: &str) {
+        if let Some(peer) = map.remove(name) {
+            peer.state.lock().retired = true;
+        }
+        self.stats.remove_peer(name);
+        self.stats.set_peers_known(map.len());
+    }
+
+    fn refuse(&self, name: &str) {
+        self.stats.count_drop(DropReason::PeerLimit, 1);
+        if self.refusals.allow() {
+            tracing::warn!(
+                peer = %name,
+                max_peers = self.max,
+                refused_total = self.stats.dropped()[DropReason::PeerLimit as usize].1,
+                "peer table full of live peers: new peer refused (max_peers)"
+            );
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Routing by node: the [`Transport`] installed on the node sends every signal for a PID of
+//! another node into that peer's queue, as an envelope (module `envelope`).
+//!
+//! Local use may open a peer (module `peers`): the target node may have started a moment
+//! ago. Undoing a relation (demonitor, unlink) or answering one (exit, link-down) only looks
+//! a peer up: there is nothing to undo or answer on a peer not known.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use wsrelay_process::{
+    reason, Event, ExitResult, Message, NameError, Pid, SendError, SpaceFuture, Transport, Value,
+};
+
+use crate::envelope::Envelope;
+use crate::peer::{Peer, PeerState};
+use crate::shared::Shared;
+use crate::stats::DropReason;
+
+/// The [`Transport`] installed on the node.
+#[derive(Debug, Clone)]
+pub(crate) struct NatsTransport {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl NatsTransport {
+    /// The peer of `to`, if a send there can go out now.
+    fn usable_peer(&self, to: &Pid) -> Result<Arc<Peer>, SendError> {
+        let sh = &self.shared;
+        let unreachable = || SendError::NodeUnreachable(to.node().to_owned());
+        let peer = sh.open_peer(to.node()).ok_or_else(unreachable)?;
+        if peer.is_down() || sh.nats_unreachable() {
+            sh.stats.count_drop(DropReason::Unreachable, 1);
+            return Err(unreachable());
+        }
+        Ok(peer)
+    }
+
+    /// Queues a signal that needs no bookkeeping here (cancel, terminate).
+    fn signal(&self, to: &Pid, env: &Envelope) {
+        if let Ok(peer) = self.usable_peer(to) {
+            let bytes = env.encode();
+            let st = peer.state.lock();
+            peer.push(&st, bytes);
+        }
+    }
+
+    /// Records a relation (monitor, link) across the connection to `remote`'s node and
+    /// queues `env` announcing it; `false` if that connection is down, and the caller fails
+    /// the relation at once.
+    ///
+    /// "Down" is checked again under the peer's lock, which ending the connection takes too:
+    /// a relation recorded after the connection's relations were taken would never be failed.
+    /// So each relation is failed exactly once, here or by the end of the connection.
+    fn add_relation(
+        &self,
+        remote: &Pid,
+        env: Envelope,
+        record: impl FnOnce(&mut PeerState),
+    ) -> bool {
+        let Ok(peer) = self.usable_peer(remote) else {
+            return false;
+        };
+        let bytes = env.encode();
+        let mut st = peer.state.lock();
+        if peer.is_down() {
+            return false;
+        }
+        record(&mut st);
+        peer.push(&st, bytes);
+        true
+    }
+
+    /// Removes a relation held with `node`; queues `env` only if it was still held (it may
+    /// have been failed with the connection already). A peer not known holds none.
+    fn drop_relation(
+        &self,
+        node: &str,
+        env: Envelope,
+        remove: impl FnOnce(&mut PeerState) -> bool,
+    ) {
+        let Some(peer) = self.shared.peer(node) else {
+            return;
+        };
+        let bytes = env.encode();
+        let mut st = peer.state.lock();
+        if remove(&mut st) {
+            peer.push(&st, bytes);
+        }
+    }
+
+    fn deliver_noconnection_exit(&self, watcher: &Pid, target: &Pid) {
+        self.shared.inbound.event(
+            watcher,
+            Event::Exit {
+                from: target.clone(),
+                result: ExitResult::error(reason::NOCONNECTION),
+            },
+        );
+    }
+
+    fn deliver_noconnection_link_down(&self, local: &Pid, remote: &Pid) {
+        self.shared.inbound.event(
+            local,
+            Event::LinkDown {
+                from: remote.clone(),
+                result: ExitResult::error(reason::NOCONNECTION),
+            },
+        );
+    }
+}
+
+impl Transport for NatsTransport {
+    fn send(&self, to: &Pid, msg: Message) -> Result<(), SendError> {
+        let sh = &self.shared;
+        let peer = self.usable_peer(to)?;
+        if peer.state.lock().is_past((to.id() >> 32) as u32) {
+            sh.stats.count_drop(DropReason::NoProc, 1);
+            return Err(SendError::NoProcess(to.to_string()));
+        }
+        if peer.queued.load(Ordering::Acquire) >= sh.opts.queue_max {
+            sh.stats.count_drop(DropReason::QueueFull, 1);
+            return Err(SendError::NodeUnreachable(to.node().to_owned()));
+        }
+        let bytes = Envelope::Message {
+            to: to.clone(),
+            msg,
+        }
+        .encode();
+        if bytes.len() > sh.max_envelope {
+            sh.stats.count_drop(DropReason::TooBig, 1);
+            return Err(SendError::TooBig(bytes.len()));
+        }
+        let st = peer.state.lock();
+        peer.push(&st, bytes);
+        Ok(())
+    }
+
+    fn monitor(&self, watcher: &Pid, target: &Pid) {
+        let env = Envelope::Monitor {
+            watcher: watcher.clone(),
+            target: target.clone(),
+        };
+        let key = (watcher.clone(), target.clone());
+        if !self.add_relation(target, env, |st| {
+            st.monitors.insert(key);
+        }) {
+            self.deliver_noconnection_exit(watcher, target);
+        }
+    }
+
+    fn demonitor(&self, watcher: &Pid, target: &Pid) {
+        let env = Envelope::Demonitor {
+            watcher: watcher.clone(),
+            target: target.clone(),
+        };
+        let key = (watcher.clone(), target.clone());
+        self.drop_relation(target.node(), env, |st| st.monitors.remove(&key));
+    }
+
+    fn link(&self, local: &Pid, remote: &Pid) {
+        let env = Envelope::Link {
+            from: local.clone(),
+            to: remote.clone(),
+        };
+        let key = (local.clone(), remote.clone());
+        if !self.add_relation(remote, env, |st| {
+            st.links.insert(key);
+        }) {
+            self.deliver_noconnection_link_down(local, remote);
+        }
+    }
+
+    fn unlink(&self, local: &Pid, remote: &Pid) {
+        let env = Envelope::Unlink {
+            from: local.clone(),
+            to: remote.clone(),
+        };
+        let key = (local.clone(), remote.clone());
+        self.drop_relation(remote.node(), env, |st| st.links.remove(&key));
+    }
+
+    /// An event for a remote process answers a relation it holds here: the EXIT of a local
+    /// process it monitors, the link-down of a local process it is linked with.
+    fn event(&self, to: &Pid, event: Event) {
+        match event {
+            Event::Exit { from, result } => {
+                let key = (to.clone(), from.clone());
+                let env = Envelope::Exit {
+                    watcher: to.clone(),
+                    target: from,
+                    result,
+                };
+                self.drop_relation(to.node(), env, |st| st.watched.remove(&key));
+            }
+            Event::LinkDown { from, result } => {
+                let key = (from.clone(), to.clone());
+                let env = Envelope::LinkDown {
+                    from,
+                    to: to.clone(),
+                    result,
+                };
+                self.drop_relation(to.node(), env, |st| st.links.remove(&key));
+            }
+            Event::Cancel { from, reason } => self.cancel(from.as_ref(), to, reason),
+        }
+    }
+
+    fn cancel(&self, from: Option<&Pid>, to: &Pid, reason: Value) {
+        let env = Envelope::Cancel {
+            from: from.cloned(),
+            to: to.clone(),
+            reason,
+        };
+        self.signal(to, &env);
+    }
+
+    fn terminate(&self, to: &Pid) {
+        self.signal(to, &Envelope::Terminate { to: to.clone() });
+    }
+
+    fn is_congested(&self, to: &Pid) -> bool {
+        self.shared.peer(to.node()).is_some_and(|p| {
+            !p.is_down() && p.queued.load(Ordering::Acquire) >= self.shared.opts.queue_high_water
+        })
+    }
+
+    fn wait_for_space(&self, to: &Pid) -> SpaceFuture {
+        let peer = self.shared.peer(to.node());
+        let high_water = self.shared.opts.queue_high_water;
+        Box::pin(async move {
+            let Some(peer) = peer else { return };
+            loop {
+                let notified = peer.space.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if peer.is_down() || peer.queued.load(Ordering::Acquire) < high_water {
+                    return;
+                }
+                notified.await;
+            }
+        })
+    }
+
+    fn owns_name(&self, name: &str) -> bool {
+        self.shared.names.is_some() && name.starts_with(crate::CLUSTER_NAME_PREFIX)
+    }
+
+    fn register_name(&self, name: &str, pid: &Pid) -> Result<(), NameError> {
+        match &self.shared.names {
+            Some(names) => names.register(name, pid),
+            None => Err(NameError::Invalid(name.to_owned())),
+        }
+    }
+
+    fn unregister_name(&self, name: &str, pid: &Pid) -> Result<(), NameError> {
+        match &self.shared.names {
+            Some(names) => names.unregister(name, pid),
+            None => Err(NameError::NotOwner(name.to_owned())),
+        }
+    }
+
+    fn lookup_name(&self, name: &str) -> Option<Pid> {
+        self.shared
+            .names
+            .as_ref()
+            .and_then(|names| names.lookup(name))
+    }
+}

@@ -1,0 +1,165 @@
+//! The state shared by the transport seam, the control loop and the per-peer writers, and
+//! the few operations all of them need: finding or opening a peer, ending a connection,
+//! building and publishing control frames.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use wsrelay_process::{reason, Event, ExitResult, Inbound, Node};
+
+use crate::frame::{Codec, Heartbeat};
+use crate::names::Names;
+use crate::peer::{Out, Peer, Severed};
+use crate::peers::{Admission, PeerTable};
+use crate::stats::ClusterStats;
+use crate::throttle::Throttle;
+use crate::ClusterOptions;
+
+/// Commands to the control loop.
+#[derive(Debug)]
+pub(crate) enum Ctl {
+    /// NATS (re)connected: probe every peer.
+    Reconnected,
+    /// The writer could not publish: end the connection.
+    PublishFailed(Arc<Peer>),
+}
+
+/// Starts the writer task of a new peer (module `writer`; passed in so that this module,
+/// which the writer uses, does not depend on it).
+pub(crate) type StartWriter = fn(&Arc<Shared>, &Arc<Peer>, mpsc::UnboundedReceiver<Out>);
+
+/// State shared by the transport, the control loop and the writers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) node: Node,
+    /// How arriving signals reach the local node.
+    pub(crate) inbound: Inbound,
+    pub(crate) me: String,
+    pub(crate) inc: u32,
+    pub(crate) client: async_nats::Client,
+    pub(crate) opts: ClusterOptions,
+    pub(crate) rt: tokio::runtime::Handle,
+    pub(crate) peers: PeerTable,
+    pub(crate) stats: Arc<ClusterStats>,
+    /// Since when NATS is disconnected (written by the connection's event callback).
+    pub(crate) disconnected_since: Arc<Mutex<Option<Instant>>>,
+    pub(crate) ctl: mpsc::UnboundedSender<Ctl>,
+    pub(crate) names: Option<Names>,
+    pub(crate) max_envelope: usize,
+    pub(crate) codec: Codec,
+    pub(crate) start_writer: StartWriter,
+    /// Limits warnings about refused frames (anyone who can publish can cause them).
+    pub(crate) refused_frames: Throttle,
+    pub(crate) runtime: RuntimeGuard,
+}
+
+/// Owns the cluster runtime. The node and its transport refer to each other, so a started
+/// cluster lives until `Cluster::shutdown` or the end of the OS process; the runtime is
+/// shut down without blocking either way.
+#[derive(Debug)]
+pub(crate) struct RuntimeGuard(pub(crate) Mutex<Option<tokio::runtime::Runtime>>);
+
+impl Drop for RuntimeGuard {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.lock().take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Shared {
+    /// `wsr.<cluster>.n.<peer>.<me>`: where this node publishes to `peer`.
+    fn subject_to(&self, peer: &str) -> String {
+        format!("wsr.{}.n.{}.{}", self.opts.cluster, peer, self.me)
+    }
+
+    /// The peer named `name`, if known; never creates one.
+    pub(crate) fn peer(&self, name: &str) -> Option<Arc<Peer>> {
+        self.peers.get(name)
+    }
+
+    /// The peer named `name`, created with its writer if there is room. `None` for this
+    /// node, a name that cannot be a node, or a full table (counted there).
+    pub(crate) fn open_peer(self: &Arc<Self>, name: &str) -> Option<Arc<Peer>> {
+        if name == self.me || !crate::options::valid_node_name(name) {
+            return None;
+        }
+        match self.peers.admit(name, || self.subject_to(name)) {
+            Admission::Known(peer) => Some(peer),
+            Admission::New(peer, rx) => {
+                (self.start_writer)(self, &peer, rx);
+                Some(peer)
+            }
+            Admission::Full => None,
+        }
+    }
+
+    /// Whether sends to other nodes fail at once because NATS has been away too long.
+    pub(crate) fn nats_unreachable(&self) -> bool {
+        self.disconnected_since
+            .lock()
+            .is_some_and(|t| t.elapsed() >= self.opts.unreachable_grace)
+    }
+
+    /// Ends the connection with `peer`: fails what spans it, exactly once.
+    pub(crate) fn end_connection(&self, peer: &Peer, why: &str) {
+        let severed = peer.state.lock().end();
+        self.stats.count_session_reset();
+        tracing::info!(peer = %peer.name, why, monitors = severed.monitors.len(), links = severed.links.len(), "cluster session ended");
+        peer.credit.notify_waiters();
+        self.fail(severed);
+    }
+
+    fn fail(&self, severed: Severed) {
+        for (watcher, target) in severed.monitors {
+            self.inbound.event(
+                &watcher,
+                Event::Exit {
+                    from: target,
+                    result: ExitResult::error(reason::NOCONNECTION),
+                },
+            );
+        }
+        for (watcher, target) in severed.watched {
+            self.inbound.demonitor(&watcher, &target);
+        }
+        for (local, remote) in severed.links {
+            self.inbound.event(
+                &local,
+                Event::LinkDown {
+                    from: remote,
+                    result: ExitResult::error(reason::NOCONNECTION),
+                },
+            );
+        }
+    }
+
+    /// A heartbeat to `peer` with this side's session and acknowledgement.
+    pub(crate) fn heartbeat(&self, peer: &Peer, probe: bool) -> Bytes {
+        let st = peer.state.lock();
+        let (ack_session, ack_seq) = st.ack();
+        self.codec.heartbeat(
+            &peer.name,
+            &Heartbeat {
+                session: st.out_session,
+                published: st.published_seq,
+                ack_session,
+                ack_seq,
+                probe,
+            },
+        )
+    }
+
+    /// Publishes a control frame (heartbeat, reset) without waiting: it must never block the
+    /// control loop when NATS is away.
+    pub(crate) fn publish_control(&self, peer: &Peer, frame: Bytes) {
+        let client = self.client.clone();
+        let subject = peer.subject.clone();
+        self.rt.spawn(async move {
+            let _ = client.publish(subject, frame).await;
+        });
+    }
+}
