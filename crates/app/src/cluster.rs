@@ -7,11 +7,13 @@
 //! node is routed there (see `wsrelay-cluster` and `docs/cluster.md`). The environment can
 //! also set the cluster name (`WSRELAY_CLUSTER_NAME`, default `wsr`), the DISCONNECT advisory
 //! subject (`WSRELAY_CLUSTER_ADVISORY`, default `$SYS.ACCOUNT.WSR.DISCONNECT`, empty to
-//! disable) and the replicas of the names bucket (`WSRELAY_CLUSTER_REPLICAS`, default 1).
+//! disable), the replicas of the names bucket (`WSRELAY_CLUSTER_REPLICAS`, default 1), the
+//! file of the cluster secret that signs every frame (`WSRELAY_CLUSTER_SECRET_FILE`, unset:
+//! no signing) and the most peers known at once (`WSRELAY_CLUSTER_MAX_PEERS`, default 256).
 
 use std::path::PathBuf;
 
-use wsrelay_cluster::{Auth, Cluster, ClusterOptions, TlsOptions};
+use wsrelay_cluster::{Auth, Cluster, ClusterError, ClusterOptions, ClusterSecret, TlsOptions};
 use wsrelay_config::AppConfig;
 use wsrelay_process::Node;
 
@@ -48,12 +50,32 @@ pub(crate) async fn node(config: &AppConfig) -> Result<(Node, Option<Cluster>), 
     if let Some(replicas) = env("WSRELAY_CLUSTER_REPLICAS").and_then(|r| r.parse().ok()) {
         options = options.with_names_replicas(replicas);
     }
+    if let Some(file) = env("WSRELAY_CLUSTER_SECRET_FILE") {
+        let secret = ClusterSecret::from_file(file.as_ref()).map_err(cluster_error)?;
+        options = options.with_secret(secret);
+    }
+    if let Some(max) = env("WSRELAY_CLUSTER_MAX_PEERS") {
+        let forget_after = options.forget_after;
+        options = options.with_peer_limits(max_peers(&max)?, forget_after);
+    }
     let cluster = Cluster::start(options).await.map_err(cluster_error)?;
     tracing::info!(node = %node_name, cluster = %cluster_name, incarnation = cluster.incarnation(), "joined the cluster");
     Ok((cluster.node().clone(), Some(cluster)))
 }
 
-fn cluster_error(e: wsrelay_cluster::ClusterError) -> AppError {
+/// `WSRELAY_CLUSTER_MAX_PEERS`: a positive number (a typo must not silently mean 256).
+fn max_peers(value: &str) -> Result<usize, AppError> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(cluster_error(ClusterError::InvalidSetting {
+            setting: "WSRELAY_CLUSTER_MAX_PEERS".into(),
+            value: value.to_owned(),
+            problem: "expected a positive number of peers".into(),
+        })),
+    }
+}
+
+fn cluster_error(e: ClusterError) -> AppError {
     AppError::Cluster(Box::new(e))
 }
 

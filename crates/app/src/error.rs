@@ -1,8 +1,8 @@
 //! [`AppError`]: why an app could not start, naming the entry at fault.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use wsrelay_config::{ConfigErrors, EntryId};
+use wsrelay_config::{ConfigErrors, EntryId, LuaEntry};
 
 /// Why an app could not be assembled or started.
 ///
@@ -60,16 +60,46 @@ pub enum AppError {
     /// credentials, names bucket unavailable).
     #[error("cannot join the cluster: {0}")]
     Cluster(#[source] Box<wsrelay_cluster::ClusterError>),
-    /// The admin endpoint is enabled but its token variable is unset or empty.
-    #[error("{file}: entry {entry}: field admin.token_env: environment variable {var:?} is unset or empty (the admin endpoint needs a token)")]
+    /// The admin endpoint is enabled but has no usable token.
+    #[error("{file}: entry {entry}: field {field}: {problem}")]
     OpsToken {
         /// The `wsrelay.ops` entry.
         entry: EntryId,
         /// Its YAML file.
         file: PathBuf,
+        /// Where the token came from: `admin.token_env` or `admin.token`.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: Box<TokenProblem>,
+    },
+}
+
+/// Why the admin token cannot be used (see [`AppError::OpsToken`]). The token itself is
+/// never shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenProblem {
+    /// The variable named by `admin.token_env` is unset or empty, and no `admin.token` is set.
+    #[error("environment variable {var:?} is unset or empty (the admin endpoint needs a token)")]
+    Unset {
         /// The variable named by `admin.token_env`.
         var: String,
     },
+    /// The token is shorter than [`AdminConfig::MIN_TOKEN_BYTES`](wsrelay_config::AdminConfig::MIN_TOKEN_BYTES).
+    #[error("the admin token{} is {len} bytes long; at least {min} are required (use a long random value)", fmt_var(.var.as_deref()))]
+    TooShort {
+        /// The variable it came from, if it came from one.
+        var: Option<String>,
+        /// Its length in bytes, surrounding white space trimmed.
+        len: usize,
+        /// The minimum.
+        min: usize,
+    },
+}
+
+fn fmt_var(var: Option<&str>) -> String {
+    var.map(|var| format!(" in environment variable {var:?}"))
+        .unwrap_or_default()
 }
 
 impl AppError {
@@ -81,6 +111,29 @@ impl AppError {
             self,
             AppError::Bind(_) | AppError::Engine(_) | AppError::Demo(_) | AppError::Cluster(_)
         )
+    }
+}
+
+impl AppError {
+    /// A mapper for errors of the HTTP crate about the entry `entry` of `file`.
+    pub(crate) fn gateway<'a>(
+        entry: &'a EntryId,
+        file: &'a Path,
+    ) -> impl Fn(wsrelay_http::Error) -> AppError + Copy + 'a {
+        move |source| AppError::Gateway {
+            entry: entry.clone(),
+            file: file.to_path_buf(),
+            source: Box::new(source),
+        }
+    }
+
+    /// A mapper for errors of the Lua engine about the entry `entry`.
+    pub(crate) fn lua(entry: &LuaEntry) -> impl FnOnce(wsrelay_lua::LuaError) -> AppError + '_ {
+        move |source| AppError::Lua {
+            entry: entry.id.clone(),
+            file: entry.file.clone(),
+            source: Box::new(source),
+        }
     }
 }
 

@@ -6,8 +6,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use wsrelay_config::{AppConfig, EntryId, HttpRouter, LuaEntry, StaticMount};
-use wsrelay_http::{Gateway, Handler, MiddlewareRegistry, Router, Server, ServerConfig};
+use wsrelay_config::{
+    AppConfig, EntryId, HttpRouter, HttpService, HttpStatic, LuaEntry, StaticMount,
+};
+use wsrelay_http::{
+    Dotfiles, Gateway, Handler, MiddlewareRegistry, Router, Server, ServerConfig, TlsFiles,
+    TrustedProxies,
+};
 use wsrelay_lua::{FunctionSpec, LuaEngine};
 
 use crate::handler::LuaHandler;
@@ -22,11 +27,7 @@ pub(crate) fn handlers(
     for entry in &config.functions {
         let function = engine
             .function(&entry.id.to_string(), spec(entry))
-            .map_err(|source| AppError::Lua {
-                entry: entry.id.clone(),
-                file: entry.file.clone(),
-                source: Box::new(source),
-            })?;
+            .map_err(AppError::lua(entry))?;
         handlers.insert(
             entry.id.clone(),
             Arc::new(LuaHandler::new(function)) as Arc<dyn Handler>,
@@ -62,44 +63,54 @@ pub(crate) fn build(
             Some(addr) if i == 0 => addr,
             _ => service.addr,
         };
-        let gateway_error = |source| AppError::Gateway {
-            entry: service.id.clone(),
-            file: service.file.clone(),
-            source: Box::new(source),
-        };
-        let mut server = Server::new(service.id.to_string(), ServerConfig::new(addr));
+        let gateway_error = AppError::gateway(&service.id, &service.file);
+        let mut server = server(service, addr)?;
         for router in config.routers_of(&service.id) {
             let router = build_router(config, router, registry, handlers)?;
             server.add_router(router).map_err(gateway_error)?;
         }
-        for mount in &config.statics {
-            if mount.mount == StaticMount::Server(service.id.clone()) {
-                server
-                    .static_files(&mount.path, &mount.directory)
-                    .map_err(|source| AppError::Gateway {
-                        entry: mount.id.clone(),
-                        file: mount.file.clone(),
-                        source: Box::new(source),
-                    })?;
-            }
+        for mount in config.statics_at(&StaticMount::Server(service.id.clone())) {
+            server
+                .static_files_with(&mount.path, &mount.directory, dotfiles(mount))
+                .map_err(AppError::gateway(&mount.id, &mount.file))?;
         }
         gateway.add_server(server).map_err(gateway_error)?;
     }
     Ok(gateway)
 }
 
-/// Builds the middleware chains of every router, without serving anything:
-/// the checks `wsrelay check` adds to the loader's (middleware options).
+/// A server for `service` on `addr`, with its TLS files loaded (so that an unreadable or
+/// mismatched file is a configuration error naming the entry, before anything listens).
+fn server(service: &HttpService, addr: SocketAddr) -> Result<Server, AppError> {
+    let mut config = ServerConfig::new(addr);
+    config.h2c = service.h2c;
+    config.trusted_proxies = TrustedProxies::new(service.trusted_proxies.clone());
+    config.proxy_protocol = service.proxy_protocol;
+    let mut server = Server::new(service.id.to_string(), config);
+    if let Some(tls) = &service.tls {
+        let files = TlsFiles {
+            cert: tls.cert.clone(),
+            key: tls.key.clone(),
+            client_ca: tls.client_ca.clone(),
+        };
+        server
+            .tls(files)
+            .map_err(AppError::gateway(&service.id, &service.file))?;
+    }
+    Ok(server)
+}
+
+/// Builds the middleware chains of every router and loads every server's TLS files,
+/// without serving anything: the checks `wsrelay check` adds to the loader's.
 pub(crate) fn check_middleware(
     config: &AppConfig,
     registry: &MiddlewareRegistry,
 ) -> Result<(), AppError> {
+    for service in &config.services {
+        server(service, service.addr)?;
+    }
     for router in &config.routers {
-        let mut scratch = Router::new("/").map_err(|source| AppError::Gateway {
-            entry: router.id.clone(),
-            file: router.file.clone(),
-            source: Box::new(source),
-        })?;
+        let mut scratch = Router::new("/").map_err(AppError::gateway(&router.id, &router.file))?;
         add_middleware(&mut scratch, router, registry)?;
     }
     Ok(())
@@ -111,19 +122,10 @@ fn build_router(
     registry: &MiddlewareRegistry,
     handlers: &HashMap<EntryId, Arc<dyn Handler>>,
 ) -> Result<Router, AppError> {
-    let router_error = |source| AppError::Gateway {
-        entry: entry.id.clone(),
-        file: entry.file.clone(),
-        source: Box::new(source),
-    };
-    let mut router = Router::new(&entry.prefix).map_err(router_error)?;
+    let mut router =
+        Router::new(&entry.prefix).map_err(AppError::gateway(&entry.id, &entry.file))?;
     add_middleware(&mut router, entry, registry)?;
     for endpoint in config.endpoints_of(&entry.id) {
-        let endpoint_error = |source| AppError::Gateway {
-            entry: endpoint.id.clone(),
-            file: endpoint.file.clone(),
-            source: Box::new(source),
-        };
         let method = http::Method::from_bytes(endpoint.method.as_str().as_bytes())
             .expect("config methods are valid HTTP methods");
         // The loader checked that `func` names a function.lua entry.
@@ -132,18 +134,12 @@ fn build_router(
         };
         router
             .route(method, &endpoint.path, handler.clone())
-            .map_err(endpoint_error)?;
+            .map_err(AppError::gateway(&endpoint.id, &endpoint.file))?;
     }
-    for mount in &config.statics {
-        if mount.mount == StaticMount::Router(entry.id.clone()) {
-            router
-                .static_files(&mount.path, &mount.directory)
-                .map_err(|source| AppError::Gateway {
-                    entry: mount.id.clone(),
-                    file: mount.file.clone(),
-                    source: Box::new(source),
-                })?;
-        }
+    for mount in config.statics_at(&StaticMount::Router(entry.id.clone())) {
+        router
+            .static_files_with(&mount.path, &mount.directory, dotfiles(mount))
+            .map_err(AppError::gateway(&mount.id, &mount.file))?;
     }
     Ok(router)
 }
@@ -172,4 +168,13 @@ fn add_middleware(
         router.post_middleware(middleware);
     }
     Ok(())
+}
+
+/// The `dotfiles` field of an `http.static` entry, for the gateway.
+fn dotfiles(mount: &HttpStatic) -> Dotfiles {
+    if mount.allow_dotfiles {
+        Dotfiles::Allow
+    } else {
+        Dotfiles::Deny
+    }
 }

@@ -43,6 +43,13 @@ impl Handler for LuaHandler {
 
 /// Reads the body (within the server's limit) and copies what Lua sees.
 async fn to_lua_request(req: Request) -> Result<HttpRequest, Response> {
+    // A WebSocket over HTTP/2 (RFC 8441 CONNECT) runs the GET endpoint of its path: the
+    // handler sees the method an HTTP/1.1 upgrade has, so one handler serves both.
+    let method = if wsrelay_http::is_websocket_connect(&req) {
+        http::Method::GET
+    } else {
+        req.method().clone()
+    };
     let (parts, body) = req.into_parts();
     let params = parts
         .extensions
@@ -64,7 +71,7 @@ async fn to_lua_request(req: Request) -> Result<HttpRequest, Response> {
         .collect();
     let body = body.collect_bytes().await.map_err(|e| e.to_response())?;
     Ok(HttpRequest {
-        method: parts.method.as_str().to_owned(),
+        method: method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().unwrap_or_default().to_owned(),
         headers,

@@ -14,7 +14,7 @@
 //! 4. starts and supervises `process.service` entries with
 //!    `lifecycle.auto_start` (restart on error exit, with backoff);
 //! 5. starts the operations listener (`/metrics`, `/healthz`, `/admin`; see
-//!    [`ops`](crate::ops)) when a `wsrelay.ops` entry or
+//!    [`ops`]) when a `wsrelay.ops` entry or
 //!    [`AppOptions::ops_listen`] asks for one.
 //!
 //! [`RunningApp::shutdown`] follows SPEC §8: stop accepting, terminate every
@@ -62,10 +62,10 @@ use tokio_util::task::TaskTracker;
 use wsrelay_config::{AppConfig, LoadOptions};
 use wsrelay_http::{MiddlewareRegistry, RunningGateway};
 use wsrelay_lua::{EngineConfig, LuaEngine};
-use wsrelay_process::{reason, ExitResult, HostConfig, Node};
+use wsrelay_process::{reason, ExitResult, GroupLimits, HostConfig, Node, Shards};
 use wsrelay_relay::Relay;
 
-pub use error::AppError;
+pub use error::{AppError, TokenProblem};
 
 /// Loader options with the runtime's middleware names (the builtins and
 /// `websocket_relay`) and the Lua syntax checker.
@@ -83,11 +83,13 @@ pub fn load_options() -> LoadOptions {
 }
 
 /// Checks what the loader cannot: each router's middleware options (e.g.
-/// `wsrelay.allowed.origins`). Starts nothing.
+/// `wsrelay.allowed.origins`) and each server's TLS files (read, parsed, the key matched
+/// to the certificate). Starts nothing.
 ///
 /// # Errors
 ///
-/// [`AppError::Middleware`] naming the router and the field.
+/// [`AppError::Middleware`] naming the router and the field; [`AppError::Gateway`] naming
+/// the `http.service` whose TLS files cannot be used.
 pub fn check(config: &AppConfig) -> Result<(), AppError> {
     let registry = registry(&Relay::new(Node::new()));
     gateway::check_middleware(config, &registry)
@@ -97,6 +99,21 @@ fn registry(relay: &Relay) -> MiddlewareRegistry {
     let mut registry = MiddlewareRegistry::with_builtins();
     relay.register(&mut registry);
     registry
+}
+
+/// The limits of a `pg.scope` entry: the runtime's defaults where it sets none, no limit where
+/// it says 0 (Wippy's meaning).
+fn group_limits(scope: &wsrelay_config::PgScope) -> GroupLimits {
+    let defaults = GroupLimits::default();
+    let limit = |set: Option<u64>, default: usize| match set {
+        None => default,
+        Some(0) => usize::MAX,
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    GroupLimits::new(
+        limit(scope.max_groups, defaults.max_groups),
+        limit(scope.max_members_per_group, defaults.max_members),
+    )
 }
 
 /// Options of [`App::start`].
@@ -146,6 +163,11 @@ impl App {
         // Resolved first: a missing admin token must stop the app before anything starts.
         let ops_settings = Self::ops_settings(&config, &options)?;
         let (node, cluster) = cluster::node(&config).await?;
+        // One shard per core runs the servers' connections, the Lua states and the task
+        // processes together (see `wsrelay_process::shard`).
+        let shards = Shards::start(options.engine.worker_count(), "wsrelay")
+            .map_err(|e| AppError::Engine(Box::new(wsrelay_lua::LuaError::Init(e.to_string()))))?;
+        node.set_shards(shards);
         let cluster_stats = cluster.as_ref().map(|c| c.stats().clone());
         for host in &config.hosts {
             let host_config = HostConfig {
@@ -153,6 +175,9 @@ impl App {
                 ..HostConfig::default()
             };
             node.add_host(&host.id.to_string(), host_config);
+        }
+        for scope in &config.pg_scopes {
+            node.add_group_scope(&scope.id.to_string(), group_limits(scope));
         }
         let connection_hosts: HashSet<String> =
             config.services.iter().map(|s| s.id.to_string()).collect();
@@ -229,21 +254,25 @@ impl App {
         config: &AppConfig,
         options: &AppOptions,
     ) -> Result<(LuaEngine, RunningGateway, Relay), AppError> {
-        let engine = LuaEngine::new(node.clone(), options.engine.clone())
+        let engine = LuaEngine::new(node.clone(), engine_config(config, &options.engine))
             .map_err(|e| AppError::Engine(Box::new(e)))?;
         for entry in &config.processes {
             engine
                 .register_process(&entry.id.to_string(), gateway::spec(entry))
-                .map_err(|source| AppError::Lua {
-                    entry: entry.id.clone(),
-                    file: entry.file.clone(),
-                    source: Box::new(source),
-                })?;
+                .map_err(AppError::lua(entry))?;
         }
         let handlers = gateway::handlers(config, &engine)?;
         let relay = Relay::new(node.clone());
         let registry = registry(&relay);
         let gateway = gateway::build(config, &registry, &handlers, options.listen_override)?;
+        let gateway = match node.shards() {
+            Some(shards) => gateway.accept_on(
+                (0..shards.len())
+                    .map(|i| shards.handle(i).clone())
+                    .collect(),
+            ),
+            None => gateway,
+        };
         let running = gateway
             .bind()
             .await
@@ -280,6 +309,22 @@ impl RunningApp {
     #[must_use]
     pub fn node(&self) -> &Node {
         &self.node
+    }
+
+    /// Whether server `id` serves TLS (`https://`).
+    #[must_use]
+    pub fn is_tls(&self, id: &str) -> bool {
+        self.gateway.is_tls(id)
+    }
+
+    /// Reloads every TLS server's certificates now (SIGHUP); established connections keep
+    /// theirs. Files are also reloaded when they change, without a signal.
+    ///
+    /// # Errors
+    ///
+    /// The first server whose files failed to load; it keeps the certificates in use.
+    pub fn reload_tls(&self) -> Result<(), wsrelay_http::Error> {
+        self.gateway.reload_tls()
     }
 
     /// The bound address of the operations listener, if one runs.
@@ -339,4 +384,30 @@ impl RunningApp {
             .map(|(_, count)| count)
             .sum()
     }
+}
+
+/// The engine settings for `config`: the value budget (`max_value_size`) admits the largest
+/// message a relay route accepts, with room for the table around it, so a Lua target can
+/// always pass on (echo, forward, broadcast) any message its clients may send.
+fn engine_config(config: &AppConfig, engine: &EngineConfig) -> EngineConfig {
+    /// Room for the `ws.send` table and its fields around the message's bytes.
+    const ENVELOPE: usize = 64 << 10;
+    let largest_message = config
+        .routers
+        .iter()
+        .filter(|router| {
+            router
+                .post_middleware
+                .iter()
+                .any(|name| name == wsrelay_relay::MIDDLEWARE_NAME)
+        })
+        .filter_map(|router| wsrelay_relay::RelayOptions::from_options(&router.post_options).ok())
+        .map(|relay| relay.max_message_size)
+        .max()
+        .unwrap_or(0);
+    let mut engine = engine.clone();
+    engine.max_value_size = engine
+        .max_value_size
+        .max(largest_message.saturating_add(ENVELOPE));
+    engine
 }

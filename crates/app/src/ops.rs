@@ -8,13 +8,16 @@
 //!
 //! Metrics are exported with `prometheus-client` (OpenMetrics text). Nothing is counted on
 //! the hot path by this module: a scrape reads the relay's and the Lua engine's atomic
-//! counters and walks the process table once (`Node::processes`, O(processes)).
+//! counters and walks the process table once (`Node::processes`, O(processes)). A clustered
+//! node's metrics are `prometheus-client` metrics of `wsrelay-cluster`, registered in the
+//! same registry (`ClusterStats::register`).
 //!
 //! # Admin API
 //!
 //! Every `/admin` request needs `Authorization: Bearer <token>` (compared in constant time);
 //! otherwise `401`. The token comes from the variable named by `admin.token_env` (or
-//! `admin.token`); an enabled admin API with no token refuses to start.
+//! `admin.token`); an enabled admin API with no token, or one shorter than 16 bytes,
+//! refuses to start.
 //!
 //! | request | answer |
 //! |---|---|
@@ -37,6 +40,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use serde_json::json;
+use wsrelay_config::AdminConfig;
 use wsrelay_http::{
     handler_fn, response, Gateway, PathParams, Request, Response, Router, RunningGateway, Server,
     ServerConfig,
@@ -45,7 +49,7 @@ use wsrelay_lua::LuaEngine;
 use wsrelay_process::{Map, Message, Node, Pid, Value};
 use wsrelay_relay::{Relay, CLOSE_REASONS};
 
-use crate::AppError;
+use crate::{AppError, TokenProblem};
 
 /// The server id of the operations listener (as it appears in logs).
 pub const OPS_SERVER_ID: &str = "wsrelay:ops";
@@ -135,27 +139,56 @@ impl Ops {
     }
 }
 
-/// Resolves the admin token: the variable named by `token_env`, else `token`.
+/// Resolves the admin token: the variable named by `token_env`, else `token`; surrounding
+/// white space is trimmed.
 ///
 /// # Errors
 ///
-/// [`AppError::OpsToken`] when admin is enabled and neither gives a non-empty token.
+/// [`AppError::OpsToken`] when admin is enabled and neither gives a non-empty token, or the
+/// token is shorter than [`AdminConfig::MIN_TOKEN_BYTES`] (the loader checks a literal
+/// `token` already; a variable is only read here).
 pub(crate) fn admin_token(ops: &wsrelay_config::OpsConfig) -> Result<Option<String>, AppError> {
     let Some(admin) = &ops.admin else {
         return Ok(None);
     };
-    let from_env = admin
-        .token_env
-        .as_ref()
-        .and_then(|name| std::env::var(name).ok())
-        .filter(|t| !t.trim().is_empty());
-    match from_env.or_else(|| admin.token.clone().filter(|t| !t.trim().is_empty())) {
-        Some(token) => Ok(Some(token.trim().to_owned())),
-        None => Err(AppError::OpsToken {
-            entry: ops.id.clone(),
-            file: ops.file.clone(),
-            var: admin.token_env.clone().unwrap_or_default(),
-        }),
+    let non_empty = |token: String| Some(token.trim().to_owned()).filter(|t| !t.is_empty());
+    let from_env = admin.token_env.as_ref().and_then(|var| {
+        let token = non_empty(std::env::var(var).ok()?)?;
+        Some((var, token))
+    });
+    let (field, var, token) = match (from_env, admin.token.clone().and_then(non_empty)) {
+        (Some((var, token)), _) => ("admin.token_env", Some(var.clone()), token),
+        (None, Some(token)) => ("admin.token", None, token),
+        (None, None) => {
+            let var = admin.token_env.clone().unwrap_or_default();
+            return Err(token_error(
+                ops,
+                "admin.token_env",
+                TokenProblem::Unset { var },
+            ));
+        }
+    };
+    let (len, min) = (token.len(), AdminConfig::MIN_TOKEN_BYTES);
+    if len < min {
+        return Err(token_error(
+            ops,
+            field,
+            TokenProblem::TooShort { var, len, min },
+        ));
+    }
+    Ok(Some(token))
+}
+
+fn token_error(
+    ops: &wsrelay_config::OpsConfig,
+    field: &'static str,
+    problem: TokenProblem,
+) -> AppError {
+    AppError::OpsToken {
+        entry: ops.id.clone(),
+        file: ops.file.clone(),
+        field,
+        problem: Box::new(problem),
     }
 }
 
@@ -219,15 +252,14 @@ fn healthz(state: &OpsState) -> Response {
 fn metrics(state: &Arc<OpsState>) -> Response {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Snapshot(state.clone())));
+    if let Some(cluster) = &state.cluster {
+        // The cluster's metrics live in the cluster crate; registering shares them.
+        cluster.register(&mut registry);
+    }
     let mut body = String::new();
     if let Err(error) = prometheus_client::encoding::text::encode(&mut body, &registry) {
         tracing::error!(%error, "cannot encode metrics");
         return response::text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n");
-    }
-    if let Some(cluster) = &state.cluster {
-        // The cluster renders its own families; they go before the closing `# EOF`.
-        let end = body.rfind("# EOF").unwrap_or(body.len());
-        body.insert_str(end, &cluster.render_prometheus());
     }
     let mut res = response::text(StatusCode::OK, body);
     res.headers_mut().insert(
