@@ -16,8 +16,8 @@ use serde::Serialize;
 use tokio_websockets::Message;
 
 use crate::cli::BroadcastArgs;
+use crate::dial::{ClientWs, Dialer};
 use crate::echo::new_histogram;
-use crate::idle::{open, resolve};
 
 /// How many handshakes run at once while opening connections.
 const CONNECT_CONCURRENCY: usize = 64;
@@ -59,7 +59,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         Some(url) => url.parse().context("--sender-url")?,
         None => sender_url(&args.url).parse().context("--url")?,
     };
-    let target = resolve(&uri).await?;
+    let dialer = Dialer::new(uri, None).await?;
     let sources = if args.sources.is_empty() {
         vec![IpAddr::from([127, 0, 0, 1])]
     } else {
@@ -69,9 +69,10 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     let receivers: Vec<_> = futures_util::stream::iter(0..args.clients)
         .map(|i| {
             let source = sources[i % sources.len()];
-            let uri = uri.clone();
+            let dialer = &dialer;
             async move {
-                open(source, target, uri)
+                dialer
+                    .open(source)
                     .await
                     .with_context(|| format!("receiver {i} from {source}"))
             }
@@ -87,8 +88,8 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     let clock = Instant::now();
     let delivered = Arc::new(AtomicU64::new(0));
     let give_up = clock
-        + Duration::from(args.interval) * u32::try_from(args.messages).unwrap_or(u32::MAX)
-        + Duration::from(args.timeout)
+        + args.interval * u32::try_from(args.messages).unwrap_or(u32::MAX)
+        + args.timeout
         + Duration::from_secs(2);
     let tasks: Vec<_> = receivers
         .into_iter()
@@ -110,7 +111,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     // Let the joins reach the server's room before the first message.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let progress = tokio::spawn(progress(delivered.clone(), args.clients as u64));
-    let mut ticker = tokio::time::interval(args.interval.into());
+    let mut ticker = tokio::time::interval(args.interval);
     for seq in 0..args.messages {
         ticker.tick().await;
         let micros = clock.elapsed().as_micros();
@@ -175,7 +176,7 @@ fn sender_url(url: &str) -> String {
 
 /// Reads frames until `messages` were seen, the connection fails, or `give_up`.
 async fn receive(
-    mut ws: tokio_websockets::WebSocketStream<tokio::net::TcpStream>,
+    mut ws: ClientWs,
     clock: Instant,
     messages: u64,
     delivered: Arc<AtomicU64>,

@@ -2,10 +2,16 @@
 //!
 //! To add a load: add a module with an `Args` struct and an async `run(args)`, and a variant to
 //! [`Command`].
+//!
+//! Durations (`--duration 10s`, `--interval 200ms`) use wsrelay's one duration grammar
+//! ([`wsrelay_config::parse_duration`]): `<number><unit>` terms with `h`, `m`, `s`, `ms`, `us`,
+//! `ns`, e.g. `1m30s`.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use wsrelay_config::parse_duration;
 
 /// WebSocket load generator for wsrelay (runs on one current-thread runtime: pin it with taskset).
 #[derive(Debug, Parser)]
@@ -33,9 +39,12 @@ pub enum Command {
 /// Options of `echo`.
 #[derive(Debug, Args)]
 pub struct EchoArgs {
-    /// Server URL, e.g. ws://127.0.0.1:9001/
+    /// Server URL, e.g. ws://127.0.0.1:9001/ or wss://localhost:9443/ (with --ca)
     #[arg(long)]
     pub url: String,
+    /// The CA that signed the server's certificate (PEM), for wss:// URLs.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
     /// Concurrent connections.
     #[arg(long, default_value_t = 100)]
     pub connections: usize,
@@ -43,8 +52,8 @@ pub struct EchoArgs {
     #[arg(long, default_value_t = 20)]
     pub payload: usize,
     /// How long to send, e.g. 10s.
-    #[arg(long, default_value = "10s")]
-    pub duration: humantime::Duration,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
     /// Print the result as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -63,8 +72,8 @@ pub struct IdleArgs {
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
     pub sources: Vec<IpAddr>,
     /// How long to hold the connections open once all are up.
-    #[arg(long, default_value = "10s")]
-    pub hold: humantime::Duration,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub hold: Duration,
     /// PIDs of the server (comma-separated; their RSS is summed): report its RSS per
     /// connection (VmRSS before and after).
     #[arg(long, value_delimiter = ',')]
@@ -95,11 +104,11 @@ pub struct BroadcastArgs {
     #[arg(long, default_value_t = 20)]
     pub messages: u64,
     /// Pause between two messages, e.g. 200ms.
-    #[arg(long, default_value = "200ms")]
-    pub interval: humantime::Duration,
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    pub interval: Duration,
     /// How long to wait for the last deliveries after the last message.
-    #[arg(long, default_value = "10s")]
-    pub timeout: humantime::Duration,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
     /// Print the result as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -108,9 +117,13 @@ pub struct BroadcastArgs {
 /// Options of `upgrade`.
 #[derive(Debug, Args)]
 pub struct UpgradeArgs {
-    /// Server URL, e.g. ws://127.0.0.1:9003/
+    /// Server URL, e.g. ws://127.0.0.1:9003/ or wss://localhost:9443/ (with --ca: every
+    /// cycle is then a full TLS handshake)
     #[arg(long)]
     pub url: String,
+    /// The CA that signed the server's certificate (PEM), for wss:// URLs.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
     /// Connect/upgrade/close cycles to run in all (warm-up included).
     #[arg(long, default_value_t = 20_000)]
     pub cycles: u64,
@@ -128,9 +141,44 @@ pub struct UpgradeArgs {
     #[arg(long, value_delimiter = ',')]
     pub server_pid: Vec<u32>,
     /// Pause before each RSS sample, so the server finishes closing.
-    #[arg(long, default_value = "2s")]
-    pub settle: humantime::Duration,
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub settle: Duration,
     /// Print the result as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_use_the_config_grammar() {
+        let cli = Cli::try_parse_from([
+            "wsrelay-bench",
+            "broadcast",
+            "--url",
+            "ws://127.0.0.1:1/",
+            "--interval",
+            "1m30s",
+        ])
+        .unwrap();
+        let Command::Broadcast(args) = cli.command else {
+            panic!("not broadcast")
+        };
+        assert_eq!(args.interval, Duration::from_secs(90));
+        assert_eq!(args.timeout, Duration::from_secs(10));
+        // humantime's spellings that the one grammar does not have are refused.
+        for bad in ["10 s", "2days", "1min"] {
+            let parsed = Cli::try_parse_from([
+                "wsrelay-bench",
+                "echo",
+                "--url",
+                "ws://127.0.0.1:1/",
+                "--duration",
+                bad,
+            ]);
+            assert!(parsed.is_err(), "{bad:?}");
+        }
+    }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio_websockets::Message;
 
 use crate::cli::EchoArgs;
+use crate::dial::{loopback_for, Dialer};
 
 /// Result of an echo run. Latencies are in microseconds.
 #[derive(Debug, Serialize)]
@@ -47,17 +48,19 @@ pub struct EchoReport {
 pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
     let uri: http::Uri = args.url.parse().context("--url")?;
     let payload = "x".repeat(args.payload);
+    let dialer = Dialer::new(uri.clone(), args.ca.as_deref()).await?;
+    let source = loopback_for(dialer.target());
     let mut clients = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
-        let (ws, _) = tokio_websockets::ClientBuilder::from_uri(uri.clone())
-            .connect()
+        let ws = dialer
+            .open(source)
             .await
             .with_context(|| format!("connection {i} to {uri}"))?;
         clients.push(ws);
     }
     let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let deadline = start + Duration::from(args.duration);
+    let deadline = start + args.duration;
     let progress = tokio::spawn(progress(counter.clone(), start));
     let tasks: Vec<_> = clients
         .into_iter()

@@ -1,15 +1,15 @@
 //! `idle`: opens many idle connections, spread over loopback source addresses (one source
 //! address gives about 28k ephemeral ports), and reports the server's RSS growth per connection.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use serde::Serialize;
-use tokio::net::TcpSocket;
 
 use crate::cli::IdleArgs;
+use crate::dial::Dialer;
 use crate::sys::rss_total;
 
 /// How many handshakes run at once while opening connections.
@@ -37,7 +37,7 @@ pub struct IdleReport {
 /// When the URL is bad, a connection cannot be opened or the server's RSS cannot be read.
 pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
     let uri: http::Uri = args.url.parse().context("--url")?;
-    let target = resolve(&uri).await?;
+    let dialer = Dialer::new(uri, None).await?;
     let rss_before = rss_total(&args.server_pid)?;
     let started = Instant::now();
     let sources = if args.sources.is_empty() {
@@ -48,9 +48,10 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
     let clients: Vec<_> = futures_util::stream::iter(0..args.connections)
         .map(|i| {
             let source = sources[i % sources.len()];
-            let uri = uri.clone();
+            let dialer = &dialer;
             async move {
-                open(source, target, uri)
+                dialer
+                    .open(source)
                     .await
                     .with_context(|| format!("connection {i} from {source}"))
             }
@@ -66,7 +67,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
         clients.len()
     );
     // Let the server finish its per-connection setup before sampling.
-    tokio::time::sleep(Duration::from(args.hold).min(Duration::from_secs(2))).await;
+    tokio::time::sleep(args.hold.min(Duration::from_secs(2))).await;
     let rss_after = rss_total(&args.server_pid)?;
     let rss_per_connection = match (rss_before, rss_after) {
         (Some(before), Some(after)) if !clients.is_empty() => {
@@ -97,34 +98,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
                 .map_or("-".to_owned(), |v| v.to_string())
         );
     }
-    tokio::time::sleep(Duration::from(args.hold)).await;
+    tokio::time::sleep(args.hold).await;
     drop(clients);
     Ok(())
-}
-
-pub(crate) async fn resolve(uri: &http::Uri) -> anyhow::Result<SocketAddr> {
-    let host = uri.host().context("--url has no host")?;
-    let port = uri.port_u16().unwrap_or(80);
-    tokio::net::lookup_host((host, port))
-        .await?
-        .next()
-        .with_context(|| format!("{host} does not resolve"))
-}
-
-pub(crate) async fn open(
-    source: IpAddr,
-    target: SocketAddr,
-    uri: http::Uri,
-) -> anyhow::Result<tokio_websockets::WebSocketStream<tokio::net::TcpStream>> {
-    let socket = if source.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.bind(SocketAddr::new(source, 0))?;
-    let stream = socket.connect(target).await?;
-    let (ws, _) = tokio_websockets::ClientBuilder::from_uri(uri)
-        .connect_on(stream)
-        .await?;
-    Ok(ws)
 }

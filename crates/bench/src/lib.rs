@@ -10,6 +10,7 @@
 pub mod bare;
 pub mod broadcast;
 pub mod cli;
+pub mod dial;
 pub mod echo;
 pub mod idle;
 pub mod server;

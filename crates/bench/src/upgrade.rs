@@ -15,8 +15,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::cli::UpgradeArgs;
+use crate::dial::Dialer;
 use crate::echo::new_histogram;
-use crate::idle::{open, resolve};
 use crate::sys::rss_total;
 
 /// Result of an upgrade run. Latencies are in microseconds (TCP connect + handshake).
@@ -51,18 +51,18 @@ pub struct UpgradeReport {
 /// When the URL is bad, the server's RSS cannot be read, or every cycle fails.
 pub async fn run(args: UpgradeArgs) -> anyhow::Result<()> {
     let uri: http::Uri = args.url.parse().context("--url")?;
-    let target = resolve(&uri).await?;
+    let dialer = Dialer::new(uri.clone(), args.ca.as_deref()).await?;
     let sources = if args.sources.is_empty() {
         vec![IpAddr::from([127, 0, 0, 1])]
     } else {
         args.sources.clone()
     };
-    let settle = Duration::from(args.settle);
+    let settle = args.settle;
     let rss_start = rss_total(&args.server_pid)?;
     let warmup = args.warmup.min(args.cycles);
     if warmup > 0 {
         eprintln!("warm-up: {warmup} cycles");
-        let (_, errors) = phase(&uri, target, &sources, warmup, args.concurrency).await;
+        let (_, errors) = phase(&dialer, &sources, warmup, args.concurrency).await;
         if errors == warmup {
             anyhow::bail!("every warm-up cycle failed (is {uri} up?)");
         }
@@ -72,7 +72,7 @@ pub async fn run(args: UpgradeArgs) -> anyhow::Result<()> {
     let measured = args.cycles - warmup;
     eprintln!("measuring: {measured} cycles");
     let started = Instant::now();
-    let (histogram, errors) = phase(&uri, target, &sources, measured, args.concurrency).await;
+    let (histogram, errors) = phase(&dialer, &sources, measured, args.concurrency).await;
     let seconds = started.elapsed().as_secs_f64();
     tokio::time::sleep(settle).await;
     let rss_end = rss_total(&args.server_pid)?;
@@ -122,8 +122,7 @@ pub async fn run(args: UpgradeArgs) -> anyhow::Result<()> {
 
 /// Runs `cycles` cycles, `concurrency` at a time; returns the handshake times and the failures.
 async fn phase(
-    uri: &http::Uri,
-    target: std::net::SocketAddr,
+    dialer: &Dialer,
     sources: &[IpAddr],
     cycles: u64,
     concurrency: usize,
@@ -134,7 +133,7 @@ async fn phase(
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
             let (next, done) = (next.clone(), done.clone());
-            let (uri, sources) = (uri.clone(), sources.to_vec());
+            let (dialer, sources) = (dialer.clone(), sources.to_vec());
             tokio::spawn(async move {
                 let mut histogram = new_histogram();
                 let mut errors = 0;
@@ -144,7 +143,7 @@ async fn phase(
                         break;
                     }
                     let source = sources[(i % sources.len() as u64) as usize];
-                    match cycle(source, target, uri.clone()).await {
+                    match cycle(&dialer, source).await {
                         Ok(micros) => histogram.saturating_record(micros.max(1)),
                         Err(_) => errors += 1,
                     }
@@ -168,13 +167,9 @@ async fn phase(
 
 /// One cycle: connect and upgrade (timed), then a client-initiated close handshake, reading
 /// until the server closes, so the server ends the connection (and its process) normally.
-async fn cycle(
-    source: IpAddr,
-    target: std::net::SocketAddr,
-    uri: http::Uri,
-) -> anyhow::Result<u64> {
+async fn cycle(dialer: &Dialer, source: IpAddr) -> anyhow::Result<u64> {
     let started = Instant::now();
-    let mut ws = open(source, target, uri).await?;
+    let mut ws = dialer.open(source).await?;
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     ws.close().await?;
     let drained = tokio::time::timeout(Duration::from_secs(10), async {

@@ -5,7 +5,7 @@
 //! process -> client. Used for conformance (kosoku) and as the relay side of the echo
 //! benchmark against `ws-echo` (same WebSocket layer, no relay). With `--shared-target` every
 //! connection goes to one target process instead, so the idle memory per connection counts the
-//! relay connection alone.
+//! relay connection alone. `--compression` turns permessage-deflate on.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use wsrelay_http::{
     handler_fn, response, Gateway, MiddlewareRegistry, Options, Router, Server, ServerConfig,
 };
 use wsrelay_process::{Context, HostConfig, Node, SpawnOptions, Value};
-use wsrelay_relay::{ClientEvent, ClientEventKind, Outgoing, Relay};
+use wsrelay_relay::{ClientEvent, ClientEventKind, NotUpgraded, Outgoing, Relay};
 
 /// Echo server through the wsrelay relay.
 #[derive(Debug, Parser)]
@@ -30,6 +30,12 @@ struct Args {
     /// One target process for all connections instead of one per connection.
     #[arg(long)]
     shared_target: bool,
+    /// Negotiate permessage-deflate (`wsrelay.compression: permessage-deflate`).
+    #[arg(long)]
+    compression: bool,
+    /// With --compression: `wsrelay.compression_threshold` in bytes.
+    #[arg(long)]
+    compression_threshold: Option<usize>,
 }
 
 const HOST: &str = "bench:processes";
@@ -61,6 +67,15 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // A load generator is one client opening thousands of connections: no admission limits.
     options.insert("wsrelay.max_connections".into(), "unlimited".into());
     options.insert("wsrelay.upgrade_rate".into(), "off".into());
+    if args.compression {
+        options.insert("wsrelay.compression".into(), "permessage-deflate".into());
+    }
+    if let Some(threshold) = args.compression_threshold {
+        options.insert(
+            "wsrelay.compression_threshold".into(),
+            threshold.to_string(),
+        );
+    }
 
     let shared = if args.shared_target {
         Some(node.spawn(HOST, SpawnOptions::new(), |ctx| echo(ctx, true))?)
@@ -111,12 +126,17 @@ async fn echo(ctx: Context, shared: bool) {
     loop {
         let msg = ctx.recv().await;
         let Some(event) = msg.payload().downcast_ref::<ClientEvent>() else {
+            // A request that never became a connection (`ws.leave` `not_upgraded`) ends a
+            // target of its own, as it ends a Lua one.
+            if !shared && msg.payload().downcast_ref::<NotUpgraded>().is_some() {
+                return;
+            }
             continue;
         };
         match &event.kind {
             ClientEventKind::Message { text, data } => {
                 let out = if *text {
-                    Outgoing(wsrelay_ws::Message::Text(data.clone()))
+                    Outgoing::Frame(wsrelay_ws::Message::Text(data.clone()))
                 } else {
                     Outgoing::binary(data.clone())
                 };

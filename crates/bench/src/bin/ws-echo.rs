@@ -1,5 +1,6 @@
-//! `ws-echo --addr ADDR`: echo server on path `/` built on `wsrelay-ws` (not on the raw
-//! library). Used by `scripts/conformance.sh` and by the benchmarks as "our layer".
+//! `ws-echo --addr ADDR [--compression]`: echo server on path `/` built on `wsrelay-ws`
+//! (not on the raw library). Used by `scripts/conformance.sh` and by the benchmarks as "our
+//! layer"; `--compression` negotiates permessage-deflate with the default settings.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use clap::Parser;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use wsrelay_bench::server::{text, Body};
-use wsrelay_ws::{Config, Event};
+use wsrelay_ws::{Compression, Config, Event};
 
 /// Echo server built on wsrelay-ws.
 #[derive(Debug, Parser)]
@@ -19,12 +20,23 @@ struct Args {
     /// Largest message accepted, in bytes (larger ones close with 1009).
     #[arg(long, default_value_t = 16 << 20)]
     max_message_size: usize,
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it.
+    #[arg(long)]
+    compression: bool,
+    /// With --compression: messages shorter than this are sent uncompressed.
+    #[arg(long, default_value_t = Compression::default().threshold)]
+    compression_threshold: usize,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     wsrelay_bench::sys::raise_nofile_limit()?;
-    let config = Config::default().max_message_size(args.max_message_size);
+    let compression = args
+        .compression
+        .then(|| Compression::default().threshold(args.compression_threshold));
+    let config = Config::default()
+        .max_message_size(args.max_message_size)
+        .compression(compression);
     wsrelay_bench::server::block_on_current_thread(wsrelay_bench::server::serve(
         args.addr,
         move |request| handle(config.clone(), request),
