@@ -95,6 +95,7 @@ trap cleanup EXIT
 declare -A PORT=(
   [ws-echo]=19201 [relay-rust]=19202 [relay-lua]=19203 [node-ws]=19204 [uws]=19205
   [pushpin]=19206 [relay-rust-shared]=19208 [broadcast]=19210 [handlers]=19211
+  [fws]=19212 [lua-hello]=19213 [node-http]=19214
 )
 PUSHPIN_BACKEND_PORT=19207
 
@@ -121,12 +122,15 @@ app_copy() { # app_copy DIR PORT -> a copy of the example app listening on PORT
 start() { # start NAME: starts the server, records its PIDs
   local name=$1 port=${PORT[$1]} log=$OUT/logs/$1.log
   case $name in
+    fws) taskset -c $SERVER_CPU "$BIN/bare-echo" --lib fastwebsockets --addr "127.0.0.1:$port" >"$log" 2>&1 & ;;
     ws-echo) taskset -c $SERVER_CPU "$BIN/ws-echo" --addr "127.0.0.1:$port" >"$log" 2>&1 & ;;
     relay-rust) taskset -c $SERVER_CPU "$BIN/relay-echo" --addr "127.0.0.1:$port" >"$log" 2>&1 & ;;
     relay-rust-shared) taskset -c $SERVER_CPU "$BIN/relay-echo" --shared-target --addr "127.0.0.1:$port" >"$log" 2>&1 & ;;
     relay-lua) RUST_LOG=warn taskset -c $SERVER_CPU "$BIN/wsrelay" run "$(app_copy examples/echo "$port")" >"$log" 2>&1 & ;;
     broadcast) RUST_LOG=warn taskset -c $SERVER_CPU "$BIN/wsrelay" run "$(app_copy examples/broadcast "$port")" >"$log" 2>&1 & ;;
     handlers) taskset -c $SERVER_CPU "$BIN/handler-bench" --addr "127.0.0.1:$port" >"$log" 2>&1 & ;;
+    lua-hello) RUST_LOG=warn taskset -c $SERVER_CPU "$BIN/wsrelay" run "$(app_copy examples/hello "$port")" >"$log" 2>&1 & ;;
+    node-http) taskset -c $SERVER_CPU node "$NODE_DIR/http-hello.js" "$port" >"$log" 2>&1 & ;;
     node-ws) taskset -c $SERVER_CPU node "$NODE_DIR/ws-echo.js" "$port" >"$log" 2>&1 & ;;
     uws) taskset -c $SERVER_CPU node "$NODE_DIR/uws-echo.js" "$port" >"$log" 2>&1 & ;;
     pushpin) start_pushpin "$port" "$log"; return ;;
@@ -179,8 +183,9 @@ gen() { taskset -c $CLIENT_CPU "$BIN/wsrelay-bench" "$@"; }
 
 # ===== measures =====
 
-ECHO_SERVERS=(ws-echo relay-rust relay-lua node-ws uws pushpin)
-IDLE_SERVERS=(ws-echo relay-rust-shared relay-rust relay-lua node-ws uws pushpin)
+ECHO_SERVERS=(fws ws-echo relay-rust-shared relay-rust relay-lua node-ws uws pushpin)
+ECHO_SERVERS=(${ECHO_ONLY:-${ECHO_SERVERS[@]}})
+IDLE_SERVERS=(fws ws-echo relay-rust-shared relay-rust relay-lua node-ws uws pushpin)
 IDLE_SERVERS=(${IDLE_ONLY:-${IDLE_SERVERS[@]}})
 
 if wants echo; then
@@ -229,28 +234,35 @@ if wants broadcast; then
 fi
 
 if wants upgrade; then
-  log "upgrade: $CYCLES connect/upgrade/close cycles through the Lua handler (examples/echo)"
+  log "upgrade: $CYCLES connect/upgrade/close cycles through the Lua handler (examples/echo), and to bare fastwebsockets"
   for r in $(seq "$RUNS"); do
-    log "upgrade run $r"
-    start relay-lua
-    gen upgrade --url "ws://127.0.0.1:${PORT[relay-lua]}/" --cycles "$CYCLES" --warmup "$WARMUP" \
-      --concurrency 32 --sources "$SOURCES" --server-pid "$(cat "$WORK/relay-lua.pids")" \
-      --json 2>>"$OUT/logs/gen-upgrade.log" | sed 's/^{/{"server":"relay-lua",/' >> "$OUT/upgrade.jsonl" \
-      || log "upgrade run $r failed"
-    stop relay-lua
+    for s in relay-lua fws; do
+      log "upgrade $s run $r"
+      start $s
+      gen upgrade --url "ws://127.0.0.1:${PORT[$s]}/" --cycles "$CYCLES" --warmup "$WARMUP" \
+        --concurrency 32 --sources "$SOURCES" --server-pid "$(cat "$WORK/$s.pids")" \
+        --json 2>>"$OUT/logs/gen-upgrade.log" | sed "s/^{/{\"server\":\"$s\",/" >> "$OUT/upgrade.jsonl" \
+        || log "upgrade $s run $r failed"
+      stop $s
+    done
   done
 fi
 
 if wants http; then
-  log "http: wrk on a Lua and a Rust endpoint of one server"
-  start handlers
-  for path in rust lua; do # warm-up
-    taskset -c $CLIENT_CPU wrk -t1 -c50 -d1s "http://127.0.0.1:${PORT[handlers]}/$path" >/dev/null
+  log "http: wrk -c64 on hello endpoints: Lua (wsrelay run examples/hello), Node http, Rust handler"
+  start handlers; start lua-hello; start node-http
+  declare -A HTTP_URL=(
+    [rust]="http://127.0.0.1:${PORT[handlers]}/rust"
+    [lua]="http://127.0.0.1:${PORT[lua-hello]}/hello"
+    [node]="http://127.0.0.1:${PORT[node-http]}/"
+  )
+  for path in rust lua node; do # warm-up
+    taskset -c $CLIENT_CPU wrk -t1 -c64 -d1s "${HTTP_URL[$path]}" >/dev/null
   done
   for r in $(seq "$RUNS"); do
-    for path in rust lua; do
-      log "wrk /$path run $r"
-      taskset -c $CLIENT_CPU wrk -t1 -c50 -d"$WRK_DURATION" --latency "http://127.0.0.1:${PORT[handlers]}/$path" \
+    for path in rust lua node; do
+      log "wrk $path run $r"
+      taskset -c $CLIENT_CPU wrk -t1 -c64 -d"$WRK_DURATION" --latency "${HTTP_URL[$path]}" \
         > "$OUT/logs/wrk-$path-$r.txt"
       awk -v ep="$path" '
         /Requests\/sec:/ {rps=$2}
@@ -260,7 +272,7 @@ if wants http; then
       ' "$OUT/logs/wrk-$path-$r.txt" >> "$OUT/http.jsonl"
     done
   done
-  stop handlers
+  stop handlers; stop lua-hello; stop node-http
 fi
 
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"

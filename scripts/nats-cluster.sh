@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A 3-server NATS cluster on 127.0.0.1 for wsrelay cluster tests (CLUSTER.md §3).
+# A 3-server NATS cluster on 127.0.0.1 for wsrelay cluster tests (docs/cluster-design.md §3).
 #
 #   scripts/nats-cluster.sh start DIR [N]   start all servers (or server N = 1..3)
 #   scripts/nats-cluster.sh stop  DIR [N]   stop all servers (or server N), by their PIDs
@@ -11,6 +11,9 @@
 # One WSR user per node (NODES, default "a b c d e n1 n2 n3 n4 n5"), password "<node>-pw",
 # allowed to publish wsr.$CLUSTER.n.*.<node> only (so a node can publish only as itself)
 # and to subscribe to its own inbox subjects; user "admin" / "admin-pw" for tooling.
+# These permissions do NOT authenticate frame sources on their own: "admin" may publish
+# anywhere, and the JetStream API that cluster names need lets a node have the server
+# publish on another node's subjects (docs/cluster.md, Security). Use a cluster secret.
 # Node credentials files (user:password) are written to DIR/creds/<node>.
 set -euo pipefail
 

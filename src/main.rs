@@ -9,8 +9,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use wsrelay_app::{demo, load_options, App, AppError, AppOptions};
 use wsrelay_config::AppConfig;
+
+/// The allocator: a relayed message, an upgrade and a handler call each allocate and free
+/// dozens of small blocks across Rust and Lua, and mimalloc's per-thread free lists serve them
+/// at a fraction of glibc's cost (measured in docs/BENCHMARKS.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// How long shutdown waits for connections and in-flight requests, by default.
 const DRAIN_TIMEOUT: &str = "10s";
@@ -21,7 +28,10 @@ Examples:
   wsrelay run --listen 0.0.0.0:9000    the demo, on another address
   wsrelay run examples/chat            run the app in a directory
   wsrelay run --metrics 127.0.0.1:9090 also serve /metrics and /healthz there
-  wsrelay check examples/seed          validate an app without starting it
+  wsrelay check --strict examples/seed validate an app without starting it
+                                       (--strict: unknown entry fields are errors)
+  kill -HUP <pid>                      reload TLS certificates now (they are also
+                                       reloaded when their files change)
 
 Logging: RUST_LOG=debug wsrelay run   (default: info)";
 
@@ -49,11 +59,18 @@ enum Command {
         /// How long shutdown waits for connections to drain (e.g. 500ms, 10s, 1m).
         #[arg(long, value_name = "DURATION", default_value = DRAIN_TIMEOUT, value_parser = parse_drain)]
         drain_timeout: Duration,
+        /// Unknown entry fields are errors, not warnings (an older build would ignore
+        /// `tls:` and serve plain HTTP; this refuses to start instead).
+        #[arg(long)]
+        strict: bool,
     },
     /// Validate an app directory without starting it.
     Check {
         /// The app directory.
         dir: PathBuf,
+        /// Unknown entry fields are errors, not warnings.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -86,16 +103,31 @@ fn main() -> ExitCode {
         raise_open_file_limit();
     }
     let result = match cli.command {
-        Command::Check { dir } => check(&dir),
+        Command::Check { dir, strict } => check(&dir, strict),
         Command::Run {
             dir,
             listen,
             metrics,
             drain_timeout,
-        } => tokio::runtime::Runtime::new()
-            .context("cannot start the Tokio runtime")
-            .map_err(Failure::from)
-            .and_then(|rt| rt.block_on(run(dir, listen, metrics, drain_timeout))),
+            strict,
+        } => {
+            // The control runtime (signals, start-up, the ops listener) needs no more than one
+            // thread: connections and processes run on the app's shards, one per core.
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the Tokio runtime")
+                .map_err(Failure::from)
+                .and_then(|rt| {
+                    let options = RunOptions {
+                        listen,
+                        metrics,
+                        drain_timeout,
+                        strict,
+                    };
+                    rt.block_on(run(dir, options))
+                })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,14 +164,15 @@ fn raise_open_file_limit() {
     }
 }
 
-fn load(dir: &Path) -> Result<AppConfig, Failure> {
-    let config = AppConfig::load(dir, &load_options()).map_err(AppError::from)?;
+fn load(dir: &Path, strict: bool) -> Result<AppConfig, Failure> {
+    let options = load_options().with_strict(strict);
+    let config = AppConfig::load(dir, &options).map_err(AppError::from)?;
     wsrelay_app::check(&config)?;
     Ok(config)
 }
 
-fn check(dir: &Path) -> Result<(), Failure> {
-    let config = load(dir)?;
+fn check(dir: &Path, strict: bool) -> Result<(), Failure> {
+    let config = load(dir, strict)?;
     let entries = config.services.len()
         + config.routers.len()
         + config.endpoints.len()
@@ -148,6 +181,7 @@ fn check(dir: &Path) -> Result<(), Failure> {
         + config.processes.len()
         + config.hosts.len()
         + config.process_services.len()
+        + config.pg_scopes.len()
         + usize::from(config.cluster.is_some())
         + usize::from(config.ops.is_some());
     println!("ok: {entries} entries");
@@ -158,42 +192,78 @@ fn parse_drain(text: &str) -> Result<Duration, String> {
     wsrelay_config::parse_positive_duration(text).map_err(|e| e.to_string())
 }
 
-async fn run(
-    dir: Option<PathBuf>,
+/// The options of `run` besides the directory.
+struct RunOptions {
     listen: Option<SocketAddr>,
     metrics: Option<SocketAddr>,
     drain_timeout: Duration,
-) -> Result<(), Failure> {
+    strict: bool,
+}
+
+async fn run(dir: Option<PathBuf>, options: RunOptions) -> Result<(), Failure> {
     // The demo's files live in a temporary directory for as long as `_demo` does.
     let (config, _demo) = match dir {
-        Some(dir) => (load(&dir)?, None),
+        Some(dir) => (load(&dir, options.strict)?, None),
         None => {
-            let demo = demo::load(&load_options())?;
+            let demo = demo::load(&load_options().with_strict(true))?;
             (demo.config.clone(), Some(demo))
         }
     };
-    let options = AppOptions::default()
-        .with_listen(listen)
-        .with_ops_listen(metrics);
-    let app = App::start(config, options).await?;
+    let app_options = AppOptions::default()
+        .with_listen(options.listen)
+        .with_ops_listen(options.metrics);
+    // Before the "serving" lines: a supervisor may signal as soon as it reads them.
+    let mut signals = Signals::install()?;
+    let app = App::start(config, app_options).await?;
     for (server, addr) in app.addrs() {
-        println!("wsrelay: {server} serving http://{addr}/");
+        let scheme = if app.is_tls(&server) { "https" } else { "http" };
+        println!("wsrelay: {server} serving {scheme}://{addr}/");
     }
     if let Some(addr) = app.ops_addr() {
         println!("wsrelay: ops serving http://{addr}/metrics");
     }
-    wait_for_signal().await?;
+    while signals.wait().await == Wake::Reload {
+        tracing::info!("SIGHUP: reloading TLS certificates");
+        // A failure is logged by the gateway; the certificates in use stay.
+        let _ = app.reload_tls();
+    }
     tracing::info!("signal received; shutting down");
-    app.shutdown(drain_timeout).await;
+    app.shutdown(options.drain_timeout).await;
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM.
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT"),
-        _ = terminate.recv() => Ok(()),
+/// Listeners for SIGINT, SIGTERM and SIGHUP. Once installed, these signals no longer
+/// kill the process (their default action) but end [`Signals::wait`].
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+/// What a signal asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Wake {
+    /// SIGINT or SIGTERM.
+    Stop,
+    /// SIGHUP: reload the TLS certificates.
+    Reload,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            hangup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
+        })
+    }
+
+    /// Waits for the next signal.
+    async fn wait(&mut self) -> Wake {
+        tokio::select! {
+            _ = self.interrupt.recv() => Wake::Stop,
+            _ = self.terminate.recv() => Wake::Stop,
+            _ = self.hangup.recv() => Wake::Reload,
+        }
     }
 }

@@ -112,7 +112,7 @@ const ADMIN: &str = "  - name: ops
     addr: \"127.0.0.1:0\"
     admin:
       enabled: true
-      token: s3cret-token
+      token: s3cret-token-0123456789
 ";
 
 #[tokio::test]
@@ -124,12 +124,12 @@ async fn admin_api_needs_the_token_lists_and_closes_connections() {
     for auth in [
         "",
         "Authorization: Bearer wrong\r\n",
-        "Authorization: s3cret-token\r\n",
+        "Authorization: s3cret-token-0123456789\r\n",
     ] {
         let answer = get(ops, "/admin/connections", auth).await;
         assert_eq!(status_of(&answer), 401, "{auth:?}: {answer}");
     }
-    let auth = "Authorization: Bearer s3cret-token\r\n";
+    let auth = "Authorization: Bearer s3cret-token-0123456789\r\n";
     let answer = get(ops, "/admin/connections", auth).await;
     assert_eq!(status_of(&answer), 200, "{answer}");
     let list: serde_json::Value = serde_json::from_str(body_of(&answer)).unwrap();

@@ -1,5 +1,9 @@
--- The manager of one chat room: tracks its members and broadcasts.
+-- The manager of one chat room: tracks its members and broadcasts to them. The room's
+-- connections form a process group (scope app:chat, group = the room's name): one group
+-- send encodes a message once for all of them, and a connection leaves the group by itself
+-- when it ends.
 local json = require("json")
+local pg = require("pg")
 
 local function run(room)
     -- Only one process may serve a room: a second one (two first joins at
@@ -9,6 +13,7 @@ local function run(room)
         return
     end
 
+    local group = assert(pg.open("app:chat"))
     local clients = {} -- client_pid -> true (as in the seed)
     local users = {}   -- client_pid -> user name
 
@@ -22,10 +27,7 @@ local function run(room)
     end
 
     local function broadcast(message)
-        local data = json.encode(message)
-        for pid, _ in pairs(clients) do
-            process.send(pid, "ws.send", { type = "text", data = data })
-        end
+        group:broadcast(room, "ws.send", { type = "text", data = json.encode(message) })
     end
 
     local function notice(event, user)
@@ -46,6 +48,7 @@ local function run(room)
             local user = (data.metadata and data.metadata.user) or "anonymous"
             clients[data.client_pid] = true
             users[data.client_pid] = user
+            group:join(room, data.client_pid)
             notice("join", user)
         elseif topic == "ws.message" then
             local content = json.decode(data.data)
@@ -59,11 +62,22 @@ local function run(room)
                 })
             end
         elseif topic == "ws.leave" then
-            local user = users[data.client_pid]
-            if clients[data.client_pid] then
-                clients[data.client_pid] = nil
-                users[data.client_pid] = nil
+            -- No client_pid (reason "not_upgraded"): the request that found or
+            -- started this room never became a connection; nobody to remove.
+            local pid = data.client_pid
+            if pid and clients[pid] then
+                local user = users[pid]
+                clients[pid] = nil
+                users[pid] = nil
+                -- Still a member if it was transferred away rather than closed.
+                group:leave(room, pid)
                 notice("leave", user)
+            end
+            -- An empty room ends, and its name with it: the next join starts a new
+            -- one. Otherwise every room name ever asked for (a plain GET is enough)
+            -- would keep a process.
+            if next(clients) == nil then
+                break
             end
         end
         -- ws.heartbeat: nothing to do; the relay keeps the connection alive.

@@ -90,8 +90,11 @@ local function handler()
             handle_message(data.client_pid, content)
 
         elseif topic == "ws.leave" then
-            -- Cliente desconectou
-            cleanup(data.client_pid)
+            -- Cliente desconectou. Without client_pid (reason "not_upgraded") the
+            -- request that spawned us never became a connection: nobody to clean up.
+            if data.client_pid then
+                cleanup(data.client_pid)
+            end
             -- One process per connection: done when its client is gone.
             if next(clients) == nil and not is_hub then break end
         end

@@ -5,11 +5,10 @@
 //   FOREIGN_PORT  a second local HTTP server serving tests/e2e/foreign.html
 // Prints one "PASS name" / "FAIL name: why" per test and, last,
 // "RESULT passed=N failed=M". Exit status 1 when a test failed.
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import http from 'node:http';
-import { join, dirname } from 'node:path';
+import { dirname } from 'node:path';
+import { assert, launch, suite, T } from './browser_support.mjs';
 
 const [demoPort, foreignPort, shot] = process.argv.slice(2);
 if (!demoPort || !foreignPort || !shot) {
@@ -17,36 +16,9 @@ if (!demoPort || !foreignPort || !shot) {
   process.exit(2);
 }
 const DEMO = `http://127.0.0.1:${demoPort}/`;
-const T = 10_000;
-
-let passed = 0;
-let failed = 0;
-async function test(name, fn) {
-  try {
-    await fn();
-    console.log(`PASS chat.${name}`);
-    passed++;
-  } catch (e) {
-    console.log(`FAIL chat.${name}: ${String(e && e.message || e).split('\n')[0]}`);
-    console.error(e);
-    failed++;
-  }
-}
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-const userDataDir = mkdtempSync(join(tmpdir(), 'wsrelay-e2e-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--no-first-run', '--disable-component-update', '--disable-sync',
-  ],
-  viewport: { width: 1000, height: 700 },
-});
-context.setDefaultTimeout(T);
+const { test, finish } = suite('chat');
+const browser = await launch({ viewport: { width: 1000, height: 700 } });
+const { context } = browser;
 
 async function joinRoom(page, user, room) {
   await page.goto(DEMO);
@@ -146,9 +118,7 @@ try {
     await seesLine(alice, 'alice', 'still here');
   });
 } finally {
-  await context.close().catch(() => {});
-  rmSync(userDataDir, { recursive: true, force: true });
+  await browser.close();
 }
 
-console.log(`RESULT passed=${passed} failed=${failed}`);
-process.exit(failed ? 1 : 0);
+finish();

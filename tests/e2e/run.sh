@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # End-to-end tests with real third-party clients:
 #   seed_client.py   Python `websockets` against examples/seed
+#   deflate_client.py Python `websockets` (permessage-deflate, subprotocols) against ws-echo
+#                    and examples/echo with compression on
 #   chat_browser.mjs headless Chromium (playwright-core) against the built-in chat demo
-# Env: WSRELAY_BIN (skip the build), CHROMIUM (default /usr/bin/chromium),
-#      E2E_SKIP_BROWSER=1 (seed tests only).
+#   extensions_browser.mjs headless Chromium: a subprotocol and permessage-deflate through
+#                    the relay (examples/echo with compression on)
+#   tls_h2_client.py Python `websockets` over wss:// and the `h2` package (RFC 8441 extended
+#                    CONNECT, over TLS by ALPN and over h2c) against examples/echo with TLS
+#   wss_browser.mjs  headless Chromium over wss:// trusting the test CA (NSS database made
+#                    with certutil)
+# Env: WSRELAY_BIN (skip the build), WS_ECHO_BIN (likewise for ws-echo),
+#      CHROMIUM (default /usr/bin/chromium), E2E_SKIP_BROWSER=1 (no browser tests).
 # Last line of output: "N passed, M failed".
 set -euo pipefail
 
@@ -25,12 +33,23 @@ else
     BIN="$ROOT/target/release/wsrelay"
 fi
 [[ -x "$BIN" ]] || { log "no executable at $BIN"; exit 1; }
+if [[ -n "${WS_ECHO_BIN:-}" ]]; then
+    WS_ECHO="$WS_ECHO_BIN"
+else
+    log "building ws-echo (release)"
+    cargo build --release -p wsrelay-bench --bin ws-echo
+    WS_ECHO="$ROOT/target/release/ws-echo"
+fi
 
 # ---- dependencies (installed only when missing) ---------------------------
 PY="${PYTHON:-python3}"
 if ! "$PY" -c 'import websockets' 2>/dev/null; then
     log "installing websockets"
     "$PY" -m pip install --quiet websockets
+fi
+if ! "$PY" -c 'import h2' 2>/dev/null; then
+    log "installing h2"
+    "$PY" -m pip install --quiet h2 || "$PY" -m pip install --quiet --break-system-packages h2
 fi
 SKIP_BROWSER="${E2E_SKIP_BROWSER:-0}"
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
@@ -40,6 +59,11 @@ if [[ "$SKIP_BROWSER" != 1 ]]; then
         log "installing chromium"
         apt-get update
         DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+    fi
+    if ! command -v certutil >/dev/null 2>&1; then
+        log "installing libnss3-tools (certutil)"
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y libnss3-tools
     fi
     if [[ ! -d "$HERE/node_modules/playwright-core" ]]; then
         log "installing playwright-core"
@@ -89,8 +113,8 @@ SEED_PORT=$(free_port)
 cp -r "$ROOT/examples/seed" "$TMP/seed"
 sed -i "s/addr: \"127.0.0.1:8081\"/addr: \"127.0.0.1:$SEED_PORT\"/" "$TMP/seed/app.yaml"
 grep -q "127.0.0.1:$SEED_PORT" "$TMP/seed/app.yaml" || { log "could not set the seed app's port"; exit 1; }
-"$BIN" check "$TMP/seed" >&2
-"$BIN" run "$TMP/seed" >"$OUT/seed.log" 2>&1 &
+"$BIN" check --strict "$TMP/seed" >&2
+"$BIN" run --strict "$TMP/seed" >"$OUT/seed.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$SEED_PORT/ws/connect" "$OUT/seed.log" "${PIDS[-1]}"
 
@@ -117,6 +141,109 @@ set -e
 tally "$OUT/seed_client.out"
 [[ $rc -ne 0 ]] && { log "seed_client.py failed (stderr in $OUT/seed_client.err)"; cat "$OUT/seed_client.err" >&2; }
 
+# ---- permessage-deflate and subprotocols ----------------------------------
+WS_ECHO_PORT=$(free_port)
+"$WS_ECHO" --addr "127.0.0.1:$WS_ECHO_PORT" --compression --max-message-size 1048576 \
+    >"$OUT/ws-echo.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$WS_ECHO_PORT/" "$OUT/ws-echo.log" "${PIDS[-1]}"
+
+# examples/echo with compression on, v2.chat and mqtt accepted, and a 1 MiB message limit.
+ECHO_PORT=$(free_port)
+cp -r "$ROOT/examples/echo" "$TMP/echo"
+sed -i -e "s/addr: \"127.0.0.1:9003\"/addr: \"127.0.0.1:$ECHO_PORT\"/" \
+    -e 's/wsrelay.max_message_size: "16MiB"/wsrelay.max_message_size: "1MiB"\n      wsrelay.compression: permessage-deflate\n      wsrelay.subprotocols: "v2.chat, mqtt"/' \
+    "$TMP/echo/app.yaml"
+grep -q "wsrelay.compression: permessage-deflate" "$TMP/echo/app.yaml" \
+    && grep -q "127.0.0.1:$ECHO_PORT" "$TMP/echo/app.yaml" \
+    || { log "could not configure the echo app"; exit 1; }
+"$BIN" check --strict "$TMP/echo" >&2
+"$BIN" run --strict "$TMP/echo" >"$OUT/echo.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$ECHO_PORT/" "$OUT/echo.log" "${PIDS[-1]}"
+
+log "ws-echo on 127.0.0.1:$WS_ECHO_PORT, echo app on 127.0.0.1:$ECHO_PORT (compression on)"
+for target in "ws-echo ws://127.0.0.1:$WS_ECHO_PORT/" "relay ws://127.0.0.1:$ECHO_PORT/ --subprotocol v2.chat"; do
+    name=${target%% *}
+    set +e
+    # shellcheck disable=SC2086 # the target's words are the arguments
+    "$PY" "$HERE/deflate_client.py" $target 2>"$OUT/deflate_$name.err" | tee "$OUT/deflate_$name.out"
+    rc=${PIPESTATUS[0]}
+    set -e
+    tally "$OUT/deflate_$name.out"
+    [[ $rc -ne 0 ]] && { log "deflate_client.py $name failed (stderr in $OUT/deflate_$name.err)"; cat "$OUT/deflate_$name.err" >&2; }
+done
+
+# ---- TLS and HTTP/2 (RFC 8441) --------------------------------------------
+# examples/echo on a TLS listener with the test certificate, plus a cleartext listener with
+# h2c on; both with --strict, as deployments should run.
+CERTS="$ROOT/tests/fixtures/tls"
+TLS_PORT=$(free_port)
+H2C_PORT=$(free_port)
+cp -r "$ROOT/examples/echo" "$TMP/echo-tls"
+sed -i -e "s|addr: \"127.0.0.1:9003\"|addr: \"127.0.0.1:$TLS_PORT\"\n    tls:\n      cert: \"$CERTS/server.pem\"\n      key: \"$CERTS/server.key\"|" \
+    "$TMP/echo-tls/app.yaml"
+grep -q "$CERTS/server.key" "$TMP/echo-tls/app.yaml" || { log "could not configure TLS on the echo app"; exit 1; }
+cat >"$TMP/echo-tls/h2c.yaml" <<YAML
+namespace: echo
+entries:
+  - name: gateway_h2c
+    kind: http.service
+    addr: "127.0.0.1:$H2C_PORT"
+    h2c: true
+  - name: root_h2c
+    kind: http.router
+    meta: { server: gateway_h2c }
+    prefix: /
+    post_middleware: [websocket_relay]
+    post_options:
+      wsrelay.allowed.origins: "*"
+  - name: connect_h2c
+    kind: http.endpoint
+    meta: { router: root_h2c }
+    method: GET
+    path: /
+    func: connect
+YAML
+"$BIN" check --strict "$TMP/echo-tls" >&2
+RUST_LOG=info,wsrelay_http=debug "$BIN" run --strict "$TMP/echo-tls" >"$OUT/echo-tls.log" 2>&1 &
+PIDS+=($!)
+# The cleartext listener also serves HTTP/1.1; both listeners are bound together.
+wait_http "http://127.0.0.1:$H2C_PORT/" "$OUT/echo-tls.log" "${PIDS[-1]}"
+grep -q "serving https://127.0.0.1:$TLS_PORT/" "$OUT/echo-tls.log" \
+    || { log "the TLS listener is not announced as https"; cat "$OUT/echo-tls.log" >&2; exit 1; }
+
+log "echo app with TLS on 127.0.0.1:$TLS_PORT, h2c on 127.0.0.1:$H2C_PORT"
+set +e
+"$PY" "$HERE/tls_h2_client.py" localhost "$TLS_PORT" "$CERTS/ca.pem" "$H2C_PORT" \
+    2>"$OUT/tls_h2_client.err" | tee "$OUT/tls_h2_client.out"
+rc=${PIPESTATUS[0]}
+set -e
+tally "$OUT/tls_h2_client.out"
+[[ $rc -ne 0 ]] && { log "tls_h2_client.py failed (stderr in $OUT/tls_h2_client.err)"; cat "$OUT/tls_h2_client.err" >&2; }
+
+if [[ "$SKIP_BROWSER" != 1 ]]; then
+    # Chromium on Linux trusts the CAs of the NSS database under $HOME/.pki/nssdb.
+    CHROMIUM_HOME="$TMP/chromium-home"
+    mkdir -p "$CHROMIUM_HOME/.pki/nssdb"
+    certutil -d "sql:$CHROMIUM_HOME/.pki/nssdb" -N --empty-password
+    certutil -d "sql:$CHROMIUM_HOME/.pki/nssdb" -A -t "C,," -n "wsrelay test CA" -i "$CERTS/ca.pem"
+    set +e
+    (cd "$HERE" && CHROMIUM_HOME="$CHROMIUM_HOME" node wss_browser.mjs "https://localhost:$TLS_PORT/") \
+        2>"$OUT/wss_browser.err" | tee "$OUT/wss_browser.out"
+    rc=${PIPESTATUS[0]}
+    set -e
+    tally "$OUT/wss_browser.out"
+    [[ $rc -ne 0 ]] && { log "wss_browser.mjs failed (stderr in $OUT/wss_browser.err)"; cat "$OUT/wss_browser.err" >&2; }
+    # Informational: did Chromium carry its WebSocket over HTTP/2 (RFC 8441)?
+    # (The log is coloured: strip the escapes before matching the request line's fields.)
+    if sed 's/\x1b\[[0-9;]*m//g' "$OUT/echo-tls.log" | grep -q 'method=CONNECT .*version=HTTP/2.0 status=200'; then
+        log "Chromium opened its WebSocket over HTTP/2 (extended CONNECT seen)"
+    else
+        log "Chromium opened its WebSocket over HTTP/1.1"
+    fi
+fi
+
 if [[ "$SKIP_BROWSER" != 1 ]]; then
     DEMO_PORT=$(free_port)
     "$BIN" run --listen "127.0.0.1:$DEMO_PORT" >"$OUT/demo.log" 2>&1 &
@@ -136,6 +263,15 @@ if [[ "$SKIP_BROWSER" != 1 ]]; then
     set -e
     tally "$OUT/chat_browser.out"
     [[ $rc -ne 0 ]] && { log "chat_browser.mjs failed (stderr in $OUT/chat_browser.err)"; cat "$OUT/chat_browser.err" >&2; }
+
+    set +e
+    (cd "$HERE" && node extensions_browser.mjs "ws://127.0.0.1:$ECHO_PORT/" \
+        "http://127.0.0.1:$FOREIGN_PORT/foreign.html") \
+        2>"$OUT/extensions_browser.err" | tee "$OUT/extensions_browser.out"
+    rc=${PIPESTATUS[0]}
+    set -e
+    tally "$OUT/extensions_browser.out"
+    [[ $rc -ne 0 ]] && { log "extensions_browser.mjs failed (stderr in $OUT/extensions_browser.err)"; cat "$OUT/extensions_browser.err" >&2; }
 fi
 
 log "done in $(( $(date +%s) - START ))s; logs in $OUT"

@@ -8,9 +8,10 @@ Prints one "PASS name" / "FAIL name: why" line per test and, last,
 import asyncio
 import json
 import sys
-import traceback
 
 import websockets
+
+from e2e_support import run_tests
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 BASE = sys.argv[1].rstrip("/") if len(sys.argv) > 1 else "ws://127.0.0.1:8081"
@@ -173,21 +174,5 @@ TESTS = [
 ]
 
 
-async def main():
-    passed = failed = 0
-    for t in TESTS:
-        name = "seed." + t.__name__[2:]
-        try:
-            await asyncio.wait_for(t(), 4 * T)
-            print(f"PASS {name}", flush=True)
-            passed += 1
-        except Exception as e:  # noqa: BLE001 - report every failure, keep going
-            failed += 1
-            print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
-            traceback.print_exc(file=sys.stderr)
-    print(f"RESULT passed={passed} failed={failed}", flush=True)
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    run_tests("seed", TESTS, 4 * T)

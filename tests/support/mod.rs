@@ -26,6 +26,29 @@ pub fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("run wsrelay")
 }
 
+/// Runs `cmd` to completion with its output captured, failing the test (and
+/// killing the child) if that takes longer than `bound`: a hang detector, not a
+/// timing assertion. Returns the output and the time it took.
+pub fn output_within(mut cmd: Command, bound: Duration) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wsrelay");
+    while child.try_wait().expect("wait for wsrelay").is_none() {
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wsrelay did not finish within {bound:?}");
+        }
+        #[allow(clippy::disallowed_methods)] // a synchronous test helper, not a runtime worker
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let elapsed = started.elapsed();
+    (child.wait_with_output().expect("wsrelay output"), elapsed)
+}
+
 /// A temporary app directory.
 pub struct AppDir {
     dir: tempfile::TempDir,
@@ -64,15 +87,25 @@ impl Server {
     /// Starts `wsrelay run [DIR] --listen 127.0.0.1:0` and reads the bound
     /// address from the line it prints.
     pub fn start(dir: Option<&Path>) -> Server {
+        Server::start_with_env(dir, &[])
+    }
+
+    /// [`Server::start`] with environment variables set for the child.
+    pub fn start_with_env(dir: Option<&Path>, env: &[(&str, &str)]) -> Server {
         let mut cmd = bin();
-        cmd.arg("run");
+        cmd.envs(env.iter().copied()).arg("run");
         if let Some(dir) = dir {
             cmd.arg(dir);
         }
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        Server::spawn(cmd)
+    }
+
+    /// Spawns `cmd` (a `wsrelay run ...`, stderr as the caller set it) and reads the bound
+    /// address from the first "serving http://" or "serving https://" line it prints.
+    pub fn spawn(mut cmd: Command) -> Server {
         let mut child = cmd
-            .args(["--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn wsrelay run");
         let stdout = child.stdout.take().unwrap();
@@ -82,8 +115,14 @@ impl Server {
                 .next()
                 .expect("wsrelay run exited before serving")
                 .unwrap();
-            if let Some(url) = line.split("serving http://").nth(1) {
-                break url.trim_end_matches('/').parse().expect("address");
+            let Some(url) = line.split("serving ").nth(1) else {
+                continue;
+            };
+            if let Some(addr) = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
+            {
+                break addr.trim_end_matches('/').parse().expect("address");
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
@@ -91,13 +130,23 @@ impl Server {
         Server { child, addr }
     }
 
-    /// Sends SIGTERM and waits for the exit (at most 20 s).
-    pub fn terminate(mut self) -> ExitStatus {
+    /// Sends `signal` (e.g. `HUP`) with `kill`.
+    pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Whether the child is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends SIGTERM and waits for the exit (at most 20 s).
+    pub fn terminate(mut self) -> ExitStatus {
+        self.signal("TERM");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
