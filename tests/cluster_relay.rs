@@ -7,14 +7,15 @@
 //!
 //! `WSR_BENCH=1` adds a closed-loop echo benchmark: remote target vs. local target.
 
-mod support;
+#[path = "../crates/cluster/tests/support/nats.rs"]
+mod nats;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use support::*;
+use nats::{nats, Nats};
 use tokio_tungstenite::tungstenite::Message;
 
 const ECHO_LUA: &str = r#"
@@ -120,18 +121,9 @@ entries:
     y
 }
 
+/// The `wsrelay` binary cargo built for this test run (never a build from inside a test).
 fn wsrelay_bin() -> PathBuf {
-    let root = repo_root();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "-q", "--bin", "wsrelay"])
-        .current_dir(&root)
-        .status()
-        .expect("cargo build");
-    assert!(status.success());
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
-    target.join("debug/wsrelay")
+    PathBuf::from(env!("CARGO_BIN_EXE_wsrelay"))
 }
 
 struct NodeProc {
