@@ -81,8 +81,6 @@ enum Wait {
     Flush,
     /// The socket failed: find out how the connection ended.
     Lost,
-    /// The WebSocket is closing or has ended: finish the close handshake.
-    Ended,
 }
 
 /// How a connection ends: what the target is told, how the socket closes, how the process
@@ -218,9 +216,12 @@ impl Connection {
         if let Some((reason, code)) = outcome.leave {
             self.notify_target(ClientEventKind::Leave { reason, code });
         }
+        // Boxed: the close handshake's timers are no part of an idle connection.
         if let Some((code, text)) = &outcome.close {
-            // Boxed: the close handshake's timers are no part of an idle connection.
             Box::pin(self.ws.close(*code, text)).await;
+        } else if !self.ws.is_open() {
+            // The client closed (or broke the protocol): echo, shut TCP down, bounded.
+            Box::pin(self.ws.next_event()).await;
         }
         self.stats.count_close(outcome.counted);
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
@@ -245,7 +246,7 @@ impl Connection {
                     self.client_first = false;
                     self.on_client(event).into()
                 }
-                Wake::Closing => Flow::Wait(Wait::Ended),
+                Wake::Closing => Flow::End(self.closed_by_client()),
                 Wake::Timer => self.on_timer(),
             };
             let flow = match flow {
@@ -320,12 +321,15 @@ impl Connection {
         }
     }
 
-    /// The WebSocket is closing or has ended: finish the close handshake and report it.
-    async fn ended(&mut self) -> Outcome {
-        match self.ws.next_event().await {
-            WsEvent::Closed(closed) => Outcome::leave(closed.reason.as_str(), closed.code),
+    /// The WebSocket is no longer open (the client's close frame arrived, or the protocol
+    /// broke): the target hears it now, not when the close handshake ends — a client that
+    /// keeps TCP open after its close frame would hold that back for the close timeout.
+    /// `run` finishes the handshake after telling the target.
+    fn closed_by_client(&self) -> Outcome {
+        match self.ws.closing() {
+            Some(closed) => Outcome::leave(closed.reason.as_str(), closed.code),
             // Not reached: `poll_event` says the connection is no longer open.
-            _ => Outcome::leave("connection_lost", None),
+            None => Outcome::leave("connection_lost", None),
         }
     }
 
@@ -593,7 +597,6 @@ impl Connection {
                     }
                 }
                 Wait::Lost => Flow::End(self.lost().await),
-                Wait::Ended => Flow::End(self.ended().await),
             };
             match flow {
                 Flow::Wait(next) => wait = next,

@@ -64,6 +64,7 @@
 //! The relay races [`WsConnection::next_event`] against its mailbox in `tokio::select!`; see the
 //! example there, and `# Cancel safety` on each method.
 
+mod config;
 pub mod connection;
 mod decoder;
 mod deflate;

@@ -295,3 +295,42 @@ async fn the_outbound_byte_limit_closes_a_stalled_client_before_the_write_timeou
     );
     drop(client);
 }
+
+/// A client that completes the close handshake but keeps its TCP connection open: the target
+/// hears `ws.leave` when the close frame arrives, not when the server gives up waiting for
+/// the TCP end (`close_timeout`, 60 s here).
+#[tokio::test]
+async fn leave_is_sent_when_the_close_frame_arrives_not_when_tcp_ends() {
+    let h = Harness::builder()
+        .option("wsrelay.close_timeout", "60s")
+        .start()
+        .await;
+    let (target, _g) = h.probe();
+    h.relay_to(target.pid().as_str(), "");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    stream
+        .write_all(format!("{UPGRADE}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    joined(&target).await;
+    // A masked close frame, code 1000, empty reason; then nothing, TCP stays open.
+    let mask = [1u8, 2, 3, 4];
+    let payload = 1000u16.to_be_bytes();
+    let mut frame = vec![0x88, 0x80 | 2];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    stream.write_all(&frame).await.unwrap();
+    let leave = tokio::time::timeout(Duration::from_secs(5), leave_of(&target))
+        .await
+        .expect("ws.leave within 5 s of the close frame");
+    assert_eq!(leave.get("reason"), Some(&Value::from("client_closed")));
+    assert_eq!(leave.get("code"), Some(&Value::from(1000)));
+    // The echo arrives too.
+    let n = stream.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..2.min(n)], &[0x88, 2]);
+    drop(stream);
+}
