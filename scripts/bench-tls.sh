@@ -22,6 +22,9 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cp -r examples/echo "$WORK/ws"
 cp -r examples/echo "$WORK/wss"
 cp tests/fixtures/tls/server.pem tests/fixtures/tls/server.key "$WORK/wss/"
+# One load generator is one client IP: lift the per-IP admission limits, as bench.sh does.
+sed -i 's/^\(  *\)wsrelay.allowed.origins: "\*"$/&\n\1wsrelay.max_connections: unlimited\n\1wsrelay.upgrade_rate: "off"/' \
+  "$WORK/ws/app.yaml" "$WORK/wss/app.yaml"
 python3 - "$WORK/wss/app.yaml" <<'PY'
 import re, sys
 path = sys.argv[1]

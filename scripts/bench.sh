@@ -95,7 +95,7 @@ trap cleanup EXIT
 declare -A PORT=(
   [ws-echo]=19201 [relay-rust]=19202 [relay-lua]=19203 [node-ws]=19204 [uws]=19205
   [pushpin]=19206 [relay-rust-shared]=19208 [broadcast]=19210 [handlers]=19211
-  [fws]=19212 [lua-hello]=19213 [node-http]=19214
+  [fws]=19212 [lua-hello]=19213 [node-http]=19214 [uws-broadcast]=19215
 )
 PUSHPIN_BACKEND_PORT=19207
 
@@ -133,6 +133,7 @@ start() { # start NAME: starts the server, records its PIDs
     node-http) taskset -c $SERVER_CPU node "$NODE_DIR/http-hello.js" "$port" >"$log" 2>&1 & ;;
     node-ws) taskset -c $SERVER_CPU node "$NODE_DIR/ws-echo.js" "$port" >"$log" 2>&1 & ;;
     uws) taskset -c $SERVER_CPU node "$NODE_DIR/uws-echo.js" "$port" >"$log" 2>&1 & ;;
+    uws-broadcast) taskset -c $SERVER_CPU node "$NODE_DIR/uws-broadcast.js" "$port" >"$log" 2>&1 & ;;
     pushpin) start_pushpin "$port" "$log"; return ;;
   esac
   local pid=$!
@@ -221,15 +222,17 @@ if wants idle; then
 fi
 
 if wants broadcast; then
-  log "broadcast: $BROADCAST_CLIENTS clients, one Lua room process"
+  log "broadcast: $BROADCAST_CLIENTS clients, one Lua room process, and uWebSockets.js pub/sub as the baseline"
   for r in $(seq "$RUNS"); do
-    log "broadcast run $r"
-    start broadcast
-    gen broadcast --url "ws://127.0.0.1:${PORT[broadcast]}/" --clients "$BROADCAST_CLIENTS" \
-      --sources "$SOURCES" --messages "$BROADCAST_MESSAGES" --interval "$BROADCAST_INTERVAL" \
-      --json 2>>"$OUT/logs/gen-broadcast.log" | sed 's/^{/{"server":"relay-lua-room",/' >> "$OUT/broadcast.jsonl" \
-      || log "broadcast run $r failed"
-    stop broadcast
+    for s in broadcast uws-broadcast; do
+      log "broadcast $s run $r"
+      start $s
+      gen broadcast --url "ws://127.0.0.1:${PORT[$s]}/" --clients "$BROADCAST_CLIENTS" \
+        --sources "$SOURCES" --messages "$BROADCAST_MESSAGES" --interval "$BROADCAST_INTERVAL" \
+        --json 2>>"$OUT/logs/gen-broadcast.log" | sed "s/^{/{\"server\":\"$s\",/" >> "$OUT/broadcast.jsonl" \
+        || log "broadcast $s run $r failed"
+      stop $s
+    done
   done
 fi
 
