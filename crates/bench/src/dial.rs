@@ -4,20 +4,17 @@
 //! Both kinds go through the same [`ClientIo`] enum, so a `ws://` and a `wss://` run pay the
 //! same (static) dispatch and differ only by TLS.
 
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use anyhow::Context as _;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+use tokio_util::either::Either;
 
 /// A client WebSocket of the load generator.
 pub type ClientWs = tokio_websockets::WebSocketStream<ClientIo>;
@@ -84,9 +81,9 @@ impl Dialer {
         let tcp = socket.connect(self.target).await?;
         tcp.set_nodelay(true)?;
         let io = match &self.tls {
-            None => ClientIo::Tcp(tcp),
+            None => Either::Left(tcp),
             Some((connector, name)) => {
-                ClientIo::Tls(Box::new(connector.connect(name.clone(), tcp).await?))
+                Either::Right(Box::new(connector.connect(name.clone(), tcp).await?))
             }
         };
         let (ws, _) = tokio_websockets::ClientBuilder::from_uri(self.uri.clone())
@@ -124,51 +121,6 @@ fn connector(ca: &Path) -> anyhow::Result<TlsConnector> {
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-/// A client connection's I/O: TCP or TLS over TCP.
-#[derive(Debug)]
-pub enum ClientIo {
-    /// `ws://`.
-    Tcp(TcpStream),
-    /// `wss://`.
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for ClientIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientIo::Tcp(io) => Pin::new(io).poll_read(cx, buf),
-            ClientIo::Tls(io) => Pin::new(io).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientIo::Tcp(io) => Pin::new(io).poll_write(cx, buf),
-            ClientIo::Tls(io) => Pin::new(io).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientIo::Tcp(io) => Pin::new(io).poll_flush(cx),
-            ClientIo::Tls(io) => Pin::new(io).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientIo::Tcp(io) => Pin::new(io).poll_shutdown(cx),
-            ClientIo::Tls(io) => Pin::new(io).poll_shutdown(cx),
-        }
-    }
-}
+/// A client connection's I/O: TCP (`ws://`, left) or TLS over TCP (`wss://`, right).
+/// `tokio_util`'s `Either` forwards reads and writes to whichever it holds.
+pub type ClientIo = Either<TcpStream, Box<TlsStream<TcpStream>>>;
