@@ -407,6 +407,28 @@ async fn env_overlay_is_bounded() {
     )
     .await;
     assert_eq!(v, s("env.set: 1024 variables are set already"));
+
+    // Bytes are bounded too: 16 values of 64 KiB fill 1 MiB.
+    let (_node, engine) = setup();
+    let v = lua(
+        &engine,
+        r#"
+        local env = require("env")
+        local big = string.rep("x", 64 * 1024 - 8)
+        for i = 1, 16 do assert(env.set("B" .. i, big), i) end
+        local v, err = env.set("B17", big)
+        assert(v == nil and errors.is(err, errors.INVALID))
+        -- replacing a value with a smaller one frees room
+        assert(env.set("B1", "small"))
+        assert(env.set("B17", big))
+        return tostring(err)
+        "#,
+    )
+    .await;
+    assert_eq!(
+        v,
+        s("env.set: the variables set would exceed 1048576 bytes")
+    );
 }
 
 // ---------------------------------------------------------------------------------- crypto

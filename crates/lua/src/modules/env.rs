@@ -14,7 +14,7 @@
 //!
 //! `env.get` of a name in neither gives `nil, err` (NOT_FOUND); an empty key is INVALID.
 //! Bounds: keys up to [`MAX_KEY`] bytes, values up to [`MAX_VALUE`] bytes, at most
-//! [`MAX_OVERLAY`] names set (INVALID past any of them).
+//! [`MAX_OVERLAY`] names and [`MAX_OVERLAY_BYTES`] bytes set (INVALID past any of them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -30,6 +30,9 @@ pub(crate) const MAX_KEY: usize = 256;
 pub(crate) const MAX_VALUE: usize = 64 << 10;
 /// The most names the overlay holds.
 pub(crate) const MAX_OVERLAY: usize = 1024;
+/// The most bytes (keys and values together) the overlay holds: it is Rust memory outside
+/// the Lua limits, and `env.get_all` copies all of it into the caller's state.
+pub(crate) const MAX_OVERLAY_BYTES: usize = 1 << 20;
 
 /// The variables of one engine: the readable OS variables and the overlay.
 #[derive(Debug, Default)]
@@ -72,6 +75,13 @@ impl EnvStore {
         if overlay.len() >= MAX_OVERLAY && !overlay.contains_key(&key) {
             return Err(WippyError::invalid(format!(
                 "env.set: {MAX_OVERLAY} variables are set already"
+            )));
+        }
+        let replaced = overlay.get(&key).map_or(0, |old| key.len() + old.len());
+        let total: usize = overlay.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if total - replaced + key.len() + value.len() > MAX_OVERLAY_BYTES {
+            return Err(WippyError::invalid(format!(
+                "env.set: the variables set would exceed {MAX_OVERLAY_BYTES} bytes"
             )));
         }
         overlay.insert(key, value);
