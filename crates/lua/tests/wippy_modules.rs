@@ -700,3 +700,30 @@ async fn crypto_pbkdf2_and_constant_time_compare() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn modules_work_in_function_entries() {
+    let (_node, engine) = setup();
+    let f = function(
+        &engine,
+        r#"
+        return function(name)
+            local uuid = require("uuid")
+            local v, err = uuid.parse(name)
+            return { uuid.v5("6ba7b811-9dad-11d1-80b4-00c04fd430c8", name),
+                     errors.is(err, errors.INVALID), tostring(err) ~= "" }
+        end
+        "#,
+        &["uuid"],
+    );
+    let v = f.call(vec![s("https://example.com/")]).await.unwrap();
+    // The URL namespace of RFC 9562 (6ba7b811-...), as Python's uuid.uuid5 computes it.
+    assert_eq!(
+        v,
+        Value::Array(vec![
+            s("dd2c1780-811a-5296-81c5-178a0ef488bc"),
+            Value::Bool(true),
+            Value::Bool(true)
+        ])
+    );
+}
