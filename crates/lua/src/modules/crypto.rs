@@ -42,7 +42,7 @@ pub(crate) const MAX_CHARSET: usize = 4096;
 /// The most PBKDF2 iterations one call may ask for. Wippy allows 10 million; the call runs
 /// on a shard thread that also serves its connections and cannot be preempted inside Rust,
 /// and 10 million SHA-256 rounds hold it for seconds. One million (above OWASP's 600 000 for
-/// PBKDF2-HMAC-SHA256) holds it for well under a second.
+/// PBKDF2-HMAC-SHA256) holds it a tenth as long.
 pub(crate) const MAX_PBKDF2_ITERATIONS: i64 = 1_000_000;
 /// The longest PBKDF2 key, in bytes.
 pub(crate) const MAX_PBKDF2_KEY: i64 = 1024;
