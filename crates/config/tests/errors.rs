@@ -191,7 +191,27 @@ fn unknown_module() {
     .load_err();
     let line = find_error(&errs, &["app/bad.yaml", "entry app:f", "field modules[1]"]);
     assert!(
-        line.contains(r#"unknown module "sql" (known: http, json, process, channel, time, pg)"#)
+        line.contains(
+            r#"unknown module "sql" (known: http, json, process, channel, time, pg, errors, base64, hash, uuid, env, crypto)"#
+        ),
+        "{line}"
+    );
+}
+
+#[test]
+fn wippy_utility_modules_are_known() {
+    let app = with_extra(&entries(
+        "  - name: f\n    kind: function.lua\n    source: return 1\n    modules: [errors, base64, hash, uuid, env, crypto]\n",
+    ))
+    .load_ok();
+    let f = app
+        .functions
+        .iter()
+        .find(|f| f.id.to_string() == "app:f")
+        .expect("app:f is loaded");
+    assert_eq!(
+        f.modules,
+        ["errors", "base64", "hash", "uuid", "env", "crypto"]
     );
 }
 

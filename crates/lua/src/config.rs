@@ -49,6 +49,11 @@ pub struct EngineConfig {
     /// senders waiting for a receiver); past it `ch:send` raises and a `case_send` waits.
     /// The queues are Rust memory outside the Lua limits.
     pub max_channel_values: usize,
+    /// The OS environment variables the `env` module may read: exact names, or prefixes
+    /// ending in `*`. Read once when the engine starts. The default, `WSRELAY_APP_*`, keeps
+    /// what the operator gave wsrelay itself (credentials, `RUST_LOG`) away from Lua code;
+    /// see `docs/lua/env.md`.
+    pub env_readable: Vec<String>,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +69,7 @@ impl Default for EngineConfig {
             pattern_step_limit: 10_000_000,
             max_value_size: 16 << 20,
             max_channel_values: 1 << 20,
+            env_readable: vec!["WSRELAY_APP_*".to_owned()],
         }
     }
 }

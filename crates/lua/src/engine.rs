@@ -22,8 +22,8 @@ pub struct EntrySpec {
     pub source: String,
     /// The function to call in the table the chunk returns (ignored if it returns a function).
     pub method: String,
-    /// The modules the entry may `require` (`json`, `time`, `http`; `process` and `channel`
-    /// are always available).
+    /// The modules the entry may `require` (`json`, `time`, `http`, `pg`, `base64`, `hash`,
+    /// `uuid`, `env`, `crypto`; `process`, `channel` and `errors` are always available).
     pub modules: Vec<String>,
 }
 

@@ -62,13 +62,14 @@ local base = {
 
 local proxies = {}
 for name, m in next, modules do proxies[name] = readonly(m) end
-local always = { process = true, channel = true }
+local always = { process = true, channel = true, errors = true }
 
 local function make_meta(entry, allowed)
   local b = {}
   for k, v in next, base do b[k] = v end
   b.process = proxies.process
   b.channel = proxies.channel
+  b.errors = proxies.errors
   b.require = function(name)
     local m = proxies[name]
     if m == nil then error("module '" .. tostring(name) .. "' not found", 2) end

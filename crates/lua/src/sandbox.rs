@@ -10,8 +10,9 @@
 //! - Not available: `load`, `loadstring`, `dofile`, `require` of files, `debug`, `io`,
 //!   `package`, and `os` except `time`, `clock`, `date`, `difftime`; `collectgarbage` only
 //!   answers `"count"`.
-//! - `process` and `channel` are globals in every entry (as in Wippy). `require(name)` returns
-//!   them too, and returns `json`, `time` and `http` only when the entry lists them in its
+//! - `process`, `channel` and `errors` are globals in every entry (as in Wippy).
+//!   `require(name)` returns them too, and returns the other modules (`json`, `time`, `http`,
+//!   `pg`, `base64`, `hash`, `uuid`, `env`, `crypto`) only when the entry lists them in its
 //!   `modules`; other names raise `module 'x' not found` or name the missing `modules` entry.
 //!
 //! Each entry's chunk is compiled once per worker as `function(_ENV, ...) <source> end`, so
@@ -38,7 +39,11 @@ const SETUP: &str = include_str!("sandbox.lua");
 
 impl Sandbox {
     /// Builds the module tables and the helpers in `lua`.
-    pub(crate) fn new(lua: &Lua, config: &EngineConfig) -> mlua::Result<Sandbox> {
+    pub(crate) fn new(
+        lua: &Lua,
+        config: &EngineConfig,
+        env: std::sync::Arc<modules::env::EnvStore>,
+    ) -> mlua::Result<Sandbox> {
         let limits = stdlib::Limits {
             steps: config.pattern_step_limit,
             max_len: config.process_memory_limit,
@@ -53,6 +58,12 @@ impl Sandbox {
         mods.raw_set("json", modules::json::module(lua)?)?;
         mods.raw_set("http", modules::http::module(lua)?)?;
         mods.raw_set("pg", modules::pg::module(lua)?)?;
+        mods.raw_set("errors", modules::errors::module(lua)?)?;
+        mods.raw_set("base64", modules::base64::module(lua)?)?;
+        mods.raw_set("hash", modules::hash::module(lua)?)?;
+        mods.raw_set("uuid", modules::uuid::module(lua)?)?;
+        mods.raw_set("env", modules::env::module(lua, env)?)?;
+        mods.raw_set("crypto", modules::crypto::module(lua)?)?;
         let traceback = lua.create_function(|lua, err: LuaValue| {
             let text = match &err {
                 LuaValue::String(s) => s.to_string_lossy(),

@@ -29,6 +29,7 @@ use crate::convert::{to_lua, to_value, ConvertError, ValueLimit};
 use crate::dispatch::Busy;
 use crate::error::{method_not_found, LuaError};
 use crate::http_types::{HttpRequest, HttpResponse};
+use crate::modules::env::EnvStore;
 use crate::resume::{Outcome, Resumes, Scoped};
 use crate::sandbox::{new_env, wrap_source, Sandbox};
 
@@ -79,6 +80,8 @@ pub(crate) struct Workers {
     owned: bool,
     config: EngineConfig,
     busy: Vec<Arc<Busy>>,
+    /// The `env` module's variables, shared by every shard of the engine.
+    env: Arc<EnvStore>,
 }
 
 static NEXT_ENGINE: AtomicU64 = AtomicU64::new(1);
@@ -117,19 +120,21 @@ impl Workers {
             engine: NEXT_ENGINE.fetch_add(1, Ordering::Relaxed),
             shards,
             owned,
+            env: Arc::new(EnvStore::from_os(&config.env_readable)),
             config,
             busy,
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         for index in 0..workers.shards.len() {
-            let (engine, config, busy) = (
+            let (engine, config, busy, env) = (
                 workers.engine,
                 workers.config.clone(),
                 workers.busy[index % workers.busy.len()].clone(),
+                workers.env.clone(),
             );
             let ready = ready_tx.clone();
             workers.shards.run_on(index, move || {
-                let created = WorkerState::new(config, busy).map_err(|e| e.to_string());
+                let created = WorkerState::new(config, busy, env).map_err(|e| e.to_string());
                 let _ = ready.send(created.map(|state| {
                     STATES.with(|states| states.borrow_mut().insert(engine, Rc::new(state)));
                 }));
@@ -209,7 +214,7 @@ struct WorkerState {
 }
 
 impl WorkerState {
-    fn new(config: EngineConfig, busy: Arc<Busy>) -> mlua::Result<WorkerState> {
+    fn new(config: EngineConfig, busy: Arc<Busy>, env: Arc<EnvStore>) -> mlua::Result<WorkerState> {
         let libs = StdLib::TABLE
             | StdLib::STRING
             | StdLib::MATH
@@ -217,7 +222,7 @@ impl WorkerState {
             | StdLib::COROUTINE
             | StdLib::OS;
         let lua = Lua::new_with(libs, LuaOptions::new())?;
-        let sandbox = Sandbox::new(&lua, &config)?;
+        let sandbox = Sandbox::new(&lua, &config, env)?;
         crate::preempt::install(&lua, &config)?;
         lua.set_memory_limit(config.worker_memory_limit)?;
         // Generational collection: nearly everything a relayed message allocates (its table,
