@@ -249,32 +249,37 @@ impl WorkerState {
     }
 
     /// Runs `job` as a local task of this shard.
+    ///
+    /// Each kind of job gets a task of its own: one `async` block matching on the job would be
+    /// as large as its largest branch, so every idle `process.lua` process (which may live as
+    /// long as its client) would carry the room of an HTTP call's future (its request, reply
+    /// channel and timeout) for nothing.
     fn start_job(self: Rc<Self>, job: Job) {
         let key = self.next_task.get();
         self.next_task.set(key + 1);
         let state = self.clone();
-        let task = async move {
-            match job {
-                Job::Spawn {
-                    proto,
-                    ctx,
-                    guard,
-                    args,
-                } => {
-                    let result = state.run_process(&proto, ctx, args).await;
-                    guard.exit(result);
-                }
-                Job::Call {
-                    proto,
-                    node,
-                    request,
-                    args,
-                    reply,
-                } => state.run_call(proto, node, request, args, reply).await,
-            }
-            state.tasks.borrow_mut().remove(&key);
+        let handle = match job {
+            Job::Spawn {
+                proto,
+                ctx,
+                guard,
+                args,
+            } => tokio::task::spawn_local(async move {
+                let result = state.run_process(&proto, ctx, args).await;
+                guard.exit(result);
+                state.tasks.borrow_mut().remove(&key);
+            }),
+            Job::Call {
+                proto,
+                node,
+                request,
+                args,
+                reply,
+            } => tokio::task::spawn_local(async move {
+                state.run_call(proto, node, request, args, reply).await;
+                state.tasks.borrow_mut().remove(&key);
+            }),
         };
-        let handle = tokio::task::spawn_local(task);
         if !handle.is_finished() {
             self.tasks.borrow_mut().insert(key, handle.abort_handle());
         }
