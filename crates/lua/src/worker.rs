@@ -187,6 +187,9 @@ impl Drop for Workers {
     }
 }
 
+/// A started process's coroutine, run one slice per poll.
+type ProcessScope = Scoped<mlua::thread::AsyncThread<MultiValue>>;
+
 /// One compiled entry in this worker's state.
 struct EntryCache {
     factory: Function,
@@ -264,11 +267,24 @@ impl WorkerState {
                 ctx,
                 guard,
                 args,
-            } => tokio::task::spawn_local(async move {
-                let result = state.run_process(&proto, ctx, args).await;
-                guard.exit(result);
-                state.tasks.borrow_mut().remove(&key);
-            }),
+            } => {
+                // Started here, not in the task: the context and the arguments are used up
+                // now, so the task, which lives as long as the process, keeps only what runs
+                // it. Borrowed by the task rather than moved into an inner future, which would
+                // hold a second copy.
+                let mut started = self.start_process(&proto, ctx, &args);
+                drop(args);
+                tokio::task::spawn_local(async move {
+                    let result = match &mut started {
+                        Ok((process, scoped)) => state.run_process(&proto, process, scoped).await,
+                        Err(exit) => std::mem::take(exit),
+                    };
+                    // The coroutine and the process's state go before its exit is reported.
+                    drop(started);
+                    guard.exit(result);
+                    state.tasks.borrow_mut().remove(&key);
+                })
+            }
             Job::Call {
                 proto,
                 node,
@@ -349,18 +365,32 @@ impl WorkerState {
         build().map_err(|e| e.to_string())
     }
 
-    async fn run_process(&self, proto: &Proto, ctx: Context, args: Vec<Value>) -> ExitResult {
+    /// Creates the process's state and its coroutine, ready to run; the error exit if that
+    /// fails.
+    fn start_process(
+        &self,
+        proto: &Proto,
+        ctx: Context,
+        args: &[Value],
+    ) -> Result<(Rc<ProcState>, ProcessScope), ExitResult> {
         let state = Rc::new(ProcState::new(ctx));
         let actor = Actor::Process(state.clone());
-        let thread = match self.start(proto, &actor, &args) {
-            Ok(t) => t,
+        match self.start(proto, &actor, args) {
+            Ok(thread) => Ok((state, Scoped::new(actor, self.resumes.clone(), thread))),
             Err(e) => {
                 proto.counters.process_error();
-                return ExitResult::error(format!("{}: {e}", proto.entry));
+                Err(ExitResult::error(format!("{}: {e}", proto.entry)))
             }
-        };
-        drop(args);
-        let scoped = Scoped::new(actor, self.resumes.clone(), thread);
+        }
+    }
+
+    /// Runs a started process until it returns, fails or is stopped.
+    async fn run_process(
+        &self,
+        proto: &Proto,
+        state: &ProcState,
+        scoped: &mut ProcessScope,
+    ) -> ExitResult {
         let outcome = tokio::select! {
             // A stop request wins over everything: a terminated process runs no further step.
             biased;
