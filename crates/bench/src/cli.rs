@@ -71,9 +71,15 @@ pub struct IdleArgs {
     /// Loopback source addresses to spread connections over (each gives ~28k ports).
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
     pub sources: Vec<IpAddr>,
-    /// How long to hold the connections open once all are up.
+    /// How long to hold the connections open once all are up (RSS is sampled after at most
+    /// 2 s of it).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub hold: Duration,
+    /// Handshakes in flight at once while opening connections. The server's allocator may
+    /// keep what the connect storm's peak used, so a lower value separates that transient
+    /// from the per-connection cost.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
     /// PIDs of the server (comma-separated; their RSS is summed): report its RSS per
     /// connection (VmRSS before and after).
     #[arg(long, value_delimiter = ',')]

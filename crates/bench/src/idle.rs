@@ -12,9 +12,6 @@ use crate::cli::IdleArgs;
 use crate::dial::Dialer;
 use crate::sys::rss_total;
 
-/// How many handshakes run at once while opening connections.
-const CONNECT_CONCURRENCY: usize = 64;
-
 /// Result of an idle run.
 #[derive(Debug, Serialize)]
 pub struct IdleReport {
@@ -56,7 +53,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("connection {i} from {source}"))
             }
         })
-        .buffer_unordered(CONNECT_CONCURRENCY)
+        .buffer_unordered(args.concurrency as usize)
         .collect::<Vec<_>>()
         .await
         .into_iter()

@@ -192,6 +192,9 @@ impl Drop for Workers {
     }
 }
 
+/// A started process's coroutine, run one slice per poll.
+type ProcessScope = Scoped<mlua::thread::AsyncThread<MultiValue>>;
+
 /// One compiled entry in this worker's state.
 struct EntryCache {
     factory: Function,
@@ -254,32 +257,50 @@ impl WorkerState {
     }
 
     /// Runs `job` as a local task of this shard.
+    ///
+    /// Each kind of job gets a task of its own: one `async` block matching on the job would be
+    /// as large as its largest branch, so every idle `process.lua` process (which may live as
+    /// long as its client) would carry the room of an HTTP call's future (its request, reply
+    /// channel and timeout) for nothing.
     fn start_job(self: Rc<Self>, job: Job) {
         let key = self.next_task.get();
         self.next_task.set(key + 1);
         let state = self.clone();
-        let task = async move {
-            match job {
-                Job::Spawn {
-                    proto,
-                    ctx,
-                    guard,
-                    args,
-                } => {
-                    let result = state.run_process(&proto, ctx, args).await;
+        let handle = match job {
+            Job::Spawn {
+                proto,
+                ctx,
+                guard,
+                args,
+            } => {
+                // Started here, not in the task: the context and the arguments are used up
+                // now, so the task, which lives as long as the process, keeps only what runs
+                // it. Borrowed by the task rather than moved into an inner future, which would
+                // hold a second copy.
+                let mut started = self.start_process(&proto, ctx, &args);
+                drop(args);
+                tokio::task::spawn_local(async move {
+                    let result = match &mut started {
+                        Ok((process, scoped)) => state.run_process(&proto, process, scoped).await,
+                        Err(exit) => std::mem::take(exit),
+                    };
+                    // The coroutine and the process's state go before its exit is reported.
+                    drop(started);
                     guard.exit(result);
-                }
-                Job::Call {
-                    proto,
-                    node,
-                    request,
-                    args,
-                    reply,
-                } => state.run_call(proto, node, request, args, reply).await,
+                    state.tasks.borrow_mut().remove(&key);
+                })
             }
-            state.tasks.borrow_mut().remove(&key);
+            Job::Call {
+                proto,
+                node,
+                request,
+                args,
+                reply,
+            } => tokio::task::spawn_local(async move {
+                state.run_call(proto, node, request, args, reply).await;
+                state.tasks.borrow_mut().remove(&key);
+            }),
         };
-        let handle = tokio::task::spawn_local(task);
         if !handle.is_finished() {
             self.tasks.borrow_mut().insert(key, handle.abort_handle());
         }
@@ -349,18 +370,32 @@ impl WorkerState {
         build().map_err(|e| e.to_string())
     }
 
-    async fn run_process(&self, proto: &Proto, ctx: Context, args: Vec<Value>) -> ExitResult {
+    /// Creates the process's state and its coroutine, ready to run; the error exit if that
+    /// fails.
+    fn start_process(
+        &self,
+        proto: &Proto,
+        ctx: Context,
+        args: &[Value],
+    ) -> Result<(Rc<ProcState>, ProcessScope), ExitResult> {
         let state = Rc::new(ProcState::new(ctx));
         let actor = Actor::Process(state.clone());
-        let thread = match self.start(proto, &actor, &args) {
-            Ok(t) => t,
+        match self.start(proto, &actor, args) {
+            Ok(thread) => Ok((state, Scoped::new(actor, self.resumes.clone(), thread))),
             Err(e) => {
                 proto.counters.process_error();
-                return ExitResult::error(format!("{}: {e}", proto.entry));
+                Err(ExitResult::error(format!("{}: {e}", proto.entry)))
             }
-        };
-        drop(args);
-        let scoped = Scoped::new(actor, self.resumes.clone(), thread);
+        }
+    }
+
+    /// Runs a started process until it returns, fails or is stopped.
+    async fn run_process(
+        &self,
+        proto: &Proto,
+        state: &ProcState,
+        scoped: &mut ProcessScope,
+    ) -> ExitResult {
         let outcome = tokio::select! {
             // A stop request wins over everything: a terminated process runs no further step.
             biased;

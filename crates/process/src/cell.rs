@@ -91,6 +91,20 @@ impl State {
     }
 }
 
+/// Queue slots an emptied inbox (or events queue) keeps. A queue never shrinks by itself, so a
+/// process that once had a burst (a shared target during a connect storm: one `ws.join` per
+/// connection) would hold its peak for the rest of its life; freeing the storage when the
+/// queue empties past this size returns it. Small queues keep theirs, so the steady state of a
+/// busy process (one or two messages waiting) never reallocates.
+pub(crate) const QUEUE_KEEP: usize = 32;
+
+/// Frees the storage of an empty `queue` that grew past [`QUEUE_KEEP`].
+fn release_burst<T>(queue: &mut VecDeque<T>) {
+    if queue.capacity() > QUEUE_KEEP {
+        *queue = VecDeque::new();
+    }
+}
+
 /// Something a process received, events first.
 #[derive(Debug)]
 pub enum Received {
@@ -170,6 +184,9 @@ impl Cell {
             let (msg, size) = st.inbox.pop_front()?;
             st.inbox_bytes -= size;
             let len = st.inbox.len();
+            if len == 0 {
+                release_burst(&mut st.inbox);
+            }
             self.inbox_len.store(len, Ordering::Release);
             self.inbox_bytes.store(st.inbox_bytes, Ordering::Release);
             (msg, size, len, st.inbox_bytes)
@@ -185,7 +202,12 @@ impl Cell {
     }
 
     pub(crate) fn pop_event(&self) -> Option<Event> {
-        self.state.lock().events.pop_front()
+        let mut st = self.state.lock();
+        let event = st.events.pop_front()?;
+        if st.events.is_empty() {
+            release_burst(&mut st.events);
+        }
+        Some(event)
     }
 
     pub(crate) fn pop_any(&self) -> Option<Received> {
@@ -272,9 +294,10 @@ impl Cell {
             return None;
         }
         st.alive = false;
-        st.inbox.clear();
+        // Taken, not cleared: a stale handle may keep the cell alive, not its storage.
+        st.inbox = VecDeque::new();
         st.inbox_bytes = 0;
-        st.events.clear();
+        st.events = VecDeque::new();
         self.inbox_len.store(0, Ordering::Release);
         self.inbox_bytes.store(0, Ordering::Release);
         Some(st.rel.take().map_or_else(Relations::default, |rel| *rel))

@@ -11,6 +11,9 @@ pub struct ProcessInfo {
     pub inbox_len: usize,
     /// The longest its inbox has been.
     pub inbox_peak: usize,
+    /// Messages its inbox has room for without growing (the storage is freed when the inbox
+    /// empties after a burst, so an idle process holds little).
+    pub inbox_capacity: usize,
     /// How many processes monitor it.
     pub monitors: usize,
     /// How many processes it is linked to.
@@ -39,6 +42,7 @@ impl Node {
                     pid: cell.pid.clone(),
                     inbox_len: st.inbox.len(),
                     inbox_peak: st.inbox_peak,
+                    inbox_capacity: st.inbox.capacity(),
                     monitors: rel.map_or(0, |r| r.watchers.len()),
                     links: rel.map_or(0, |r| r.links.len()),
                     names: rel.map_or_else(Vec::new, |r| r.names.clone()),

@@ -575,3 +575,54 @@ async fn task_processes_of_a_node_with_shards_run_on_those_shards() {
         assert!((0..2).contains(&shard), "ran off the shards: {shard}");
     }
 }
+
+/// An inbox that grew for a burst (a shared target during a connect storm) frees its storage
+/// once it is empty again, and keeps working; a small inbox keeps its few slots.
+#[test]
+fn inbox_storage_is_freed_after_a_burst() {
+    let node = node();
+    let (me, _guard) = probe(&node);
+    let (sender, _sender_guard) = probe(&node);
+    let capacity = |node: &Node| {
+        node.processes()
+            .into_iter()
+            .find(|p| &p.pid == me.pid())
+            .map(|p| p.inbox_capacity)
+            .unwrap()
+    };
+    assert_eq!(
+        capacity(&node),
+        0,
+        "a process that got nothing holds no inbox"
+    );
+    for i in 0..2 {
+        sender.send(me.pid(), "t", Value::Int(i)).unwrap();
+    }
+    while me.try_recv().is_some() {}
+    let small = capacity(&node);
+    assert!(small > 0, "a small inbox keeps its slots");
+    for i in 0..1000 {
+        sender.send(me.pid(), "burst", Value::Int(i)).unwrap();
+    }
+    assert!(capacity(&node) >= 1000);
+    for i in 0..999 {
+        assert_eq!(me.try_recv().unwrap().payload(), &Value::Int(i));
+    }
+    assert!(capacity(&node) >= 1000, "still one message waiting");
+    assert_eq!(me.try_recv().unwrap().payload(), &Value::Int(999));
+    assert_eq!(
+        capacity(&node),
+        0,
+        "the burst's storage is freed when the inbox empties"
+    );
+    sender.send(me.pid(), "after", Value::Int(7)).unwrap();
+    assert_eq!(me.try_recv().unwrap().payload(), &Value::Int(7));
+    assert_eq!(
+        node.processes()
+            .iter()
+            .find(|p| &p.pid == me.pid())
+            .unwrap()
+            .inbox_peak,
+        1000
+    );
+}
