@@ -4,8 +4,16 @@
 # warm-up, its counters are zeroed, the generator (core 1) echoes for DURATION, the counters
 # are dumped, and the total is divided by the messages echoed.
 #
-# Usage: scripts/bench-profile.sh [ws-echo|relay-rust|relay-lua]...   (default: all three)
+# `broadcast` instead counts instructions per *delivered frame* of examples/broadcast (one Lua
+# room process, one `pg` group send per message): the counters are zeroed once every receiver
+# is open, the sender publishes; two runs (BROADCAST_BASE messages, then BROADCAST_MESSAGES
+# more) and the difference of their totals divided by the difference of the frames the
+# receivers got leaves out what does not depend on the message count (joins, closes).
+#
+# Usage: scripts/bench-profile.sh [ws-echo|relay-rust|relay-lua|broadcast]...
+#        (default: the three echo servers)
 # Knobs: DURATION=10s CONNECTIONS=10 BIN=target/release OUT=target/bench-profile
+#        BROADCAST_CLIENTS=2000 BROADCAST_BASE=5 BROADCAST_MESSAGES=20 BROADCAST_INTERVAL=500ms
 # Output: OUT/NAME.callgrind (open with callgrind_annotate) and one line per server.
 set -euo pipefail
 export RUST_LOG=${RUST_LOG:-warn}
@@ -15,11 +23,73 @@ BIN=${BIN:-$ROOT/target/release}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-10}
 OUT=${OUT:-$ROOT/target/bench-profile}
+BROADCAST_CLIENTS=${BROADCAST_CLIENTS:-2000}
+BROADCAST_MESSAGES=${BROADCAST_MESSAGES:-20}
+BROADCAST_BASE=${BROADCAST_BASE:-5}
+# Longer than scripts/bench.sh's 200ms: under callgrind one send to every client takes longer.
+BROADCAST_INTERVAL=${BROADCAST_INTERVAL:-500ms}
 mkdir -p "$OUT"
+
+total_ir() { # total_ir DUMP -> the instructions the dump counted
+  callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+}
+
+broadcast_run() { # broadcast_run PORT MESSAGES -> "IR DELIVERED" for one server under callgrind
+  local port=$1 messages=$2 s=broadcast-$2 app
+  app=$(mktemp -d); cp -r examples/broadcast/. "$app"
+  sed -i "s/addr: \"127.0.0.1:[0-9]*\"/addr: \"127.0.0.1:$port\"/" "$app/app.yaml"
+  # One generator is one client IP opening thousands of connections: no admission limits
+  # (as scripts/bench.sh's app_copy does, for an app that does not lift them itself).
+  grep -q "wsrelay.upgrade_rate" "$app/app.yaml" ||
+    sed -i 's/^\(  *\)wsrelay.allowed.origins: "\*"$/&\n\1wsrelay.max_connections: unlimited\n\1wsrelay.upgrade_rate: "off"/' "$app/app.yaml"
+  rm -f "$OUT/$s.callgrind"*
+  taskset -c 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$OUT/$s.callgrind" \
+    "$BIN/wsrelay" run "$app" >"$OUT/$s.log" 2>&1 &
+  local pid=$!
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.2; done
+  local vg; vg=$(pgrep -f "callgrind-out-file=$OUT/$s.callgrind" | head -1)
+  : >"$OUT/$s.bench.err"
+  taskset -c 1 "$BIN/wsrelay-bench" broadcast --url "ws://127.0.0.1:$port/" \
+    --clients "$BROADCAST_CLIENTS" --messages "$messages" --interval "$BROADCAST_INTERVAL" \
+    --timeout 60s --json >"$OUT/$s.bench.json" 2>"$OUT/$s.bench.err" &
+  local bench=$!
+  # The generator says when every receiver is open, then connects the sender and waits 1s
+  # before the first message: zero the counters in that second (the connect phase is out).
+  until grep -q "receivers open" "$OUT/$s.bench.err"; do
+    kill -0 "$bench" 2>/dev/null || { echo "broadcast: the generator failed" >&2; cat "$OUT/$s.bench.err" >&2; exit 1; }
+    sleep 0.1
+  done
+  callgrind_control -z "$vg" >/dev/null 2>&1
+  wait "$bench"
+  # The receivers close once they have every message; the server hears it after the run.
+  sleep 3
+  callgrind_control -d "$vg" >/dev/null 2>&1
+  sleep 1
+  kill "$pid" 2>/dev/null || true; kill "$vg" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  rm -rf "$app"
+  local dump delivered
+  dump=$(ls "$OUT/$s.callgrind".* 2>/dev/null | sort -t. -k3 -n | head -1)
+  delivered=$(sed -n 's/.*"delivered":\([0-9]*\).*/\1/p' "$OUT/$s.bench.json")
+  echo "$(total_ir "$dump") $delivered"
+}
+
+profile_broadcast() { # profile_broadcast PORT: Ir per delivered frame of examples/broadcast
+  # Two runs, BROADCAST_BASE messages and BROADCAST_BASE + BROADCAST_MESSAGES: what both pay
+  # (the sender's connect, the receivers' joins and closes, the room's ws.leave handling)
+  # cancels out in the difference, which is the sends alone.
+  local base more
+  read -r -a base <<<"$(broadcast_run "$1" "$BROADCAST_BASE")"
+  read -r -a more <<<"$(broadcast_run "$(($1 + 100))" "$((BROADCAST_BASE + BROADCAST_MESSAGES))")"
+  local ir=$((more[0] - base[0])) delivered=$((more[1] - base[1]))
+  echo "broadcast: ($((more[0])) - $((base[0]))) Ir / ($((more[1])) - $((base[1]))) delivered frames" \
+    "= $((ir / delivered)) Ir per delivered frame ($BROADCAST_CLIENTS clients;" \
+    "dump of the longer run: $OUT/broadcast-$((BROADCAST_BASE + BROADCAST_MESSAGES)).callgrind.1)"
+}
 servers=("$@"); [ ${#servers[@]} -gt 0 ] || servers=(ws-echo relay-rust relay-lua)
 port=19301
 for s in "${servers[@]}"; do
   port=$((port + 1))
+  if [ "$s" = broadcast ]; then profile_broadcast "$port"; continue; fi
   case $s in
     ws-echo) cmd=("$BIN/ws-echo" --addr "127.0.0.1:$port") ;;
     relay-rust) cmd=("$BIN/relay-echo" --addr "127.0.0.1:$port") ;;
@@ -37,14 +107,14 @@ for s in "${servers[@]}"; do
   vg=$(pgrep -f "callgrind-out-file=$OUT/$s.callgrind" | head -1)
   taskset -c 1 "$BIN/wsrelay-bench" echo --url "ws://127.0.0.1:$port/" --connections "$CONNECTIONS" \
     --duration 3s --json >/dev/null 2>&1
-  callgrind_control -z "$vg" >/dev/null
+  callgrind_control -z "$vg" >/dev/null 2>&1
   result=$(taskset -c 1 "$BIN/wsrelay-bench" echo --url "ws://127.0.0.1:$port/" --connections "$CONNECTIONS" \
     --duration "$DURATION" --json 2>/dev/null)
-  callgrind_control -d "$vg" >/dev/null
+  callgrind_control -d "$vg" >/dev/null 2>&1
   sleep 1
   kill "$pid" 2>/dev/null || true; kill "$vg" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   dump=$(ls "$OUT/$s.callgrind".* 2>/dev/null | sort -t. -k3 -n | head -1)
-  total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+  total=$(total_ir "$dump")
   messages=$(echo "$result" | sed -n 's/.*"messages":\([0-9]*\).*/\1/p')
   echo "$s: $total Ir / $messages messages = $((total / messages)) Ir per message (dump $dump)"
 done

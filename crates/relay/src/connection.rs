@@ -27,7 +27,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use wsrelay_process::{
     reason, Context, Event, ExitGuard, ExitResult, Map, Message, Pid, ProcessRef, Value,
 };
-use wsrelay_ws::{CloseReason, Event as WsEvent, WsConnection};
+use wsrelay_ws::{CloseReason, Event as WsEvent, SharedFrame, WsConnection};
 
 use crate::events::{self, ClientEvent, ClientEventKind, Outgoing};
 use crate::header::RelayTarget;
@@ -442,12 +442,11 @@ impl Connection {
 
     fn on_message(&mut self, msg: Message) -> Flow {
         match msg.topic() {
-            events::SEND => match events::outgoing_from_send(msg.payload()) {
-                Ok(out) => self.write(out),
-                Err(problem) => {
-                    tracing::warn!(pid = %self.ctx.pid(), from = ?msg.from(), "{problem}; ignored");
-                    Flow::Continue
-                }
+            events::SEND => match msg.payload().downcast_ref::<Outgoing>() {
+                // A group send's frame, shared by every member: written from the message
+                // itself, not from a clone of it (a clone and a drop per recipient).
+                Some(Outgoing::Shared(shared)) => self.write_shared(shared),
+                _ => self.send_payload(&msg),
             },
             events::CLOSE => {
                 let (code, text) = events::close_from_payload(msg.payload());
@@ -460,6 +459,17 @@ impl Connection {
             topic => {
                 let frame = events::passthrough_frame(topic, msg.payload());
                 self.write(Outgoing::Frame(frame))
+            }
+        }
+    }
+
+    /// `ws.send` with any other payload: a map from Lua, a frame from a Rust sender.
+    fn send_payload(&mut self, msg: &Message) -> Flow {
+        match events::outgoing_from_send(msg.payload()) {
+            Ok(out) => self.write(out),
+            Err(problem) => {
+                tracing::warn!(pid = %self.ctx.pid(), from = ?msg.from(), "{problem}; ignored");
+                Flow::Continue
             }
         }
     }
@@ -533,6 +543,17 @@ impl Connection {
             Outgoing::Frame(frame) => self.ws.feed_now(frame),
             Outgoing::Shared(shared) => self.ws.feed_shared_now(&shared),
         };
+        self.wrote(queued, len)
+    }
+
+    /// [`write`](Self::write) for a shared frame that stays in its message: cloned only when
+    /// the write must wait for the client.
+    fn write_shared(&mut self, shared: &SharedFrame) -> Flow {
+        if !self.ws.can_feed() {
+            return Flow::Wait(Wait::Write(Outgoing::Shared(shared.clone())));
+        }
+        let len = shared.data().len() as u64;
+        let queued = self.ws.feed_shared_now(shared);
         self.wrote(queued, len)
     }
 

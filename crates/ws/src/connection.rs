@@ -10,7 +10,8 @@
 //!   assembled, and keeps a split header in 14 inline bytes. Only the frames behind the one
 //!   a poll returns are copied into the connection, and freed once decoded.
 //! * **Writes** queue inline headers beside `Bytes` payloads (module `write_queue`) and go
-//!   out with vectored writes; the queue's storage is freed when it empties.
+//!   out with vectored writes; when the queue empties, its storage goes back to a small
+//!   per-thread pool, which the next frame of any connection on the thread takes from.
 //! * **permessage-deflate** uses per-thread zlib state (module `deflate`), which no
 //!   context takeover allows; [`WsConnection::feed_shared`] sends a message compressed once
 //!   for many connections.

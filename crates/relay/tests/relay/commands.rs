@@ -270,3 +270,53 @@ async fn a_group_send_of_ws_send_reaches_every_member_connection() {
     }
     h.stop().await;
 }
+
+/// A group send's frame that must wait for its client (the client's write queue is full):
+/// every member still gets every frame once and in order, and a member that reads is never
+/// held back by one that does not read yet.
+#[tokio::test]
+async fn group_sends_that_wait_for_a_slow_member_keep_order_and_spare_the_others() {
+    let h = Harness::builder()
+        .option("wsrelay.max_outbound_bytes", "64MiB")
+        .start()
+        .await;
+    h.node
+        .add_group_scope("app:pg", wsrelay_process::GroupLimits::default());
+    let scope = h.node.group_scope("app:pg").unwrap();
+    let (target, _g) = h.probe();
+    h.relay_to(target.pid().as_str(), "");
+    let mut reader = h.connect().await;
+    scope.join("room", &joined(&target).await).unwrap();
+    let mut sleeper = h.connect().await;
+    scope.join("room", &joined(&target).await).unwrap();
+
+    // 256 KiB each, more than a write queue takes at once and than loopback buffers hold:
+    // the sleeper's connection queues the shared frames, then waits to write them.
+    let frames = 24;
+    let text = |seq: usize| format!("{seq:04}:{}", "x".repeat(256 * 1024));
+    for seq in 0..frames {
+        let frame: Value = Map::new()
+            .with("type", "text")
+            .with("data", text(seq).as_str())
+            .into();
+        assert_eq!(
+            scope.broadcast("room", Some(target.pid().clone()), "ws.send", frame, vec![]),
+            2
+        );
+    }
+    // The reader gets all of them while the sleeper has read nothing.
+    for seq in 0..frames {
+        assert_eq!(next_frame(&mut reader).await, T::text(text(seq)), "reader");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for seq in 0..frames {
+        assert_eq!(
+            next_frame(&mut sleeper).await,
+            T::text(text(seq)),
+            "sleeper"
+        );
+    }
+    client_close(reader, None).await;
+    client_close(sleeper, None).await;
+    h.stop().await;
+}
