@@ -1,6 +1,6 @@
 //! Lua for wsrelay: `process.lua` processes and `function.lua` handlers, with the Wippy Lua API
 //! (`process`, `channel`, `errors`, `time`, `json`, `http`, `pg`, `base64`, `hash`, `uuid`,
-//! `env`, `crypto`; the reference is `docs/lua/`).
+//! `env`, `crypto`, `logger`; the reference is `docs/lua/`).
 //!
 //! # Tour
 //!

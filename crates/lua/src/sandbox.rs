@@ -12,7 +12,7 @@
 //!   answers `"count"`.
 //! - `process`, `channel` and `errors` are globals in every entry (as in Wippy).
 //!   `require(name)` returns them too, and returns the other modules (`json`, `time`, `http`,
-//!   `pg`, `base64`, `hash`, `uuid`, `env`, `crypto`) only when the entry lists them in its
+//!   `pg`, `base64`, `hash`, `uuid`, `env`, `crypto`, `logger`) only when the entry lists them in its
 //!   `modules`; other names raise `module 'x' not found` or name the missing `modules` entry.
 //!
 //! Each entry's chunk is compiled once per worker as `function(_ENV, ...) <source> end`, so
@@ -64,6 +64,7 @@ impl Sandbox {
         mods.raw_set("uuid", modules::uuid::module(lua)?)?;
         mods.raw_set("env", modules::env::module(lua, env)?)?;
         mods.raw_set("crypto", modules::crypto::module(lua)?)?;
+        mods.raw_set("logger", modules::logger::module(lua)?)?;
         let traceback = lua.create_function(|lua, err: LuaValue| {
             let text = match &err {
                 LuaValue::String(s) => s.to_string_lossy(),
@@ -100,6 +101,7 @@ impl Sandbox {
                 doomed.clone(),
                 setmetatable,
                 preempt::coroutine_library(lua, doomed)?,
+                modules::logger::maker(lua)?,
             ))?;
         Ok(Sandbox {
             make_meta,
