@@ -1,5 +1,5 @@
 //! The Lua modules: `process`, `channel`, `time`, `json`, `http`, `pg`, and the Wippy
-//! utility modules `errors`, `base64`, `hash`, `uuid`, `env`, `crypto` and `logger`.
+//! utility modules `errors`, `base64`, `hash`, `uuid`, `env`, `crypto`, `logger` and `store`.
 //!
 //! Each file builds one module table once per worker state; the sandbox then wraps it in a
 //! read-only proxy. Functions that can fail return `value` or `nil, err` (Wippy's convention);
@@ -26,6 +26,7 @@ pub(crate) mod logger;
 pub(crate) mod pg;
 pub(crate) mod process;
 mod select;
+pub(crate) mod store;
 pub(crate) mod time;
 pub(crate) mod uuid;
 
