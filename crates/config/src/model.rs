@@ -30,7 +30,7 @@ pub const KNOWN_KINDS: &[&str] = &[
 /// The Lua modules the runtime provides (SPEC §1), valid in `modules`.
 pub const KNOWN_LUA_MODULES: &[&str] = &[
     "http", "json", "process", "channel", "time", "pg", "errors", "base64", "hash", "uuid", "env",
-    "crypto", "logger",
+    "crypto", "logger", "store",
 ];
 
 /// The `kind:` strings.
