@@ -182,6 +182,7 @@ fn check(dir: &Path, strict: bool) -> Result<(), Failure> {
         + config.hosts.len()
         + config.process_services.len()
         + config.pg_scopes.len()
+        + config.memory_stores.len()
         + usize::from(config.cluster.is_some())
         + usize::from(config.ops.is_some());
     println!("ok: {entries} entries");

@@ -427,3 +427,52 @@ fn run_serves_https_and_reloads_certificates_on_sighup() {
     );
     assert_eq!(server.terminate().code(), Some(0));
 }
+
+/// A `store.memory` entry is a store Lua code can open by its id, with its `max_size`.
+#[test]
+fn run_registers_memory_stores_from_their_entries() {
+    let dir = AppDir::new()
+        .file(
+            "app.yaml",
+            &format!(
+                "{GOOD_HEAD}  - name: tickets
+    kind: store.memory
+    max_size: 1
+  - name: ticket
+    kind: function.lua
+    source: file://ticket.lua
+    modules: [http, store]
+  - name: ep
+    kind: http.endpoint
+    meta: {{ router: api }}
+    method: GET
+    path: /ticket
+    func: ticket
+"
+            ),
+        )
+        .file(
+            "ticket.lua",
+            r#"
+local http, store = require("http"), require("store")
+return function()
+    local req, res = http.request(), http.response()
+    local s = assert(store.get("app:tickets"))
+    local _, err = s:put(req:query("id"), true, { only_if_absent = true })
+    res:write(err and err:kind() or "stored")
+end
+"#,
+        );
+    let server = Server::start(Some(dir.path()));
+    let answers: Vec<String> = ["a", "a", "b"]
+        .iter()
+        .map(|id| support::http_get(server.addr, &format!("/api/ticket?id={id}")))
+        .map(|(status, body)| {
+            assert_eq!(status, 200, "{body}");
+            body
+        })
+        .collect();
+    // once only; then full at max_size 1
+    assert_eq!(answers, ["stored", "ALREADY_EXISTS", "UNAVAILABLE"]);
+    assert_eq!(server.terminate().code(), Some(0));
+}

@@ -47,6 +47,16 @@ pub enum AppError {
         /// What the Lua engine said.
         source: Box<wsrelay_lua::LuaError>,
     },
+    /// A `store.memory` entry could not be registered (the engine's bound on stores).
+    #[error("{file}: entry {entry}: {source}")]
+    Store {
+        /// The `store.memory` entry.
+        entry: EntryId,
+        /// Its YAML file.
+        file: PathBuf,
+        /// What the Lua engine said.
+        source: wsrelay_lua::StoreError,
+    },
     /// The Lua engine did not start.
     #[error("cannot start the Lua engine: {0}")]
     Engine(#[source] Box<wsrelay_lua::LuaError>),

@@ -256,6 +256,20 @@ impl App {
     ) -> Result<(LuaEngine, RunningGateway, Relay), AppError> {
         let engine = LuaEngine::new(node.clone(), engine_config(config, &options.engine))
             .map_err(|e| AppError::Engine(Box::new(e)))?;
+        for store in &config.memory_stores {
+            let max_size = store
+                .max_size
+                .map_or(wsrelay_lua::DEFAULT_STORE_MAX_SIZE, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                });
+            engine
+                .register_memory_store(&store.id.to_string(), max_size)
+                .map_err(|source| AppError::Store {
+                    entry: store.id.clone(),
+                    file: store.file.clone(),
+                    source,
+                })?;
+        }
         for entry in &config.processes {
             engine
                 .register_process(&entry.id.to_string(), gateway::spec(entry))

@@ -83,8 +83,9 @@ pub use files::{DiskFiles, FileError, FileSource, MemoryFiles};
 pub use id::{EntryId, IdError};
 pub use model::{
     kind, AdminConfig, AppConfig, ClusterConfig, ClusterTls, HttpEndpoint, HttpRouter, HttpService,
-    HttpStatic, LuaEntry, LuaKind, Method, OpsConfig, PgScope, ProcessHost, ProcessService,
-    RestartPolicy, ServiceTls, SourceOrigin, StaticMount, KNOWN_KINDS, KNOWN_LUA_MODULES,
+    HttpStatic, LuaEntry, LuaKind, MemoryStore, Method, OpsConfig, PgScope, ProcessHost,
+    ProcessService, RestartPolicy, ServiceTls, SourceOrigin, StaticMount, KNOWN_KINDS,
+    KNOWN_LUA_MODULES,
 };
 pub use options::{LoadOptions, LuaChecker};
 

@@ -25,12 +25,13 @@ pub const KNOWN_KINDS: &[&str] = &[
     kind::CLUSTER,
     kind::OPS,
     kind::PG_SCOPE,
+    kind::STORE_MEMORY,
 ];
 
 /// The Lua modules the runtime provides (SPEC §1), valid in `modules`.
 pub const KNOWN_LUA_MODULES: &[&str] = &[
     "http", "json", "process", "channel", "time", "pg", "errors", "base64", "hash", "uuid", "env",
-    "crypto",
+    "crypto", "logger", "store",
 ];
 
 /// The `kind:` strings.
@@ -57,6 +58,8 @@ pub mod kind {
     pub const OPS: &str = "wsrelay.ops";
     /// A scope of process groups (the Lua `pg` module).
     pub const PG_SCOPE: &str = "pg.scope";
+    /// A key-value store in memory (the Lua `store` module).
+    pub const STORE_MEMORY: &str = "store.memory";
 }
 
 /// A loaded, validated app.
@@ -87,6 +90,8 @@ pub struct AppConfig {
     pub ops: Option<OpsConfig>,
     /// `pg.scope` entries.
     pub pg_scopes: Vec<PgScope>,
+    /// `store.memory` entries.
+    pub memory_stores: Vec<MemoryStore>,
 }
 
 impl AppConfig {
@@ -371,6 +376,17 @@ pub struct PgScope {
     pub max_groups: Option<u64>,
     /// `max_members_per_group`: joins per group; as `max_groups`.
     pub max_members_per_group: Option<u64>,
+}
+
+/// A `store.memory`: a key-value store that `store.get(id)` opens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryStore {
+    /// Entry id (what `store.get` names).
+    pub id: EntryId,
+    /// The YAML file it came from.
+    pub file: PathBuf,
+    /// `max_size`: live keys at most; `None` keeps the runtime's default (10,000, Wippy's).
+    pub max_size: Option<u64>,
 }
 
 /// A `process.host`: where processes run.

@@ -326,3 +326,53 @@ fn static_can_allow_dotfiles() {
         .dir("www");
     assert!(app.load_ok().statics[0].allow_dotfiles);
 }
+
+#[test]
+fn memory_stores_load_with_their_max_size() {
+    let app = App::new()
+        .file(
+            "stores.yaml",
+            r#"
+namespace: app
+entries:
+  - name: tickets
+    kind: store.memory
+    max_size: 500
+    lifecycle:
+      auto_start: true
+  - name: cache
+    kind: store.memory
+"#,
+        )
+        .load_ok();
+    let stores: Vec<(String, Option<u64>)> = app
+        .memory_stores
+        .iter()
+        .map(|s| (s.id.to_string(), s.max_size))
+        .collect();
+    assert_eq!(
+        stores,
+        [
+            ("app:tickets".to_owned(), Some(500)),
+            ("app:cache".to_owned(), None)
+        ]
+    );
+}
+
+#[test]
+fn memory_store_refuses_a_zero_max_size() {
+    let errs = App::new()
+        .file(
+            "stores.yaml",
+            r#"
+namespace: app
+entries:
+  - name: tickets
+    kind: store.memory
+    max_size: 0
+"#,
+        )
+        .load_err();
+    let line = crate::util::find_error(&errs, &["app:tickets", "max_size"]);
+    assert!(line.contains("must be greater than zero"), "{line}");
+}

@@ -12,6 +12,7 @@ use crate::config::EngineConfig;
 use crate::dispatch::Dispatch;
 use crate::error::LuaError;
 use crate::http_types::{HttpRequest, HttpResponse};
+use crate::modules::store::StoreError;
 use crate::stats::{Counters, LuaStats};
 use crate::worker::{Job, Proto, Workers};
 
@@ -117,6 +118,19 @@ impl LuaEngine {
                 counters: Arc::default(),
             }),
         })
+    }
+
+    /// Registers a `store.memory` store under `id`, holding at most `max_size` live keys
+    /// ([`crate::DEFAULT_STORE_MAX_SIZE`] is Wippy's default); Lua code of this engine opens
+    /// it with `require("store").get(id)`. A store cannot be removed: it lives as long as
+    /// the engine, as a registry entry lives as long as the app.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the id is taken, `max_size` is 0, or the engine holds the most
+    /// stores it allows.
+    pub fn register_memory_store(&self, id: &str, max_size: usize) -> Result<(), StoreError> {
+        self.pool.workers.stores.register(id, max_size)
     }
 
     /// Checks that `source` compiles; the error names the chunk and the line

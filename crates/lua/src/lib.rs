@@ -1,6 +1,6 @@
 //! Lua for wsrelay: `process.lua` processes and `function.lua` handlers, with the Wippy Lua API
 //! (`process`, `channel`, `errors`, `time`, `json`, `http`, `pg`, `base64`, `hash`, `uuid`,
-//! `env`, `crypto`; the reference is `docs/lua/`).
+//! `env`, `crypto`, `logger`, `store`; the reference is `docs/lua/`).
 //!
 //! # Tour
 //!
@@ -84,4 +84,5 @@ pub use config::EngineConfig;
 pub use engine::{EntrySpec, FunctionSpec, LuaEngine, LuaFunction, ProcessSpec};
 pub use error::LuaError;
 pub use http_types::{HttpRequest, HttpResponse};
+pub use modules::store::{StoreError, DEFAULT_MAX_SIZE as DEFAULT_STORE_MAX_SIZE};
 pub use stats::LuaStats;

@@ -1,7 +1,7 @@
 -- The environment of processes (sandbox.rs): read-only library proxies, the protected calls
 -- that re-raise for a doomed process, `require` of the allowed modules, and the bootstrap
 -- that starts an entry.
-local modules, traceback, print, doomed, guarded_setmetatable, coroutines = ...
+local modules, traceback, print, doomed, guarded_setmetatable, coroutines, make_logger = ...
 local next, type, error, setmetatable, rawset, tostring, xpcall =
       next, type, error, setmetatable, rawset, tostring, xpcall
 local protected = setmetatable({}, { __mode = "k" })
@@ -70,11 +70,17 @@ local function make_meta(entry, allowed)
   b.process = proxies.process
   b.channel = proxies.channel
   b.errors = proxies.errors
+  local root_logger
   b.require = function(name)
     local m = proxies[name]
     if m == nil then error("module '" .. tostring(name) .. "' not found", 2) end
     if not always[name] and not allowed[name] then
       error("module '" .. name .. "' is not enabled for " .. entry .. " (add it to modules)", 2)
+    end
+    if name == "logger" then
+      -- Each entry has its own root logger, so every line names the entry that wrote it.
+      if root_logger == nil then root_logger = make_logger(entry) end
+      return root_logger
     end
     return m
   end

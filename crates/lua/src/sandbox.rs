@@ -12,7 +12,7 @@
 //!   answers `"count"`.
 //! - `process`, `channel` and `errors` are globals in every entry (as in Wippy).
 //!   `require(name)` returns them too, and returns the other modules (`json`, `time`, `http`,
-//!   `pg`, `base64`, `hash`, `uuid`, `env`, `crypto`) only when the entry lists them in its
+//!   `pg`, `base64`, `hash`, `uuid`, `env`, `crypto`, `logger`, `store`) only when the entry lists them in its
 //!   `modules`; other names raise `module 'x' not found` or name the missing `modules` entry.
 //!
 //! Each entry's chunk is compiled once per worker as `function(_ENV, ...) <source> end`, so
@@ -43,6 +43,7 @@ impl Sandbox {
         lua: &Lua,
         config: &EngineConfig,
         env: std::sync::Arc<modules::env::EnvStore>,
+        stores: std::sync::Arc<modules::store::Stores>,
     ) -> mlua::Result<Sandbox> {
         let limits = stdlib::Limits {
             steps: config.pattern_step_limit,
@@ -64,6 +65,8 @@ impl Sandbox {
         mods.raw_set("uuid", modules::uuid::module(lua)?)?;
         mods.raw_set("env", modules::env::module(lua, env)?)?;
         mods.raw_set("crypto", modules::crypto::module(lua)?)?;
+        mods.raw_set("logger", modules::logger::module(lua)?)?;
+        mods.raw_set("store", modules::store::module(lua, stores)?)?;
         let traceback = lua.create_function(|lua, err: LuaValue| {
             let text = match &err {
                 LuaValue::String(s) => s.to_string_lossy(),
@@ -100,6 +103,7 @@ impl Sandbox {
                 doomed.clone(),
                 setmetatable,
                 preempt::coroutine_library(lua, doomed)?,
+                modules::logger::maker(lua)?,
             ))?;
         Ok(Sandbox {
             make_meta,

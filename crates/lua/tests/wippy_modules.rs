@@ -1,13 +1,15 @@
-//! The Wippy utility modules: `errors`, `base64`, `hash`, `uuid`, `env`, `crypto`, run as
-//! real Lua through the engine. Known answers come from the RFCs and FIPS documents named at
-//! each vector.
+//! The Wippy utility modules: `errors`, `base64`, `hash`, `uuid`, `env`, `crypto`, `logger`, `store`,
+//! run as real Lua through the engine. Known answers come from the RFCs and FIPS documents
+//! named at each vector.
 mod support;
 
 use support::*;
 use wsrelay_lua::{EngineConfig, LuaEngine};
 use wsrelay_process::Value;
 
-const ALL: &[&str] = &["base64", "hash", "uuid", "env", "crypto", "json"];
+const ALL: &[&str] = &[
+    "base64", "hash", "uuid", "env", "crypto", "json", "logger", "store", "time",
+];
 
 /// Runs `body` as `main(...)` of a fresh process with `modules` enabled and `args`; returns
 /// its value, or panics with the Lua error (a failed `assert` in `body` fails the test).
@@ -99,7 +101,7 @@ async fn errors_are_objects_with_kind_message_and_retryable() {
 #[tokio::test(flavor = "multi_thread")]
 async fn utility_modules_need_the_modules_allowlist() {
     let (_node, engine) = setup();
-    for module in ["base64", "hash", "uuid", "env", "crypto"] {
+    for module in ["base64", "hash", "uuid", "env", "crypto", "logger", "store"] {
         let err = lua_error(&engine, &["json"], &format!("require(\"{module}\")")).await;
         assert!(
             err.contains(&format!("module '{module}' is not enabled")),
@@ -726,4 +728,337 @@ async fn modules_work_in_function_entries() {
             Value::Bool(true)
         ])
     );
+}
+
+// ---------------------------------------------------------------------------------- logger
+
+/// One captured `tracing` event of the logger's target: level and every field as text.
+#[derive(Debug, Clone)]
+struct Line {
+    level: tracing::Level,
+    fields: std::collections::BTreeMap<String, String>,
+}
+
+/// A layer that keeps the logger's events (the shards log on their own threads, so a
+/// thread-local subscriber would see nothing: this one is the global default).
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<Line>>>);
+
+struct Fields<'a>(&'a mut std::collections::BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "wsrelay_lua::logger" {
+            return;
+        }
+        let mut fields = std::collections::BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        self.0.lock().unwrap().push(Line {
+            level: *event.metadata().level(),
+            fields,
+        });
+    }
+}
+
+/// The captured lines whose `fields` contain `marker` (each test marks its own lines, as
+/// the tests of this file run in parallel into one global subscriber).
+fn captured(marker: &str) -> Vec<Line> {
+    use tracing_subscriber::layer::SubscriberExt;
+    static LINES: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<Line>>>> =
+        std::sync::OnceLock::new();
+    let lines = LINES.get_or_init(|| {
+        let lines = std::sync::Arc::default();
+        let subscriber =
+            tracing_subscriber::registry().with(Capture(std::sync::Arc::clone(&lines)));
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        lines
+    });
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.fields.get("fields").is_some_and(|f| f.contains(marker)))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logger_writes_levels_messages_and_fields_to_tracing() {
+    captured("");
+    let (_node, engine) = setup();
+    let pid = lua(
+        &engine,
+        r#"
+        local logger = require("logger")
+        assert(require("logger") == logger)
+        local log = logger:with({ test = "levels" })
+        assert(log:debug("d msg", { n = 1 }))
+        assert(log:info("i msg", { ok = true, text = "two words" }))
+        log:warn("w msg")
+        log:error("e msg", { n = 2.5 })
+        local relay = log:named("relay"):named("conn"):with({ conn_id = "c1" })
+        relay:info("named msg", { test = "levels" })
+        -- the parent is unchanged by its children
+        log:info("parent msg")
+        return process.pid()
+        "#,
+    )
+    .await;
+    let Value::String(pid) = pid else {
+        panic!("expected a pid, got {pid:?}")
+    };
+    let lines = captured("test=levels");
+    let by_msg = |m: &str| {
+        lines
+            .iter()
+            .find(|l| l.fields.get("message").map(String::as_str) == Some(m))
+            .unwrap_or_else(|| panic!("no line {m:?} in {lines:?}"))
+            .clone()
+    };
+    use tracing::Level;
+    for (msg, level, fields) in [
+        ("d msg", Level::DEBUG, "n=1 test=levels"),
+        (
+            "i msg",
+            Level::INFO,
+            "ok=true test=levels text=\"two words\"",
+        ),
+        ("w msg", Level::WARN, "test=levels"),
+        ("e msg", Level::ERROR, "n=2.5 test=levels"),
+        ("parent msg", Level::INFO, "test=levels"),
+    ] {
+        let line = by_msg(msg);
+        assert_eq!(line.level, level, "{msg}");
+        assert_eq!(line.fields["fields"], fields, "{msg}");
+        assert_eq!(line.fields["logger"], "", "{msg}");
+        assert_eq!(line.fields["pid"], pid.to_string(), "{msg}");
+        assert!(line.fields["entry"].starts_with("test:entry"), "{line:?}");
+    }
+    let named = by_msg("named msg");
+    assert_eq!(named.fields["logger"], "relay.conn");
+    assert_eq!(named.fields["fields"], "conn_id=c1 test=levels");
+    assert_eq!(lines.len(), 6, "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logger_bounds_sizes_and_refuses_bad_arguments() {
+    captured("");
+    let (_node, engine) = setup();
+    lua(
+        &engine,
+        r#"
+        local logger = require("logger")
+        local log = logger:with({ test = "bounds" })
+        -- an 8 KiB message and a 1 KiB value are kept; longer ones are cut and say so
+        log:info(string.rep("m", 9000), { big = string.rep("v", 2000) })
+        local many = {}
+        for i = 1, 40 do many[string.format("k%02d", i)] = i end
+        log:info("many", many)
+        -- bad arguments: INVALID, and nothing written
+        local v, err = logger:named("")
+        assert(v == nil and err:kind() == errors.INVALID, tostring(err))
+        v, err = logger:named(5)
+        assert(v == nil and err:kind() == errors.INVALID)
+        v, err = logger:with("x")
+        assert(v == nil and err:kind() == errors.INVALID)
+        local ok, err2 = log:info({}, nil)
+        assert(ok == false and err2:kind() == errors.INVALID)
+        ok, err2 = log:info("bad fields", 7)
+        assert(ok == false and err2:kind() == errors.INVALID)
+        "#,
+    )
+    .await;
+    let lines = captured("test=bounds");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let big = &lines
+        .iter()
+        .find(|l| l.fields["message"] != "many")
+        .unwrap();
+    let msg = &big.fields["message"];
+    assert!(
+        msg.starts_with(&"m".repeat(8192)) && msg.ends_with("…[truncated, 9000 bytes in all]"),
+        "{}",
+        &msg[8000..]
+    );
+    assert!(!msg.contains(&"m".repeat(8193)));
+    let fields = &big.fields["fields"];
+    let value = format!("big={}…[truncated, 2000 bytes in all]", "v".repeat(1024));
+    // the value holds a space (the marker), so it is quoted
+    assert!(fields.contains(&format!("{:?}", &value[4..])), "{fields}");
+    let many = lines
+        .iter()
+        .find(|l| l.fields["message"] == "many")
+        .unwrap();
+    let fields = &many.fields["fields"];
+    // 32 fields in all: `test` and 31 of the 40, and the rest counted
+    assert_eq!(fields.split(' ').count(), 33, "{fields}");
+    assert!(fields.ends_with("dropped_fields=9"), "{fields}");
+}
+
+// ----------------------------------------------------------------------------------- store
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_get_set_has_delete_entry_and_ttl() {
+    let (_node, engine) = setup();
+    engine.register_memory_store("app:cache", 100).unwrap();
+    lua(
+        &engine,
+        r#"
+        local store, time = require("store"), require("time")
+        local s, err = store.get("app:missing")
+        assert(s == nil and err:kind() == errors.NOT_FOUND)
+        s = assert(store.get("app:cache"))
+        local v, err = s:get("k")
+        assert(v == nil and err:kind() == errors.NOT_FOUND, tostring(err))
+        assert(s:set("k", { a = 1, list = { "x", "y" } }) == true)
+        v = s:get("k")
+        assert(v.a == 1 and v.list[2] == "y")
+        -- a copy: changing it does not change the store
+        v.a = 2
+        assert(s:get("k").a == 1)
+        assert(s:has("k") == true and s:has("nope") == false)
+        local e = s:entry("k")
+        assert(e.key == "k" and e.value.a == 1 and math.type(e.version) == "integer")
+        assert(s:set("k", "v2"))
+        assert(s:entry("k").version > e.version)
+        assert(s:delete("k") == true and s:delete("k") == false)
+        assert(s:has("k") == false)
+        -- a TTL: gone for every read once it passed
+        -- (only lower bounds on time: a slow machine cannot make this fail)
+        assert(s:set("t", "x", 0.05))
+        assert(s:set("hour", "h", 3600))
+        assert(s:set("forever", "y", 0))
+        time.sleep("120ms")
+        v, err = s:get("t")
+        assert(v == nil and err:kind() == errors.NOT_FOUND)
+        assert(s:has("t") == false and s:entry("t") == nil)
+        assert(s:get("forever") == "y" and s:get("hour") == "h")
+        assert(s:delete("hour"))
+        -- bad arguments are INVALID
+        for _, bad in ipairs({
+            function() return s:get("") end,
+            function() return s:get(5) end,
+            function() return s:set("k", nil) end,
+            function() return s:set("k", 1, -1) end,
+            function() return s:set("k", 1, "1s") end,
+            function() return s:set(string.rep("k", 1025), 1) end,
+        }) do
+            local r, e2 = bad()
+            assert(r == nil and e2:kind() == errors.INVALID, tostring(e2))
+        end
+        local info = s:info()
+        assert(info.backend == "memory" and info.max_size == 100 and info.size == 1)
+        assert(info.flags.ttl and info.flags.if_version)
+        -- a released handle refuses everything; another handle still works
+        assert(s:release() == true and s:release() == true)
+        v, err = s:get("forever")
+        assert(v == nil and err:kind() == errors.INVALID)
+        assert(store.get("app:cache"):get("forever") == "y")
+        "#,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_put_conditions_and_the_size_bound() {
+    let (_node, engine) = setup();
+    engine.register_memory_store("app:tickets", 3).unwrap();
+    lua(
+        &engine,
+        r#"
+        local s, time = require("store").get("app:tickets"), require("time")
+        local e = assert(s:put("nonce", "used", { only_if_absent = true }))
+        assert(e.key == "nonce" and e.value == "used")
+        local r, err = s:put("nonce", "again", { only_if_absent = true })
+        assert(r == nil and err:kind() == errors.ALREADY_EXISTS and not err:retryable())
+        assert(s:get("nonce") == "used")
+        local e2 = assert(s:put("nonce", "v2", { if_version = e.version }))
+        assert(e2.version > e.version)
+        r, err = s:put("nonce", "v3", { if_version = e.version })
+        assert(r == nil and err:kind() == errors.CONFLICT and err:retryable())
+        r, err = s:put("absent", "x", { if_version = 1 })
+        assert(r == nil and err:kind() == errors.CONFLICT)
+        r, err = s:put("k", "x", { if_version = 1, only_if_absent = true })
+        assert(r == nil and err:kind() == errors.INVALID)
+        -- an expired key is absent for only_if_absent
+        assert(s:put("short", 1, { ttl = 0.05 }))
+        time.sleep("120ms")
+        assert(s:put("short", 2, { only_if_absent = true }))
+        -- full at 3 live keys: a new key is UNAVAILABLE, an existing one can change
+        assert(s:set("third", 3))
+        r, err = s:set("fourth", 4)
+        assert(r == nil and err:kind() == errors.UNAVAILABLE and err:retryable(), tostring(err))
+        assert(s:set("third", 33))
+        -- an expired key frees its slot for a new one
+        assert(s:set("third", 3, 0.05))
+        time.sleep("120ms")
+        assert(s:set("fourth", 4))
+        assert(s:info().size == 3)
+        "#,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_list_pages_by_prefix() {
+    let (_node, engine) = setup();
+    engine.register_memory_store("app:sessions", 1000).unwrap();
+    let v = lua(
+        &engine,
+        r#"
+        local s, time = require("store").get("app:sessions"), require("time")
+        for i = 1, 25 do assert(s:set(string.format("user:%02d", i), i)) end
+        assert(s:set("room:1", "r"))
+        assert(s:set("user:99", "gone", 0.05))
+        time.sleep("120ms")
+        local seen, after, pages = {}, nil, 0
+        repeat
+            local page = assert(s:list({ prefix = "user:", after = after, limit = 10 }))
+            pages = pages + 1
+            for _, e in ipairs(page.items) do seen[#seen + 1] = e.value end
+            after = page.cursor
+        until not page.has_more
+        local all = s:list()
+        local r, err = s:list({ limit = 0 })
+        assert(r == nil and err:kind() == errors.INVALID)
+        r, err = s:list({ limit = 1001 })
+        assert(r == nil and err:kind() == errors.INVALID)
+        return { pages, #seen, seen[1], seen[25], #all.items, all.has_more }
+        "#,
+    )
+    .await;
+    // 25 live user keys in pages of 10 (the expired one skipped), in key order; all 26.
+    assert_eq!(
+        v,
+        Value::Array(vec![
+            Value::Int(3),
+            Value::Int(25),
+            Value::Int(1),
+            Value::Int(25),
+            Value::Int(26),
+            Value::Bool(false)
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_registration_refuses_duplicates_and_zero_size() {
+    let (_node, engine) = setup();
+    engine.register_memory_store("app:s", 1).unwrap();
+    assert!(matches!(
+        engine.register_memory_store("app:s", 5),
+        Err(wsrelay_lua::StoreError::Duplicate(_))
+    ));
+    assert!(matches!(
+        engine.register_memory_store("app:z", 0),
+        Err(wsrelay_lua::StoreError::Size(_))
+    ));
 }

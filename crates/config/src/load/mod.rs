@@ -231,6 +231,7 @@ const KIND_FIELDS: &[(&str, &[&str])] = &[
             "lifecycle",
         ],
     ),
+    (kind::STORE_MEMORY, &["max_size", "lifecycle"]),
 ];
 
 /// Fields this loader does not read: a warning by default, since Wippy entries may carry
@@ -312,6 +313,7 @@ fn build_entry(env: &Env<'_>, raw: &RawEntry, sink: &mut Sink, app: &mut AppConf
             });
         }
         kind::PG_SCOPE => push(&mut app.pg_scopes, process::pg_scope(&mut entry)),
+        kind::STORE_MEMORY => push(&mut app.memory_stores, process::memory_store(&mut entry)),
         other => entry.error(
             "kind",
             ConfigErrorKind::UnknownKind {

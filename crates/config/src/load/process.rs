@@ -5,7 +5,8 @@ use serde_yaml_ng::Value;
 use super::fields::{to_json, type_name, Entry};
 use crate::error::ConfigErrorKind;
 use crate::model::{
-    kind, ClusterConfig, ClusterTls, PgScope, ProcessHost, ProcessService, RestartPolicy,
+    kind, ClusterConfig, ClusterTls, MemoryStore, PgScope, ProcessHost, ProcessService,
+    RestartPolicy,
 };
 
 /// Fields of `process.host` with a typed meaning; the rest go to `options`.
@@ -46,6 +47,18 @@ pub(super) fn pg_scope(entry: &mut Entry<'_>) -> Option<PgScope> {
         file: entry.file(),
         max_groups,
         max_members_per_group,
+    })
+}
+
+pub(super) fn memory_store(entry: &mut Entry<'_>) -> Option<MemoryStore> {
+    let max_size = entry.opt_positive("max_size");
+    if entry.failed() {
+        return None;
+    }
+    Some(MemoryStore {
+        id: entry.id().clone(),
+        file: entry.file(),
+        max_size,
     })
 }
 

@@ -1,5 +1,5 @@
 //! The Lua modules: `process`, `channel`, `time`, `json`, `http`, `pg`, and the Wippy
-//! utility modules `errors`, `base64`, `hash`, `uuid`, `env` and `crypto`.
+//! utility modules `errors`, `base64`, `hash`, `uuid`, `env`, `crypto`, `logger` and `store`.
 //!
 //! Each file builds one module table once per worker state; the sandbox then wraps it in a
 //! read-only proxy. Functions that can fail return `value` or `nil, err` (Wippy's convention);
@@ -22,9 +22,11 @@ pub(crate) mod hash;
 pub(crate) mod http;
 pub(crate) mod inbox;
 pub(crate) mod json;
+pub(crate) mod logger;
 pub(crate) mod pg;
 pub(crate) mod process;
 mod select;
+pub(crate) mod store;
 pub(crate) mod time;
 pub(crate) mod uuid;
 
