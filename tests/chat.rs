@@ -1,13 +1,11 @@
 //! The demo chat end to end: real WebSocket clients in rooms.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::Server;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use support::Server;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};

@@ -1,13 +1,13 @@
 //! The command line: `check` on good and bad apps, `run` and its signals,
 //! exit statuses (SPEC §12).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{bin, output_within, repo, run, AppDir, Server};
+use crate::support::{bin, output_within, repo, run, AppDir, Server};
 
 /// A hang detector for `wsrelay check` of broken apps, which takes milliseconds.
 const HANG: Duration = Duration::from_secs(10);

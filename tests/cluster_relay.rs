@@ -7,15 +7,12 @@
 //!
 //! `WSR_BENCH=1` adds a closed-loop echo benchmark: remote target vs. local target.
 
-#[path = "../crates/cluster/tests/support/nats.rs"]
-mod nats;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::nats::{nats, Nats};
 use futures_util::{SinkExt, StreamExt};
-use nats::{nats, Nats};
 use tokio_tungstenite::tungstenite::Message;
 
 const ECHO_LUA: &str = r#"

@@ -1,11 +1,9 @@
 //! examples/echo end to end: the seed's pattern, a Lua target per connection.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{repo, Server};
 use futures_util::{SinkExt, StreamExt};
-use support::{repo, Server};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 

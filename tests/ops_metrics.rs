@@ -3,17 +3,17 @@
 //! protected, and a graceful shutdown sends `1001` to every client and `ws.leave`
 //! (`shutdown`) to every target within the drain timeout (in process, and via SIGTERM).
 
-mod ops_support;
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::ops;
+use crate::support::ops::{body_of, get, metric, raw, status_of, wait_metric, ws, TestApp};
 use futures_util::{SinkExt, StreamExt};
-use ops_support::{body_of, get, metric, raw, status_of, wait_metric, ws, TestApp};
 use tokio_tungstenite::tungstenite::Message as T;
 use wsrelay_process::{SpawnOptions, Value};
 
-async fn next_text(client: &mut ops_support::Client) -> String {
+async fn next_text(client: &mut ops::Client) -> String {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(5), client.next())
             .await
@@ -28,7 +28,7 @@ async fn next_text(client: &mut ops_support::Client) -> String {
     }
 }
 
-async fn close_code(client: &mut ops_support::Client) -> (u16, String) {
+async fn close_code(client: &mut ops::Client) -> (u16, String) {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(10), client.next())
             .await
@@ -169,7 +169,7 @@ async fn admin_api_needs_the_token_lists_and_closes_connections() {
 
 #[tokio::test]
 async fn an_admin_token_variable_that_is_unset_stops_the_start() {
-    let dir = ops_support::app_dir(
+    let dir = ops::app_dir(
         "  - name: ops
     kind: wsrelay.ops
     addr: \"127.0.0.1:0\"
@@ -254,7 +254,7 @@ async fn graceful_shutdown_in_process_closes_1001_and_tells_every_target() {
 
 #[test]
 fn sigterm_drains_open_connections_within_the_drain_timeout() {
-    let dir = ops_support::app_dir("");
+    let dir = ops::app_dir("");
     let mut cmd = support::bin();
     let mut child = cmd
         .args([

@@ -3,11 +3,9 @@
 //! patterns behave as SPEC §5 says, handshake abuse gets the right status and never stops the
 //! server, and the admission limits answer `503`/`429` with `Retry-After`.
 
-mod ops_support;
-
 use std::time::Duration;
 
-use ops_support::{get, header_of, raw, status_of, ws, TestApp};
+use crate::support::ops::{get, header_of, raw, status_of, ws, TestApp};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test]

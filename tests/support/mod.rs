@@ -9,6 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The ops tests' app in process (`App::start`), raw HTTP, clients and a metrics scraper.
+pub mod ops;
+
+/// The 3-server NATS cluster, the same harness as `wsrelay-cluster`'s tests.
+#[path = "../../crates/cluster/tests/support/nats.rs"]
+pub mod nats;
+
 /// The `wsrelay` binary under test.
 pub fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsrelay"));

@@ -1,17 +1,15 @@
 //! Cross-node benchmarks (ignored by default; numbers in docs/cluster.md):
 //!
 //! ```sh
-//! cargo test --release -p wsrelay-cluster --test bench -- --ignored --nocapture --test-threads 1
+//! cargo test --release -p wsrelay-cluster --test cluster bench:: -- --ignored --nocapture --test-threads 1
 //! ```
 //!
 //! `WSR_BENCH_SECRET=1` runs the latency and throughput benchmarks with signed frames (a
 //! cluster secret), to measure what HMAC-SHA256 costs.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 use wsrelay_process::{Event, SpawnOptions, Value};
 
 /// A node of the benchmarks: with a cluster secret if `WSR_BENCH_SECRET` is set.

@@ -1,12 +1,10 @@
 //! NATS faults under live cross-node monitors and traffic: one NATS server crashes (clients
 //! fail over; sessions may reset), and all NATS servers are down for ~3 s.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 use wsrelay_cluster::Cluster;
 use wsrelay_process::{reason, Context, Event, Pid, SendError, SpawnOptions, Value};
 

@@ -13,14 +13,12 @@
 //! delivers an asynchronous link-down `noproc` (as in Erlang), while a local `link` to a dead
 //! process fails at once; the test links only to live processes.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use proptest::prelude::*;
-use support::*;
 use wsrelay_cluster::Cluster;
 use wsrelay_process::{
     reason, Context, Event, ExitResult, Message, Pid, Received, SpawnOptions, Value,

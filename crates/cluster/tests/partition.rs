@@ -5,13 +5,11 @@
 //!
 //! Needs root (`ip netns`); skipped otherwise. Addresses: 10.77.0.1 (host end), 10.77.0.2.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 use wsrelay_cluster::{Cluster, ClusterOptions};
 use wsrelay_process::{reason, Event, Pid, SendError, SpawnOptions, Value};
 
@@ -163,7 +161,12 @@ fn partition_is_noticed_by_heartbeats_and_heals() {
     let mut child = Command::new("ip")
         .args(["netns", "exec", NS])
         .arg(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "partition_child", "--nocapture"])
+        .args([
+            "--ignored",
+            "--exact",
+            "partition::partition_child",
+            "--nocapture",
+        ])
         .env("WSR_PARTITION_CHILD", &b_name)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -1,11 +1,9 @@
 //! Remote send, monitor, link and cluster names between in-process nodes, each with its own
 //! NATS connection, over a 3-server NATS cluster (started by the test if needed).
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use wsrelay_process::{reason, Event, ExitResult, SendError, SpawnOptions, Value};
 
 const T: Duration = Duration::from_secs(10);

@@ -3,11 +3,9 @@
 //! sends and monitors reach it. Regression test for "no echo after B was SIGKILLed and
 //! restarted" (docs/cluster.md).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 use wsrelay_cluster::Cluster;
 use wsrelay_process::{Event, Pid, SendError, SpawnOptions, Value};
 

@@ -4,12 +4,10 @@
 //! only nodes holding it get in. Real nodes, a real 3-server NATS cluster, and a raw
 //! `async-nats` client as the attacker.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use wsrelay_cluster::{Cluster, ClusterOptions, ClusterSecret};
 use wsrelay_process::{reason, Event, Pid, SpawnOptions, Value};
 

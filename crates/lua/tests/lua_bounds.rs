@@ -1,12 +1,11 @@
 //! Library calls that run inside C (where the instruction hook never fires) are bounded: each
 //! either finishes quickly, fails quickly, or runs as preemptible Lua code so the other
 //! processes of its worker keep running.
-mod support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use mlua::Lua;
-use support::*;
 use wsrelay_lua::EngineConfig;
 use wsrelay_process::Value;
 

@@ -1,9 +1,8 @@
 //! The `channel` and `time` modules, and `channel.select` over inbox, events and timers.
-mod support;
 
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 use wsrelay_process::Value;
 
 #[tokio::test(flavor = "multi_thread")]

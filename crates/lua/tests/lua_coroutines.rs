@@ -1,11 +1,10 @@
 //! Coroutines of the Lua code (`coroutine.wrap/resume`) are preempted like the process itself,
 //! wait on blocking calls for the whole process, and keep Lua 5.4's semantics.
-mod support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use mlua::Lua;
-use support::*;
 use wsrelay_lua::EngineConfig;
 use wsrelay_process::Value;
 

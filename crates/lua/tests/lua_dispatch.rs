@@ -1,11 +1,10 @@
 //! Dispatch: new calls and processes do not queue behind a worker stuck in one resume (a C
 //! call, a metamethod, anything that cannot yield), and the cost of the pathological pattern
 //! of the hardening issue.
-mod support;
 
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 use wsrelay_lua::{EngineConfig, LuaError, LuaFunction};
 use wsrelay_process::Value;
 
@@ -88,7 +87,7 @@ async fn calls_and_spawns_do_not_queue_behind_a_worker_stuck_in_one_resume() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "measurement: cargo test --release -p wsrelay-lua --test lua_dispatch -- --ignored --nocapture"]
+#[ignore = "measurement: cargo test --release -p wsrelay-lua --test lua lua_dispatch -- --ignored --nocapture"]
 async fn measure_the_pathological_pattern_and_ping_latency_meanwhile() {
     let (_node, engine) = setup_with(EngineConfig {
         workers: 2,

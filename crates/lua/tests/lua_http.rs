@@ -1,10 +1,9 @@
 //! `function.lua` entries: the `http` module, calls, errors, timeouts and concurrency.
-mod support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
-use support::*;
 use wsrelay_lua::{EngineConfig, FunctionSpec, HttpRequest, LuaEngine, LuaError};
 use wsrelay_process::Value;
 

@@ -1,9 +1,8 @@
 //! Isolation and safety: runaway loops, errors, memory, globals, terminate, links.
-mod support;
 
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use wsrelay_lua::EngineConfig;
 use wsrelay_process::{Event, Value};
 

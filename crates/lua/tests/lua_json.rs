@@ -1,7 +1,6 @@
 //! The `json` module.
-mod support;
 
-use support::*;
+use crate::support::*;
 use wsrelay_process::Value;
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,13 +3,12 @@
 //!
 //! The C functions are reached only here, through a plain mlua state (the engine replaces
 //! them in every worker state). Both run the same Lua driver over the same cases.
-mod support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use mlua::{Function, Lua, Table};
 use proptest::prelude::*;
-use support::*;
 use wsrelay_lua::{EngineConfig, LuaEngine, LuaError, LuaFunction};
 use wsrelay_process::Value;
 

@@ -1,8 +1,7 @@
 //! The `pg` module: joins and leaves with multiplicity, members and groups, broadcasts from
 //! the caller to every member, memberships ending with their member, and the errors.
-mod support;
 
-use support::*;
+use crate::support::*;
 use wsrelay_process::{GroupLimits, Map, Value};
 
 const SCOPE: &str = "app:pg";

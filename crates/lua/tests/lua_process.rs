@@ -1,7 +1,6 @@
 //! The `process` module: every function, including its `nil, err` returns.
-mod support;
 
-use support::*;
+use crate::support::*;
 use wsrelay_process::{Event, Value};
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,9 +1,8 @@
 //! `math.random` has a generator per process and per function call: a seed set by one does
 //! not make another's numbers predictable; seeded sequences and errors are Lua 5.4's.
-mod support;
 
+use crate::support::*;
 use mlua::Lua;
-use support::*;
 use wsrelay_lua::EngineConfig;
 use wsrelay_process::Value;
 

@@ -1,9 +1,8 @@
 //! The seed document's snippets (websocket-relay.pt.txt), run unchanged as Lua entries
 //! against Rust processes standing in for WebSocket connections (SPEC §6, §7).
-mod support;
 
+use crate::support::*;
 use bytes::Bytes;
-use support::*;
 use wsrelay_lua::{FunctionSpec, HttpRequest};
 use wsrelay_process::{Context, Map, Pid, Value};
 

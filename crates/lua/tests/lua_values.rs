@@ -1,11 +1,10 @@
 //! Values Lua hands to Rust are bounded (`max_value_size`): payloads, spawn arguments, return
 //! values, JSON and HTTP responses; shared subtables are converted once, cycles refused; and
 //! large values from Rust fail inside the Lua memory limit instead of aborting.
-mod support;
 
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use wsrelay_lua::{EngineConfig, HttpRequest, LuaError};
 use wsrelay_process::Value;
 

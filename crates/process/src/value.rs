@@ -540,7 +540,7 @@ const SCAN_KEYS: usize = 16;
 
 impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Map {
     /// A repeated key keeps its first place and takes the last value. Small maps (the usual
-    /// payload) look keys up by scanning; past [`SCAN_KEYS`] entries an index makes it linear.
+    /// payload) look keys up by scanning; past `SCAN_KEYS` entries an index makes it linear.
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Map {
         let iter = iter.into_iter();
         let mut entries: Vec<(String, Value)> = Vec::with_capacity(iter.size_hint().0);

@@ -5,13 +5,11 @@
 //! Timing is printed, not asserted (run with `--nocapture`): the asserts are on outcomes, so
 //! a loaded machine cannot make these tests flaky.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
-use support::*;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as T;
 use wsrelay_process::{Pid, SpawnOptions, Value};

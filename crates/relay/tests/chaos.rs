@@ -6,15 +6,13 @@
 //! `WSRELAY_CHAOS_ITERATIONS`, `WSRELAY_CHAOS_CLIENTS` and `WSRELAY_CHAOS_SEED` run it longer,
 //! wider or differently. Run with `--nocapture` to see the numbers.
 
-mod support;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
-use support::*;
 use tokio_tungstenite::tungstenite::Message as T;
 use wsrelay_process::{Context, Event, ExitResult, Map, Node, Pid, SpawnOptions, Value};
 use wsrelay_relay::{ClientEvent, ClientEventKind, Outgoing};

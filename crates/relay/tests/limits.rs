@@ -3,12 +3,12 @@
 //! runs, so a refused request spawns nothing. Plain requests count too: see
 //! `not_upgraded.rs`.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use support::{joined, Harness};
+use crate::support::{joined, Harness};
 use tokio_tungstenite::tungstenite::Error as WsError;
 
 /// The status and `Retry-After` of a refused upgrade.

@@ -6,13 +6,11 @@
 //! spawns a target (the seed's own pattern) left 20,000 processes alive, and the per-IP
 //! limits never saw them.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 use tokio::io::AsyncWriteExt;
 use wsrelay_http::{handler_fn, response, Handler};
 use wsrelay_lua::{EngineConfig, LuaEngine, ProcessSpec};

@@ -2,11 +2,9 @@
 //! rebinding against a loopback listener, strict origin parsing, and several `Origin`
 //! headers. Every refusal comes before the handler runs.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 
-use support::Harness;
+use crate::support::Harness;
 
 /// A raw upgrade request with extra header lines (each ending in `\r\n`).
 fn upgrade(headers: &str) -> String {

@@ -15,7 +15,8 @@ pub struct Config {
     /// Bound on each step of the close handshake: writing our close frame, waiting for the
     /// peer's, and shutting TCP down. Default 5 s.
     pub close_timeout: Duration,
-    /// Queued outgoing bytes past which [`WsConnection::feed`] flushes. Default 8 KiB.
+    /// Queued outgoing bytes past which [`WsConnection::feed`](crate::WsConnection::feed)
+    /// flushes. Default 8 KiB.
     pub flush_threshold: usize,
     /// Outgoing messages longer than this are sent in fragments of this size. Default 1 MiB.
     pub frame_size: usize,

@@ -344,7 +344,7 @@ where
 
     /// Queues a data message without flushing, unless [`Config::flush_threshold`] bytes are
     /// already queued, in which case it flushes first. With permessage-deflate, messages of
-    /// at least [`Compression::threshold`] bytes are compressed.
+    /// at least [`Compression::threshold`](field@crate::Compression::threshold) bytes are compressed.
     ///
     /// # Errors
     ///

@@ -1,12 +1,10 @@
 //! permessage-deflate (RFC 7692) and subprotocols against a raw client over real TCP, and
 //! shared frames on real byte streams.
 
-mod support;
-
+use crate::support::raw::{deflate, inflate, RawClient};
+use crate::support::TestServer;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, SEC_WEBSOCKET_EXTENSIONS};
-use support::raw::{deflate, inflate, RawClient};
-use support::TestServer;
 use tokio::io::AsyncReadExt as _;
 use wsrelay_ws::{CloseReason, Compression, Config, Event, Message, SharedFrame, WsConnection};
 

@@ -1,12 +1,12 @@
 //! `WsConnection` against an independent client (tokio-tungstenite) over real TCP.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
+use crate::support::{expect_close, TestServer};
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
-use support::{expect_close, TestServer};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;

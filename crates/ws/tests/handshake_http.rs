@@ -1,10 +1,8 @@
 //! Handshake rejections as a client sees them over HTTP.
 
-mod support;
-
 use std::time::Duration;
 
-use support::TestServer;
+use crate::support::TestServer;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use wsrelay_ws::Config;
 

@@ -92,6 +92,17 @@ impl Harness {
             Some(format!(r#"{{"target_pid": "{target}"{extra}}}"#));
     }
 
+    /// The preamble most tests share: a probe as the relay's target, a client connected
+    /// through the relay, and the connection's PID from the `ws.join` the target got. The
+    /// guard must be kept: dropping it ends the target.
+    pub async fn joined_client(&self) -> (Context, ExitGuard, Client, wsrelay_process::Pid) {
+        let (target, guard) = self.probe();
+        self.relay_to(target.pid().as_str(), "");
+        let client = self.connect().await;
+        let client_pid = joined(&target).await;
+        (target, guard, client, client_pid)
+    }
+
     pub fn answer_with(&self, answer: Answer) {
         *self.answer.lock().unwrap() = answer;
     }
@@ -329,6 +340,16 @@ pub async fn joined(target: &Context) -> wsrelay_process::Pid {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// The payload of the next `ws.leave` the target gets, skipping other messages.
+pub async fn leave_of(target: &Context) -> Value {
+    loop {
+        let (topic, payload) = recv(target).await;
+        if topic == "ws.leave" {
+            return payload;
+        }
+    }
 }
 
 /// The next frame the client gets, skipping pings.

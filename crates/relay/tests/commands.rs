@@ -7,7 +7,6 @@ use tokio_tungstenite::tungstenite::Message as T;
 use wsrelay_process::{Map, Value};
 use wsrelay_relay::Outgoing;
 
-use crate::leave_of;
 use crate::support::*;
 
 #[tokio::test]
@@ -46,10 +45,7 @@ async fn ws_send_text_and_binary_from_any_process() {
 #[tokio::test]
 async fn invalid_payloads_are_ignored() {
     let h = Harness::start().await;
-    let (target, _g) = h.probe();
-    h.relay_to(target.pid().as_str(), "");
-    let mut client = h.connect().await;
-    let client_pid = joined(&target).await;
+    let (target, _g, mut client, client_pid) = h.joined_client().await;
     send(&target, &client_pid, "ws.send", 42);
     send(
         &target,
@@ -125,10 +121,7 @@ async fn ws_close_with_code_and_reason() {
 #[tokio::test]
 async fn other_topics_become_json_frames() {
     let h = Harness::start().await;
-    let (target, _g) = h.probe();
-    h.relay_to(target.pid().as_str(), "");
-    let mut client = h.connect().await;
-    let client_pid = joined(&target).await;
+    let (target, _g, mut client, client_pid) = h.joined_client().await;
     send(&target, &client_pid, "update", Map::new().with("value", 42));
     let T::Text(text) = next_frame(&mut client).await else {
         panic!()

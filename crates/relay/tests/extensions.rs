@@ -4,7 +4,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wsrelay_process::Value;
 
-use crate::leave_of;
 use crate::support::*;
 
 /// Connects with `Sec-WebSocket-Protocol: offers`; returns the client and the protocol the

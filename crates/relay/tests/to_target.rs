@@ -9,7 +9,6 @@ use tokio_tungstenite::tungstenite::Message as T;
 use wsrelay_process::Value;
 use wsrelay_relay::{ClientEvent, ClientEventKind};
 
-use crate::leave_of;
 use crate::support::*;
 
 #[tokio::test]

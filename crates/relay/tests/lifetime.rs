@@ -7,7 +7,6 @@ use tokio_tungstenite::tungstenite::Message as T;
 use wsrelay_process::{Event, Map, Value};
 use wsrelay_relay::Outgoing;
 
-use crate::leave_of;
 use crate::support::*;
 
 #[tokio::test]
@@ -64,10 +63,7 @@ async fn monitors_of_the_connection_see_its_exit_reason() {
 #[tokio::test]
 async fn cancel_closes_1001_and_terminate_closes_1011() {
     let h = Harness::start().await;
-    let (target, _g) = h.probe();
-    h.relay_to(target.pid().as_str(), "");
-    let client = h.connect().await;
-    let client_pid = joined(&target).await;
+    let (target, _g, client, client_pid) = h.joined_client().await;
     target.cancel(&client_pid, "bye").unwrap();
     assert_eq!(close_of(client).await.0, 1001);
     assert_eq!(
@@ -91,10 +87,7 @@ async fn cancel_closes_1001_and_terminate_closes_1011() {
 #[tokio::test]
 async fn shutdown_closes_1001_with_leave_shutdown() {
     let h = Harness::start().await;
-    let (target, _g) = h.probe();
-    h.relay_to(target.pid().as_str(), "");
-    let client = h.connect().await;
-    let client_pid = joined(&target).await;
+    let (target, _g, client, client_pid) = h.joined_client().await;
     h.node
         .kill(&client_pid, wsrelay_process::ExitResult::error("shutdown"))
         .unwrap();
@@ -112,10 +105,7 @@ async fn a_client_that_does_not_read_is_a_slow_consumer() {
         .option("wsrelay.write_timeout", "500ms")
         .start()
         .await;
-    let (target, _g) = h.probe();
-    h.relay_to(target.pid().as_str(), "");
-    let client = h.connect().await; // never read
-    let client_pid = joined(&target).await;
+    let (target, _g, client, client_pid) = h.joined_client().await; // never read
     let chunk = "x".repeat(16 * 1024);
     for _ in 0..2000 {
         if target
@@ -209,10 +199,7 @@ async fn a_live_client_answers_pings_and_stays() {
         .option("wsrelay.pong_timeout", "100ms")
         .start()
         .await;
-    let (target, _g) = h.probe();
-    h.relay_to(target.pid().as_str(), "");
-    let mut client = h.connect().await;
-    let client_pid = joined(&target).await;
+    let (_target, _g, mut client, client_pid) = h.joined_client().await;
     // tungstenite answers pings while it is polled.
     let reader = tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(600);
@@ -233,10 +220,7 @@ async fn terminate_is_not_held_up_by_a_blocked_write() {
         .option("wsrelay.close_timeout", "200ms")
         .start()
         .await;
-    let (target, _g) = h.probe();
-    h.relay_to(target.pid().as_str(), "");
-    let client = h.connect().await; // never read: the socket buffers fill and writes block
-    let client_pid = joined(&target).await;
+    let (target, _g, client, client_pid) = h.joined_client().await; // never read: the socket buffers fill and writes block
     target.monitor(&client_pid).unwrap();
     let chunk = "x".repeat(64 * 1024);
     for _ in 0..200 {
@@ -271,10 +255,7 @@ async fn the_outbound_byte_limit_closes_a_stalled_client_before_the_write_timeou
         .option("wsrelay.close_timeout", "200ms")
         .start()
         .await;
-    let (target, _g) = h.probe();
-    h.relay_to(target.pid().as_str(), "");
-    let client = h.connect().await; // never read
-    let client_pid = joined(&target).await;
+    let (target, _g, client, client_pid) = h.joined_client().await; // never read
     let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
     let started = std::time::Instant::now();
     let mut sent = 0usize;

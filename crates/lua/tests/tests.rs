@@ -1,0 +1,18 @@
+//! Integration tests of `wsrelay-lua`: real Lua states on real processes, one module per area,
+//! built as one binary.
+
+mod support;
+
+mod lua_bounds;
+mod lua_channel;
+mod lua_coroutines;
+mod lua_dispatch;
+mod lua_http;
+mod lua_isolation;
+mod lua_json;
+mod lua_patterns;
+mod lua_pg;
+mod lua_process;
+mod lua_random;
+mod lua_seed;
+mod lua_values;

@@ -1,0 +1,7 @@
+//! Integration tests of `wsrelay-process` through its public API, one module per area, built
+//! as one binary.
+
+mod exactly_once;
+mod groups;
+mod inbound;
+mod process;
