@@ -16,3 +16,4 @@ mod lua_process;
 mod lua_random;
 mod lua_seed;
 mod lua_values;
+mod wippy_modules;

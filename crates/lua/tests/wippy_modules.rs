@@ -1,9 +1,8 @@
 //! The Wippy utility modules: `errors`, `base64`, `hash`, `uuid`, `env`, `crypto`, `logger`, `store`,
 //! run as real Lua through the engine. Known answers come from the RFCs and FIPS documents
 //! named at each vector.
-mod support;
 
-use support::*;
+use crate::support::*;
 use wsrelay_lua::{EngineConfig, LuaEngine};
 use wsrelay_process::Value;
 
