@@ -176,6 +176,22 @@ impl Harness {
         (status, body)
     }
 
+    /// A raw TCP client that has completed the upgrade (the `101` is read): for tests that do
+    /// what no WebSocket client library does (never answer pings, keep TCP open after the
+    /// close handshake).
+    pub async fn raw_upgraded(&self) -> tokio::net::TcpStream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        stream
+            .write_all(format!("{UPGRADE}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+        stream
+    }
+
     pub async fn stop(mut self) {
         if let Some(g) = self.gateway.take() {
             let _ = g.shutdown().await;
