@@ -68,6 +68,7 @@ mod config;
 pub mod connection;
 mod decoder;
 mod deflate;
+mod error;
 pub mod extension;
 mod frame;
 pub mod handshake;

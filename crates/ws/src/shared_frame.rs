@@ -12,8 +12,8 @@
 
 use bytes::Bytes;
 
-use crate::connection::Error;
 use crate::deflate;
+use crate::error::Error;
 use crate::extension::{Compression, Deflate};
 use crate::frame::{Header, OpCode};
 use crate::message::Message;

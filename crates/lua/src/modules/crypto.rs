@@ -30,7 +30,7 @@ use serde_json::Value as Json;
 use subtle::ConstantTimeEq;
 
 use super::errors::WippyError;
-use super::hash::{hmac, MacHash};
+use super::hash::{hmac, pbkdf2_call, MacHash};
 use super::{bytes_arg, hex, int_arg, wippy_function, WippyFail};
 use crate::convert;
 
@@ -39,13 +39,6 @@ use crate::convert;
 pub(crate) const MAX_RANDOM: i64 = 1 << 20;
 /// The longest `random.string` charset, in bytes.
 pub(crate) const MAX_CHARSET: usize = 4096;
-/// The most PBKDF2 iterations one call may ask for. Wippy allows 10 million; the call runs
-/// on a shard thread that also serves its connections and cannot be preempted inside Rust,
-/// and 10 million SHA-256 rounds hold it for seconds. One million (above OWASP's 600 000 for
-/// PBKDF2-HMAC-SHA256) holds it a tenth as long.
-pub(crate) const MAX_PBKDF2_ITERATIONS: i64 = 1_000_000;
-/// The longest PBKDF2 key, in bytes.
-pub(crate) const MAX_PBKDF2_KEY: i64 = 1024;
 
 /// AES-192-GCM with the standard 96-bit nonce (the crate names only 128 and 256).
 type Aes192Gcm = AesGcm<aes_gcm::aes::Aes192, aes_gcm::aead::consts::U12>;
@@ -314,53 +307,6 @@ fn jwt_verify(lua: &Lua, args: &MultiValue) -> Result<Json, WippyError> {
         }
     }
     Ok(data.claims)
-}
-
-/// `pbkdf2(password, salt, iterations, key_length, hash?)` → the key bytes; shared with
-/// `hash.pbkdf2`. `hash` is `"sha256"` (default) or `"sha512"`.
-pub(crate) fn pbkdf2_call(lua: &Lua, args: &MultiValue, what: &str) -> Result<Vec<u8>, WippyError> {
-    let limit = convert::limit(lua);
-    let password = bytes_arg(args, 0, &format!("{what}: password"), limit)?;
-    let salt = bytes_arg(args, 1, &format!("{what}: salt"), limit)?;
-    let rounds = int_arg(
-        args,
-        2,
-        &format!("{what}: iterations"),
-        1..=MAX_PBKDF2_ITERATIONS,
-    )?;
-    let len = int_arg(args, 3, &format!("{what}: key_length"), 1..=MAX_PBKDF2_KEY)?;
-    let sha512 = match args.get(4) {
-        None | Some(LuaValue::Nil) => false,
-        Some(_) => match &*bytes_arg(args, 4, &format!("{what}: hash"), 16)?.as_bytes() {
-            b"sha256" => false,
-            b"sha512" => true,
-            other => {
-                return Err(WippyError::invalid(format!(
-                    "{what}: hash must be \"sha256\" or \"sha512\", got {:?}",
-                    String::from_utf8_lossy(other)
-                )))
-            }
-        },
-    };
-    // Both bounds were checked above, so the casts cannot truncate.
-    let (rounds, len) = (rounds as u32, len as usize);
-    let mut out = vec![0u8; len];
-    if sha512 {
-        pbkdf2::pbkdf2_hmac::<sha2::Sha512>(
-            &password.as_bytes(),
-            &salt.as_bytes(),
-            rounds,
-            &mut out,
-        );
-    } else {
-        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
-            &password.as_bytes(),
-            &salt.as_bytes(),
-            rounds,
-            &mut out,
-        );
-    }
-    Ok(out)
 }
 
 /// `crypto.hmac.<name>(key, data)` → hex.

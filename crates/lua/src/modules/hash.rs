@@ -20,7 +20,8 @@ use sha1::Sha1;
 use sha2::digest::Digest;
 use sha2::{Sha256, Sha512};
 
-use super::{bytes_arg, flag_arg, hex, wippy_function, WippyFail};
+use super::errors::WippyError;
+use super::{bytes_arg, flag_arg, hex, int_arg, wippy_function, WippyFail};
 use crate::convert;
 
 /// The digest as Lua gets it: hex text, or the bytes themselves.
@@ -101,6 +102,61 @@ pub(crate) fn fnv1_64(data: &[u8]) -> u64 {
     })
 }
 
+/// The most PBKDF2 iterations one call may ask for. Wippy allows 10 million; the call runs
+/// on a shard thread that also serves its connections and cannot be preempted inside Rust,
+/// and 10 million SHA-256 rounds hold it for seconds. One million (above OWASP's 600 000 for
+/// PBKDF2-HMAC-SHA256) holds it a tenth as long.
+pub(crate) const MAX_PBKDF2_ITERATIONS: i64 = 1_000_000;
+/// The longest PBKDF2 key, in bytes.
+pub(crate) const MAX_PBKDF2_KEY: i64 = 1024;
+
+/// `pbkdf2(password, salt, iterations, key_length, hash?)` → the key bytes; shared with
+/// `hash.pbkdf2`. `hash` is `"sha256"` (default) or `"sha512"`.
+pub(crate) fn pbkdf2_call(lua: &Lua, args: &MultiValue, what: &str) -> Result<Vec<u8>, WippyError> {
+    let limit = convert::limit(lua);
+    let password = bytes_arg(args, 0, &format!("{what}: password"), limit)?;
+    let salt = bytes_arg(args, 1, &format!("{what}: salt"), limit)?;
+    let rounds = int_arg(
+        args,
+        2,
+        &format!("{what}: iterations"),
+        1..=MAX_PBKDF2_ITERATIONS,
+    )?;
+    let len = int_arg(args, 3, &format!("{what}: key_length"), 1..=MAX_PBKDF2_KEY)?;
+    let sha512 = match args.get(4) {
+        None | Some(LuaValue::Nil) => false,
+        Some(_) => match &*bytes_arg(args, 4, &format!("{what}: hash"), 16)?.as_bytes() {
+            b"sha256" => false,
+            b"sha512" => true,
+            other => {
+                return Err(WippyError::invalid(format!(
+                    "{what}: hash must be \"sha256\" or \"sha512\", got {:?}",
+                    String::from_utf8_lossy(other)
+                )))
+            }
+        },
+    };
+    // Both bounds were checked above, so the casts cannot truncate.
+    let (rounds, len) = (rounds as u32, len as usize);
+    let mut out = vec![0u8; len];
+    if sha512 {
+        pbkdf2::pbkdf2_hmac::<sha2::Sha512>(
+            &password.as_bytes(),
+            &salt.as_bytes(),
+            rounds,
+            &mut out,
+        );
+    } else {
+        pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+            &password.as_bytes(),
+            &salt.as_bytes(),
+            rounds,
+            &mut out,
+        );
+    }
+    Ok(out)
+}
+
 /// Builds the `hash` module table.
 pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
     let m = lua.create_table()?;
@@ -132,7 +188,7 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
         wippy_function(
             lua,
             |lua, args: MultiValue| -> Result<LuaValue, WippyFail> {
-                let key = super::crypto::pbkdf2_call(lua, &args, "hash.pbkdf2")?;
+                let key = pbkdf2_call(lua, &args, "hash.pbkdf2")?;
                 Ok(LuaValue::String(lua.create_string(key)?))
             },
         )?,
