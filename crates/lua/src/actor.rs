@@ -14,7 +14,7 @@ use mlua::AnyUserData;
 use wsrelay_process::{Context, ExitResult, Node};
 
 use crate::http_types::{HttpRequest, HttpResponse};
-use crate::stdlib::random::Xoshiro;
+use crate::stdlib::xoshiro::Xoshiro;
 
 thread_local! {
     /// The actor being resumed on this thread (set by [`crate::resume::Scoped`]).

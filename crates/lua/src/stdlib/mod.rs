@@ -23,6 +23,7 @@ mod args;
 mod matcher;
 mod patterns;
 pub(crate) mod random;
+pub(crate) mod xoshiro;
 
 use mlua::{Function, Lua, MultiValue, Table, Value as LuaValue};
 
