@@ -31,10 +31,8 @@ use mlua::{Lua, Table, Value as LuaValue};
 use serde_json::Value as Json;
 use wsrelay_process::{Map, Value};
 
+pub(crate) use crate::budget::ConvertError;
 use crate::raw::{self, Scalar, Sink};
-
-/// What one value costs in the budget besides the bytes of its text.
-pub(crate) const NODE_COST: usize = 16;
 
 /// Map keys up to this length are kept as Lua strings, see [`KeyCache`].
 const CACHED_KEY_LEN: usize = 32;
@@ -54,29 +52,6 @@ struct KeyCache(HashMap<Box<str>, mlua::LuaString>);
 /// `EngineConfig::max_value_size`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ValueLimit(pub(crate) usize);
-
-/// Why a Lua value could not be converted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ConvertError {
-    /// A function, userdata or thread, a bad key, or a number JSON cannot hold.
-    Unsupported(String),
-    /// Over the size budget, a cycle, or nested too deeply: the value is too big to convert.
-    TooBig(String),
-}
-
-impl std::fmt::Display for ConvertError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConvertError::Unsupported(text) | ConvertError::TooBig(text) => f.write_str(text),
-        }
-    }
-}
-
-impl From<String> for ConvertError {
-    fn from(text: String) -> ConvertError {
-        ConvertError::Unsupported(text)
-    }
-}
 
 /// The budget of the state `lua` (unlimited if none was set).
 pub(crate) fn limit(lua: &Lua) -> usize {

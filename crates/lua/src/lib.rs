@@ -63,6 +63,7 @@
 
 mod actor;
 mod bounds;
+mod budget;
 mod config;
 mod convert;
 mod dispatch;

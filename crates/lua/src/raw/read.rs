@@ -13,7 +13,7 @@ use mlua::ffi::{self, lua_State};
 use mlua::{Lua, MultiValue, Value as LuaValue};
 use smallvec::SmallVec;
 
-use crate::convert::{ConvertError, NODE_COST};
+use crate::budget::{ConvertError, NODE_COST};
 
 /// Tables nested deeper than this are rejected.
 const MAX_DEPTH: usize = 100;
