@@ -32,9 +32,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::gateway::{handle, Site};
 use crate::proxy_protocol;
 use crate::server::ServerConfig;
+use crate::site::{handle, Site};
 use crate::tls::ALPN_H2;
 use crate::Shutdown;
 

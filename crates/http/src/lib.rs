@@ -117,6 +117,7 @@ pub mod response;
 mod router;
 mod server;
 mod shutdown;
+mod site;
 mod static_files;
 #[cfg(feature = "test-util")]
 #[doc(hidden)]
@@ -127,7 +128,7 @@ pub use body::{Body, BodyError, BoxError, ResponseBody};
 pub use cors::Cors;
 pub use error::Error;
 pub use forwarded::{TrustedProxies, MAX_HOPS};
-pub use gateway::{ConnectInfo, Gateway, RunningGateway};
+pub use gateway::{Gateway, RunningGateway};
 pub use h2::is_websocket_connect;
 pub use handler::{handler_fn, BoxFuture, Handler, HandlerFn};
 pub use middleware::{middleware_fn, Middleware, MiddlewareFactory, MiddlewareFn, Next, Options};
@@ -136,6 +137,7 @@ pub use registry::MiddlewareRegistry;
 pub use router::{MatchedPath, PathParams, Router};
 pub use server::{Server, ServerConfig};
 pub use shutdown::Shutdown;
+pub use site::ConnectInfo;
 pub use static_files::Dotfiles;
 pub use tls::{TlsError, TlsFiles, TlsReloader};
 
