@@ -17,7 +17,6 @@ use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::groups::Membership;
 use crate::host::HostState;
 use crate::{Event, ExitResult, Message, Pid};
 
@@ -61,6 +60,27 @@ pub(crate) struct Relations {
     pub(crate) names: Vec<String>,
     /// Group memberships, one per join (`groups.rs`).
     pub(crate) groups: Vec<Membership>,
+}
+
+/// A membership as the member's relations record it (one per join, see `groups.rs`).
+pub(crate) struct Membership {
+    pub(crate) scope: Arc<dyn GroupExit>,
+    pub(crate) group: Arc<str>,
+}
+
+impl Membership {
+    /// Ends this membership of `pid` (the member exited).
+    pub(crate) fn end(self, pid: &Pid) {
+        self.scope.remove_member(&self.group, pid);
+    }
+}
+
+/// What a group scope does when a member exits. The cell records memberships without
+/// knowing group scopes (`groups.rs` implements this), so the runtime's layers depend one
+/// way: groups on cells, never cells on groups.
+pub(crate) trait GroupExit: Send + Sync {
+    /// Removes one membership of `pid` in `group`.
+    fn remove_member(&self, group: &str, pid: &Pid);
 }
 
 /// One of the sets of [`Relations`], for the operations that treat them alike.

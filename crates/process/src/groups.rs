@@ -24,7 +24,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use crate::cell::Cell;
+use crate::cell::{Cell, GroupExit, Membership};
 use crate::node::NodeInner;
 use crate::{Message, Node, Pid, Value};
 
@@ -125,12 +125,6 @@ struct Member {
     count: usize,
 }
 
-/// A membership as the member's relations record it (one per join).
-pub(crate) struct Membership {
-    scope: Arc<ScopeInner>,
-    group: Arc<str>,
-}
-
 impl fmt::Debug for GroupScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GroupScope")
@@ -229,7 +223,7 @@ impl GroupScope {
         let memberships = &mut state.rel().groups;
         let at = memberships
             .iter()
-            .position(|m| Arc::ptr_eq(&m.scope, &self.inner) && &*m.group == group)
+            .position(|m| m.is_of(&self.inner) && &*m.group == group)
             .ok_or_else(not_member)?;
         memberships.swap_remove(at);
         self.inner.remove(group, pid, 1);
@@ -269,7 +263,7 @@ impl GroupScope {
             .rel
             .iter()
             .flat_map(|rel| rel.groups.iter())
-            .filter(|m| Arc::ptr_eq(&m.scope, &self.inner))
+            .filter(|m| m.is_of(&self.inner))
             .map(|m| m.group.to_string())
             .collect();
         names.sort();
@@ -402,8 +396,14 @@ impl ScopeInner {
 }
 
 impl Membership {
-    /// Ends this membership of `pid` (the member exited).
-    pub(crate) fn end(self, pid: &Pid) {
-        self.scope.remove(&self.group, pid, 1);
+    /// Whether this membership is in `scope` (the same scope, compared by address).
+    fn is_of(&self, scope: &Arc<ScopeInner>) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(&self.scope), Arc::as_ptr(scope))
+    }
+}
+
+impl GroupExit for ScopeInner {
+    fn remove_member(&self, group: &str, pid: &Pid) {
+        self.remove(group, pid, 1);
     }
 }
