@@ -34,20 +34,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::proxy_protocol;
 use crate::server::ServerConfig;
-use crate::site::{handle, Site};
+use crate::site::{handle, Peer, Site};
 use crate::tls::ALPN_H2;
 use crate::Shutdown;
-
-/// What is known about a connection before its first request.
-#[derive(Debug, Clone)]
-pub(crate) struct Peer {
-    /// The TCP peer.
-    pub(crate) addr: SocketAddr,
-    /// The client's address from a PROXY header, when there was one.
-    pub(crate) proxied: Option<SocketAddr>,
-    /// Whether the connection is TLS.
-    pub(crate) tls: bool,
-}
 
 /// Spawns HTTP/2 stream tasks on the gateway's tracker: on the current runtime (the
 /// accepting shard), and waited for by shutdown.

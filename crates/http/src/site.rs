@@ -14,7 +14,6 @@ use http::header::CONTENT_LENGTH;
 use http::StatusCode;
 use hyper::body::Incoming;
 
-use crate::conn::Peer;
 use crate::server::{Routes, ServerConfig};
 use crate::tls::TlsReloader;
 use crate::{h2, response, Body, Request, Response, Shutdown, TrustedProxies};
@@ -61,6 +60,17 @@ impl ConnectInfo {
     pub fn is_https(&self) -> bool {
         self.https
     }
+}
+
+/// What is known about a connection before its first request.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    /// The TCP peer.
+    pub(crate) addr: SocketAddr,
+    /// The client's address from a PROXY header, when there was one.
+    pub(crate) proxied: Option<SocketAddr>,
+    /// Whether the connection is TLS.
+    pub(crate) tls: bool,
 }
 
 /// What a connection task needs to know about its server.

@@ -225,7 +225,7 @@ pub enum StoreError {
     /// The id is taken.
     #[error("store {0:?} is registered already")]
     Duplicate(String),
-    /// [`MAX_STORES`] are registered.
+    /// The engine holds the most stores it takes (1024) already.
     #[error("store {0:?}: the engine holds {MAX_STORES} stores already")]
     Full(String),
     /// `max_size` is 0.
