@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What TLS costs (issue #16): the same Lua echo app (`examples/echo`, a Lua process per
+# What TLS costs: the same Lua echo app (`examples/echo`, a Lua process per
 # connection) served over ws:// and over wss:// (the test certificate in tests/fixtures/tls),
 # in the same run, interleaved: closed-loop echo of 1 KiB messages, and upgrades/s where
 # every wss:// cycle is a full TLS handshake. Server pinned to core 0, load to core 1.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole benchmark comparison in one go (issue #6, and the benchmark parts of #4 and #5):
+# The whole benchmark comparison in one go:
 # release builds, loopback only, every server pinned to core 0 and every load generator to
 # core 1, each measure run RUNS times (interleaved across servers) and reported as the median.
 # Writes the raw results to $OUT/*.jsonl, then docs/BENCHMARKS.md (the generated section) and

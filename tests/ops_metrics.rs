@@ -1,4 +1,4 @@
-//! Operations promises of issue #7: `/metrics` on its own listener and the numbers move,
+//! Operations promises: `/metrics` on its own listener and the numbers move,
 //! `/healthz` turns `503` while draining, the admin API is off by default and token
 //! protected, and a graceful shutdown sends `1001` to every client and `ws.leave`
 //! (`shutdown`) to every target within the drain timeout (in process, and via SIGTERM).

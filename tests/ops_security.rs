@@ -1,4 +1,4 @@
-//! Security promises of issue #7, through a real app (`App::start`, Lua handlers, real
+//! Security promises through a real app (`App::start`, Lua handlers, real
 //! sockets): cross-site WebSocket hijacking is refused before the handler runs, origin
 //! patterns behave as SPEC §5 says, handshake abuse gets the right status and never stops the
 //! server, and the admission limits answer `503`/`429` with `Retry-After`.

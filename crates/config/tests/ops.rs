@@ -1,4 +1,4 @@
-//! The `wsrelay.ops` kind (issue #7): the operations listener and its admin endpoint.
+//! The `wsrelay.ops` kind: the operations listener and its admin endpoint.
 
 use crate::util::{find_error, App};
 

@@ -1,4 +1,4 @@
-//! Backpressure and isolation (issue #7, docs/spec.md §9): a client that never reads is closed as a
+//! Backpressure and isolation (docs/spec.md §9): a client that never reads is closed as a
 //! slow consumer without slowing anyone else, and a client flooding a slow Lua target is held
 //! back by TCP instead of growing the target's inbox or the server's memory.
 //!

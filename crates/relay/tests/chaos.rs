@@ -1,4 +1,4 @@
-//! Chaos (issue #7): many clients against many targets while targets are killed, clients
+//! Chaos: many clients against many targets while targets are killed, clients
 //! vanish mid-frame, connections are terminated, cancelled, transferred and closed. Then the
 //! exactly-once promises of docs/spec.md §2, §6 and §8 are checked, and nothing may be left behind.
 //!

@@ -1,4 +1,4 @@
-//! Admission limits through a real server (issue #7): `wsrelay.max_connections` answers `503`
+//! Admission limits through a real server: `wsrelay.max_connections` answers `503`
 //! and `wsrelay.upgrade_rate` answers `429`, both with `Retry-After`, both before the handler
 //! runs, so a refused request spawns nothing. Plain requests count too: see
 //! `not_upgraded.rs`.

@@ -1,5 +1,5 @@
 //! `handler-bench --addr ADDR`: one HTTP server with two endpoints that answer the same
-//! `200 hello`, for `wrk` (issue #4: the cost of a Lua handler next to a Rust one):
+//! `200 hello`, for `wrk` (the cost of a Lua handler next to a Rust one):
 //!
 //! * `GET /rust`: a Rust handler.
 //! * `GET /lua`: a `function.lua` handler (`res:write("hello")`) run by the Lua engine, with
