@@ -13,104 +13,20 @@
 //! delivers an asynchronous link-down `noproc` (as in Erlang), while a local `link` to a dead
 //! process fails at once; the test links only to live processes.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 use proptest::prelude::*;
 use wsrelay_cluster::Cluster;
-use wsrelay_process::{
-    reason, Context, Event, ExitResult, Message, Pid, Received, SpawnOptions, Value,
-};
+use wsrelay_process::{reason, Context, Event, Message, Pid, SpawnOptions, Value};
+
+#[path = "../../process/tests/support/exactly_once_model.rs"]
+mod model;
+use model::{by_pair, op, subject, Exits, Index, Log, Model, MonitorOutcome, Op};
 
 const NODES: usize = 3;
 const PROBES: usize = 3; // probe i lives on node i
 const DEADLINE: Duration = Duration::from_secs(20);
-
-#[derive(Debug, Clone)]
-enum Op {
-    Spawn { trap: bool },
-    Monitor { probe: usize, target: usize },
-    Link { a: usize, b: usize },
-    Send { from: usize, to: usize },
-    Exit { who: usize, error: bool },
-    Terminate { who: usize },
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        2 => any::<bool>().prop_map(|trap| Op::Spawn { trap }),
-        2 => (0..PROBES, 0..64usize).prop_map(|(probe, target)| Op::Monitor { probe, target }),
-        2 => (0..64usize, 0..64usize).prop_map(|(a, b)| Op::Link { a, b }),
-        3 => (0..64usize, 0..64usize).prop_map(|(from, to)| Op::Send { from, to }),
-        1 => (0..64usize, any::<bool>()).prop_map(|(who, error)| Op::Exit { who, error }),
-        1 => (0..64usize).prop_map(|who| Op::Terminate { who }),
-    ]
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Seen {
-    Data { at: usize, from: usize, seq: u64 },
-    LinkDown { at: usize, from: usize },
-}
-
-type Log = Arc<Mutex<Vec<Seen>>>;
-type Index = Arc<Mutex<BTreeMap<Pid, usize>>>;
-
-#[derive(Debug, Default)]
-struct Model {
-    alive: bool,
-    trap: bool,
-    links: BTreeSet<usize>,
-}
-
-fn pid_of(v: &Value, key: &str) -> Pid {
-    v.get(key).unwrap().as_str().unwrap().parse().unwrap()
-}
-
-async fn subject(ctx: Context, me: usize, trap: bool, log: Log, index: Index) -> ExitResult {
-    ctx.set_trap_links(trap);
-    let idx = |pid: &Pid| index.lock().unwrap()[pid];
-    loop {
-        match ctx.next().await {
-            Received::Event(Event::LinkDown { from, .. }) => {
-                log.lock().unwrap().push(Seen::LinkDown {
-                    at: me,
-                    from: idx(&from),
-                })
-            }
-            Received::Event(_) => {}
-            Received::Message(msg) => {
-                let p = msg.payload();
-                match msg.topic() {
-                    "link" => {
-                        let _ = ctx.link(&pid_of(p, "to"));
-                    }
-                    "send" => {
-                        let _ = ctx.send(&pid_of(p, "to"), "data", p.get("seq").unwrap().clone());
-                    }
-                    // Sends `sync` to `to`, behind everything this process sent there before.
-                    "relay" => {
-                        let _ = ctx.send(&pid_of(p, "to"), "sync", p.clone());
-                    }
-                    "sync" => {
-                        let _ =
-                            ctx.send(&pid_of(p, "reply"), "ack", p.get("token").unwrap().clone());
-                    }
-                    "data" => {
-                        let seq = p.as_i64().unwrap() as u64;
-                        let from = idx(msg.from().unwrap());
-                        log.lock().unwrap().push(Seen::Data { at: me, from, seq });
-                    }
-                    "exit" if p == &Value::Bool(true) => return ExitResult::error("chosen"),
-                    "exit" => return ExitResult::normal("bye"),
-                    _ => {}
-                }
-            }
-        }
-    }
-}
 
 struct Cluster3 {
     nodes: Vec<Cluster>,
@@ -140,14 +56,10 @@ struct World<'c> {
     c: &'c Cluster3,
     subjects: Vec<Pid>,
     home: Vec<usize>,
-    model: Vec<Model>,
+    model: Model,
     log: Log,
     index: Index,
-    expected_seen: Vec<Seen>,
-    expected_exits: BTreeMap<(usize, usize), Vec<Option<String>>>,
-    seen_exits: BTreeMap<(usize, usize), Vec<Option<String>>>,
-    monitoring: BTreeSet<(usize, usize)>,
-    seq: u64,
+    seen_exits: Exits,
     token: i64,
 }
 
@@ -157,20 +69,12 @@ impl<'c> World<'c> {
             c,
             subjects: Vec::new(),
             home: Vec::new(),
-            model: Vec::new(),
+            model: Model::default(),
             log: Log::default(),
             index: Index::default(),
-            expected_seen: Vec::new(),
-            expected_exits: BTreeMap::new(),
-            seen_exits: BTreeMap::new(),
-            monitoring: BTreeSet::new(),
-            seq: 0,
+            seen_exits: Exits::new(),
             token: 0,
         }
-    }
-
-    fn pick(&self, i: usize) -> Option<usize> {
-        (!self.subjects.is_empty()).then(|| i % self.subjects.len())
     }
 
     /// A message to subject `who` from its own node (no network in between).
@@ -204,8 +108,8 @@ impl<'c> World<'c> {
     /// Waits until `from` has processed everything sent to it and everything it sent to `to`
     /// has arrived (if `to` is alive).
     async fn barrier(&mut self, from: usize, to: usize) -> Result<(), TestCaseError> {
-        let target = if self.model[to].alive { to } else { from };
-        if !self.model[from].alive {
+        let target = if self.model.alive(to) { to } else { from };
+        if !self.model.alive(from) {
             return Ok(());
         }
         let (payload, token) = self.sync_payload(&self.subjects[target].clone());
@@ -232,16 +136,16 @@ impl<'c> World<'c> {
     }
 
     fn settled(&self) -> bool {
-        let exits = self.seen_exits == self.expected_exits;
+        let exits = self.seen_exits == self.model.expected_exits;
         let mut log = self.log.lock().unwrap().clone();
-        let mut want = self.expected_seen.clone();
+        let mut want = self.model.expected_seen.clone();
         log.sort();
         want.sort();
         let alive = (0..self.subjects.len()).all(|i| {
             self.c.nodes[self.home[i]]
                 .node()
                 .is_alive(&self.subjects[i])
-                == self.model[i].alive
+                == self.model.alive(i)
         });
         exits && log == want && alive
     }
@@ -258,7 +162,7 @@ impl<'c> World<'c> {
                 let log = self.log.lock().unwrap().clone();
                 return Err(TestCaseError::fail(format!(
                     "not settled: exits {:?} want {:?}; log {:?} want {:?}",
-                    self.seen_exits, self.expected_exits, log, self.expected_seen
+                    self.seen_exits, self.model.expected_exits, log, self.model.expected_seen
                 )));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -268,7 +172,7 @@ impl<'c> World<'c> {
     async fn apply(&mut self, op: Op) -> Result<(), TestCaseError> {
         match op {
             Op::Spawn { trap } => {
-                let me = self.subjects.len();
+                let me = self.model.spawn(trap);
                 let home = me % NODES;
                 let (log, index) = (self.log.clone(), self.index.clone());
                 let pid = self.c.nodes[home]
@@ -280,158 +184,92 @@ impl<'c> World<'c> {
                 self.index.lock().unwrap().insert(pid.clone(), me);
                 self.subjects.push(pid);
                 self.home.push(home);
-                self.model.push(Model {
-                    alive: true,
-                    trap,
-                    ..Model::default()
-                });
             }
             Op::Monitor { probe, target } => {
-                let Some(t) = self.pick(target) else {
+                let Some(t) = self.model.pick(target) else {
                     return Ok(());
                 };
-                if self.monitoring.contains(&(probe, t)) {
+                let outcome = self.model.monitor(probe, t);
+                if let MonitorOutcome::Already = outcome {
                     return Ok(());
                 }
                 let ctx = &self.c.probes[probe];
                 ctx.monitor(&self.subjects[t]).unwrap();
-                if self.model[t].alive {
-                    self.monitoring.insert((probe, t));
+                if let MonitorOutcome::Live = outcome {
                     // The monitor is installed once a message behind it arrived.
                     let (payload, token) = self.sync_payload(&self.subjects[t].clone());
                     self.c.probes[probe]
                         .send(&self.subjects[t], "sync", payload)
                         .unwrap();
                     self.wait_ack(token).await?;
-                } else {
-                    self.expected_exits
-                        .entry((probe, t))
-                        .or_default()
-                        .push(Some(reason::NOPROC.into()));
                 }
             }
             Op::Link { a, b } => {
-                let (Some(a), Some(b)) = (self.pick(a), self.pick(b)) else {
+                let (Some(a), Some(b)) = (self.model.pick(a), self.model.pick(b)) else {
                     return Ok(());
                 };
-                if a == b || !self.model[a].alive || !self.model[b].alive {
+                if a == b || !self.model.alive(a) || !self.model.alive(b) {
                     return Ok(());
                 }
-                self.command(
-                    a,
-                    "link",
-                    wsrelay_process::Map::new()
-                        .with("to", self.subjects[b].as_str())
-                        .into(),
-                );
-                self.model[a].links.insert(b);
-                self.model[b].links.insert(a);
+                self.model.link(a, b);
+                let to = wsrelay_process::Map::new().with("to", self.subjects[b].as_str());
+                self.command(a, "link", to.into());
                 self.barrier(a, b).await?;
             }
             Op::Send { from, to } => {
-                let (Some(from), Some(to)) = (self.pick(from), self.pick(to)) else {
+                let (Some(from), Some(to)) = (self.model.pick(from), self.model.pick(to)) else {
                     return Ok(());
                 };
-                if !self.model[from].alive {
+                let Some(seq) = self.model.send(from, to) else {
                     return Ok(());
-                }
-                self.seq += 1;
+                };
                 let payload = wsrelay_process::Map::new()
                     .with("to", self.subjects[to].as_str())
-                    .with("seq", self.seq);
+                    .with("seq", seq);
                 self.command(from, "send", payload.into());
-                if self.model[to].alive {
-                    self.expected_seen.push(Seen::Data {
-                        at: to,
-                        from,
-                        seq: self.seq,
-                    });
-                }
                 self.barrier(from, to).await?;
             }
             Op::Exit { who, error } => {
-                let Some(who) = self.pick(who) else {
+                let Some(who) = self.model.pick(who) else {
                     return Ok(());
                 };
-                if !self.model[who].alive {
+                if !self.model.alive(who) {
                     return Ok(());
                 }
+                self.model.die(who, error.then(|| "chosen".to_owned()));
                 self.command(who, "exit", Value::Bool(error));
-                self.die(who, error.then(|| "chosen".to_owned()));
             }
             Op::Terminate { who } => {
-                let Some(who) = self.pick(who) else {
+                let Some(who) = self.model.pick(who) else {
                     return Ok(());
                 };
-                if !self.model[who].alive {
+                if !self.model.alive(who) {
                     return Ok(());
                 }
+                self.model.die(who, Some(reason::TERMINATED.to_owned()));
                 self.c.nodes[self.home[who]]
                     .node()
                     .terminate(&self.subjects[who])
                     .unwrap();
-                self.die(who, Some(reason::TERMINATED.to_owned()));
             }
         }
         self.settle().await
     }
 
-    fn die(&mut self, who: usize, error: Option<String>) {
-        let mut queue = vec![(who, error)];
-        while let Some((p, error)) = queue.pop() {
-            if !self.model[p].alive {
-                continue;
-            }
-            self.model[p].alive = false;
-            for probe in 0..PROBES {
-                if self.monitoring.remove(&(probe, p)) {
-                    self.expected_exits
-                        .entry((probe, p))
-                        .or_default()
-                        .push(error.clone());
-                }
-            }
-            let links = std::mem::take(&mut self.model[p].links);
-            for other in links {
-                self.model[other].links.remove(&p);
-                if error.is_some() && self.model[other].alive {
-                    if self.model[other].trap {
-                        self.expected_seen
-                            .push(Seen::LinkDown { at: other, from: p });
-                    } else {
-                        queue.push((other, Some(reason::LINKED_FAILED.to_owned())));
-                    }
-                }
-            }
-        }
-    }
-
     async fn finish(mut self) -> Result<(), TestCaseError> {
-        for who in 0..self.subjects.len() {
-            if self.model[who].alive {
+        for who in 0..self.model.len() {
+            if self.model.alive(who) {
+                self.model.die(who, None);
                 self.command(who, "exit", Value::Bool(false));
-                self.die(who, None);
                 self.settle().await?;
             }
         }
         // Nothing late: no second EXIT, no extra message.
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.drain_exits()?;
-        prop_assert_eq!(&self.seen_exits, &self.expected_exits);
-        let by_pair = |v: &Vec<Seen>| {
-            let mut m: BTreeMap<(usize, usize, bool), Vec<u64>> = BTreeMap::new();
-            for s in v {
-                match *s {
-                    Seen::Data { at, from, seq } => {
-                        m.entry((at, from, true)).or_default().push(seq)
-                    }
-                    Seen::LinkDown { at, from } => m.entry((at, from, false)).or_default().push(0),
-                }
-            }
-            m
-        };
+        prop_assert_eq!(&self.seen_exits, &self.model.expected_exits);
         let actual = self.log.lock().unwrap().clone();
-        prop_assert_eq!(by_pair(&actual), by_pair(&self.expected_seen));
+        prop_assert_eq!(by_pair(&actual), by_pair(&self.model.expected_seen));
         // Nothing left behind on any node: only the probes (and the collector on node 0),
         // without relations.
         let c = self.c;
@@ -476,7 +314,7 @@ fn every_exit_once_links_exact_messages_ordered_over_three_nodes() {
         max_shrink_iters: 16,
         ..ProptestConfig::default()
     });
-    let result = runner.run(&proptest::collection::vec(op(), 1..40), |ops| {
+    let result = runner.run(&proptest::collection::vec(op(PROBES), 1..40), |ops| {
         rt.block_on(async {
             let mut world = World::new(&cluster);
             for op in ops {
