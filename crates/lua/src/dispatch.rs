@@ -23,6 +23,8 @@ pub(crate) struct Busy {
     epoch: Instant,
     /// Microseconds since `epoch` at which the current resume started, plus one; 0: idle.
     since: AtomicU64,
+    /// Resumes started so far (the idle collector compares it between its ticks).
+    resumes: AtomicU64,
 }
 
 impl Busy {
@@ -30,6 +32,7 @@ impl Busy {
         Busy {
             epoch,
             since: AtomicU64::new(0),
+            resumes: AtomicU64::new(0),
         }
     }
 
@@ -37,6 +40,12 @@ impl Busy {
     pub(crate) fn enter(&self) {
         let now = self.epoch.elapsed().as_micros() as u64;
         self.since.store(now + 1, Ordering::Relaxed);
+        self.resumes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Resumes started so far (wraps).
+    pub(crate) fn resumes(&self) -> u64 {
+        self.resumes.load(Ordering::Relaxed)
     }
 
     /// The resume ended (the coroutine yielded or finished).

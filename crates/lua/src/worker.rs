@@ -142,7 +142,9 @@ impl Workers {
                 let created =
                     WorkerState::new(config, busy, env, stores).map_err(|e| e.to_string());
                 let _ = ready.send(created.map(|state| {
-                    STATES.with(|states| states.borrow_mut().insert(engine, Rc::new(state)));
+                    let state = Rc::new(state);
+                    tokio::task::spawn_local(collect_when_quiet(Rc::downgrade(&state)));
+                    STATES.with(|states| states.borrow_mut().insert(engine, state));
                 }));
             });
         }
@@ -484,6 +486,47 @@ impl WorkerState {
         };
         proto.counters.call(&result);
         let _ = reply.send(result);
+    }
+}
+
+/// How often the idle collector looks at a state.
+const QUIET_TICK: Duration = Duration::from_millis(250);
+/// At most this many resumes in a tick (500 a second) count as quiet: a shard answering the
+/// heartbeats of several thousand idle connections every 30 s is quiet.
+const QUIET_RESUMES: u64 = 125;
+/// The heap must have grown by this much since the last full collection (bytes, and
+/// an eighth of what was live then) before a quiet tick collects it.
+const QUIET_GROWTH: usize = 1 << 20;
+
+/// Runs a full garbage collection of the state when its shard is quiet after the heap grew.
+///
+/// The state collects generationally: what a burst leaves behind once it is old — the
+/// coroutines, environments and responses of the handler calls of a connect storm, which
+/// lived through a minor collection during their call — is freed only by a major collection,
+/// and Lua starts one only when the heap has doubled since the last. A server that takes a
+/// storm of connections and then sits idle would keep that garbage (≈1 KiB per connection in
+/// the seed pattern) for good. Collecting when the shard is quiet returns it without pausing
+/// busy shards; the pause of a full collection (proportional to the live heap, bounded by
+/// `worker_memory_limit`) falls where few resumes wait for it.
+async fn collect_when_quiet(state: std::rc::Weak<WorkerState>) {
+    let mut live_after_collect = 0usize;
+    let mut resumes_then = 0u64;
+    loop {
+        tokio::time::sleep(QUIET_TICK).await;
+        let Some(state) = state.upgrade() else { return };
+        let resumes = state.resumes.busy.resumes();
+        let quiet = resumes.wrapping_sub(resumes_then) <= QUIET_RESUMES;
+        resumes_then = resumes;
+        let used = state.lua.used_memory();
+        let grown = used > live_after_collect + live_after_collect / 8 + QUIET_GROWTH;
+        if quiet && grown && state.lua.gc_collect().is_ok() {
+            live_after_collect = state.lua.used_memory();
+            tracing::debug!(
+                before = used,
+                after = live_after_collect,
+                "lua: quiet collection"
+            );
+        }
     }
 }
 

@@ -323,3 +323,31 @@ async fn a_busy_process_does_not_hold_back_messages_to_its_worker_neighbours() {
     }
     node.terminate(&spinner).unwrap();
 }
+
+/// What a burst leaves behind is returned once the worker is quiet: under generational
+/// collection, a table that grew old and was then dropped would otherwise stay until the heap
+/// doubled, which an idle server never does.
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_of_a_burst_is_collected_when_the_worker_is_quiet() {
+    let (_node, engine) = setup_with(EngineConfig {
+        workers: 1,
+        ..EngineConfig::default()
+    });
+    let v = eval(
+        &engine,
+        r#"local time = require("time")
+        local t = {}
+        for i = 1, 100000 do t[i] = { i } end
+        local full = collectgarbage("count")
+        t = nil
+        assert(time.sleep("1500ms"))
+        return { full = math.floor(full), after = math.floor(collectgarbage("count")) }"#,
+    )
+    .await;
+    let kib = |k: &str| v.get(k).and_then(Value::as_i64).unwrap();
+    let (full, after) = (kib("full"), kib("after"));
+    assert!(
+        after < full / 2,
+        "heap {full} KiB with the table, {after} KiB after a quiet second without it"
+    );
+}

@@ -6,7 +6,6 @@
 //! EXIT with the right result, links propagate exactly the error exits, no message is lost or
 //! reordered per sender/receiver pair, and the node holds nothing afterwards.
 
-
 use proptest::prelude::*;
 use wsrelay_process::{
     reason, Context, Event, HostConfig, Message, Node, Pid, SpawnOptions, Value,
