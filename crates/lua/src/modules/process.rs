@@ -298,6 +298,11 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
             function(lua, move |_, a: MultiValue| with_target(a, op))?,
         )?;
     }
+    m.raw_set("listen", super::wippy_function(lua, super::listen::listen)?)?;
+    m.raw_set(
+        "unlisten",
+        super::wippy_function(lua, super::listen::unlisten)?,
+    )?;
     m.raw_set("cancel", function(lua, cancel)?)?;
     m.raw_set("terminate", function(lua, |_, a: MultiValue| terminate(a))?)?;
     m.raw_set(
