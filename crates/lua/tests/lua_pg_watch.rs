@@ -109,6 +109,7 @@ async fn concurrent_joins_are_in_the_snapshot_or_the_events_exactly_once() {
         for (i, pid) in joiner_pids.iter().enumerate() {
             scope.join("busy", pid).unwrap();
             if i % 4 == 0 {
+                #[allow(clippy::disallowed_methods)] // a plain thread, not a runtime worker
                 std::thread::sleep(std::time::Duration::from_micros(300));
             }
         }

@@ -37,6 +37,9 @@ pub use self::watch::{GroupEvent, GroupWatch, WatchError, MAX_WATCHES, WATCH_BUF
 /// [`Node::set_group_encoder`]); `None` leaves the payload as it is.
 pub type GroupEncoder = Arc<dyn Fn(&Value) -> Option<Value> + Send + Sync>;
 
+/// A group's name and its members (a process listed once per join).
+pub type GroupMembers = (String, Vec<Pid>);
+
 /// The limits of one scope. Every limit is finite by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -338,7 +341,7 @@ impl GroupScope {
     /// # Errors
     ///
     /// [`WatchError::TooManyWatches`].
-    pub fn watch_all(&self) -> Result<(GroupWatch, Vec<(String, Vec<Pid>)>), WatchError> {
+    pub fn watch_all(&self) -> Result<(GroupWatch, Vec<GroupMembers>), WatchError> {
         let groups = self.inner.groups.lock();
         let all = groups
             .iter()
