@@ -296,3 +296,26 @@ async fn a_process_subscriptions_close_when_it_ends() {
     }
     assert_eq!(watches.len(), wsrelay_process::MAX_WATCHES);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn subscriptions_need_pg_in_the_modules_list() {
+    let (node, engine) = setup_scope();
+    let entry = register(
+        &engine,
+        r#"return { main = function()
+            local ok, err = pcall(require, "pg")
+            return { ok, tostring(err) }
+        end }"#,
+        "main",
+        &["json"],
+    );
+    let (me, _g) = rust_process(&node);
+    let pid = spawn_monitored(&me, &entry, vec![]);
+    let exit = exit_of(&me, &pid).await;
+    let Value::Array(v) = exit.value else {
+        panic!("{exit:?}")
+    };
+    assert_eq!(v[0], false.into());
+    let text = v[1].as_str().unwrap();
+    assert!(text.contains("pg") && text.contains("modules"), "{text}");
+}

@@ -202,7 +202,7 @@ pub(crate) fn queue_or_sorted_changed(_: &AnyUserData) -> mlua::Result<Changed> 
 pub(crate) fn message_wait() -> mlua::Result<Changed> {
     let process = current_process().map_err(mlua::Error::runtime)?;
     let queue = process.ctx.changed();
-    let sorted = process.mailbox.changed(process.clone());
+    let sorted = process.mailbox.changed();
     Ok(Box::pin(async move {
         futures_util::future::select(queue, sorted).await;
     }))

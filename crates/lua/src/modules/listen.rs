@@ -26,7 +26,7 @@ use super::case::{Case, CaseKind, Op, Taken};
 use super::errors::WippyError;
 use super::inbox::{message_wait, queue_or_sorted_changed};
 use super::WippyFail;
-use crate::actor::{current_process, ProcState};
+use crate::actor::current_process;
 use crate::signal::Signal;
 
 /// The most messages a listen channel (and the inbox's sorted queue) holds.
@@ -43,8 +43,9 @@ pub(crate) struct Mailbox {
     inbox: RefCell<VecDeque<Message>>,
     /// The message whose destination was full.
     held: RefCell<Option<Message>>,
-    /// Notified when sorting moved messages, for waiters on another destination.
-    signal: Signal,
+    /// Notified when sorting moved messages, for waiters on another destination. Shared with
+    /// the waits, which must not keep the process's state alive.
+    signal: Rc<Signal>,
 }
 
 /// A listen channel's state.
@@ -134,8 +135,8 @@ impl Mailbox {
     }
 
     /// Completes at the next move by the sorting after this call.
-    pub(crate) fn changed(&self, owner: Rc<ProcState>) -> crate::signal::Changed<ProcState> {
-        crate::signal::Changed::new(owner, |p: &ProcState| &p.mailbox.signal)
+    pub(crate) fn changed(&self) -> crate::signal::Changed<Signal> {
+        crate::signal::Changed::new(self.signal.clone(), |s: &Signal| s)
     }
 
     /// The next message of `listener`: `Some(Some(msg))`, `Some(None)` when it is closed and
