@@ -5,6 +5,8 @@
 //! that need one (`pid`, `inbox`, `monitor`, `spawn_linked`, ...) return `nil, err`.
 //!
 //! Bodies are written with `?`: a failure becomes `nil, err` for Lua (see [`super::reply`]).
+//! `process.listen` / `process.unlisten` (topic channels) live in [`super::listen`] and
+//! return Wippy error objects.
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
