@@ -1,5 +1,6 @@
 //! End-to-end tests of the `wsrelay` binary and of whole apps, one module per area, built as
-//! one binary: the CLI (`cli`), the chat demo (`chat`), examples/echo (`echo`), the operations
+//! one binary: the CLI (`cli`), the chat demo (`chat`), examples/echo (`echo`),
+//! examples/wippy-chat (`wippy_chat`: JWT auth, pg rooms, pg.monitor presence), the operations
 //! promises (`ops_metrics`, `ops_security`) and `wsrelay run` nodes in a NATS cluster
 //! (`cluster_relay`). The binary under test is the one cargo built for the run
 //! (`CARGO_BIN_EXE_wsrelay`); shared helpers are in `support`.
@@ -12,3 +13,4 @@ mod cluster_relay;
 mod echo;
 mod ops_metrics;
 mod ops_security;
+mod wippy_chat;

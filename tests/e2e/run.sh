@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests with real third-party clients:
 #   seed_client.py   Python `websockets` against examples/seed
+#   wippy_chat_client.py Python `websockets` against examples/wippy-chat (JWT-authenticated
+#                    connections, pg rooms, pg.monitor presence, refused tokens)
 #   deflate_client.py Python `websockets` (permessage-deflate, subprotocols) against ws-echo
 #                    and examples/echo with compression on
 #   chat_browser.mjs headless Chromium (playwright-core) against the built-in chat demo
@@ -140,6 +142,25 @@ rc=${PIPESTATUS[0]}
 set -e
 tally "$OUT/seed_client.out"
 [[ $rc -ne 0 ]] && { log "seed_client.py failed (stderr in $OUT/seed_client.err)"; cat "$OUT/seed_client.err" >&2; }
+
+# ---- examples/wippy-chat: JWT auth, pg rooms, pg.monitor presence ----------
+WCHAT_PORT=$(free_port)
+WCHAT_SECRET="e2e-$(date +%s%N)"
+cp -r "$ROOT/examples/wippy-chat" "$TMP/wippy-chat"
+sed -i "s/addr: \"127.0.0.1:9007\"/addr: \"127.0.0.1:$WCHAT_PORT\"/" "$TMP/wippy-chat/app.yaml"
+grep -q "127.0.0.1:$WCHAT_PORT" "$TMP/wippy-chat/app.yaml" || { log "could not set the wippy-chat app's port"; exit 1; }
+"$BIN" check --strict "$TMP/wippy-chat" >&2
+WSRELAY_APP_JWT_SECRET="$WCHAT_SECRET" "$BIN" run --strict "$TMP/wippy-chat" >"$OUT/wippy-chat.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$WCHAT_PORT/ws" "$OUT/wippy-chat.log" "${PIDS[-1]}"
+log "wippy-chat app on 127.0.0.1:$WCHAT_PORT"
+set +e
+"$PY" "$HERE/wippy_chat_client.py" "ws://127.0.0.1:$WCHAT_PORT" "$WCHAT_SECRET" \
+    2>"$OUT/wippy_chat_client.err" | tee "$OUT/wippy_chat_client.out"
+rc=${PIPESTATUS[0]}
+set -e
+tally "$OUT/wippy_chat_client.out"
+[[ $rc -ne 0 ]] && { log "wippy_chat_client.py failed (stderr in $OUT/wippy_chat_client.err)"; cat "$OUT/wippy_chat_client.err" >&2; }
 
 # ---- permessage-deflate and subprotocols ----------------------------------
 WS_ECHO_PORT=$(free_port)

@@ -103,6 +103,11 @@ pub(crate) struct ProcState {
     pub(crate) inbox: OnceCell<AnyUserData>,
     pub(crate) events: OnceCell<AnyUserData>,
     pub(crate) slice: Slice,
+    /// The sorting of messages between the inbox and `process.listen` channels.
+    pub(crate) mailbox: crate::modules::listen::Mailbox,
+    /// The `pg` subscriptions the process opened, closed when it ends (not when the Lua
+    /// collector gets to them): a scope's subscriptions are capped.
+    pub(crate) watches: crate::modules::pg::Watches,
 }
 
 /// A function call: an HTTP handler (with its request and response) or a plain function.
@@ -160,6 +165,8 @@ impl ProcState {
             inbox: OnceCell::new(),
             events: OnceCell::new(),
             slice: Slice::default(),
+            mailbox: Default::default(),
+            watches: Default::default(),
         }
     }
 }

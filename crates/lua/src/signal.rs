@@ -32,6 +32,14 @@ impl Signal {
         self.version.get()
     }
 
+    /// Wakes `waker` at the next change (for hand-written polling loops).
+    pub(crate) fn register(&self, waker: &Waker) {
+        let mut wakers = self.wakers.borrow_mut();
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+    }
+
     fn poll_changed(&self, seen: u64, cx: &mut Context<'_>) -> Poll<()> {
         if self.version.get() != seen {
             return Poll::Ready(());

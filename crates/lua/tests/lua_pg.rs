@@ -87,7 +87,7 @@ async fn memberships_end_when_their_member_exits() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn misuse_returns_nil_and_an_error() {
+async fn misuse_returns_nil_and_a_wippy_error() {
     let (_node, engine) = setup_scope();
     let v = eval(
         &engine,
@@ -99,9 +99,16 @@ async fn misuse_returns_nil_and_an_error() {
         local _, absent = g:leave("never")
         local _, reserved = g:broadcast("room", "@x", 1)
         local _, dead = g:join("room", "{app:processes|0xfffff}")
+        local _, _, no_group = g:monitor("")
         g:release()
         local _, released = g:join("room")
-        return { unknown, empty, absent, reserved, dead, released }
+        local _, _, released_monitor = g:events()
+        local out = {}
+        for _, e in ipairs({ unknown, empty, absent, reserved, dead, no_group, released,
+                             released_monitor }) do
+            out[#out + 1] = e:kind() .. ": " .. tostring(e)
+        end
+        return out
         "#,
     )
     .await;
@@ -112,12 +119,38 @@ async fn misuse_returns_nil_and_an_error() {
         .iter()
         .map(|e| e.as_str().unwrap().to_owned())
         .collect();
-    assert!(texts[0].contains("no pg.scope entry"), "{texts:?}");
-    assert!(texts[1].contains("must not be empty"), "{texts:?}");
-    assert!(texts[2].contains("not a member"), "{texts:?}");
-    assert!(texts[3].contains("reserved"), "{texts:?}");
-    assert!(texts[4].contains("not a live local process"), "{texts:?}");
-    assert!(texts[5].contains("released"), "{texts:?}");
+    assert!(
+        texts[0].starts_with("INTERNAL: no pg.scope entry"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[1].starts_with("INVALID: ") && texts[1].contains("must not be empty"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[2].starts_with("INVALID: ") && texts[2].contains("not a member"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[3].starts_with("INVALID: ") && texts[3].contains("reserved"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[4].starts_with("INVALID: ") && texts[4].contains("not a live local process"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[5].starts_with("INVALID: ") && texts[5].contains("must not be empty"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[6].starts_with("INVALID: ") && texts[6].contains("released"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[7].starts_with("INVALID: ") && texts[7].contains("released"),
+        "{texts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -28,9 +28,17 @@ use crate::cell::{Cell, GroupExit, Membership};
 use crate::node::NodeInner;
 use crate::{Message, Node, Pid, Value};
 
+mod watch;
+
+use self::watch::Watches;
+pub use self::watch::{GroupEvent, GroupWatch, WatchError, MAX_WATCHES, WATCH_BUFFER};
+
 /// Prepares a payload once for every member of a group send on one topic (see
 /// [`Node::set_group_encoder`]); `None` leaves the payload as it is.
 pub type GroupEncoder = Arc<dyn Fn(&Value) -> Option<Value> + Send + Sync>;
+
+/// A group's name and its members (a process listed once per join).
+pub type GroupMembers = (String, Vec<Pid>);
 
 /// The limits of one scope. Every limit is finite by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +117,8 @@ pub(crate) struct ScopeInner {
     node: Weak<NodeInner>,
     limits: GroupLimits,
     groups: Mutex<HashMap<Arc<str>, Group>>,
+    /// Subscriptions to membership changes, told under the `groups` lock (`groups/watch.rs`).
+    watches: Watches,
 }
 
 /// One group: its members with how many times each joined, and the cached list of distinct
@@ -148,6 +158,7 @@ impl Node {
                 node: Arc::downgrade(&self.inner),
                 limits,
                 groups: Mutex::new(HashMap::new()),
+                watches: Watches::default(),
             }),
         };
         scopes.insert(name.to_owned(), scope);
@@ -306,6 +317,52 @@ impl GroupScope {
     }
 }
 
+impl GroupScope {
+    /// The members of `group` (as [`members`](GroupScope::members) lists them) and a
+    /// subscription to its later changes, taken atomically: every change is in the snapshot or
+    /// reported by the watch, exactly once.
+    ///
+    /// # Errors
+    ///
+    /// [`WatchError::EmptyName`], [`WatchError::TooManyWatches`].
+    pub fn monitor(&self, group: &str) -> Result<(GroupWatch, Vec<Pid>), WatchError> {
+        if group.is_empty() {
+            return Err(WatchError::EmptyName);
+        }
+        let groups = self.inner.groups.lock();
+        let pids = groups.get(group).map(Group::pids).unwrap_or_default();
+        let watch = self.inner.watches.open(&self.inner, Some(group.into()))?;
+        Ok((watch, pids))
+    }
+
+    /// Every group with its members, and a subscription to all later changes of the scope,
+    /// taken atomically (see [`monitor`](GroupScope::monitor)).
+    ///
+    /// # Errors
+    ///
+    /// [`WatchError::TooManyWatches`].
+    pub fn watch_all(&self) -> Result<(GroupWatch, Vec<GroupMembers>), WatchError> {
+        let groups = self.inner.groups.lock();
+        let all = groups
+            .iter()
+            .map(|(name, g)| (name.to_string(), g.pids()))
+            .collect();
+        let watch = self.inner.watches.open(&self.inner, None)?;
+        Ok((watch, all))
+    }
+}
+
+impl Group {
+    /// The members, a process listed once per join.
+    fn pids(&self) -> Vec<Pid> {
+        let mut pids = Vec::with_capacity(self.joins);
+        for (pid, member) in &self.members {
+            pids.extend(std::iter::repeat_n(pid.clone(), member.count));
+        }
+        pids
+    }
+}
+
 impl ScopeInner {
     /// The node, while it lives.
     fn node(&self) -> Option<Node> {
@@ -359,6 +416,7 @@ impl ScopeInner {
             g.snapshot = None;
         }
         member.count += 1;
+        self.watches.emit(&name, true, pid, 1);
         Ok(name)
     }
 
@@ -374,6 +432,7 @@ impl ScopeInner {
         let removed = count.min(member.count);
         member.count -= removed;
         g.joins -= removed;
+        self.watches.emit(&g.name, false, pid, removed);
         if member.count == 0 {
             g.members.remove(pid);
             g.snapshot = None;

@@ -72,7 +72,10 @@ pub use cell::{Changed, Received};
 pub use context::Context;
 pub use error::{LinkError, NameError, SendError, SpawnError};
 pub use exit::ExitGuard;
-pub use groups::{GroupEncoder, GroupError, GroupLimits, GroupScope};
+pub use groups::{
+    GroupEncoder, GroupError, GroupEvent, GroupLimits, GroupMembers, GroupScope, GroupWatch,
+    WatchError, MAX_WATCHES, WATCH_BUFFER,
+};
 pub use host::{HighWater, HostConfig};
 pub use inbound::Inbound;
 pub use info::ProcessInfo;

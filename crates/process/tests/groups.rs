@@ -214,3 +214,88 @@ async fn a_broadcast_prepares_its_payload_once_for_every_member() {
         assert_eq!(news.extra()[0].clone().into_plain(), Value::from("x"));
     }
 }
+
+/// Folds the events of `watch` into `members` (a multiset of PID texts) until none is ready.
+fn apply_events(watch: &wsrelay_process::GroupWatch, members: &mut Vec<String>) {
+    use wsrelay_process::GroupEvent;
+    while let Some(event) = watch.try_next() {
+        match event {
+            GroupEvent::Joined { pids, .. } => members.extend(pids.iter().map(Pid::to_string)),
+            GroupEvent::Left { pids, .. } => {
+                for pid in pids {
+                    let at = members
+                        .iter()
+                        .position(|m| *m == pid.to_string())
+                        .expect("a leave of a member the watcher knows");
+                    members.swap_remove(at);
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_monitor_snapshot_and_its_events_add_up_under_concurrent_joins() {
+    // Each round: four threads join and leave while the monitor is taken; whatever the
+    // interleaving, the snapshot plus the events must equal the final membership (fewer
+    // changes than the buffer holds, so none is dropped).
+    for _ in 0..50 {
+        let (node, scope) = setup(GroupLimits::default());
+        let probes: Vec<_> = (0..4).map(|_| probe(&node)).collect();
+        let threads: Vec<_> = probes
+            .iter()
+            .map(|(ctx, _)| {
+                let (scope, pid) = (scope.clone(), ctx.pid().clone());
+                std::thread::spawn(move || {
+                    for i in 0..7 {
+                        scope.join("room", &pid).unwrap();
+                        if i % 3 == 2 {
+                            scope.leave("room", &pid).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let (watch, snapshot) = scope.monitor("room").unwrap();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut members: Vec<String> = snapshot.iter().map(Pid::to_string).collect();
+        apply_events(&watch, &mut members);
+        members.sort();
+        assert_eq!(members, sorted(scope.members("room")));
+    }
+}
+
+#[tokio::test]
+async fn a_member_exit_reports_each_membership_once_and_a_full_buffer_marks_the_gap() {
+    use wsrelay_process::{GroupEvent, WATCH_BUFFER};
+    let (node, scope) = setup(GroupLimits::default());
+    let (a, guard) = probe(&node);
+    scope.join("room", a.pid()).unwrap();
+    scope.join("room", a.pid()).unwrap();
+    let (watch, snapshot) = scope.monitor("room").unwrap();
+    assert_eq!(snapshot.len(), 2);
+    drop(guard);
+    let left: Vec<_> = std::iter::from_fn(|| watch.try_next()).collect();
+    let one = GroupEvent::Left {
+        group: "room".into(),
+        pids: vec![a.pid().clone()],
+    };
+    assert_eq!(left, [one.clone(), one]);
+
+    let (b, _gb) = probe(&node);
+    for _ in 0..WATCH_BUFFER + 10 {
+        scope.join("room", b.pid()).unwrap();
+    }
+    let events: Vec<_> = std::iter::from_fn(|| watch.try_next()).collect();
+    assert_eq!(events.len(), WATCH_BUFFER + 1);
+    assert_eq!(events[WATCH_BUFFER], GroupEvent::Overflow { dropped: 10 });
+    scope.leave("room", b.pid()).unwrap();
+    assert!(matches!(watch.try_next(), Some(GroupEvent::Left { .. })));
+    watch.close(false);
+    scope.leave("room", b.pid()).unwrap();
+    assert_eq!(watch.try_next(), None);
+    assert!(watch.is_finished());
+}

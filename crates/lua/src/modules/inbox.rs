@@ -66,7 +66,7 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
 }
 
 /// The Lua form of `msg` (see [`MESSAGE_METHODS`]).
-fn message(lua: &Lua, msg: &Message) -> mlua::Result<Table> {
+pub(crate) fn message(lua: &Lua, msg: &Message) -> mlua::Result<Table> {
     let metas = lua
         .app_data_ref::<raw::Metatables>()
         .ok_or_else(|| mlua::Error::runtime("the message metatables are not installed"))?
@@ -96,8 +96,11 @@ return { receive = receive }
 fn try_receive(lua: &Lua, _: AnyUserData) -> mlua::Result<Option<Table>> {
     let process = current_process().map_err(mlua::Error::runtime)?;
     // Before looking: a message that arrives after the look wakes the task.
-    resume::with_waker(|waker| process.ctx.wake_on_change(waker));
-    match process.ctx.try_recv() {
+    resume::with_waker(|waker| {
+        process.ctx.wake_on_change(waker);
+        process.mailbox.wake_on_change(waker);
+    });
+    match process.mailbox.next_inbox(&process.ctx) {
         Some(msg) => Ok(Some(message(lua, &msg)?)),
         None => Ok(None),
     }
@@ -180,13 +183,30 @@ fn process_changed(_: &AnyUserData) -> mlua::Result<Changed> {
 static INBOX_CASE: CaseKind = CaseKind {
     try_take: |lua, _, _| {
         let process = current_process().map_err(mlua::Error::runtime)?;
-        match process.ctx.try_recv() {
+        match process.mailbox.next_inbox(&process.ctx) {
             Some(msg) => Ok(Some((mlua::Value::Table(message(lua, &msg)?), true))),
             None => Ok(None),
         }
     },
-    changed: process_changed,
+    changed: queue_or_sorted_changed,
 };
+
+/// Any change of the running process's queue, or a move by its mailbox's sorting (another
+/// reader of the process took messages out of the queue for the inbox or a listen channel).
+pub(crate) fn queue_or_sorted_changed(_: &AnyUserData) -> mlua::Result<Changed> {
+    message_wait()
+}
+
+/// Completes at the next change of the running process's queue or its mailbox's sorting
+/// (created before the queues are checked).
+pub(crate) fn message_wait() -> mlua::Result<Changed> {
+    let process = current_process().map_err(mlua::Error::runtime)?;
+    let queue = process.ctx.changed();
+    let sorted = process.mailbox.changed();
+    Ok(Box::pin(async move {
+        futures_util::future::select(queue, sorted).await;
+    }))
+}
 
 /// The events stream in `channel.select`: ready when an event is queued.
 static EVENTS_CASE: CaseKind = CaseKind {

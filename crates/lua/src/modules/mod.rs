@@ -9,7 +9,8 @@
 //!
 //! The files form a tree, not a circle: `channel` and `inbox` (the inbox, events and
 //! messages) build on `case` (what `channel.select` needs of an object), `select` knows only
-//! `case`, `time` builds on `channel` and `clock`, and `process` on `inbox`.
+//! `case`, `time` builds on `channel` and `clock`, and `process` on `inbox` and `listen`
+//! (`process.listen` channels; the inbox reads through the process's `listen::Mailbox`).
 
 pub(crate) mod base64;
 mod case;
@@ -22,6 +23,7 @@ pub(crate) mod hash;
 pub(crate) mod http;
 pub(crate) mod inbox;
 pub(crate) mod json;
+pub(crate) mod listen;
 pub(crate) mod logger;
 pub(crate) mod pg;
 pub(crate) mod process;

@@ -2,8 +2,12 @@
 //!
 //! `pg.open(scope)` opens a `pg.scope` entry and returns an instance with `join`, `leave`,
 //! `get_members`, `get_local_members`, `which_groups`, `which_local_groups`, `broadcast`,
-//! `broadcast_local` and `release`. A process joins a group as many times as it likes and must
-//! leave it as many times (multi-join); its memberships end when it exits.
+//! `broadcast_local`, `monitor`, `events` and `release`. A process joins a group as many times
+//! as it likes and must leave it as many times (multi-join); its memberships end when it
+//! exits. `monitor` and `events` return a subscription (its channel yields the membership
+//! changes, see [`GroupWatch`]) with an atomic snapshot; the subscriptions a process opened
+//! are closed when it ends. Errors are Wippy error objects: INVALID for bad arguments, a
+//! released instance or no membership, INTERNAL for a missing scope.
 //!
 //! Our addition to Wippy's API: `join` and `leave` take an optional PID (or list of PIDs) of
 //! a local process to join instead of the caller, as Erlang's `pg:join/3` does. A relay target
@@ -12,12 +16,15 @@
 //!
 //! Until groups span cluster nodes, the `_local` variants equal the others.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell, RefCell};
+use std::rc::{Rc, Weak};
 
-use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue};
-use wsrelay_process::{GroupScope, Node, Pid, Value};
+use mlua::{AnyUserData, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue};
+use wsrelay_process::{GroupEvent, GroupScope, GroupWatch, Node, Pid, Value};
 
-use super::{reply, string_arg, Fail, SoftErr};
+use super::case::{Case, CaseKind, Op, Taken};
+use super::errors::WippyError;
+use super::{string_arg, WippyFail};
 use crate::actor::{current, Actor};
 use crate::convert::to_values;
 
@@ -27,21 +34,29 @@ struct Instance {
     released: Cell<bool>,
 }
 
+/// The result of a method body.
+type Out = Result<LuaValue, WippyFail>;
+
+/// An INVALID error from a text (argument checks).
+fn invalid(text: impl std::fmt::Display) -> WippyFail {
+    WippyFail::Soft(WippyError::invalid(text))
+}
+
 impl Instance {
     /// The scope, unless the instance was released.
-    fn scope(&self) -> Result<&GroupScope, Fail> {
+    fn scope(&self) -> Result<&GroupScope, WippyFail> {
         if self.released.get() {
-            return Err("the pg instance was released".into());
+            return Err(invalid("the pg instance was released"));
         }
         Ok(&self.scope)
     }
 }
 
 /// The node of the running process or call.
-fn node() -> Result<Node, Fail> {
+fn node() -> Result<Node, WippyFail> {
     current()
         .map(|actor| actor.node().clone())
-        .ok_or_else(|| "not running in a Lua process or function".into())
+        .ok_or_else(|| invalid("not running in a Lua process or function"))
 }
 
 /// The calling process's PID (none in a function call).
@@ -52,65 +67,78 @@ fn caller() -> Option<Pid> {
     }
 }
 
+/// The string argument `index` named `what`; INVALID if absent, empty or not a string.
+fn text(args: &[LuaValue], index: usize, what: &str) -> Result<String, WippyFail> {
+    let text = string_arg(args, index, what).map_err(invalid)?;
+    if text.is_empty() {
+        return Err(invalid(format!("{what} must not be empty")));
+    }
+    Ok(text)
+}
+
 /// Group names from a name or a non-empty list of names.
-fn names(value: Option<&LuaValue>) -> Result<Vec<String>, Fail> {
+fn names(value: Option<&LuaValue>) -> Result<Vec<String>, WippyFail> {
     let list = match value {
-        Some(v @ LuaValue::String(_)) => vec![string_arg(std::slice::from_ref(v), 0, "group")?],
+        Some(v @ LuaValue::String(_)) => {
+            vec![string_arg(std::slice::from_ref(v), 0, "group").map_err(invalid)?]
+        }
         Some(LuaValue::Table(t)) => t
             .sequence_values::<LuaValue>()
-            .map(|v| string_arg(&[v?], 0, "group").map_err(Fail::from))
-            .collect::<Result<Vec<_>, Fail>>()?,
-        None | Some(LuaValue::Nil) => return Err("group is required".into()),
+            .map(|v| string_arg(&[v?], 0, "group").map_err(invalid))
+            .collect::<Result<Vec<_>, WippyFail>>()?,
+        None | Some(LuaValue::Nil) => return Err(invalid("group is required")),
         Some(other) => {
-            return Err(format!(
+            return Err(invalid(format!(
                 "group must be a string or a list, got {}",
                 other.type_name()
-            )
-            .into())
+            )))
         }
     };
     if list.is_empty() || list.iter().any(String::is_empty) {
-        return Err("group names must not be empty".into());
+        return Err(invalid("group names must not be empty"));
     }
     Ok(list)
 }
 
 /// The processes to join or leave: the given PID(s), or the caller.
-fn members(node: &Node, value: Option<&LuaValue>) -> Result<Vec<Pid>, Fail> {
+fn members(node: &Node, value: Option<&LuaValue>) -> Result<Vec<Pid>, WippyFail> {
     let texts = match value {
         None | Some(LuaValue::Nil) => {
             return caller()
                 .map(|pid| vec![pid])
-                .ok_or_else(|| "not running in a process (give the PID to join)".into())
+                .ok_or_else(|| invalid("not running in a process (give the PID to join)"))
         }
         Some(LuaValue::Table(t)) => t
             .sequence_values::<LuaValue>()
-            .map(|v| string_arg(&[v?], 0, "pid").map_err(Fail::from))
-            .collect::<Result<Vec<_>, Fail>>()?,
-        Some(v) => vec![string_arg(std::slice::from_ref(v), 0, "pid")?],
+            .map(|v| string_arg(&[v?], 0, "pid").map_err(invalid))
+            .collect::<Result<Vec<_>, WippyFail>>()?,
+        Some(v) => vec![string_arg(std::slice::from_ref(v), 0, "pid").map_err(invalid)?],
     };
-    texts.iter().map(|text| node.resolve(text).soft()).collect()
+    texts
+        .iter()
+        .map(|text| node.resolve(text).map_err(invalid))
+        .collect()
 }
 
 /// A Lua array of PID strings.
-fn pid_list(lua: &Lua, pids: Vec<Pid>) -> mlua::Result<Table> {
+fn pid_list(lua: &Lua, pids: &[Pid]) -> mlua::Result<Table> {
     lua.create_sequence_from(pids.iter().map(|p| p.as_str().to_owned()))
 }
 
-fn join(this: &Instance, args: &[LuaValue]) -> Result<LuaValue, Fail> {
+fn join(this: &Instance, args: &[LuaValue]) -> Out {
     let scope = this.scope()?;
     let groups = names(args.first())?;
     let pids = members(&node()?, args.get(1))?;
     for group in &groups {
         for pid in &pids {
-            scope.join(group, pid).soft()?;
+            scope.join(group, pid).map_err(invalid)?;
         }
     }
     Ok(LuaValue::Boolean(true))
 }
 
 /// Best effort over a list (Wippy): an error only if no membership was left at all.
-fn leave(this: &Instance, args: &[LuaValue]) -> Result<LuaValue, Fail> {
+fn leave(this: &Instance, args: &[LuaValue]) -> Out {
     let scope = this.scope()?;
     let groups = names(args.first())?;
     let pids = members(&node()?, args.get(1))?;
@@ -127,20 +155,22 @@ fn leave(this: &Instance, args: &[LuaValue]) -> Result<LuaValue, Fail> {
         }
     }
     match (left, first_error) {
-        (0, Some(error)) => Err(error.into()),
+        (0, Some(error)) => Err(invalid(error)),
         _ => Ok(LuaValue::Boolean(true)),
     }
 }
 
-fn broadcast(lua: &Lua, this: &Instance, args: &[LuaValue]) -> Result<LuaValue, Fail> {
+fn broadcast(lua: &Lua, this: &Instance, args: &[LuaValue]) -> Out {
     let scope = this.scope()?;
-    let group = string_arg(args, 0, "group")?;
-    let topic = string_arg(args, 1, "topic")?;
+    let group = text(args, 0, "group")?;
+    let topic = text(args, 1, "topic")?;
     if topic.starts_with('@') {
-        return Err(format!("topic {topic:?} is reserved (starts with '@')").into());
+        return Err(invalid(format!(
+            "topic {topic:?} is reserved (starts with '@')"
+        )));
     }
     let mut payloads = to_values(lua, args.get(2..).unwrap_or(&[]))
-        .map_err(|e| Fail::Soft(format!("payload: {e}")))?;
+        .map_err(|e| invalid(format!("payload: {e}")))?;
     let payload = if payloads.is_empty() {
         Value::Null
     } else {
@@ -148,6 +178,51 @@ fn broadcast(lua: &Lua, this: &Instance, args: &[LuaValue]) -> Result<LuaValue, 
     };
     scope.broadcast(&group, caller(), &topic, payload, payloads);
     Ok(LuaValue::Boolean(true))
+}
+
+/// `g:monitor(group)` → subscription, members.
+fn monitor(
+    lua: &Lua,
+    this: &Instance,
+    args: &[LuaValue],
+) -> Result<(LuaValue, LuaValue), WippyFail> {
+    let scope = this.scope()?;
+    let group = text(args, 0, "group")?;
+    let (watch, pids) = scope.monitor(&group).map_err(invalid)?;
+    let sub = subscription(lua, watch)?;
+    Ok((sub, LuaValue::Table(pid_list(lua, &pids)?)))
+}
+
+/// `g:events()` → subscription, `{group → members}`.
+fn events(lua: &Lua, this: &Instance) -> Result<(LuaValue, LuaValue), WippyFail> {
+    let scope = this.scope()?;
+    let (watch, all) = scope.watch_all().map_err(invalid)?;
+    let sub = subscription(lua, watch)?;
+    let groups = lua.create_table_with_capacity(0, all.len())?;
+    for (group, pids) in all {
+        groups.raw_set(group, pid_list(lua, &pids)?)?;
+    }
+    Ok((sub, LuaValue::Table(groups)))
+}
+
+/// The two-value methods (`monitor`, `events`) as Lua gets them: `sub, snapshot` or
+/// `nil, nil, err`.
+type Ret3 = (LuaValue, LuaValue, Option<WippyError>);
+
+fn reply3(outcome: Result<(LuaValue, LuaValue), WippyFail>) -> mlua::Result<Ret3> {
+    match outcome {
+        Ok((a, b)) => Ok((a, b, None)),
+        Err(WippyFail::Soft(e)) => Ok((LuaValue::Nil, LuaValue::Nil, Some(e))),
+        Err(WippyFail::Raise(e)) => Err(e),
+    }
+}
+
+fn reply(outcome: Out) -> mlua::Result<(LuaValue, Option<WippyError>)> {
+    match outcome {
+        Ok(value) => Ok((value, None)),
+        Err(WippyFail::Soft(e)) => Ok((LuaValue::Nil, Some(e))),
+        Err(WippyFail::Raise(e)) => Err(e),
+    }
 }
 
 impl UserData for Instance {
@@ -161,10 +236,10 @@ impl UserData for Instance {
         for name in ["get_members", "get_local_members"] {
             methods.add_method(name, |lua, this, args: MultiValue| {
                 let out = (|| {
-                    let group = string_arg(&args.into_vec(), 0, "group")?;
+                    let group = text(&args.into_vec(), 0, "group")?;
                     Ok(LuaValue::Table(pid_list(
                         lua,
-                        this.scope()?.members(&group),
+                        &this.scope()?.members(&group),
                     )?))
                 })();
                 reply(out)
@@ -184,6 +259,10 @@ impl UserData for Instance {
                 reply(broadcast(lua, this, &args.into_vec()))
             });
         }
+        methods.add_method("monitor", |lua, this, args: MultiValue| {
+            reply3(monitor(lua, this, &args.into_vec()))
+        });
+        methods.add_method("events", |lua, this, ()| reply3(events(lua, this)));
         methods.add_method("release", |_, this, ()| {
             this.released.set(true);
             Ok(true)
@@ -191,24 +270,153 @@ impl UserData for Instance {
     }
 }
 
+/// The subscriptions a process opened (see [`crate::actor::ProcState`]); closed when the
+/// process ends, so a scope's cap counts live subscriptions only.
+#[derive(Default)]
+pub(crate) struct Watches(RefCell<Vec<Weak<GroupWatch>>>);
+
+impl Watches {
+    fn add(&self, watch: &Rc<GroupWatch>) {
+        let mut list = self.0.borrow_mut();
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Rc::downgrade(watch));
+    }
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for watch in self.0.get_mut().drain(..) {
+            if let Some(watch) = watch.upgrade() {
+                watch.close(false);
+            }
+        }
+    }
+}
+
+/// A subscription (`g:monitor`, `g:events`): `sub:channel()`, `sub:close({flush = bool}?)`.
+struct Subscription {
+    watch: Rc<GroupWatch>,
+    channel: OnceCell<AnyUserData>,
+}
+
+/// The channel of a subscription: `receive()` and `case_receive()`, as other channels.
+#[derive(Clone)]
+struct WatchChan(Rc<GroupWatch>);
+
+/// A subscription object, recorded with the calling process.
+fn subscription(lua: &Lua, watch: GroupWatch) -> mlua::Result<LuaValue> {
+    let watch = Rc::new(watch);
+    if let Some(Actor::Process(p)) = current() {
+        p.watches.add(&watch);
+    }
+    let sub = Subscription {
+        watch,
+        channel: OnceCell::new(),
+    };
+    Ok(LuaValue::UserData(lua.create_userdata(sub)?))
+}
+
+/// The Lua form of a membership event: `{system = "pg", kind = "member.joined" |
+/// "member.left", path = group, data = {Group = group, PIDs = {...}}}`, or the overflow
+/// marker `{system = "pg", kind = "overflow", data = {Dropped = n}}`.
+fn event_table(lua: &Lua, event: &GroupEvent) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(0, 4)?;
+    t.raw_set("system", "pg")?;
+    let data = lua.create_table_with_capacity(0, 2)?;
+    match event {
+        GroupEvent::Joined { group, pids } | GroupEvent::Left { group, pids } => {
+            let kind = if matches!(event, GroupEvent::Joined { .. }) {
+                "member.joined"
+            } else {
+                "member.left"
+            };
+            t.raw_set("kind", kind)?;
+            t.raw_set("path", &**group)?;
+            data.raw_set("Group", &**group)?;
+            data.raw_set("PIDs", pid_list(lua, pids)?)?;
+        }
+        GroupEvent::Overflow { dropped } => {
+            t.raw_set("kind", "overflow")?;
+            data.raw_set("Dropped", *dropped)?;
+        }
+        _ => t.raw_set("kind", "unknown")?,
+    }
+    t.raw_set("data", data)?;
+    Ok(t)
+}
+
+impl WatchChan {
+    fn try_take(&self, lua: &Lua) -> mlua::Result<Taken> {
+        if let Some(event) = self.0.try_next() {
+            return Ok(Some((LuaValue::Table(event_table(lua, &event)?), true)));
+        }
+        if self.0.is_finished() {
+            return Ok(Some((LuaValue::Nil, false)));
+        }
+        Ok(None)
+    }
+}
+
+static WATCH_CASE: CaseKind = CaseKind {
+    try_take: |lua, object, _| object.borrow::<WatchChan>()?.clone().try_take(lua),
+    changed: |object| {
+        let watch = object.borrow::<WatchChan>()?.0.clone();
+        Ok(Box::pin(async move { watch.changed().await }))
+    },
+};
+
+impl UserData for WatchChan {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_async_method("receive", |lua, this, ()| async move {
+            loop {
+                if let Some(got) = this.try_take(&lua)? {
+                    return Ok(got);
+                }
+                // A change between the look and the wait leaves a wake-up behind.
+                this.0.changed().await;
+            }
+        });
+        methods.add_function("case_receive", |_, ud: AnyUserData| {
+            Case::new::<WatchChan>(ud, Op::Receive, &WATCH_CASE)
+        });
+    }
+}
+
+impl UserData for Subscription {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("channel", |lua, this, ()| {
+            if this.channel.get().is_none() {
+                let chan = lua.create_userdata(WatchChan(this.watch.clone()))?;
+                let _ = this.channel.set(chan);
+            }
+            Ok(this.channel.get().cloned())
+        });
+        methods.add_method("close", |_, this, options: Option<Table>| {
+            let flush = match options {
+                Some(t) => t.get::<Option<bool>>("flush")?.unwrap_or(false),
+                None => false,
+            };
+            this.watch.close(flush);
+            Ok(true)
+        });
+    }
+}
+
 /// `pg.open(scope)`.
-fn open(lua: &Lua, args: MultiValue) -> mlua::Result<super::Ret> {
-    let out = (|| {
-        let id = string_arg(&args.into_vec(), 0, "scope")?;
-        let scope = node()?
-            .group_scope(&id)
-            .ok_or_else(|| Fail::Soft(format!("no pg.scope entry {id:?}")))?;
-        let instance = Instance {
-            scope,
-            released: Cell::new(false),
-        };
-        Ok(LuaValue::UserData(lua.create_userdata(instance)?))
-    })();
-    reply(out)
+fn open(lua: &Lua, args: MultiValue) -> Out {
+    let id = text(&args.into_vec(), 0, "scope")?;
+    let scope = node()?.group_scope(&id).ok_or_else(|| {
+        WippyFail::Soft(WippyError::internal(format!("no pg.scope entry {id:?}")))
+    })?;
+    let instance = Instance {
+        scope,
+        released: Cell::new(false),
+    };
+    Ok(LuaValue::UserData(lua.create_userdata(instance)?))
 }
 
 pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
     let m = lua.create_table()?;
-    m.raw_set("open", lua.create_function(open)?)?;
+    m.raw_set("open", super::wippy_function(lua, open)?)?;
     Ok(m)
 }

@@ -5,6 +5,8 @@
 //! that need one (`pid`, `inbox`, `monitor`, `spawn_linked`, ...) return `nil, err`.
 //!
 //! Bodies are written with `?`: a failure becomes `nil, err` for Lua (see [`super::reply`]).
+//! `process.listen` / `process.unlisten` (topic channels) live in [`super::listen`] and
+//! return Wippy error objects.
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
@@ -298,6 +300,11 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
             function(lua, move |_, a: MultiValue| with_target(a, op))?,
         )?;
     }
+    m.raw_set("listen", super::wippy_function(lua, super::listen::listen)?)?;
+    m.raw_set(
+        "unlisten",
+        super::wippy_function(lua, super::listen::unlisten)?,
+    )?;
     m.raw_set("cancel", function(lua, cancel)?)?;
     m.raw_set("terminate", function(lua, |_, a: MultiValue| terminate(a))?)?;
     m.raw_set(

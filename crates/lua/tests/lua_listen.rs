@@ -1,0 +1,236 @@
+//! `process.listen` / `process.unlisten`: topic messages go to a channel instead of the
+//! inbox (payloads, or message objects with `message = true`), in `channel.select` with other
+//! channels, back to the inbox after `unlisten`, never dropped when the channel is full, and
+//! the errors.
+
+use crate::support::*;
+use wsrelay_process::Value;
+
+/// Runs `body` in a process given the probe's PID; the body says `ready` to the probe once it
+/// listens. Returns the probe, its guard and the process's PID.
+async fn start(
+    engine: &wsrelay_lua::LuaEngine,
+    body: &str,
+) -> (
+    wsrelay_process::Context,
+    wsrelay_process::ExitGuard,
+    wsrelay_process::Pid,
+) {
+    let source = format!("local function main(...)\n{body}\nend\nreturn {{ main = main }}");
+    let entry = register(engine, &source, "main", &["time"]);
+    let (probe, guard) = rust_process(engine.node());
+    let pid = spawn_monitored(&probe, &entry, vec![s(probe.pid().as_str())]);
+    let ready = recv(&probe).await;
+    assert_eq!(ready.topic(), "ready");
+    (probe, guard, pid)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listened_topics_go_to_the_channel_and_others_to_the_inbox() {
+    let (_node, engine) = setup();
+    let (probe, _guard, pid) = start(
+        &engine,
+        r#"
+        local probe = ...
+        local chat = assert(process.listen("chat"))
+        local whole = assert(process.listen("cmd", { message = true }))
+        process.send(probe, "ready", true)
+        local a = chat:receive()
+        local b = chat:receive()
+        local m = whole:receive()
+        local other = process.inbox():receive()
+        return { a.text, b, m:topic(), m:from() == probe, m:payload():data(), other:topic(),
+                 other:payload():data() }
+        "#,
+    )
+    .await;
+    // The inbox message goes first: it must not be taken for the channel.
+    probe.send(&pid, "other", "for the inbox").unwrap();
+    let mut map = wsrelay_process::Map::new();
+    map.insert("text", "hello");
+    probe.send(&pid, "chat", Value::Map(map)).unwrap();
+    probe.send(&pid, "chat", 2).unwrap();
+    probe.send(&pid, "cmd", "stop").unwrap();
+    let exit = exit_of(&probe, &pid).await;
+    assert!(exit.error.is_none(), "{exit:?}");
+    assert_eq!(
+        exit.value,
+        Value::Array(vec![
+            s("hello"),
+            2.into(),
+            s("cmd"),
+            true.into(),
+            s("stop"),
+            s("other"),
+            s("for the inbox"),
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn select_takes_from_a_listen_channel_and_another_channel() {
+    let (_node, engine) = setup();
+    let (probe, _guard, pid) = start(
+        &engine,
+        r#"
+        local probe = ...
+        local chat = process.listen("chat")
+        local local_ch = channel.new(1)
+        local_ch:send("local value")
+        process.send(probe, "ready", true)
+        local got = {}
+        for _ = 1, 3 do
+            local r = channel.select({ chat:case_receive(), local_ch:case_receive(),
+                                       process.inbox():case_receive() })
+            if r.channel == chat then
+                got[#got + 1] = "chat:" .. r.value
+            elseif r.channel == local_ch then
+                got[#got + 1] = "local:" .. r.value
+            else
+                got[#got + 1] = "inbox:" .. r.value:topic()
+            end
+        end
+        return got
+        "#,
+    )
+    .await;
+    probe.send(&pid, "chat", "hi").unwrap();
+    probe.send(&pid, "ping", true).unwrap();
+    let exit = exit_of(&probe, &pid).await;
+    assert!(exit.error.is_none(), "{exit:?}");
+    let Value::Array(got) = exit.value else {
+        panic!("{exit:?}")
+    };
+    let mut got: Vec<_> = got.iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    got.sort();
+    assert_eq!(got, ["chat:hi", "inbox:ping", "local:local value"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unlisten_gives_the_topic_and_the_queued_messages_back_to_the_inbox() {
+    let (_node, engine) = setup();
+    let (probe, _guard, pid) = start(
+        &engine,
+        r#"
+        local probe = ...
+        local chat = process.listen("chat")
+        process.send(probe, "ready", true)
+        local first = chat:receive()
+        -- Let the second message arrive, and a look at the inbox sort it into the channel;
+        -- then stop listening with it still queued there.
+        local time = require("time")
+        time.sleep("50ms")
+        local timer = time.after("0ms")
+        local r = channel.select({ process.inbox():case_receive(), timer:case_receive() })
+        assert(r.channel == timer, "the inbox has nothing")
+        assert(process.unlisten(chat))
+        assert(process.unlisten(chat), "unlisten twice is fine")
+        local _, ok = chat:receive()
+        local inbox = process.inbox()
+        local out = { first, ok }
+        for _ = 1, 2 do out[#out + 1] = inbox:receive():payload():data() end
+        return out
+        "#,
+    )
+    .await;
+    probe.send(&pid, "chat", "one").unwrap();
+    probe.send(&pid, "chat", "two").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    probe.send(&pid, "chat", "three").unwrap();
+    let exit = exit_of(&probe, &pid).await;
+    assert!(exit.error.is_none(), "{exit:?}");
+    let Value::Array(v) = exit.value else {
+        panic!("{exit:?}")
+    };
+    assert_eq!(v[0], s("one"));
+    assert_eq!(v[1], false.into(), "the channel is closed after unlisten");
+    assert_eq!(&v[2..], &[s("two"), s("three")], "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_channel_holds_messages_back_without_dropping_any() {
+    let (_node, engine) = setup();
+    let (probe, _guard, pid) = start(
+        &engine,
+        r#"
+        local probe = ...
+        local chat = process.listen("chat")
+        process.send(probe, "ready", true)
+        -- Nothing is read until everything was sent.
+        process.inbox():receive()
+        local n, last = 0, 0
+        while n < 600 do
+            local v = chat:receive()
+            assert(v == last + 1, "in order, none lost")
+            last, n = v, n + 1
+        end
+        return { n, process.inbox():receive():topic() }
+        "#,
+    )
+    .await;
+    probe.send(&pid, "go", true).unwrap();
+    for i in 1..=600 {
+        probe.send(&pid, "chat", i).unwrap();
+    }
+    probe.send(&pid, "after", true).unwrap();
+    let exit = exit_of(&probe, &pid).await;
+    assert!(exit.error.is_none(), "{exit:?}");
+    assert_eq!(exit.value, Value::Array(vec![600.into(), s("after")]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listen_misuse_returns_wippy_errors() {
+    let (_node, engine) = setup();
+    let v = eval(
+        &engine,
+        r#"
+        local out = {}
+        local function add(_, e) out[#out + 1] = e:kind() .. ": " .. tostring(e) end
+        add(process.listen("@system"))
+        add(process.listen(""))
+        assert(process.listen("chat"))
+        add(process.listen("chat"))
+        add(process.listen("other", { message = "yes" }))
+        add(process.unlisten({}))
+        for i = 1, 63 do assert(process.listen("t" .. i)) end
+        add(process.listen("one too many"))
+        return out
+        "#,
+    )
+    .await;
+    let Value::Array(errors) = v else {
+        panic!("{v:?}")
+    };
+    let texts: Vec<_> = errors.iter().map(|e| e.as_str().unwrap()).collect();
+    assert!(
+        texts[0].starts_with("INVALID: ") && texts[0].contains("reserved"),
+        "{texts:?}"
+    );
+    assert!(texts[1].starts_with("INVALID: "), "{texts:?}");
+    assert!(texts[2].starts_with("ALREADY_EXISTS: "), "{texts:?}");
+    assert!(
+        texts[3].starts_with("INVALID: ") && texts[3].contains("boolean"),
+        "{texts:?}"
+    );
+    assert!(texts[4].starts_with("INVALID: "), "{texts:?}");
+    assert!(
+        texts[5].starts_with("INVALID: ") && texts[5].contains("64"),
+        "{texts:?}"
+    );
+    assert_eq!(texts.len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listen_needs_a_process() {
+    let (_node, engine) = setup();
+    let f = function(
+        &engine,
+        r#"return function()
+            local ch, err = process.listen("chat")
+            return { ch == nil, err:kind() }
+        end"#,
+        &[],
+    );
+    let v = f.call(vec![]).await.unwrap();
+    assert_eq!(v, Value::Array(vec![true.into(), s("INVALID")]));
+}

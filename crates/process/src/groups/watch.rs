@@ -1,0 +1,245 @@
+//! Subscriptions to the membership changes of a scope (Wippy's `g:monitor` and `g:events`).
+//!
+//! A [`GroupWatch`] is created under the scope's group lock together with a snapshot of the
+//! members, and every join and leave is reported under that same lock (from the scope's
+//! internal add and remove, so joins made on behalf of other processes, exits and remote
+//! changes all show up): a change is either in the snapshot or in the events, never in both
+//! and never in neither.
+//!
+//! **Bounds.** A watch buffers at most [`WATCH_BUFFER`] events. A join or leave never waits for
+//! a slow subscriber: when the buffer is full the event is dropped and counted, and so is every
+//! later event until the subscriber has read the buffer; it then gets one
+//! [`GroupEvent::Overflow`] marker with the count, in the place of the gap. A scope has at
+//! most [`MAX_WATCHES`] open watches.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::ScopeInner;
+use crate::Pid;
+
+/// The most events a watch buffers before it drops and counts.
+pub const WATCH_BUFFER: usize = 64;
+
+/// The most open watches (monitors and scope-wide subscriptions) of one scope.
+pub const MAX_WATCHES: usize = 10_000;
+
+/// A membership change, or the mark of changes a slow subscriber lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupEvent {
+    /// `pids` joined `group` (a process listed once per join).
+    Joined {
+        /// The group.
+        group: Arc<str>,
+        /// The processes that joined.
+        pids: Vec<Pid>,
+    },
+    /// `pids` left `group` (a process listed once per membership it lost, by a leave or its
+    /// exit).
+    Left {
+        /// The group.
+        group: Arc<str>,
+        /// The processes that left.
+        pids: Vec<Pid>,
+    },
+    /// `dropped` changes were lost here because the buffer was full.
+    Overflow {
+        /// How many.
+        dropped: u64,
+    },
+}
+
+/// Why a watch could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchError {
+    /// The group name is empty.
+    #[error("the group name is empty")]
+    EmptyName,
+    /// The scope has [`MAX_WATCHES`] open watches.
+    #[error("scope {scope:?} has reached its limit of {limit} subscriptions")]
+    TooManyWatches {
+        /// The scope.
+        scope: String,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// The open watches of a scope: per group, and scope-wide.
+#[derive(Default)]
+pub(super) struct Watches {
+    /// Open watches, so the join and leave paths skip the registry lock when there are none.
+    count: AtomicUsize,
+    list: Mutex<Vec<Arc<WatchInner>>>,
+}
+
+/// One subscription's buffer and wake-up.
+struct WatchInner {
+    /// The group watched; `None`: the whole scope.
+    group: Option<Arc<str>>,
+    state: Mutex<WatchState>,
+    notify: Notify,
+}
+
+#[derive(Default)]
+struct WatchState {
+    queue: VecDeque<GroupEvent>,
+    /// Events lost since the buffer filled; reported once the buffer is read.
+    dropped: u64,
+    closed: bool,
+}
+
+/// A subscription to membership changes ([`GroupScope::monitor`](super::GroupScope::monitor),
+/// [`GroupScope::watch_all`](super::GroupScope::watch_all)). Dropping it closes it.
+pub struct GroupWatch {
+    inner: Arc<WatchInner>,
+    scope: Weak<ScopeInner>,
+}
+
+impl std::fmt::Debug for GroupWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupWatch")
+            .field("group", &self.inner.group)
+            .finish()
+    }
+}
+
+impl Watches {
+    /// Registers a watch of `group` (`None`: every group). The caller holds the scope's group
+    /// lock, which makes the registration atomic with its snapshot.
+    pub(super) fn open(
+        &self,
+        scope: &Arc<ScopeInner>,
+        group: Option<Arc<str>>,
+    ) -> Result<GroupWatch, WatchError> {
+        let mut list = self.list.lock();
+        if list.len() >= MAX_WATCHES {
+            return Err(WatchError::TooManyWatches {
+                scope: scope.name.to_string(),
+                limit: MAX_WATCHES,
+            });
+        }
+        let inner = Arc::new(WatchInner {
+            group,
+            state: Mutex::new(WatchState::default()),
+            notify: Notify::new(),
+        });
+        list.push(inner.clone());
+        self.count.store(list.len(), Ordering::Release);
+        Ok(GroupWatch {
+            inner,
+            scope: Arc::downgrade(scope),
+        })
+    }
+
+    /// Reports a change of `group` to its watches. Called with the scope's group lock held.
+    pub(super) fn emit(&self, group: &Arc<str>, joined: bool, pid: &Pid, times: usize) {
+        if times == 0 || self.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let list = self.list.lock();
+        for watch in list.iter() {
+            if watch.group.as_ref().is_some_and(|g| g != group) {
+                continue;
+            }
+            let pids = vec![pid.clone(); times];
+            let event = if joined {
+                GroupEvent::Joined {
+                    group: group.clone(),
+                    pids,
+                }
+            } else {
+                GroupEvent::Left {
+                    group: group.clone(),
+                    pids,
+                }
+            };
+            watch.push(event);
+        }
+    }
+
+    fn remove(&self, watch: &Arc<WatchInner>) {
+        let mut list = self.list.lock();
+        list.retain(|w| !Arc::ptr_eq(w, watch));
+        self.count.store(list.len(), Ordering::Release);
+    }
+}
+
+impl WatchInner {
+    fn push(&self, event: GroupEvent) {
+        {
+            let mut st = self.state.lock();
+            if st.closed {
+                return;
+            }
+            // Once something was lost, later events are lost too until the marker is read:
+            // the marker stands exactly where the gap is.
+            if st.dropped > 0 || st.queue.len() >= WATCH_BUFFER {
+                st.dropped += 1;
+                return;
+            }
+            st.queue.push_back(event);
+        }
+        self.notify.notify_one();
+    }
+}
+
+impl GroupWatch {
+    /// The next change, or the overflow marker, if one is ready.
+    pub fn try_next(&self) -> Option<GroupEvent> {
+        let mut st = self.inner.state.lock();
+        if let Some(event) = st.queue.pop_front() {
+            return Some(event);
+        }
+        if st.dropped > 0 {
+            let dropped = std::mem::take(&mut st.dropped);
+            return Some(GroupEvent::Overflow { dropped });
+        }
+        None
+    }
+
+    /// Whether the watch is closed and has nothing left to read.
+    pub fn is_finished(&self) -> bool {
+        let st = self.inner.state.lock();
+        st.closed && st.queue.is_empty() && st.dropped == 0
+    }
+
+    /// Completes when an event may be ready (or the watch was closed) after the last
+    /// [`try_next`](GroupWatch::try_next) found none. One task should wait at a time.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a wake-up that comes while nobody waits is kept for the next wait.
+    pub async fn changed(&self) {
+        self.inner.notify.notified().await;
+    }
+
+    /// Stops the watch. With `flush`, the events already buffered stay readable; without, they
+    /// are discarded. Later changes are not reported. Closing twice does nothing more.
+    pub fn close(&self, flush: bool) {
+        {
+            let mut st = self.inner.state.lock();
+            st.closed = true;
+            if !flush {
+                st.queue.clear();
+                st.dropped = 0;
+            }
+        }
+        if let Some(scope) = self.scope.upgrade() {
+            scope.watches.remove(&self.inner);
+        }
+        self.inner.notify.notify_one();
+    }
+}
+
+impl Drop for GroupWatch {
+    fn drop(&mut self) {
+        self.close(false);
+    }
+}
