@@ -356,6 +356,92 @@ async fn env_reads_only_the_readable_os_variables() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn env_declared_variables_read_and_write_through_their_storages() {
+    use std::collections::BTreeMap;
+    use wsrelay_lua::{EnvError, EnvStorageSpec};
+    let (_node, engine) = setup();
+    let path = std::env::var("PATH").expect("PATH is set");
+    let fixed = BTreeMap::from([
+        ("REGION".to_owned(), "eu-1".to_owned()),
+        ("SHADOWED".to_owned(), "static".to_owned()),
+    ]);
+    engine
+        .register_env_storage("os", EnvStorageSpec::Os)
+        .unwrap();
+    engine
+        .register_env_storage("mem", EnvStorageSpec::Memory)
+        .unwrap();
+    engine
+        .register_env_storage("fixed", EnvStorageSpec::Values(fixed))
+        .unwrap();
+    // A router reads the first storage that has the variable, writes the first writable.
+    engine
+        .register_env_storage(
+            "all",
+            EnvStorageSpec::Router(vec!["mem".into(), "fixed".into(), "os".into()]),
+        )
+        .unwrap();
+    assert!(matches!(
+        engine.register_env_storage("bad", EnvStorageSpec::Router(vec!["nope".into()])),
+        Err(EnvError::NoStorage(_))
+    ));
+    assert!(matches!(
+        engine.register_env_storage("mem", EnvStorageSpec::Memory),
+        Err(EnvError::Duplicate(_))
+    ));
+    engine
+        .register_env_variable("PATH", "os", None, true)
+        .unwrap();
+    engine
+        .register_env_variable("REGION", "fixed", None, false)
+        .unwrap();
+    engine
+        .register_env_variable("SHADOWED", "all", None, false)
+        .unwrap();
+    engine
+        .register_env_variable("MODE", "all", Some("dev".into()), false)
+        .unwrap();
+    engine
+        .register_env_variable("ABSENT", "mem", None, false)
+        .unwrap();
+    assert!(matches!(
+        engine.register_env_variable("X", "nope", None, false),
+        Err(EnvError::NoStorage(_))
+    ));
+    let v = run(
+        &engine,
+        &["env"],
+        r#"
+        local env, path = require("env"), ...
+        -- The OS storage makes a declared OS variable readable (PATH is not WSRELAY_APP_*).
+        assert(env.get("PATH") == path)
+        local ok, err = env.set("PATH", "x")
+        assert(ok == nil and err:kind() == errors.PERMISSION_DENIED, tostring(err))
+        assert(env.get("REGION") == "eu-1")
+        ok, err = env.set("REGION", "us-2")
+        assert(ok == nil and err:kind() == errors.PERMISSION_DENIED, "static is read-only")
+        -- Router: the static value until memory (first, writable) gets one.
+        assert(env.get("SHADOWED") == "static")
+        assert(env.set("SHADOWED", "memory") == true)
+        assert(env.get("SHADOWED") == "memory")
+        -- The default until a storage has a value.
+        assert(env.get("MODE") == "dev")
+        assert(env.set("MODE", "prod"))
+        assert(env.get("MODE") == "prod")
+        local v, err = env.get("ABSENT")
+        assert(v == nil and err:kind() == errors.NOT_FOUND)
+        local all = env.get_all()
+        assert(all.PATH == path and all.REGION == "eu-1" and all.MODE == "prod")
+        assert(all.ABSENT == nil)
+        return true
+        "#,
+        vec![Value::from(path.as_str())],
+    )
+    .await;
+    assert_eq!(v, Value::Bool(true));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn env_set_is_an_overlay_shared_by_the_engine() {
     let (_node, engine) = setup();
     lua(
