@@ -272,6 +272,15 @@ impl App {
                 })?;
         }
         register_env(&engine, config)?;
+        if config
+            .functions
+            .iter()
+            .chain(&config.processes)
+            .any(|e| e.modules.iter().any(|m| m == "http_client"))
+        {
+            // Read the certificate files here, not on a shard at the first HTTPS request.
+            wsrelay_http::client::load_system_roots();
+        }
         engine.set_http_client(std::sync::Arc::new(http_client::HyperClient));
         for entry in config.functions.iter().chain(&config.processes) {
             if let Some(policy) = &entry.http_client {

@@ -297,3 +297,35 @@ entries:
     find_error(&errs, &["app:w", "variable", "bad name"]);
     find_error(&errs, &["app:x", "storage", "env.variable"]);
 }
+
+#[test]
+fn env_router_cycles_and_duplicate_names_are_refused() {
+    let errs = App::new()
+        .file(
+            "env.yaml",
+            r#"
+namespace: app
+entries:
+  - name: mem
+    kind: env.storage.memory
+  - name: a
+    kind: env.storage.router
+    storages: [mem, b]
+  - name: b
+    kind: env.storage.router
+    storages: [a]
+  - name: one
+    kind: env.variable
+    variable: TOKEN
+    storage: mem
+  - name: two
+    kind: env.variable
+    variable: TOKEN
+    storage: mem
+"#,
+        )
+        .load_err();
+    find_error(&errs, &["app:a", "storages", "cycle"]);
+    find_error(&errs, &["app:b", "storages", "cycle"]);
+    find_error(&errs, &["app:two", "variable", "declared by app:one"]);
+}

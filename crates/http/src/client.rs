@@ -445,6 +445,13 @@ fn tls_config(options: &ClientOptions) -> Result<Arc<rustls::ClientConfig>, Clie
     Ok(Arc::new(config))
 }
 
+/// Loads the system's trusted roots now, so the first HTTPS request does not read the
+/// certificate files on a shard's thread (the app calls it before serving). Later calls
+/// return at once.
+pub fn load_system_roots() {
+    let _ = system_roots();
+}
+
 /// The system's trusted roots, loaded once (unreadable ones are skipped: an empty store
 /// then refuses every server, which is the safe failure).
 fn system_roots() -> Arc<rustls::RootCertStore> {

@@ -208,3 +208,56 @@ mod tests {
         assert_eq!(parse_dotenv("1A=1\n").unwrap_err().0, 1);
     }
 }
+
+/// Checks across entries: routers that read through each other in a cycle, and two
+/// `env.variable`s declaring the same name.
+pub(super) fn check(app: &crate::model::AppConfig, errors: &mut Vec<crate::error::ConfigError>) {
+    use std::collections::{HashMap, HashSet};
+    let routes: HashMap<&crate::EntryId, &[crate::EntryId]> = app
+        .env_storages
+        .iter()
+        .filter_map(|s| match &s.kind {
+            EnvStorageKind::Router { storages } => Some((&s.id, storages.as_slice())),
+            _ => None,
+        })
+        .collect();
+    for storage in &app.env_storages {
+        // Depth-first from this router; reaching it again is a cycle. Each router is
+        // visited once per start, so this is O(routers * routes).
+        let mut stack: Vec<&crate::EntryId> = routes
+            .get(&storage.id)
+            .map_or(Vec::new(), |r| r.iter().collect());
+        let mut seen = HashSet::new();
+        while let Some(next) = stack.pop() {
+            if next == &storage.id {
+                errors.push(crate::error::ConfigError::in_entry(
+                    &storage.file,
+                    &storage.id,
+                    "storages",
+                    ConfigErrorKind::InvalidValue {
+                        value: storage.id.to_string(),
+                        reason: "routers read through each other in a cycle".into(),
+                    },
+                ));
+                break;
+            }
+            if seen.insert(next) {
+                stack.extend(routes.get(next).into_iter().flat_map(|r| r.iter()));
+            }
+        }
+    }
+    let mut names: HashMap<&str, &crate::EntryId> = HashMap::new();
+    for variable in &app.env_variables {
+        if let Some(first) = names.insert(&variable.variable, &variable.id) {
+            errors.push(crate::error::ConfigError::in_entry(
+                &variable.file,
+                &variable.id,
+                "variable",
+                ConfigErrorKind::InvalidValue {
+                    value: variable.variable.clone(),
+                    reason: format!("declared by {first} already"),
+                },
+            ));
+        }
+    }
+}

@@ -138,6 +138,7 @@ pub(crate) fn load_sources(
     }
     check_refs(&sink.refs, &index.kinds, &mut sink.errors);
     http::check_duplicate_routes(&app, &mut sink.errors);
+    env::check(&app, &mut sink.errors);
 
     if sink.errors.is_empty() {
         Ok(app)
