@@ -189,26 +189,6 @@ fn parse_dotenv(content: &str) -> Result<BTreeMap<String, String>, (usize, Strin
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dotenv_lines() {
-        let vars = parse_dotenv(
-            "# comment\n\nA=1\nexport B = two words \nC=\"quoted # not a comment\"\nD='x'\nE=\n",
-        )
-        .unwrap();
-        assert_eq!(vars["A"], "1");
-        assert_eq!(vars["B"], "two words");
-        assert_eq!(vars["C"], "quoted # not a comment");
-        assert_eq!(vars["D"], "x");
-        assert_eq!(vars["E"], "");
-        assert_eq!(parse_dotenv("A=1\nnope\n").unwrap_err().0, 2);
-        assert_eq!(parse_dotenv("1A=1\n").unwrap_err().0, 1);
-    }
-}
-
 /// Checks across entries: routers that read through each other in a cycle, and two
 /// `env.variable`s declaring the same name.
 pub(super) fn check(app: &crate::model::AppConfig, errors: &mut Vec<crate::error::ConfigError>) {
@@ -259,5 +239,25 @@ pub(super) fn check(app: &crate::model::AppConfig, errors: &mut Vec<crate::error
                 },
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotenv_lines() {
+        let vars = parse_dotenv(
+            "# comment\n\nA=1\nexport B = two words \nC=\"quoted # not a comment\"\nD='x'\nE=\n",
+        )
+        .unwrap();
+        assert_eq!(vars["A"], "1");
+        assert_eq!(vars["B"], "two words");
+        assert_eq!(vars["C"], "quoted # not a comment");
+        assert_eq!(vars["D"], "x");
+        assert_eq!(vars["E"], "");
+        assert_eq!(parse_dotenv("A=1\nnope\n").unwrap_err().0, 2);
+        assert_eq!(parse_dotenv("1A=1\n").unwrap_err().0, 1);
     }
 }
