@@ -183,6 +183,8 @@ fn check(dir: &Path, strict: bool) -> Result<(), Failure> {
         + config.process_services.len()
         + config.pg_scopes.len()
         + config.memory_stores.len()
+        + config.env_storages.len()
+        + config.env_variables.len()
         + usize::from(config.cluster.is_some())
         + usize::from(config.ops.is_some());
     println!("ok: {entries} entries");

@@ -330,3 +330,76 @@ fn sigterm_drains_open_connections_within_the_drain_timeout() {
         );
     });
 }
+
+/// What the `count` handler of [`lua_metrics_are_exported_under_the_app_prefix`] runs: one
+/// series of each type, then a call past the label rules, whose error it reports.
+const COUNT_ENTRIES: &str = r#"  - name: count
+    kind: function.lua
+    modules: [http, metrics]
+    method: handler
+    source: |
+      local http = require("http")
+      local metrics = require("metrics")
+      local function handler()
+        assert(metrics.counter_inc("requests", {route = "count"}))
+        assert(metrics.counter_add("requests_total", 2, {route = "count"}))
+        assert(metrics.gauge_set("queue_depth", 7))
+        assert(metrics.gauge_dec("queue_depth"))
+        assert(metrics.histogram("latency_seconds", 0.3, {route = "count"}))
+        local ok, err = metrics.counter_inc("bad-name")
+        assert(ok == nil)
+        http.response():write(err:kind() .. "\n")
+      end
+      return { handler = handler }
+  - name: count_ep
+    kind: http.endpoint
+    meta: { router: api }
+    method: GET
+    path: /count
+    func: count
+"#;
+
+#[tokio::test]
+async fn lua_metrics_are_exported_under_the_app_prefix() {
+    let t = TestApp::start(COUNT_ENTRIES, true).await;
+    let ops = t.ops();
+    let answer = get(t.addr, "/api/count", "").await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert_eq!(body_of(&answer), "INVALID\n");
+    assert_eq!(
+        metric(ops, r#"wsrelay_app_requests_total{route="count"}"#).await,
+        Some(3.0)
+    );
+    assert_eq!(metric(ops, "wsrelay_app_queue_depth").await, Some(6.0));
+    assert_eq!(
+        metric(
+            ops,
+            r#"wsrelay_app_latency_seconds_bucket{le="0.25",route="count"}"#
+        )
+        .await,
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            ops,
+            r#"wsrelay_app_latency_seconds_bucket{le="0.5",route="count"}"#
+        )
+        .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(ops, r#"wsrelay_app_latency_seconds_count{route="count"}"#).await,
+        Some(1.0)
+    );
+    // The scrape is valid OpenMetrics: one TYPE line per family, the app's among them.
+    let body = get(ops, "/metrics", "").await;
+    assert!(
+        body.contains("# TYPE wsrelay_app_latency_seconds histogram"),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE wsrelay_app_requests counter"),
+        "{body}"
+    );
+    t.stop().await;
+}

@@ -167,6 +167,11 @@ entries:
 
 /// Writes the test app into a temporary directory.
 pub fn app_dir(extra: &str) -> tempfile::TempDir {
+    app_dir_with(extra, &[])
+}
+
+/// [`app_dir`] with more files (name, text) next to `app.yaml`.
+pub fn app_dir_with(extra: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in [
         ("app.yaml", app_yaml(extra)),
@@ -175,6 +180,9 @@ pub fn app_dir(extra: &str) -> tempfile::TempDir {
         ("boom.lua", BOOM.to_owned()),
         ("ok.lua", OK.to_owned()),
     ] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
     dir
@@ -191,7 +199,15 @@ impl TestApp {
     /// Starts the app (with the ops listener on a free port when `ops`), and waits until the
     /// `echo` service has registered.
     pub async fn start(extra: &str, ops: bool) -> TestApp {
-        let dir = app_dir(extra);
+        TestApp::start_in(app_dir(extra), ops).await
+    }
+
+    /// Starts the app with `extra` entries and more files, without the ops listener.
+    pub async fn start_with_files(extra: &str, files: &[(&str, &str)]) -> TestApp {
+        TestApp::start_in(app_dir_with(extra, files), false).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, ops: bool) -> TestApp {
         let config = AppConfig::load(dir.path(), &load_options()).expect("valid test app");
         let options =
             AppOptions::default().with_ops_listen(ops.then(|| "127.0.0.1:0".parse().unwrap()));

@@ -57,6 +57,17 @@ pub enum AppError {
         /// What the Lua engine said.
         source: wsrelay_lua::StoreError,
     },
+    /// An `env.storage.*` or `env.variable` entry could not be registered (a router
+    /// cycle, or the engine's bound).
+    #[error("{file}: entry {entry}: {source}")]
+    Env {
+        /// The entry.
+        entry: EntryId,
+        /// Its YAML file.
+        file: PathBuf,
+        /// What the Lua engine said.
+        source: wsrelay_lua::EnvError,
+    },
     /// The Lua engine did not start.
     #[error("cannot start the Lua engine: {0}")]
     Engine(#[source] Box<wsrelay_lua::LuaError>),

@@ -49,6 +49,7 @@ pub mod demo;
 mod error;
 mod gateway;
 mod handler;
+mod http_client;
 pub mod ops;
 mod supervisor;
 
@@ -270,6 +271,22 @@ impl App {
                     source,
                 })?;
         }
+        register_env(&engine, config)?;
+        if config
+            .functions
+            .iter()
+            .chain(&config.processes)
+            .any(|e| e.modules.iter().any(|m| m == "http_client"))
+        {
+            // Read the certificate files here, not on a shard at the first HTTPS request.
+            wsrelay_http::client::load_system_roots();
+        }
+        engine.set_http_client(std::sync::Arc::new(http_client::HyperClient));
+        for entry in config.functions.iter().chain(&config.processes) {
+            if let Some(policy) = &entry.http_client {
+                engine.set_http_client_policy(&entry.id.to_string(), http_client::policy(policy));
+            }
+        }
         for entry in &config.processes {
             engine
                 .register_process(&entry.id.to_string(), gateway::spec(entry))
@@ -293,6 +310,72 @@ impl App {
             .map_err(|e| AppError::Bind(Box::new(e)))?;
         Ok((engine, running, relay))
     }
+}
+
+/// Registers the `env.storage.*` entries (a router after the storages it reads, whatever
+/// the file order) and then the `env.variable` entries on the engine.
+fn register_env(engine: &LuaEngine, config: &AppConfig) -> Result<(), AppError> {
+    use wsrelay_config::EnvStorageKind;
+    use wsrelay_lua::EnvStorageSpec;
+    let mut pending: Vec<&wsrelay_config::EnvStorage> = config.env_storages.iter().collect();
+    let mut done = std::collections::HashSet::new();
+    // Each round registers every storage whose routes are done; a round without progress
+    // leaves only routers in a cycle (the loader checked that every route exists).
+    while !pending.is_empty() {
+        let before = pending.len();
+        let mut error = None;
+        pending.retain(|storage| {
+            let spec = match &storage.kind {
+                EnvStorageKind::Os => EnvStorageSpec::Os,
+                EnvStorageKind::Memory => EnvStorageSpec::Memory,
+                EnvStorageKind::File { variables, .. } | EnvStorageKind::Static { variables } => {
+                    EnvStorageSpec::Values(variables.clone())
+                }
+                EnvStorageKind::Router { storages } => {
+                    if !storages.iter().all(|s| done.contains(&s.to_string())) {
+                        return true;
+                    }
+                    EnvStorageSpec::Router(storages.iter().map(ToString::to_string).collect())
+                }
+            };
+            let id = storage.id.to_string();
+            if let Err(source) = engine.register_env_storage(&id, spec) {
+                error.get_or_insert(AppError::Env {
+                    entry: storage.id.clone(),
+                    file: storage.file.clone(),
+                    source,
+                });
+            }
+            done.insert(id);
+            false
+        });
+        if let Some(error) = error {
+            return Err(error);
+        }
+        if pending.len() == before {
+            let storage = pending[0];
+            return Err(AppError::Env {
+                entry: storage.id.clone(),
+                file: storage.file.clone(),
+                source: wsrelay_lua::EnvError::Cycle(storage.id.to_string()),
+            });
+        }
+    }
+    for variable in &config.env_variables {
+        engine
+            .register_env_variable(
+                &variable.variable,
+                &variable.storage.to_string(),
+                variable.default.clone(),
+                variable.read_only,
+            )
+            .map_err(|source| AppError::Env {
+                entry: variable.id.clone(),
+                file: variable.file.clone(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 /// A started app. Dropping it does not stop it; call

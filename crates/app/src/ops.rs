@@ -34,7 +34,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{header, HeaderValue, Method, StatusCode};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -375,8 +375,43 @@ impl Collector for Snapshot {
             "version",
             &[(env!("CARGO_PKG_VERSION"), 1)],
         )?;
-        process_metrics(&mut enc, s.started)
+        process_metrics(&mut enc, s.started)?;
+        app_metrics(&mut enc, &s.engine.metrics_snapshot())
     }
+}
+
+/// The prefix of the metrics Lua code makes with the `metrics` module, so an app's names
+/// never collide with the runtime's own (`wsrelay_app_requests_total`).
+pub const APP_METRIC_PREFIX: &str = "wsrelay_app_";
+
+/// The `metrics` module's series, under [`APP_METRIC_PREFIX`].
+fn app_metrics(
+    enc: &mut DescriptorEncoder,
+    families: &[wsrelay_lua::MetricFamily],
+) -> std::fmt::Result {
+    use wsrelay_lua::{MetricKind, SeriesValue};
+    for family in families {
+        let name = format!("{APP_METRIC_PREFIX}{}", family.name);
+        let kind = match family.kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Histogram => MetricType::Histogram,
+        };
+        let mut m = enc.encode_descriptor(&name, "Set by the app's Lua code", None, kind)?;
+        for series in &family.series {
+            let mut e = m.encode_family(&series.labels)?;
+            match &series.value {
+                SeriesValue::Counter(v) => ConstCounter::new(*v).encode(e)?,
+                SeriesValue::Gauge(v) => ConstGauge::new(*v).encode(e)?,
+                SeriesValue::Histogram {
+                    sum,
+                    count,
+                    buckets,
+                } => e.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)?,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `process_*` basics from `/proc` (Linux); absent elsewhere.

@@ -156,6 +156,20 @@ pub enum ConfigErrorKind {
     /// A required field is absent.
     #[error("missing required field")]
     MissingField,
+    /// A `${env:NAME}` placeholder names a variable that is not set and gives no default.
+    #[error("environment variable {name} is not set (and the placeholder has no |default)")]
+    MissingEnvVariable {
+        /// The variable.
+        name: String,
+    },
+    /// A `${env:` placeholder is malformed.
+    #[error("bad placeholder {text:?}: {reason}")]
+    BadPlaceholder {
+        /// The placeholder as written (at most 80 characters).
+        text: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A field has the wrong YAML type.
     #[error("expected {expected}, found {found}")]
     WrongType {

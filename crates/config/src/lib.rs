@@ -82,10 +82,10 @@ pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
 pub use files::{DiskFiles, FileError, FileSource, MemoryFiles};
 pub use id::{EntryId, IdError};
 pub use model::{
-    kind, AdminConfig, AppConfig, ClusterConfig, ClusterTls, HttpEndpoint, HttpRouter, HttpService,
-    HttpStatic, LuaEntry, LuaKind, MemoryStore, Method, OpsConfig, PgScope, ProcessHost,
-    ProcessService, RestartPolicy, ServiceTls, SourceOrigin, StaticMount, KNOWN_KINDS,
-    KNOWN_LUA_MODULES,
+    kind, AdminConfig, AppConfig, ClusterConfig, ClusterTls, EnvStorage, EnvStorageKind,
+    EnvVariable, HttpClientConfig, HttpEndpoint, HttpRouter, HttpService, HttpStatic, LuaEntry,
+    LuaKind, MemoryStore, Method, OpsConfig, PgScope, ProcessHost, ProcessService, RestartPolicy,
+    ServiceTls, SourceOrigin, StaticMount, KNOWN_KINDS, KNOWN_LUA_MODULES,
 };
 pub use options::{LoadOptions, LuaChecker};
 

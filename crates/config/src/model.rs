@@ -26,12 +26,32 @@ pub const KNOWN_KINDS: &[&str] = &[
     kind::OPS,
     kind::PG_SCOPE,
     kind::STORE_MEMORY,
+    kind::ENV_STORAGE_OS,
+    kind::ENV_STORAGE_MEMORY,
+    kind::ENV_STORAGE_FILE,
+    kind::ENV_STORAGE_STATIC,
+    kind::ENV_STORAGE_ROUTER,
+    kind::ENV_VARIABLE,
 ];
 
 /// The Lua modules the runtime provides (SPEC §1), valid in `modules`.
 pub const KNOWN_LUA_MODULES: &[&str] = &[
-    "http", "json", "process", "channel", "time", "pg", "errors", "base64", "hash", "uuid", "env",
-    "crypto", "logger", "store",
+    "http",
+    "json",
+    "process",
+    "channel",
+    "time",
+    "pg",
+    "errors",
+    "base64",
+    "hash",
+    "uuid",
+    "env",
+    "crypto",
+    "logger",
+    "store",
+    "metrics",
+    "http_client",
 ];
 
 /// The `kind:` strings.
@@ -60,6 +80,18 @@ pub mod kind {
     pub const PG_SCOPE: &str = "pg.scope";
     /// A key-value store in memory (the Lua `store` module).
     pub const STORE_MEMORY: &str = "store.memory";
+    /// Variables of the process environment (the Lua `env` module).
+    pub const ENV_STORAGE_OS: &str = "env.storage.os";
+    /// Variables in memory, writable by `env.set`.
+    pub const ENV_STORAGE_MEMORY: &str = "env.storage.memory";
+    /// Variables of a `.env` file, read at load time.
+    pub const ENV_STORAGE_FILE: &str = "env.storage.file";
+    /// Variables written in the entry.
+    pub const ENV_STORAGE_STATIC: &str = "env.storage.static";
+    /// Reads through other storages in order.
+    pub const ENV_STORAGE_ROUTER: &str = "env.storage.router";
+    /// A variable the Lua `env` module may read, and where it lives.
+    pub const ENV_VARIABLE: &str = "env.variable";
 }
 
 /// A loaded, validated app.
@@ -92,6 +124,10 @@ pub struct AppConfig {
     pub pg_scopes: Vec<PgScope>,
     /// `store.memory` entries.
     pub memory_stores: Vec<MemoryStore>,
+    /// `env.storage.*` entries.
+    pub env_storages: Vec<EnvStorage>,
+    /// `env.variable` entries.
+    pub env_variables: Vec<EnvVariable>,
 }
 
 impl AppConfig {
@@ -362,6 +398,30 @@ pub struct LuaEntry {
     pub modules: Vec<String>,
     /// `imports`: alias → another Lua entry.
     pub imports: BTreeMap<String, EntryId>,
+    /// `http_client`: what its `http_client` requests may do; `None` keeps the runtime's
+    /// defaults (no private addresses).
+    pub http_client: Option<HttpClientConfig>,
+}
+
+/// The `http_client` field of a Lua entry: the policy of its outbound requests. Every field
+/// is optional; an absent one keeps the runtime's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpClientConfig {
+    /// `allow_private`: whether loopback, private and link-local addresses may be reached
+    /// (default `false`).
+    pub allow_private: bool,
+    /// `timeout`: of a request that sets none.
+    pub timeout: Option<Duration>,
+    /// `max_timeout`: the longest timeout a request may ask for.
+    pub max_timeout: Option<Duration>,
+    /// `connect_timeout`: of one TCP connect.
+    pub connect_timeout: Option<Duration>,
+    /// `max_request_body`, in bytes.
+    pub max_request_body: Option<u64>,
+    /// `max_response_body`, in bytes.
+    pub max_response_body: Option<u64>,
+    /// `max_redirects` (`0`: redirects are returned, not followed).
+    pub max_redirects: Option<u64>,
 }
 
 /// A `pg.scope`: a scope of process groups that `pg.open(id)` opens.
@@ -387,6 +447,62 @@ pub struct MemoryStore {
     pub file: PathBuf,
     /// `max_size`: live keys at most; `None` keeps the runtime's default (10,000, Wippy's).
     pub max_size: Option<u64>,
+}
+
+/// An `env.storage.*` entry: where `env.variable`s live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvStorage {
+    /// Entry id (what `env.variable`'s `storage` and a router's `storages` name).
+    pub id: EntryId,
+    /// The YAML file it came from.
+    pub file: PathBuf,
+    /// Which kind, with its data.
+    pub kind: EnvStorageKind,
+}
+
+/// The kinds of `env.storage`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvStorageKind {
+    /// `env.storage.os`: the process environment, read when the app starts; read-only.
+    Os,
+    /// `env.storage.memory`: starts empty; `env.set` writes it.
+    Memory,
+    /// `env.storage.file`: a `.env` file (`file_path`), read at load time; read-only.
+    File {
+        /// The file as resolved.
+        path: PathBuf,
+        /// Its variables.
+        variables: BTreeMap<String, String>,
+    },
+    /// `env.storage.static`: the entry's `variables`; read-only.
+    Static {
+        /// The variables.
+        variables: BTreeMap<String, String>,
+    },
+    /// `env.storage.router`: reads from the first of `storages` that has the variable;
+    /// writes to the first writable one.
+    Router {
+        /// The storages, in order.
+        storages: Vec<EntryId>,
+    },
+}
+
+/// An `env.variable`: a name the Lua `env` module reads, and the storage that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVariable {
+    /// Entry id.
+    pub id: EntryId,
+    /// The YAML file it came from.
+    pub file: PathBuf,
+    /// `variable`: the name (`env.get(name)`, and the key in the storage); default the
+    /// entry's name.
+    pub variable: String,
+    /// `storage`: an `env.storage.*` entry.
+    pub storage: EntryId,
+    /// `default`: the value when the storage does not have it.
+    pub default: Option<String>,
+    /// `read_only`: `env.set` refuses it.
+    pub read_only: bool,
 }
 
 /// A `process.host`: where processes run.

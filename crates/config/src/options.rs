@@ -37,6 +37,9 @@ pub struct LoadOptions {
     /// Fields an entry's kind does not have are errors instead of warnings (the CLI's
     /// `--strict`). Off by default: Wippy apps may carry fields wsrelay ignores.
     pub strict: bool,
+    /// The variables `${env:NAME}` placeholders read; `None` (the default) reads the
+    /// process environment.
+    pub env: Option<std::collections::HashMap<String, String>>,
 }
 
 impl LoadOptions {
@@ -65,6 +68,22 @@ impl LoadOptions {
         self
     }
 
+    /// Makes placeholders read `vars` instead of the process environment.
+    #[must_use]
+    pub fn with_env<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env = Some(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
     /// Sets the Lua syntax checker.
     #[must_use]
     pub fn with_lua_checker<F>(mut self, checker: F) -> Self
@@ -82,6 +101,7 @@ impl fmt::Debug for LoadOptions {
             .field("known_middleware", &self.known_middleware)
             .field("lua_checker", &self.lua_checker.as_ref().map(|_| "<fn>"))
             .field("strict", &self.strict)
+            .field("env", &self.env.as_ref().map(|vars| vars.len()))
             .finish()
     }
 }

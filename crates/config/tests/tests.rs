@@ -10,3 +10,4 @@ mod http_service;
 mod limits;
 mod load_good;
 mod ops;
+mod placeholders;

@@ -20,6 +20,8 @@
 //!   trailing slashes.
 //! - Static files are served from a directory by [`Router::static_files`] or
 //!   [`Server::static_files`], safely (see below).
+//! - [`client`] sends outbound requests for apps (the Lua `http_client` module): it
+//!   refuses non-public addresses unless allowed, checking the resolved address.
 //! - Middleware are built by name from a [`MiddlewareRegistry`], which checks
 //!   each router's [`Options`] when the config is loaded. The built-in
 //!   [`Cors`] middleware shows the shape.
@@ -102,6 +104,7 @@
 //! joins the same shutdown through the [`Shutdown`] extension.
 
 mod body;
+pub mod client;
 mod conn;
 mod cors;
 mod error;

@@ -12,6 +12,9 @@ use crate::config::EngineConfig;
 use crate::dispatch::Dispatch;
 use crate::error::LuaError;
 use crate::http_types::{HttpRequest, HttpResponse};
+use crate::modules::env::{EnvError, EnvStorageSpec};
+use crate::modules::http_client::{HttpClient, HttpClientPolicy};
+use crate::modules::metrics::MetricFamily;
 use crate::modules::store::StoreError;
 use crate::stats::{Counters, LuaStats};
 use crate::worker::{Job, Proto, Workers};
@@ -130,7 +133,59 @@ impl LuaEngine {
     /// [`StoreError`] if the id is taken, `max_size` is 0, or the engine holds the most
     /// stores it allows.
     pub fn register_memory_store(&self, id: &str, max_size: usize) -> Result<(), StoreError> {
-        self.pool.workers.stores.register(id, max_size)
+        self.pool.workers.shared.stores.register(id, max_size)
+    }
+
+    /// Registers an `env` storage under `id` (a router's storages must be registered
+    /// before it). Storages live as long as the engine.
+    ///
+    /// # Errors
+    ///
+    /// [`EnvError`] if the id is taken, a router names an unknown storage, or the engine
+    /// holds the most storages it takes.
+    pub fn register_env_storage(&self, id: &str, spec: EnvStorageSpec) -> Result<(), EnvError> {
+        self.pool.workers.shared.env.register_storage(id, spec)
+    }
+
+    /// Declares the `env` variable `name`, held by the storage `storage`: `env.get(name)`
+    /// reads it there (or `default`), `env.set(name, v)` writes it there unless
+    /// `read_only` or the storage cannot be written.
+    ///
+    /// # Errors
+    ///
+    /// [`EnvError`] if the name is declared already, the storage is unknown, or the engine
+    /// holds the most variables it takes.
+    pub fn register_env_variable(
+        &self,
+        name: &str,
+        storage: &str,
+        default: Option<String>,
+        read_only: bool,
+    ) -> Result<(), EnvError> {
+        self.pool
+            .workers
+            .shared
+            .env
+            .register_variable(name, storage, default, read_only)
+    }
+
+    /// Sets the transport of the `http_client` module (until then, a request returns
+    /// INTERNAL "no HTTP client is configured"). The app passes `wsrelay-http`'s client.
+    pub fn set_http_client(&self, client: std::sync::Arc<dyn HttpClient>) {
+        self.pool.workers.shared.http.set_client(client);
+    }
+
+    /// Sets what the `http_client` requests of `entry` may do (an entry without a policy
+    /// gets [`HttpClientPolicy::default`], which refuses non-public addresses).
+    pub fn set_http_client_policy(&self, entry: &str, policy: HttpClientPolicy) {
+        self.pool.workers.shared.http.set_policy(entry, policy);
+    }
+
+    /// A copy of the series the `metrics` module holds, sorted by metric name (what the
+    /// operations listener exports on `/metrics`). O(series), at most
+    /// [`crate::MAX_METRIC_SERIES`].
+    pub fn metrics_snapshot(&self) -> Vec<MetricFamily> {
+        self.pool.workers.shared.metrics.snapshot()
     }
 
     /// Checks that `source` compiles; the error names the chunk and the line

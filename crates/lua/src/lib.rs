@@ -1,6 +1,6 @@
 //! Lua for wsrelay: `process.lua` processes and `function.lua` handlers, with the Wippy Lua API
 //! (`process`, `channel`, `errors`, `time`, `json`, `http`, `pg`, `base64`, `hash`, `uuid`,
-//! `env`, `crypto`, `logger`, `store`; the reference is `docs/lua/`).
+//! `env`, `crypto`, `logger`, `store`, `metrics`, `http_client`; the reference is `docs/lua/`).
 //!
 //! # Tour
 //!
@@ -85,5 +85,15 @@ pub use config::EngineConfig;
 pub use engine::{EntrySpec, FunctionSpec, LuaEngine, LuaFunction, ProcessSpec};
 pub use error::LuaError;
 pub use http_types::{HttpRequest, HttpResponse};
+pub use modules::env::{EnvError, EnvStorageSpec};
+pub use modules::http_client::{
+    HttpClient, HttpClientPolicy, OutboundError, OutboundErrorKind, OutboundFuture,
+    OutboundRequest, OutboundResponse, MAX_IN_FLIGHT as MAX_HTTP_IN_FLIGHT,
+};
+pub use modules::metrics::{
+    MetricFamily, MetricKind, MetricSeries, SeriesValue, HISTOGRAM_BUCKETS as METRIC_BUCKETS,
+    MAX_LABELS as MAX_METRIC_LABELS, MAX_LABEL_VALUE as MAX_METRIC_LABEL_VALUE, MAX_METRICS,
+    MAX_NAME as MAX_METRIC_NAME, MAX_SERIES as MAX_METRIC_SERIES, MAX_SERIES_PER_METRIC,
+};
 pub use modules::store::{StoreError, DEFAULT_MAX_SIZE as DEFAULT_STORE_MAX_SIZE};
 pub use stats::LuaStats;

@@ -1,7 +1,7 @@
 -- The environment of processes (sandbox.rs): read-only library proxies, the protected calls
 -- that re-raise for a doomed process, `require` of the allowed modules, and the bootstrap
 -- that starts an entry.
-local modules, traceback, print, doomed, guarded_setmetatable, coroutines, make_logger = ...
+local modules, traceback, print, doomed, guarded_setmetatable, coroutines, make_logger, make_http_client = ...
 local next, type, error, setmetatable, rawset, tostring, xpcall =
       next, type, error, setmetatable, rawset, tostring, xpcall
 local protected = setmetatable({}, { __mode = "k" })
@@ -70,7 +70,7 @@ local function make_meta(entry, allowed)
   b.process = proxies.process
   b.channel = proxies.channel
   b.errors = proxies.errors
-  local root_logger
+  local root_logger, http_client
   b.require = function(name)
     local m = proxies[name]
     if m == nil then error("module '" .. tostring(name) .. "' not found", 2) end
@@ -81,6 +81,11 @@ local function make_meta(entry, allowed)
       -- Each entry has its own root logger, so every line names the entry that wrote it.
       if root_logger == nil then root_logger = make_logger(entry) end
       return root_logger
+    end
+    if name == "http_client" then
+      -- Each entry has its own table: its calls run under the entry's policy.
+      if http_client == nil then http_client = readonly(make_http_client(entry)) end
+      return http_client
     end
     return m
   end

@@ -12,7 +12,7 @@
 //!   answers `"count"`.
 //! - `process`, `channel` and `errors` are globals in every entry (as in Wippy).
 //!   `require(name)` returns them too, and returns the other modules (`json`, `time`, `http`,
-//!   `pg`, `base64`, `hash`, `uuid`, `env`, `crypto`, `logger`, `store`) only when the entry lists them in its
+//!   `pg`, `base64`, `hash`, `uuid`, `env`, `crypto`, `logger`, `store`, `metrics`, `http_client`) only when the entry lists them in its
 //!   `modules`; other names raise `module 'x' not found` or name the missing `modules` entry.
 //!
 //! Each entry's chunk is compiled once per worker as `function(_ENV, ...) <source> end`, so
@@ -42,8 +42,7 @@ impl Sandbox {
     pub(crate) fn new(
         lua: &Lua,
         config: &EngineConfig,
-        env: std::sync::Arc<modules::env::EnvStore>,
-        stores: std::sync::Arc<modules::store::Stores>,
+        shared: modules::Shared,
     ) -> mlua::Result<Sandbox> {
         let limits = stdlib::Limits {
             steps: config.pattern_step_limit,
@@ -63,10 +62,12 @@ impl Sandbox {
         mods.raw_set("base64", modules::base64::module(lua)?)?;
         mods.raw_set("hash", modules::hash::module(lua)?)?;
         mods.raw_set("uuid", modules::uuid::module(lua)?)?;
-        mods.raw_set("env", modules::env::module(lua, env)?)?;
+        mods.raw_set("env", modules::env::module(lua, shared.env)?)?;
         mods.raw_set("crypto", modules::crypto::module(lua)?)?;
         mods.raw_set("logger", modules::logger::module(lua)?)?;
-        mods.raw_set("store", modules::store::module(lua, stores)?)?;
+        mods.raw_set("store", modules::store::module(lua, shared.stores)?)?;
+        mods.raw_set("metrics", modules::metrics::module(lua, shared.metrics)?)?;
+        mods.raw_set("http_client", modules::http_client::module(lua)?)?;
         let traceback = lua.create_function(|lua, err: LuaValue| {
             let text = match &err {
                 LuaValue::String(s) => s.to_string_lossy(),
@@ -104,6 +105,7 @@ impl Sandbox {
                 setmetatable,
                 preempt::coroutine_library(lua, doomed)?,
                 modules::logger::maker(lua)?,
+                modules::http_client::maker(lua, shared.http)?,
             ))?;
         Ok(Sandbox {
             make_meta,

@@ -30,7 +30,7 @@ use crate::dispatch::Busy;
 use crate::error::{method_not_found, LuaError};
 use crate::http_types::{HttpRequest, HttpResponse};
 use crate::modules::env::EnvStore;
-use crate::modules::store::Stores;
+use crate::modules::Shared;
 use crate::resume::{Outcome, Resumes, Scoped};
 use crate::sandbox::{new_env, wrap_source, Sandbox};
 
@@ -81,10 +81,8 @@ pub(crate) struct Workers {
     owned: bool,
     config: EngineConfig,
     busy: Vec<Arc<Busy>>,
-    /// The `env` module's variables, shared by every shard of the engine.
-    env: Arc<EnvStore>,
-    /// The `store` module's stores, shared by every shard of the engine.
-    pub(crate) stores: Arc<Stores>,
+    /// What the modules share across the shards of the engine (`env`, `store`, `metrics`).
+    pub(crate) shared: Shared,
 }
 
 static NEXT_ENGINE: AtomicU64 = AtomicU64::new(1);
@@ -123,24 +121,26 @@ impl Workers {
             engine: NEXT_ENGINE.fetch_add(1, Ordering::Relaxed),
             shards,
             owned,
-            env: Arc::new(EnvStore::from_os(&config.env_readable)),
-            stores: Arc::default(),
+            shared: Shared {
+                env: Arc::new(EnvStore::from_os(&config.env_readable)),
+                stores: Arc::default(),
+                metrics: Arc::default(),
+                http: Arc::default(),
+            },
             config,
             busy,
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         for index in 0..workers.shards.len() {
-            let stores = workers.stores.clone();
-            let (engine, config, busy, env) = (
+            let (engine, config, busy, shared) = (
                 workers.engine,
                 workers.config.clone(),
                 workers.busy[index % workers.busy.len()].clone(),
-                workers.env.clone(),
+                workers.shared.clone(),
             );
             let ready = ready_tx.clone();
             workers.shards.run_on(index, move || {
-                let created =
-                    WorkerState::new(config, busy, env, stores).map_err(|e| e.to_string());
+                let created = WorkerState::new(config, busy, shared).map_err(|e| e.to_string());
                 let _ = ready.send(created.map(|state| {
                     let state = Rc::new(state);
                     tokio::task::spawn_local(collect_when_quiet(Rc::downgrade(&state)));
@@ -225,12 +225,7 @@ struct WorkerState {
 }
 
 impl WorkerState {
-    fn new(
-        config: EngineConfig,
-        busy: Arc<Busy>,
-        env: Arc<EnvStore>,
-        stores: Arc<Stores>,
-    ) -> mlua::Result<WorkerState> {
+    fn new(config: EngineConfig, busy: Arc<Busy>, shared: Shared) -> mlua::Result<WorkerState> {
         let libs = StdLib::TABLE
             | StdLib::STRING
             | StdLib::MATH
@@ -238,7 +233,7 @@ impl WorkerState {
             | StdLib::COROUTINE
             | StdLib::OS;
         let lua = Lua::new_with(libs, LuaOptions::new())?;
-        let sandbox = Sandbox::new(&lua, &config, env, stores)?;
+        let sandbox = Sandbox::new(&lua, &config, shared)?;
         crate::preempt::install(&lua, &config)?;
         lua.set_memory_limit(config.worker_memory_limit)?;
         // Generational collection: nearly everything a relayed message allocates (its table,

@@ -8,6 +8,7 @@ mod lua_channel;
 mod lua_coroutines;
 mod lua_dispatch;
 mod lua_http;
+mod lua_http_client;
 mod lua_isolation;
 mod lua_json;
 mod lua_listen;

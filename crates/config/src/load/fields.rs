@@ -100,6 +100,10 @@ impl<'a> Entry<'a> {
         match self.get(path) {
             None => default,
             Some(Value::Bool(flag)) => *flag,
+            // Text, so that a `${env:NAME}` placeholder (always text) can fill the field.
+            Some(Value::String(text)) if matches!(text.as_str(), "true" | "false") => {
+                text == "true"
+            }
             Some(other) => {
                 self.wrong_type(path, "a boolean", other);
                 default
@@ -110,7 +114,7 @@ impl<'a> Entry<'a> {
     /// An optional non-negative integer.
     pub(super) fn opt_count(&mut self, path: &str) -> Option<u64> {
         let value = self.get(path)?;
-        match value.as_u64() {
+        match as_u64(value) {
             Some(n) => Some(n),
             None => {
                 self.wrong_type(path, "a non-negative integer", value);
@@ -122,7 +126,7 @@ impl<'a> Entry<'a> {
     /// An optional positive integer.
     pub(super) fn opt_positive(&mut self, path: &str) -> Option<u64> {
         let value = self.get(path)?;
-        match value.as_u64() {
+        match as_u64(value) {
             Some(0) => {
                 self.error(
                     path,
@@ -307,6 +311,14 @@ impl<'a> Entry<'a> {
 }
 
 /// Text of a scalar (string, number, boolean); `None` for anything else.
+/// An unsigned integer, or text that is one (so that a `${env:NAME}` placeholder, always
+/// text, can fill a number field).
+fn as_u64(value: &Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
+}
+
 pub(super) fn scalar_text(value: &Value) -> Option<String> {
     match value {
         Value::String(text) => Some(text.clone()),

@@ -1,12 +1,13 @@
 //! `function.lua` and `process.lua`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_yaml_ng::Value;
 
 use super::fields::{type_name, Entry};
 use crate::error::ConfigErrorKind;
-use crate::model::{kind, LuaEntry, LuaKind, SourceOrigin, KNOWN_LUA_MODULES};
+use crate::model::{kind, HttpClientConfig, LuaEntry, LuaKind, SourceOrigin, KNOWN_LUA_MODULES};
 
 /// The prefix that makes `source` a file reference instead of inline Lua.
 const FILE_SCHEME: &str = "file://";
@@ -38,6 +39,7 @@ pub(super) fn entry(entry: &mut Entry<'_>, lua_kind: LuaKind) -> Option<LuaEntry
         }
     }
     let imports = imports(entry);
+    let http_client = http_client(entry);
     if let Some((text, _, chunk_name)) = &source {
         check_syntax(entry, chunk_name, text);
     }
@@ -55,7 +57,63 @@ pub(super) fn entry(entry: &mut Entry<'_>, lua_kind: LuaKind) -> Option<LuaEntry
         method,
         modules,
         imports,
+        http_client,
     })
+}
+
+/// The fields of `http_client`.
+const HTTP_CLIENT_FIELDS: &[&str] = &[
+    "allow_private",
+    "timeout",
+    "max_timeout",
+    "connect_timeout",
+    "max_request_body",
+    "max_response_body",
+    "max_redirects",
+];
+
+fn http_client(entry: &mut Entry<'_>) -> Option<HttpClientConfig> {
+    let value = entry.get("http_client")?;
+    let Some(map) = value.as_mapping() else {
+        entry.error(
+            "http_client",
+            ConfigErrorKind::WrongType {
+                expected: "a mapping",
+                found: type_name(value),
+            },
+        );
+        return None;
+    };
+    for key in map.keys() {
+        let name = key.as_str().unwrap_or("");
+        if !HTTP_CLIENT_FIELDS.contains(&name) {
+            entry.error(
+                format!(
+                    "http_client.{}",
+                    super::fields::scalar_text(key).unwrap_or_default()
+                ),
+                ConfigErrorKind::UnknownField {
+                    known: HTTP_CLIENT_FIELDS.to_vec(),
+                },
+            );
+        }
+    }
+    let duration = |entry: &mut Entry<'_>, field: &str| {
+        entry
+            .get(&format!("http_client.{field}"))
+            .is_some()
+            .then(|| entry.duration_or(&format!("http_client.{field}"), Duration::ZERO))
+    };
+    let config = HttpClientConfig {
+        allow_private: entry.bool_or("http_client.allow_private", false),
+        timeout: duration(entry, "timeout"),
+        max_timeout: duration(entry, "max_timeout"),
+        connect_timeout: duration(entry, "connect_timeout"),
+        max_request_body: entry.opt_count("http_client.max_request_body"),
+        max_response_body: entry.opt_positive("http_client.max_response_body"),
+        max_redirects: entry.opt_count("http_client.max_redirects"),
+    };
+    Some(config)
 }
 
 /// Returns `(text, origin, chunk name)` for inline or `file://` sources.

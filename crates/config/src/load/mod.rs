@@ -9,6 +9,7 @@
 //!    nesting (`prescan`), into a generic YAML value and split it into raw
 //!    entries (`namespace`, `entries[i].name`, `entries[i].kind`). A YAML
 //!    syntax error costs that file only.
+//!    `${env:NAME}` placeholders in the fields are then replaced (`placeholder`).
 //! 3. **Index** entries by id; a duplicate id is reported on the second one,
 //!    naming both files, and is not built.
 //! 4. **Build** each entry into its typed form, field by field, so every error
@@ -22,11 +23,13 @@
 
 mod addr;
 mod discover;
+mod env;
 mod fields;
 mod http;
 mod lua;
 mod ops;
 mod parse;
+mod placeholder;
 mod prescan;
 mod process;
 
@@ -115,6 +118,12 @@ pub(crate) fn load_sources(
         parse::file(&file, &rel_dir, text, &mut raw_entries, &mut sink.errors);
     }
 
+    // An entry whose placeholders failed is indexed but not built: its fields would only
+    // report the unreplaced text again.
+    let resolved: Vec<bool> = raw_entries
+        .iter_mut()
+        .map(|raw| placeholder::resolve(raw, opts, &mut sink.errors))
+        .collect();
     let index = index_entries(&raw_entries, &mut sink.errors);
     let env = Env {
         base_dir,
@@ -122,13 +131,14 @@ pub(crate) fn load_sources(
         opts,
     };
     let mut app = AppConfig::default();
-    for (raw, unique) in raw_entries.iter().zip(index.unique) {
-        if unique {
+    for ((raw, unique), resolved) in raw_entries.iter().zip(index.unique).zip(resolved) {
+        if unique && resolved {
             build_entry(&env, raw, &mut sink, &mut app);
         }
     }
     check_refs(&sink.refs, &index.kinds, &mut sink.errors);
     http::check_duplicate_routes(&app, &mut sink.errors);
+    env::check(&app, &mut sink.errors);
 
     if sink.errors.is_empty() {
         Ok(app)
@@ -210,11 +220,11 @@ const KIND_FIELDS: &[(&str, &[&str])] = &[
     ),
     (
         kind::FUNCTION_LUA,
-        &["source", "method", "modules", "imports"],
+        &["source", "method", "modules", "imports", "http_client"],
     ),
     (
         kind::PROCESS_LUA,
-        &["source", "method", "modules", "imports"],
+        &["source", "method", "modules", "imports", "http_client"],
     ),
     (
         kind::PROCESS_SERVICE,
@@ -232,6 +242,15 @@ const KIND_FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     (kind::STORE_MEMORY, &["max_size", "lifecycle"]),
+    (kind::ENV_STORAGE_OS, &["lifecycle"]),
+    (kind::ENV_STORAGE_MEMORY, &["lifecycle"]),
+    (kind::ENV_STORAGE_FILE, &["file_path", "lifecycle"]),
+    (kind::ENV_STORAGE_STATIC, &["variables", "lifecycle"]),
+    (kind::ENV_STORAGE_ROUTER, &["storages", "lifecycle"]),
+    (
+        kind::ENV_VARIABLE,
+        &["variable", "storage", "default", "read_only"],
+    ),
 ];
 
 /// Fields this loader does not read: a warning by default, since Wippy entries may carry
@@ -314,6 +333,14 @@ fn build_entry(env: &Env<'_>, raw: &RawEntry, sink: &mut Sink, app: &mut AppConf
         }
         kind::PG_SCOPE => push(&mut app.pg_scopes, process::pg_scope(&mut entry)),
         kind::STORE_MEMORY => push(&mut app.memory_stores, process::memory_store(&mut entry)),
+        kind::ENV_STORAGE_OS
+        | kind::ENV_STORAGE_MEMORY
+        | kind::ENV_STORAGE_FILE
+        | kind::ENV_STORAGE_STATIC
+        | kind::ENV_STORAGE_ROUTER => {
+            push(&mut app.env_storages, env::storage(&mut entry, &raw.kind));
+        }
+        kind::ENV_VARIABLE => push(&mut app.env_variables, env::variable(&mut entry)),
         other => entry.error(
             "kind",
             ConfigErrorKind::UnknownKind {

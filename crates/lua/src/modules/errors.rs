@@ -110,6 +110,13 @@ impl WippyError {
         WippyError::new(Kind::Internal, message)
     }
 
+    /// The same error with `retryable` set (Wippy marks network failures and timeouts
+    /// INTERNAL but retryable).
+    pub(crate) fn with_retryable(mut self, retryable: bool) -> WippyError {
+        self.retryable = retryable;
+        self
+    }
+
     /// The kind.
     pub(crate) fn kind(&self) -> Kind {
         self.kind

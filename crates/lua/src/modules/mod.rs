@@ -1,5 +1,5 @@
 //! The Lua modules: `process`, `channel`, `time`, `json`, `http`, `pg`, and the Wippy
-//! utility modules `errors`, `base64`, `hash`, `uuid`, `env`, `crypto`, `logger` and `store`.
+//! utility modules `errors`, `base64`, `hash`, `uuid`, `env`, `crypto`, `logger`, `store`, `metrics` and `http_client`.
 //!
 //! Each file builds one module table once per worker state; the sandbox then wraps it in a
 //! read-only proxy. Functions that can fail return `value` or `nil, err` (Wippy's convention);
@@ -21,10 +21,12 @@ pub(crate) mod env;
 pub(crate) mod errors;
 pub(crate) mod hash;
 pub(crate) mod http;
+pub(crate) mod http_client;
 pub(crate) mod inbox;
 pub(crate) mod json;
 pub(crate) mod listen;
 pub(crate) mod logger;
+pub(crate) mod metrics;
 pub(crate) mod pg;
 pub(crate) mod process;
 mod select;
@@ -37,6 +39,20 @@ use std::fmt::Display;
 use mlua::{FromLuaMulti, Function, Lua, MultiValue, Value as LuaValue};
 
 use self::errors::WippyError;
+
+/// What the modules of every shard of one engine share: the `env` variables, the `store`
+/// stores, the `metrics` series and the `http_client` transport.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    /// The `env` module's variables.
+    pub(crate) env: std::sync::Arc<env::EnvStore>,
+    /// The `store` module's stores.
+    pub(crate) stores: std::sync::Arc<store::Stores>,
+    /// The `metrics` module's series.
+    pub(crate) metrics: std::sync::Arc<metrics::AppMetrics>,
+    /// The `http_client` module's transport and policies.
+    pub(crate) http: std::sync::Arc<http_client::HttpClients>,
+}
 
 /// What a fallible module function returns: `value, nil` or `nil, err`.
 pub(crate) type Ret = (LuaValue, Option<String>);

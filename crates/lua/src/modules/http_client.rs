@@ -1,0 +1,725 @@
+//! The `http_client` module: outbound HTTP requests from Lua (Wippy's `http_client`).
+//!
+//! `get|post|put|patch|delete|head(url, opts?)` and `request(method, url, opts?)` return a
+//! response table (`status_code`, `body`, `body_size`, `headers`, `url`) or `nil, err`;
+//! `encode_uri` and `decode_uri` percent-encode. A request is asynchronous: the calling
+//! coroutine yields while it runs and the shard goes on with other processes.
+//!
+//! This crate knows nothing of sockets or hyper: the embedder supplies the transport as an
+//! [`HttpClient`] ([`crate::LuaEngine::set_http_client`]; the app uses `wsrelay-http`'s
+//! client). What a request may do is the calling entry's [`HttpClientPolicy`]
+//! ([`crate::LuaEngine::set_http_client_policy`]); an entry without one gets
+//! [`HttpClientPolicy::default`], which refuses non-public addresses. The module checks the
+//! arguments and clamps the options to the policy; the transport enforces the address rule
+//! on the addresses it resolves.
+//!
+//! Bounds: the request body is at most the policy's `max_request_body` and `max_value_size`;
+//! the response body at most `max_response_body` (the request may lower it, never raise
+//! it) and `max_value_size`; at most [`MAX_HEADERS`] headers and [`MAX_PAIRS`] query or form
+//! pairs; at most [`MAX_IN_FLIGHT`] requests of the engine at once.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use mlua::{Lua, MultiValue, Table, Value as LuaValue};
+
+use super::errors::{Kind, WippyError};
+use crate::convert;
+
+/// The most headers one request sets.
+pub(crate) const MAX_HEADERS: usize = 100;
+/// The most query or form pairs one request sets.
+pub(crate) const MAX_PAIRS: usize = 1000;
+/// The longest header name or value, in bytes.
+pub(crate) const MAX_HEADER_LEN: usize = 8 * 1024;
+/// The longest URL, in bytes.
+pub(crate) const MAX_URL: usize = 8 * 1024;
+/// The most requests of one engine in flight at once.
+pub const MAX_IN_FLIGHT: usize = 256;
+
+/// What the calling entry's requests may do. The defaults are safe: no private addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpClientPolicy {
+    /// Whether loopback, private, link-local and other non-public addresses may be reached
+    /// (Wippy's `http_client.private_ip` permission).
+    pub allow_private: bool,
+    /// The timeout of a request that sets none.
+    pub default_timeout: Duration,
+    /// The longest `timeout` a request may ask for.
+    pub max_timeout: Duration,
+    /// The timeout of one TCP connect.
+    pub connect_timeout: Duration,
+    /// The largest request body, in bytes.
+    pub max_request_body: usize,
+    /// The largest response body, in bytes (and the default of `max_response_body`).
+    pub max_response_body: usize,
+    /// Redirects followed at most.
+    pub max_redirects: usize,
+}
+
+impl Default for HttpClientPolicy {
+    fn default() -> HttpClientPolicy {
+        HttpClientPolicy {
+            allow_private: false,
+            default_timeout: Duration::from_secs(30),
+            max_timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(10),
+            max_request_body: 10 << 20,
+            max_response_body: 10 << 20,
+            max_redirects: 10,
+        }
+    }
+}
+
+/// A request as the transport gets it, checked and clamped to the policy.
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    /// The method, upper case.
+    pub method: String,
+    /// The absolute URL (query parameters appended).
+    pub url: String,
+    /// Headers in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Bytes,
+    /// The timeout of the whole exchange.
+    pub timeout: Duration,
+    /// The timeout of one TCP connect.
+    pub connect_timeout: Duration,
+    /// The largest response body.
+    pub max_response_body: usize,
+    /// Redirects followed at most.
+    pub max_redirects: usize,
+    /// Whether non-public addresses may be reached.
+    pub allow_private: bool,
+    /// PEM certificates to trust instead of the system's roots (`tls.ca`).
+    pub ca_pem: Option<Bytes>,
+    /// The name to verify the certificate against (`tls.server_name`).
+    pub server_name: Option<String>,
+}
+
+/// A response as the transport returns it.
+#[derive(Debug, Clone)]
+pub struct OutboundResponse {
+    /// The status code.
+    pub status: u16,
+    /// Headers (names lower case) in order; a name may repeat.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Bytes,
+    /// The URL that answered (after redirects).
+    pub url: String,
+}
+
+/// What kind of failure an [`OutboundError`] is; it picks the Lua error's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundErrorKind {
+    /// The request is wrong (URL, header, TLS option): INVALID.
+    Invalid,
+    /// The address is not allowed: PERMISSION_DENIED.
+    Forbidden,
+    /// A network failure or timeout: INTERNAL, retryable.
+    Network,
+    /// Any other failure (a body over the limit, too many redirects): INTERNAL.
+    Failed,
+}
+
+/// Why the transport could not complete a request.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct OutboundError {
+    /// The kind.
+    pub kind: OutboundErrorKind,
+    /// What happened, naming the URL, host or limit.
+    pub message: String,
+}
+
+/// A future of the transport.
+pub type OutboundFuture =
+    Pin<Box<dyn Future<Output = Result<OutboundResponse, OutboundError>> + Send + 'static>>;
+
+/// The transport of the `http_client` module, supplied by the embedder.
+pub trait HttpClient: Send + Sync + fmt::Debug + 'static {
+    /// Sends `request`, honouring every field of it (timeouts, limits, the address rule).
+    fn send(&self, request: OutboundRequest) -> OutboundFuture;
+}
+
+/// The engine's transport and the policies of its entries.
+#[derive(Debug, Default)]
+pub(crate) struct HttpClients {
+    client: RwLock<Option<Arc<dyn HttpClient>>>,
+    policies: RwLock<HashMap<String, HttpClientPolicy>>,
+    in_flight: AtomicUsize,
+}
+
+impl HttpClients {
+    /// Sets the transport.
+    pub(crate) fn set_client(&self, client: Arc<dyn HttpClient>) {
+        *self.client.write().unwrap_or_else(|e| e.into_inner()) = Some(client);
+    }
+
+    /// Sets the policy of `entry`.
+    pub(crate) fn set_policy(&self, entry: &str, policy: HttpClientPolicy) {
+        self.policies
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(entry.to_owned(), policy);
+    }
+
+    fn client(&self) -> Option<Arc<dyn HttpClient>> {
+        self.client
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn policy(&self, entry: &str) -> HttpClientPolicy {
+        self.policies
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(entry)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight(Arc<HttpClients>);
+
+impl InFlight {
+    fn enter(clients: &Arc<HttpClients>) -> Option<InFlight> {
+        let prev = clients.in_flight.fetch_add(1, Ordering::AcqRel);
+        let guard = InFlight(clients.clone());
+        (prev < MAX_IN_FLIGHT).then_some(guard)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn invalid(what: &str, message: impl fmt::Display) -> WippyError {
+    WippyError::invalid(format!("http_client.{what}: {message}"))
+}
+
+/// A string field or argument as bytes, at most `max`.
+fn text(what: &str, field: &str, v: &LuaValue, max: usize) -> Result<String, WippyError> {
+    let s = match v {
+        LuaValue::String(s) => s.to_str().map(|s| s.to_owned()).ok(),
+        LuaValue::Integer(_) | LuaValue::Number(_) => v.to_string().ok(),
+        _ => {
+            return Err(invalid(
+                what,
+                format!("{field} must be a string, got {}", v.type_name()),
+            ))
+        }
+    };
+    let s = s.ok_or_else(|| invalid(what, format!("{field} must be UTF-8 text")))?;
+    if s.len() > max {
+        return Err(invalid(what, format!("{field} is over {max} bytes")));
+    }
+    Ok(s)
+}
+
+/// The pairs of a `name → value` table (sorted by name, so the wire is deterministic).
+fn pairs(what: &str, field: &str, v: &LuaValue) -> Result<Vec<(String, String)>, WippyError> {
+    let LuaValue::Table(t) = v else {
+        return Err(invalid(
+            what,
+            format!("{field} must be a table, got {}", v.type_name()),
+        ));
+    };
+    let mut out = Vec::new();
+    for pair in t.clone().pairs::<LuaValue, LuaValue>() {
+        let (k, v) = pair.map_err(|e| invalid(what, format!("{field}: {e}")))?;
+        if out.len() >= MAX_PAIRS {
+            return Err(invalid(
+                what,
+                format!("{field}: at most {MAX_PAIRS} entries"),
+            ));
+        }
+        let k = text(what, &format!("{field} name"), &k, MAX_HEADER_LEN)?;
+        let v = text(what, &format!("{field}[{k:?}]"), &v, MAX_HEADER_LEN)?;
+        out.push((k, v));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn encode_component(s: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
+        }
+    }
+}
+
+fn form_encode(pairs: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        encode_component(k.as_bytes(), &mut out);
+        out.push('=');
+        encode_component(v.as_bytes(), &mut out);
+    }
+    out
+}
+
+/// Decodes `%XX` escapes; `None` if one is malformed.
+fn decode_component(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// A timeout option: seconds (a number) or duration text (`"30s"`).
+fn timeout_opt(what: &str, v: &LuaValue) -> Result<Duration, WippyError> {
+    let d = match v {
+        LuaValue::Integer(n) if *n > 0 => Duration::from_secs(*n as u64),
+        LuaValue::Number(f) if *f > 0.0 && f.is_finite() => {
+            Duration::try_from_secs_f64(*f).unwrap_or(Duration::MAX)
+        }
+        LuaValue::String(s) => wsrelay_config::parse_duration(&s.to_string_lossy())
+            .map_err(|e| invalid(what, format!("timeout: {e}")))?,
+        _ => {
+            return Err(invalid(
+                what,
+                "timeout must be a positive number of seconds or text like \"30s\"",
+            ))
+        }
+    };
+    if d.is_zero() {
+        return Err(invalid(what, "timeout must be positive"));
+    }
+    Ok(d)
+}
+
+/// Builds the request from the Lua arguments under `policy`.
+fn build(
+    lua: &Lua,
+    what: &str,
+    method: String,
+    url: &LuaValue,
+    opts: &LuaValue,
+    policy: &HttpClientPolicy,
+) -> Result<OutboundRequest, WippyError> {
+    let limit = convert::limit(lua);
+    let mut url = match url {
+        LuaValue::Nil => return Err(invalid(what, "url is required")),
+        v => text(what, "url", v, MAX_URL)?,
+    };
+    let mut req = OutboundRequest {
+        method,
+        url: String::new(),
+        headers: Vec::new(),
+        body: Bytes::new(),
+        timeout: policy.default_timeout.min(policy.max_timeout),
+        connect_timeout: policy.connect_timeout,
+        max_response_body: policy.max_response_body.min(limit),
+        max_redirects: policy.max_redirects,
+        allow_private: policy.allow_private,
+        ca_pem: None,
+        server_name: None,
+    };
+    let opts = match opts {
+        LuaValue::Nil => None,
+        LuaValue::Table(t) => Some(t),
+        other => {
+            return Err(invalid(
+                what,
+                format!("options must be a table, got {}", other.type_name()),
+            ))
+        }
+    };
+    let max_body = policy.max_request_body.min(limit);
+    let mut form = None;
+    if let Some(opts) = opts {
+        for pair in opts.clone().pairs::<LuaValue, LuaValue>() {
+            let (k, v) = pair.map_err(|e| invalid(what, e))?;
+            let LuaValue::String(key) = &k else {
+                return Err(invalid(what, "option names must be strings"));
+            };
+            let key = key.to_string_lossy();
+            match key.as_str() {
+                "headers" => {
+                    let hs = pairs(what, "headers", &v)?;
+                    if hs.len() > MAX_HEADERS {
+                        return Err(invalid(what, format!("at most {MAX_HEADERS} headers")));
+                    }
+                    req.headers.extend(hs);
+                }
+                "body" => match &v {
+                    LuaValue::String(s) => {
+                        let bytes = s.as_bytes();
+                        if bytes.len() > max_body {
+                            return Err(invalid(
+                                what,
+                                format!("body is over the limit of {max_body} bytes"),
+                            ));
+                        }
+                        req.body = Bytes::copy_from_slice(&bytes);
+                    }
+                    other => {
+                        return Err(invalid(
+                            what,
+                            format!("body must be a string, got {}", other.type_name()),
+                        ))
+                    }
+                },
+                "query" => {
+                    let q = form_encode(&pairs(what, "query", &v)?);
+                    if !q.is_empty() {
+                        let (base, fragment) = match url.split_once('#') {
+                            Some((b, f)) => (b.to_owned(), Some(f.to_owned())),
+                            None => (url.clone(), None),
+                        };
+                        let sep = if base.contains('?') { '&' } else { '?' };
+                        url = format!("{base}{sep}{q}");
+                        if let Some(f) = fragment {
+                            url.push('#');
+                            url.push_str(&f);
+                        }
+                    }
+                }
+                "form" => form = Some(form_encode(&pairs(what, "form", &v)?)),
+                "cookies" => {
+                    let cookies = pairs(what, "cookies", &v)?;
+                    if !cookies.is_empty() {
+                        let line: Vec<String> =
+                            cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        req.headers.push(("cookie".to_owned(), line.join("; ")));
+                    }
+                }
+                "auth" => {
+                    let LuaValue::Table(t) = &v else {
+                        return Err(invalid(what, "auth must be a table {user, pass}"));
+                    };
+                    let user = text(
+                        what,
+                        "auth.user",
+                        &t.raw_get("user").map_err(|e| invalid(what, e))?,
+                        MAX_HEADER_LEN,
+                    )?;
+                    let pass = match t
+                        .raw_get::<LuaValue>("pass")
+                        .map_err(|e| invalid(what, e))?
+                    {
+                        LuaValue::Nil => String::new(),
+                        p => text(what, "auth.pass", &p, MAX_HEADER_LEN)?,
+                    };
+                    use base64::Engine as _;
+                    let token =
+                        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+                    req.headers
+                        .push(("authorization".to_owned(), format!("Basic {token}")));
+                }
+                "timeout" => {
+                    req.timeout = timeout_opt(what, &v)?.min(policy.max_timeout);
+                }
+                "max_response_body" => {
+                    let n = match v {
+                        LuaValue::Integer(n) if n > 0 => n as u64,
+                        LuaValue::Number(f) if f > 0.0 && f.fract() == 0.0 => f as u64,
+                        _ => {
+                            return Err(invalid(
+                                what,
+                                "max_response_body must be a positive integer",
+                            ))
+                        }
+                    };
+                    req.max_response_body = req
+                        .max_response_body
+                        .min(usize::try_from(n).unwrap_or(usize::MAX));
+                }
+                "tls" => {
+                    let LuaValue::Table(t) = &v else {
+                        return Err(invalid(what, "tls must be a table"));
+                    };
+                    for pair in t.clone().pairs::<LuaValue, LuaValue>() {
+                        let (k, v) = pair.map_err(|e| invalid(what, e))?;
+                        let k = match &k {
+                            LuaValue::String(s) => s.to_string_lossy(),
+                            _ => String::new(),
+                        };
+                        match k.as_str() {
+                            "ca" => {
+                                let pem = text(what, "tls.ca", &v, 1 << 20)?;
+                                req.ca_pem = Some(Bytes::from(pem));
+                            }
+                            "server_name" => {
+                                req.server_name = Some(text(what, "tls.server_name", &v, 255)?);
+                            }
+                            "insecure_skip_verify" => {
+                                if v != LuaValue::Boolean(false) && v != LuaValue::Nil {
+                                    return Err(WippyError::new(
+                                        Kind::PermissionDenied,
+                                        format!(
+                                            "http_client.{what}: tls.insecure_skip_verify is not allowed (certificates are always checked)"
+                                        ),
+                                    ));
+                                }
+                            }
+                            "cert" | "key" => {
+                                return Err(invalid(
+                                    what,
+                                    "client certificates (tls.cert, tls.key) are not supported",
+                                ))
+                            }
+                            other => {
+                                return Err(invalid(what, format!("unknown tls option {other:?}")))
+                            }
+                        }
+                    }
+                }
+                "files" | "stream" | "unix_socket" | "overlay_network" => {
+                    return Err(invalid(what, format!("option {key:?} is not supported")))
+                }
+                other => return Err(invalid(what, format!("unknown option {other:?}"))),
+            }
+        }
+    }
+    if let Some(form) = form {
+        if !req.body.is_empty() {
+            return Err(invalid(what, "body and form exclude each other"));
+        }
+        if form.len() > max_body {
+            return Err(invalid(
+                what,
+                format!("form is over the limit of {max_body} bytes"),
+            ));
+        }
+        req.body = Bytes::from(form);
+        if !req
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req.headers.push((
+                "content-type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            ));
+        }
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(invalid(
+            what,
+            format!("url {url:?} is not an http or https URL"),
+        ));
+    }
+    req.url = url;
+    Ok(req)
+}
+
+fn to_lua_error(what: &str, e: OutboundError) -> WippyError {
+    let message = format!("http_client.{what}: {}", e.message);
+    match e.kind {
+        OutboundErrorKind::Invalid => WippyError::invalid(message),
+        OutboundErrorKind::Forbidden => WippyError::new(Kind::PermissionDenied, message),
+        OutboundErrorKind::Network => WippyError::internal(message).with_retryable(true),
+        OutboundErrorKind::Failed => WippyError::internal(message),
+    }
+}
+
+fn response_table(lua: &Lua, res: OutboundResponse) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("status_code", res.status)?;
+    t.raw_set("body_size", res.body.len())?;
+    t.raw_set("body", lua.create_string(&res.body)?)?;
+    t.raw_set("url", res.url)?;
+    let headers = lua.create_table()?;
+    let mut joined: Vec<(String, String)> = Vec::new();
+    for (name, value) in res.headers {
+        match joined.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => {
+                v.push_str(", ");
+                v.push_str(&value);
+            }
+            None => joined.push((name, value)),
+        }
+    }
+    for (name, value) in joined {
+        headers.raw_set(name, value)?;
+    }
+    t.raw_set("headers", headers)?;
+    Ok(t)
+}
+
+type Reply = (LuaValue, Option<WippyError>);
+
+/// The `http_client` table of `entry`: every call runs under the entry's policy.
+pub(crate) fn module_for(lua: &Lua, clients: Arc<HttpClients>, entry: &str) -> mlua::Result<Table> {
+    let m = lua.create_table()?;
+    let entry: Arc<str> = Arc::from(entry);
+    let make = |method: Option<&'static str>| {
+        let clients = clients.clone();
+        let entry = entry.clone();
+        lua.create_async_function(move |lua, args: MultiValue| {
+            let clients = clients.clone();
+            let entry = entry.clone();
+            async move {
+                let what = method.map_or("request", |m| match m {
+                    "GET" => "get",
+                    "POST" => "post",
+                    "PUT" => "put",
+                    "PATCH" => "patch",
+                    "DELETE" => "delete",
+                    _ => "head",
+                });
+                let mut args = args.into_iter();
+                let method = match method {
+                    Some(m) => m.to_owned(),
+                    None => match args.next() {
+                        Some(LuaValue::String(s)) => {
+                            let m = s.to_string_lossy().to_ascii_uppercase();
+                            let token = !m.is_empty()
+                                && m.len() <= 16
+                                && m.bytes().all(|b| b.is_ascii_uppercase());
+                            if !token {
+                                return Ok::<Reply, mlua::Error>((
+                                    LuaValue::Nil,
+                                    Some(invalid(what, format!("bad method {m:?}"))),
+                                ));
+                            }
+                            m
+                        }
+                        _ => return Ok((LuaValue::Nil, Some(invalid(what, "method is required")))),
+                    },
+                };
+                let url = args.next().unwrap_or(LuaValue::Nil);
+                let opts = args.next().unwrap_or(LuaValue::Nil);
+                let policy = clients.policy(&entry);
+                let req = match build(&lua, what, method, &url, &opts, &policy) {
+                    Ok(req) => req,
+                    Err(e) => return Ok((LuaValue::Nil, Some(e))),
+                };
+                let Some(client) = clients.client() else {
+                    return Ok((
+                        LuaValue::Nil,
+                        Some(WippyError::internal(format!(
+                            "http_client.{what}: no HTTP client is configured"
+                        ))),
+                    ));
+                };
+                let Some(_in_flight) = InFlight::enter(&clients) else {
+                    return Ok((
+                        LuaValue::Nil,
+                        Some(
+                            WippyError::internal(format!(
+                                "http_client.{what}: {MAX_IN_FLIGHT} requests in flight already"
+                            ))
+                            .with_retryable(true),
+                        ),
+                    ));
+                };
+                let limit = req.max_response_body;
+                match client.send(req).await {
+                    Ok(res) if res.body.len() > limit => Ok((
+                        LuaValue::Nil,
+                        Some(WippyError::internal(format!(
+                            "http_client.{what}: response body over the limit of {limit} bytes"
+                        ))),
+                    )),
+                    Ok(res) => Ok((LuaValue::Table(response_table(&lua, res)?), None)),
+                    Err(e) => Ok((LuaValue::Nil, Some(to_lua_error(what, e)))),
+                }
+            }
+        })
+    };
+    m.raw_set("request", make(None)?)?;
+    for (name, method) in [
+        ("get", "GET"),
+        ("post", "POST"),
+        ("put", "PUT"),
+        ("patch", "PATCH"),
+        ("delete", "DELETE"),
+        ("head", "HEAD"),
+    ] {
+        m.raw_set(name, make(Some(method))?)?;
+    }
+    m.raw_set(
+        "encode_uri",
+        lua.create_function(|lua, s: mlua::LuaString| {
+            let bytes = s.as_bytes();
+            if bytes.len() > convert::limit(lua) {
+                return Err(mlua::Error::runtime(
+                    "http_client.encode_uri: input too large",
+                ));
+            }
+            let mut out = String::with_capacity(bytes.len());
+            encode_component(&bytes, &mut out);
+            Ok(out)
+        })?,
+    )?;
+    m.raw_set(
+        "decode_uri",
+        lua.create_function(|lua, s: mlua::LuaString| -> mlua::Result<Reply> {
+            match decode_component(&s.as_bytes()) {
+                Some(bytes) => Ok((LuaValue::String(lua.create_string(bytes)?), None)),
+                None => Ok((
+                    LuaValue::Nil,
+                    Some(invalid("decode_uri", "malformed % escape")),
+                )),
+            }
+        })?,
+    )?;
+    Ok(m)
+}
+
+/// A placeholder table under the name `http_client` in the module list, so `require` finds
+/// the name; the sandbox returns the entry's own table ([`module_for`]) in its place.
+pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
+    lua.create_table()
+}
+
+/// The function the sandbox calls once per entry: `make_http_client(entry)` → the entry's
+/// `http_client` table.
+pub(crate) fn maker(lua: &Lua, clients: Arc<HttpClients>) -> mlua::Result<mlua::Function> {
+    lua.create_function(move |lua, entry: mlua::LuaString| {
+        module_for(lua, clients.clone(), &entry.to_string_lossy())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_round_trip() {
+        let mut out = String::new();
+        encode_component("a b&c=d/é~".as_bytes(), &mut out);
+        assert_eq!(out, "a%20b%26c%3Dd%2F%C3%A9~");
+        assert_eq!(
+            decode_component(out.as_bytes()).unwrap(),
+            "a b&c=d/é~".as_bytes()
+        );
+        assert_eq!(decode_component(b"%zz"), None);
+        assert_eq!(decode_component(b"%4"), None);
+    }
+}

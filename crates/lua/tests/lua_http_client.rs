@@ -1,0 +1,149 @@
+//! The `http_client` module on one worker thread: a request suspends only its process (the
+//! worker runs another process meanwhile), the entry's policy decides about private
+//! addresses, and an engine without a transport answers INTERNAL. The transport is
+//! `wsrelay-http`'s client, as the app wires it; the server is a real socket on 127.0.0.1.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use wsrelay_http::client::{self, ClientOptions, ClientRequest};
+use wsrelay_lua::{
+    EngineConfig, HttpClient, HttpClientPolicy, OutboundError, OutboundErrorKind, OutboundFuture,
+    OutboundRequest, OutboundResponse,
+};
+use wsrelay_process::Value;
+
+use crate::support::*;
+
+/// `wsrelay-http`'s client behind the engine's seam (what the app does too).
+#[derive(Debug)]
+struct Transport;
+
+impl HttpClient for Transport {
+    fn send(&self, r: OutboundRequest) -> OutboundFuture {
+        Box::pin(async move {
+            let options = ClientOptions {
+                connect_timeout: r.connect_timeout,
+                timeout: r.timeout,
+                max_response_body: r.max_response_body,
+                max_redirects: r.max_redirects,
+                allow_private: r.allow_private,
+                ca_pem: r.ca_pem,
+                server_name: r.server_name,
+            };
+            let req = ClientRequest {
+                method: r.method.parse().expect("a method"),
+                url: r.url,
+                headers: r.headers,
+                body: r.body,
+            };
+            let res = client::send(req, &options)
+                .await
+                .map_err(|e| OutboundError {
+                    kind: if matches!(e, client::ClientError::Forbidden { .. }) {
+                        OutboundErrorKind::Forbidden
+                    } else {
+                        OutboundErrorKind::Network
+                    },
+                    message: e.to_string(),
+                })?;
+            Ok(OutboundResponse {
+                status: res.status.as_u16(),
+                headers: Vec::new(),
+                body: res.body,
+                url: res.url,
+            })
+        })
+    }
+}
+
+/// A server that answers `held` only when `release` fires, after telling `arrived`.
+async fn held_server(
+    arrived: tokio::sync::mpsc::Sender<()>,
+    release: tokio::sync::oneshot::Receiver<()>,
+) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "client closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        arrived.send(()).await.unwrap();
+        release.await.unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nheld")
+            .await
+            .unwrap();
+    });
+    format!("http://{addr}/held")
+}
+
+const FETCH: &str = r#"
+local function main(url)
+  local client = require("http_client")
+  local res, err = client.get(url)
+  if not res then return "err " .. err:kind() end
+  return res.body
+end
+return { main = main }
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_suspends_only_its_process() {
+    let (_node, engine) = setup_with(EngineConfig {
+        workers: 1,
+        ..EngineConfig::default()
+    });
+    engine.set_http_client(Arc::new(Transport));
+    let fetch = register(&engine, FETCH, "main", &["http_client"]);
+    engine.set_http_client_policy(
+        &fetch,
+        HttpClientPolicy {
+            allow_private: true,
+            ..HttpClientPolicy::default()
+        },
+    );
+    let quick = register(
+        &engine,
+        "return { main = function() return 'quick' end }",
+        "main",
+        &[],
+    );
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::channel(1);
+    let (release, release_rx) = tokio::sync::oneshot::channel();
+    let url = held_server(arrived_tx, release_rx).await;
+    let (me, _guard) = rust_process(engine.node());
+    let waiting = spawn_monitored(&me, &fetch, vec![Value::from(url.as_str())]);
+    tokio::time::timeout(WAIT, arrived.recv())
+        .await
+        .expect("the request reached the server");
+    // The only worker is free while the request waits: another process runs to its end.
+    let other = spawn_monitored(&me, &quick, vec![]);
+    let done = tokio::time::timeout(Duration::from_secs(5), exit_of(&me, &other))
+        .await
+        .expect("the worker ran another process during the request");
+    assert_eq!(done.value, s("quick"));
+    release.send(()).unwrap();
+    assert_eq!(exit_of(&me, &waiting).await.value, s("held"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_policy_refuses_loopback_and_no_transport_is_internal() {
+    let (_node, engine) = setup();
+    let fetch = register(&engine, FETCH, "main", &["http_client"]);
+    let (me, _guard) = rust_process(engine.node());
+    let url = Value::from("http://127.0.0.1:9/");
+    // No transport yet.
+    let pid = spawn_monitored(&me, &fetch, vec![url.clone()]);
+    assert_eq!(exit_of(&me, &pid).await.value, s("err INTERNAL"));
+    // A transport, and the entry has no policy: loopback is refused before any connect.
+    engine.set_http_client(Arc::new(Transport));
+    let pid = spawn_monitored(&me, &fetch, vec![url]);
+    assert_eq!(exit_of(&me, &pid).await.value, s("err PERMISSION_DENIED"));
+}
