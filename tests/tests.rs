@@ -1,6 +1,6 @@
 //! End-to-end tests of the `wsrelay` binary and of whole apps, one module per area, built as
 //! one binary: the CLI (`cli`), the chat demo (`chat`), examples/echo (`echo`), the operations
-//! promises (`ops_metrics`, `ops_security`) and `wsrelay run` nodes in a NATS cluster
+//! promises (`ops_metrics`, `ops_security`, `ops_dashboard`) and `wsrelay run` nodes in a NATS cluster
 //! (`cluster_relay`). The binary under test is the one cargo built for the run
 //! (`CARGO_BIN_EXE_wsrelay`); shared helpers are in `support`.
 
@@ -10,5 +10,6 @@ mod chat;
 mod cli;
 mod cluster_relay;
 mod echo;
+mod ops_dashboard;
 mod ops_metrics;
 mod ops_security;
