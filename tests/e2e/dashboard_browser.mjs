@@ -97,7 +97,7 @@ try {
     await dash.waitForSelector('#confirm[open]');
     await dash.fill('#confirm input[name=code]', '4001');
     await dash.click('#confirm-ok');
-    await dash.waitForSelector('#confirm:not([open])');
+    await dash.waitForSelector('#confirm[open]', { state: 'detached' });
     await clients.waitForFunction(() => window.closes.includes(4001));
     await waitCount(0);
   });

@@ -144,6 +144,28 @@ function fill(tbody, rows) {
   tbody.replaceChildren(...rows);
 }
 
+// Updates a table in place, one row per key, so that a row's button stays the same element
+// from one snapshot to the next (a click is not lost to a re-render).
+function fillKeyed(tbody, items, keyOf, textsOf, action) {
+  const old = new Map([...tbody.children].map((tr) => [tr.dataset.key, tr]));
+  const rows = items.map((item) => {
+    const key = keyOf(item);
+    const texts = textsOf(item);
+    let tr = old.get(key);
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.dataset.key = key;
+      tr.append(...texts.map((t) => cell(t)));
+      if (action) tr.append(actionCell(action.label, () => action.run(key)));
+    } else {
+      texts.forEach((t, i) => { if (tr.children[i].textContent !== t) tr.children[i].textContent = t; });
+    }
+    return tr;
+  });
+  const same = rows.length === tbody.children.length && rows.every((tr, i) => tbody.children[i] === tr);
+  if (!same) tbody.replaceChildren(...rows);
+}
+
 function render(s) {
   lastSnapshot = s;
   metric("connections", String(s.connections));
@@ -173,13 +195,9 @@ function render(s) {
     tr.append(cell(h.id), cell(String(h.processes)));
     return tr;
   }));
-  fill($("busiest"), s.busiest.map((p) => {
-    const tr = document.createElement("tr");
-    const name = p.names.length ? p.pid + " (" + p.names.join(", ") + ")" : p.pid;
-    tr.append(cell(name), cell(String(p.inbox_len)), cell(String(p.inbox_peak)),
-      actionCell("terminate", () => confirmTerminate(p.pid)));
-    return tr;
-  }));
+  fillKeyed($("busiest"), s.busiest, (p) => p.pid,
+    (p) => [p.names.length ? p.pid + " (" + p.names.join(", ") + ")" : p.pid, String(p.inbox_len), String(p.inbox_peak)],
+    { label: "terminate", run: confirmTerminate });
   if (s.cluster) {
     $("cluster-summary").textContent = "node " + s.cluster.node + " · NATS " +
       (s.cluster.connected ? "connected" : "disconnected") + " · session resets " +
@@ -204,14 +222,10 @@ function renderRows() {
   $("rows-note").textContent = s.rows_total > s.rows.length
     ? "(showing the " + s.rows.length + " oldest of " + s.rows_total + ")"
     : "(" + s.rows_total + ")";
-  fill($("rows"), rows.map((c) => {
-    const tr = document.createElement("tr");
-    tr.dataset.pid = c.pid;
-    tr.append(cell(c.pid), cell(c.peer || "–"), cell(c.route), cell(c.target), cell(fmtAge(c.age_ms)),
-      cell(fmtBytes(c.bytes_in)), cell(fmtBytes(c.bytes_out)), cell(String(c.queue_depth)),
-      actionCell("close", () => confirmClose(c.pid)));
-    return tr;
-  }));
+  fillKeyed($("rows"), rows, (c) => c.pid,
+    (c) => [c.pid, c.peer || "–", c.route, c.target, fmtAge(c.age_ms), fmtBytes(c.bytes_in),
+      fmtBytes(c.bytes_out), String(c.queue_depth)],
+    { label: "close", run: confirmClose });
 }
 
 // ===== actions, each behind a confirmation =====
