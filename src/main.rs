@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use wsrelay_app::{demo, load_options, App, AppError, AppOptions};
 use wsrelay_config::AppConfig;
@@ -32,13 +32,18 @@ Examples:
                                        (--strict: unknown entry fields are errors)
   kill -HUP <pid>                      reload TLS certificates now (they are also
                                        reloaded when their files change)
+  wsrelay completions bash > /etc/bash_completion.d/wsrelay
+                                       shell completions (bash, zsh, fish, elvish, powershell)
 
-Logging: RUST_LOG=debug wsrelay run   (default: info)";
+Logging: RUST_LOG=debug wsrelay run   (default: info; --json: one JSON object per line)";
 
 /// A WebSocket relay runtime: every connection is a process.
 #[derive(Debug, Parser)]
 #[command(name = "wsrelay", version, about, after_help = EXAMPLES)]
 struct Cli {
+    /// Log as JSON, one object per line (for log collectors); default: human-readable text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -72,6 +77,13 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Print the version and how this binary was built (commit, target, profile).
+    Version,
+    /// Print a shell completion script to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// A failure and the exit status it maps to.
@@ -98,12 +110,25 @@ impl From<anyhow::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.json);
     if matches!(cli.command, Command::Run { .. }) {
         raise_open_file_limit();
     }
     let result = match cli.command {
         Command::Check { dir, strict } => check(&dir, strict),
+        Command::Version => {
+            print!("{}", version_text());
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "wsrelay",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Run {
             dir,
             listen,
@@ -144,13 +169,40 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        // Fields flattened next to the message, so collectors index them without a path.
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.init();
+    }
+}
+
+/// `wsrelay version`: what `build.rs` recorded (the commit is `unknown` when the source was
+/// built outside a git checkout).
+fn version_text() -> String {
+    format!(
+        "wsrelay {}\ncommit: {}\ntarget: {}\nprofile: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("WSRELAY_GIT_COMMIT"),
+        env!("WSRELAY_TARGET"),
+        env!("WSRELAY_PROFILE"),
+    )
+}
+
+/// An address a browser can open: an unspecified one (`0.0.0.0`, `[::]`) serves on every
+/// interface, loopback among them.
+fn clickable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if !ip.is_unspecified() => addr,
+        std::net::IpAddr::V4(_) => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        std::net::IpAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+    }
 }
 
 /// Raises the soft open-file limit to the hard one: every WebSocket is a file descriptor, and
@@ -221,9 +273,17 @@ async fn run(dir: Option<PathBuf>, options: RunOptions) -> Result<(), Failure> {
     for (server, addr) in app.addrs() {
         let scheme = if app.is_tls(&server) { "https" } else { "http" };
         println!("wsrelay: {server} serving {scheme}://{addr}/");
+        if addr.ip().is_unspecified() {
+            let local = clickable(addr);
+            println!("wsrelay: {server} (every interface) open {scheme}://{local}/");
+        }
     }
     if let Some(addr) = app.ops_addr() {
         println!("wsrelay: ops serving http://{addr}/metrics");
+        if app.admin_enabled() {
+            let local = clickable(addr);
+            println!("wsrelay: dashboard http://{local}/dashboard (admin token required)");
+        }
     }
     while signals.wait().await == Wake::Reload {
         tracing::info!("SIGHUP: reloading TLS certificates");

@@ -314,6 +314,115 @@ fn version_and_help() {
     );
 }
 
+#[test]
+fn version_prints_build_information() {
+    let output = run(&["version"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(concat!("wsrelay ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    for key in ["commit: ", "target: ", "profile: "] {
+        let value = lines
+            .iter()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key:?} in {text}"));
+        assert!(!value.is_empty(), "{text}");
+    }
+    // The target is the triple this test was built for (the same build).
+    assert!(text.contains(std::env::consts::ARCH), "{text}");
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef wsrelay"),
+        ("fish", "complete -c wsrelay"),
+    ] {
+        let output = run(&["completions", shell]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{shell}: {}",
+            stderr(&output)
+        );
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        // Subcommands are completed.
+        assert!(
+            script.contains("check") && script.contains("run"),
+            "{shell}"
+        );
+    }
+    assert_eq!(run(&["completions", "nushell-2000"]).status.code(), Some(2));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let mut cmd = bin();
+    cmd.env("RUST_LOG", "info")
+        .args(["run", "--json", "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped());
+    let server = Server::spawn(cmd);
+    let output = server.terminate_with_output();
+    let logs = String::from_utf8_lossy(&output);
+    let mut messages = Vec::new();
+    for line in logs.lines() {
+        let object: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(object["level"].is_string(), "{line}");
+        messages.push(object["message"].as_str().unwrap_or_default().to_owned());
+    }
+    assert!(messages.iter().any(|m| m == "stopped"), "{logs}");
+}
+
+#[test]
+fn run_prints_the_dashboard_url_when_admin_is_on() {
+    const VAR: &str = "WSRELAY_CLI_TEST_DASHBOARD_TOKEN";
+    let dir = ops_app(&format!("token_env: {VAR}"));
+    let mut cmd = bin();
+    cmd.env(VAR, "a-token-long-enough-0123")
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped());
+    /// Kills the child if the test fails before it stops it.
+    struct Child(std::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Child(cmd.spawn().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let mut seen = Vec::new();
+    let dashboard = loop {
+        let line = lines.next().expect("a dashboard line").unwrap();
+        seen.push(line.clone());
+        if let Some(url) = line.strip_prefix("wsrelay: dashboard ") {
+            break url.split(' ').next().unwrap().to_owned();
+        }
+    };
+    let ops = seen
+        .iter()
+        .find_map(|l| l.split("ops serving http://").nth(1))
+        .expect("the ops line comes first");
+    let ops: std::net::SocketAddr = ops.trim_end_matches("/metrics").parse().unwrap();
+    assert_eq!(dashboard, format!("http://{ops}/dashboard"));
+    let (status, body) = support::http_get(ops, "/dashboard");
+    assert_eq!(status, 200);
+    assert!(body.contains(r#"name="token""#), "{body}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+}
+
 /// A server entry with `fields` (YAML lines indented four spaces), on a port of its own.
 fn service_app(fields: &str) -> AppDir {
     AppDir::new().file(

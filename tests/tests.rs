@@ -1,9 +1,9 @@
 //! End-to-end tests of the `wsrelay` binary and of whole apps, one module per area, built as
 //! one binary: the CLI (`cli`), the chat demo (`chat`), examples/echo (`echo`),
 //! examples/wippy-chat (`wippy_chat`: JWT auth, pg rooms, pg.monitor presence), the operations
-//! promises (`ops_metrics`, `ops_security`), the Lua `http_client` module against local
-//! servers (`lua_http_client`), `env` entries read from Lua (`lua_env`) and `wsrelay run` nodes
-//! in a NATS cluster
+//! promises (`ops_metrics`, `ops_security`, `ops_dashboard`), the Lua `http_client` module
+//! against local servers (`lua_http_client`), `env` entries read from Lua (`lua_env`) and
+//! `wsrelay run` nodes in a NATS cluster
 //! (`cluster_relay`). The binary under test is the one cargo built for the run
 //! (`CARGO_BIN_EXE_wsrelay`); shared helpers are in `support`.
 
@@ -15,6 +15,7 @@ mod cluster_relay;
 mod echo;
 mod lua_env;
 mod lua_http_client;
+mod ops_dashboard;
 mod ops_metrics;
 mod ops_security;
 mod wippy_chat;

@@ -12,6 +12,10 @@
 #                    CONNECT, over TLS by ALPN and over h2c) against examples/echo with TLS
 #   wss_browser.mjs  headless Chromium over wss:// trusting the test CA (NSS database made
 #                    with certutil)
+#   demo_browser.mjs headless Chromium: the demo page has no console errors and reconnects
+#                    after a server restart
+#   dashboard_browser.mjs headless Chromium: the ops dashboard (login, live connection
+#                    count, the close action) against a copy of the chat demo with admin on
 # Env: WSRELAY_BIN (skip the build), WS_ECHO_BIN (likewise for ws-echo),
 #      CHROMIUM (default /usr/bin/chromium), E2E_SKIP_BROWSER=1 (no browser tests).
 # Last line of output: "N passed, M failed".
@@ -77,6 +81,8 @@ fi
 PIDS=()
 TMP="$(mktemp -d)"
 cleanup() {
+    # The demo that demo_browser.mjs restarts is not in PIDS: its PID changes.
+    [[ -f "$TMP/restarted.pid" ]] && kill "$(cat "$TMP/restarted.pid")" 2>/dev/null || true
     for pid in "${PIDS[@]:-}"; do
         [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
     done
@@ -293,6 +299,68 @@ if [[ "$SKIP_BROWSER" != 1 ]]; then
     set -e
     tally "$OUT/extensions_browser.out"
     [[ $rc -ne 0 ]] && { log "extensions_browser.mjs failed (stderr in $OUT/extensions_browser.err)"; cat "$OUT/extensions_browser.err" >&2; }
+fi
+
+if [[ "$SKIP_BROWSER" != 1 ]]; then
+    # demo_browser.mjs: a demo of its own, which the driver restarts through this script.
+    RESTART_PORT=$(free_port)
+    cat >"$TMP/restart_demo.sh" <<EOF
+#!/usr/bin/env bash
+set -euo pipefail
+if [[ -f "$TMP/restarted.pid" ]]; then
+    pid=\$(cat "$TMP/restarted.pid")
+    kill "\$pid" 2>/dev/null || true
+    while kill -0 "\$pid" 2>/dev/null; do sleep 0.05; done
+fi
+"$BIN" run --listen "127.0.0.1:$RESTART_PORT" >>"$OUT/demo-restart.log" 2>&1 &
+echo \$! >"$TMP/restarted.pid"
+for i in \$(seq 1 100); do
+    "$PY" -c 'import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \\
+        "http://127.0.0.1:$RESTART_PORT/" 2>/dev/null && exit 0
+    sleep 0.1
+done
+echo "demo did not come back" >&2; exit 1
+EOF
+    chmod +x "$TMP/restart_demo.sh"
+    "$TMP/restart_demo.sh"
+    log "restartable demo on 127.0.0.1:$RESTART_PORT"
+    set +e
+    (cd "$HERE" && node demo_browser.mjs "$RESTART_PORT" "$TMP/restart_demo.sh") \
+        2>"$OUT/demo_browser.err" | tee "$OUT/demo_browser.out"
+    rc=${PIPESTATUS[0]}
+    set -e
+    tally "$OUT/demo_browser.out"
+    [[ $rc -ne 0 ]] && { log "demo_browser.mjs failed (stderr in $OUT/demo_browser.err)"; cat "$OUT/demo_browser.err" >&2; }
+
+    # dashboard_browser.mjs: a copy of the chat demo with the admin API on.
+    DASH_PORT=$(free_port)
+    DASH_OPS_PORT=$(free_port)
+    DASH_TOKEN="e2e-dashboard-$(date +%s%N)"
+    cp -r "$ROOT/examples/chat" "$TMP/dash"
+    cat >"$TMP/dash/ops.yaml" <<EOF
+namespace: dash
+entries:
+  - name: ops
+    kind: wsrelay.ops
+    addr: "127.0.0.1:$DASH_OPS_PORT"
+    admin:
+      enabled: true
+      token_env: WSRELAY_E2E_DASHBOARD_TOKEN
+EOF
+    WSRELAY_E2E_DASHBOARD_TOKEN="$DASH_TOKEN" "$BIN" run --strict "$TMP/dash" \
+        --listen "127.0.0.1:$DASH_PORT" >"$OUT/dashboard-app.log" 2>&1 &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$DASH_OPS_PORT/healthz" "$OUT/dashboard-app.log" "${PIDS[-1]}"
+    grep -q "dashboard http://127.0.0.1:$DASH_OPS_PORT/dashboard" "$OUT/dashboard-app.log" \
+        || { log "wsrelay run did not print the dashboard URL"; FAILED=$((FAILED + 1)); }
+    log "dashboard app on 127.0.0.1:$DASH_PORT, ops on 127.0.0.1:$DASH_OPS_PORT"
+    set +e
+    (cd "$HERE" && node dashboard_browser.mjs "$DASH_PORT" "$DASH_OPS_PORT" "$DASH_TOKEN") \
+        2>"$OUT/dashboard_browser.err" | tee "$OUT/dashboard_browser.out"
+    rc=${PIPESTATUS[0]}
+    set -e
+    tally "$OUT/dashboard_browser.out"
+    [[ $rc -ne 0 ]] && { log "dashboard_browser.mjs failed (stderr in $OUT/dashboard_browser.err)"; cat "$OUT/dashboard_browser.err" >&2; }
 fi
 
 log "done in $(( $(date +%s) - START ))s; logs in $OUT"

@@ -146,6 +146,17 @@ impl Server {
         assert!(status.success(), "kill -{signal} failed");
     }
 
+    /// Sends SIGTERM and returns everything the child wrote to stderr (which the caller must
+    /// have piped) once it exits.
+    pub fn terminate_with_output(mut self) -> Vec<u8> {
+        use std::io::Read as _;
+        let mut stderr = self.child.stderr.take().expect("stderr piped");
+        self.signal("TERM");
+        let mut out = Vec::new();
+        stderr.read_to_end(&mut out).expect("read stderr");
+        out
+    }
+
     /// Whether the child is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

@@ -169,7 +169,6 @@ impl App {
         let shards = Shards::start(options.engine.worker_count(), "wsrelay")
             .map_err(|e| AppError::Engine(Box::new(wsrelay_lua::LuaError::Init(e.to_string()))))?;
         node.set_shards(shards);
-        let cluster_stats = cluster.as_ref().map(|c| c.stats().clone());
         for host in &config.hosts {
             let host_config = HostConfig {
                 max_processes: host.max_processes,
@@ -212,7 +211,7 @@ impl App {
             relay,
             engine.clone(),
             connection_hosts.clone(),
-            cluster_stats,
+            cluster,
         ));
         let mut app = RunningApp {
             node,
@@ -422,6 +421,12 @@ impl RunningApp {
     /// The first server whose files failed to load; it keeps the certificates in use.
     pub fn reload_tls(&self) -> Result<(), wsrelay_http::Error> {
         self.gateway.reload_tls()
+    }
+
+    /// Whether the operations listener serves `/admin` and `/dashboard` (a token is set).
+    #[must_use]
+    pub fn admin_enabled(&self) -> bool {
+        self.ops.as_ref().is_some_and(ops::Ops::admin_enabled)
     }
 
     /// The bound address of the operations listener, if one runs.

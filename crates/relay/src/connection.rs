@@ -33,6 +33,7 @@ use crate::events::{self, ClientEvent, ClientEventKind, Outgoing};
 use crate::header::RelayTarget;
 use crate::options::RelayOptions;
 use crate::stats::RelayStats;
+use crate::table::ConnectionInfo;
 
 /// How many queued mailbox messages are written before one flush.
 const WRITE_BATCH: usize = 64;
@@ -158,8 +159,9 @@ pub(crate) struct Connection {
     started: Instant,
     message_count: u64,
     awaiting_pong: bool,
-    /// The client's IP address as text, for `ws.join`.
-    remote_addr: Option<Arc<str>>,
+    /// The client's address (for `ws.join`), route, target and byte counts, shared with
+    /// the relay's connection table.
+    info: Arc<ConnectionInfo>,
     /// When the next ping is due (or, while `awaiting_pong`, when the pong is late).
     next_ping: Instant,
     /// When the next `ws.heartbeat` is due, if the target asked for them.
@@ -171,6 +173,13 @@ pub(crate) struct Connection {
     client_first: bool,
 }
 
+impl Drop for Connection {
+    /// A connection whose task is dropped (its runtime stopped) leaves the table too.
+    fn drop(&mut self) {
+        self.stats.table.remove(self.ctx.pid());
+    }
+}
+
 impl Connection {
     /// `ctx` must already monitor `target` (the middleware does it before answering 101).
     pub(crate) fn new(
@@ -180,11 +189,11 @@ impl Connection {
         settings: RelayTarget,
         options: Arc<RelayOptions>,
         stats: Arc<RelayStats>,
-        remote_addr: Option<Arc<str>>,
+        info: Arc<ConnectionInfo>,
     ) -> Connection {
         let now = Instant::now();
         let mut connection = Connection {
-            remote_addr,
+            info,
             target: Target::new(&ctx, target, settings),
             next_ping: now + options.ping_interval,
             ctx,
@@ -225,6 +234,7 @@ impl Connection {
         }
         self.stats.count_close(outcome.counted);
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
+        self.stats.table.remove(self.ctx.pid());
         tracing::debug!(pid = %self.ctx.pid(), reason = outcome.counted, "websocket connection ended");
         guard.exit(outcome.exit);
     }
@@ -342,9 +352,9 @@ impl Connection {
                 let text = frame.is_text();
                 let data = frame.into_data();
                 self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .bytes_in
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                let len = data.len() as u64;
+                self.stats.bytes_in.fetch_add(len, Ordering::Relaxed);
+                self.info.bytes_in.fetch_add(len, Ordering::Relaxed);
                 self.notify_target(ClientEventKind::Message { text, data });
                 None
             }
@@ -497,6 +507,7 @@ impl Connection {
             &mut self.target,
             Target::new(&self.ctx, new_pid.clone(), settings),
         );
+        self.info.set_target(new_pid.clone());
         if new_pid != old.pid {
             // A dead target delivers `noproc` at once and the connection closes as in §8.
             let _ = self.ctx.monitor(&new_pid);
@@ -563,6 +574,7 @@ impl Connection {
             Ok(()) => {
                 self.stats.frames_out.fetch_add(1, Ordering::Relaxed);
                 self.stats.bytes_out.fetch_add(len, Ordering::Relaxed);
+                self.info.bytes_out.fetch_add(len, Ordering::Relaxed);
                 Flow::Continue
             }
             // A text frame that is not UTF-8 was refused before anything was written.
@@ -681,7 +693,7 @@ impl Connection {
     fn join(&self) -> ClientEventKind {
         ClientEventKind::Join {
             protocol: self.target.settings.protocol.as_deref().map(Arc::from),
-            remote_addr: self.remote_addr.clone(),
+            remote_addr: self.info.remote_addr.clone(),
         }
     }
 

@@ -51,6 +51,7 @@ pub mod options;
 pub mod origin;
 mod refusal;
 mod stats;
+mod table;
 mod timer;
 
 use std::sync::Arc;
@@ -65,6 +66,7 @@ pub use middleware::RELAY_HEADER;
 pub use options::RelayOptions;
 pub use origin::{OriginPolicy, OriginRefusal};
 pub use stats::{RelayStats, CLOSE_REASONS};
+pub use table::ConnectionSnapshot;
 
 /// The name under which the middleware is registered.
 pub const MIDDLEWARE_NAME: &str = "websocket_relay";
@@ -136,5 +138,16 @@ impl Relay {
     /// Upgrade requests refused before the handler (origin, rate, capacity).
     pub fn limit_stats(&self) -> &Arc<LimitStats> {
         &self.inner.limit_stats
+    }
+
+    /// Up to `limit` open connections (oldest first): client address, route, target, age,
+    /// bytes. O(open connections); meant for operators, not the frame path.
+    pub fn connections(&self, limit: usize) -> Vec<ConnectionSnapshot> {
+        self.inner.stats.table.snapshot(limit)
+    }
+
+    /// The record of the open connection `pid`, if there is one.
+    pub fn connection(&self, pid: &wsrelay_process::Pid) -> Option<ConnectionSnapshot> {
+        self.inner.stats.table.get(pid)
     }
 }

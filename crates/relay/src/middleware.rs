@@ -29,6 +29,7 @@ use crate::negotiation;
 use crate::options::RelayOptions;
 use crate::refusal::RelayRefusal;
 use crate::stats::RelayStats;
+use crate::table::ConnectionInfo;
 use crate::Relay;
 
 /// The response header a handler sets to ask for a relay.
@@ -72,6 +73,8 @@ struct Place {
     shutdown: Option<Shutdown>,
     /// The client's IP address as the gateway determined it (docs/spec.md §13).
     remote_addr: Option<Arc<str>>,
+    /// The request path, shown to operators as the connection's route.
+    route: String,
 }
 
 impl RelayMiddleware {
@@ -187,9 +190,17 @@ impl RelayMiddleware {
         if ctx.monitor(&target).is_err() {
             return Err(RelayRefusal::TargetDown(target.to_string()));
         }
+        let info = Arc::new(ConnectionInfo::new(
+            place.remote_addr,
+            &place.route,
+            target.clone(),
+        ));
+        // Listed from the 101 on: a client that has its answer is in the operators' table.
+        let listed = Listed::new(self.relay.stats(), ctx.pid(), &info);
         let joining = Box::new(Joining {
             ctx,
-            remote_addr: place.remote_addr,
+            info,
+            listed,
             target,
             settings: settings.clone(),
             options: self.options.clone(),
@@ -223,6 +234,7 @@ impl Place {
                 .to_owned(),
             shutdown: req.extensions().get::<Shutdown>().cloned(),
             remote_addr: connect_info(req).map(|info| info.remote_addr().ip().to_string().into()),
+            route: req.uri().path().to_owned(),
         }
     }
 }
@@ -261,7 +273,8 @@ fn attach(node: &Node, host: &str) -> Result<NewProcess, SpawnError> {
 /// A connection between its `101` and the moment hyper hands the socket over.
 struct Joining {
     ctx: Context,
-    remote_addr: Option<Arc<str>>,
+    info: Arc<ConnectionInfo>,
+    listed: Listed,
     target: Pid,
     settings: RelayTarget,
     options: Arc<RelayOptions>,
@@ -283,7 +296,8 @@ impl Joining {
     async fn run(self: Box<Self>) {
         let Joining {
             ctx,
-            remote_addr,
+            info,
+            listed,
             target,
             settings,
             options,
@@ -294,14 +308,10 @@ impl Joining {
         } = *self;
         match pending.into_connection().await {
             Ok(ws) => {
+                // The connection removes itself from the table when it ends.
+                listed.disarm();
                 Box::new(Connection::new(
-                    ctx,
-                    ws,
-                    target,
-                    settings,
-                    options,
-                    stats,
-                    remote_addr,
+                    ctx, ws, target, settings, options, stats, info,
                 ))
                 .run(guard)
                 .await
@@ -310,6 +320,36 @@ impl Joining {
                 not_upgraded(ctx.node(), &stats, &target, &settings.metadata);
                 guard.exit(ExitResult::error_with_value("connection_lost", e));
             }
+        }
+    }
+}
+
+/// A connection's entry in the relay's table until the connection itself takes it over;
+/// dropped before that (the client left before the upgrade, the task was dropped), it
+/// removes the entry.
+struct Listed {
+    stats: Arc<RelayStats>,
+    pid: Option<Pid>,
+}
+
+impl Listed {
+    fn new(stats: &Arc<RelayStats>, pid: &Pid, info: &Arc<ConnectionInfo>) -> Listed {
+        stats.table.insert(pid, info.clone());
+        Listed {
+            stats: stats.clone(),
+            pid: Some(pid.clone()),
+        }
+    }
+
+    fn disarm(mut self) {
+        self.pid = None;
+    }
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        if let Some(pid) = &self.pid {
+            self.stats.table.remove(pid);
         }
     }
 }

@@ -15,6 +15,8 @@ pub struct RelayStats {
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) closes: [AtomicU64; CLOSE_REASONS.len()],
+    /// The open connections, one record each (for operators).
+    pub(crate) table: crate::table::ConnectionTable,
 }
 
 /// The close reasons counted by [`RelayStats::closes`] (docs/spec.md §6 words).
