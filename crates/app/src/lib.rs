@@ -53,7 +53,7 @@ mod http_client;
 pub mod ops;
 mod supervisor;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,6 +130,10 @@ pub struct AppOptions {
     /// `wsrelay.ops` entry's `addr` (the CLI's `--metrics`). Without a
     /// `wsrelay.ops` entry the admin API stays off.
     pub ops_listen: Option<SocketAddr>,
+    /// Hosts of WebSocket connection processes besides the `http.service` ids: those of an
+    /// app that embeds wsrelay and relays on its own server. Shutdown ends their processes
+    /// first (close `1001`), as it does the gateway's connections.
+    pub connection_hosts: Vec<String>,
 }
 
 impl AppOptions {
@@ -144,6 +148,13 @@ impl AppOptions {
     #[must_use]
     pub fn with_ops_listen(mut self, addr: Option<SocketAddr>) -> Self {
         self.ops_listen = addr;
+        self
+    }
+
+    /// Adds a host to [`connection_hosts`](Self::connection_hosts).
+    #[must_use]
+    pub fn with_connection_host(mut self, host: impl Into<String>) -> Self {
+        self.connection_hosts.push(host.into());
         self
     }
 }
@@ -179,14 +190,18 @@ impl App {
         for scope in &config.pg_scopes {
             node.add_group_scope(&scope.id.to_string(), group_limits(scope));
         }
-        let connection_hosts: HashSet<String> =
-            config.services.iter().map(|s| s.id.to_string()).collect();
+        let connection_hosts: HashSet<String> = config
+            .services
+            .iter()
+            .map(|s| s.id.to_string())
+            .chain(options.connection_hosts.iter().cloned())
+            .collect();
         for host in &connection_hosts {
             node.add_host(host, HostConfig::default());
         }
 
         let result = Self::assemble(&node, &config, &options).await;
-        let (engine, gateway, relay) = match result {
+        let (engine, gateway, relay, handlers) = match result {
             Ok(parts) => parts,
             Err(error) => {
                 node.shutdown();
@@ -208,7 +223,7 @@ impl App {
         services.close();
         let ops_state = Arc::new(ops::OpsState::new(
             node.clone(),
-            relay,
+            relay.clone(),
             engine.clone(),
             connection_hosts.clone(),
             cluster,
@@ -222,6 +237,8 @@ impl App {
             services,
             ops: None,
             ops_state: ops_state.clone(),
+            relay,
+            handlers: Arc::new(handlers),
         };
         if let Some(settings) = ops_settings {
             match ops::Ops::start(settings, ops_state).await {
@@ -253,7 +270,7 @@ impl App {
         node: &Node,
         config: &AppConfig,
         options: &AppOptions,
-    ) -> Result<(LuaEngine, RunningGateway, Relay), AppError> {
+    ) -> Result<(LuaEngine, RunningGateway, Relay, Handlers), AppError> {
         let engine = LuaEngine::new(node.clone(), engine_config(config, &options.engine))
             .map_err(|e| AppError::Engine(Box::new(e)))?;
         for store in &config.memory_stores {
@@ -307,7 +324,11 @@ impl App {
             .bind()
             .await
             .map_err(|e| AppError::Bind(Box::new(e)))?;
-        Ok((engine, running, relay))
+        let handlers = handlers
+            .into_iter()
+            .map(|(id, handler)| (id.to_string(), handler))
+            .collect();
+        Ok((engine, running, relay, handlers))
     }
 }
 
@@ -377,9 +398,11 @@ fn register_env(engine: &LuaEngine, config: &AppConfig) -> Result<(), AppError> 
     Ok(())
 }
 
+/// The `function.lua` entries as handlers, by entry id (`namespace:name`).
+pub type Handlers = HashMap<String, Arc<dyn wsrelay_http::Handler>>;
+
 /// A started app. Dropping it does not stop it; call
 /// [`shutdown`](RunningApp::shutdown).
-#[derive(Debug)]
 pub struct RunningApp {
     node: Node,
     engine: LuaEngine,
@@ -389,6 +412,23 @@ pub struct RunningApp {
     services: TaskTracker,
     ops: Option<ops::Ops>,
     ops_state: Arc<ops::OpsState>,
+    relay: Relay,
+    handlers: Arc<Handlers>,
+}
+
+impl std::fmt::Debug for RunningApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Handlers are trait objects without `Debug`: their ids say which they are.
+        let mut handlers: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        handlers.sort_unstable();
+        f.debug_struct("RunningApp")
+            .field("node", &self.node)
+            .field("gateway", &self.gateway)
+            .field("connection_hosts", &self.connection_hosts)
+            .field("handlers", &handlers)
+            .field("ops", &self.ops)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunningApp {
@@ -405,6 +445,27 @@ impl RunningApp {
     #[must_use]
     pub fn node(&self) -> &Node {
         &self.node
+    }
+
+    /// The relay of the app's node: an embedding app builds its relay routes from it
+    /// ([`Relay::middleware`]), so their connections count in the same metrics.
+    #[must_use]
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
+    /// Every `function.lua` entry as a handler, by entry id: what an embedding app serves on
+    /// its own routes (the app's `http.endpoint` entries serve the same handlers).
+    #[must_use]
+    pub fn handlers(&self) -> Arc<Handlers> {
+        self.handlers.clone()
+    }
+
+    /// The app's metrics (the ones `/metrics` of the operations listener serves), to
+    /// register in the embedding app's registry.
+    #[must_use]
+    pub fn metrics(&self) -> ops::Metrics {
+        ops::Metrics::new(self.ops_state.clone())
     }
 
     /// Whether server `id` serves TLS (`https://`).

@@ -43,6 +43,12 @@ enum Kind {
         limit: u64,
         seen: u64,
     },
+    /// A body from another server (an embedding app's), boxed.
+    Boxed {
+        inner: BoxBody<Bytes, BoxError>,
+        limit: u64,
+        seen: u64,
+    },
 }
 
 impl Body {
@@ -56,6 +62,39 @@ impl Body {
         Self {
             kind: Kind::Incoming {
                 inner,
+                limit,
+                seen: 0,
+            },
+        }
+    }
+
+    /// Wraps a body that another server received (an app that embeds wsrelay, such as an
+    /// axum service): reading more than `limit` bytes fails with [`BodyError::TooLarge`],
+    /// as it does for a body wsrelay's own servers receive, and a read error of the body
+    /// becomes [`BodyError::Other`].
+    ///
+    /// The body need only be `Send` (axum's is not `Sync`).
+    ///
+    /// ```
+    /// use http_body_util::Full;
+    /// use wsrelay_http::{Body, BodyError};
+    ///
+    /// # tokio_test_block_on(async {
+    /// let body = Body::new(Full::new(bytes::Bytes::from_static(b"12345")), 4);
+    /// assert!(matches!(body.collect_bytes().await, Err(BodyError::TooLarge { limit: 4 })));
+    /// # });
+    /// # fn tokio_test_block_on(f: impl std::future::Future<Output = ()>) {
+    /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    /// # }
+    /// ```
+    pub fn new<B>(body: B, limit: u64) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self {
+            kind: Kind::Boxed {
+                inner: SyncBody::boxed(body),
                 limit,
                 seen: 0,
             },
@@ -112,6 +151,7 @@ impl fmt::Debug for Body {
             Kind::Empty => "empty",
             Kind::Full(_) => "full",
             Kind::Incoming { .. } => "incoming",
+            Kind::Boxed { .. } => "boxed",
         };
         f.debug_struct("Body").field("kind", &kind).finish()
     }
@@ -129,7 +169,10 @@ impl http_body::Body for Body {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Incoming { inner, limit, seen } => {
-                poll_limited(Pin::new(inner), *limit, seen, cx)
+                poll_limited(Pin::new(inner), *limit, seen, cx, BodyError::Read)
+            }
+            Kind::Boxed { inner, limit, seen } => {
+                poll_limited(Pin::new(inner), *limit, seen, cx, BodyError::Other)
             }
         }
     }
@@ -139,6 +182,7 @@ impl http_body::Body for Body {
             Kind::Empty => true,
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Incoming { inner, .. } => inner.is_end_stream(),
+            Kind::Boxed { inner, .. } => inner.is_end_stream(),
         }
     }
 
@@ -147,20 +191,22 @@ impl http_body::Body for Body {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Incoming { inner, .. } => inner.size_hint(),
+            Kind::Boxed { inner, .. } => inner.size_hint(),
         }
     }
 }
 
-fn poll_limited(
-    inner: Pin<&mut Incoming>,
+fn poll_limited<B: http_body::Body<Data = Bytes>>(
+    inner: Pin<&mut B>,
     limit: u64,
     seen: &mut u64,
     cx: &mut Context<'_>,
+    read_error: fn(B::Error) -> BodyError,
 ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
     let frame = match http_body::Body::poll_frame(inner, cx) {
         Poll::Pending => return Poll::Pending,
         Poll::Ready(None) => return Poll::Ready(None),
-        Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(BodyError::Read(err)))),
+        Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(read_error(err)))),
         Poll::Ready(Some(Ok(frame))) => frame,
     };
     if let Some(data) = frame.data_ref() {
@@ -187,6 +233,9 @@ pub enum BodyError {
     /// The connection failed while the body was read.
     #[error("failed to read the request body")]
     Read(#[source] hyper::Error),
+    /// A body wrapped with [`Body::new`] failed while it was read.
+    #[error("failed to read the request body")]
+    Other(#[source] BoxError),
 }
 
 impl BodyError {
@@ -195,7 +244,7 @@ impl BodyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Read(_) => StatusCode::BAD_REQUEST,
+            Self::Read(_) | Self::Other(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -225,6 +274,18 @@ impl ResponseBody {
     {
         Self {
             inner: body.map_err(Into::into).boxed(),
+        }
+    }
+
+    /// Boxes a body that is `Send` but not `Sync` (axum's, for one); its size hint is kept
+    /// as [`new`](Self::new) keeps it.
+    pub fn from_send<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self {
+            inner: SyncBody::boxed(body),
         }
     }
 
@@ -299,5 +360,69 @@ impl http_body::Body for ResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+// ===== impl SyncBody =====
+
+/// Makes a `Send` body `Sync`, so it fits a [`BoxBody`]: polling takes `&mut self` and needs
+/// no lock; only the size hint and end-of-stream queries (`&self`) take it, briefly, and never
+/// across an await.
+struct SyncBody<B> {
+    /// Pinned on the heap, so the wrapper itself is `Unpin` whatever `B` is.
+    inner: std::sync::Mutex<Pin<Box<B>>>,
+}
+
+impl<B> SyncBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn boxed(body: B) -> BoxBody<Bytes, BoxError> {
+        SyncBody {
+            inner: std::sync::Mutex::new(Box::pin(body)),
+        }
+        .boxed()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pin<Box<B>>> {
+        // A poisoned lock only means a query panicked; the body itself is intact.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<B> http_body::Body for SyncBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let inner = self
+            .get_mut()
+            .inner
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.lock().is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.lock().size_hint()
     }
 }

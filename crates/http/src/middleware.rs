@@ -127,6 +127,13 @@ impl Next {
         }
     }
 
+    /// A chain with no middleware left: [`run`](Self::run) calls `handler`. This is how a
+    /// middleware runs outside a router, around a handler of the embedding app's:
+    /// `middleware.call(req, Next::handler(handler))`.
+    pub fn handler(handler: Arc<dyn Handler>) -> Self {
+        Self::new(Arc::from(Vec::new()), handler)
+    }
+
     /// Runs the rest of the chain (the next middleware, or the handler).
     pub fn run(self, req: Request) -> BoxFuture<Response> {
         match self.chain.get(self.index).cloned() {

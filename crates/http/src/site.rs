@@ -33,6 +33,32 @@ pub struct ConnectInfo {
 }
 
 impl ConnectInfo {
+    /// The facts of a connection another server accepted (an app that embeds wsrelay):
+    /// `server_id` names the process host of the connections it relays, `local_addr` is the
+    /// listener (the same-origin check treats a loopback listener specially) and
+    /// `remote_addr` the client (per-IP limits count it). The client counts as the TCP peer,
+    /// over plain HTTP; see [`with_https`](Self::with_https).
+    pub fn new(
+        server_id: impl Into<Arc<str>>,
+        local_addr: SocketAddr,
+        remote_addr: SocketAddr,
+    ) -> ConnectInfo {
+        ConnectInfo {
+            server_id: server_id.into(),
+            local_addr,
+            peer_addr: remote_addr,
+            remote_addr,
+            https: false,
+        }
+    }
+
+    /// Marks the connection as `https`/`wss` (the embedding server terminates TLS).
+    #[must_use]
+    pub fn with_https(mut self, https: bool) -> ConnectInfo {
+        self.https = https;
+        self
+    }
+
     /// The id of the server that accepted the connection (e.g. `app:gateway`).
     pub fn server_id(&self) -> &str {
         &self.server_id

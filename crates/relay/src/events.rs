@@ -34,8 +34,10 @@ pub struct ClientEvent {
     pub metadata: Arc<Map>,
 }
 
-/// The kinds of [`ClientEvent`].
+/// The kinds of [`ClientEvent`]. More may come (a new relay event is a new variant), so a
+/// `match` needs a wildcard arm.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum ClientEventKind {
     /// `ws.join`: the client connected (or was transferred here).
     Join {
@@ -212,6 +214,7 @@ impl OpaqueValue for NotUpgraded {
 /// a map: `Value::Opaque(Arc::new(Outgoing::text("hi")))`. A [`SharedFrame`] prepared once
 /// goes to many clients as it is (what a group send of `ws.send` does).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Outgoing {
     /// A message for one connection.
     Frame(Frame),
@@ -272,7 +275,7 @@ impl OpaqueValue for Outgoing {
 /// # Errors
 ///
 /// As [`frame_from_send`].
-pub fn outgoing_from_send(payload: &Value) -> Result<Outgoing, String> {
+pub(crate) fn outgoing_from_send(payload: &Value) -> Result<Outgoing, String> {
     match payload.downcast_ref::<Outgoing>() {
         Some(out) => Ok(out.clone()),
         None => frame_from_send(payload).map(Outgoing::Frame),

@@ -59,7 +59,7 @@ use std::sync::Arc;
 use wsrelay_http::MiddlewareRegistry;
 use wsrelay_process::Node;
 
-pub use events::{outgoing_from_send, ClientEvent, ClientEventKind, NotUpgraded, Outgoing};
+pub use events::{ClientEvent, ClientEventKind, NotUpgraded, Outgoing};
 pub use header::{RelayTarget, SettingsError};
 pub use limits::{LimitOptions, LimitStats};
 pub use middleware::RELAY_HEADER;
@@ -115,14 +115,21 @@ impl Relay {
         let relay = self.clone();
         registry.register(MIDDLEWARE_NAME, move |options: &wsrelay_http::Options| {
             let options = RelayOptions::from_options(options)?;
-            let middleware = middleware::RelayMiddleware {
-                relay: relay.clone(),
-                // Each router gets its own connection pool and per-IP buckets.
-                admission: Arc::new(limits::Admission::new(options.limits)),
-                options: Arc::new(options),
-            };
-            Ok(Arc::new(middleware) as Arc<dyn wsrelay_http::Middleware>)
+            Ok(relay.middleware(options))
         });
+    }
+
+    /// The `websocket_relay` middleware with `options`, outside any registry: what an app
+    /// that embeds wsrelay runs around its own handler, with
+    /// [`Next::handler`](wsrelay_http::Next::handler). Each call makes a route of its own (its
+    /// own connection pool and per-IP buckets, as each router has); clone the `Arc` to share
+    /// one route.
+    pub fn middleware(&self, options: RelayOptions) -> Arc<dyn wsrelay_http::Middleware> {
+        Arc::new(middleware::RelayMiddleware {
+            relay: self.clone(),
+            admission: Arc::new(limits::Admission::new(options.limits)),
+            options: Arc::new(options),
+        })
     }
 
     /// The node connections run on.

@@ -354,11 +354,14 @@ impl Drop for Listed {
     }
 }
 
-/// Spawns on the gateway's tracker, so that shutdown waits for the task.
+/// Spawns on the gateway's tracker, so that shutdown waits for the task. The task stays in
+/// the caller's span, so an embedding app's request span is the parent of the connection's
+/// events.
 fn spawn<T: Send + 'static>(
     shutdown: Option<Shutdown>,
     task: impl Future<Output = T> + Send + 'static,
 ) -> JoinHandle<T> {
+    let task = tracing::Instrument::in_current_span(task);
     match shutdown {
         Some(shutdown) => shutdown.tracker().spawn(task),
         None => tokio::spawn(task),

@@ -46,7 +46,7 @@ async fn echo_body(ctx: wsrelay_process::Context, tx: mpsc::UnboundedSender<Repo
             ClientEventKind::Leave { reason, code } => {
                 let _ = tx.send((client, reason, *code));
             }
-            ClientEventKind::Heartbeat { .. } => {}
+            _ => {}
         }
     }
 }

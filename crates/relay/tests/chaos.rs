@@ -190,6 +190,7 @@ async fn target_body(ctx: Context, log: Arc<Log>) {
             }
             ClientEventKind::Heartbeat { .. } => ("heartbeat", None),
             ClientEventKind::Leave { .. } => ("leave", None),
+            _ => ("other", None),
         };
         log.record(ctx.pid(), client, what);
         if let Some(reply) = reply {

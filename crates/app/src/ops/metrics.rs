@@ -25,13 +25,39 @@ pub(super) fn healthz(state: &OpsState) -> Response {
     }
 }
 
+/// The app's metrics, read at scrape time: the series `/metrics` serves, for a registry of
+/// the embedding app's.
+///
+/// ```no_run
+/// # fn f(app: &wsrelay_app::RunningApp) {
+/// let mut registry = prometheus_client::registry::Registry::default();
+/// app.metrics().register(&mut registry);
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    state: Arc<OpsState>,
+}
+
+impl Metrics {
+    pub(crate) fn new(state: Arc<OpsState>) -> Metrics {
+        Metrics { state }
+    }
+
+    /// Registers the app's collector (and a clustered node's cluster metrics) in `registry`.
+    /// Nothing is counted until a scrape: the collector reads the counters then.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(Snapshot(self.state.clone())));
+        if let Some(cluster) = &self.state.cluster {
+            // The cluster's metrics live in the cluster crate; registering shares them.
+            cluster.stats().register(registry);
+        }
+    }
+}
+
 pub(super) fn metrics(state: &Arc<OpsState>) -> Response {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Snapshot(state.clone())));
-    if let Some(cluster) = &state.cluster {
-        // The cluster's metrics live in the cluster crate; registering shares them.
-        cluster.stats().register(&mut registry);
-    }
+    Metrics::new(state.clone()).register(&mut registry);
     let mut body = String::new();
     if let Err(error) = prometheus_client::encoding::text::encode(&mut body, &registry) {
         tracing::error!(%error, "cannot encode metrics");

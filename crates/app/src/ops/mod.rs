@@ -34,6 +34,8 @@ mod admin;
 pub mod dashboard;
 mod metrics;
 
+pub use metrics::Metrics;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -53,7 +55,7 @@ use wsrelay_relay::Relay;
 use crate::{AppError, TokenProblem};
 
 /// The server id of the operations listener (as it appears in logs).
-pub const OPS_SERVER_ID: &str = "wsrelay:ops";
+pub(crate) const OPS_SERVER_ID: &str = "wsrelay:ops";
 
 /// What the operations listener serves, resolved from config, flags and the environment.
 #[derive(Debug, Clone)]

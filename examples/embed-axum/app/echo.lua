@@ -1,0 +1,17 @@
+-- Sends every client frame back as it came, until the client leaves.
+local function run()
+    local inbox = process.inbox()
+    while true do
+        local msg, ok = inbox:receive()
+        if not ok then break end
+        local topic = msg:topic()
+        local data = msg:payload():data()
+        if topic == "ws.message" then
+            process.send(data.client_pid, "ws.send", { type = data.type, data = data.data })
+        elseif topic == "ws.leave" then
+            break
+        end
+    end
+end
+
+return { run = run }
