@@ -72,7 +72,9 @@ pub use cell::{Changed, Received};
 pub use context::Context;
 pub use error::{LinkError, NameError, SendError, SpawnError};
 pub use exit::ExitGuard;
-pub use groups::{GroupEncoder, GroupError, GroupLimits, GroupScope};
+pub use groups::{
+    GroupEncoder, GroupError, GroupLimits, GroupScope, GROUP_DIFF_TOPIC, MAX_SUBSCRIBERS,
+};
 pub use host::{HighWater, HostConfig};
 pub use inbound::Inbound;
 pub use info::ProcessInfo;

@@ -10,7 +10,8 @@
 //! joins the connections it serves, and `g:broadcast(group, "ws.send", frame)` then converts
 //! the frame once and encodes it once for all their sockets.
 //!
-//! Until groups span cluster nodes, the `_local` variants equal the others.
+//! In a cluster, groups span the nodes: `get_members`, `which_groups` and `broadcast` see
+//! members on every node, the `_local` variants only this node's.
 
 use std::cell::Cell;
 
@@ -132,7 +133,8 @@ fn leave(this: &Instance, args: &[LuaValue]) -> Result<LuaValue, Fail> {
     }
 }
 
-fn broadcast(lua: &Lua, this: &Instance, args: &[LuaValue]) -> Result<LuaValue, Fail> {
+/// `broadcast` (members on every node) or `broadcast_local` (this node's only).
+fn broadcast(lua: &Lua, this: &Instance, args: &[LuaValue], local: bool) -> Result<LuaValue, Fail> {
     let scope = this.scope()?;
     let group = string_arg(args, 0, "group")?;
     let topic = string_arg(args, 1, "topic")?;
@@ -146,7 +148,11 @@ fn broadcast(lua: &Lua, this: &Instance, args: &[LuaValue]) -> Result<LuaValue, 
     } else {
         payloads.remove(0)
     };
-    scope.broadcast(&group, caller(), &topic, payload, payloads);
+    if local {
+        scope.broadcast_local(&group, caller(), &topic, payload, payloads);
+    } else {
+        scope.broadcast(&group, caller(), &topic, payload, payloads);
+    }
     Ok(LuaValue::Boolean(true))
 }
 
@@ -158,30 +164,38 @@ impl UserData for Instance {
         methods.add_method("leave", |_, this, args: MultiValue| {
             reply(leave(this, &args.into_vec()))
         });
-        for name in ["get_members", "get_local_members"] {
-            methods.add_method(name, |lua, this, args: MultiValue| {
+        for (name, local) in [("get_members", false), ("get_local_members", true)] {
+            methods.add_method(name, move |lua, this, args: MultiValue| {
                 let out = (|| {
                     let group = string_arg(&args.into_vec(), 0, "group")?;
-                    Ok(LuaValue::Table(pid_list(
-                        lua,
-                        this.scope()?.members(&group),
-                    )?))
+                    let scope = this.scope()?;
+                    let pids = if local {
+                        scope.local_members(&group)
+                    } else {
+                        scope.members(&group)
+                    };
+                    Ok(LuaValue::Table(pid_list(lua, pids)?))
                 })();
                 reply(out)
             });
         }
-        for name in ["which_groups", "which_local_groups"] {
-            methods.add_method(name, |lua, this, ()| {
+        for (name, local) in [("which_groups", false), ("which_local_groups", true)] {
+            methods.add_method(name, move |lua, this, ()| {
                 let out = (|| {
-                    let groups = this.scope()?.groups();
+                    let scope = this.scope()?;
+                    let groups = if local {
+                        scope.local_groups()
+                    } else {
+                        scope.groups()
+                    };
                     Ok(LuaValue::Table(lua.create_sequence_from(groups)?))
                 })();
                 reply(out)
             });
         }
-        for name in ["broadcast", "broadcast_local"] {
-            methods.add_method(name, |lua, this, args: MultiValue| {
-                reply(broadcast(lua, this, &args.into_vec()))
+        for (name, local) in [("broadcast", false), ("broadcast_local", true)] {
+            methods.add_method(name, move |lua, this, args: MultiValue| {
+                reply(broadcast(lua, this, &args.into_vec(), local))
             });
         }
         methods.add_method("release", |_, this, ()| {
