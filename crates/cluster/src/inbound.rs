@@ -175,7 +175,7 @@ fn check_incarnation(sh: &Shared, peer: &Peer, inc: u32) {
     if let Some(old) = restarted {
         // The old run's members are gone with it; the new run announces its own.
         sh.inbound.group_node_down(&peer.name);
-        sh.end_connection(peer, "peer restarted");
+        sh.end_restarted_connection(peer, inc);
         peer.state.lock().fenced.clear();
         if let Some(names) = &sh.names {
             names.release_node(&peer.name, Some(old));

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use wsrelay_process::{reason, Event, ExitResult, Inbound, Node};
+use wsrelay_process::{reason, Event, ExitResult, Inbound, Node, Pid};
 
 use crate::envelope::Envelope;
 use crate::frame::{Codec, Heartbeat};
@@ -118,7 +118,51 @@ impl Shared {
 
     /// Ends the connection with `peer`: fails what spans it, exactly once.
     pub(crate) fn end_connection(&self, peer: &Peer, why: &str) {
-        let severed = peer.state.lock().end();
+        self.end_connection_keeping(peer, why, None);
+    }
+
+    /// Ends the connection with `peer` after it restarted as incarnation `inc`. Monitors and
+    /// links towards PIDs of *that* run were made after it started (their PIDs came from it),
+    /// so they did not span the lost connection: they are kept and announced again in the
+    /// new session instead of failing with `noconnection`. Announcing them twice is harmless
+    /// (the peer records a watcher or link once).
+    pub(crate) fn end_restarted_connection(&self, peer: &Peer, inc: u32) {
+        self.end_connection_keeping(peer, "peer restarted", Some(inc));
+    }
+
+    fn end_connection_keeping(&self, peer: &Peer, why: &str, keep_inc: Option<u32>) {
+        let severed = {
+            let mut st = peer.state.lock();
+            let mut severed = st.end();
+            if let Some(inc) = keep_inc {
+                let of_run = |pid: &Pid| (pid.id() >> 32) as u32 == inc;
+                let (keep, fail): (Vec<_>, Vec<_>) = std::mem::take(&mut severed.monitors)
+                    .into_iter()
+                    .partition(|(_, target)| of_run(target));
+                severed.monitors = fail;
+                for (watcher, target) in keep {
+                    let env = Envelope::Monitor {
+                        watcher: watcher.clone(),
+                        target: target.clone(),
+                    };
+                    peer.push(&st, env.encode());
+                    st.monitors.insert((watcher, target));
+                }
+                let (keep, fail): (Vec<_>, Vec<_>) = std::mem::take(&mut severed.links)
+                    .into_iter()
+                    .partition(|(_, remote)| of_run(remote));
+                severed.links = fail;
+                for (local, remote) in keep {
+                    let env = Envelope::Link {
+                        from: local.clone(),
+                        to: remote.clone(),
+                    };
+                    peer.push(&st, env.encode());
+                    st.links.insert((local, remote));
+                }
+            }
+            severed
+        };
         self.stats.count_session_reset();
         tracing::info!(peer = %peer.name, why, monitors = severed.monitors.len(), links = severed.links.len(), "cluster session ended");
         peer.credit.notify_waiters();
