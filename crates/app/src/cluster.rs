@@ -99,7 +99,7 @@ fn nats_urls(value: &str) -> Result<Vec<String>, AppError> {
             return Err(invalid("an empty URL in the comma-separated list".into()));
         }
         let rest = match url.split_once("://") {
-            Some((scheme, rest)) if matches!(scheme, "nats" | "tls" | "ws" | "wss") => rest,
+            Some(("nats" | "tls" | "ws" | "wss", rest)) => rest,
             Some((scheme, _)) => {
                 return Err(invalid(format!(
                     "unknown scheme {scheme:?} in {url:?} (nats, tls, ws or wss)"

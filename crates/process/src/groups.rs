@@ -48,6 +48,7 @@ use crate::cell::{Cell, GroupExit, Membership};
 use crate::node::NodeInner;
 use crate::{Map, Message, Node, Pid, Value};
 
+pub use remote::GroupVisitor;
 pub(crate) use remote::RemoteNode;
 
 /// Prepares a payload once for every member of a group send on one topic (see

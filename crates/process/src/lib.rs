@@ -73,7 +73,8 @@ pub use context::Context;
 pub use error::{LinkError, NameError, SendError, SpawnError};
 pub use exit::ExitGuard;
 pub use groups::{
-    GroupEncoder, GroupError, GroupLimits, GroupScope, GROUP_DIFF_TOPIC, MAX_SUBSCRIBERS,
+    GroupEncoder, GroupError, GroupLimits, GroupScope, GroupVisitor, GROUP_DIFF_TOPIC,
+    MAX_SUBSCRIBERS,
 };
 pub use host::{HighWater, HostConfig};
 pub use inbound::Inbound;

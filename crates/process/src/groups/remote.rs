@@ -18,6 +18,10 @@ use super::{Diff, Group, Groups, ScopeInner};
 use crate::inbound::Inbound;
 use crate::{GroupScope, Message, Node, Pid};
 
+/// What [`Inbound::group_snapshot`] calls for each group with local members: scope, group,
+/// and each member with its join count.
+pub type GroupVisitor<'a> = dyn FnMut(&str, &str, &[(Pid, usize)]) + 'a;
+
 /// The members one other node has in one scope.
 #[derive(Default)]
 pub(crate) struct RemoteNode {
@@ -172,7 +176,7 @@ impl ScopeInner {
 
     /// Calls `f` with each group that has local members and their join counts, under the
     /// scope's lock (so a snapshot and the announcements of later changes stay in order).
-    fn local_state(&self, f: &mut dyn FnMut(&str, &str, &[(Pid, usize)])) {
+    fn local_state(&self, f: &mut GroupVisitor<'_>) {
         let groups = self.groups.lock();
         for g in groups.map.values() {
             if g.members.is_empty() {
@@ -206,7 +210,7 @@ impl Inbound {
     /// queues from `f` is ordered with the announcements
     /// ([`Transport::group_changed`](crate::Transport::group_changed)) of later changes.
     /// `f` must not call back into the groups of this node.
-    pub fn group_snapshot(&self, f: &mut dyn FnMut(&str, &str, &[(Pid, usize)])) {
+    pub fn group_snapshot(&self, f: &mut GroupVisitor<'_>) {
         for scope in self.node().group_scopes() {
             scope.inner.local_state(f);
         }
