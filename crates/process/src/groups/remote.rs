@@ -84,19 +84,20 @@ impl ScopeInner {
             let in_group = rn.groups.get_mut(group).and_then(|m| m.get_mut(pid));
             match (in_group, *count) {
                 (Some(entry), 0) => {
-                    let _ = entry;
+                    let old = entry.0;
+                    self.remote_changed(group, pid, old, 0, diff);
                     let members = rn.groups.get_mut(group).expect("present");
                     members.remove(pid);
                     if members.is_empty() {
                         rn.groups.remove(group);
                     }
                     rn.entries -= 1;
-                    if self.wants_diff() {
-                        diff.leaves.push((group.into(), pid.clone()));
-                    }
                     forget_member(map, node, group);
                 }
-                (Some(entry), n) => *entry = (n, gen),
+                (Some(entry), n) => {
+                    self.remote_changed(group, pid, entry.0, n, diff);
+                    *entry = (n, gen);
+                }
                 (None, 0) => {}
                 (None, n) => {
                     if rn.entries >= self.limits.max_remote_members {
@@ -119,9 +120,7 @@ impl ScopeInner {
                     if *on_node == 1 {
                         g.nodes_snapshot = None;
                     }
-                    if self.wants_diff() {
-                        diff.joins.push((name, pid.clone()));
-                    }
+                    self.remote_changed(&name, pid, 0, n, diff);
                 }
             }
         }
@@ -138,15 +137,12 @@ impl ScopeInner {
         let Some(rn) = remote.get_mut(node) else {
             return;
         };
-        let wants_diff = self.wants_diff();
         rn.groups.retain(|group, members| {
-            members.retain(|pid, (_, g)| {
+            members.retain(|pid, (count, g)| {
                 let keep = gen.is_some_and(|gen| *g >= gen);
                 if !keep {
                     rn.entries -= 1;
-                    if wants_diff {
-                        diff.leaves.push((group.clone(), pid.clone()));
-                    }
+                    self.remote_changed(group, pid, *count, 0, diff);
                     forget_member(map, node, group);
                 }
                 keep
@@ -155,6 +151,21 @@ impl ScopeInner {
         });
         if rn.entries == 0 {
             remote.remove(node);
+        }
+    }
+
+    /// Every change of a remote member's join count (`old` → `new`) passes here, under the
+    /// scope's lock, as local ones pass through `add` and `remove`: the one place that tells
+    /// subscribers about remote joins and leaves.
+    fn remote_changed(&self, group: &str, pid: &Pid, old: usize, new: usize, diff: &mut Diff) {
+        if !self.wants_diff() || (old == 0) == (new == 0) {
+            return;
+        }
+        let entry = (Arc::from(group), pid.clone());
+        if new == 0 {
+            diff.leaves.push(entry);
+        } else {
+            diff.joins.push(entry);
         }
     }
 
