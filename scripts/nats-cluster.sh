@@ -42,8 +42,8 @@ write_config() {
     for n in $NODES; do
       cat <<CONF
       { user: $n, password: $n-pw, permissions: {
-          publish: { allow: [ "wsr.$CLUSTER.n.*.$n", "\$KV.wsr_names.>", "\$JS.API.>", "\$JS.ACK.KV_wsr_names.>", "\$JS.FC.>" ] }
-          subscribe: { allow: [ "wsr.$CLUSTER.n.$n.>", "_INBOX_$n.>", "\$SYS.ACCOUNT.WSR.DISCONNECT" ] }
+          publish: { allow: [ "wsr.$CLUSTER.n.*.$n", "wsr.$CLUSTER.all.$n", "\$KV.wsr_names.>", "\$JS.API.>", "\$JS.ACK.KV_wsr_names.>", "\$JS.FC.>" ] }
+          subscribe: { allow: [ "wsr.$CLUSTER.n.$n.>", "wsr.$CLUSTER.all.>", "_INBOX_$n.>", "\$SYS.ACCOUNT.WSR.DISCONNECT" ] }
       } }
 CONF
       echo "$n:$n-pw" > "$dir/creds/$n"

@@ -4,13 +4,14 @@
 //! promises (`ops_metrics`, `ops_security`, `ops_dashboard`), the Lua `http_client` module
 //! against local servers (`lua_http_client`), `env` entries read from Lua (`lua_env`) and
 //! `wsrelay run` nodes in a NATS cluster
-//! (`cluster_relay`). The binary under test is the one cargo built for the run
+//! (`cluster_relay`, `cluster_broadcast`). The binary under test is the one cargo built for the run
 //! (`CARGO_BIN_EXE_wsrelay`); shared helpers are in `support`.
 
 mod support;
 
 mod chat;
 mod cli;
+mod cluster_broadcast;
 mod cluster_relay;
 mod echo;
 mod lua_env;

@@ -81,6 +81,17 @@ pub enum AppError {
     /// credentials, names bucket unavailable).
     #[error("cannot join the cluster: {0}")]
     Cluster(#[source] Box<wsrelay_cluster::ClusterError>),
+    /// A cluster environment variable (`WSRELAY_NATS_URLS`, `WSRELAY_NODE`) has a value that
+    /// cannot be used: a configuration error.
+    #[error("environment variable {var}={value:?}: {problem}")]
+    ClusterEnv {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The admin endpoint is enabled but has no usable token.
     #[error("{file}: entry {entry}: field {field}: {problem}")]
     OpsToken {

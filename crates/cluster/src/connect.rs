@@ -55,6 +55,16 @@ pub(crate) async fn connect(
         Some(subject) => client.subscribe(subject.clone()).await.ok(),
         None => None,
     };
+    let hellos = if options.groups {
+        Some(
+            client
+                .subscribe(format!("wsr.{}.all.>", options.cluster))
+                .await
+                .map_err(|e| connect_error(e.to_string()))?,
+        )
+    } else {
+        None
+    };
     let names = match &options.names_bucket {
         Some(bucket) => Some(
             Names::open(
@@ -91,12 +101,19 @@ pub(crate) async fn connect(
         max_envelope,
         start_writer: writer::start,
         refused_frames: Throttle::new(),
+        group_cap: Throttle::new(),
         runtime: RuntimeGuard(Mutex::new(None)),
     });
     node.set_transport(Arc::new(NatsTransport {
         shared: shared.clone(),
     }));
-    tokio::spawn(control::run(shared.clone(), sub, advisories, ctl_rx));
+    tokio::spawn(control::run(
+        shared.clone(),
+        sub,
+        advisories,
+        hellos,
+        ctl_rx,
+    ));
     tracing::info!(node = %shared.me, inc, signed = shared.opts.secret.is_some(), "cluster node connected");
     if shared.opts.secret.is_none() {
         // NATS permissions alone do not pin a frame's source once nodes may use JetStream

@@ -20,12 +20,15 @@ pub(crate) async fn run(
     sh: Arc<Shared>,
     mut sub: async_nats::Subscriber,
     mut advisories: Option<async_nats::Subscriber>,
+    mut hellos: Option<async_nats::Subscriber>,
     mut ctl: mpsc::UnboundedReceiver<Ctl>,
 ) {
     let mut tick = tokio::time::interval(sh.opts.heartbeat / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_beat = Instant::now();
     let prefix_len = format!("wsr.{}.n.{}.", sh.opts.cluster, sh.me).len();
+    let hello_prefix_len = format!("wsr.{}.all.", sh.opts.cluster).len();
+    hello(&sh);
     loop {
         // Biased: commands (a failed publish) before frames, frames before timers, so a
         // burst of frames is judged before the silence it ends is.
@@ -39,6 +42,11 @@ pub(crate) async fn run(
                 Some(msg) => inbound::on_message(&sh, &msg.subject, prefix_len, msg.payload),
                 None => return,
             },
+            msg = next_hello(&mut hellos) => {
+                if let Some(msg) = msg {
+                    inbound::on_hello(&sh, &msg.subject, hello_prefix_len, msg.payload);
+                }
+            }
             adv = advisory::next(&mut advisories) => {
                 if let Some((node, inc)) = adv {
                     on_suspect(&sh, &node, inc);
@@ -57,11 +65,43 @@ pub(crate) async fn run(
 
 fn on_ctl(sh: &Arc<Shared>, cmd: Ctl) {
     match cmd {
-        Ctl::Reconnected => beat_all(sh, true),
+        Ctl::Reconnected => {
+            beat_all(sh, true);
+            hello(sh);
+        }
+        Ctl::SyncGroups(peer) => sh.push_group_snapshot(&peer),
         Ctl::PublishFailed(peer) => {
             // The peer sees the new session start and ends its side too.
             sh.end_connection(&peer, "publish failed");
         }
+    }
+}
+
+/// Announces this node on `wsr.<cluster>.all.<me>` (only when groups span the cluster): the
+/// other nodes learn of it and exchange group snapshots with it.
+fn hello(sh: &Shared) {
+    if !sh.opts.groups {
+        return;
+    }
+    let client = sh.client.clone();
+    let subject = format!("wsr.{}.all.{}", sh.opts.cluster, sh.me);
+    let frame = sh.codec.hello();
+    sh.rt.spawn(async move {
+        let _ = client.publish(subject, frame).await;
+    });
+}
+
+/// The next hello, or never if there is no hello subscription (or it ended).
+async fn next_hello(sub: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match sub {
+        Some(s) => match s.next().await {
+            Some(msg) => Some(msg),
+            None => {
+                *sub = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }
 
@@ -129,6 +169,8 @@ fn declare_down(sh: &Shared, peer: &Arc<Peer>) {
     tracing::warn!(peer = %peer.name, "cluster peer declared down");
     sh.end_connection(peer, "peer down");
     peer.space.notify_waiters();
+    // Its members leave every group here at once (one notification per scope).
+    sh.inbound.group_node_down(&peer.name);
     if let Some(names) = &sh.names {
         names.release_node(&peer.name, inc);
     }

@@ -57,6 +57,22 @@ pub(crate) enum Envelope {
     Terminate {
         to: Pid,
     },
+    /// A group send: fanned out to the receiving node's local members of `group`.
+    GroupSend {
+        scope: String,
+        group: String,
+        msg: Message,
+    },
+    /// The sender's snapshot of its memberships begins (`end` false) or ends.
+    GroupSync {
+        end: bool,
+    },
+    /// Members of the sender in `group` of `scope`, with their join counts (0: gone).
+    GroupSet {
+        scope: String,
+        group: String,
+        members: Vec<(Pid, usize)>,
+    },
 }
 
 const K_MESSAGE: u8 = 0;
@@ -68,6 +84,9 @@ const K_UNLINK: u8 = 5;
 const K_LINK_DOWN: u8 = 6;
 const K_CANCEL: u8 = 7;
 const K_TERMINATE: u8 = 8;
+const K_GROUP_SEND: u8 = 9;
+const K_GROUP_SYNC: u8 = 10;
+const K_GROUP_SET: u8 = 11;
 
 impl Envelope {
     /// The process on the sending node this envelope speaks for (checked by the receiver).
@@ -82,21 +101,27 @@ impl Envelope {
             | Envelope::Unlink { from, .. }
             | Envelope::LinkDown { from, .. } => Some(from),
             Envelope::Cancel { from, .. } => from.as_ref(),
-            Envelope::Terminate { .. } => None,
+            Envelope::GroupSend { msg, .. } => msg.from(),
+            Envelope::Terminate { .. } | Envelope::GroupSync { .. } | Envelope::GroupSet { .. } => {
+                None
+            }
         }
     }
 
-    /// The process on the receiving node.
-    pub(crate) fn receiver(&self) -> &Pid {
+    /// The process on the receiving node (none for group envelopes, which address the node).
+    pub(crate) fn receiver(&self) -> Option<&Pid> {
         match self {
             Envelope::Message { to, .. }
             | Envelope::Link { to, .. }
             | Envelope::Unlink { to, .. }
             | Envelope::LinkDown { to, .. }
             | Envelope::Cancel { to, .. }
-            | Envelope::Terminate { to } => to,
-            Envelope::Monitor { target, .. } | Envelope::Demonitor { target, .. } => target,
-            Envelope::Exit { watcher, .. } => watcher,
+            | Envelope::Terminate { to } => Some(to),
+            Envelope::Monitor { target, .. } | Envelope::Demonitor { target, .. } => Some(target),
+            Envelope::Exit { watcher, .. } => Some(watcher),
+            Envelope::GroupSend { .. } | Envelope::GroupSync { .. } | Envelope::GroupSet { .. } => {
+                None
+            }
         }
     }
 
@@ -150,6 +175,40 @@ impl Envelope {
                 arr(&mut w, 2);
                 uint(&mut w, K_TERMINATE);
                 string(&mut w, to.as_str());
+            }
+            Envelope::GroupSend { scope, group, msg } => {
+                let extra = msg.extra();
+                arr(&mut w, 6);
+                uint(&mut w, K_GROUP_SEND);
+                opt_pid(&mut w, msg.from());
+                string(&mut w, scope);
+                string(&mut w, group);
+                string(&mut w, msg.topic());
+                let _ = rmp::encode::write_array_len(&mut w, 1 + extra.len() as u32);
+                value(&mut w, msg.payload());
+                for v in extra {
+                    value(&mut w, v);
+                }
+            }
+            Envelope::GroupSync { end } => {
+                arr(&mut w, 2);
+                uint(&mut w, K_GROUP_SYNC);
+                let _ = rmp::encode::write_bool(&mut w, *end);
+            }
+            Envelope::GroupSet {
+                scope,
+                group,
+                members,
+            } => {
+                arr(&mut w, 4);
+                uint(&mut w, K_GROUP_SET);
+                string(&mut w, scope);
+                string(&mut w, group);
+                arr(&mut w, 2 * members.len() as u32);
+                for (pid, count) in members {
+                    string(&mut w, pid.as_str());
+                    let _ = rmp::encode::write_uint(&mut w, *count as u64);
+                }
             }
         }
         Bytes::from(w)
@@ -220,6 +279,47 @@ impl Envelope {
             K_TERMINATE => Envelope::Terminate {
                 to: pid_of(next()?)?,
             },
+            K_GROUP_SEND => {
+                let from = opt_pid_of(next()?)?;
+                let scope = str_of(next()?, "scope")?;
+                let group = str_of(next()?, "group")?;
+                let topic = str_of(next()?, "topic")?;
+                let rmpv::Value::Array(payloads) = next()? else {
+                    return Err(EnvelopeError("payloads"));
+                };
+                let mut payloads = payloads.into_iter().map(value_of);
+                let first = payloads.next().unwrap_or(Value::Null);
+                let extra: Vec<Value> = payloads.collect();
+                let mut msg = Message::new(from, topic, first);
+                if !extra.is_empty() {
+                    msg = msg.with_extra(extra);
+                }
+                Envelope::GroupSend { scope, group, msg }
+            }
+            K_GROUP_SYNC => Envelope::GroupSync {
+                end: next()?.as_bool().ok_or(EnvelopeError("sync phase"))?,
+            },
+            K_GROUP_SET => {
+                let scope = str_of(next()?, "scope")?;
+                let group = str_of(next()?, "group")?;
+                let rmpv::Value::Array(flat) = next()? else {
+                    return Err(EnvelopeError("members"));
+                };
+                if flat.len() % 2 != 0 {
+                    return Err(EnvelopeError("members"));
+                }
+                let mut members = Vec::with_capacity(flat.len() / 2);
+                let mut it = flat.into_iter();
+                while let (Some(pid), Some(count)) = (it.next(), it.next()) {
+                    let count = count.as_u64().ok_or(EnvelopeError("join count"))?;
+                    members.push((pid_of(pid)?, usize::try_from(count).unwrap_or(usize::MAX)));
+                }
+                Envelope::GroupSet {
+                    scope,
+                    group,
+                    members,
+                }
+            }
             _ => return Err(EnvelopeError("unknown envelope kind")),
         };
         Ok(env)
@@ -304,6 +404,13 @@ fn pid_of(v: rmpv::Value) -> Result<Pid, EnvelopeError> {
     v.as_str()
         .and_then(|s| s.parse().ok())
         .ok_or(EnvelopeError("bad pid"))
+}
+
+fn str_of(v: rmpv::Value, what: &'static str) -> Result<String, EnvelopeError> {
+    match v {
+        rmpv::Value::String(s) => s.into_str().ok_or(EnvelopeError(what)),
+        _ => Err(EnvelopeError(what)),
+    }
 }
 
 fn opt_pid_of(v: rmpv::Value) -> Result<Option<Pid>, EnvelopeError> {

@@ -31,6 +31,8 @@ const VERSION: u8 = 2;
 const DATA: u8 = 0;
 const HEARTBEAT: u8 = 1;
 const RESET: u8 = 2;
+/// A node announces itself on `wsr.<cluster>.all.<src>`: no destination, no body.
+const HELLO: u8 = 3;
 /// Flags bit 0: a tag of the cluster secret ends the frame.
 const SIGNED: u8 = 1;
 /// Bytes of an HMAC-SHA256 tag.
@@ -151,6 +153,36 @@ impl Codec {
         let mut buf = self.header(RESET, to, 8);
         buf.put_u64(session);
         self.seal(buf)
+    }
+
+    /// A hello to every node (no destination).
+    pub(crate) fn hello(&self) -> Bytes {
+        self.seal(self.header(HELLO, "", 0))
+    }
+
+    /// Checks a hello that arrived on `wsr.<cluster>.all.<src>`; the sender's incarnation.
+    /// The same checks as [`open`](Codec::open), except that the destination is empty.
+    pub(crate) fn open_hello(&self, src: &str, payload: Bytes) -> Result<u32, Rejected> {
+        if payload.first() != Some(&VERSION) {
+            return Err(Rejected::Malformed("unknown version"));
+        }
+        let mut r = Reader {
+            buf: self.authenticated(payload)?,
+        };
+        let (_version, kind, _flags) = (r.u8()?, r.u8()?, r.u8()?);
+        let inc = r.u32()?;
+        let from = r.name()?;
+        let to = r.name()?;
+        if from != src || !to.is_empty() || src == self.me || !valid_node_name(src) {
+            return Err(Rejected::Misaddressed);
+        }
+        if kind != HELLO {
+            return Err(Rejected::Malformed("not a hello"));
+        }
+        if !r.buf.is_empty() {
+            return Err(Rejected::Malformed("trailing bytes"));
+        }
+        Ok(inc)
     }
 
     fn header(&self, kind: u8, to: &str, body: usize) -> BytesMut {
@@ -383,6 +415,28 @@ mod tests {
             bad[i] ^= 1;
             assert!(b.open("a", Bytes::from(bad)).is_err(), "bit flip at {i}");
         }
+    }
+
+    #[test]
+    fn hellos_open_only_on_the_hello_path_and_from_their_subject() {
+        let a = Codec::new("a", 5, key(b"the cluster secret"));
+        let b = Codec::new("b", 6, key(b"the cluster secret"));
+        assert_eq!(b.open_hello("a", a.hello()).unwrap(), 5);
+        assert_eq!(
+            b.open_hello("c", a.hello()).unwrap_err(),
+            Rejected::Misaddressed
+        );
+        // A frame for one node is no hello, and a hello is no frame for one node.
+        assert_eq!(
+            b.open_hello("a", a.heartbeat("b", &HB)).unwrap_err(),
+            Rejected::Misaddressed
+        );
+        assert_eq!(b.open("a", a.hello()).unwrap_err(), Rejected::Misaddressed);
+        let unsigned = Codec::new("a", 5, None);
+        assert!(matches!(
+            b.open_hello("a", unsigned.hello()),
+            Err(Rejected::Unauthenticated(_))
+        ));
     }
 
     #[test]

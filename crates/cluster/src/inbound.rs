@@ -149,10 +149,15 @@ fn heard(sh: &Shared, peer: &Peer) -> bool {
         st.down_since = None;
         !std::mem::replace(&mut st.heard_ever, true)
     };
-    if peer.down.swap(false, std::sync::atomic::Ordering::AcqRel) || first {
+    let revived = peer.down.swap(false, std::sync::atomic::Ordering::AcqRel);
+    if revived || first {
         tracing::info!(peer = %peer.name, "cluster peer up");
         // Not evictable from here on (not down), so the series cannot outlive the peer.
         sh.stats.set_peer_up(&peer.name, true);
+    }
+    if revived {
+        // Declaring it down dropped our memberships there too (if it noticed): send them.
+        sh.push_group_snapshot(peer);
     }
     true
 }
@@ -168,7 +173,9 @@ fn reset(sh: &Shared, peer: &Peer, session: u64, why: &str) {
 fn check_incarnation(sh: &Shared, peer: &Peer, inc: u32) {
     let restarted = peer.state.lock().new_incarnation(inc);
     if let Some(old) = restarted {
-        sh.end_connection(peer, "peer restarted");
+        // The old run's members are gone with it; the new run announces its own.
+        sh.inbound.group_node_down(&peer.name);
+        sh.end_restarted_connection(peer, inc);
         peer.state.lock().fenced.clear();
         if let Some(names) = &sh.names {
             names.release_node(&peer.name, Some(old));
@@ -179,7 +186,11 @@ fn check_incarnation(sh: &Shared, peer: &Peer, inc: u32) {
 /// Applies one envelope from `peer` to the local node.
 fn apply(sh: &Shared, peer: &Peer, env: Envelope) {
     let from_ok = env.sender().is_none_or(|p| p.node() == peer.name);
-    if !from_ok || env.receiver().node() != sh.me {
+    let members_ok = match &env {
+        Envelope::GroupSet { members, .. } => members.iter().all(|(p, _)| p.node() == peer.name),
+        _ => true,
+    };
+    if !from_ok || !members_ok || env.receiver().is_some_and(|to| to.node() != sh.me) {
         sh.stats.count_drop(DropReason::Forged, 1);
         return;
     }
@@ -255,5 +266,38 @@ fn apply(sh: &Shared, peer: &Peer, env: Envelope) {
         Envelope::Terminate { to } => {
             let _ = inbound.terminate(&to);
         }
+        Envelope::GroupSend { scope, group, msg } => {
+            inbound.group_send(&scope, &group, msg);
+        }
+        Envelope::GroupSync { end: false } => inbound.group_sync_begin(&peer.name),
+        Envelope::GroupSync { end: true } => inbound.group_sync_end(&peer.name),
+        Envelope::GroupSet {
+            scope,
+            group,
+            members,
+        } => {
+            let refused = inbound.group_set(&peer.name, &scope, &group, &members);
+            if refused > 0 && sh.group_cap.allow() {
+                tracing::warn!(peer = %peer.name, scope = %scope, refused, "remote group members over the cap for one node ignored (at most one such warning a second)");
+            }
+        }
     }
+}
+
+/// A hello on `wsr.<cluster>.all.<src>`: a node started (or reconnected). Knowing it (and
+/// answering with a probe, so it knows this node) starts the exchange of group snapshots.
+pub(crate) fn on_hello(sh: &Arc<Shared>, subject: &str, prefix_len: usize, payload: Bytes) {
+    let src = subject.get(prefix_len..).unwrap_or_default();
+    if src == sh.me {
+        return;
+    }
+    let inc = match sh.codec.open_hello(src, payload) {
+        Ok(inc) => inc,
+        Err(rejected) => return refuse(sh, src, rejected),
+    };
+    let Some(peer) = sh.peer(src).or_else(|| sh.open_peer(src)) else {
+        return;
+    };
+    check_incarnation(sh, &peer, inc);
+    sh.publish_control(&peer, sh.heartbeat(&peer, true));
 }

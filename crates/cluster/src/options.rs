@@ -108,6 +108,10 @@ pub struct ClusterOptions {
     pub names_replicas: usize,
     /// Worker threads of the cluster's own runtime (1).
     pub threads: usize,
+    /// Process groups span the cluster (false): nodes announce themselves on
+    /// `wsr.<cluster>.all.<node>` and exchange their group memberships, and a group send
+    /// reaches members on every node (`docs/cluster.md`, "Process groups across nodes").
+    pub groups: bool,
 }
 
 impl ClusterOptions {
@@ -135,7 +139,15 @@ impl ClusterOptions {
             names_bucket: Some("wsr_names".to_owned()),
             names_replicas: 1,
             threads: 1,
+            groups: false,
         }
+    }
+
+    /// Lets process groups span the cluster (see [`ClusterOptions::groups`]).
+    #[must_use]
+    pub fn with_groups(mut self, groups: bool) -> Self {
+        self.groups = groups;
+        self
     }
 
     /// Sets the credentials.

@@ -266,4 +266,57 @@ impl Transport for NatsTransport {
             .as_ref()
             .and_then(|names| names.lookup(name))
     }
+
+    /// Queues the announcement to every peer known and up, encoded once. Peers not known yet
+    /// get it in the snapshot that starts their session; a peer down gets one when it is back.
+    fn group_changed(&self, scope: &str, group: &str, pid: &Pid, count: usize) {
+        let sh = &self.shared;
+        if !sh.opts.groups {
+            return;
+        }
+        let mut bytes = None;
+        for peer in sh.peers.all() {
+            if peer.is_down() {
+                continue;
+            }
+            let bytes = bytes.get_or_insert_with(|| {
+                Envelope::GroupSet {
+                    scope: scope.to_owned(),
+                    group: group.to_owned(),
+                    members: vec![(pid.clone(), count)],
+                }
+                .encode()
+            });
+            let st = peer.state.lock();
+            peer.push(&st, bytes.clone());
+        }
+    }
+
+    /// One envelope, encoded once, queued to each node with members.
+    fn group_send(&self, nodes: &[Arc<str>], scope: &str, group: &str, msg: &Message) {
+        let sh = &self.shared;
+        let bytes = Envelope::GroupSend {
+            scope: scope.to_owned(),
+            group: group.to_owned(),
+            msg: msg.clone(),
+        }
+        .encode();
+        if bytes.len() > sh.max_envelope {
+            sh.stats.count_drop(DropReason::TooBig, nodes.len() as u64);
+            return;
+        }
+        for node in nodes {
+            let Some(peer) = sh.peer(node) else { continue };
+            if peer.is_down() || sh.nats_unreachable() {
+                sh.stats.count_drop(DropReason::Unreachable, 1);
+                continue;
+            }
+            if peer.queued.load(Ordering::Acquire) >= sh.opts.queue_max {
+                sh.stats.count_drop(DropReason::QueueFull, 1);
+                continue;
+            }
+            let st = peer.state.lock();
+            peer.push(&st, bytes.clone());
+        }
+    }
 }

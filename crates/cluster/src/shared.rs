@@ -8,8 +8,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use wsrelay_process::{reason, Event, ExitResult, Inbound, Node};
+use wsrelay_process::{reason, Event, ExitResult, Inbound, Node, Pid};
 
+use crate::envelope::Envelope;
 use crate::frame::{Codec, Heartbeat};
 use crate::names::Names;
 use crate::peer::{Out, Peer, Severed};
@@ -18,6 +19,9 @@ use crate::stats::ClusterStats;
 use crate::throttle::Throttle;
 use crate::ClusterOptions;
 
+/// Members per snapshot envelope (PIDs are under 100 bytes: a chunk stays under 32 KiB).
+const GROUP_CHUNK: usize = 256;
+
 /// Commands to the control loop.
 #[derive(Debug)]
 pub(crate) enum Ctl {
@@ -25,6 +29,8 @@ pub(crate) enum Ctl {
     Reconnected,
     /// The writer could not publish: end the connection.
     PublishFailed(Arc<Peer>),
+    /// A new peer: send it the snapshot of this node's group memberships.
+    SyncGroups(Arc<Peer>),
 }
 
 /// Starts the writer task of a new peer (module `writer`; passed in so that this module,
@@ -53,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) start_writer: StartWriter,
     /// Limits warnings about refused frames (anyone who can publish can cause them).
     pub(crate) refused_frames: Throttle,
+    /// Limits warnings about remote group members over the cap.
+    pub(crate) group_cap: Throttle,
     pub(crate) runtime: RuntimeGuard,
 }
 
@@ -91,6 +99,10 @@ impl Shared {
             Admission::Known(peer) => Some(peer),
             Admission::New(peer, rx) => {
                 (self.start_writer)(self, &peer, rx);
+                if self.opts.groups {
+                    // On the control loop: this may run where a group send is being made.
+                    let _ = self.ctl.send(Ctl::SyncGroups(peer.clone()));
+                }
                 Some(peer)
             }
             Admission::Full => None,
@@ -106,11 +118,86 @@ impl Shared {
 
     /// Ends the connection with `peer`: fails what spans it, exactly once.
     pub(crate) fn end_connection(&self, peer: &Peer, why: &str) {
-        let severed = peer.state.lock().end();
+        self.end_connection_keeping(peer, why, None);
+    }
+
+    /// Ends the connection with `peer` after it restarted as incarnation `inc`. Monitors and
+    /// links towards PIDs of *that* run were made after it started (their PIDs came from it),
+    /// so they did not span the lost connection: they are kept and announced again in the
+    /// new session instead of failing with `noconnection`. Announcing them twice is harmless
+    /// (the peer records a watcher or link once).
+    pub(crate) fn end_restarted_connection(&self, peer: &Peer, inc: u32) {
+        self.end_connection_keeping(peer, "peer restarted", Some(inc));
+    }
+
+    fn end_connection_keeping(&self, peer: &Peer, why: &str, keep_inc: Option<u32>) {
+        let severed = {
+            let mut st = peer.state.lock();
+            let mut severed = st.end();
+            if let Some(inc) = keep_inc {
+                let of_run = |pid: &Pid| (pid.id() >> 32) as u32 == inc;
+                let (keep, fail): (Vec<_>, Vec<_>) = std::mem::take(&mut severed.monitors)
+                    .into_iter()
+                    .partition(|(_, target)| of_run(target));
+                severed.monitors = fail;
+                for (watcher, target) in keep {
+                    let env = Envelope::Monitor {
+                        watcher: watcher.clone(),
+                        target: target.clone(),
+                    };
+                    peer.push(&st, env.encode());
+                    st.monitors.insert((watcher, target));
+                }
+                let (keep, fail): (Vec<_>, Vec<_>) = std::mem::take(&mut severed.links)
+                    .into_iter()
+                    .partition(|(_, remote)| of_run(remote));
+                severed.links = fail;
+                for (local, remote) in keep {
+                    let env = Envelope::Link {
+                        from: local.clone(),
+                        to: remote.clone(),
+                    };
+                    peer.push(&st, env.encode());
+                    st.links.insert((local, remote));
+                }
+            }
+            severed
+        };
         self.stats.count_session_reset();
         tracing::info!(peer = %peer.name, why, monitors = severed.monitors.len(), links = severed.links.len(), "cluster session ended");
         peer.credit.notify_waiters();
         self.fail(severed);
+        if !peer.is_down() {
+            // Announcements in flight may be lost with the ended session: the new one starts
+            // with a snapshot that the peer reconciles its view with.
+            self.push_group_snapshot(peer);
+        }
+    }
+
+    /// Queues this node's group memberships to `peer` (sync begin, the members, sync end) in
+    /// the current epoch; see `wsrelay_process` `groups/remote.rs`. No-op unless groups
+    /// span nodes.
+    pub(crate) fn push_group_snapshot(&self, peer: &Peer) {
+        if !self.opts.groups {
+            return;
+        }
+        let push = |env: &Envelope| {
+            let bytes = env.encode();
+            let st = peer.state.lock();
+            peer.push(&st, bytes);
+        };
+        push(&Envelope::GroupSync { end: false });
+        // Chunks keep every envelope far below the server's max_payload.
+        self.inbound.group_snapshot(&mut |scope, group, members| {
+            for chunk in members.chunks(GROUP_CHUNK) {
+                push(&Envelope::GroupSet {
+                    scope: scope.to_owned(),
+                    group: group.to_owned(),
+                    members: chunk.to_vec(),
+                });
+            }
+        });
+        push(&Envelope::GroupSync { end: true });
     }
 
     fn fail(&self, severed: Severed) {

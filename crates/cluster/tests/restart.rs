@@ -130,3 +130,60 @@ fn restarted_node_is_reachable_after_it_was_declared_down() {
 fn restarted_node_is_reachable_when_restart_is_faster_than_detection() {
     restart_case(false);
 }
+
+/// A monitor of a PID of a restarted node, made before this node has noticed the restart
+/// (no frame of the new run seen yet), gets the target's real EXIT, not a spurious
+/// `noconnection` when the restart is noticed: it did not span the lost connection.
+#[test]
+fn an_early_monitor_of_a_restarted_node_gets_the_real_exit() {
+    let Some(_nats) = nats() else { return };
+    let quiet = |name: &str| {
+        // No DISCONNECT advisory and a long silence limit: the old run is never declared
+        // down, so only the new run's frames tell this node about the restart.
+        let mut o = options(name).with_heartbeat(Duration::from_secs(1), Duration::from_secs(60));
+        o.disconnect_advisory = None;
+        o
+    };
+    rt().block_on(async {
+        let a = start_with(quiet(&unique("ea"))).await;
+        let b_name = unique("eb");
+        let b = start_with(quiet(&b_name)).await;
+        let me = probe(a.node());
+        let echo = b
+            .node()
+            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+                let msg = ctx.recv().await;
+                let _ = ctx.send(msg.from().unwrap(), "echo", Value::Null);
+            })
+            .unwrap();
+        me.send(&echo, "ping", Value::Null).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), me.recv())
+            .await
+            .expect("b knows a, a knows b's first run");
+
+        b.shutdown();
+        let b2 = start_with(quiet(&b_name)).await;
+        let target = b2
+            .node()
+            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+                ctx.recv().await;
+                wsrelay_process::ExitResult::normal("bye")
+            })
+            .unwrap();
+        me.monitor(&target).unwrap();
+        // a's next heartbeat reaches the new run, which answers: the restart is noticed.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let early = me.try_next_event();
+        assert!(early.is_none(), "no spurious event: {early:?}");
+        me.send(&target, "go", Value::Null).unwrap();
+        match next_event(&me).await {
+            Event::Exit { from, result } => {
+                assert_eq!(from, target);
+                assert_eq!(result, wsrelay_process::ExitResult::normal("bye"));
+            }
+            other => panic!("{other:?}"),
+        }
+        a.shutdown();
+        b2.shutdown();
+    });
+}

@@ -14,19 +14,42 @@
 //! clones as a reference, so the payload is converted (and, for `ws.send`, encoded) once for
 //! every member.
 //!
+//! **Across nodes** (module `remote`). With a transport that carries groups (the cluster),
+//! every change of a local membership is announced to the other nodes *while the scope's
+//! lock is held*, as the member's absolute join count, so announcements leave in the order of
+//! the changes and a repeated one is harmless. Other nodes keep the members they hear of per
+//! node, so a node that is lost takes all its members with it at once. A send to a group
+//! goes to the local members directly and crosses to each other node with members **once**;
+//! that node fans it out to its own local members ([`Inbound::group_send`](crate::Inbound::group_send)),
+//! encoding it once there too. Membership is eventually consistent; messages from one sender
+//! keep their order per receiver (`docs/cluster.md`, "Process groups across nodes").
+//!
+//! **Subscriptions.** A local process may [`subscribe`](GroupScope::subscribe) to a scope: it
+//! then receives a `pg.diff` message for each change of membership (Phoenix Presence diffs:
+//! `joins` and `leaves`, group name to PIDs), one per change, and exactly one for the loss of
+//! a node, listing every member it took along.
+//!
 //! **Locks.** A join locks the member's cell, then the scope (so an exit cannot slip between
 //! recording the membership and adding the member); nothing locks a cell while holding a
-//! scope lock. Sends copy the snapshot and push with no scope lock held.
+//! scope lock. Sends copy the snapshot and push with no scope lock held; the transport's
+//! group methods that open peers are called with no scope lock held, and the announcement
+//! under it only queues to peers already known (order: scope, then peer).
+
+mod remote;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
 use crate::cell::{Cell, GroupExit, Membership};
 use crate::node::NodeInner;
-use crate::{Message, Node, Pid, Value};
+use crate::{Map, Message, Node, Pid, Value};
+
+pub use remote::GroupVisitor;
+pub(crate) use remote::RemoteNode;
 
 mod watch;
 
@@ -40,6 +63,12 @@ pub type GroupEncoder = Arc<dyn Fn(&Value) -> Option<Value> + Send + Sync>;
 /// A group's name and its members (a process listed once per join).
 pub type GroupMembers = (String, Vec<Pid>);
 
+/// The topic of the membership changes a subscriber receives ([`GroupScope::subscribe`]).
+pub const GROUP_DIFF_TOPIC: &str = "pg.diff";
+
+/// Subscribers one scope keeps at most: each change is a message to every one of them.
+pub const MAX_SUBSCRIBERS: usize = 1024;
+
 /// The limits of one scope. Every limit is finite by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -48,6 +77,11 @@ pub struct GroupLimits {
     pub max_groups: usize,
     /// The most members (joins) in one group (default 1,000,000).
     pub max_members: usize,
+    /// The most memberships (distinct group and member pairs) this node keeps for the
+    /// members of *one other node* (default 100,000). Past it, further joins announced by
+    /// that node are ignored here (its members stay reachable through the groups it
+    /// already has here) until its memberships drop below the cap again.
+    pub max_remote_members: usize,
 }
 
 impl Default for GroupLimits {
@@ -55,6 +89,7 @@ impl Default for GroupLimits {
         GroupLimits {
             max_groups: 100_000,
             max_members: 1_000_000,
+            max_remote_members: 100_000,
         }
     }
 }
@@ -65,7 +100,15 @@ impl GroupLimits {
         GroupLimits {
             max_groups,
             max_members,
+            ..GroupLimits::default()
         }
+    }
+
+    /// Sets the most memberships kept for the members of one other node.
+    #[must_use]
+    pub fn with_max_remote_members(mut self, max: usize) -> GroupLimits {
+        self.max_remote_members = max;
+        self
     }
 }
 
@@ -103,6 +146,14 @@ pub enum GroupError {
         /// The limit.
         limit: usize,
     },
+    /// The scope has [`MAX_SUBSCRIBERS`] subscribers already.
+    #[error("scope {scope:?} has reached its limit of {limit} subscribers")]
+    TooManySubscribers {
+        /// The scope.
+        scope: String,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// A scope of process groups. Cloning is cheap; clones share the scope.
@@ -116,18 +167,51 @@ pub(crate) struct ScopeInner {
     /// Weak: the node holds its scopes.
     node: Weak<NodeInner>,
     limits: GroupLimits,
-    groups: Mutex<HashMap<Arc<str>, Group>>,
+    groups: Mutex<Groups>,
     /// Subscriptions to membership changes, told under the `groups` lock (`groups/watch.rs`).
     watches: Watches,
+    /// Processes that receive membership changes (`pg.diff`).
+    subscribers: Mutex<Vec<Arc<Cell>>>,
+    /// `subscribers.len()`, read without the lock: no diff is built while it is 0.
+    subscriber_count: AtomicUsize,
 }
 
-/// One group: its members with how many times each joined, and the cached list of distinct
-/// members that sends use (rebuilt after a change).
+/// Everything behind a scope's lock.
+#[derive(Default)]
+pub(crate) struct Groups {
+    map: HashMap<Arc<str>, Group>,
+    /// The members of other nodes, by node (module `remote`).
+    remote: HashMap<Arc<str>, RemoteNode>,
+}
+
+/// One group: its local members with how many times each joined, the cached list of distinct
+/// local members that sends use (rebuilt after a change), and the other nodes with members.
 struct Group {
     name: Arc<str>,
     members: HashMap<Pid, Member>,
     joins: usize,
     snapshot: Option<Arc<[Arc<Cell>]>>,
+    /// Other nodes with members of this group, and how many distinct members each has.
+    nodes: HashMap<Arc<str>, usize>,
+    /// The keys of `nodes`, cached for sends until the next change.
+    nodes_snapshot: Option<Arc<[Arc<str>]>>,
+}
+
+impl Group {
+    fn new(name: Arc<str>) -> Group {
+        Group {
+            name,
+            members: HashMap::new(),
+            joins: 0,
+            snapshot: None,
+            nodes: HashMap::new(),
+            nodes_snapshot: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.nodes.is_empty()
+    }
 }
 
 struct Member {
@@ -135,11 +219,24 @@ struct Member {
     count: usize,
 }
 
+/// Membership changes collected under the scope's lock, delivered to subscribers after it.
+#[derive(Default)]
+pub(crate) struct Diff {
+    joins: Vec<(Arc<str>, Pid)>,
+    leaves: Vec<(Arc<str>, Pid)>,
+}
+
+impl Diff {
+    fn is_empty(&self) -> bool {
+        self.joins.is_empty() && self.leaves.is_empty()
+    }
+}
+
 impl fmt::Debug for GroupScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GroupScope")
             .field("name", &self.inner.name)
-            .field("groups", &self.inner.groups.lock().len())
+            .field("groups", &self.inner.groups.lock().map.len())
             .finish()
     }
 }
@@ -157,8 +254,10 @@ impl Node {
                 name: name.into(),
                 node: Arc::downgrade(&self.inner),
                 limits,
-                groups: Mutex::new(HashMap::new()),
+                groups: Mutex::new(Groups::default()),
                 watches: Watches::default(),
+                subscribers: Mutex::new(Vec::new()),
+                subscriber_count: AtomicUsize::new(0),
             }),
         };
         scopes.insert(name.to_owned(), scope);
@@ -168,6 +267,11 @@ impl Node {
     /// The group scope named `name`.
     pub fn group_scope(&self, name: &str) -> Option<GroupScope> {
         self.inner.group_scopes.lock().get(name).cloned()
+    }
+
+    /// Every group scope.
+    pub(crate) fn group_scopes(&self) -> Vec<GroupScope> {
+        self.inner.group_scopes.lock().values().cloned().collect()
     }
 
     /// Has [`GroupScope::broadcast`] prepare payloads on `topic` with `encoder`, once per send
@@ -211,11 +315,14 @@ impl GroupScope {
         if !state.alive {
             return Err(GroupError::NoProcess(pid.to_string()));
         }
-        let group = self.inner.add(group, pid, &cell)?;
+        let mut diff = Diff::default();
+        let group = self.inner.add(group, pid, &cell, &mut diff)?;
         state.rel().groups.push(Membership {
             scope: self.inner.clone(),
             group,
         });
+        drop(state);
+        self.inner.notify(diff, "join", None);
         Ok(())
     }
 
@@ -237,37 +344,52 @@ impl GroupScope {
             .position(|m| m.is_of(&self.inner) && &*m.group == group)
             .ok_or_else(not_member)?;
         memberships.swap_remove(at);
-        self.inner.remove(group, pid, 1);
+        let mut diff = Diff::default();
+        self.inner.remove(group, pid, 1, &mut diff);
+        drop(state);
+        self.inner.notify(diff, "leave", None);
         Ok(())
     }
 
-    /// The members of `group`, a process listed once per join (empty if the group is unknown).
+    /// The members of `group` on every node, a process listed once per join (empty if the
+    /// group is unknown). Members of other nodes are as last heard from their node.
     pub fn members(&self, group: &str) -> Vec<Pid> {
-        let groups = self.inner.groups.lock();
-        let Some(g) = groups.get(group) else {
-            return Vec::new();
-        };
-        let mut pids = Vec::with_capacity(g.joins);
-        for (pid, member) in &g.members {
-            pids.extend(std::iter::repeat_n(pid.clone(), member.count));
-        }
-        pids
+        all_pids(&self.inner.groups.lock(), group)
     }
 
-    /// The groups that have members.
+    /// The members of `group` on this node, a process listed once per join.
+    pub fn local_members(&self, group: &str) -> Vec<Pid> {
+        let groups = self.inner.groups.lock();
+        groups.map.get(group).map(local_pids).unwrap_or_default()
+    }
+
+    /// The groups that have members on any node.
     pub fn groups(&self) -> Vec<String> {
         self.inner
             .groups
             .lock()
+            .map
             .keys()
             .map(|name| name.to_string())
+            .collect()
+    }
+
+    /// The groups that have members on this node.
+    pub fn local_groups(&self) -> Vec<String> {
+        self.inner
+            .groups
+            .lock()
+            .map
+            .values()
+            .filter(|g| !g.members.is_empty())
+            .map(|g| g.name.to_string())
             .collect()
     }
 
     /// The groups `pid` is a member of (once per group).
     pub fn groups_of(&self, pid: &Pid) -> Vec<String> {
         let Some(cell) = self.inner.cell(pid) else {
-            return Vec::new();
+            return self.inner.remote_groups_of(pid);
         };
         let state = cell.state.lock();
         let mut names: Vec<String> = state
@@ -283,8 +405,9 @@ impl GroupScope {
     }
 
     /// Sends `payload` (and `extra` payloads) on `topic` from `from` to every distinct member
-    /// of `group`; returns how many got it. The payload is prepared once: by the encoder
-    /// registered for the topic ([`Node::set_group_encoder`]), else made shared
+    /// of `group` on every node; returns how many *local* members got it. Each other node with
+    /// members gets one envelope and fans it out there. Locally the payload is prepared once:
+    /// by the encoder registered for the topic ([`Node::set_group_encoder`]), else made shared
     /// ([`Value::into_shared`]), so each member's message holds a reference to it.
     pub fn broadcast(
         &self,
@@ -294,27 +417,113 @@ impl GroupScope {
         payload: Value,
         extra: Vec<Value>,
     ) -> usize {
+        let nodes = self.inner.nodes_of(group);
+        let (payload, extra) = match (&nodes, self.inner.node()) {
+            (Some(nodes), Some(node)) => match node.inner.transport.get() {
+                Some(transport) => {
+                    let msg = Message::new(from.clone(), topic, payload).with_extra(extra);
+                    transport.group_send(nodes, &self.inner.name, group, &msg);
+                    let (_, _, payload, extra) = msg.into_parts();
+                    (payload, extra)
+                }
+                None => (payload, extra),
+            },
+            _ => (payload, extra),
+        };
+        self.broadcast_local(group, from, topic, payload, extra)
+    }
+
+    /// [`broadcast`](GroupScope::broadcast) to the members of `group` on this node only;
+    /// returns how many got it.
+    pub fn broadcast_local(
+        &self,
+        group: &str,
+        from: Option<Pid>,
+        topic: &str,
+        payload: Value,
+        extra: Vec<Value>,
+    ) -> usize {
+        let Some(members) = self.inner.snapshot(group) else {
+            return 0;
+        };
         let encoder = self.inner.node().and_then(|node| node.group_encoder(topic));
         let payload = encoder
             .and_then(|encode| encode(&payload))
             .unwrap_or_else(|| payload.into_shared());
         let extra = extra.into_iter().map(Value::into_shared).collect();
         let msg = Message::new(from, topic, payload).with_extra(extra);
-        self.send(group, &msg)
+        push_all(&members, &msg)
     }
 
-    /// Sends `msg` to every distinct member of `group` and returns how many got it (members
-    /// that exited meanwhile do not). Each member gets a clone of the message: use
-    /// [`broadcast`](GroupScope::broadcast) to share the payload.
+    /// Sends `msg` to every distinct local member of `group` and returns how many got it
+    /// (members that exited meanwhile do not). Each member gets a clone of the message: use
+    /// [`broadcast`](GroupScope::broadcast) to share the payload and reach other nodes.
     pub fn send(&self, group: &str, msg: &Message) -> usize {
         let Some(members) = self.inner.snapshot(group) else {
             return 0;
         };
-        members
-            .iter()
-            .filter(|cell| cell.push_message(msg.clone()).is_some())
-            .count()
+        push_all(&members, msg)
     }
+
+    /// Has the local process `pid` receive a [`GROUP_DIFF_TOPIC`] message for every change of
+    /// this scope's membership, on any node: a map with `scope`, `reason` (`join`, `leave`,
+    /// `exit`, `remote`, `sync`, `nodedown`), `node` (for changes of another node's members)
+    /// and `joins` / `leaves` (group name → list of PID strings). The loss of a node is one
+    /// message listing all its members. Subscribing twice is one subscription; it ends with
+    /// the process or [`unsubscribe`](GroupScope::unsubscribe).
+    ///
+    /// # Errors
+    ///
+    /// [`GroupError::NoProcess`], [`GroupError::TooManySubscribers`].
+    pub fn subscribe(&self, pid: &Pid) -> Result<(), GroupError> {
+        let cell = self
+            .inner
+            .cell(pid)
+            .filter(|c| c.is_alive())
+            .ok_or_else(|| GroupError::NoProcess(pid.to_string()))?;
+        let mut subs = self.inner.subscribers.lock();
+        subs.retain(|c| c.is_alive());
+        if !subs.iter().any(|c| c.pid == *pid) {
+            if subs.len() >= MAX_SUBSCRIBERS {
+                return Err(GroupError::TooManySubscribers {
+                    scope: self.inner.name.to_string(),
+                    limit: MAX_SUBSCRIBERS,
+                });
+            }
+            subs.push(cell);
+        }
+        self.inner
+            .subscriber_count
+            .store(subs.len(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Ends the subscription of `pid`; whether it had one.
+    pub fn unsubscribe(&self, pid: &Pid) -> bool {
+        let mut subs = self.inner.subscribers.lock();
+        let before = subs.len();
+        subs.retain(|c| c.pid != *pid && c.is_alive());
+        self.inner
+            .subscriber_count
+            .store(subs.len(), Ordering::Release);
+        subs.len() < before
+    }
+}
+
+/// The local members of `g`, once per join.
+fn local_pids(g: &Group) -> Vec<Pid> {
+    let mut pids = Vec::with_capacity(g.joins);
+    for (pid, member) in &g.members {
+        pids.extend(std::iter::repeat_n(pid.clone(), member.count));
+    }
+    pids
+}
+
+fn push_all(members: &[Arc<Cell>], msg: &Message) -> usize {
+    members
+        .iter()
+        .filter(|cell| cell.push_message(msg.clone()).is_some())
+        .count()
 }
 
 impl GroupScope {
@@ -330,7 +539,7 @@ impl GroupScope {
             return Err(WatchError::EmptyName);
         }
         let groups = self.inner.groups.lock();
-        let pids = groups.get(group).map(Group::pids).unwrap_or_default();
+        let pids = all_pids(&groups, group);
         let watch = self.inner.watches.open(&self.inner, Some(group.into()))?;
         Ok((watch, pids))
     }
@@ -344,23 +553,27 @@ impl GroupScope {
     pub fn watch_all(&self) -> Result<(GroupWatch, Vec<GroupMembers>), WatchError> {
         let groups = self.inner.groups.lock();
         let all = groups
-            .iter()
-            .map(|(name, g)| (name.to_string(), g.pids()))
+            .map
+            .keys()
+            .map(|name| (name.to_string(), all_pids(&groups, name)))
             .collect();
         let watch = self.inner.watches.open(&self.inner, None)?;
         Ok((watch, all))
     }
 }
 
-impl Group {
-    /// The members, a process listed once per join.
-    fn pids(&self) -> Vec<Pid> {
-        let mut pids = Vec::with_capacity(self.joins);
-        for (pid, member) in &self.members {
-            pids.extend(std::iter::repeat_n(pid.clone(), member.count));
+/// The members of `group` on every node, a process listed once per join.
+fn all_pids(groups: &Groups, group: &str) -> Vec<Pid> {
+    let Some(g) = groups.map.get(group) else {
+        return Vec::new();
+    };
+    let mut pids = local_pids(g);
+    for node in g.nodes.keys() {
+        if let Some(remote) = groups.remote.get(node) {
+            remote.pids(group, &mut pids);
         }
-        pids
     }
+    pids
 }
 
 impl ScopeInner {
@@ -376,30 +589,50 @@ impl ScopeInner {
         self.node()?.cell(pid)
     }
 
-    /// Adds a join of `pid` to `group`; the group's shared name.
-    fn add(&self, group: &str, pid: &Pid, cell: &Arc<Cell>) -> Result<Arc<str>, GroupError> {
-        let mut groups = self.groups.lock();
-        if !groups.contains_key(group) {
-            if groups.len() >= self.limits.max_groups {
-                return Err(GroupError::TooManyGroups {
-                    scope: self.name.to_string(),
-                    limit: self.limits.max_groups,
-                });
+    /// Tells the other nodes that the local `pid` is now in `group` `count` times. Called
+    /// under the scope's lock, so the announcements of one scope leave in the order of the
+    /// changes.
+    fn announce(&self, group: &str, pid: &Pid, count: usize) {
+        if let Some(node) = self.node() {
+            if let Some(transport) = node.inner.transport.get() {
+                transport.group_changed(&self.name, group, pid, count);
             }
-            let name: Arc<str> = group.into();
-            let group = Group {
-                name: name.clone(),
-                members: HashMap::new(),
-                joins: 0,
-                snapshot: None,
-            };
-            groups.insert(name, group);
         }
-        let g = groups.get_mut(group).expect("the group exists now");
+    }
+
+    fn wants_diff(&self) -> bool {
+        self.subscriber_count.load(Ordering::Acquire) > 0
+    }
+
+    /// Adds a join of `pid` to `group`; the group's shared name.
+    fn add(
+        &self,
+        group: &str,
+        pid: &Pid,
+        cell: &Arc<Cell>,
+        diff: &mut Diff,
+    ) -> Result<Arc<str>, GroupError> {
+        let mut groups = self.groups.lock();
+        let groups = &mut groups.map;
+        let local_groups = groups.len();
+        let g = match groups.get_mut(group) {
+            Some(g) => g,
+            None => {
+                if local_groups >= self.limits.max_groups {
+                    return Err(GroupError::TooManyGroups {
+                        scope: self.name.to_string(),
+                        limit: self.limits.max_groups,
+                    });
+                }
+                let name: Arc<str> = group.into();
+                groups
+                    .entry(name.clone())
+                    .or_insert_with(|| Group::new(name))
+            }
+        };
         let name = g.name.clone();
         if g.joins >= self.limits.max_members {
-            let empty = g.joins == 0;
-            if empty {
+            if g.is_empty() {
                 groups.remove(group);
             }
             return Err(GroupError::TooManyMembers {
@@ -414,15 +647,20 @@ impl ScopeInner {
         });
         if member.count == 0 {
             g.snapshot = None;
+            if self.wants_diff() {
+                diff.joins.push((name.clone(), pid.clone()));
+            }
         }
         member.count += 1;
         self.watches.emit(&name, true, pid, 1);
+        self.announce(group, pid, member.count);
         Ok(name)
     }
 
     /// Removes `count` joins of `pid` from `group`; an emptied group goes away.
-    fn remove(&self, group: &str, pid: &Pid, count: usize) {
+    fn remove(&self, group: &str, pid: &Pid, count: usize, diff: &mut Diff) {
         let mut groups = self.groups.lock();
+        let groups = &mut groups.map;
         let Some(g) = groups.get_mut(group) else {
             return;
         };
@@ -433,25 +671,92 @@ impl ScopeInner {
         member.count -= removed;
         g.joins -= removed;
         self.watches.emit(&g.name, false, pid, removed);
-        if member.count == 0 {
+        let left = member.count;
+        if left == 0 {
             g.members.remove(pid);
             g.snapshot = None;
+            if self.wants_diff() {
+                diff.leaves.push((g.name.clone(), pid.clone()));
+            }
         }
-        if g.members.is_empty() {
+        self.announce(group, pid, left);
+        if g.is_empty() {
             groups.remove(group);
         }
     }
 
-    /// The distinct members of `group`, cached until the next change.
+    /// The distinct local members of `group`, cached until the next change.
     fn snapshot(&self, group: &str) -> Option<Arc<[Arc<Cell>]>> {
         let mut groups = self.groups.lock();
-        let g = groups.get_mut(group)?;
+        let g = groups.map.get_mut(group)?;
+        if g.members.is_empty() {
+            return None;
+        }
         Some(
             g.snapshot
                 .get_or_insert_with(|| g.members.values().map(|m| m.cell.clone()).collect())
                 .clone(),
         )
     }
+
+    /// The other nodes with members of `group`, cached until the next change.
+    fn nodes_of(&self, group: &str) -> Option<Arc<[Arc<str>]>> {
+        let mut groups = self.groups.lock();
+        let g = groups.map.get_mut(group)?;
+        if g.nodes.is_empty() {
+            return None;
+        }
+        Some(
+            g.nodes_snapshot
+                .get_or_insert_with(|| g.nodes.keys().cloned().collect())
+                .clone(),
+        )
+    }
+
+    /// Delivers `diff` to the subscribers (outside the scope's lock), dropping those that
+    /// exited.
+    fn notify(&self, diff: Diff, reason: &str, node: Option<&str>) {
+        if diff.is_empty() || !self.wants_diff() {
+            return;
+        }
+        let mut payload = Map::new()
+            .with("scope", self.name.to_string())
+            .with("reason", reason.to_owned());
+        if let Some(node) = node {
+            payload.insert("node", node.to_owned());
+        }
+        payload.insert("joins", by_group(diff.joins));
+        payload.insert("leaves", by_group(diff.leaves));
+        let msg = Message::new(None, GROUP_DIFF_TOPIC, Value::Map(payload).into_shared());
+        let subs: Vec<Arc<Cell>> = self.subscribers.lock().clone();
+        let mut gone = false;
+        for cell in &subs {
+            gone |= cell.push_message(msg.clone()).is_none();
+        }
+        if gone {
+            let mut subs = self.subscribers.lock();
+            subs.retain(|c| c.is_alive());
+            self.subscriber_count.store(subs.len(), Ordering::Release);
+        }
+    }
+}
+
+/// `group → [pid strings]`, groups in first-seen order.
+fn by_group(entries: Vec<(Arc<str>, Pid)>) -> Value {
+    let mut groups: Vec<(Arc<str>, Vec<Value>)> = Vec::new();
+    for (group, pid) in entries {
+        let text = Value::String(pid.as_str().to_owned());
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, pids)) => pids.push(text),
+            None => groups.push((group, vec![text])),
+        }
+    }
+    Value::Map(
+        groups
+            .into_iter()
+            .map(|(g, pids)| (g.to_string(), Value::Array(pids)))
+            .collect(),
+    )
 }
 
 impl Membership {
@@ -463,6 +768,8 @@ impl Membership {
 
 impl GroupExit for ScopeInner {
     fn remove_member(&self, group: &str, pid: &Pid) {
-        self.remove(group, pid, 1);
+        let mut diff = Diff::default();
+        self.remove(group, pid, 1, &mut diff);
+        self.notify(diff, "exit", None);
     }
 }

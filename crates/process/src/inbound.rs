@@ -27,6 +27,11 @@ impl Node {
 }
 
 impl Inbound {
+    /// The node this handle delivers to.
+    pub(crate) fn node(&self) -> &Node {
+        &self.node
+    }
+
     /// A message for the local process `to` (the counterpart of [`Transport::send`](crate::Transport::send)).
     ///
     /// # Errors

@@ -73,8 +73,8 @@ pub use context::Context;
 pub use error::{LinkError, NameError, SendError, SpawnError};
 pub use exit::ExitGuard;
 pub use groups::{
-    GroupEncoder, GroupError, GroupEvent, GroupLimits, GroupMembers, GroupScope, GroupWatch,
-    WatchError, MAX_WATCHES, WATCH_BUFFER,
+    GroupEncoder, GroupError, GroupEvent, GroupLimits, GroupMembers, GroupScope, GroupVisitor,
+    GroupWatch, WatchError, GROUP_DIFF_TOPIC, MAX_SUBSCRIBERS, MAX_WATCHES, WATCH_BUFFER,
 };
 pub use host::{HighWater, HostConfig};
 pub use inbound::Inbound;

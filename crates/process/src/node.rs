@@ -70,6 +70,8 @@ pub(crate) struct NodeInner {
     pub(crate) group_scopes: Mutex<HashMap<String, GroupScope>>,
     /// How group sends prepare payloads, by topic (`groups.rs`).
     pub(crate) group_encoders: RwLock<HashMap<String, GroupEncoder>>,
+    /// The sync generation of each other node's group announcements (`groups/remote.rs`).
+    pub(crate) group_generations: Mutex<HashMap<String, u64>>,
     /// Set by [`Node::shutdown`]: no spawn succeeds afterwards.
     pub(crate) stopping: AtomicBool,
 }
@@ -120,6 +122,7 @@ impl Node {
                 shards: OnceLock::new(),
                 group_scopes: Mutex::new(HashMap::new()),
                 group_encoders: RwLock::new(HashMap::new()),
+                group_generations: Mutex::new(HashMap::new()),
                 stopping: AtomicBool::new(false),
             }),
         }

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::{Event, Message, NameError, Pid, SendError, Value};
 
@@ -101,4 +102,15 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     fn lookup_name(&self, _name: &str) -> Option<Pid> {
         None
     }
+
+    /// The local `pid` is now in `group` of `scope` `count` times (0: it left): tell the
+    /// other nodes. Called with the scope's lock held, so announcements of one scope are made
+    /// in the order of the changes; an implementation only queues, to peers it knows already,
+    /// and must not call back into the node's groups. Default: groups stay node-local.
+    fn group_changed(&self, _scope: &str, _group: &str, _pid: &Pid, _count: usize) {}
+
+    /// Sends `msg` to the members of `group` in `scope` on each of `nodes`: one envelope per
+    /// node, fanned out there ([`Inbound::group_send`](crate::Inbound::group_send)). Called
+    /// with no lock held. Default: nothing leaves the node.
+    fn group_send(&self, _nodes: &[Arc<str>], _scope: &str, _group: &str, _msg: &Message) {}
 }

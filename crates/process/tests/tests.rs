@@ -3,5 +3,6 @@
 
 mod exactly_once;
 mod groups;
+mod groups_across;
 mod inbound;
 mod process;

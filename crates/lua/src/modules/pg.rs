@@ -14,7 +14,8 @@
 //! joins the connections it serves, and `g:broadcast(group, "ws.send", frame)` then converts
 //! the frame once and encodes it once for all their sockets.
 //!
-//! Until groups span cluster nodes, the `_local` variants equal the others.
+//! In a cluster, groups span the nodes: `get_members`, `which_groups` and `broadcast` see
+//! members on every node, the `_local` variants only this node's.
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::{Rc, Weak};
@@ -160,7 +161,8 @@ fn leave(this: &Instance, args: &[LuaValue]) -> Out {
     }
 }
 
-fn broadcast(lua: &Lua, this: &Instance, args: &[LuaValue]) -> Out {
+/// `broadcast` (members on every node) or `broadcast_local` (this node's only).
+fn broadcast(lua: &Lua, this: &Instance, args: &[LuaValue], local: bool) -> Out {
     let scope = this.scope()?;
     let group = text(args, 0, "group")?;
     let topic = text(args, 1, "topic")?;
@@ -176,7 +178,11 @@ fn broadcast(lua: &Lua, this: &Instance, args: &[LuaValue]) -> Out {
     } else {
         payloads.remove(0)
     };
-    scope.broadcast(&group, caller(), &topic, payload, payloads);
+    if local {
+        scope.broadcast_local(&group, caller(), &topic, payload, payloads);
+    } else {
+        scope.broadcast(&group, caller(), &topic, payload, payloads);
+    }
     Ok(LuaValue::Boolean(true))
 }
 
@@ -233,30 +239,38 @@ impl UserData for Instance {
         methods.add_method("leave", |_, this, args: MultiValue| {
             reply(leave(this, &args.into_vec()))
         });
-        for name in ["get_members", "get_local_members"] {
-            methods.add_method(name, |lua, this, args: MultiValue| {
+        for (name, local) in [("get_members", false), ("get_local_members", true)] {
+            methods.add_method(name, move |lua, this, args: MultiValue| {
                 let out = (|| {
                     let group = text(&args.into_vec(), 0, "group")?;
-                    Ok(LuaValue::Table(pid_list(
-                        lua,
-                        &this.scope()?.members(&group),
-                    )?))
+                    let scope = this.scope()?;
+                    let pids = if local {
+                        scope.local_members(&group)
+                    } else {
+                        scope.members(&group)
+                    };
+                    Ok(LuaValue::Table(pid_list(lua, &pids)?))
                 })();
                 reply(out)
             });
         }
-        for name in ["which_groups", "which_local_groups"] {
-            methods.add_method(name, |lua, this, ()| {
+        for (name, local) in [("which_groups", false), ("which_local_groups", true)] {
+            methods.add_method(name, move |lua, this, ()| {
                 let out = (|| {
-                    let groups = this.scope()?.groups();
+                    let scope = this.scope()?;
+                    let groups = if local {
+                        scope.local_groups()
+                    } else {
+                        scope.groups()
+                    };
                     Ok(LuaValue::Table(lua.create_sequence_from(groups)?))
                 })();
                 reply(out)
             });
         }
-        for name in ["broadcast", "broadcast_local"] {
-            methods.add_method(name, |lua, this, args: MultiValue| {
-                reply(broadcast(lua, this, &args.into_vec()))
+        for (name, local) in [("broadcast", false), ("broadcast_local", true)] {
+            methods.add_method(name, move |lua, this, args: MultiValue| {
+                reply(broadcast(lua, this, &args.into_vec(), local))
             });
         }
         methods.add_method("monitor", |lua, this, args: MultiValue| {

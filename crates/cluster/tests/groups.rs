@@ -1,0 +1,179 @@
+//! Process groups across in-process nodes over NATS: membership announced to the other nodes
+//! (found through their hellos), one envelope per node and group send with the fan-out on
+//! arrival, per-sender order, a restarted node's snapshot replacing its old members, and a
+//! lost node's members leaving at once with exactly one notification.
+
+use std::time::Duration;
+
+use crate::support::*;
+use wsrelay_cluster::Cluster;
+use wsrelay_process::{Context, GroupLimits, GroupScope, Message, Pid, Value, GROUP_DIFF_TOPIC};
+
+const SCOPE: &str = "app:rooms";
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn group_node(name: &str) -> (Cluster, GroupScope) {
+    let c = start_with(options(name).with_groups(true)).await;
+    c.node().add_group_scope(SCOPE, GroupLimits::default());
+    let scope = c.node().group_scope(SCOPE).unwrap();
+    (c, scope)
+}
+
+fn envelopes_out(c: &Cluster) -> u64 {
+    let text = metrics_text(c.stats());
+    text.lines()
+        .find_map(|l| l.strip_prefix("wsrelay_remote_envelopes_total{direction=\"out\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn recv(ctx: &Context) -> Message {
+    tokio::time::timeout(WAIT, ctx.recv())
+        .await
+        .expect("a message in time")
+}
+
+/// Leaves of one `pg.diff`: (reason, sorted PID strings of every group).
+fn leaves(msg: &Message) -> (String, Vec<String>) {
+    assert_eq!(msg.topic(), GROUP_DIFF_TOPIC);
+    let p = msg.payload().clone().into_plain();
+    let reason = p.get("reason").unwrap().as_str().unwrap().to_owned();
+    let mut pids = Vec::new();
+    for (_, list) in p.get("leaves").unwrap().as_map().unwrap().iter() {
+        let Value::Array(list) = list else { panic!() };
+        pids.extend(list.iter().map(|v| v.as_str().unwrap().to_owned()));
+    }
+    pids.sort();
+    (reason, pids)
+}
+
+fn texts(pids: &[Pid]) -> Vec<String> {
+    let mut t: Vec<String> = pids.iter().map(Pid::to_string).collect();
+    t.sort();
+    t
+}
+
+#[test]
+fn groups_span_nodes_and_a_lost_node_leaves_once() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let (a, ga) = group_node(&unique("ga")).await;
+        let b_name = unique("gb");
+        let (b, gb) = group_node(&b_name).await;
+        let on_a: Vec<Context> = (0..3).map(|_| probe(a.node())).collect();
+        let on_b: Vec<Context> = (0..2).map(|_| probe(b.node())).collect();
+        for ctx in &on_a {
+            ga.join("room", ctx.pid()).unwrap();
+        }
+        for ctx in &on_b {
+            gb.join("room", ctx.pid()).unwrap();
+        }
+        assert!(
+            eventually(WAIT, || ga.members("room").len() == 5
+                && gb.members("room").len() == 5)
+            .await,
+            "a sees {:?}, b sees {:?}",
+            ga.members("room"),
+            gb.members("room")
+        );
+        assert_eq!(gb.local_members("room").len(), 2);
+
+        // Sends from a: in order at b's members, one envelope per send for b.
+        let sender = probe(a.node());
+        let before = envelopes_out(&a);
+        let n = 300;
+        for i in 0..n {
+            let local = ga.broadcast(
+                "room",
+                Some(sender.pid().clone()),
+                "n",
+                Value::Int(i),
+                vec![],
+            );
+            assert_eq!(local, 3);
+        }
+        for ctx in on_b.iter().chain(&on_a) {
+            for i in 0..n {
+                let msg = recv(ctx).await;
+                assert_eq!(msg.payload(), &Value::Int(i), "order per sender");
+                assert_eq!(msg.from(), Some(sender.pid()));
+            }
+        }
+        let sent = envelopes_out(&a) - before;
+        assert!(
+            (n as u64..n as u64 + 20).contains(&sent),
+            "{sent} envelopes for {n} sends to a node with 2 members"
+        );
+        // broadcast_local stays local.
+        gb.broadcast_local("room", None, "local", Value::Null, vec![]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(on_a.iter().all(|c| c.try_recv().is_none()));
+
+        // A leave on b reaches a.
+        gb.leave("room", on_b[1].pid()).unwrap();
+        assert!(eventually(WAIT, || ga.members("room").len() == 4).await);
+
+        // b is lost (a crash): its member leaves a's group, in one notification.
+        let watcher = probe(a.node());
+        ga.subscribe(watcher.pid()).unwrap();
+        b.shutdown();
+        let diff = recv(&watcher).await;
+        assert_eq!(
+            leaves(&diff),
+            ("nodedown".to_owned(), texts(&[on_b[0].pid().clone()]))
+        );
+        assert_eq!(
+            texts(&ga.members("room")),
+            texts(&on_a.iter().map(|c| c.pid().clone()).collect::<Vec<_>>())
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(watcher.try_recv().is_none(), "exactly one notification");
+
+        // b restarts under its name with other members: a learns them from its snapshot.
+        let (b2, gb2) = group_node(&b_name).await;
+        let fresh = probe(b2.node());
+        gb2.join("room", fresh.pid()).unwrap();
+        assert!(eventually(WAIT, || ga.members("room").len() == 4).await);
+        assert!(ga.members("room").contains(fresh.pid()));
+        assert!(
+            eventually(WAIT, || gb2.members("room").len() == 4).await,
+            "the new run learns a's members: {:?}",
+            gb2.members("room")
+        );
+        ga.broadcast("room", None, "again", Value::Null, vec![]);
+        assert_eq!(recv(&fresh).await.topic(), "again");
+        a.shutdown();
+        b2.shutdown();
+    });
+}
+
+/// Membership changes made while every NATS server is down reach the other node once NATS is
+/// back: announcements that were lost with a session are made good by the snapshot that
+/// starts the next one.
+#[test]
+fn membership_survives_a_nats_outage_through_the_snapshot() {
+    let Some(nats) = nats() else { return };
+    rt().block_on(async {
+        let (a, ga) = group_node(&unique("sa")).await;
+        let (b, gb) = group_node(&unique("sb")).await;
+        let m = probe(b.node());
+        gb.join("room", m.pid()).unwrap();
+        assert!(eventually(WAIT, || ga.members("room").len() == 1).await);
+        nats.kill_all();
+        // A change while NATS is away: its announcement cannot arrive.
+        let m2 = probe(b.node());
+        gb.join("room", m2.pid()).unwrap();
+        gb.leave("room", m.pid()).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        nats.start_all();
+        assert!(
+            eventually(Duration::from_secs(30), || ga.members("room")
+                == vec![m2.pid().clone()])
+            .await,
+            "a sees {:?}",
+            ga.members("room")
+        );
+        a.shutdown();
+        b.shutdown();
+    });
+}

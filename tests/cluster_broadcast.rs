@@ -1,0 +1,326 @@
+//! End to end: `examples/broadcast`, unchanged, on two `wsrelay run` nodes that join the
+//! cluster from the environment alone (`WSRELAY_NODE`, `WSRELAY_NATS_URLS`; no `cluster`
+//! entry). Each node's room process joins its own connections to the group `members`; the
+//! group spans both nodes, so receivers on either node get every frame of a sender on either
+//! node, in each sender's order. A third node runs an observer app with the same scope that
+//! reports the group's size; after node b is SIGKILLed, b's members leave the group there.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::nats::{nats, Nats};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The observer: a process of the same scope that answers "count" with the size of the
+/// group `members` (all nodes) and of its local part.
+const OBSERVER_APP: &str = r#"namespace: broadcast
+entries:
+  - name: gateway
+    kind: http.service
+    addr: "127.0.0.1:9005"
+  - name: processes
+    kind: process.host
+  - name: root
+    kind: http.router
+    meta:
+      server: gateway
+    prefix: /
+    post_middleware:
+      - websocket_relay
+    post_options:
+      wsrelay.allowed.origins: "*"
+  - name: connect
+    kind: function.lua
+    source: file://connect.lua
+    method: handler
+    modules: [http, json]
+  - name: connect_endpoint
+    kind: http.endpoint
+    meta:
+      router: root
+    method: GET
+    path: /
+    func: connect
+  - name: rooms
+    kind: pg.scope
+  - name: observer_process
+    kind: process.lua
+    source: file://observer.lua
+    method: run
+    modules: [pg]
+  - name: observer
+    kind: process.service
+    process: observer_process
+    host: broadcast:processes
+    lifecycle:
+      auto_start: true
+"#;
+
+const OBSERVER_CONNECT: &str = r#"
+local http = require("http")
+local json = require("json")
+local function handler()
+    http.response():set_header("X-WS-Relay", json.encode({ target_pid = "observer" }))
+end
+return { handler = handler }
+"#;
+
+const OBSERVER_LUA: &str = r#"
+local pg = require("pg")
+local function run()
+    process.registry.register("observer")
+    local room = assert(pg.open("broadcast:rooms"))
+    local inbox = process.inbox()
+    while true do
+        local msg, ok = inbox:receive()
+        if not ok then break end
+        if msg:topic() == "ws.message" then
+            local data = msg:payload():data()
+            local all = #room:get_members("members")
+            local here = #room:get_local_members("members")
+            process.send(data.client_pid, "ws.send", { type = "text", data = all .. "/" .. here })
+        end
+    end
+end
+return { run = run }
+"#;
+
+const SECRET: &str = "the broadcast cluster's shared secret\n";
+
+struct NodeProc {
+    child: Child,
+}
+
+impl NodeProc {
+    fn start(app: &Path, node: &str, port: u16, nats: &Nats, server: u16, log: &Path) -> NodeProc {
+        let log = std::fs::File::create(log.join(format!("{node}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_wsrelay"))
+            .arg("run")
+            .arg(app)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("WSRELAY_NODE", node)
+            .env(
+                "WSRELAY_NATS_URLS",
+                format!("nats://127.0.0.1:{server},nats://127.0.0.1:4311"),
+            )
+            .env(
+                "WSRELAY_CLUSTER_CREDENTIALS",
+                nats.dir.join("creds").join(node),
+            )
+            .env("WSRELAY_CLUSTER_SECRET_FILE", log_dir_secret(nats))
+            .env("WSRELAY_CLUSTER_REPLICAS", "3")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start wsrelay");
+        NodeProc { child }
+    }
+}
+
+fn log_dir_secret(nats: &Nats) -> PathBuf {
+    let file = nats.dir.join("broadcast.secret");
+    std::fs::write(&file, SECRET).unwrap();
+    file
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects, retrying while the node starts.
+async fn connect(url: &str) -> Ws {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(url).await {
+            return ws;
+        }
+        assert!(Instant::now() < deadline, "cannot connect to {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A client whose received text frames are collected by a task.
+struct Client {
+    name: String,
+    sink: futures_util::stream::SplitSink<Ws, Message>,
+    got: Arc<Mutex<Vec<String>>>,
+}
+
+async fn client(url: &str, name: String) -> Client {
+    let (sink, mut stream) = connect(url).await.split();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let into = got.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            if let Message::Text(t) = msg {
+                into.lock().unwrap().push(t.to_string());
+            }
+        }
+    });
+    Client { name, sink, got }
+}
+
+/// Asks the observer for "all/local" members of the group.
+async fn group_size(observer: &mut Ws) -> String {
+    observer.send(Message::text("count")).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), observer.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return t.to_string(),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no answer from the observer: {other:?}"),
+        }
+    }
+}
+
+async fn wait_for_size(observer: &mut Ws, want: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let size = group_size(observer).await;
+        if size == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "group size {size}, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn broadcast_example_spans_two_nodes_joined_from_the_environment() {
+    let Some(nats) = nats() else { return };
+    let base = std::env::temp_dir().join(format!("wsr-e2e-broadcast-{}", std::process::id()));
+    std::fs::create_dir_all(base.join("observer")).unwrap();
+    let observer_app = base.join("observer");
+    std::fs::write(observer_app.join("app.yaml"), OBSERVER_APP).unwrap();
+    std::fs::write(observer_app.join("connect.lua"), OBSERVER_CONNECT).unwrap();
+    std::fs::write(observer_app.join("observer.lua"), OBSERVER_LUA).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/broadcast");
+    let (pa, pb, pc) = (19491, 19492, 19493);
+    let _a = NodeProc::start(&example, "a", pa, &nats, 4311, &base);
+    let b = NodeProc::start(&example, "b", pb, &nats, 4312, &base);
+    let _c = NodeProc::start(&observer_app, "c", pc, &nats, 4313, &base);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut observer = connect(&format!("ws://127.0.0.1:{pc}/")).await;
+        let mut clients = Vec::new();
+        for (node, port) in [("a", pa), ("b", pb)] {
+            for i in 0..3 {
+                // The first client of each node is its sender (a member too).
+                let query = if i == 0 { "?sender=1" } else { "" };
+                let url = format!("ws://127.0.0.1:{port}/{query}");
+                clients.push(client(&url, format!("{node}{i}")).await);
+            }
+        }
+        // Membership reaches the observer's node: 6 members, none of them local there.
+        let took = wait_for_size(&mut observer, "6/0", Duration::from_secs(20)).await;
+        eprintln!("group of 6 members on two nodes seen from a third after {took:?}");
+
+        // Both senders' frames reach all six clients before the measured run.
+        for (sender, tag) in [(0, "a"), (3, "b")] {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                clients[sender]
+                    .sink
+                    .send(Message::text(format!("sync-{tag}")))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let all = clients.iter().all(|c| {
+                    c.got
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .any(|t| *t == format!("sync-{tag}"))
+                });
+                if all {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "sync-{tag} never reached everyone"
+                );
+            }
+        }
+
+        const N: usize = 300;
+        for i in 0..N {
+            for (sender, tag) in [(0, "a"), (3, "b")] {
+                clients[sender]
+                    .sink
+                    .send(Message::text(format!("{tag}:{i}")))
+                    .await
+                    .unwrap();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for c in &clients {
+            loop {
+                let (a, b) = {
+                    let got = c.got.lock().unwrap();
+                    let of = |tag: &str| -> Vec<usize> {
+                        got.iter()
+                            .filter_map(|t| t.strip_prefix(tag).and_then(|n| n.parse().ok()))
+                            .collect()
+                    };
+                    (of("a:"), of("b:"))
+                };
+                if a.len() >= N && b.len() >= N {
+                    let want: Vec<usize> = (0..N).collect();
+                    assert_eq!(a, want, "{}: sender a's frames in order, once each", c.name);
+                    assert_eq!(b, want, "{}: sender b's frames in order, once each", c.name);
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} got {} of a's and {} of b's {N} frames",
+                    c.name,
+                    a.len(),
+                    b.len()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        // Node b is lost: its three members leave the group on the other nodes.
+        let killed = Instant::now();
+        drop(b);
+        let took = wait_for_size(&mut observer, "3/0", Duration::from_secs(10)).await;
+        eprintln!(
+            "SIGKILL of node b: its members gone from the group after {:?}",
+            killed.elapsed().max(took)
+        );
+        // And they stay gone; a's members still get a's frames.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(group_size(&mut observer).await, "3/0");
+        clients[0].sink.send(Message::text("after")).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for c in &clients[..3] {
+            while !c.got.lock().unwrap().iter().any(|t| t == "after") {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} missed a frame after the loss",
+                    c.name
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let _ = std::fs::remove_dir_all(&base);
+}
