@@ -13,7 +13,7 @@
 //!    endpoints running `function.lua` entries, static mounts; then binds;
 //! 4. starts and supervises `process.service` entries with
 //!    `lifecycle.auto_start` (restart on error exit, with backoff);
-//! 5. starts the operations listener (`/metrics`, `/healthz`, `/admin`; see
+//! 5. starts the operations listener (`/metrics`, `/healthz`, `/admin`, the `/dashboard`; see
 //!    [`ops`]) when a `wsrelay.ops` entry or
 //!    [`AppOptions::ops_listen`] asks for one.
 //!

@@ -27,7 +27,8 @@ pub struct EntrySpec {
     /// The function to call in the table the chunk returns (ignored if it returns a function).
     pub method: String,
     /// The modules the entry may `require` (`json`, `time`, `http`, `pg`, `base64`, `hash`,
-    /// `uuid`, `env`, `crypto`; `process`, `channel` and `errors` are always available).
+    /// `uuid`, `env`, `crypto`, `logger`, `store`, `metrics`, `http_client`; `process`,
+    /// `channel` and `errors` are always available).
     pub modules: Vec<String>,
 }
 
