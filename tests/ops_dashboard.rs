@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as T;
 
-use crate::support::ops::{body_of, get, header_of, raw, status_of, ws, Client, TestApp};
+use crate::support::ops::{body_of, close_frame, get, header_of, raw, status_of, ws, TestApp};
 
 const ADMIN: &str = "  - name: ops
     kind: wsrelay.ops
@@ -92,19 +92,6 @@ async fn post(ops: SocketAddr, path: &str, auth: &str) -> String {
         "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     raw(ops, request.as_bytes()).await
-}
-
-async fn close_frame(client: &mut Client) -> (u16, String) {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), client.next())
-            .await
-            .expect("a close within 10s");
-        match frame {
-            Some(Ok(T::Close(Some(f)))) => return (u16::from(f.code), f.reason.to_string()),
-            Some(Ok(T::Ping(_) | T::Pong(_) | T::Text(_))) => {}
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
 }
 
 #[tokio::test]

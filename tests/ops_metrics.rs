@@ -8,7 +8,9 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use crate::support::ops;
-use crate::support::ops::{body_of, get, metric, raw, status_of, wait_metric, ws, TestApp};
+use crate::support::ops::{
+    body_of, close_frame, get, metric, raw, status_of, wait_metric, ws, TestApp,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as T;
 use wsrelay_process::{SpawnOptions, Value};
@@ -24,19 +26,6 @@ async fn next_text(client: &mut ops::Client) -> String {
             T::Text(text) => return text.to_string(),
             T::Ping(_) | T::Pong(_) => {}
             other => panic!("expected text, got {other:?}"),
-        }
-    }
-}
-
-async fn close_code(client: &mut ops::Client) -> (u16, String) {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), client.next())
-            .await
-            .expect("a close within 10s");
-        match frame {
-            Some(Ok(T::Close(Some(f)))) => return (u16::from(f.code), f.reason.to_string()),
-            Some(Ok(T::Ping(_) | T::Pong(_) | T::Text(_))) => {}
-            other => panic!("expected a close frame, got {other:?}"),
         }
     }
 }
@@ -159,7 +148,7 @@ async fn admin_api_needs_the_token_lists_and_closes_connections() {
     let answer = raw(ops, post(auth).as_bytes()).await;
     assert_eq!(status_of(&answer), 202, "{answer}");
     assert_eq!(
-        close_code(&mut client).await,
+        close_frame(&mut client).await,
         (1000, "closed by operator".to_owned())
     );
     let gone = format!("POST /admin/connections/%7Bapp:gateway%7C0xfffff%7D/close HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
@@ -223,7 +212,7 @@ async fn graceful_shutdown_in_process_closes_1001_and_tells_every_target() {
     }
     assert!(saw_draining, "/healthz never answered 503 during the drain");
     for client in &mut clients {
-        assert_eq!(close_code(client).await.0, 1001);
+        assert_eq!(close_frame(client).await.0, 1001);
     }
     let mut leaves = Vec::new();
     while leaves.len() < 3 {
@@ -308,7 +297,7 @@ fn sigterm_drains_open_connections_within_the_drain_timeout() {
             .unwrap();
         assert!(status.success());
         for client in &mut clients {
-            assert_eq!(close_code(client).await.0, 1001);
+            assert_eq!(close_frame(client).await.0, 1001);
             while client.next().await.is_some() {}
         }
         let deadline = Instant::now() + Duration::from_secs(5);

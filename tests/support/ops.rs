@@ -259,6 +259,23 @@ pub async fn ws(url: &str, origin: Option<&str>) -> Result<Client, u16> {
 }
 
 /// Sends raw bytes and returns what the server answered before closing (or within 5 s).
+/// The code and reason of the close frame `client` receives next (pings, pongs and text
+/// frames before it are skipped); panics after 10 s or on anything else.
+pub async fn close_frame(client: &mut Client) -> (u16, String) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as T;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), client.next())
+            .await
+            .expect("a close within 10s");
+        match frame {
+            Some(Ok(T::Close(Some(f)))) => return (u16::from(f.code), f.reason.to_string()),
+            Some(Ok(T::Ping(_) | T::Pong(_) | T::Text(_))) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let _ = stream.write_all(request).await;

@@ -160,7 +160,7 @@ impl ScopeInner {
     fn remote_changed(&self, group: &str, pid: &Pid, old: usize, new: usize, diff: &mut Diff) {
         // Watches (`pg.monitor`) count joins, as for local members; called under the scope's
         // lock like the local changes, so a watch's snapshot and its events stay exact.
-        if old != new {
+        if old != new && self.watches.any() {
             self.watches
                 .emit(&Arc::from(group), new > old, pid, new.abs_diff(old));
         }

@@ -138,9 +138,15 @@ impl Watches {
         })
     }
 
+    /// Whether any watch is open (read without the lock): a caller that must build the
+    /// group's name for [`emit`](Watches::emit) checks this first.
+    pub(super) fn any(&self) -> bool {
+        self.count.load(Ordering::Acquire) != 0
+    }
+
     /// Reports a change of `group` to its watches. Called with the scope's group lock held.
     pub(super) fn emit(&self, group: &Arc<str>, joined: bool, pid: &Pid, times: usize) {
-        if times == 0 || self.count.load(Ordering::Acquire) == 0 {
+        if times == 0 || !self.any() {
             return;
         }
         let list = self.list.lock();
