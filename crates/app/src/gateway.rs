@@ -13,27 +13,53 @@ use wsrelay_http::{
     Dotfiles, Gateway, Handler, MiddlewareRegistry, Router, Server, ServerConfig, TlsFiles,
     TrustedProxies,
 };
-use wsrelay_lua::{FunctionSpec, LuaEngine};
+use wsrelay_lua::{FunctionSpec, LuaEngine, LuaFunction};
 
 use crate::handler::LuaHandler;
 use crate::AppError;
 
-/// Prepares every `function.lua` entry as a handler.
-pub(crate) fn handlers(
-    config: &AppConfig,
-    engine: &LuaEngine,
-) -> Result<HashMap<EntryId, Arc<dyn Handler>>, AppError> {
-    let mut handlers = HashMap::new();
-    for entry in &config.functions {
+/// The `function.lua` entries, prepared: their code (which a reload replaces) and the
+/// handler that serves it (the same object across reloads, so routes and embedders keep it).
+#[derive(Clone, Default)]
+pub(crate) struct Functions {
+    pub(crate) code: HashMap<EntryId, LuaFunction>,
+    pub(crate) handlers: HashMap<EntryId, Arc<dyn Handler>>,
+}
+
+impl Functions {
+    /// Prepares every `function.lua` entry of `config`.
+    pub(crate) fn prepare(config: &AppConfig, engine: &LuaEngine) -> Result<Functions, AppError> {
+        let mut functions = Functions::default();
+        for entry in &config.functions {
+            functions.add(entry, engine)?;
+        }
+        Ok(functions)
+    }
+
+    /// Prepares `entry` (its source compiled) and adds it.
+    pub(crate) fn add(&mut self, entry: &LuaEntry, engine: &LuaEngine) -> Result<(), AppError> {
         let function = engine
             .function(&entry.id.to_string(), spec(entry))
             .map_err(AppError::lua(entry))?;
-        handlers.insert(
-            entry.id.clone(),
-            Arc::new(LuaHandler::new(function)) as Arc<dyn Handler>,
-        );
+        let handler = Arc::new(LuaHandler::new(function.clone())) as Arc<dyn Handler>;
+        self.code.insert(entry.id.clone(), function);
+        self.handlers.insert(entry.id.clone(), handler);
+        Ok(())
     }
-    Ok(handlers)
+
+    /// Removes the entry `id`.
+    pub(crate) fn remove(&mut self, id: &EntryId) {
+        self.code.remove(id);
+        self.handlers.remove(id);
+    }
+
+    /// The handlers by entry id as text (what embedders get).
+    pub(crate) fn by_name(&self) -> crate::Handlers {
+        self.handlers
+            .iter()
+            .map(|(id, handler)| (id.to_string(), handler.clone()))
+            .collect()
+    }
 }
 
 /// The engine's view of a Lua entry.
@@ -63,20 +89,47 @@ pub(crate) fn build(
             Some(addr) if i == 0 => addr,
             _ => service.addr,
         };
-        let gateway_error = AppError::gateway(&service.id, &service.file);
         let mut server = server(service, addr)?;
-        for router in config.routers_of(&service.id) {
-            let router = build_router(config, router, registry, handlers)?;
-            server.add_router(router).map_err(gateway_error)?;
-        }
-        for mount in config.statics_at(&StaticMount::Server(service.id.clone())) {
-            server
-                .static_files_with(&mount.path, &mount.directory, dotfiles(mount))
-                .map_err(AppError::gateway(&mount.id, &mount.file))?;
-        }
-        gateway.add_server(server).map_err(gateway_error)?;
+        add_routes(&mut server, config, service, registry, handlers)?;
+        gateway
+            .add_server(server)
+            .map_err(AppError::gateway(&service.id, &service.file))?;
     }
     Ok(gateway)
+}
+
+/// The routing table of the running server of `service`, built from `config` (hot reload):
+/// a server whose address and TLS are placeholders, since only its routes are used.
+pub(crate) fn routes(
+    config: &AppConfig,
+    service: &HttpService,
+    registry: &MiddlewareRegistry,
+    handlers: &HashMap<EntryId, Arc<dyn Handler>>,
+) -> Result<Server, AppError> {
+    let mut server = Server::new(service.id.to_string(), ServerConfig::new(service.addr));
+    add_routes(&mut server, config, service, registry, handlers)?;
+    Ok(server)
+}
+
+/// Adds the routers and static mounts of `service` to `server`.
+fn add_routes(
+    server: &mut Server,
+    config: &AppConfig,
+    service: &HttpService,
+    registry: &MiddlewareRegistry,
+    handlers: &HashMap<EntryId, Arc<dyn Handler>>,
+) -> Result<(), AppError> {
+    let gateway_error = AppError::gateway(&service.id, &service.file);
+    for router in config.routers_of(&service.id) {
+        let router = build_router(config, router, registry, handlers)?;
+        server.add_router(router).map_err(gateway_error)?;
+    }
+    for mount in config.statics_at(&StaticMount::Server(service.id.clone())) {
+        server
+            .static_files_with(&mount.path, &mount.directory, dotfiles(mount))
+            .map_err(AppError::gateway(&mount.id, &mount.file))?;
+    }
+    Ok(())
 }
 
 /// A server for `service` on `addr`, with its TLS files loaded (so that an unreadable or
