@@ -23,6 +23,10 @@
 //! drain timeout, then stop every other process. The operations listener
 //! answers `/healthz` with `503` from the start of the drain and stops last.
 //!
+//! [`RunningApp::reload_dir`] is hot reload (`wsrelay run --watch`, with [`watch::Watcher`]):
+//! the directory validated by [`validate`], then new Lua code, routes and what needs a restart
+//! applied or reported without dropping a connection (docs/decisions/hot-reload.md).
+//!
 //! [`load_options`] gives the loader the same middleware names and Lua
 //! syntax check the runtime uses, so `wsrelay check` and `wsrelay run`
 //! validate identically; [`check`] adds the middleware option checks.
