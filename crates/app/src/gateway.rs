@@ -2,7 +2,7 @@
 //! `http.service`, its routers with their middleware chains, endpoints
 //! running `function.lua` entries, and static mounts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -10,8 +10,8 @@ use wsrelay_config::{
     AppConfig, EntryId, HttpRouter, HttpService, HttpStatic, LuaEntry, StaticMount,
 };
 use wsrelay_http::{
-    Dotfiles, Gateway, Handler, MiddlewareRegistry, Router, Server, ServerConfig, TlsFiles,
-    TrustedProxies,
+    Dotfiles, Gateway, Handler, Middleware, MiddlewareRegistry, Router, Server, ServerConfig,
+    TlsFiles, TrustedProxies,
 };
 use wsrelay_lua::{FunctionSpec, LuaEngine, LuaFunction};
 
@@ -75,7 +75,7 @@ pub(crate) fn spec(entry: &LuaEntry) -> FunctionSpec {
 /// `http.service` (the CLI's `--listen`).
 pub(crate) fn build(
     config: &AppConfig,
-    registry: &MiddlewareRegistry,
+    middleware: &mut Middlewares<'_>,
     handlers: &HashMap<EntryId, Arc<dyn Handler>>,
     listen_override: Option<SocketAddr>,
 ) -> Result<Gateway, AppError> {
@@ -90,7 +90,7 @@ pub(crate) fn build(
             _ => service.addr,
         };
         let mut server = server(service, addr)?;
-        add_routes(&mut server, config, service, registry, handlers)?;
+        add_routes(&mut server, config, service, middleware, handlers)?;
         gateway
             .add_server(server)
             .map_err(AppError::gateway(&service.id, &service.file))?;
@@ -103,11 +103,11 @@ pub(crate) fn build(
 pub(crate) fn routes(
     config: &AppConfig,
     service: &HttpService,
-    registry: &MiddlewareRegistry,
+    middleware: &mut Middlewares<'_>,
     handlers: &HashMap<EntryId, Arc<dyn Handler>>,
 ) -> Result<Server, AppError> {
     let mut server = Server::new(service.id.to_string(), ServerConfig::new(service.addr));
-    add_routes(&mut server, config, service, registry, handlers)?;
+    add_routes(&mut server, config, service, middleware, handlers)?;
     Ok(server)
 }
 
@@ -116,12 +116,12 @@ fn add_routes(
     server: &mut Server,
     config: &AppConfig,
     service: &HttpService,
-    registry: &MiddlewareRegistry,
+    middleware: &mut Middlewares<'_>,
     handlers: &HashMap<EntryId, Arc<dyn Handler>>,
 ) -> Result<(), AppError> {
     let gateway_error = AppError::gateway(&service.id, &service.file);
     for router in config.routers_of(&service.id) {
-        let router = build_router(config, router, registry, handlers)?;
+        let router = build_router(config, router, middleware, handlers)?;
         server.add_router(router).map_err(gateway_error)?;
     }
     for mount in config.statics_at(&StaticMount::Server(service.id.clone())) {
@@ -162,9 +162,11 @@ pub(crate) fn check_middleware(
     for service in &config.services {
         server(service, service.addr)?;
     }
+    let none = Chains::default();
+    let mut middleware = Middlewares::new(registry, &none);
     for router in &config.routers {
         let mut scratch = Router::new("/").map_err(AppError::gateway(&router.id, &router.file))?;
-        add_middleware(&mut scratch, router, registry)?;
+        add_middleware(&mut scratch, router, &mut middleware)?;
     }
     Ok(())
 }
@@ -172,12 +174,12 @@ pub(crate) fn check_middleware(
 fn build_router(
     config: &AppConfig,
     entry: &HttpRouter,
-    registry: &MiddlewareRegistry,
+    middleware: &mut Middlewares<'_>,
     handlers: &HashMap<EntryId, Arc<dyn Handler>>,
 ) -> Result<Router, AppError> {
     let mut router =
         Router::new(&entry.prefix).map_err(AppError::gateway(&entry.id, &entry.file))?;
-    add_middleware(&mut router, entry, registry)?;
+    add_middleware(&mut router, entry, middleware)?;
     for endpoint in config.endpoints_of(&entry.id) {
         let method = http::Method::from_bytes(endpoint.method.as_str().as_bytes())
             .expect("config methods are valid HTTP methods");
@@ -200,27 +202,95 @@ fn build_router(
 fn add_middleware(
     router: &mut Router,
     entry: &HttpRouter,
-    registry: &MiddlewareRegistry,
+    middleware: &mut Middlewares<'_>,
 ) -> Result<(), AppError> {
-    let error = |field, source| AppError::Middleware {
-        entry: entry.id.clone(),
-        file: entry.file.clone(),
-        field,
-        source: Box::new(source),
-    };
-    for name in &entry.middleware {
-        let middleware = registry
-            .build(name, &entry.options)
-            .map_err(|e| error("middleware", e))?;
-        router.middleware(middleware);
+    let chain = middleware.chain(entry, "middleware", &entry.middleware, &entry.options)?;
+    for built in chain {
+        router.middleware(built);
     }
-    for name in &entry.post_middleware {
-        let middleware = registry
-            .build(name, &entry.post_options)
-            .map_err(|e| error("post_middleware", e))?;
-        router.post_middleware(middleware);
+    let chain = middleware.chain(
+        entry,
+        "post_middleware",
+        &entry.post_middleware,
+        &entry.post_options,
+    )?;
+    for built in chain {
+        router.post_middleware(built);
     }
     Ok(())
+}
+
+/// One router's chain as configured and as built.
+#[derive(Clone)]
+struct Chain {
+    names: Vec<String>,
+    options: BTreeMap<String, String>,
+    built: Vec<Arc<dyn Middleware>>,
+}
+
+/// The built middleware chains of the routers, by router id and field (`middleware`,
+/// `post_middleware`). A reload reuses the chain of a router whose names and options did not
+/// change, so its state lives on: `websocket_relay` counts the router's open connections
+/// (`max_connections`) and its upgrade rate in the instance.
+#[derive(Clone, Default)]
+pub(crate) struct Chains(HashMap<(EntryId, &'static str), Chain>);
+
+/// Builds the middleware of routers through `registry`, reusing the unchanged chains of
+/// `kept` and collecting every chain it hands out into `built`.
+pub(crate) struct Middlewares<'a> {
+    registry: &'a MiddlewareRegistry,
+    kept: &'a Chains,
+    pub(crate) built: Chains,
+}
+
+impl<'a> Middlewares<'a> {
+    pub(crate) fn new(registry: &'a MiddlewareRegistry, kept: &'a Chains) -> Middlewares<'a> {
+        Middlewares {
+            registry,
+            kept,
+            built: Chains::default(),
+        }
+    }
+
+    /// The chain `field` of router `entry`: the kept one if `names` and `options` are the
+    /// same, else built anew.
+    fn chain(
+        &mut self,
+        entry: &HttpRouter,
+        field: &'static str,
+        names: &[String],
+        options: &BTreeMap<String, String>,
+    ) -> Result<Vec<Arc<dyn Middleware>>, AppError> {
+        let key = (entry.id.clone(), field);
+        let kept = self
+            .kept
+            .0
+            .get(&key)
+            .filter(|chain| chain.names == names && chain.options == *options);
+        let chain = match kept {
+            Some(chain) => chain.clone(),
+            None => {
+                let built = names
+                    .iter()
+                    .map(|name| self.registry.build(name, options))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|source| AppError::Middleware {
+                        entry: entry.id.clone(),
+                        file: entry.file.clone(),
+                        field,
+                        source: Box::new(source),
+                    })?;
+                Chain {
+                    names: names.to_vec(),
+                    options: options.clone(),
+                    built,
+                }
+            }
+        };
+        let built = chain.built.clone();
+        self.built.0.insert(key, chain);
+        Ok(built)
+    }
 }
 
 /// The `dotfiles` field of an `http.static` entry, for the gateway.

@@ -223,7 +223,7 @@ impl App {
         }
 
         let result = Self::assemble(&node, &config, &options).await;
-        let (engine, gateway, relay, functions) = match result {
+        let (engine, gateway, relay, functions, chains) = match result {
             Ok(parts) => parts,
             Err(error) => {
                 node.shutdown();
@@ -260,7 +260,7 @@ impl App {
             ops: None,
             ops_state: ops_state.clone(),
             relay,
-            live: parking_lot::Mutex::new(reload::Live::new(config, functions)),
+            live: parking_lot::Mutex::new(reload::Live::new(config, functions, chains)),
         };
         if let Some(settings) = ops_settings {
             match ops::Ops::start(settings, ops_state).await {
@@ -292,7 +292,16 @@ impl App {
         node: &Node,
         config: &AppConfig,
         options: &AppOptions,
-    ) -> Result<(LuaEngine, RunningGateway, Relay, gateway::Functions), AppError> {
+    ) -> Result<
+        (
+            LuaEngine,
+            RunningGateway,
+            Relay,
+            gateway::Functions,
+            gateway::Chains,
+        ),
+        AppError,
+    > {
         let engine = LuaEngine::new(node.clone(), engine_config(config, &options.engine))
             .map_err(|e| AppError::Engine(Box::new(e)))?;
         for store in &config.memory_stores {
@@ -333,12 +342,15 @@ impl App {
         let functions = gateway::Functions::prepare(config, &engine)?;
         let relay = Relay::new(node.clone());
         let registry = registry(&relay);
+        let none = gateway::Chains::default();
+        let mut middleware = gateway::Middlewares::new(&registry, &none);
         let gateway = gateway::build(
             config,
-            &registry,
+            &mut middleware,
             &functions.handlers,
             options.listen_override,
         )?;
+        let chains = middleware.built;
         let gateway = match node.shards() {
             Some(shards) => gateway.accept_on(
                 (0..shards.len())
@@ -351,7 +363,7 @@ impl App {
             .bind()
             .await
             .map_err(|e| AppError::Bind(Box::new(e)))?;
-        Ok((engine, running, relay, functions))
+        Ok((engine, running, relay, functions, chains))
     }
 }
 

@@ -16,7 +16,7 @@ use wsrelay_http::{RunningGateway, Server};
 use wsrelay_lua::{HttpClientPolicy, LuaEngine};
 use wsrelay_relay::Relay;
 
-use crate::gateway::{self, Functions};
+use crate::gateway::{self, Chains, Functions, Middlewares};
 use crate::AppError;
 
 /// What a reload changed.
@@ -72,15 +72,18 @@ pub(crate) struct Live {
     pub(crate) functions: Functions,
     /// [`Functions::by_name`], what [`crate::RunningApp::handlers`] hands out.
     pub(crate) handlers: std::sync::Arc<crate::Handlers>,
+    /// The routers' middleware as built, for the next routing table to reuse.
+    chains: Chains,
     /// The largest relayed message the Lua engine was started to carry (its value budget is
     /// sized from it; see `engine_config`).
     message_budget: usize,
 }
 
 impl Live {
-    pub(crate) fn new(config: AppConfig, functions: Functions) -> Live {
+    pub(crate) fn new(config: AppConfig, functions: Functions, chains: Chains) -> Live {
         let handlers = std::sync::Arc::new(functions.by_name());
         Live {
+            chains,
             message_budget: crate::largest_relay_message(&config),
             config,
             functions,
@@ -124,13 +127,14 @@ pub(crate) fn apply(
         || differ(&old.endpoints, &new.endpoints)
         || differ(&old.statics, &new.statics);
     let mut tables: Vec<(&HttpService, Server)> = Vec::new();
+    let registry = crate::registry(parts.relay);
+    let mut middleware = Middlewares::new(&registry, &live.chains);
     if routing_changed {
-        let registry = crate::registry(parts.relay);
         for (server, _) in parts.gateway.addrs() {
             // A server that left the config or changed its id keeps its routes until a
             // restart (reported by `needs_restart`).
             if let Some(service) = running_service(&new, server) {
-                let table = gateway::routes(&new, service, &registry, &functions.handlers)?;
+                let table = gateway::routes(&new, service, &mut middleware, &functions.handlers)?;
                 tables.push((service, table));
             }
         }
@@ -179,6 +183,9 @@ pub(crate) fn apply(
         if !list.contains(&name) {
             list.push(name);
         }
+    }
+    if routing_changed {
+        live.chains = middleware.built;
     }
     live.handlers = std::sync::Arc::new(functions.by_name());
     live.functions = functions;
