@@ -57,6 +57,20 @@ entries:
     source: file://reply.lua
     method: run
     modules: [http]
+  - name: limited
+    kind: http.router
+    meta: { server: gateway }
+    prefix: /limited
+    post_middleware: [websocket_relay]
+    post_options:
+      wsrelay.allowed.origins: "*"
+      wsrelay.max_connections: "1"
+  - name: limited_endpoint
+    kind: http.endpoint
+    meta: { router: limited }
+    method: GET
+    path: /
+    func: connect
 "#;
 
 /// An endpoint the later edit adds: a new route to an existing function.
@@ -219,6 +233,10 @@ async fn edits_reload_without_dropping_connections_and_broken_edits_keep_the_old
         .await
         .expect("upgrade");
     assert_eq!(ask(&mut old).await, "v1");
+    // The one connection `/limited` admits, held across every reload.
+    let limited = format!("ws://{}/limited", server.addr);
+    let mut held = ops::ws(&limited, None).await.expect("upgrade");
+    assert_eq!(ask(&mut held).await, "v1");
     assert_eq!(http_body(&server, "/version").await, (200, "v1".to_owned()));
 
     // A good edit: new calls and new connections get v2, the open connection keeps v1.
@@ -268,6 +286,10 @@ async fn edits_reload_without_dropping_connections_and_broken_edits_keep_the_old
     assert_eq!(http_body(&server, "/again").await, (200, "v3".to_owned()));
     assert_eq!(new_connection(&server).await, "v3");
     assert_eq!(ask(&mut old).await, "v1");
+    // The routing tables were rebuilt; the unchanged router kept its middleware, so the held
+    // connection still fills it.
+    assert_eq!(ops::ws(&limited, None).await.err(), Some(503));
+    assert_eq!(ask(&mut held).await, "v1");
 
     // A listener change is reported, not applied: the server keeps its address.
     save(
@@ -279,5 +301,6 @@ async fn edits_reload_without_dropping_connections_and_broken_edits_keep_the_old
     assert_eq!(http_body(&server, "/again").await, (200, "v3".to_owned()));
 
     old.close(None).await.expect("close");
+    held.close(None).await.expect("close");
     assert_eq!(server.terminate().code(), Some(0));
 }
