@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser, Subcommand};
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use wsrelay_app::watch::Watcher;
 use wsrelay_app::{demo, load_options, App, AppError, AppOptions};
 use wsrelay_config::AppConfig;
 
@@ -27,6 +28,9 @@ Examples:
   wsrelay run                          run the built-in chat demo on http://127.0.0.1:8080/
   wsrelay run --listen 0.0.0.0:9000    the demo, on another address
   wsrelay run examples/chat            run the app in a directory
+  wsrelay run --watch examples/chat    reload Lua and YAML edits without dropping
+                                       connections (a broken edit is logged and the
+                                       running version keeps serving)
   wsrelay run --metrics 127.0.0.1:9090 also serve /metrics and /healthz there
   wsrelay check --strict examples/seed validate an app without starting it
                                        (--strict: unknown entry fields are errors)
@@ -68,6 +72,11 @@ enum Command {
         /// `tls:` and serve plain HTTP; this refuses to start instead).
         #[arg(long)]
         strict: bool,
+        /// Reload the app when a Lua or YAML file under DIR changes, without dropping
+        /// connections: new handler calls and new processes run the new code, running
+        /// processes keep theirs. See docs/OPERATIONS.md, "Hot reload".
+        #[arg(long, requires = "dir")]
+        watch: bool,
     },
     /// Validate an app directory without starting it.
     Check {
@@ -135,6 +144,7 @@ fn main() -> ExitCode {
             metrics,
             drain_timeout,
             strict,
+            watch,
         } => {
             // The control runtime (signals, start-up, the ops listener) needs no more than one
             // thread: connections and processes run on the app's shards, one per core.
@@ -149,6 +159,7 @@ fn main() -> ExitCode {
                         metrics,
                         drain_timeout,
                         strict,
+                        watch,
                     };
                     rt.block_on(run(dir, options))
                 })
@@ -216,11 +227,9 @@ fn raise_open_file_limit() {
     }
 }
 
+/// The validation path `check`, `run` and every `--watch` reload share.
 fn load(dir: &Path, strict: bool) -> Result<AppConfig, Failure> {
-    let options = load_options().with_strict(strict);
-    let config = AppConfig::load(dir, &options).map_err(AppError::from)?;
-    wsrelay_app::check(&config)?;
-    Ok(config)
+    Ok(wsrelay_app::validate(dir, strict)?)
 }
 
 fn check(dir: &Path, strict: bool) -> Result<(), Failure> {
@@ -253,12 +262,13 @@ struct RunOptions {
     metrics: Option<SocketAddr>,
     drain_timeout: Duration,
     strict: bool,
+    watch: bool,
 }
 
 async fn run(dir: Option<PathBuf>, options: RunOptions) -> Result<(), Failure> {
     // The demo's files live in a temporary directory for as long as `_demo` does.
-    let (config, _demo) = match dir {
-        Some(dir) => (load(&dir, options.strict)?, None),
+    let (config, _demo) = match &dir {
+        Some(dir) => (load(dir, options.strict)?, None),
         None => {
             let demo = demo::load(&load_options().with_strict(true))?;
             (demo.config.clone(), Some(demo))
@@ -285,10 +295,29 @@ async fn run(dir: Option<PathBuf>, options: RunOptions) -> Result<(), Failure> {
             println!("wsrelay: dashboard http://{local}/dashboard (admin token required)");
         }
     }
-    while signals.wait().await == Wake::Reload {
-        tracing::info!("SIGHUP: reloading TLS certificates");
-        // A failure is logged by the gateway; the certificates in use stay.
-        let _ = app.reload_tls();
+    let mut watcher = match (&dir, options.watch) {
+        (Some(dir), true) => {
+            let watcher = Watcher::start(dir).map_err(anyhow::Error::from)?;
+            tracing::info!(dir = %dir.display(), "watching for Lua and YAML changes");
+            Some(watcher)
+        }
+        _ => None,
+    };
+    loop {
+        match wake(&mut signals, watcher.as_mut()).await {
+            Wake::Stop => break,
+            Wake::Reload => {
+                tracing::info!("SIGHUP: reloading TLS certificates");
+                // A failure is logged by the gateway; the certificates in use stay.
+                let _ = app.reload_tls();
+            }
+            Wake::Changed => {
+                if let Some(dir) = &dir {
+                    // Logged and counted by the app; a failure keeps the running version.
+                    let _ = app.reload_dir(dir, options.strict);
+                }
+            }
+        }
     }
     tracing::info!("signal received; shutting down");
     app.shutdown(options.drain_timeout).await;
@@ -303,13 +332,27 @@ struct Signals {
     hangup: Signal,
 }
 
-/// What a signal asks for.
+/// What a signal (or the watched directory) asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Wake {
     /// SIGINT or SIGTERM.
     Stop,
     /// SIGHUP: reload the TLS certificates.
     Reload,
+    /// App files changed (`--watch`): reload the app.
+    Changed,
+}
+
+/// Waits for a signal or, when watching, a change of the app's files.
+async fn wake(signals: &mut Signals, watcher: Option<&mut Watcher>) -> Wake {
+    let Some(watcher) = watcher else {
+        return signals.wait().await;
+    };
+    // Cancel safety: both are cancel safe (a change burst in progress is kept).
+    tokio::select! {
+        wake = signals.wait() => wake,
+        changed = watcher.changed() => if changed { Wake::Changed } else { signals.wait().await },
+    }
 }
 
 impl Signals {

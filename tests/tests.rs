@@ -1,5 +1,5 @@
 //! End-to-end tests of the `wsrelay` binary and of whole apps, one module per area, built as
-//! one binary: the CLI (`cli`), the chat demo (`chat`), examples/echo (`echo`),
+//! one binary: the CLI (`cli`), the chat demo (`chat`), examples/echo (`echo`), `run --watch` hot reload (`hot_reload`),
 //! examples/wippy-chat (`wippy_chat`: JWT auth, pg rooms, pg.monitor presence), the operations
 //! promises (`ops_metrics`, `ops_security`, `ops_dashboard`), the Lua `http_client` module
 //! against local servers (`lua_http_client`), `env` entries read from Lua (`lua_env`) and
@@ -14,6 +14,7 @@ mod cli;
 mod cluster_broadcast;
 mod cluster_relay;
 mod echo;
+mod hot_reload;
 mod lua_env;
 mod lua_http_client;
 mod ops_dashboard;

@@ -88,6 +88,9 @@ pub struct Server {
     child: Child,
     /// The address it serves.
     pub addr: SocketAddr,
+    /// The operations listener's address, when it was started with `--metrics` and read by
+    /// [`Server::spawn_with_ops`].
+    pub ops: Option<SocketAddr>,
 }
 
 impl Server {
@@ -110,14 +113,25 @@ impl Server {
 
     /// Spawns `cmd` (a `wsrelay run ...`, stderr as the caller set it) and reads the bound
     /// address from the first "serving http://" or "serving https://" line it prints.
-    pub fn spawn(mut cmd: Command) -> Server {
+    pub fn spawn(cmd: Command) -> Server {
+        Server::spawn_reading(cmd, false)
+    }
+
+    /// [`Server::spawn`] for a `wsrelay run --metrics ADDR`: also reads the operations
+    /// listener's address from its "ops serving" line.
+    pub fn spawn_with_ops(cmd: Command) -> Server {
+        Server::spawn_reading(cmd, true)
+    }
+
+    fn spawn_reading(mut cmd: Command, with_ops: bool) -> Server {
         let mut child = cmd
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn wsrelay run");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
+        let (mut addr, mut ops) = (None, None);
+        while addr.is_none() || (with_ops && ops.is_none()) {
             let line = lines
                 .next()
                 .expect("wsrelay run exited before serving")
@@ -125,16 +139,42 @@ impl Server {
             let Some(url) = line.split("serving ").nth(1) else {
                 continue;
             };
-            if let Some(addr) = url
+            let Some(url) = url
                 .strip_prefix("http://")
                 .or_else(|| url.strip_prefix("https://"))
-            {
-                break addr.trim_end_matches('/').parse().expect("address");
+            else {
+                continue;
+            };
+            if line.contains(" ops serving ") {
+                ops = Some(url.trim_end_matches("/metrics").parse().expect("address"));
+            } else if addr.is_none() {
+                addr = Some(url.trim_end_matches('/').parse().expect("address"));
             }
-        };
+        }
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
+        Server {
+            child,
+            addr: addr.expect("address"),
+            ops,
+        }
+    }
+
+    /// Collects what the child writes to stderr (which the caller must have piped) from now
+    /// on, as it comes, into the returned text.
+    pub fn stderr_log(&mut self) -> std::sync::Arc<std::sync::Mutex<String>> {
+        let stderr = self.child.stderr.take().expect("stderr piped");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                let mut text = sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        log
     }
 
     /// Sends `signal` (e.g. `HUP`) with `kill`.

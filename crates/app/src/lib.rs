@@ -23,6 +23,10 @@
 //! drain timeout, then stop every other process. The operations listener
 //! answers `/healthz` with `503` from the start of the drain and stops last.
 //!
+//! [`RunningApp::reload_dir`] is hot reload (`wsrelay run --watch`, with [`watch::Watcher`]):
+//! the directory validated by [`validate`], then new Lua code, routes and what needs a restart
+//! applied or reported without dropping a connection (docs/decisions/hot-reload.md).
+//!
 //! [`load_options`] gives the loader the same middleware names and Lua
 //! syntax check the runtime uses, so `wsrelay check` and `wsrelay run`
 //! validate identically; [`check`] adds the middleware option checks.
@@ -51,10 +55,13 @@ mod gateway;
 mod handler;
 mod http_client;
 pub mod ops;
+mod reload;
 mod supervisor;
+pub mod watch;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,6 +74,7 @@ use wsrelay_process::{reason, ExitResult, GroupLimits, HostConfig, Node, Shards}
 use wsrelay_relay::Relay;
 
 pub use error::{AppError, TokenProblem};
+pub use reload::Reload;
 
 /// Loader options with the runtime's middleware names (the builtins and
 /// `websocket_relay`) and the Lua syntax checker.
@@ -81,6 +89,20 @@ pub fn load_options() -> LoadOptions {
     LoadOptions::new()
         .with_middleware(names)
         .with_lua_checker(LuaEngine::check_source)
+}
+
+/// The validation path of `wsrelay check`, `wsrelay run` and every hot reload: loads `dir`
+/// with [`load_options`] (unknown fields are errors when `strict`), then [`check`]s it.
+///
+/// # Errors
+///
+/// The loader's errors (each naming file, entry and field; a Lua syntax error names the
+/// file and line) or [`check`]'s.
+pub fn validate(dir: &Path, strict: bool) -> Result<AppConfig, AppError> {
+    let options = load_options().with_strict(strict);
+    let config = AppConfig::load(dir, &options)?;
+    check(&config)?;
+    Ok(config)
 }
 
 /// Checks what the loader cannot: each router's middleware options (e.g.
@@ -201,7 +223,7 @@ impl App {
         }
 
         let result = Self::assemble(&node, &config, &options).await;
-        let (engine, gateway, relay, handlers) = match result {
+        let (engine, gateway, relay, functions, chains) = match result {
             Ok(parts) => parts,
             Err(error) => {
                 node.shutdown();
@@ -238,7 +260,7 @@ impl App {
             ops: None,
             ops_state: ops_state.clone(),
             relay,
-            handlers: Arc::new(handlers),
+            live: parking_lot::Mutex::new(reload::Live::new(config, functions, chains)),
         };
         if let Some(settings) = ops_settings {
             match ops::Ops::start(settings, ops_state).await {
@@ -270,7 +292,16 @@ impl App {
         node: &Node,
         config: &AppConfig,
         options: &AppOptions,
-    ) -> Result<(LuaEngine, RunningGateway, Relay, Handlers), AppError> {
+    ) -> Result<
+        (
+            LuaEngine,
+            RunningGateway,
+            Relay,
+            gateway::Functions,
+            gateway::Chains,
+        ),
+        AppError,
+    > {
         let engine = LuaEngine::new(node.clone(), engine_config(config, &options.engine))
             .map_err(|e| AppError::Engine(Box::new(e)))?;
         for store in &config.memory_stores {
@@ -308,10 +339,18 @@ impl App {
                 .register_process(&entry.id.to_string(), gateway::spec(entry))
                 .map_err(AppError::lua(entry))?;
         }
-        let handlers = gateway::handlers(config, &engine)?;
+        let functions = gateway::Functions::prepare(config, &engine)?;
         let relay = Relay::new(node.clone());
         let registry = registry(&relay);
-        let gateway = gateway::build(config, &registry, &handlers, options.listen_override)?;
+        let none = gateway::Chains::default();
+        let mut middleware = gateway::Middlewares::new(&registry, &none);
+        let gateway = gateway::build(
+            config,
+            &mut middleware,
+            &functions.handlers,
+            options.listen_override,
+        )?;
+        let chains = middleware.built;
         let gateway = match node.shards() {
             Some(shards) => gateway.accept_on(
                 (0..shards.len())
@@ -324,11 +363,7 @@ impl App {
             .bind()
             .await
             .map_err(|e| AppError::Bind(Box::new(e)))?;
-        let handlers = handlers
-            .into_iter()
-            .map(|(id, handler)| (id.to_string(), handler))
-            .collect();
-        Ok((engine, running, relay, handlers))
+        Ok((engine, running, relay, functions, chains))
     }
 }
 
@@ -413,13 +448,15 @@ pub struct RunningApp {
     ops: Option<ops::Ops>,
     ops_state: Arc<ops::OpsState>,
     relay: Relay,
-    handlers: Arc<Handlers>,
+    /// What a reload replaces; locked only while one is applied or the handlers are read.
+    live: parking_lot::Mutex<reload::Live>,
 }
 
 impl std::fmt::Debug for RunningApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Handlers are trait objects without `Debug`: their ids say which they are.
-        let mut handlers: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        let live = self.live.lock();
+        let mut handlers: Vec<&str> = live.handlers.keys().map(String::as_str).collect();
         handlers.sort_unstable();
         f.debug_struct("RunningApp")
             .field("node", &self.node)
@@ -455,10 +492,68 @@ impl RunningApp {
     }
 
     /// Every `function.lua` entry as a handler, by entry id: what an embedding app serves on
-    /// its own routes (the app's `http.endpoint` entries serve the same handlers).
+    /// its own routes (the app's `http.endpoint` entries serve the same handlers). A reload
+    /// changes the code these handlers run; entries it adds are in the next call's map.
     #[must_use]
     pub fn handlers(&self) -> Arc<Handlers> {
-        self.handlers.clone()
+        self.live.lock().handlers.clone()
+    }
+
+    /// Hot reload: validates `dir` on the path `wsrelay check` uses ([`validate`]) and
+    /// applies it (see [`reload`](Self::reload)). A failure is logged with the validation's
+    /// error and counted (`wsrelay_reloads_total{result="error"}`); the running version
+    /// keeps serving.
+    ///
+    /// # Errors
+    ///
+    /// What [`validate`] or [`reload`](Self::reload) returned.
+    pub fn reload_dir(&self, dir: &Path, strict: bool) -> Result<Reload, AppError> {
+        let result = validate(dir, strict).and_then(|config| self.apply(config));
+        self.record(&result);
+        result
+    }
+
+    /// Hot reload of a validated `config`: new handler calls and new spawns of changed Lua
+    /// entries run the new code, running processes and calls in flight keep theirs; routing
+    /// tables are replaced; what needs a restart (listeners, hosts, services, scopes, stores,
+    /// env, cluster, ops) is named in the result and left as it runs. Counted and logged as
+    /// [`reload_dir`](Self::reload_dir) is.
+    ///
+    /// # Errors
+    ///
+    /// An added `function.lua` entry that does not compile, or a routing table the gateway
+    /// rejects; nothing was changed then.
+    pub fn reload(&self, config: AppConfig) -> Result<Reload, AppError> {
+        let result = self.apply(config);
+        self.record(&result);
+        result
+    }
+
+    fn apply(&self, config: AppConfig) -> Result<Reload, AppError> {
+        let parts = reload::Parts {
+            engine: &self.engine,
+            gateway: &self.gateway,
+            relay: &self.relay,
+        };
+        reload::apply(&parts, &mut self.live.lock(), config)
+    }
+
+    /// Counts and logs a reload's outcome.
+    fn record(&self, result: &Result<Reload, AppError>) {
+        self.ops_state.count_reload(result.is_ok());
+        match result {
+            Ok(reload) => {
+                for item in &reload.needs_restart {
+                    tracing::warn!("reload: needs a restart: {item}");
+                }
+                tracing::info!(%reload, "reloaded");
+            }
+            Err(error) => {
+                for line in error.to_string().lines() {
+                    tracing::error!("reload failed; the previous version keeps serving: {line}");
+                }
+            }
+        }
     }
 
     /// The app's metrics (the ones `/metrics` of the operations listener serves), to
@@ -555,22 +650,34 @@ impl RunningApp {
 fn engine_config(config: &AppConfig, engine: &EngineConfig) -> EngineConfig {
     /// Room for the `ws.send` table and its fields around the message's bytes.
     const ENVELOPE: usize = 64 << 10;
-    let largest_message = config
-        .routers
-        .iter()
-        .filter(|router| {
-            router
-                .post_middleware
-                .iter()
-                .any(|name| name == wsrelay_relay::MIDDLEWARE_NAME)
-        })
-        .filter_map(|router| wsrelay_relay::RelayOptions::from_options(&router.post_options).ok())
-        .map(|relay| relay.max_message_size)
-        .max()
-        .unwrap_or(0);
+    let largest_message = largest_relay_message(config);
     let mut engine = engine.clone();
     engine.max_value_size = engine
         .max_value_size
         .max(largest_message.saturating_add(ENVELOPE));
     engine
+}
+
+/// The largest message any relay route of `config` accepts (0 without one).
+fn largest_relay_message(config: &AppConfig) -> usize {
+    config
+        .routers
+        .iter()
+        .filter_map(relay_message_limit)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The `max_message_size` of `router`'s relay, if it relays.
+fn relay_message_limit(router: &wsrelay_config::HttpRouter) -> Option<usize> {
+    let relays = router
+        .post_middleware
+        .iter()
+        .any(|name| name == wsrelay_relay::MIDDLEWARE_NAME);
+    if !relays {
+        return None;
+    }
+    wsrelay_relay::RelayOptions::from_options(&router.post_options)
+        .ok()
+        .map(|relay| relay.max_message_size)
 }

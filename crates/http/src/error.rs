@@ -21,6 +21,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A running gateway has no server with this id (a routing table for it cannot be
+    /// replaced).
+    #[error("server {server} is not running")]
+    UnknownServer {
+        /// The server id.
+        server: String,
+    },
     /// Two servers have the same id.
     #[error("server {server} is defined twice")]
     DuplicateServer {

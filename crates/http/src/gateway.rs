@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::RwLock;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -142,13 +143,14 @@ impl Gateway {
                     local_addr,
                     proxies: config.trusted_proxies.clone(),
                     config,
-                    routes,
+                    routes: RwLock::new(Arc::new(routes)),
                     tls,
                 },
             ));
         }
         let force = CancellationToken::new();
         let mut addrs = Vec::with_capacity(bound.len());
+        let mut sites = Vec::with_capacity(bound.len());
         let mut tls = Vec::new();
         for (listener, site) in bound {
             let scheme = if site.tls.is_some() { "https" } else { "http" };
@@ -164,6 +166,7 @@ impl Gateway {
                 tls.push(reloader.clone());
             }
             let site = Arc::new(site);
+            sites.push(site.clone());
             if self.accept_on.is_empty() {
                 let accept = accept_loop(listener, site, self.shutdown.clone(), force.clone());
                 self.shutdown.tracker().spawn(accept);
@@ -195,6 +198,7 @@ impl Gateway {
         }
         Ok(RunningGateway {
             addrs,
+            sites,
             tls,
             shutdown: self.shutdown,
             force,
@@ -207,13 +211,24 @@ impl Gateway {
 ///
 /// Dropping it does not stop the servers; call [`shutdown`](Self::shutdown)
 /// (or cancel the [`Shutdown`] token, then call it to wait for the drain).
-#[derive(Debug)]
 pub struct RunningGateway {
     addrs: Vec<(String, SocketAddr)>,
+    sites: Vec<Arc<Site>>,
     tls: Vec<TlsReloader>,
     shutdown: Shutdown,
     force: CancellationToken,
     drain_timeout: Duration,
+}
+
+impl std::fmt::Debug for RunningGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The sites are the servers of `addrs`, with routing tables made of trait objects.
+        f.debug_struct("RunningGateway")
+            .field("addrs", &self.addrs)
+            .field("tls", &self.tls)
+            .field("drain_timeout", &self.drain_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunningGateway {
@@ -255,6 +270,25 @@ impl RunningGateway {
             }
         }
         first.map_or(Ok(()), Err)
+    }
+
+    /// Replaces the routers, endpoints and static mounts of the running server with
+    /// `server`'s id by `server`'s (hot reload): requests that start afterwards are routed
+    /// by the new table, requests in flight finish on the old one. Everything else of
+    /// `server` (address, TLS, limits) is ignored: the listener keeps what it was bound with.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownServer`] when no running server has that id; nothing changes.
+    pub fn replace_routes(&self, server: Server) -> Result<(), Error> {
+        let Some(site) = self.sites.iter().find(|site| *site.id == *server.id()) else {
+            return Err(Error::UnknownServer {
+                server: server.id().to_owned(),
+            });
+        };
+        let (_, _, routes, _) = server.into_parts();
+        *site.routes.write() = Arc::new(routes);
+        Ok(())
     }
 
     /// The shutdown signal (the one every request carries as an extension).

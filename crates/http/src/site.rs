@@ -13,6 +13,7 @@ use futures_util::FutureExt;
 use http::header::CONTENT_LENGTH;
 use http::StatusCode;
 use hyper::body::Incoming;
+use parking_lot::RwLock;
 
 use crate::server::{Routes, ServerConfig};
 use crate::tls::TlsReloader;
@@ -104,7 +105,9 @@ pub(crate) struct Site {
     pub(crate) id: Arc<str>,
     pub(crate) local_addr: SocketAddr,
     pub(crate) config: ServerConfig,
-    pub(crate) routes: Routes,
+    /// The routing table, replaceable while the server runs (hot reload). A request reads it
+    /// once and keeps its own `Arc`, so a replacement never waits for requests in flight.
+    pub(crate) routes: RwLock<Arc<Routes>>,
     pub(crate) tls: Option<TlsReloader>,
     pub(crate) proxies: TrustedProxies,
 }
@@ -170,7 +173,8 @@ async fn route(site: &Site, req: Request) -> Response {
             ),
         );
     }
-    match site.routes.find(req.uri().path()) {
+    let routes = site.routes.read().clone();
+    match routes.find(req.uri().path()) {
         Some(router) => router.handle(req).await,
         None => response::text(StatusCode::NOT_FOUND, "not found"),
     }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
+use parking_lot::RwLock;
 use tokio::sync::oneshot;
 use wsrelay_process::{NewProcess, Node, ProcessFactory, Shards, Value};
 
@@ -261,10 +262,12 @@ impl LuaEngine {
     ///
     /// [`LuaError::Syntax`] if the source does not compile.
     pub fn function(&self, entry_id: &str, spec: FunctionSpec) -> Result<LuaFunction, LuaError> {
+        let proto = self.proto(entry_id, spec)?;
         Ok(LuaFunction {
             node: self.node.clone(),
             pool: self.pool.clone(),
-            proto: self.proto(entry_id, spec)?,
+            entry: proto.entry.clone(),
+            proto: Arc::new(RwLock::new(proto)),
         })
     }
 }
@@ -293,26 +296,44 @@ impl ProcessFactory for LuaProcessFactory {
 /// A callable `function.lua` entry (an HTTP handler or a plain function).
 ///
 /// Each call runs in a fresh environment on one of the workers, concurrently with other calls
-/// and processes, and is stopped after `call_timeout`.
+/// and processes, and is stopped after `call_timeout`. Clones share the entry's code:
+/// [`replace`](LuaFunction::replace) on one changes what every clone's next call runs.
 #[derive(Clone)]
 pub struct LuaFunction {
     node: Node,
     pool: Arc<Pool>,
-    proto: Arc<Proto>,
+    entry: Arc<str>,
+    /// The code calls run now. Read once when a call starts (the call then holds its own
+    /// `Arc`), so a replacement never waits for calls in flight and never changes one.
+    proto: Arc<RwLock<Arc<Proto>>>,
 }
 
 impl fmt::Debug for LuaFunction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("LuaFunction")
-            .field(&self.proto.entry)
-            .finish()
+        f.debug_tuple("LuaFunction").field(&self.entry).finish()
     }
 }
 
 impl LuaFunction {
     /// The entry id.
     pub fn entry(&self) -> &str {
-        &self.proto.entry
+        &self.entry
+    }
+
+    /// Replaces the entry's code (hot reload): calls that start afterwards run `spec`, calls
+    /// in flight finish with the code they started with.
+    ///
+    /// # Errors
+    ///
+    /// [`LuaError::Syntax`] if the source does not compile; the code in use stays.
+    pub fn replace(&self, spec: FunctionSpec) -> Result<(), LuaError> {
+        let engine = LuaEngine {
+            node: self.node.clone(),
+            pool: self.pool.clone(),
+        };
+        let proto = engine.proto(&self.entry, spec)?;
+        *self.proto.write() = proto;
+        Ok(())
     }
 
     /// Calls the function as an HTTP handler: `http.request()` is `req`, and what it sets on
@@ -363,8 +384,9 @@ impl LuaFunction {
         args: Vec<Value>,
     ) -> Result<oneshot::Receiver<Result<crate::worker::CallOutput, LuaError>>, LuaError> {
         let (reply, rx) = oneshot::channel();
+        let proto = self.proto.read().clone();
         self.pool.dispatch(Job::Call {
-            proto: self.proto.clone(),
+            proto,
             node: self.node.clone(),
             request,
             args,

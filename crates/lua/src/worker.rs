@@ -205,6 +205,9 @@ type ProcessScope = Scoped<mlua::thread::AsyncThread<MultiValue>>;
 
 /// One compiled entry in this worker's state.
 struct EntryCache {
+    /// Alive while a caller can still start this code: a function or factory that has not
+    /// been replaced, or a call or process that started with it.
+    proto: std::sync::Weak<Proto>,
     factory: Function,
     meta: Table,
     /// The method name and the entry id as Lua strings, made once (every start passes them).
@@ -321,10 +324,15 @@ impl WorkerState {
         }
     }
 
-    fn entry(&self, proto: &Proto) -> Result<Rc<EntryCache>, String> {
+    fn entry(&self, proto: &Arc<Proto>) -> Result<Rc<EntryCache>, String> {
         if let Some(e) = self.entries.borrow().get(&proto.id) {
             return Ok(e.clone());
         }
+        // A new version of an entry (hot reload) is the moment to forget the versions nobody
+        // can start any more; the processes running them hold their own closures.
+        self.entries
+            .borrow_mut()
+            .retain(|_, cached| cached.proto.strong_count() > 0);
         let chunk = self
             .lua
             .load(wrap_source(&proto.source))
@@ -343,6 +351,7 @@ impl WorkerState {
             return Err("out of memory preparing the entry".to_owned());
         };
         let cache = Rc::new(EntryCache {
+            proto: Arc::downgrade(proto),
             factory,
             meta,
             method,
@@ -355,7 +364,7 @@ impl WorkerState {
     /// Creates the coroutine of an actor running `proto` with `args`.
     fn start(
         &self,
-        proto: &Proto,
+        proto: &Arc<Proto>,
         actor: &Actor,
         args: &[Value],
     ) -> Result<mlua::thread::AsyncThread<MultiValue>, String> {
@@ -382,7 +391,7 @@ impl WorkerState {
     /// fails.
     fn start_process(
         &self,
-        proto: &Proto,
+        proto: &Arc<Proto>,
         ctx: Context,
         args: &[Value],
     ) -> Result<(Rc<ProcState>, ProcessScope), ExitResult> {

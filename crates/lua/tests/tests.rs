@@ -17,6 +17,7 @@ mod lua_pg;
 mod lua_pg_watch;
 mod lua_process;
 mod lua_random;
+mod lua_reload;
 mod lua_seed;
 mod lua_values;
 mod wippy_modules;

@@ -74,6 +74,13 @@ impl Node {
             .insert(entry.to_owned(), factory);
     }
 
+    /// Removes the factory of `entry` (its entry left the app on a reload): spawning it fails
+    /// afterwards, as for an unknown entry; processes it started run on. Returns whether one
+    /// was registered.
+    pub fn unregister_factory(&self, entry: &str) -> bool {
+        self.inner.factories.write().remove(entry).is_some()
+    }
+
     /// Whether a factory is registered for `entry`.
     pub fn has_factory(&self, entry: &str) -> bool {
         self.inner.factories.read().contains_key(entry)

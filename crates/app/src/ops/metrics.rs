@@ -164,6 +164,14 @@ impl Collector for Snapshot {
                 ("timeout", lua.function_timeouts),
             ],
         )?;
+        let (reloads_ok, reloads_failed) = s.reloads();
+        counters(
+            &mut enc,
+            "wsrelay_reloads",
+            "Hot reloads (run --watch), by result: ok (applied) or error (refused; the previous version kept serving)",
+            "result",
+            &[("ok", reloads_ok), ("error", reloads_failed)],
+        )?;
         gauge(
             &mut enc,
             "wsrelay_draining",

@@ -38,7 +38,7 @@ pub use metrics::Metrics;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -77,6 +77,8 @@ pub(crate) struct OpsState {
     pub(crate) cluster: Option<wsrelay_cluster::Cluster>,
     draining: AtomicBool,
     started: SystemTime,
+    /// Hot reloads applied and failed (`wsrelay_reloads_total`).
+    reloads: [AtomicU64; 2],
     /// Open `/admin/events` streams (at most [`dashboard::MAX_SUBSCRIBERS`]).
     subscribers: AtomicUsize,
     /// Cancelled when the listener stops, so event streams end and do not hold the drain.
@@ -101,6 +103,7 @@ impl OpsState {
             cluster,
             draining: AtomicBool::new(false),
             started: SystemTime::now(),
+            reloads: [AtomicU64::new(0), AtomicU64::new(0)],
             subscribers: AtomicUsize::new(0),
             closed: CancellationToken::new(),
             cache: dashboard::SnapshotCache::default(),
@@ -110,6 +113,19 @@ impl OpsState {
     /// Marks the app as draining: `/healthz` answers `503` from now on.
     pub(crate) fn set_draining(&self) {
         self.draining.store(true, Ordering::Release);
+    }
+
+    /// Counts a hot reload, applied (`ok`) or not.
+    pub(crate) fn count_reload(&self, ok: bool) {
+        self.reloads[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Hot reloads so far: (applied, failed).
+    pub(crate) fn reloads(&self) -> (u64, u64) {
+        (
+            self.reloads[0].load(Ordering::Relaxed),
+            self.reloads[1].load(Ordering::Relaxed),
+        )
     }
 }
 
