@@ -54,10 +54,9 @@ command -v kosoku >/dev/null 2>&1 || python3 -m pip install --quiet kosoku
 command -v kosoku >/dev/null 2>&1 || { echo "conformance: kosoku is not installed" >&2; exit 2; }
 
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
-cargo build --release --quiet -p wsrelay-bench --bin ws-echo --bin bare-echo --bin relay-echo --manifest-path "$ROOT/Cargo.toml"
-if [ "$SERVER" = wsrelay-echo ]; then
-  cargo build --release --quiet -p wsrelay --bin wsrelay --manifest-path "$ROOT/Cargo.toml"
-fi
+# The one release build of the scripts and CI: both packages in one command, so features are
+# unified once and `.ci/run`'s build leaves nothing to do here.
+cargo build --release --quiet -p wsrelay -p wsrelay-bench --manifest-path "$ROOT/Cargo.toml"
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'

@@ -35,7 +35,7 @@ if [[ -n "${WSRELAY_BIN:-}" ]]; then
     BIN="$WSRELAY_BIN"
 else
     log "building wsrelay (release)"
-    cargo build --release --bin wsrelay
+    cargo build --release -p wsrelay -p wsrelay-bench
     BIN="$ROOT/target/release/wsrelay"
 fi
 [[ -x "$BIN" ]] || { log "no executable at $BIN"; exit 1; }
@@ -43,7 +43,7 @@ if [[ -n "${WS_ECHO_BIN:-}" ]]; then
     WS_ECHO="$WS_ECHO_BIN"
 else
     log "building ws-echo (release)"
-    cargo build --release -p wsrelay-bench --bin ws-echo
+    cargo build --release -p wsrelay -p wsrelay-bench
     WS_ECHO="$ROOT/target/release/ws-echo"
 fi
 
