@@ -108,6 +108,12 @@ impl Envelope {
         }
     }
 
+    /// The lane of the peer's queue this envelope waits in (module `lanes`): its sender's,
+    /// so each process's messages and signals stay in order, or the node's.
+    pub(crate) fn lane(&self) -> u64 {
+        self.sender().map_or(crate::lanes::NODE_LANE, Pid::id)
+    }
+
     /// The process on the receiving node (none for group envelopes, which address the node).
     pub(crate) fn receiver(&self) -> Option<&Pid> {
         match self {

@@ -4,16 +4,21 @@
 //! Layout, big endian:
 //!
 //! ```text
-//! version u8 (2), type u8, flags u8, incarnation u32,
+//! version u8 (3), type u8, flags u8, incarnation u32,
 //! src_len u8, src, dst_len u8, dst                      the two node names
 //! data:      session u64, seq u64, count u16, count × (len u32, envelope)
-//! heartbeat: session u64, published u64, ack_session u64, ack_seq u64, probe u8
+//! heartbeat: session u64, published u64, ack_session u64, ack_seq u64, ack_bytes u64,
+//!            grant_bytes u64, grant_frames u32, probe u8
 //! reset:     session u64
 //! tag [32]   only if flags bit 0: HMAC-SHA256 over every byte before it
 //! ```
 //!
-//! A heartbeat carries the sender's session, its last published sequence number and an
-//! acknowledgement of what it received; a reset names the session it ends.
+//! A heartbeat carries the sender's session, its last published sequence number, an
+//! acknowledgement of what it received (the last sequence number and the bytes of the
+//! session's data frames up to it, whole NATS payloads) and the credit it grants: how many
+//! bytes and frames beyond the acknowledged ones the other side may have in flight. A reset
+//! names the session it ends. Version 3 added the bytes and the grant (credits in bytes);
+//! nodes of version 2 and 3 drop each other's frames as malformed.
 //!
 //! [`Codec::open`] accepts a frame only if it decodes completely, its source is the node
 //! named by the subject's last token and not this node, its destination is this node, and,
@@ -27,7 +32,7 @@ use ring::hmac;
 use crate::options::valid_node_name;
 use crate::stats::DropReason;
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 const DATA: u8 = 0;
 const HEARTBEAT: u8 = 1;
 const RESET: u8 = 2;
@@ -40,6 +45,10 @@ const TAG_LEN: usize = 32;
 /// The smallest encoded envelope (a `u32` length and a one-byte array), to bound how much
 /// a frame's `count` may make the decoder reserve.
 const MIN_ENVELOPE: usize = 5;
+/// Bytes before the node names' bytes: version, type, flags, incarnation, two name lengths.
+const HEADER: usize = 9;
+/// Bytes of a data frame's session, sequence number and count.
+const DATA_HEADER: usize = 18;
 
 /// A frame accepted from a peer.
 #[derive(Debug)]
@@ -76,8 +85,23 @@ pub(crate) struct Heartbeat {
     pub(crate) ack_session: u64,
     /// The last sequence number received in `ack_session`.
     pub(crate) ack_seq: u64,
+    /// The bytes of `ack_session`'s data frames 1 to `ack_seq` (whole frames).
+    pub(crate) ack_bytes: u64,
+    /// The credit the sender grants beyond what it acknowledges.
+    pub(crate) grant: Grant,
     /// Asks for an immediate heartbeat back.
     pub(crate) probe: bool,
+}
+
+/// The credit a receiver grants: what the other side may have sent and not yet had
+/// acknowledged, in bytes of data frames and in frames. A frame goes whenever nothing is in
+/// flight, however large (module `writer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Grant {
+    /// Bytes of data frames.
+    pub(crate) bytes: u64,
+    /// Data frames (bounds what the receiver's NATS subscription holds).
+    pub(crate) frames: u32,
 }
 
 /// Why a frame was refused.
@@ -123,10 +147,17 @@ impl Codec {
         }
     }
 
+    /// The length of a data frame to node `to` with `count` envelopes of `bytes` in all, as
+    /// [`data`](Codec::data) encodes it (the unit of credit).
+    pub(crate) fn data_len(&self, to: &str, count: usize, bytes: usize) -> usize {
+        let tag = if self.key.is_some() { TAG_LEN } else { 0 };
+        HEADER + self.me.len() + to.len() + DATA_HEADER + 4 * count + bytes + tag
+    }
+
     /// Data frame `seq` of `session` to node `to`.
     pub(crate) fn data(&self, to: &str, session: u64, seq: u64, envelopes: &[Bytes]) -> Bytes {
         let len: usize = envelopes.iter().map(|e| e.len() + 4).sum();
-        let mut buf = self.header(DATA, to, 18 + len);
+        let mut buf = self.header(DATA, to, DATA_HEADER + len);
         buf.put_u64(session);
         buf.put_u64(seq);
         buf.put_u16(envelopes.len() as u16);
@@ -139,11 +170,14 @@ impl Codec {
 
     /// A heartbeat to node `to`.
     pub(crate) fn heartbeat(&self, to: &str, hb: &Heartbeat) -> Bytes {
-        let mut buf = self.header(HEARTBEAT, to, 33);
+        let mut buf = self.header(HEARTBEAT, to, 53);
         buf.put_u64(hb.session);
         buf.put_u64(hb.published);
         buf.put_u64(hb.ack_session);
         buf.put_u64(hb.ack_seq);
+        buf.put_u64(hb.ack_bytes);
+        buf.put_u64(hb.grant.bytes);
+        buf.put_u32(hb.grant.frames);
         buf.put_u8(u8::from(hb.probe));
         self.seal(buf)
     }
@@ -186,8 +220,7 @@ impl Codec {
     }
 
     fn header(&self, kind: u8, to: &str, body: usize) -> BytesMut {
-        let names = 2 + self.me.len() + to.len();
-        let mut buf = BytesMut::with_capacity(7 + names + body + TAG_LEN);
+        let mut buf = BytesMut::with_capacity(HEADER + self.me.len() + to.len() + body + TAG_LEN);
         buf.put_u8(VERSION);
         buf.put_u8(kind);
         buf.put_u8(if self.key.is_some() { SIGNED } else { 0 });
@@ -320,6 +353,11 @@ impl Reader {
             published: self.u64()?,
             ack_session: self.u64()?,
             ack_seq: self.u64()?,
+            ack_bytes: self.u64()?,
+            grant: Grant {
+                bytes: self.u64()?,
+                frames: self.u32()?,
+            },
             probe: self.u8()? != 0,
         })
     }
@@ -339,6 +377,11 @@ mod tests {
         published: 3,
         ack_session: 9,
         ack_seq: 2,
+        ack_bytes: 300,
+        grant: Grant {
+            bytes: 4 << 20,
+            frames: 512,
+        },
         probe: true,
     };
 
@@ -437,6 +480,24 @@ mod tests {
             b.open_hello("a", unsigned.hello()),
             Err(Rejected::Unauthenticated(_))
         ));
+    }
+
+    #[test]
+    fn data_len_is_the_encoded_length() {
+        let envs = [
+            Bytes::from_static(b"\x91\x00"),
+            Bytes::from(vec![0x91; 300]),
+        ];
+        for key in [None, key(b"the cluster secret")] {
+            let a = Codec::new("node-a", 5, key);
+            for envs in [&envs[..0], &envs[..1], &envs[..]] {
+                let bytes = envs.iter().map(Bytes::len).sum();
+                assert_eq!(
+                    a.data_len("b", envs.len(), bytes),
+                    a.data("b", 1, 1, envs).len()
+                );
+            }
+        }
     }
 
     #[test]

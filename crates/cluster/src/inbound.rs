@@ -21,6 +21,8 @@ use crate::stats::DropReason;
 /// A NATS message on `wsr.<cluster>.n.<me>.<src>`; `prefix_len` is the length up to `<src>`.
 pub(crate) fn on_message(sh: &Arc<Shared>, subject: &str, prefix_len: usize, payload: Bytes) {
     let src = subject.get(prefix_len..).unwrap_or_default();
+    // Credit counts whole payloads, as the sender's writer counts what it publishes.
+    let len = payload.len() as u64;
     let frame = match sh.codec.open(src, payload) {
         Ok(frame) => frame,
         Err(rejected) => return refuse(sh, src, rejected),
@@ -35,7 +37,7 @@ pub(crate) fn on_message(sh: &Arc<Shared>, subject: &str, prefix_len: usize, pay
         },
     };
     sh.stats.count_received_batch();
-    on_frame(sh, &peer, frame);
+    on_frame(sh, &peer, frame, len);
 }
 
 /// Counts a refused frame; logs at most one a second (anyone who can publish can send them).
@@ -46,14 +48,14 @@ fn refuse(sh: &Shared, src: &str, rejected: Rejected) {
     }
 }
 
-fn on_frame(sh: &Arc<Shared>, peer: &Arc<Peer>, frame: Frame) {
+fn on_frame(sh: &Arc<Shared>, peer: &Arc<Peer>, frame: Frame, len: u64) {
     check_incarnation(sh, peer, frame.inc);
     match frame.body {
         Body::Data {
             session,
             seq,
             envelopes,
-        } => on_data(sh, peer, session, seq, envelopes),
+        } => on_data(sh, peer, (session, seq, len), envelopes),
         Body::Heartbeat(hb) => on_heartbeat(sh, peer, &hb),
         Body::Reset { session } => {
             let ours = peer.state.lock().out_session == session;
@@ -64,13 +66,19 @@ fn on_frame(sh: &Arc<Shared>, peer: &Arc<Peer>, frame: Frame) {
     }
 }
 
-fn on_data(sh: &Arc<Shared>, peer: &Arc<Peer>, session: u64, seq: u64, envelopes: Vec<Bytes>) {
-    let verdict = peer.state.lock().judge_data(session, seq);
+/// Data frame `seq` of `session`, `len` bytes.
+fn on_data(
+    sh: &Arc<Shared>,
+    peer: &Arc<Peer>,
+    (session, seq, len): (u64, u64, u64),
+    envelopes: Vec<Bytes>,
+) {
+    let verdict = peer.state.lock().judge_data(session, seq, len);
     match verdict {
         Verdict::Accept => {}
         Verdict::NewSession => {
             sh.end_connection(peer, "peer started a new session");
-            let v = peer.state.lock().judge_data(session, seq);
+            let v = peer.state.lock().judge_data(session, seq, len);
             debug_assert_eq!(v, Verdict::Accept);
         }
         Verdict::Stale => {
@@ -97,15 +105,7 @@ fn on_data(sh: &Arc<Shared>, peer: &Arc<Peer>, session: u64, seq: u64, envelopes
             Err(_) => sh.stats.count_drop(DropReason::Malformed, 1),
         }
     }
-    let ack_due = {
-        let mut st = peer.state.lock();
-        st.received_since_ack += 1;
-        let due = st.received_since_ack >= sh.opts.window / 4;
-        if due {
-            st.received_since_ack = 0;
-        }
-        due
-    };
+    let ack_due = peer.state.lock().ack_due(len, sh.opts.grant());
     if ack_due {
         sh.publish_control(peer, sh.heartbeat(peer, false));
     }
@@ -122,13 +122,9 @@ fn on_heartbeat(sh: &Arc<Shared>, peer: &Arc<Peer>, hb: &Heartbeat) {
             return;
         }
     }
-    {
-        let mut st = peer.state.lock();
-        if hb.ack_session == st.out_session && hb.ack_seq > st.acked_seq {
-            st.acked_seq = hb.ack_seq;
-            drop(st);
-            peer.credit.notify_waiters();
-        }
+    let more_credit = peer.state.lock().on_ack(hb);
+    if more_credit {
+        peer.credit.notify_waiters();
     }
     if heard(sh, peer) && hb.probe {
         sh.publish_control(peer, sh.heartbeat(peer, false));
@@ -238,15 +234,15 @@ fn apply(sh: &Shared, peer: &Peer, env: Envelope) {
         Envelope::Link { from, to } => {
             peer.state.lock().links.insert((to.clone(), from.clone()));
             if !inbound.link(&from, &to) {
-                let bytes = Envelope::LinkDown {
+                let env = Envelope::LinkDown {
                     from: to.clone(),
                     to: from.clone(),
                     result: ExitResult::error(reason::NOPROC),
-                }
-                .encode();
+                };
+                let bytes = env.encode();
                 let mut st = peer.state.lock();
                 if st.links.remove(&(to, from)) {
-                    peer.push(&st, bytes);
+                    peer.push(&mut st, env.lane(), bytes);
                 }
             }
         }

@@ -30,9 +30,12 @@
 //!   *suspect* and shortens that to [`ClusterOptions::suspect_window`]. Sends to a down peer
 //!   fail with `node unreachable`; monitors and links get `noconnection` at once.
 //! - **Flow control.** Each peer has a queue drained by one writer task, which alone talks to
-//!   NATS (a NATS outage never blocks local work), and a window of unacknowledged frames.
-//!   Above the queue's high-water mark `Node::is_congested` is true for PIDs of that peer, so
-//!   the WebSocket relay stops reading its client.
+//!   NATS (a NATS outage never blocks local work), within the credit the peer grants: bytes
+//!   (4 MiB) and frames (512) unacknowledged. The queue has a lane per sending process,
+//!   served round robin by bytes, so a large sender cannot starve small ones and each
+//!   sender's order holds. Above the queue's high-water marks (envelopes, bytes)
+//!   `Node::is_congested` is true for PIDs of that peer, so the WebSocket relay stops reading
+//!   its client.
 //! - **Names.** Names starting with [`CLUSTER_NAME_PREFIX`] (`global:`) are cluster-wide, in
 //!   the JetStream KV bucket `wsr_names`; other names stay local.
 //!
@@ -49,7 +52,8 @@
 //! | `shared` | the state all tasks share; ending a connection; control frames |
 //! | `peers`, `peer` | the bounded peer table; one peer's sessions and relations |
 //! | `routing` | the `Transport` seam: local signals into peer queues |
-//! | `writer` | one task per peer: queue → batches → NATS, within credit |
+//! | `lanes` | one peer's queue: a lane per sending process, served round robin by bytes |
+//! | `writer` | one task per peer: queue → batches → NATS, within credit (bytes and frames) |
 //! | `control`, `inbound`, `advisory` | the control loop: frames in, heartbeats, liveness |
 //! | `frame`, `envelope` | the wire format: frames (checked, signed) and envelopes |
 //! | `names` | cluster names in JetStream KV |
@@ -62,6 +66,7 @@ mod envelope;
 mod error;
 mod frame;
 mod inbound;
+mod lanes;
 mod names;
 mod options;
 mod peer;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::frame::Grant;
 use crate::{ClusterError, ClusterSecret};
 
 /// How the node authenticates to NATS.
@@ -94,10 +95,21 @@ pub struct ClusterOptions {
     pub forget_after: Duration,
     /// Queued envelopes per peer above which its PIDs count as congested (4096).
     pub queue_high_water: usize,
+    /// Queued bytes (encoded envelopes) per peer above which its PIDs count as congested
+    /// (8 MiB).
+    pub queue_high_water_bytes: usize,
     /// Queued envelopes per peer above which remote sends fail (65536).
     pub queue_max: usize,
-    /// Unacknowledged frames in flight per peer (512).
-    pub window: u64,
+    /// Queued bytes per peer above which remote sends fail (64 MiB). An empty queue takes
+    /// any envelope up to the NATS `max_payload`.
+    pub queue_max_bytes: usize,
+    /// The credit this node grants each peer: bytes of data frames the peer may have sent
+    /// here and not yet had acknowledged (4 MiB). A frame larger than this still goes when
+    /// nothing else is in flight.
+    pub window_bytes: usize,
+    /// The credit in frames, whatever their size (512): bounds the NATS messages this
+    /// node's subscription holds for one peer.
+    pub window_frames: u32,
     /// Envelopes per frame at most (256).
     pub batch_envelopes: usize,
     /// Bytes per frame at most, unless one envelope is larger (64 KiB).
@@ -132,8 +144,11 @@ impl ClusterOptions {
             max_peers: 256,
             forget_after: Duration::from_secs(300),
             queue_high_water: 4096,
+            queue_high_water_bytes: 8 << 20,
             queue_max: 65536,
-            window: 512,
+            queue_max_bytes: 64 << 20,
+            window_bytes: 4 << 20,
+            window_frames: 512,
             batch_envelopes: 256,
             batch_bytes: 64 << 10,
             names_bucket: Some("wsr_names".to_owned()),
@@ -199,6 +214,22 @@ impl ClusterOptions {
     pub fn with_tls(mut self, tls: TlsOptions) -> Self {
         self.tls = Some(tls);
         self
+    }
+
+    /// Sets the credit this node grants each peer (see [`ClusterOptions::window_bytes`]).
+    #[must_use]
+    pub fn with_window(mut self, bytes: usize, frames: u32) -> Self {
+        self.window_bytes = bytes;
+        self.window_frames = frames;
+        self
+    }
+
+    /// The credit this node grants, as heartbeats carry it.
+    pub(crate) fn grant(&self) -> Grant {
+        Grant {
+            bytes: self.window_bytes as u64,
+            frames: self.window_frames,
+        }
     }
 
     /// Checks the names and limits before anything connects.

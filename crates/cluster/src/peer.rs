@@ -1,5 +1,5 @@
-//! One remote node as seen from here: its session state, the relations that span the pair, and
-//! the outbound queue its writer task drains.
+//! One remote node as seen from here: its session state and credit, the relations that span
+//! the pair, and the outbound queue (module `lanes`) its writer task drains.
 //!
 //! A *connection* with a peer is a pair of sessions, one per direction. Every frame of a
 //! session carries consecutive sequence numbers; the receiver accepts only the next one. A gap,
@@ -10,12 +10,17 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use wsrelay_process::Pid;
+
+use crate::frame::{Grant, Heartbeat};
+use crate::lanes::Lanes;
+use crate::ClusterOptions;
 
 /// An envelope waiting for the writer, stamped with the connection epoch it belongs to.
 #[derive(Debug)]
@@ -55,7 +60,17 @@ pub(crate) struct PeerState {
     pub(crate) next_seq: u64,
     pub(crate) published_seq: u64,
     pub(crate) acked_seq: u64,
+    /// Bytes of the data frames sealed in `out_session` (frames 1 to `next_seq - 1`).
+    pub(crate) sent_bytes: u64,
+    /// Bytes of them the peer acknowledged.
+    pub(crate) acked_bytes: u64,
+    /// The credit the peer last granted; this node's own settings until it has.
+    pub(crate) grant: Option<Grant>,
+    /// Envelopes waiting for the writer.
+    pub(crate) queue: Lanes,
     pub(crate) inbound: Inbound,
+    /// Bytes of the data frames accepted in the inbound session (frames 1 to `next - 1`).
+    pub(crate) received_bytes: u64,
     pub(crate) fenced: VecDeque<u64>,
     pub(crate) peer_inc: Option<u32>,
     /// Earlier incarnations of the peer seen here (newest last, at most 16).
@@ -68,7 +83,9 @@ pub(crate) struct PeerState {
     /// Removed from the peer table: down for good (frames go to a new peer of the name).
     pub(crate) retired: bool,
     pub(crate) suspect_since: Option<Instant>,
+    /// Frames and bytes accepted since the last acknowledgement sent.
     pub(crate) received_since_ack: u64,
+    pub(crate) bytes_since_ack: u64,
     /// (local watcher, remote target): monitors held here.
     pub(crate) monitors: HashSet<(Pid, Pid)>,
     /// (remote watcher, local target): monitors the peer holds on local processes.
@@ -93,7 +110,12 @@ impl PeerState {
             next_seq: 1,
             published_seq: 0,
             acked_seq: 0,
+            sent_bytes: 0,
+            acked_bytes: 0,
+            grant: None,
+            queue: Lanes::default(),
             inbound: Inbound::Awaiting,
+            received_bytes: 0,
             fenced: VecDeque::new(),
             peer_inc: None,
             past_incs: VecDeque::new(),
@@ -103,6 +125,7 @@ impl PeerState {
             retired: false,
             suspect_since: None,
             received_since_ack: 0,
+            bytes_since_ack: 0,
             monitors: HashSet::new(),
             watched: HashSet::new(),
             links: HashSet::new(),
@@ -122,8 +145,9 @@ impl PeerState {
         }
     }
 
-    /// Judges data frame `seq` of `session`, and advances the expected sequence if accepted.
-    pub(crate) fn judge_data(&mut self, session: u64, seq: u64) -> Verdict {
+    /// Judges data frame `seq` of `session`, `len` bytes, and advances the expected sequence
+    /// (and the bytes received) if accepted.
+    pub(crate) fn judge_data(&mut self, session: u64, seq: u64, len: u64) -> Verdict {
         match self.inbound {
             Inbound::Current { session: c, next } if c == session => {
                 if seq == next {
@@ -131,6 +155,7 @@ impl PeerState {
                         session,
                         next: next + 1,
                     };
+                    self.received_bytes += len;
                     Verdict::Accept
                 } else {
                     Verdict::Gap
@@ -141,6 +166,7 @@ impl PeerState {
             Inbound::Current { .. } => Verdict::Gap,
             Inbound::Awaiting if seq == 1 => {
                 self.inbound = Inbound::Current { session, next: 2 };
+                self.received_bytes = len;
                 Verdict::Accept
             }
             Inbound::Awaiting => Verdict::Gap,
@@ -172,7 +198,11 @@ impl PeerState {
         self.next_seq = 1;
         self.published_seq = 0;
         self.acked_seq = 0;
+        self.sent_bytes = 0;
+        self.acked_bytes = 0;
+        self.received_bytes = 0;
         self.received_since_ack = 0;
+        self.bytes_since_ack = 0;
         if let Inbound::Current { session, .. } = self.inbound {
             self.fence(session);
         }
@@ -206,12 +236,53 @@ impl PeerState {
         self.past_incs.contains(&inc)
     }
 
-    /// What this side acknowledges of the peer's session.
-    pub(crate) fn ack(&self) -> (u64, u64) {
+    /// What this side acknowledges of the peer's session: session, last sequence number,
+    /// bytes up to it.
+    pub(crate) fn ack(&self) -> (u64, u64, u64) {
         match self.inbound {
-            Inbound::Current { session, next } => (session, next - 1),
-            Inbound::Awaiting => (0, 0),
+            Inbound::Current { session, next } => (session, next - 1, self.received_bytes),
+            Inbound::Awaiting => (0, 0, 0),
         }
+    }
+
+    /// Counts an accepted data frame of `len` bytes; true if an acknowledgement is due: a
+    /// quarter of the credit this node grants (`own`) was used since the last one, so the
+    /// sender never waits for a heartbeat while within its window.
+    pub(crate) fn ack_due(&mut self, len: u64, own: Grant) -> bool {
+        self.received_since_ack += 1;
+        self.bytes_since_ack += len;
+        let due = self.received_since_ack >= u64::from(own.frames / 4).max(1)
+            || self.bytes_since_ack >= own.bytes / 4;
+        if due {
+            self.received_since_ack = 0;
+            self.bytes_since_ack = 0;
+        }
+        due
+    }
+
+    /// Takes the peer's acknowledgement and grant from a heartbeat; true if the credit may
+    /// have grown. Values beyond what was sent (a confused or hostile peer) are clamped.
+    pub(crate) fn on_ack(&mut self, hb: &Heartbeat) -> bool {
+        let grew = self.grant.replace(hb.grant) != Some(hb.grant);
+        if hb.ack_session == self.out_session && hb.ack_seq > self.acked_seq {
+            self.acked_seq = hb.ack_seq.min(self.next_seq - 1);
+            self.acked_bytes = hb.ack_bytes.min(self.sent_bytes).max(self.acked_bytes);
+            return true;
+        }
+        grew
+    }
+
+    /// Whether a data frame of `len` bytes may go now: within the peer's grant (`own` until
+    /// it sent one), or alone, whatever its size, when nothing is in flight (a frame larger
+    /// than the window must not wait forever).
+    pub(crate) fn has_credit(&self, len: u64, own: Grant) -> bool {
+        let frames = (self.next_seq - 1).saturating_sub(self.acked_seq);
+        if frames == 0 {
+            return true;
+        }
+        let grant = self.grant.unwrap_or(own);
+        let bytes = self.sent_bytes.saturating_sub(self.acked_bytes);
+        frames < u64::from(grant.frames) && bytes.saturating_add(len) <= grant.bytes
     }
 }
 
@@ -222,9 +293,12 @@ pub(crate) struct Peer {
     /// `wsr.<cluster>.n.<peer>.<me>`.
     pub(crate) subject: async_nats::Subject,
     pub(crate) state: Mutex<PeerState>,
-    pub(crate) queue: mpsc::UnboundedSender<Out>,
+    /// Envelopes and their bytes in the queue ([`PeerState::queue`]), read without the lock.
     pub(crate) queued: AtomicUsize,
-    /// Woken when the queue drops below its high-water mark or the peer goes down.
+    pub(crate) queued_bytes: AtomicUsize,
+    /// Wakes the writer when the queue stops being empty, and when the peer is dropped.
+    pub(crate) wake: Arc<Notify>,
+    /// Woken when the queue drops below its high-water marks or the peer goes down.
     pub(crate) space: Notify,
     /// Woken when the peer acknowledges frames or the connection ends.
     pub(crate) credit: Notify,
@@ -233,37 +307,70 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    pub(crate) fn new(
-        name: &str,
-        subject: String,
-        now: Instant,
-    ) -> (Peer, mpsc::UnboundedReceiver<Out>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let peer = Peer {
+    pub(crate) fn new(name: &str, subject: String, now: Instant) -> Peer {
+        Peer {
             name: name.to_owned(),
             subject: subject.into(),
             state: Mutex::new(PeerState::new(now)),
-            queue: tx,
             queued: AtomicUsize::new(0),
+            queued_bytes: AtomicUsize::new(0),
+            wake: Arc::new(Notify::new()),
             space: Notify::new(),
             credit: Notify::new(),
             down: AtomicBool::new(false),
-        };
-        (peer, rx)
+        }
     }
 
     pub(crate) fn is_down(&self) -> bool {
         self.down.load(Ordering::Acquire)
     }
 
-    /// Queues `bytes` in the current epoch; the caller holds the state lock (`st`), so the
-    /// epoch cannot change in between.
-    pub(crate) fn push(&self, st: &PeerState, bytes: Bytes) {
+    /// Queues `bytes` in the lane of `sender` (module `lanes`) in the current epoch; the
+    /// caller holds the state lock (`st`), so the epoch cannot change in between.
+    pub(crate) fn push(&self, st: &mut PeerState, sender: u64, bytes: Bytes) {
         self.queued.fetch_add(1, Ordering::AcqRel);
-        let _ = self.queue.send(Out {
+        self.queued_bytes.fetch_add(bytes.len(), Ordering::AcqRel);
+        let out = Out {
             epoch: st.epoch,
             bytes,
-        });
+        };
+        if st.queue.push(sender, out) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Whether the queue is above a high-water mark: PIDs of the peer count as congested.
+    pub(crate) fn is_congested(&self, opts: &ClusterOptions) -> bool {
+        self.queued.load(Ordering::Acquire) >= opts.queue_high_water
+            || self.queued_bytes.load(Ordering::Acquire) >= opts.queue_high_water_bytes
+    }
+
+    /// Whether the queue is full: remote sends fail. An empty queue takes any envelope.
+    pub(crate) fn is_full(&self, opts: &ClusterOptions) -> bool {
+        self.queued.load(Ordering::Acquire) >= opts.queue_max
+            || self.queued_bytes.load(Ordering::Acquire) >= opts.queue_max_bytes
+    }
+
+    /// Takes `n` envelopes of `bytes` off the queue counts (the writer took them), waking
+    /// senders held at a high-water mark when either count falls below its mark (each
+    /// count only falls here, so this sees every such fall).
+    pub(crate) fn release(&self, n: usize, bytes: usize, opts: &ClusterOptions) {
+        let crossed =
+            |before: usize, taken: usize, mark: usize| before >= mark && before - taken < mark;
+        let before = self.queued.fetch_sub(n, Ordering::AcqRel);
+        let before_bytes = self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        if crossed(before, n, opts.queue_high_water)
+            || crossed(before_bytes, bytes, opts.queue_high_water_bytes)
+        {
+            self.space.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Peer {
+    /// Lets the writer, which holds the peer weakly, notice that it is gone.
+    fn drop(&mut self) {
+        self.wake.notify_one();
     }
 }
 
@@ -274,17 +381,63 @@ mod tests {
     #[test]
     fn sessions_accept_in_order_and_fence_after_end() {
         let mut st = PeerState::new(Instant::now());
-        assert_eq!(st.judge_data(7, 1), Verdict::Accept);
-        assert_eq!(st.judge_data(7, 2), Verdict::Accept);
-        assert_eq!(st.judge_data(7, 4), Verdict::Gap);
+        assert_eq!(st.judge_data(7, 1, 100), Verdict::Accept);
+        assert_eq!(st.judge_data(7, 2, 50), Verdict::Accept);
+        assert_eq!(st.ack(), (7, 2, 150));
+        assert_eq!(st.judge_data(7, 4, 10), Verdict::Gap);
+        assert_eq!(st.ack(), (7, 2, 150));
         st.end();
-        assert_eq!(st.judge_data(7, 3), Verdict::Stale);
+        assert_eq!(st.ack(), (0, 0, 0));
+        assert_eq!(st.judge_data(7, 3, 10), Verdict::Stale);
         assert_eq!(st.judge_heartbeat(7, 9), Verdict::Stale);
-        assert_eq!(st.judge_data(8, 2), Verdict::Gap);
+        assert_eq!(st.judge_data(8, 2, 10), Verdict::Gap);
         st.fence(8);
-        assert_eq!(st.judge_data(9, 1), Verdict::Accept);
-        assert_eq!(st.judge_data(10, 1), Verdict::NewSession);
+        assert_eq!(st.judge_data(9, 1, 30), Verdict::Accept);
+        assert_eq!(st.ack(), (9, 1, 30));
+        assert_eq!(st.judge_data(10, 1, 10), Verdict::NewSession);
         assert_eq!(st.judge_heartbeat(9, 1), Verdict::Accept);
         assert_eq!(st.judge_heartbeat(9, 2), Verdict::Gap);
+    }
+
+    #[test]
+    fn credit_is_counted_in_bytes_and_a_frame_goes_alone_when_nothing_is_in_flight() {
+        let own = Grant {
+            bytes: 1000,
+            frames: 8,
+        };
+        let mut st = PeerState::new(Instant::now());
+        // Larger than the window, nothing in flight: it goes.
+        assert!(st.has_credit(5000, own));
+        st.next_seq = 2;
+        st.sent_bytes = 5000;
+        assert!(!st.has_credit(10, own));
+        let mut hb = Heartbeat {
+            session: 1,
+            published: 0,
+            ack_session: st.out_session,
+            ack_seq: 1,
+            ack_bytes: 5000,
+            grant: own,
+            probe: false,
+        };
+        assert!(st.on_ack(&hb));
+        assert!(st.has_credit(5000, own));
+        // Two frames in flight use 900 of the 1000 bytes granted.
+        st.next_seq = 4;
+        st.sent_bytes = 5900;
+        assert!(st.has_credit(100, own));
+        assert!(!st.has_credit(101, own));
+        // The peer grants more: the grant replaces this node's own settings.
+        hb.grant = Grant {
+            bytes: 2000,
+            frames: 8,
+        };
+        assert!(st.on_ack(&hb));
+        assert!(st.has_credit(1100, own));
+        // An acknowledgement of more than was sent is clamped.
+        hb.ack_seq = 99;
+        hb.ack_bytes = 1 << 40;
+        assert!(st.on_ack(&hb));
+        assert_eq!((st.acked_seq, st.acked_bytes), (3, 5900));
     }
 }

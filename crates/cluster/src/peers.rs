@@ -20,9 +20,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::RwLock;
-use tokio::sync::mpsc;
 
-use crate::peer::{Out, Peer};
+use crate::peer::Peer;
 use crate::stats::{ClusterStats, DropReason};
 use crate::throttle::Throttle;
 
@@ -31,8 +30,8 @@ use crate::throttle::Throttle;
 pub(crate) enum Admission {
     /// The peer was known.
     Known(Arc<Peer>),
-    /// A new peer; its writer must be started on the receiver.
-    New(Arc<Peer>, mpsc::UnboundedReceiver<Out>),
+    /// A new peer; its writer must be started.
+    New(Arc<Peer>),
     /// The table is full of peers that are up.
     Full,
 }
@@ -81,11 +80,10 @@ impl PeerTable {
             self.refuse(name);
             return Admission::Full;
         }
-        let (peer, rx) = Peer::new(name, subject(), Instant::now());
-        let peer = Arc::new(peer);
+        let peer = Arc::new(Peer::new(name, subject(), Instant::now()));
         map.insert(name.to_owned(), peer.clone());
         self.stats.set_peers_known(map.len());
-        Admission::New(peer, rx)
+        Admission::New(peer)
     }
 
     /// Removes `peer` if it is still the table's peer of its name; returns whether it did.

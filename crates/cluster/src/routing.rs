@@ -5,7 +5,6 @@
 //! ago. Undoing a relation (demonitor, unlink) or answering one (exit, link-down) only looks
 //! a peer up: there is nothing to undo or answer on a peer not known.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use wsrelay_process::{
@@ -13,6 +12,7 @@ use wsrelay_process::{
 };
 
 use crate::envelope::Envelope;
+use crate::lanes::NODE_LANE;
 use crate::peer::{Peer, PeerState};
 use crate::shared::Shared;
 use crate::stats::DropReason;
@@ -40,8 +40,8 @@ impl NatsTransport {
     fn signal(&self, to: &Pid, env: &Envelope) {
         if let Ok(peer) = self.usable_peer(to) {
             let bytes = env.encode();
-            let st = peer.state.lock();
-            peer.push(&st, bytes);
+            let mut st = peer.state.lock();
+            peer.push(&mut st, env.lane(), bytes);
         }
     }
 
@@ -67,7 +67,7 @@ impl NatsTransport {
             return false;
         }
         record(&mut st);
-        peer.push(&st, bytes);
+        peer.push(&mut st, env.lane(), bytes);
         true
     }
 
@@ -85,7 +85,7 @@ impl NatsTransport {
         let bytes = env.encode();
         let mut st = peer.state.lock();
         if remove(&mut st) {
-            peer.push(&st, bytes);
+            peer.push(&mut st, env.lane(), bytes);
         }
     }
 
@@ -118,21 +118,21 @@ impl Transport for NatsTransport {
             sh.stats.count_drop(DropReason::NoProc, 1);
             return Err(SendError::NoProcess(to.to_string()));
         }
-        if peer.queued.load(Ordering::Acquire) >= sh.opts.queue_max {
+        if peer.is_full(&sh.opts) {
             sh.stats.count_drop(DropReason::QueueFull, 1);
             return Err(SendError::NodeUnreachable(to.node().to_owned()));
         }
-        let bytes = Envelope::Message {
+        let env = Envelope::Message {
             to: to.clone(),
             msg,
-        }
-        .encode();
+        };
+        let bytes = env.encode();
         if bytes.len() > sh.max_envelope {
             sh.stats.count_drop(DropReason::TooBig, 1);
             return Err(SendError::TooBig(bytes.len()));
         }
-        let st = peer.state.lock();
-        peer.push(&st, bytes);
+        let mut st = peer.state.lock();
+        peer.push(&mut st, env.lane(), bytes);
         Ok(())
     }
 
@@ -220,21 +220,21 @@ impl Transport for NatsTransport {
     }
 
     fn is_congested(&self, to: &Pid) -> bool {
-        self.shared.peer(to.node()).is_some_and(|p| {
-            !p.is_down() && p.queued.load(Ordering::Acquire) >= self.shared.opts.queue_high_water
-        })
+        self.shared
+            .peer(to.node())
+            .is_some_and(|p| !p.is_down() && p.is_congested(&self.shared.opts))
     }
 
     fn wait_for_space(&self, to: &Pid) -> SpaceFuture {
         let peer = self.shared.peer(to.node());
-        let high_water = self.shared.opts.queue_high_water;
+        let shared = self.shared.clone();
         Box::pin(async move {
             let Some(peer) = peer else { return };
             loop {
                 let notified = peer.space.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                if peer.is_down() || peer.queued.load(Ordering::Acquire) < high_water {
+                if peer.is_down() || !peer.is_congested(&shared.opts) {
                     return;
                 }
                 notified.await;
@@ -287,20 +287,20 @@ impl Transport for NatsTransport {
                 }
                 .encode()
             });
-            let st = peer.state.lock();
-            peer.push(&st, bytes.clone());
+            let mut st = peer.state.lock();
+            peer.push(&mut st, NODE_LANE, bytes.clone());
         }
     }
 
     /// One envelope, encoded once, queued to each node with members.
     fn group_send(&self, nodes: &[Arc<str>], scope: &str, group: &str, msg: &Message) {
         let sh = &self.shared;
-        let bytes = Envelope::GroupSend {
+        let env = Envelope::GroupSend {
             scope: scope.to_owned(),
             group: group.to_owned(),
             msg: msg.clone(),
-        }
-        .encode();
+        };
+        let (bytes, lane) = (env.encode(), env.lane());
         if bytes.len() > sh.max_envelope {
             sh.stats.count_drop(DropReason::TooBig, nodes.len() as u64);
             return;
@@ -311,12 +311,12 @@ impl Transport for NatsTransport {
                 sh.stats.count_drop(DropReason::Unreachable, 1);
                 continue;
             }
-            if peer.queued.load(Ordering::Acquire) >= sh.opts.queue_max {
+            if peer.is_full(&sh.opts) {
                 sh.stats.count_drop(DropReason::QueueFull, 1);
                 continue;
             }
-            let st = peer.state.lock();
-            peer.push(&st, bytes.clone());
+            let mut st = peer.state.lock();
+            peer.push(&mut st, lane, bytes.clone());
         }
     }
 }

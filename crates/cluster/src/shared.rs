@@ -13,7 +13,7 @@ use wsrelay_process::{reason, Event, ExitResult, Inbound, Node, Pid};
 use crate::envelope::Envelope;
 use crate::frame::{Codec, Heartbeat};
 use crate::names::Names;
-use crate::peer::{Out, Peer, Severed};
+use crate::peer::{Peer, Severed};
 use crate::peers::{Admission, PeerTable};
 use crate::stats::ClusterStats;
 use crate::throttle::Throttle;
@@ -35,7 +35,7 @@ pub(crate) enum Ctl {
 
 /// Starts the writer task of a new peer (module `writer`; passed in so that this module,
 /// which the writer uses, does not depend on it).
-pub(crate) type StartWriter = fn(&Arc<Shared>, &Arc<Peer>, mpsc::UnboundedReceiver<Out>);
+pub(crate) type StartWriter = fn(&Arc<Shared>, &Arc<Peer>);
 
 /// State shared by the transport, the control loop and the writers.
 #[derive(Debug)]
@@ -97,8 +97,8 @@ impl Shared {
         }
         match self.peers.admit(name, || self.subject_to(name)) {
             Admission::Known(peer) => Some(peer),
-            Admission::New(peer, rx) => {
-                (self.start_writer)(self, &peer, rx);
+            Admission::New(peer) => {
+                (self.start_writer)(self, &peer);
                 if self.opts.groups {
                     // On the control loop: this may run where a group send is being made.
                     let _ = self.ctl.send(Ctl::SyncGroups(peer.clone()));
@@ -145,7 +145,7 @@ impl Shared {
                         watcher: watcher.clone(),
                         target: target.clone(),
                     };
-                    peer.push(&st, env.encode());
+                    peer.push(&mut st, env.lane(), env.encode());
                     st.monitors.insert((watcher, target));
                 }
                 let (keep, fail): (Vec<_>, Vec<_>) = std::mem::take(&mut severed.links)
@@ -157,7 +157,7 @@ impl Shared {
                         from: local.clone(),
                         to: remote.clone(),
                     };
-                    peer.push(&st, env.encode());
+                    peer.push(&mut st, env.lane(), env.encode());
                     st.links.insert((local, remote));
                 }
             }
@@ -183,8 +183,8 @@ impl Shared {
         }
         let push = |env: &Envelope| {
             let bytes = env.encode();
-            let st = peer.state.lock();
-            peer.push(&st, bytes);
+            let mut st = peer.state.lock();
+            peer.push(&mut st, env.lane(), bytes);
         };
         push(&Envelope::GroupSync { end: false });
         // Chunks keep every envelope far below the server's max_payload.
@@ -227,7 +227,7 @@ impl Shared {
     /// A heartbeat to `peer` with this side's session and acknowledgement.
     pub(crate) fn heartbeat(&self, peer: &Peer, probe: bool) -> Bytes {
         let st = peer.state.lock();
-        let (ack_session, ack_seq) = st.ack();
+        let (ack_session, ack_seq, ack_bytes) = st.ack();
         self.codec.heartbeat(
             &peer.name,
             &Heartbeat {
@@ -235,6 +235,8 @@ impl Shared {
                 published: st.published_seq,
                 ack_session,
                 ack_seq,
+                ack_bytes,
+                grant: self.opts.grant(),
                 probe,
             },
         )

@@ -1,34 +1,47 @@
 //! The per-peer writer: the only task that publishes data frames to its peer, so sequence
 //! numbers go out in order, and the only one that awaits `publish` (a NATS outage blocks
-//! it, never the app). It drains the peer's queue into batches within the credit (window of
-//! unacknowledged frames) the peer granted.
+//! it, never the app). It drains the peer's queue (per-sender lanes, module `lanes`) into
+//! batches within the credit the peer granted: bytes and frames in flight, unacknowledged.
 //!
-//! It holds the peer weakly: a peer forgotten by the table (module `peers`) is dropped, its
-//! queue closes and the writer ends.
+//! It holds the peer weakly: a peer forgotten by the table (module `peers`) is dropped,
+//! which wakes the writer, and the writer ends.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
+use crate::lanes::BatchLimits;
 use crate::peer::{Out, Peer};
 use crate::shared::{Ctl, Shared};
 use crate::stats::DropReason;
 
 /// Starts the writer of a new peer on the cluster runtime (a [`StartWriter`](crate::shared::StartWriter)).
-pub(crate) fn start(sh: &Arc<Shared>, peer: &Arc<Peer>, rx: mpsc::UnboundedReceiver<Out>) {
-    sh.rt.spawn(run(sh.clone(), Arc::downgrade(peer), rx));
+pub(crate) fn start(sh: &Arc<Shared>, peer: &Arc<Peer>) {
+    sh.rt
+        .spawn(run(sh.clone(), Arc::downgrade(peer), peer.wake.clone()));
 }
 
-async fn run(sh: Arc<Shared>, peer: Weak<Peer>, mut rx: mpsc::UnboundedReceiver<Out>) {
-    let mut batch: Vec<Out> = Vec::with_capacity(sh.opts.batch_envelopes);
-    while let Some(first) = rx.recv().await {
+async fn run(sh: Arc<Shared>, peer: Weak<Peer>, wake: Arc<Notify>) {
+    // A batch never outgrows a NATS payload (module `frame` adds less than the margin
+    // `max_envelope` leaves), except for one envelope alone, which fits by itself.
+    let limits = BatchLimits {
+        envelopes: sh.opts.batch_envelopes.max(1),
+        bytes: sh.opts.batch_bytes.min(sh.max_envelope),
+    };
+    let mut batch: Vec<Out> = Vec::with_capacity(limits.envelopes);
+    loop {
         let Some(peer) = peer.upgrade() else { return };
-        batch.push(first);
-        fill(&sh, &mut rx, &mut batch);
-        release_queue(&sh, &peer, batch.len());
-        wait_for_credit(&sh, &peer).await;
+        let bytes = peer.state.lock().queue.take(&mut batch, limits);
+        if batch.is_empty() {
+            drop(peer);
+            wake.notified().await;
+            continue;
+        }
+        peer.release(batch.len(), bytes, &sh.opts);
+        let len = sh.codec.data_len(&peer.name, batch.len(), bytes);
+        wait_for_credit(&sh, &peer, len as u64).await;
         let Some(sealed) = seal(&sh, &peer, &mut batch) else {
             continue;
         };
@@ -45,31 +58,6 @@ async fn run(sh: Arc<Shared>, peer: Weak<Peer>, mut rx: mpsc::UnboundedReceiver<
                 let _ = sh.ctl.send(Ctl::PublishFailed(peer.clone()));
             }
         }
-    }
-}
-
-/// Adds what is queued already, up to the batch limits.
-fn fill(sh: &Shared, rx: &mut mpsc::UnboundedReceiver<Out>, batch: &mut Vec<Out>) {
-    let mut bytes: usize = batch.iter().map(|o| o.bytes.len()).sum();
-    while batch.len() < sh.opts.batch_envelopes && bytes < sh.opts.batch_bytes {
-        match rx.try_recv() {
-            Ok(out) => {
-                bytes += out.bytes.len();
-                batch.push(out);
-            }
-            Err(_) => break,
-        }
-    }
-}
-
-/// Takes `n` envelopes off the queue count, waking senders held at the high-water mark.
-fn release_queue(sh: &Shared, peer: &Peer, n: usize) {
-    let before = peer
-        .queued
-        .fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
-    let high_water = sh.opts.queue_high_water;
-    if before >= high_water && before - n < high_water {
-        peer.space.notify_waiters();
     }
 }
 
@@ -99,6 +87,8 @@ fn seal(sh: &Shared, peer: &Peer, batch: &mut Vec<Out>) -> Option<Sealed> {
         if envs.is_empty() {
             return None;
         }
+        let bytes = envs.iter().map(Bytes::len).sum();
+        st.sent_bytes += sh.codec.data_len(&peer.name, envs.len(), bytes) as u64;
         st.next_seq += 1;
         (st.out_session, st.next_seq - 1, envs)
     };
@@ -110,16 +100,17 @@ fn seal(sh: &Shared, peer: &Peer, batch: &mut Vec<Out>) -> Option<Sealed> {
     })
 }
 
-async fn wait_for_credit(sh: &Shared, peer: &Peer) {
+/// Waits until a frame of `len` bytes is within the credit (see `PeerState::has_credit`).
+/// Acknowledgements, a new grant and the end of the connection wake it; it also looks
+/// again every 100 ms, so a wake-up missed by a bug would cost a pause, not the peer.
+async fn wait_for_credit(sh: &Shared, peer: &Peer, len: u64) {
+    let own = sh.opts.grant();
     loop {
         let notified = peer.credit.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        {
-            let st = peer.state.lock();
-            if st.next_seq - 1 - st.acked_seq < sh.opts.window {
-                return;
-            }
+        if peer.state.lock().has_credit(len, own) {
+            return;
         }
         let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
     }

@@ -150,6 +150,81 @@ fn bench_cross_node_one_way_throughput() {
     });
 }
 
+/// Fairness: round trips of small messages to a node while another process streams 900 KiB
+/// messages to the same node, as fast as its queue lets it (it backs off while the node
+/// counts as congested, as the relay does).
+#[test]
+#[ignore = "benchmark"]
+fn bench_small_round_trips_beside_a_bulk_sender() {
+    let Some(_nats) = nats() else { return };
+    const BULK: usize = 96;
+    rt().block_on(async {
+        let a = bench_node("ba").await;
+        let b = bench_node("bb").await;
+        let echo = b
+            .node()
+            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+                loop {
+                    let msg = ctx.recv().await;
+                    let Some(from) = msg.from().cloned() else {
+                        return;
+                    };
+                    let _ = ctx.send(&from, "pong", msg.payload().clone());
+                }
+            })
+            .unwrap();
+        let (tx, mut done) = tokio::sync::oneshot::channel();
+        let sink = b
+            .node()
+            .spawn(HOST, SpawnOptions::new(), move |ctx| async move {
+                for _ in 0..BULK {
+                    ctx.recv().await;
+                }
+                let _ = tx.send(());
+            })
+            .unwrap();
+        let me = probe(a.node());
+        let payload = Value::Bytes(bytes::Bytes::from(vec![7u8; 64]));
+        for _ in 0..200 {
+            me.send(&echo, "ping", payload.clone()).unwrap();
+            me.recv().await;
+        }
+        let bulk = probe(a.node());
+        let node = a.node().clone();
+        let large = Value::Bytes(bytes::Bytes::from(vec![7u8; 900 << 10]));
+        let started = Instant::now();
+        tokio::spawn(async move {
+            for _ in 0..BULK {
+                while node.is_congested(&sink) || bulk.send(&sink, "bulk", large.clone()).is_err() {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+            }
+        });
+        let mut rtts = Vec::new();
+        loop {
+            let t = Instant::now();
+            me.send(&echo, "ping", payload.clone()).unwrap();
+            me.recv().await;
+            rtts.push(t.elapsed());
+            if done.try_recv().is_ok() {
+                break;
+            }
+        }
+        let bulk_span = started.elapsed();
+        rtts.sort();
+        println!(
+            "BENCH small round trips beside a bulk sender ({BULK} x 900 KiB, {:.0} MB/s): {} round trips, p50 {:?} p99 {:?} max {:?}",
+            BULK as f64 * (900 << 10) as f64 / bulk_span.as_secs_f64() / 1e6,
+            rtts.len(),
+            pct(&rtts, 0.50),
+            pct(&rtts, 0.99),
+            rtts[rtts.len() - 1],
+        );
+        a.shutdown();
+        b.shutdown();
+    });
+}
+
 #[test]
 #[ignore = "benchmark"]
 fn bench_failure_detection_in_process() {

@@ -8,6 +8,7 @@ mod support;
 mod bench;
 mod chaos;
 mod exactly_once_cluster;
+mod flow_control;
 mod groups;
 mod partition;
 mod remote;

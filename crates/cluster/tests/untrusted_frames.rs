@@ -24,15 +24,17 @@ async fn raw_client(user: &str, password: &str) -> async_nats::Client {
 
 /// A heartbeat frame, encoded by hand from the layout documented in `frame.rs`, unsigned.
 fn heartbeat_frame(src: &str, dst: &str) -> Vec<u8> {
-    let mut f = vec![2, 1, 0]; // version 2, heartbeat, flags: unsigned
+    let mut f = vec![3, 1, 0]; // version 3, heartbeat, flags: unsigned
     f.extend_from_slice(&7u32.to_be_bytes()); // incarnation
     for name in [src, dst] {
         f.push(name.len() as u8);
         f.extend_from_slice(name.as_bytes());
     }
-    for field in [1u64, 0, 0, 0] {
-        f.extend_from_slice(&field.to_be_bytes()); // session, published, ack_session, ack_seq
+    // session, published, ack_session, ack_seq, ack_bytes, grant_bytes
+    for field in [1u64, 0, 0, 0, 0, 1 << 20] {
+        f.extend_from_slice(&field.to_be_bytes());
     }
+    f.extend_from_slice(&64u32.to_be_bytes()); // grant_frames
     f.push(0); // probe
     f
 }

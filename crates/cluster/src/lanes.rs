@@ -1,0 +1,260 @@
+//! The outbound queue of one peer: one *lane* per sending process, served deficit round
+//! robin by bytes, so a process sending large messages cannot starve the small messages of
+//! others to the same node (`docs/cluster-design.md §2`, "Flow control").
+//!
+//! Everything a process sends to the node — messages and its signals (monitor, link, exit,
+//! link-down …) — goes into its lane, so the order per sender (Erlang's order per sender and
+//! receiver, and more) is kept; envelopes that speak for no process (terminate, sends
+//! without a sender, group membership) share one lane of the node. Lanes exist only while
+//! they hold envelopes, and at most [`MAX_LANES`] at once: a sender without a lane when
+//! they are all taken queues in one shared overflow lane, and while that lane holds anything
+//! no new lane opens, so no sender can have envelopes in two lanes at once.
+//!
+//! The queue lives in the peer's state, under the peer's lock: senders already take that
+//! lock to stamp the connection epoch, and the writer takes it once per batch.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::peer::Out;
+
+/// Lanes open at once per peer at most (besides the overflow lane).
+pub(crate) const MAX_LANES: usize = 1024;
+/// Bytes a lane may send per round: fairness is measured in these.
+const QUANTUM: usize = 16 << 10;
+/// The lane of envelopes that speak for no process.
+pub(crate) const NODE_LANE: u64 = u64::MAX;
+/// The lane of senders that found every lane taken.
+const OVERFLOW_LANE: u64 = u64::MAX - 1;
+/// Emptied lanes kept for reuse (their buffers), so a sender that sends one message at a
+/// time does not allocate one each time.
+const SPARE_LANES: usize = 16;
+/// A spare lane's buffer larger than this is freed rather than kept.
+const SPARE_CAPACITY: usize = 1024;
+
+/// What a batch may hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchLimits {
+    /// Envelopes at most.
+    pub(crate) envelopes: usize,
+    /// Bytes at most (envelopes and their 4-byte length prefixes), unless the batch holds
+    /// only one envelope.
+    pub(crate) bytes: usize,
+}
+
+/// The per-sender lanes of one peer; see the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Lanes {
+    lanes: HashMap<u64, Lane, BuildHasherDefault<IdHasher>>,
+    /// The lanes holding envelopes, in the order they are served.
+    ring: VecDeque<u64>,
+    spare: Vec<VecDeque<Out>>,
+}
+
+#[derive(Debug, Default)]
+struct Lane {
+    queue: VecDeque<Out>,
+    /// Bytes the lane may still send in this round.
+    deficit: usize,
+}
+
+impl Lanes {
+    /// Queues `out` in the lane of `sender` ([`NODE_LANE`] for none); true if the queue was
+    /// empty before (the writer may be waiting).
+    pub(crate) fn push(&mut self, sender: u64, out: Out) -> bool {
+        if let Some(lane) = self.lanes.get_mut(&sender) {
+            lane.queue.push_back(out);
+            return false;
+        }
+        let was_empty = self.ring.is_empty();
+        let key = if self.lanes.len() >= MAX_LANES || self.lanes.contains_key(&OVERFLOW_LANE) {
+            OVERFLOW_LANE
+        } else {
+            sender
+        };
+        let lane = self.lanes.entry(key).or_insert_with(|| {
+            self.ring.push_back(key);
+            Lane {
+                queue: self.spare.pop().unwrap_or_default(),
+                deficit: QUANTUM,
+            }
+        });
+        lane.queue.push_back(out);
+        was_empty
+    }
+
+    /// Moves envelopes into `batch` within `limits`, serving the lanes deficit round robin:
+    /// each visit adds [`QUANTUM`] to a lane's deficit, and a lane sends while its next
+    /// envelope fits the deficit. An envelope that does not fit the batch any more leads
+    /// the next one; the first envelope of a batch always goes, whatever its size. Returns
+    /// the bytes moved (envelopes only).
+    pub(crate) fn take(&mut self, batch: &mut Vec<Out>, limits: BatchLimits) -> usize {
+        let mut framed = batch.iter().map(|o| o.bytes.len() + 4).sum::<usize>();
+        let mut moved = 0;
+        while let Some(&key) = self.ring.front() {
+            let alone = self.ring.len() == 1;
+            let Some(lane) = self.lanes.get_mut(&key) else {
+                self.ring.pop_front();
+                continue;
+            };
+            while let Some(next) = lane.queue.front() {
+                let len = next.bytes.len();
+                let fits = batch.is_empty() || framed + len + 4 <= limits.bytes;
+                if batch.len() >= limits.envelopes || !fits {
+                    return moved;
+                }
+                if len > lane.deficit && !alone {
+                    break;
+                }
+                lane.deficit = lane.deficit.saturating_sub(len);
+                framed += len + 4;
+                moved += len;
+                batch.extend(lane.queue.pop_front());
+            }
+            self.ring.pop_front();
+            if lane.queue.is_empty() {
+                self.close(key);
+            } else {
+                // Its next visit's quantum, paid now.
+                lane.deficit += QUANTUM;
+                self.ring.push_back(key);
+            }
+        }
+        moved
+    }
+
+    /// Removes an emptied lane, keeping its buffer for the next one.
+    fn close(&mut self, key: u64) {
+        if let Some(lane) = self.lanes.remove(&key) {
+            if self.spare.len() < SPARE_LANES && lane.queue.capacity() <= SPARE_CAPACITY {
+                self.spare.push(lane.queue);
+            }
+        }
+    }
+
+    /// Lanes open now.
+    #[cfg(test)]
+    fn open(&self) -> usize {
+        self.lanes.len()
+    }
+}
+
+/// Hashes lane keys (local PID numbers, not chosen by anyone outside) with one multiply:
+/// the default hasher costs more than the rest of a push.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: the high bits, which the table uses, depend on every bit of n.
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    const LIMITS: BatchLimits = BatchLimits {
+        envelopes: 256,
+        bytes: 64 << 10,
+    };
+
+    fn out(tag: u8, len: usize) -> Out {
+        let mut v = vec![0u8; len.max(1)];
+        v[0] = tag;
+        Out {
+            epoch: 1,
+            bytes: Bytes::from(v),
+        }
+    }
+
+    /// Takes batches until the queue is empty: the tags in the order they went out.
+    fn drain(lanes: &mut Lanes, limits: BatchLimits) -> Vec<Vec<u8>> {
+        let mut batches = Vec::new();
+        loop {
+            let mut batch = Vec::new();
+            lanes.take(&mut batch, limits);
+            if batch.is_empty() {
+                return batches;
+            }
+            batches.push(batch.iter().map(|o| o.bytes[0]).collect());
+        }
+    }
+
+    #[test]
+    fn small_messages_pass_a_large_sender_and_each_lane_keeps_its_order() {
+        let mut lanes = Lanes::default();
+        for _ in 0..8 {
+            lanes.push(1, out(1, 900 << 10));
+        }
+        for i in 0..100 {
+            lanes.push(2, out(100 + i, 100));
+        }
+        let sent: Vec<u8> = drain(&mut lanes, LIMITS).concat();
+        let small: Vec<u8> = sent.iter().copied().filter(|&t| t >= 100).collect();
+        assert_eq!(small, (100..200).collect::<Vec<u8>>(), "order per lane");
+        let last_small = sent.iter().rposition(|&t| t >= 100).unwrap();
+        let large_before = sent[..last_small].iter().filter(|&&t| t == 1).count();
+        assert!(
+            large_before <= 1,
+            "small messages waited for {large_before} large ones"
+        );
+    }
+
+    #[test]
+    fn an_envelope_larger_than_a_batch_goes_alone_and_batches_stay_within_limits() {
+        let mut lanes = Lanes::default();
+        lanes.push(1, out(1, 100));
+        lanes.push(1, out(2, 200 << 10));
+        lanes.push(1, out(3, 100));
+        assert_eq!(drain(&mut lanes, LIMITS), [vec![1], vec![2], vec![3]]);
+        for i in 0..10 {
+            lanes.push(NODE_LANE, out(i, 10));
+        }
+        let limits = BatchLimits {
+            envelopes: 4,
+            bytes: 1 << 20,
+        };
+        let batches = drain(&mut lanes, limits);
+        assert_eq!(batches.concat(), (0..10).collect::<Vec<u8>>());
+        assert!(batches.iter().all(|b| b.len() <= 4));
+    }
+
+    #[test]
+    fn senders_beyond_the_lane_cap_share_one_lane_in_order() {
+        let mut lanes = Lanes::default();
+        for sender in 0..MAX_LANES as u64 {
+            lanes.push(sender, out(0, 1));
+        }
+        assert_eq!(lanes.open(), MAX_LANES);
+        // Two senders without a lane: the overflow lane, in their order.
+        lanes.push(5000, out(1, 1));
+        lanes.push(5001, out(2, 1));
+        lanes.push(5000, out(3, 1));
+        assert_eq!(lanes.open(), MAX_LANES + 1);
+        // A sender with a lane keeps using it.
+        lanes.push(7, out(4, 1));
+        let sent: Vec<u8> = drain(&mut lanes, LIMITS).concat();
+        let overflow: Vec<u8> = sent
+            .iter()
+            .copied()
+            .filter(|t| (1..=3).contains(t))
+            .collect();
+        assert_eq!(overflow, [1, 2, 3]);
+        assert_eq!(lanes.open(), 0);
+        assert!(lanes.spare.len() <= SPARE_LANES);
+    }
+}
