@@ -36,18 +36,7 @@ fn bench_cross_node_ping_pong_latency() {
         let b = bench_node("pb").await;
         for (label, remote) in [("local", false), ("cross-node", true)] {
             let host = if remote { &b } else { &a };
-            let echo = host
-                .node()
-                .spawn(HOST, SpawnOptions::new(), |ctx| async move {
-                    loop {
-                        let msg = ctx.recv().await;
-                        let Some(from) = msg.from().cloned() else {
-                            return;
-                        };
-                        let _ = ctx.send(&from, "pong", msg.payload().clone());
-                    }
-                })
-                .unwrap();
+            let echo = echo(host.node(), "pong");
             let me = probe(a.node());
             let payload = Value::Bytes(bytes::Bytes::from(vec![7u8; 64]));
             for _ in 0..500 {
@@ -161,18 +150,7 @@ fn bench_small_round_trips_beside_a_bulk_sender() {
     rt().block_on(async {
         let a = bench_node("ba").await;
         let b = bench_node("bb").await;
-        let echo = b
-            .node()
-            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
-                loop {
-                    let msg = ctx.recv().await;
-                    let Some(from) = msg.from().cloned() else {
-                        return;
-                    };
-                    let _ = ctx.send(&from, "pong", msg.payload().clone());
-                }
-            })
-            .unwrap();
+        let echo = echo(b.node(), "pong");
         let (tx, mut done) = tokio::sync::oneshot::channel();
         let sink = b
             .node()

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use wsrelay_cluster::Cluster;
-use wsrelay_process::{reason, Context, Event, Pid, SendError, SpawnOptions, Value};
+use wsrelay_process::{reason, Context, Event, Pid, SendError, Value};
 
 /// A node connecting only to server `n` first (it fails over to the others, learned from
 /// the server).
@@ -17,18 +17,7 @@ async fn start_on(node: &str, n: usize) -> Cluster {
 }
 
 fn spawn_echo(c: &Cluster) -> Pid {
-    c.node()
-        .spawn(HOST, SpawnOptions::new(), |ctx| async move {
-            loop {
-                let msg = ctx.recv().await;
-                if msg.topic() == "stop" {
-                    return;
-                }
-                let from = msg.from().unwrap().clone();
-                let _ = ctx.send(&from, "echo", msg.payload().clone());
-            }
-        })
-        .unwrap()
+    echo(c.node(), "echo")
 }
 
 /// Sends pings to `to` until one echo comes back (sends may be refused or lost while

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use wsrelay_cluster::{Cluster, ClusterOptions};
-use wsrelay_process::{reason, Event, Pid, SendError, SpawnOptions, Value};
+use wsrelay_process::{reason, Event, Pid, SendError, Value};
 
 const NS: &str = "wsrpart";
 const HOST_IF: &str = "wsrph";
@@ -102,18 +102,7 @@ fn partition_child() {
     rt.block_on(async {
         let b = Cluster::start(options(&node)).await.unwrap();
         b.node().add_host(HOST, Default::default());
-        let echo = b
-            .node()
-            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
-                loop {
-                    let msg = ctx.recv().await;
-                    let Some(from) = msg.from().cloned() else {
-                        return;
-                    };
-                    let _ = ctx.send(&from, "echo", msg.payload().clone());
-                }
-            })
-            .unwrap();
+        let echo = echo(b.node(), "echo");
         println!("PID {echo}");
         tokio::time::sleep(Duration::from_secs(120)).await;
     });

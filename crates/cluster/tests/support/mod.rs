@@ -64,6 +64,21 @@ pub fn idle(node: &Node) -> Pid {
     .unwrap()
 }
 
+/// Spawns a process on `node` that answers every message with its payload under the topic
+/// `reply`, to the message's sender; it ends on a message `stop` or one without a sender.
+pub fn echo(node: &Node, reply: &'static str) -> Pid {
+    node.spawn(HOST, SpawnOptions::new(), move |ctx| async move {
+        loop {
+            let msg = ctx.recv().await;
+            let Some(from) = msg.from().cloned().filter(|_| msg.topic() != "stop") else {
+                return;
+            };
+            let _ = ctx.send(&from, reply, msg.payload().clone());
+        }
+    })
+    .unwrap()
+}
+
 /// How long a test waits for one event (a hang detector, not a timing assertion).
 pub const EVENT_WAIT: Duration = Duration::from_secs(20);
 
