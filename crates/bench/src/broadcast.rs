@@ -124,11 +124,31 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     let drain = tokio::spawn(async move { while let Some(Ok(_)) = sender.next().await {} });
 
     let mut histogram = new_histogram();
+    let mut per_message: Vec<Histogram<u64>> =
+        (0..args.messages).map(|_| new_histogram()).collect();
     let mut errors = 0;
     for task in tasks {
-        let (partial, failed) = task.await?;
-        histogram.add(partial).ok();
+        let (seen, failed) = task.await?;
+        for (seq, micros) in seen {
+            histogram.saturating_record(micros);
+            if let Some(h) = usize::try_from(seq)
+                .ok()
+                .and_then(|i| per_message.get_mut(i))
+            {
+                h.saturating_record(micros);
+            }
+        }
         errors += usize::from(failed);
+    }
+    if args.per_message {
+        for (seq, h) in per_message.iter().enumerate() {
+            eprintln!(
+                "message {seq:>3}: {:>6} delivered  p50 {:>8} us  max {:>8} us",
+                h.len(),
+                h.value_at_quantile(0.5),
+                h.max()
+            );
+        }
     }
     progress.abort();
     drain.abort();
@@ -174,18 +194,19 @@ fn sender_url(url: &str) -> String {
     }
 }
 
-/// Reads frames until `messages` were seen, the connection fails, or `give_up`.
+/// Reads frames until `messages` were seen, the connection fails, or `give_up`; returns the
+/// (SEQ, latency in µs) of every stamped frame, and whether the connection failed.
 async fn receive(
     mut ws: ClientWs,
     clock: Instant,
     messages: u64,
     delivered: Arc<AtomicU64>,
     give_up: Instant,
-) -> (Histogram<u64>, bool) {
-    let mut histogram = new_histogram();
+) -> (Vec<(u64, u64)>, bool) {
+    let mut seen = Vec::with_capacity(usize::try_from(messages).unwrap_or(0));
     let deadline = tokio::time::Instant::from_std(give_up);
     let mut failed = false;
-    while histogram.len() < messages {
+    while (seen.len() as u64) < messages {
         let next = tokio::time::timeout_at(deadline, ws.next()).await;
         let message = match next {
             Ok(Some(Ok(message))) => message,
@@ -196,24 +217,24 @@ async fn receive(
             Err(_) => break,
         };
         let now = clock.elapsed().as_micros();
-        if let Some(sent) = message.as_text().and_then(sent_micros) {
+        if let Some((seq, sent)) = message.as_text().and_then(stamp) {
             let micros = u64::try_from(now.saturating_sub(sent)).unwrap_or(u64::MAX);
-            histogram.saturating_record(micros.max(1));
+            seen.push((seq, micros.max(1)));
             delivered.fetch_add(1, Ordering::Relaxed);
         }
     }
     let _ = ws.close().await;
-    (histogram, failed)
+    (seen, failed)
 }
 
-/// The MICROS of `bench:SEQ:MICROS` somewhere in `text`.
-fn sent_micros(text: &str) -> Option<u128> {
+/// The SEQ and MICROS of `bench:SEQ:MICROS` somewhere in `text`.
+fn stamp(text: &str) -> Option<(u64, u128)> {
     let rest = &text[text.find("bench:")? + "bench:".len()..];
-    let (_seq, rest) = rest.split_once(':')?;
+    let (seq, rest) = rest.split_once(':')?;
     let end = rest
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(rest.len());
-    rest[..end].parse().ok()
+    Some((seq.parse().ok()?, rest[..end].parse().ok()?))
 }
 
 async fn progress(delivered: Arc<AtomicU64>, clients: u64) {
@@ -240,9 +261,9 @@ mod tests {
 
     #[test]
     fn finds_the_stamp_in_wrapped_text() {
-        assert_eq!(sent_micros("bench:3:12345"), Some(12345));
-        assert_eq!(sent_micros(r#"{"text":"bench:3:77","user":"x"}"#), Some(77));
-        assert_eq!(sent_micros("hello"), None);
+        assert_eq!(stamp("bench:3:12345"), Some((3, 12345)));
+        assert_eq!(stamp(r#"{"text":"bench:4:77","user":"x"}"#), Some((4, 77)));
+        assert_eq!(stamp("hello"), None);
         assert_eq!(sender_url("ws://h/"), "ws://h/?sender=1");
         assert_eq!(sender_url("ws://h/?a=b"), "ws://h/?a=b&sender=1");
     }

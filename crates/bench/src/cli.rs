@@ -115,6 +115,10 @@ pub struct BroadcastArgs {
     /// How long to wait for the last deliveries after the last message.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Also print, to stderr, each message's median and slowest delivery (shows a slow first
+    /// message or a stall that the percentiles over all deliveries blur).
+    #[arg(long)]
+    pub per_message: bool,
     /// Print the result as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
