@@ -4,7 +4,6 @@
 //! looks for that text in every frame it gets (so a server may wrap it, as the chat example
 //! does in JSON) and records `now - MICROS`. A progress line goes to stderr every second.
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use tokio_websockets::Message;
 
 use crate::cli::BroadcastArgs;
 use crate::dial::{ClientWs, Dialer};
-use crate::echo::new_histogram;
+use crate::latency::{new_histogram, Latency};
 
 /// How many handshakes run at once while opening connections.
 const CONNECT_CONCURRENCY: usize = 64;
@@ -36,14 +35,9 @@ pub struct BroadcastReport {
     pub delivered: u64,
     /// Seconds spent opening the receivers.
     pub ramp_seconds: f64,
-    /// Median delivery latency.
-    pub p50_us: u64,
-    /// 95th percentile delivery latency.
-    pub p95_us: u64,
-    /// 99th percentile delivery latency.
-    pub p99_us: u64,
-    /// Slowest delivery.
-    pub max_us: u64,
+    /// Delivery latencies.
+    #[serde(flatten)]
+    pub latency: Latency,
     /// Receivers whose connection failed.
     pub errors: usize,
 }
@@ -60,28 +54,10 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         None => sender_url(&args.url).parse().context("--url")?,
     };
     let dialer = Dialer::new(uri, None).await?;
-    let sources = if args.sources.is_empty() {
-        vec![IpAddr::from([127, 0, 0, 1])]
-    } else {
-        args.sources.clone()
-    };
     let started = Instant::now();
-    let receivers: Vec<_> = futures_util::stream::iter(0..args.clients)
-        .map(|i| {
-            let source = sources[i % sources.len()];
-            let dialer = &dialer;
-            async move {
-                dialer
-                    .open(source)
-                    .await
-                    .with_context(|| format!("receiver {i} from {source}"))
-            }
-        })
-        .buffer_unordered(CONNECT_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
+    let receivers = dialer
+        .open_many(args.clients, &args.sources, CONNECT_CONCURRENCY, "receiver")
+        .await?;
     let ramp_seconds = started.elapsed().as_secs_f64();
     eprintln!("{} receivers open in {ramp_seconds:.1}s", receivers.len());
 
@@ -158,10 +134,7 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         expected: args.clients as u64 * args.messages,
         delivered: histogram.len(),
         ramp_seconds,
-        p50_us: histogram.value_at_quantile(0.50),
-        p95_us: histogram.value_at_quantile(0.95),
-        p99_us: histogram.value_at_quantile(0.99),
-        max_us: histogram.max(),
+        latency: Latency::of(&histogram),
         errors,
     };
     if args.json {
@@ -175,10 +148,10 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
             report.clients,
             report.messages,
             format!("{}/{}", report.delivered, report.expected),
-            report.p50_us,
-            report.p95_us,
-            report.p99_us,
-            report.max_us,
+            report.latency.p50_us,
+            report.latency.p95_us,
+            report.latency.p99_us,
+            report.latency.max_us,
             report.errors
         );
     }

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use futures_util::StreamExt as _;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::{TcpSocket, TcpStream};
@@ -90,6 +91,43 @@ impl Dialer {
             .connect_on(io)
             .await?;
         Ok(ws)
+    }
+}
+
+impl Dialer {
+    /// Opens `count` connections, `concurrency` handshakes at a time, spreading them round
+    /// robin over `sources` (`127.0.0.1` when empty); `what` names a connection in errors.
+    ///
+    /// # Errors
+    ///
+    /// The first connection that cannot be opened.
+    pub async fn open_many(
+        &self,
+        count: usize,
+        sources: &[IpAddr],
+        concurrency: usize,
+        what: &str,
+    ) -> anyhow::Result<Vec<ClientWs>> {
+        let loopback = [IpAddr::from([127, 0, 0, 1])];
+        let sources = if sources.is_empty() {
+            &loopback[..]
+        } else {
+            sources
+        };
+        futures_util::stream::iter(0..count)
+            .map(|i| {
+                let source = sources[i % sources.len()];
+                async move {
+                    self.open(source)
+                        .await
+                        .with_context(|| format!("{what} {i} from {source}"))
+                }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
     }
 }
 

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures_util::{SinkExt as _, StreamExt as _};
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio_websockets::Message;
 
 use crate::cli::EchoArgs;
 use crate::dial::{loopback_for, Dialer};
+use crate::latency::{new_histogram, Latency};
 
 /// Result of an echo run. Latencies are in microseconds.
 #[derive(Debug, Serialize)]
@@ -28,14 +28,9 @@ pub struct EchoReport {
     pub messages: u64,
     /// Echoed messages per second.
     pub msgs_per_sec: f64,
-    /// Median round trip.
-    pub p50_us: u64,
-    /// 95th percentile round trip.
-    pub p95_us: u64,
-    /// 99th percentile round trip.
-    pub p99_us: u64,
-    /// Slowest round trip.
-    pub max_us: u64,
+    /// Round trips.
+    #[serde(flatten)]
+    pub latency: Latency,
     /// Connections that failed before the deadline.
     pub errors: usize,
 }
@@ -108,10 +103,7 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
         seconds,
         messages,
         msgs_per_sec: messages as f64 / seconds,
-        p50_us: histogram.value_at_quantile(0.50),
-        p95_us: histogram.value_at_quantile(0.95),
-        p99_us: histogram.value_at_quantile(0.99),
-        max_us: histogram.max(),
+        latency: Latency::of(&histogram),
         errors,
     };
     if args.json {
@@ -123,20 +115,14 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
             report.connections,
             report.payload,
             report.msgs_per_sec,
-            report.p50_us,
-            report.p95_us,
-            report.p99_us,
-            report.max_us,
+            report.latency.p50_us,
+            report.latency.p95_us,
+            report.latency.p99_us,
+            report.latency.max_us,
             report.errors
         );
     }
     Ok(())
-}
-
-pub(crate) fn new_histogram() -> Histogram<u64> {
-    // 1 µs .. 60 s with 3 significant digits; the bounds are valid constants.
-    Histogram::new_with_bounds(1, 60_000_000, 3)
-        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
 async fn progress(counter: Arc<AtomicU64>, start: Instant) {

@@ -1,11 +1,9 @@
 //! `idle`: opens many idle connections, spread over loopback source addresses (one source
 //! address gives about 28k ephemeral ports), and reports the server's RSS growth per connection.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use futures_util::StreamExt as _;
 use serde::Serialize;
 
 use crate::cli::IdleArgs;
@@ -37,27 +35,14 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
     let dialer = Dialer::new(uri, None).await?;
     let rss_before = rss_total(&args.server_pid)?;
     let started = Instant::now();
-    let sources = if args.sources.is_empty() {
-        vec![IpAddr::from([127, 0, 0, 1])]
-    } else {
-        args.sources.clone()
-    };
-    let clients: Vec<_> = futures_util::stream::iter(0..args.connections)
-        .map(|i| {
-            let source = sources[i % sources.len()];
-            let dialer = &dialer;
-            async move {
-                dialer
-                    .open(source)
-                    .await
-                    .with_context(|| format!("connection {i} from {source}"))
-            }
-        })
-        .buffer_unordered(args.concurrency as usize)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
+    let clients = dialer
+        .open_many(
+            args.connections,
+            &args.sources,
+            args.concurrency as usize,
+            "connection",
+        )
+        .await?;
     let ramp_seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "{} connections open in {ramp_seconds:.1}s; holding",

@@ -5,6 +5,7 @@
 //! * [`echo`], [`idle`], [`broadcast`], [`upgrade`] are the load generator's subcommands
 //!   (`wsrelay-bench` binary); a new subcommand gets a module of its own and a variant in
 //!   [`cli::Command`].
+//! * [`dial`] opens client connections; [`latency`] holds the histograms and percentiles.
 //! * [`sys`] reads RSS and raises the open-file limit.
 
 pub mod bare;
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod dial;
 pub mod echo;
 pub mod idle;
+pub mod latency;
 pub mod server;
 pub mod sys;
 pub mod upgrade;

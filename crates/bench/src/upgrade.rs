@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::cli::UpgradeArgs;
 use crate::dial::Dialer;
-use crate::echo::new_histogram;
+use crate::latency::new_histogram;
 use crate::sys::rss_total;
 
 /// Result of an upgrade run. Latencies are in microseconds (TCP connect + handshake).

@@ -119,6 +119,30 @@ impl Default for Body {
     }
 }
 
+/// `From<String>`, `From<&'static str>` and `From<Vec<u8>>` for a body type that has
+/// `From<Bytes>`, all through that one conversion (no copy).
+macro_rules! from_byte_likes {
+    ($body:ty) => {
+        impl From<String> for $body {
+            fn from(text: String) -> Self {
+                Self::from(Bytes::from(text))
+            }
+        }
+
+        impl From<&'static str> for $body {
+            fn from(text: &'static str) -> Self {
+                Self::from(Bytes::from_static(text.as_bytes()))
+            }
+        }
+
+        impl From<Vec<u8>> for $body {
+            fn from(bytes: Vec<u8>) -> Self {
+                Self::from(Bytes::from(bytes))
+            }
+        }
+    };
+}
+
 impl From<Bytes> for Body {
     fn from(bytes: Bytes) -> Self {
         Self {
@@ -127,23 +151,7 @@ impl From<Bytes> for Body {
     }
 }
 
-impl From<String> for Body {
-    fn from(text: String) -> Self {
-        Self::from(Bytes::from(text))
-    }
-}
-
-impl From<&'static str> for Body {
-    fn from(text: &'static str) -> Self {
-        Self::from(Bytes::from_static(text.as_bytes()))
-    }
-}
-
-impl From<Vec<u8>> for Body {
-    fn from(bytes: Vec<u8>) -> Self {
-        Self::from(Bytes::from(bytes))
-    }
-}
+from_byte_likes!(Body);
 
 impl fmt::Debug for Body {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -317,23 +325,7 @@ impl From<Bytes> for ResponseBody {
     }
 }
 
-impl From<String> for ResponseBody {
-    fn from(text: String) -> Self {
-        Self::from(Bytes::from(text))
-    }
-}
-
-impl From<&'static str> for ResponseBody {
-    fn from(text: &'static str) -> Self {
-        Self::from(Bytes::from_static(text.as_bytes()))
-    }
-}
-
-impl From<Vec<u8>> for ResponseBody {
-    fn from(bytes: Vec<u8>) -> Self {
-        Self::from(Bytes::from(bytes))
-    }
-}
+from_byte_likes!(ResponseBody);
 
 impl fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
