@@ -31,18 +31,41 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 cargo fuzz build
 
-failed=()
-for target in "${targets[@]}"; do
-    work="target/corpus/$target"
+# Targets run side by side, one per core (FUZZ_JOBS to change it): each libFuzzer process is
+# single-threaded, so on N cores N targets get their full SECONDS each in 1/N of the wall
+# time. Each target's output goes to a log, printed when it ends.
+jobs=${FUZZ_JOBS:-$(nproc)}
+logs=target/fuzz-logs
+mkdir -p "$logs"
+
+run_target() {
+    local target=$1 work="target/corpus/$1"
     mkdir -p "$work" "corpus/$target"
-    echo "== fuzz $target for ${duration}s"
     # -timeout: an input that takes 10 s is a hang; -rss_limit_mb: a leak or a blow-up.
-    if ! cargo fuzz run "$target" "$work" "corpus/$target" -- \
+    cargo fuzz run "$target" "$work" "corpus/$target" -- \
         -max_total_time="$duration" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        -dict=dict/relay.dict; then
-        failed+=("$target")
-    fi
+        -dict=dict/relay.dict >"$logs/$target.log" 2>&1
+}
+
+declare -A running=()
+failed=()
+# Waits for one running target; reports it, and records it if it crashed.
+reap() {
+    local pid status=0
+    wait -n -p pid "${!running[@]}" || status=$?
+    local target=${running[$pid]}
+    unset "running[$pid]"
+    echo "== fuzz $target (${duration}s): $([ $status -eq 0 ] && echo ok || echo "CRASH, exit $status")"
+    tail -n 15 "$logs/$target.log"
+    [ $status -eq 0 ] || failed+=("$target")
+}
+
+for target in "${targets[@]}"; do
+    while [ ${#running[@]} -ge "$jobs" ]; do reap; done
+    run_target "$target" &
+    running[$!]=$target
 done
+while [ ${#running[@]} -gt 0 ]; do reap; done
 
 if [ ${#failed[@]} -ne 0 ]; then
     echo "fuzz: crashes in: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
