@@ -13,4 +13,5 @@ mod groups;
 mod partition;
 mod remote;
 mod restart;
+mod soak;
 mod untrusted_frames;
