@@ -36,13 +36,13 @@ fn size() -> Size {
         Size {
             kills_per_watcher: 40_000,
             batch: 200,
-            faults: 24,
+            faults: 30,
         }
     } else {
         Size {
             kills_per_watcher: 3_400,
             batch: 200,
-            faults: 4,
+            faults: 6,
         }
     }
 }
@@ -203,10 +203,13 @@ fn kill_storm_under_nats_server_crashes_keeps_one_exit_per_monitor() {
             })
             .collect();
 
-        // The faults, one server at a time, alternating: SIGKILL, down for a second, restart
-        // (its clients fail over); SIGSTOP for longer than `dead_after` (3 s), SIGCONT (the
-        // nodes on it are cut off from the others, which declare them down, and then come
-        // back). Then the time until every pair echoes again.
+        // The faults, one server at a time, in turn: SIGKILL, down for a second, restart (its
+        // clients fail over); SIGSTOP for longer than `dead_after` (3 s), SIGCONT (the nodes
+        // on it are cut off from the others, which declare them down, and then come back);
+        // the server's routes cut for as long (its clients stay connected to it, and the
+        // node on it is cut off from the others), then healed. Then the time until every
+        // pair echoes again.
+        let cut = RouteCut::new();
         let mut figures = Vec::new();
         for f in 0..size.faults {
             tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -216,16 +219,26 @@ fn kill_storm_under_nats_server_crashes_keeps_one_exit_per_monitor() {
                 l.fault_at = Some(Instant::now());
                 l.detected = None;
             }
-            let kind = if f % 2 == 0 {
-                nats.kill_server(server);
-                tokio::time::sleep(Duration::from_millis(1000)).await;
-                nats.start_server(server);
-                "kill"
-            } else {
-                nats.pause_server(server);
-                tokio::time::sleep(Duration::from_millis(4000)).await;
-                nats.resume_server(server);
-                "stop"
+            let kind = match (f % 3, &cut) {
+                (0, _) => {
+                    nats.kill_server(server);
+                    tokio::time::sleep(Duration::from_millis(1000)).await;
+                    nats.start_server(server);
+                    "kill".to_owned()
+                }
+                (1, _) | (_, None) => {
+                    nats.pause_server(server);
+                    tokio::time::sleep(Duration::from_millis(4000)).await;
+                    nats.resume_server(server);
+                    "stop".to_owned()
+                }
+                (_, Some(cut)) => {
+                    let pid = nats.server_pid(server).expect("server runs");
+                    let dialed = cut.cut(server as usize, pid);
+                    tokio::time::sleep(Duration::from_millis(4000)).await;
+                    cut.heal();
+                    format!("route cut ({dialed} dialed)")
+                }
             };
             // Heal time counts from the server's return.
             let healed = all_pairs_echo(&pingers, &echoes, Duration::from_secs(60)).await;
@@ -233,7 +246,7 @@ fn kill_storm_under_nats_server_crashes_keeps_one_exit_per_monitor() {
             let l = ledger.lock();
             let detect = l.detected.zip(l.fault_at).map(|(d, a)| d - a);
             figures.push(format!(
-                "{kind} n{server}: noconnection after {detect:?}, healed {healed:.1?} after restart"
+                "{kind} n{server}: noconnection after {detect:?}, all pairs echo {healed:.1?} after the fault ended"
             ));
         }
         ledger.lock().fault_at = None;

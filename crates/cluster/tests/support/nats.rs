@@ -93,11 +93,20 @@ impl Nats {
     pub fn resume_server(&self, n: u32) {
         self.signal(n, "-CONT");
     }
+    /// The process id of server `n`, if it runs.
+    pub fn server_pid(&self, n: u32) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join(format!("n{n}.pid")))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
     fn signal(&self, n: u32, signal: &str) {
-        let pid = std::fs::read_to_string(self.dir.join(format!("n{n}.pid")))
+        let pid = self
+            .server_pid(n)
             .expect("the pid file of a running server");
         let ok = Command::new("kill")
-            .args([signal, pid.trim()])
+            .args([signal, &pid.to_string()])
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "kill {signal} {pid}");
