@@ -1,15 +1,17 @@
-//! The chaos soak (docs/cluster-design.md §3, docs/cluster.md "How it is tested"): a storm of
-//! process kills under cross-node monitors on three nodes, each on its own NATS server, while
-//! NATS servers are SIGKILLed and restarted one after another. Every monitor is entered in a
-//! ledger; after the last fault has healed, the ledger must show exactly one EXIT per
-//! monitor, and every ordered pair of nodes must reach each other again (no session stays
-//! wedged).
+//! The chaos soak (docs/cluster-design.md §3, docs/cluster.md "Tests"): storms of process
+//! kills under cross-node monitors on three in-process nodes, each first on its own NATS
+//! server, and on a fourth node D, an OS process (`soak_node.rs`), while faults follow one
+//! another: a NATS server SIGKILLed and restarted, a NATS server hung (SIGSTOP), a NATS
+//! server's routes cut (a partition between servers, `support/routes.rs`), node D SIGKILLed
+//! and restarted, node D hung. Every monitor is entered in a ledger; after the last fault has
+//! healed, the ledger must show exactly one EXIT per monitor, every ordered pair of nodes
+//! must reach each other again and node D must serve again (no session stays wedged).
 //!
 //! The short form (the default) is part of `cargo test`; `WSR_SOAK=long` runs the long form.
 //! Figures are printed (`--nocapture`), never asserted: they go to docs/cluster.md.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,7 @@ use parking_lot::Mutex;
 use wsrelay_cluster::Cluster;
 use wsrelay_process::{reason, Context, Event, Node, Pid, Value};
 
+use crate::soak_node::spawn_node;
 use crate::support::*;
 
 /// How big a run is.
@@ -27,7 +30,7 @@ struct Size {
     kills_per_watcher: usize,
     /// Targets a watcher monitors and kills at once.
     batch: usize,
-    /// NATS server faults (SIGKILL, pause, restart), spread over the run.
+    /// Faults, one after another (the five kinds in turn).
     faults: usize,
 }
 
@@ -42,7 +45,7 @@ fn size() -> Size {
         Size {
             kills_per_watcher: 3_400,
             batch: 200,
-            faults: 6,
+            faults: 5,
         }
     }
 }
@@ -160,6 +163,89 @@ async fn storm(
     me
 }
 
+/// Targets node D's factory spawns at once.
+const NODE_BATCH: i64 = 100;
+
+/// The watcher index of node D's targets in the ledger.
+const NODE_WATCHER: usize = 3;
+
+/// The storm against node D, an OS process (`soak_node.rs`): batches of echo targets that
+/// its factory spawns on request, each monitored from `me` and then stopped by a `stop`
+/// message sent after the monitor in the same lane (so it ends `normal`, or `noconnection`
+/// across a fault). Counts its batches in `batches`: one done after a fault shows that D is
+/// usable again.
+async fn storm_node(
+    me: Context,
+    factory: Arc<Mutex<Option<Pid>>>,
+    stop: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+    batches: Arc<AtomicUsize>,
+) -> Context {
+    while !stop.load(Ordering::Relaxed) {
+        let Some(f) = factory.lock().clone() else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if me.send(&f, "spawn", Value::Int(NODE_BATCH)).is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let reply = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                let msg = me.recv().await;
+                if msg.topic() == "spawned" {
+                    return msg;
+                }
+            }
+        });
+        // No answer (D down or hung): ask again, maybe a new run's factory.
+        let Ok(reply) = reply.await else { continue };
+        let Value::Array(pids) = reply.payload() else {
+            continue;
+        };
+        let targets: Vec<Pid> = pids
+            .iter()
+            .filter_map(|v| match v {
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            })
+            .collect();
+        {
+            let mut l = ledger.lock();
+            for t in &targets {
+                me.monitor(t).expect("monitor");
+                l.monitor(NODE_WATCHER, t);
+            }
+        }
+        for t in &targets {
+            let _ = me.send(t, "stop", Value::Null);
+        }
+        let deadline = Instant::now() + EVENT_WAIT;
+        let mut got = 0;
+        while got < targets.len() && Instant::now() < deadline {
+            if let Ok(event) =
+                tokio::time::timeout(Duration::from_millis(200), me.next_event()).await
+            {
+                if let Some((from, why)) = why(&event) {
+                    ledger.lock().enter(NODE_WATCHER, &from, why);
+                    got += 1;
+                }
+            }
+        }
+        batches.fetch_add(1, Ordering::Relaxed);
+    }
+    me
+}
+
+/// Waits until node D's storm completes a batch begun after now (`None` after `timeout`).
+async fn node_usable(batches: &AtomicUsize, timeout: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let before = batches.load(Ordering::Relaxed);
+    // The batch running now may have begun before: two more are surely new.
+    let ok = eventually(timeout, || batches.load(Ordering::Relaxed) >= before + 2).await;
+    ok.then(|| start.elapsed())
+}
+
 /// Whether `me` gets an echo back from `to` within `timeout` (pings may be refused or lost
 /// while sessions recover).
 async fn echo_works(me: &Context, to: &Pid, timeout: Duration) -> bool {
@@ -203,7 +289,7 @@ async fn all_pairs_echo(
 }
 
 #[test]
-fn kill_storm_under_nats_server_crashes_keeps_one_exit_per_monitor() {
+fn kill_storm_under_server_node_and_route_faults_keeps_one_exit_per_monitor() {
     let Some(nats) = nats() else { return };
     let size = size();
     rt().block_on(async {
@@ -233,13 +319,43 @@ fn kill_storm_under_nats_server_crashes_keeps_one_exit_per_monitor() {
                 tokio::spawn(storm(i, me, on, size, stop.clone(), ledger.clone()))
             })
             .collect();
+        // Node D, an OS process, and its storm from node A.
+        let factory = Arc::new(Mutex::new(None));
+        let hello = probe(nodes[0].node());
+        let hello_pid = hello.pid().clone();
+        let d_name = unique("sd");
+        let mut d = spawn_node(&d_name, &hello_pid);
+        let greeter = {
+            let factory = factory.clone();
+            tokio::spawn(async move {
+                loop {
+                    let msg = hello.recv().await;
+                    if msg.topic() == "hello" {
+                        *factory.lock() = msg.from().cloned();
+                    }
+                }
+            })
+        };
+        let batches = Arc::new(AtomicUsize::new(0));
+        let storm_d = tokio::spawn(storm_node(
+            probe(nodes[0].node()),
+            factory.clone(),
+            stop.clone(),
+            ledger.clone(),
+            batches.clone(),
+        ));
+        assert!(
+            node_usable(&batches, Duration::from_secs(60)).await.is_some(),
+            "node D joins"
+        );
 
-        // The faults, one server at a time, in turn: SIGKILL, down for a second, restart (its
-        // clients fail over); SIGSTOP for longer than `dead_after` (3 s), SIGCONT (the nodes
-        // on it are cut off from the others, which declare them down, and then come back);
-        // the server's routes cut for as long (its clients stay connected to it, and the
-        // node on it is cut off from the others), then healed. Then the time until every
-        // pair echoes again.
+        // The faults in turn, each on one server or on node D: a server SIGKILLed, down for a
+        // second, restarted (its clients fail over); a server SIGSTOPped for longer than
+        // `dead_after` (3 s), SIGCONT (the nodes on it are cut off from the others, which
+        // declare them down, and then come back); a server's routes cut for as long (its
+        // clients stay connected to it, and the node on it is cut off from the others), then
+        // healed; node D SIGKILLed and started again; node D SIGSTOPped for 4 s. Then the
+        // time until every pair echoes again and node D serves again.
         let cut = RouteCut::new();
         let mut figures = Vec::new();
         for f in 0..size.faults {
@@ -250,34 +366,51 @@ fn kill_storm_under_nats_server_crashes_keeps_one_exit_per_monitor() {
                 l.fault_at = Some(Instant::now());
                 l.detected = None;
             }
-            let kind = match (f % 3, &cut) {
+            let kind = match (f % 5, &cut) {
+                (3, _) => {
+                    // Node D crashes and is started again under its name (a new run).
+                    let _ = d.kill();
+                    let _ = d.wait();
+                    tokio::time::sleep(Duration::from_millis(1000)).await;
+                    *factory.lock() = None;
+                    d = spawn_node(&d_name, &hello_pid);
+                    "node D SIGKILL".to_owned()
+                }
+                (4, _) => {
+                    signal(d.id(), "-STOP");
+                    tokio::time::sleep(Duration::from_millis(4000)).await;
+                    signal(d.id(), "-CONT");
+                    "node D SIGSTOP".to_owned()
+                }
                 (0, _) => {
                     nats.kill_server(server);
                     tokio::time::sleep(Duration::from_millis(1000)).await;
                     nats.start_server(server);
-                    "kill".to_owned()
+                    format!("server n{server} SIGKILL")
                 }
                 (1, _) | (_, None) => {
                     nats.pause_server(server);
                     tokio::time::sleep(Duration::from_millis(4000)).await;
                     nats.resume_server(server);
-                    "stop".to_owned()
+                    format!("server n{server} SIGSTOP")
                 }
                 (_, Some(cut)) => {
                     let pid = nats.server_pid(server).expect("server runs");
                     let dialed = cut.cut(server as usize, pid);
                     tokio::time::sleep(Duration::from_millis(4000)).await;
                     cut.heal();
-                    format!("route cut ({dialed} dialed)")
+                    format!("server n{server} routes cut ({dialed} dialed)")
                 }
             };
             // Heal time counts from the server's return.
             let healed = all_pairs_echo(&pingers, &echoes, Duration::from_secs(60)).await;
             let healed = healed.unwrap_or_else(|| panic!("every pair echoes after fault {f}"));
+            let d_back = node_usable(&batches, Duration::from_secs(60)).await;
+            let d_back = d_back.unwrap_or_else(|| panic!("node D usable after fault {f}"));
             let l = ledger.lock();
             let detect = l.detected.zip(l.fault_at).map(|(d, a)| d - a);
             figures.push(format!(
-                "{kind} n{server}: noconnection after {detect:?}, all pairs echo {healed:.1?} after the fault ended"
+                "{kind}: noconnection after {detect:?}, all pairs echo {healed:.1?}, D {d_back:.1?} after the fault ended"
             ));
         }
         ledger.lock().fault_at = None;
@@ -286,12 +419,14 @@ fn kill_storm_under_nats_server_crashes_keeps_one_exit_per_monitor() {
         for s in storms {
             watchers.push(s.await.expect("storm task"));
         }
+        watchers.push(storm_d.await.expect("node D's storm"));
         let storm_time = started.elapsed();
 
         // Heal: every pair works, then a quiet period in which a late duplicate would show.
         let healed = all_pairs_echo(&pingers, &echoes, Duration::from_secs(60)).await;
         assert!(healed.is_some(), "every pair echoes after the last fault");
         tokio::time::sleep(Duration::from_secs(2)).await;
+        // Watchers 0..3 are the in-process nodes' storms, 3 (`NODE_WATCHER`) node D's.
         for (watcher, me) in watchers.iter().enumerate() {
             while let Some(event) = me.try_next_event() {
                 if let Some((from, why)) = why(&event) {
@@ -323,13 +458,26 @@ fn kill_storm_under_nats_server_crashes_keeps_one_exit_per_monitor() {
         );
         for w in ledger.reasons.keys() {
             assert!(
-                [reason::TERMINATED, reason::NOCONNECTION, reason::NOPROC].contains(&w.as_str()),
+                ["normal", reason::TERMINATED, reason::NOCONNECTION, reason::NOPROC]
+                    .contains(&w.as_str()),
                 "unexpected EXIT reason {w}"
             );
         }
         drop(ledger);
+        greeter.abort();
+        let _ = d.kill();
+        let _ = d.wait();
         for c in &nodes {
             c.shutdown();
         }
     });
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to process `pid` with kill(1).
+fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {signal} {pid}");
 }

@@ -14,4 +14,5 @@ mod partition;
 mod remote;
 mod restart;
 mod soak;
+mod soak_node;
 mod untrusted_frames;
