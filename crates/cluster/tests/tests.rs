@@ -13,4 +13,6 @@ mod groups;
 mod partition;
 mod remote;
 mod restart;
+mod soak;
+mod soak_node;
 mod untrusted_frames;

@@ -15,8 +15,11 @@ pub const URLS: [&str; 3] = [
 pub const ADVISORY: &str = "$SYS.ACCOUNT.WSR.DISCONNECT";
 
 mod nats;
+mod routes;
 #[allow(unused_imports)]
 pub use nats::{nats, repo_root, Nats};
+#[allow(unused_imports)]
+pub use routes::RouteCut;
 
 pub fn options(node: &str) -> ClusterOptions {
     ClusterOptions::new("wsr", node, URLS.iter().map(|s| s.to_string()).collect())

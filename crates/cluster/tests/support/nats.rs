@@ -84,6 +84,33 @@ impl Nats {
     pub fn kill_all(&self) {
         assert!(script(&["kill", self.dir.to_str().unwrap()]));
     }
+    /// SIGSTOP of server `n`: a hung server, to its clients and its routes alike what a
+    /// network partition around it looks like (nothing closes, nothing arrives).
+    pub fn pause_server(&self, n: u32) {
+        self.signal(n, "-STOP");
+    }
+    /// SIGCONT of server `n` after [`Nats::pause_server`].
+    pub fn resume_server(&self, n: u32) {
+        self.signal(n, "-CONT");
+    }
+    /// The process id of server `n`, if it runs.
+    pub fn server_pid(&self, n: u32) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join(format!("n{n}.pid")))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+    fn signal(&self, n: u32, signal: &str) {
+        let pid = self
+            .server_pid(n)
+            .expect("the pid file of a running server");
+        let ok = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {signal} {pid}");
+    }
     pub fn start_server(&self, n: u32) {
         assert!(script(&[
             "start",
