@@ -16,6 +16,9 @@ pub(crate) enum PidSet {
     #[default]
     Empty,
     One(Pid),
+    // Boxed on purpose: a `HashSet` in place would make every set (and every process's
+    // `Relations`) six words instead of two, for the rare process with many relations.
+    #[allow(clippy::box_collection)]
     Many(Box<HashSet<Pid>>),
 }
 

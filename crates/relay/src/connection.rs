@@ -127,12 +127,9 @@ impl Outcome {
     }
 }
 
-/// The target of the moment: what every idle connection keeps of its relay settings.
-///
-/// Only what the relay reads is kept, once: the parsed header's strings (target text, topic)
-/// are dropped, and the default topic and an empty metadata map are shared by the
-/// connections of a thread rather than allocated per connection (docs/OPERATIONS.md, "Memory
-/// per connection"). A transfer rebuilds the settings it needs from these fields.
+/// The target of the moment. Only what the relay reads is kept: the header's strings are
+/// dropped, the default topic and an empty metadata map are shared by a thread's connections
+/// (docs/OPERATIONS.md, "Memory per connection"); a transfer rebuilds its settings from these.
 struct Target {
     pid: Pid,
     /// Set for local targets: sends without a lookup, and the inbox mark for backpressure.
