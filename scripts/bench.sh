@@ -45,10 +45,23 @@ wants() { [[ " $ONLY " == *" $1 "* ]]; }
 
 # ===== setup =====
 
-for tool in taskset node npm; do
+ECHO_SERVERS=(fws ws-echo relay-rust-shared relay-rust relay-lua node-ws uws pushpin)
+ECHO_SERVERS=(${ECHO_ONLY:-${ECHO_SERVERS[@]}})
+IDLE_SERVERS=(fws ws-echo relay-rust-shared relay-rust relay-lua node-ws uws pushpin)
+IDLE_SERVERS=(${IDLE_ONLY:-${IDLE_SERVERS[@]}})
+# uses NAME: whether a selected echo or idle measure starts server NAME.
+uses() {
+  { wants echo && [[ " ${ECHO_SERVERS[*]} " == *" $1 "* ]]; } ||
+    { wants idle && [[ " ${IDLE_SERVERS[*]} " == *" $1 "* ]]; }
+}
+# Node and Pushpin only when a selected measure starts them, so that e.g.
+# ONLY=idle IDLE_ONLY="relay-rust-shared relay-lua" runs on a machine without them.
+NEEDS_NODE=
+if wants broadcast || wants http || uses node-ws || uses uws || uses pushpin; then NEEDS_NODE=1; fi
+for tool in taskset ${NEEDS_NODE:+node npm}; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool is required" >&2; exit 2; }
 done
-if wants echo || wants idle; then
+if uses pushpin; then
   command -v pushpin >/dev/null || { echo "bench.sh: pushpin is required (apt-get install pushpin)" >&2; exit 2; }
 fi
 if wants http; then
@@ -58,7 +71,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   log "building (release)"
   cargo build --release -q -p wsrelay-bench -p wsrelay
 fi
-if [ ! -d "$NODE_DIR/node_modules/ws" ] || [ ! -d "$NODE_DIR/node_modules/@trufflesuite" ]; then
+if [ -n "$NEEDS_NODE" ] && { [ ! -d "$NODE_DIR/node_modules/ws" ] || [ ! -d "$NODE_DIR/node_modules/@trufflesuite" ]; }; then
   log "installing the Node peers (npm)"
   (cd "$NODE_DIR" && npm install --no-audit --no-fund --silent)
 fi
@@ -183,11 +196,6 @@ stop() { # stop NAME: SIGTERM, then up to 15 s for a graceful exit, then SIGKILL
 gen() { taskset -c $CLIENT_CPU "$BIN/wsrelay-bench" "$@"; }
 
 # ===== measures =====
-
-ECHO_SERVERS=(fws ws-echo relay-rust-shared relay-rust relay-lua node-ws uws pushpin)
-ECHO_SERVERS=(${ECHO_ONLY:-${ECHO_SERVERS[@]}})
-IDLE_SERVERS=(fws ws-echo relay-rust-shared relay-rust relay-lua node-ws uws pushpin)
-IDLE_SERVERS=(${IDLE_ONLY:-${IDLE_SERVERS[@]}})
 
 if wants echo; then
   log "echo: ${ECHO_SERVERS[*]}, $RUNS x $DURATION each, interleaved"

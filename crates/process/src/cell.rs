@@ -6,7 +6,7 @@
 //! involves two processes locks them one after the other, and the `alive` flag (cleared once,
 //! under the lock, when the process exits) decides every race.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::host::HostState;
+use crate::pid_set::PidSet;
 use crate::{Event, ExitResult, Message, Pid};
 
 pub(crate) struct Cell {
@@ -53,10 +54,10 @@ pub(crate) struct State {
 #[derive(Default)]
 pub(crate) struct Relations {
     /// Processes that monitor this one.
-    pub(crate) watchers: HashSet<Pid>,
+    pub(crate) watchers: PidSet,
     /// Processes this one monitors.
-    pub(crate) monitoring: HashSet<Pid>,
-    pub(crate) links: HashSet<Pid>,
+    pub(crate) monitoring: PidSet,
+    pub(crate) links: PidSet,
     pub(crate) names: Vec<String>,
     /// Group memberships, one per join (`groups.rs`).
     pub(crate) groups: Vec<Membership>,
@@ -95,7 +96,7 @@ pub(crate) enum Side {
 }
 
 impl Relations {
-    fn side(&mut self, side: Side) -> &mut HashSet<Pid> {
+    fn side(&mut self, side: Side) -> &mut PidSet {
         match side {
             Side::Watchers => &mut self.watchers,
             Side::Monitoring => &mut self.monitoring,

@@ -6,12 +6,12 @@
 //! its lock by `Cell::take_remains`, makes every later call a no-op, so each monitor gets one
 //! EXIT, each link is resolved once and each name is released once (`docs/spec.md §2`).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::cell::Cell;
 use crate::message::reason;
 use crate::node::Route;
+use crate::pid_set::PidSet;
 use crate::relations::link_exit;
 use crate::{Context, Event, ExitResult, Node, Pid};
 
@@ -32,7 +32,7 @@ impl Node {
         for membership in remains.groups {
             membership.end(pid);
         }
-        for target in &remains.monitoring {
+        for target in remains.monitoring.iter() {
             self.drop_target_end(pid, target);
         }
         self.notify_watchers(pid, remains.watchers, &result);
@@ -41,7 +41,7 @@ impl Node {
     }
 
     /// One EXIT to each process, local or remote, that monitored `pid`.
-    fn notify_watchers(&self, pid: &Pid, watchers: HashSet<Pid>, result: &ExitResult) {
+    fn notify_watchers(&self, pid: &Pid, watchers: PidSet, result: &ExitResult) {
         for watcher in watchers {
             let event = Event::Exit {
                 from: pid.clone(),
@@ -52,7 +52,7 @@ impl Node {
     }
 
     /// Tells each process linked to `pid` that it has exited.
-    fn resolve_links(&self, pid: &Pid, links: HashSet<Pid>, result: &ExitResult) {
+    fn resolve_links(&self, pid: &Pid, links: PidSet, result: &ExitResult) {
         for linked in links {
             match self.route(&linked) {
                 Route::Local => {

@@ -59,6 +59,7 @@ mod message;
 mod names;
 mod node;
 mod pid;
+mod pid_set;
 mod process_ref;
 mod relations;
 mod remote;

@@ -30,7 +30,7 @@ use wsrelay_process::{
 use wsrelay_ws::{CloseReason, Event as WsEvent, SharedFrame, WsConnection};
 
 use crate::events::{self, ClientEvent, ClientEventKind, Outgoing};
-use crate::header::RelayTarget;
+use crate::header::{RelayTarget, DEFAULT_MESSAGE_TOPIC};
 use crate::options::RelayOptions;
 use crate::stats::RelayStats;
 use crate::table::ConnectionInfo;
@@ -127,24 +127,58 @@ impl Outcome {
     }
 }
 
-/// The target of the moment.
+/// The target of the moment. Only what the relay reads is kept: the header's strings are
+/// dropped, the default topic and an empty metadata map are shared by a thread's connections
+/// (docs/OPERATIONS.md, "Memory per connection"); a transfer rebuilds its settings from these.
 struct Target {
     pid: Pid,
     /// Set for local targets: sends without a lookup, and the inbox mark for backpressure.
     local: Option<ProcessRef>,
     topic: Arc<str>,
     metadata: Arc<Map>,
-    settings: RelayTarget,
+    heartbeat_interval: Option<Duration>,
+    /// The subprotocol of the handshake (`ws.control` keeps it).
+    protocol: Option<Arc<str>>,
+}
+
+thread_local! {
+    /// The default topic and the empty metadata map, shared by this thread's connections.
+    static SHARED: (Arc<str>, Arc<Map>) = (Arc::from(DEFAULT_MESSAGE_TOPIC), Arc::new(Map::new()));
 }
 
 impl Target {
     fn new(ctx: &Context, pid: Pid, settings: RelayTarget) -> Target {
+        let (topic, metadata) = SHARED.with(|(topic, metadata)| {
+            let topic = if settings.message_topic == DEFAULT_MESSAGE_TOPIC {
+                topic.clone()
+            } else {
+                settings.message_topic.as_str().into()
+            };
+            let metadata = if settings.metadata.is_empty() {
+                metadata.clone()
+            } else {
+                Arc::new(settings.metadata)
+            };
+            (topic, metadata)
+        });
         Target {
             local: ctx.node().process_ref(&pid),
-            topic: settings.message_topic.as_str().into(),
-            metadata: Arc::new(settings.metadata.clone()),
+            topic,
+            metadata,
+            heartbeat_interval: settings.heartbeat_interval,
+            protocol: settings.protocol.map(Arc::from),
             pid,
-            settings,
+        }
+    }
+
+    /// The settings this target was made from, as `ws.control` reads them.
+    fn settings(&self) -> RelayTarget {
+        RelayTarget {
+            target: self.pid.to_string(),
+            message_topic: self.topic.to_string(),
+            heartbeat_interval: self.heartbeat_interval,
+            metadata: (*self.metadata).clone(),
+            protocol: self.protocol.as_deref().map(str::to_owned),
         }
     }
 }
@@ -373,7 +407,7 @@ impl Connection {
         if let Some(due) = self.next_heartbeat.filter(|due| *due <= now) {
             self.send_heartbeat();
             // Missed ticks are not made up (tokio's `MissedTickBehavior::Delay`).
-            let period = self.target.settings.heartbeat_interval.unwrap_or_default();
+            let period = self.target.heartbeat_interval.unwrap_or_default();
             self.next_heartbeat = Some((due + period).max(now + period / 2));
         }
         if self.next_ping > now {
@@ -487,7 +521,7 @@ impl Connection {
     /// `ws.control`: monitor the new target, leave the old one, join the new one, stop
     /// monitoring the old one (docs/spec.md §7). Frames read after this go to the new target.
     fn transfer(&mut self, payload: &Value) {
-        let settings = match RelayTarget::from_control(payload, &self.target.settings) {
+        let settings = match RelayTarget::from_control(payload, &self.target.settings()) {
             Ok(settings) => settings,
             Err(e) => {
                 tracing::warn!(pid = %self.ctx.pid(), "invalid ws.control payload: {e}; ignored");
@@ -692,7 +726,7 @@ impl Connection {
     /// transfer keeps both).
     fn join(&self) -> ClientEventKind {
         ClientEventKind::Join {
-            protocol: self.target.settings.protocol.as_deref().map(Arc::from),
+            protocol: self.target.protocol.clone(),
             remote_addr: self.info.remote_addr.clone(),
         }
     }
@@ -700,7 +734,6 @@ impl Connection {
     /// When the first heartbeat of the current target is due, if it asked for them.
     fn first_heartbeat(&self) -> Option<Instant> {
         self.target
-            .settings
             .heartbeat_interval
             .map(|period| Instant::now() + period)
     }

@@ -247,7 +247,11 @@ fn connect_info(req: &Request) -> Option<&ConnectInfo> {
 /// header (`500`).
 fn resolve_alive(node: &Node, target: &str) -> Result<Pid, RelayRefusal> {
     match node.resolve(target) {
-        Ok(pid) if node.is_alive(&pid) => Ok(pid),
+        // The target's own PID rather than the one just parsed from the header: every
+        // connection to a shared target then holds one more reference to it, not a copy.
+        Ok(pid) if node.is_alive(&pid) => {
+            Ok(node.process_ref(&pid).map_or(pid, |r| r.pid().clone()))
+        }
         Ok(pid) => Err(RelayRefusal::TargetDown(pid.to_string())),
         Err(SendError::BadDestination(text, problem)) => {
             Err(RelayRefusal::BadHeader(SettingsError::Field {
@@ -294,6 +298,8 @@ impl Joining {
     /// holds this future, and an `async fn` keeps its by-value arguments twice (captured, and
     /// the locals they move into) and what it moved out of until it ends.
     async fn run(self: Box<Self>) {
+        // Moved out in a block of its own, so that the box is freed now and not held by
+        // every idle connection until it ends.
         let Joining {
             ctx,
             info,
@@ -305,7 +311,10 @@ impl Joining {
             pending,
             guard,
             permit: _permit,
-        } = *self;
+        } = {
+            let this = self;
+            *this
+        };
         match pending.into_connection().await {
             Ok(ws) => {
                 // The connection removes itself from the table when it ends.
