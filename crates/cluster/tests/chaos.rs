@@ -20,31 +20,6 @@ fn spawn_echo(c: &Cluster) -> Pid {
     echo(c.node(), "echo")
 }
 
-/// Sends pings to `to` until one echo comes back (sends may be refused or lost while
-/// sessions recover).
-async fn echo_works(me: &Context, to: &Pid, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    let mut i = 0;
-    while Instant::now() < deadline {
-        i += 1;
-        if me.send(to, "ping", Value::Int(i)).is_ok() {
-            let wait = tokio::time::timeout(Duration::from_millis(500), async {
-                loop {
-                    if me.recv().await.payload() == &Value::Int(i) {
-                        return;
-                    }
-                }
-            });
-            if wait.await.is_ok() {
-                return true;
-            }
-        } else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    false
-}
-
 /// Collects EXITs of `me` until every target has one or `timeout` passes, then a quiet period
 /// to catch duplicates.
 async fn exits(me: &Context, targets: &[Pid], timeout: Duration) -> BTreeMap<Pid, Vec<String>> {

@@ -108,25 +108,6 @@ fn partition_child() {
     });
 }
 
-async fn echo_works(me: &wsrelay_process::Context, to: &Pid, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    let mut i = 0;
-    while Instant::now() < deadline {
-        i += 1;
-        if me.send(to, "ping", Value::Int(i)).is_ok() {
-            let wait = tokio::time::timeout(Duration::from_millis(500), async {
-                while me.recv().await.payload() != &Value::Int(i) {}
-            });
-            if wait.await.is_ok() {
-                return true;
-            }
-        } else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    false
-}
-
 #[test]
 fn partition_is_noticed_by_heartbeats_and_heals() {
     if Command::new("nats-server")

@@ -255,6 +255,12 @@ fn cluster_names_register_lookup_release() {
         // A new owner can take it; released when its node is lost.
         let holder2 = probe(b.node());
         tokio::task::block_in_place(|| holder2.register(&name)).unwrap();
+        // A's copy of the names must have the new entry before B goes: a name registered
+        // moments before its node is lost, and not yet seen by a survivor, is not released
+        // there (a known gap, docs/cluster.md "Not done yet").
+        let node_a = a.node().clone();
+        let (n2, h2) = (name.clone(), holder2.pid().clone());
+        assert!(eventually(T, move || node_a.lookup(&n2).as_ref() == Some(&h2)).await);
         b.shutdown();
         let node_a = a.node().clone();
         let n3 = name.clone();

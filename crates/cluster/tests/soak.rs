@@ -112,6 +112,21 @@ fn why(event: &Event) -> Option<(Pid, String)> {
     }
 }
 
+/// Enters the EXITs `me` gets into the ledger under `watcher`, until `count` came or
+/// [`EVENT_WAIT`] passed (a hang bound: what is missing shows in the ledger at the end).
+async fn enter_exits(me: &Context, watcher: usize, count: usize, ledger: &Mutex<Ledger>) {
+    let deadline = Instant::now() + EVENT_WAIT;
+    let mut got = 0;
+    while got < count && Instant::now() < deadline {
+        if let Ok(event) = tokio::time::timeout(Duration::from_millis(200), me.next_event()).await {
+            if let Some((from, why)) = why(&event) {
+                ledger.lock().enter(watcher, &from, why);
+                got += 1;
+            }
+        }
+    }
+}
+
 /// One watcher's storm: batches of targets on `on`, each monitored from `me` and then killed
 /// on its own node, until `stop` is set and `size.kills_per_watcher` are done. The EXITs of a
 /// batch are awaited (up to a hang bound) before the next.
@@ -146,18 +161,7 @@ async fn storm(
         for t in &targets {
             let _ = on.terminate(t);
         }
-        let deadline = Instant::now() + EVENT_WAIT;
-        let mut got = 0;
-        while got < targets.len() && Instant::now() < deadline {
-            if let Ok(event) =
-                tokio::time::timeout(Duration::from_millis(200), me.next_event()).await
-            {
-                if let Some((from, why)) = why(&event) {
-                    ledger.lock().enter(watcher, &from, why);
-                    got += 1;
-                }
-            }
-        }
+        enter_exits(&me, watcher, targets.len(), &ledger).await;
         done += targets.len();
     }
     me
@@ -220,18 +224,7 @@ async fn storm_node(
         for t in &targets {
             let _ = me.send(t, "stop", Value::Null);
         }
-        let deadline = Instant::now() + EVENT_WAIT;
-        let mut got = 0;
-        while got < targets.len() && Instant::now() < deadline {
-            if let Ok(event) =
-                tokio::time::timeout(Duration::from_millis(200), me.next_event()).await
-            {
-                if let Some((from, why)) = why(&event) {
-                    ledger.lock().enter(NODE_WATCHER, &from, why);
-                    got += 1;
-                }
-            }
-        }
+        enter_exits(&me, NODE_WATCHER, targets.len(), &ledger).await;
         batches.fetch_add(1, Ordering::Relaxed);
     }
     me
@@ -244,31 +237,6 @@ async fn node_usable(batches: &AtomicUsize, timeout: Duration) -> Option<Duratio
     // The batch running now may have begun before: two more are surely new.
     let ok = eventually(timeout, || batches.load(Ordering::Relaxed) >= before + 2).await;
     ok.then(|| start.elapsed())
-}
-
-/// Whether `me` gets an echo back from `to` within `timeout` (pings may be refused or lost
-/// while sessions recover).
-async fn echo_works(me: &Context, to: &Pid, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    let mut i = 0;
-    while Instant::now() < deadline {
-        i += 1;
-        if me.send(to, "ping", Value::Int(i)).is_ok() {
-            let wait = tokio::time::timeout(Duration::from_millis(300), async {
-                loop {
-                    if me.recv().await.payload() == &Value::Int(i) {
-                        return;
-                    }
-                }
-            });
-            if wait.await.is_ok() {
-                return true;
-            }
-        } else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    false
 }
 
 /// Time until every ordered pair of nodes echoes again, or `None` after `timeout`.

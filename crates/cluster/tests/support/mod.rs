@@ -119,3 +119,24 @@ pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool 
     }
     f()
 }
+
+/// Sends pings to `to` (an echo process) until one comes back, for up to `timeout`: sends
+/// may be refused or lost while sessions recover after a fault.
+pub async fn echo_works(me: &Context, to: &Pid, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut i = 0;
+    while Instant::now() < deadline {
+        i += 1;
+        if me.send(to, "ping", wsrelay_process::Value::Int(i)).is_ok() {
+            let wait = tokio::time::timeout(Duration::from_millis(500), async {
+                while me.recv().await.payload() != &wsrelay_process::Value::Int(i) {}
+            });
+            if wait.await.is_ok() {
+                return true;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    false
+}
