@@ -207,7 +207,8 @@ impl TestApp {
         TestApp::start_in(app_dir_with(extra, files), false).await
     }
 
-    async fn start_in(dir: tempfile::TempDir, ops: bool) -> TestApp {
+    /// Starts the app in `dir` (made by [`app_dir`] and perhaps edited).
+    pub async fn start_in(dir: tempfile::TempDir, ops: bool) -> TestApp {
         let config = AppConfig::load(dir.path(), &load_options()).expect("valid test app");
         let options =
             AppOptions::default().with_ops_listen(ops.then(|| "127.0.0.1:0".parse().unwrap()));
@@ -238,8 +239,11 @@ impl TestApp {
         self.app.ops_addr().expect("ops listener")
     }
 
+    /// Stops the app at the end of a test. The drain is short: clients a test still holds
+    /// are not read, so they never answer the server's close, and a longer drain would only
+    /// wait for them (draining itself is tested in `ops_metrics`).
     pub async fn stop(self) {
-        self.app.shutdown(Duration::from_secs(5)).await;
+        self.app.shutdown(Duration::from_millis(500)).await;
     }
 }
 
@@ -258,7 +262,6 @@ pub async fn ws(url: &str, origin: Option<&str>) -> Result<Client, u16> {
     }
 }
 
-/// Sends raw bytes and returns what the server answered before closing (or within 5 s).
 /// The code and reason of the close frame `client` receives next (pings, pongs and text
 /// frames before it are skipped); panics after 10 s or on anything else.
 pub async fn close_frame(client: &mut Client) -> (u16, String) {
@@ -276,6 +279,7 @@ pub async fn close_frame(client: &mut Client) -> (u16, String) {
     }
 }
 
+/// Sends raw bytes and returns what the server answered before closing (or within 5 s).
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let _ = stream.write_all(request).await;

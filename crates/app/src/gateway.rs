@@ -139,6 +139,9 @@ fn server(service: &HttpService, addr: SocketAddr) -> Result<Server, AppError> {
     config.h2c = service.h2c;
     config.trusted_proxies = TrustedProxies::new(service.trusted_proxies.clone());
     config.proxy_protocol = service.proxy_protocol;
+    if let Some(timeout) = service.header_read_timeout {
+        config.header_read_timeout = timeout;
+    }
     let mut server = Server::new(service.id.to_string(), config);
     if let Some(tls) = &service.tls {
         let files = TlsFiles {

@@ -210,6 +210,9 @@ pub struct HttpService {
     /// `proxy_protocol`: every connection starts with a PROXY protocol header from a
     /// trusted proxy; default `false`.
     pub proxy_protocol: bool,
+    /// `header_read_timeout`: how long a client may take to send a request head (slowloris
+    /// defence); `None` keeps the server's default of 30 s.
+    pub header_read_timeout: Option<Duration>,
 }
 
 /// The `tls` field of an `http.service`: PEM files, paths resolved against the YAML file's

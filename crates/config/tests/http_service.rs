@@ -29,6 +29,25 @@ fn service_defaults_to_plain_http_without_proxies() {
     assert!(!service.h2c);
     assert!(service.trusted_proxies.is_empty());
     assert!(!service.proxy_protocol);
+    assert_eq!(service.header_read_timeout, None);
+}
+
+#[test]
+fn header_read_timeout_is_a_positive_duration() {
+    let config = service_with("    header_read_timeout: 2500ms\n").load_ok();
+    assert_eq!(
+        the_service(&config).header_read_timeout,
+        Some(std::time::Duration::from_millis(2500))
+    );
+    for bad in ["0s", "soon", "-1s"] {
+        let errs = service_with(&format!("    header_read_timeout: \"{bad}\"\n")).load_err();
+        find_error(
+            &errs,
+            &["app/app.yaml", "entry app:gateway", "field header_read_timeout"],
+        );
+    }
+    let errs = service_with("    header_read_timeout: 30\n").load_err();
+    find_error(&errs, &["entry app:gateway", "field header_read_timeout"]);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `http.service`, `http.router`, `http.endpoint` and `http.static`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::addr;
 use super::fields::{type_name, Entry};
@@ -17,6 +18,10 @@ pub(super) fn service(entry: &mut Entry<'_>) -> Option<HttpService> {
     let h2c = entry.bool_or("h2c", false);
     let trusted_proxies = trusted_proxies(entry);
     let proxy_protocol = entry.bool_or("proxy_protocol", false);
+    let header_read_timeout = entry
+        .get("header_read_timeout")
+        .is_some()
+        .then(|| entry.duration_or("header_read_timeout", Duration::ZERO));
     if proxy_protocol && trusted_proxies.is_empty() && !entry.failed() {
         entry.error(
             "proxy_protocol",
@@ -38,6 +43,7 @@ pub(super) fn service(entry: &mut Entry<'_>) -> Option<HttpService> {
         h2c,
         trusted_proxies,
         proxy_protocol,
+        header_read_timeout,
     })
 }
 

@@ -201,6 +201,7 @@ const KIND_FIELDS: &[(&str, &[&str])] = &[
             "h2c",
             "trusted_proxies",
             "proxy_protocol",
+            "header_read_timeout",
         ],
     ),
     (
