@@ -387,7 +387,10 @@ fn service_fields(a: &HttpService, b: &HttpService) -> Vec<&'static str> {
         ("h2c", a.h2c != b.h2c),
         ("trusted_proxies", a.trusted_proxies != b.trusted_proxies),
         ("proxy_protocol", a.proxy_protocol != b.proxy_protocol),
-        ("header_read_timeout", a.header_read_timeout != b.header_read_timeout),
+        (
+            "header_read_timeout",
+            a.header_read_timeout != b.header_read_timeout,
+        ),
         ("lifecycle.auto_start", a.auto_start != b.auto_start),
     ])
 }

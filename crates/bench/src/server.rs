@@ -69,3 +69,31 @@ pub fn text(status: http::StatusCode, body: impl Into<Bytes>) -> Response<Body> 
     *response.status_mut() = status;
     response
 }
+
+/// Serves `router` on `addr` with the relay's own HTTP stack (`wsrelay-http`) until Ctrl-C;
+/// prints `NAME listening on SCHEME://ADDR/PATH` to stderr once bound (`path` is what the
+/// banner names, e.g. `/rust`).
+///
+/// # Errors
+///
+/// When the server cannot be set up or bound, or the signal cannot be waited for.
+pub async fn serve_router(
+    name: &str,
+    addr: SocketAddr,
+    router: wsrelay_http::Router,
+    scheme: &str,
+    path: &str,
+) -> anyhow::Result<()> {
+    let server_id = format!("bench:{name}");
+    let mut server =
+        wsrelay_http::Server::new(server_id.clone(), wsrelay_http::ServerConfig::new(addr));
+    server.add_router(router)?;
+    let mut gateway = wsrelay_http::Gateway::new();
+    gateway.add_server(server)?;
+    let running = gateway.bind().await?;
+    let bound = running.local_addr(&server_id).unwrap_or(addr);
+    eprintln!("{name} listening on {scheme}://{bound}{path}");
+    tokio::signal::ctrl_c().await?;
+    running.shutdown().await?;
+    Ok(())
+}

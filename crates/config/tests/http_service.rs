@@ -43,7 +43,11 @@ fn header_read_timeout_is_a_positive_duration() {
         let errs = service_with(&format!("    header_read_timeout: \"{bad}\"\n")).load_err();
         find_error(
             &errs,
-            &["app/app.yaml", "entry app:gateway", "field header_read_timeout"],
+            &[
+                "app/app.yaml",
+                "entry app:gateway",
+                "field header_read_timeout",
+            ],
         );
     }
     let errs = service_with("    header_read_timeout: 30\n").load_err();

@@ -12,9 +12,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 use http::StatusCode;
-use wsrelay_http::{
-    handler_fn, response, Gateway, MiddlewareRegistry, Options, Router, Server, ServerConfig,
-};
+use wsrelay_bench::server::serve_router;
+use wsrelay_http::{handler_fn, response, MiddlewareRegistry, Options, Router};
 use wsrelay_process::{Context, HostConfig, Node, SpawnOptions, Value};
 use wsrelay_relay::{ClientEvent, ClientEventKind, NotUpgraded, Outgoing, Relay};
 
@@ -106,18 +105,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let mut router = Router::new("/")?;
     router.post_middleware(registry.build("websocket_relay", &options)?);
     router.route(http::Method::GET, "/", Arc::new(handler))?;
-    let mut server = Server::new(SERVER, ServerConfig::new(args.addr));
-    server.add_router(router)?;
-    let mut gateway = Gateway::new();
-    gateway.add_server(server)?;
-    let running = gateway.bind().await?;
-    eprintln!(
-        "relay-echo listening on ws://{}/",
-        running.local_addr(SERVER).unwrap_or(args.addr)
-    );
-    tokio::signal::ctrl_c().await?;
-    running.shutdown().await?;
-    Ok(())
+    serve_router("relay-echo", args.addr, router, "ws", "/").await
 }
 
 /// The target: answers each client frame with the same frame; unless `shared`, ends when its
