@@ -7,11 +7,11 @@
 //! slice (start time, stop and failure flags).
 
 use std::cell::{Cell, OnceCell, RefCell};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::Instant;
 
 use mlua::AnyUserData;
-use wsrelay_process::{Context, ExitResult, Node};
+use wsrelay_process::{Context, ExitResult, GroupWatch, Node};
 
 use crate::http_types::{HttpRequest, HttpResponse};
 use crate::stdlib::xoshiro::Xoshiro;
@@ -104,10 +104,33 @@ pub(crate) struct ProcState {
     pub(crate) events: OnceCell<AnyUserData>,
     pub(crate) slice: Slice,
     /// The sorting of messages between the inbox and `process.listen` channels.
-    pub(crate) mailbox: crate::modules::listen::Mailbox,
+    pub(crate) mailbox: crate::mailbox::Mailbox,
     /// The `pg` subscriptions the process opened, closed when it ends (not when the Lua
     /// collector gets to them): a scope's subscriptions are capped.
-    pub(crate) watches: crate::modules::pg::Watches,
+    pub(crate) watches: Watches,
+}
+
+/// The subscriptions a process opened (see [`ProcState`]); closed when the
+/// process ends, so a scope's cap counts live subscriptions only.
+#[derive(Default)]
+pub(crate) struct Watches(RefCell<Vec<Weak<GroupWatch>>>);
+
+impl Watches {
+    pub(crate) fn add(&self, watch: &Rc<GroupWatch>) {
+        let mut list = self.0.borrow_mut();
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Rc::downgrade(watch));
+    }
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for watch in self.0.get_mut().drain(..) {
+            if let Some(watch) = watch.upgrade() {
+                watch.close(false);
+            }
+        }
+    }
 }
 
 /// A function call: an HTTP handler (with its request and response) or a plain function.

@@ -71,6 +71,7 @@ mod duration;
 mod engine;
 mod error;
 mod http_types;
+mod mailbox;
 mod modules;
 mod preempt;
 mod raw;

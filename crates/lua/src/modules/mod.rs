@@ -10,7 +10,7 @@
 //! The files form a tree, not a circle: `channel` and `inbox` (the inbox, events and
 //! messages) build on `case` (what `channel.select` needs of an object), `select` knows only
 //! `case`, `time` builds on `channel` and `clock`, and `process` on `inbox` and `listen`
-//! (`process.listen` channels; the inbox reads through the process's `listen::Mailbox`).
+//! (`process.listen` channels; the inbox reads through the process's `crate::mailbox::Mailbox`).
 
 pub(crate) mod base64;
 mod case;

@@ -17,8 +17,8 @@
 //! In a cluster, groups span the nodes: `get_members`, `which_groups` and `broadcast` see
 //! members on every node, the `_local` variants only this node's.
 
-use std::cell::{Cell, OnceCell, RefCell};
-use std::rc::{Rc, Weak};
+use std::cell::{Cell, OnceCell};
+use std::rc::Rc;
 
 use mlua::{AnyUserData, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue};
 use wsrelay_process::{GroupEvent, GroupScope, GroupWatch, Node, Pid, Value};
@@ -281,29 +281,6 @@ impl UserData for Instance {
             this.released.set(true);
             Ok(true)
         });
-    }
-}
-
-/// The subscriptions a process opened (see [`crate::actor::ProcState`]); closed when the
-/// process ends, so a scope's cap counts live subscriptions only.
-#[derive(Default)]
-pub(crate) struct Watches(RefCell<Vec<Weak<GroupWatch>>>);
-
-impl Watches {
-    fn add(&self, watch: &Rc<GroupWatch>) {
-        let mut list = self.0.borrow_mut();
-        list.retain(|w| w.strong_count() > 0);
-        list.push(Rc::downgrade(watch));
-    }
-}
-
-impl Drop for Watches {
-    fn drop(&mut self) {
-        for watch in self.0.get_mut().drain(..) {
-            if let Some(watch) = watch.upgrade() {
-                watch.close(false);
-            }
-        }
     }
 }
 
