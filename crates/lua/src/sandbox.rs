@@ -30,8 +30,24 @@ use crate::stdlib;
 pub(crate) struct Sandbox {
     /// `make_meta(entry, allowed_modules)` → metatable for process environments.
     make_meta: Function,
-    /// `bootstrap(factory, env, method, entry, ...)` → `true, results...` or `false, err, kind`.
-    pub(crate) bootstrap: Function,
+    /// The body of every coroutine: Lua's own `xpcall`, called with [`start`](Self::start),
+    /// [`traceback`](Self::traceback) and `start`'s arguments → `true, results...`, `true,
+    /// missing` or `false, err`.
+    ///
+    /// `xpcall` itself is the coroutine's body, and `start` tail-calls the entry, so a waiting
+    /// process's stack holds `xpcall`, the entry and what it called, nothing more: with a Lua
+    /// `bootstrap` frame under `xpcall`, a process waiting in `inbox:receive()` outgrew the
+    /// coroutine's first 40 stack slots and Lua doubled them (840 B more per idle process,
+    /// docs/OPERATIONS.md, "Memory per connection").
+    pub(crate) xpcall: Function,
+    /// `start(factory, env, method, ...)`: runs the module's chunk with `env`, then tail-calls
+    /// `method` of its table (or the function it returned) with `...`; returns
+    /// [`missing`](Self::missing) when there is no such function.
+    pub(crate) start: Function,
+    /// The message handler: the error as text, with the stack traceback of where it happened.
+    pub(crate) traceback: Function,
+    /// What `start` returns when the entry has no function to run (never a value of a script).
+    pub(crate) missing: Table,
 }
 
 /// The environment of processes, in Lua.
@@ -96,10 +112,10 @@ impl Sandbox {
                 failure.or_else(|| actor.stop_requested().map(|_| "process stopped".to_owned()))
             }))
         })?;
-        let (make_meta, bootstrap): (Function, Function) =
+        let (make_meta, start, xpcall, missing): (Function, Function, Function, Table) =
             lua.load(SETUP).set_name("=wsrelay-lua sandbox").call((
                 mods,
-                traceback,
+                traceback.clone(),
                 print,
                 doomed.clone(),
                 setmetatable,
@@ -109,7 +125,10 @@ impl Sandbox {
             ))?;
         Ok(Sandbox {
             make_meta,
-            bootstrap,
+            xpcall,
+            start,
+            traceback,
+            missing,
         })
     }
 
