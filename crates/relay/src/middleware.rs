@@ -310,10 +310,9 @@ impl Joining {
     /// The joining state stays in its box until the socket is there (then it is freed), so
     /// the wait holds a pointer and the upgrade's future.
     async fn join(mut self: Box<Self>) -> Option<Box<Connection>> {
-        // Taken into a local of its own (no `?`): a temporary would stay in the future.
-        let Some(pending) = self.pending.take() else {
-            return None;
-        };
+        // A statement of its own: a temporary of the `await`'s statement would stay in the
+        // future.
+        let pending = self.pending.take()?;
         let upgraded = pending.into_connection().await;
         let Joining {
             ctx,
