@@ -1,5 +1,5 @@
 -- The environment of processes (sandbox.rs): read-only library proxies, the protected calls
--- that re-raise for a doomed process, `require` of the allowed modules, and the bootstrap
+-- that re-raise for a doomed process, `require` of the allowed modules, and the function
 -- that starts an entry.
 local modules, traceback, print, doomed, guarded_setmetatable, coroutines, make_logger, make_http_client = ...
 local next, type, error, setmetatable, rawset, tostring, xpcall =
@@ -92,13 +92,15 @@ local function make_meta(entry, allowed)
   return { __index = b, __metatable = false }
 end
 
-local function bootstrap(factory, env, method, entry, ...)
-  local ok, mod = xpcall(factory, traceback, env)
-  if not ok then return false, mod end
+-- Run under `xpcall` as the coroutine's body (sandbox.rs, `Sandbox::xpcall`). The entry is
+-- tail-called, so no frame of this function stays under a waiting process.
+local missing = {}
+local function start(factory, env, method, ...)
+  local mod = factory(env)
   local f = mod
   if type(mod) == "table" then f = method ~= "" and mod[method] or nil end
-  if type(f) ~= "function" then return false, nil, "method" end
-  return xpcall(f, traceback, ...)
+  if type(f) ~= "function" then return missing end
+  return f(...)
 end
 
-return make_meta, bootstrap
+return make_meta, start, xpcall, missing

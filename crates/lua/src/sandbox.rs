@@ -30,8 +30,24 @@ use crate::stdlib;
 pub(crate) struct Sandbox {
     /// `make_meta(entry, allowed_modules)` → metatable for process environments.
     make_meta: Function,
-    /// `bootstrap(factory, env, method, entry, ...)` → `true, results...` or `false, err, kind`.
-    pub(crate) bootstrap: Function,
+    /// The body of every coroutine: Lua's own `xpcall`, called with [`start`](Self::start),
+    /// [`traceback`](Self::traceback) and `start`'s arguments → `true, results...`, `true,
+    /// missing` or `false, err`.
+    ///
+    /// `xpcall` itself is the coroutine's body, and `start` tail-calls the entry, so a waiting
+    /// process's stack holds `xpcall`, the entry and what it called, nothing more: with a Lua
+    /// `bootstrap` frame under `xpcall`, a process waiting in `inbox:receive()` outgrew the
+    /// coroutine's first 40 stack slots and Lua doubled them (1,064 B more per idle process,
+    /// docs/OPERATIONS.md, "Memory per connection").
+    pub(crate) xpcall: Function,
+    /// `start(factory, env, method, ...)`: runs the module's chunk with `env`, then tail-calls
+    /// `method` of its table (or the function it returned) with `...`; returns
+    /// [`missing`](Self::missing) when there is no such function.
+    pub(crate) start: Function,
+    /// The message handler: the error as text, with the stack traceback of where it happened.
+    pub(crate) traceback: Function,
+    /// What `start` returns when the entry has no function to run (never a value of a script).
+    pub(crate) missing: Table,
 }
 
 /// The environment of processes, in Lua.
@@ -96,10 +112,10 @@ impl Sandbox {
                 failure.or_else(|| actor.stop_requested().map(|_| "process stopped".to_owned()))
             }))
         })?;
-        let (make_meta, bootstrap): (Function, Function) =
+        let (make_meta, start, xpcall, missing): (Function, Function, Function, Table) =
             lua.load(SETUP).set_name("=wsrelay-lua sandbox").call((
                 mods,
-                traceback,
+                traceback.clone(),
                 print,
                 doomed.clone(),
                 setmetatable,
@@ -109,7 +125,10 @@ impl Sandbox {
             ))?;
         Ok(Sandbox {
             make_meta,
-            bootstrap,
+            xpcall,
+            start,
+            traceback,
+            missing,
         })
     }
 
@@ -137,4 +156,92 @@ pub(crate) fn new_env(lua: &Lua, meta: &Table) -> mlua::Result<Table> {
 /// the first line, so line numbers in errors stay those of the source.
 pub(crate) fn wrap_source(source: &str) -> String {
     format!("return function(_ENV, ...) {source}\nend")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Thread};
+
+    use super::{new_env, wrap_source, Sandbox};
+    use crate::config::EngineConfig;
+    use crate::modules::{env::EnvStore, Shared};
+
+    /// The echo entry's shape: `run` loops on a `receive` written in Lua that yields from a
+    /// C function, as `inbox:receive()` does (`crates/lua/src/modules/inbox.rs`).
+    const WAITING: &str = r#"
+        local function receive(yield)
+          local msg = nil
+          while msg == nil do yield(false) end
+          return msg, true
+        end
+        local function run(yield)
+          while true do
+            local msg, ok = receive(yield)
+            if not ok then break end
+            local topic = msg:topic()
+            local data = msg:payload():data()
+            if topic == "ws.message" then
+              process.send(data.client_pid, "ws.send", { type = data.type, data = data.data })
+            end
+          end
+        end
+        return { run = run }
+    "#;
+
+    /// A waiting process's frames fit the 40 stack slots a coroutine starts with: a vararg
+    /// Lua frame under `xpcall` (the former `bootstrap`) made Lua double the stack. Measured
+    /// here: 2,507 B per waiting coroutine with such a frame, 1,443 B without (with its
+    /// environment and closures; docs/OPERATIONS.md, "Memory per connection").
+    #[test]
+    fn a_waiting_process_keeps_the_stack_it_started_with() {
+        let libs = StdLib::TABLE
+            | StdLib::STRING
+            | StdLib::MATH
+            | StdLib::UTF8
+            | StdLib::COROUTINE
+            | StdLib::OS;
+        let lua = Lua::new_with(libs, LuaOptions::new()).unwrap();
+        let shared = Shared {
+            env: Arc::new(EnvStore::from_os(&[])),
+            stores: Arc::default(),
+            metrics: Arc::default(),
+            http: Arc::default(),
+        };
+        let sandbox = Sandbox::new(&lua, &EngineConfig::default(), shared).unwrap();
+        let factory: Function = lua.load(wrap_source(WAITING)).call(()).unwrap();
+        let meta = sandbox.entry_meta(&lua, "test:waiting", &[]).unwrap();
+        let coroutine: mlua::Table = lua.globals().get("coroutine").unwrap();
+        let yield_fn: Function = coroutine.get("yield").unwrap();
+        let count = 1_000;
+        lua.gc_collect().unwrap();
+        lua.gc_collect().unwrap();
+        let before = lua.used_memory();
+        let waiting: Vec<Thread> = (0..count)
+            .map(|_| {
+                let env = new_env(&lua, &meta).unwrap();
+                let thread = lua.create_thread(sandbox.xpcall.clone()).unwrap();
+                let args = (
+                    sandbox.start.clone(),
+                    sandbox.traceback.clone(),
+                    factory.clone(),
+                    env,
+                    "run",
+                    yield_fn.clone(),
+                );
+                let yielded: MultiValue = thread.resume(args).unwrap();
+                assert_eq!(yielded.len(), 1, "{yielded:?}");
+                thread
+            })
+            .collect();
+        lua.gc_collect().unwrap();
+        lua.gc_collect().unwrap();
+        let per_coroutine = (lua.used_memory() - before) / count;
+        assert!(
+            per_coroutine < 2_000,
+            "{per_coroutine} B per waiting coroutine"
+        );
+        drop(waiting);
+    }
 }

@@ -210,9 +210,8 @@ struct EntryCache {
     proto: std::sync::Weak<Proto>,
     factory: Function,
     meta: Table,
-    /// The method name and the entry id as Lua strings, made once (every start passes them).
+    /// The method name as a Lua string, made once (every start passes it).
     method: mlua::LuaString,
-    entry: mlua::LuaString,
 }
 
 struct WorkerState {
@@ -343,11 +342,7 @@ impl WorkerState {
             .sandbox
             .entry_meta(&self.lua, &proto.entry, &proto.modules)
             .map_err(|e| e.to_string())?;
-        let strings = (
-            self.lua.create_string(&proto.method),
-            self.lua.create_string(&*proto.entry),
-        );
-        let (Ok(method), Ok(entry)) = strings else {
+        let Ok(method) = self.lua.create_string(&proto.method) else {
             return Err("out of memory preparing the entry".to_owned());
         };
         let cache = Rc::new(EntryCache {
@@ -355,7 +350,6 @@ impl WorkerState {
             factory,
             meta,
             method,
-            entry,
         });
         self.entries.borrow_mut().insert(proto.id, cache.clone());
         Ok(cache)
@@ -372,13 +366,15 @@ impl WorkerState {
         let lua = &self.lua;
         let build = || -> mlua::Result<_> {
             let env = new_env(lua, &entry.meta)?;
-            let thread = lua.create_thread(self.sandbox.bootstrap.clone())?;
+            let sandbox = &self.sandbox;
+            let thread = lua.create_thread(sandbox.xpcall.clone())?;
             actor.slice().main_thread.set(thread.to_pointer() as usize);
-            let mut call_args = MultiValue::with_capacity(4 + args.len());
+            let mut call_args = MultiValue::with_capacity(5 + args.len());
+            call_args.push_back(LuaValue::Function(sandbox.start.clone()));
+            call_args.push_back(LuaValue::Function(sandbox.traceback.clone()));
             call_args.push_back(LuaValue::Function(entry.factory.clone()));
             call_args.push_back(LuaValue::Table(env));
             call_args.push_back(LuaValue::String(entry.method.clone()));
-            call_args.push_back(LuaValue::String(entry.entry.clone()));
             for arg in args {
                 call_args.push_back(to_lua(lua, arg)?);
             }
@@ -420,10 +416,12 @@ impl WorkerState {
             outcome = scoped => outcome,
         };
         let result = match outcome {
-            Outcome::Done(Ok(results)) => match interpret(&self.lua, proto, results) {
-                Ok(value) => ExitResult::normal(value),
-                Err(e) => ExitResult::error(e.to_string()),
-            },
+            Outcome::Done(Ok(results)) => {
+                match interpret(&self.lua, &self.sandbox.missing, proto, results) {
+                    Ok(value) => ExitResult::normal(value),
+                    Err(e) => ExitResult::error(e.to_string()),
+                }
+            }
             Outcome::Done(Err(e)) => ExitResult::error(format!("{}: {e}", proto.entry)),
             Outcome::Failed(failure) => ExitResult::error(failure),
             Outcome::Stopped(stop) => return stop,
@@ -470,9 +468,11 @@ impl WorkerState {
                 after: timeout,
             }),
             Ok(Outcome::Done(Ok(results))) => {
-                interpret(&self.lua, &proto, results).map(|value| CallOutput {
-                    response: state.take_response(),
-                    value,
+                interpret(&self.lua, &self.sandbox.missing, &proto, results).map(|value| {
+                    CallOutput {
+                        response: state.take_response(),
+                        value,
+                    }
                 })
             }
             Ok(Outcome::Done(Err(e))) => Err(LuaError::Runtime {
@@ -534,12 +534,24 @@ async fn collect_when_quiet(state: std::rc::Weak<WorkerState>) {
     }
 }
 
-/// Reads what the bootstrap returned: `true, results...` or `false, err[, "method"]`.
-fn interpret(lua: &Lua, proto: &Proto, results: MultiValue) -> Result<Value, LuaError> {
+/// Reads what the coroutine returned (`Sandbox::xpcall`): `true, results...`, `true, missing`
+/// (no function to run) or `false, err`.
+fn interpret(
+    lua: &Lua,
+    missing: &Table,
+    proto: &Proto,
+    results: MultiValue,
+) -> Result<Value, LuaError> {
     let mut results = results.into_iter();
     match results.next() {
         Some(LuaValue::Boolean(true)) => {
             let first = results.next().unwrap_or(LuaValue::Nil);
+            if matches!(&first, LuaValue::Table(t) if t.to_pointer() == missing.to_pointer()) {
+                return Err(LuaError::MethodNotFound {
+                    entry: proto.entry.to_string(),
+                    method: proto.method.clone(),
+                });
+            }
             // A value of a type with no payload form (a function) is returned as null; one too
             // big to convert fails the call, as it would fail a send.
             match to_value(lua, &first) {
@@ -553,13 +565,6 @@ fn interpret(lua: &Lua, proto: &Proto, results: MultiValue) -> Result<Value, Lua
         }
         _ => {
             let err = results.next().unwrap_or(LuaValue::Nil);
-            let kind = results.next();
-            if matches!(&kind, Some(LuaValue::String(s)) if s == "method") {
-                return Err(LuaError::MethodNotFound {
-                    entry: proto.entry.to_string(),
-                    method: proto.method.clone(),
-                });
-            }
             let message = match err {
                 LuaValue::String(s) => s.to_string_lossy(),
                 LuaValue::Nil => method_not_found(&proto.entry, &proto.method),

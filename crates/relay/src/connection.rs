@@ -24,16 +24,16 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::time::{sleep_until, Instant, Sleep};
-use wsrelay_process::{
-    reason, Context, Event, ExitGuard, ExitResult, Map, Message, Pid, ProcessRef, Value,
-};
+use wsrelay_process::{reason, Context, Event, ExitGuard, ExitResult, Message, Pid, Value};
 use wsrelay_ws::{CloseReason, Event as WsEvent, SharedFrame, WsConnection};
 
 use crate::events::{self, ClientEvent, ClientEventKind, Outgoing};
-use crate::header::{RelayTarget, DEFAULT_MESSAGE_TOPIC};
+use crate::header::RelayTarget;
+use crate::limits::Permit;
 use crate::options::RelayOptions;
 use crate::stats::RelayStats;
 use crate::table::ConnectionInfo;
+use crate::target::Target;
 
 /// How many queued mailbox messages are written before one flush.
 const WRITE_BATCH: usize = 64;
@@ -127,62 +127,6 @@ impl Outcome {
     }
 }
 
-/// The target of the moment. Only what the relay reads is kept: the header's strings are
-/// dropped, the default topic and an empty metadata map are shared by a thread's connections
-/// (docs/OPERATIONS.md, "Memory per connection"); a transfer rebuilds its settings from these.
-struct Target {
-    pid: Pid,
-    /// Set for local targets: sends without a lookup, and the inbox mark for backpressure.
-    local: Option<ProcessRef>,
-    topic: Arc<str>,
-    metadata: Arc<Map>,
-    heartbeat_interval: Option<Duration>,
-    /// The subprotocol of the handshake (`ws.control` keeps it).
-    protocol: Option<Arc<str>>,
-}
-
-thread_local! {
-    /// The default topic and the empty metadata map, shared by this thread's connections.
-    static SHARED: (Arc<str>, Arc<Map>) = (Arc::from(DEFAULT_MESSAGE_TOPIC), Arc::new(Map::new()));
-}
-
-impl Target {
-    fn new(ctx: &Context, pid: Pid, settings: RelayTarget) -> Target {
-        let (topic, metadata) = SHARED.with(|(topic, metadata)| {
-            let topic = if settings.message_topic == DEFAULT_MESSAGE_TOPIC {
-                topic.clone()
-            } else {
-                settings.message_topic.as_str().into()
-            };
-            let metadata = if settings.metadata.is_empty() {
-                metadata.clone()
-            } else {
-                Arc::new(settings.metadata)
-            };
-            (topic, metadata)
-        });
-        Target {
-            local: ctx.node().process_ref(&pid),
-            topic,
-            metadata,
-            heartbeat_interval: settings.heartbeat_interval,
-            protocol: settings.protocol.map(Arc::from),
-            pid,
-        }
-    }
-
-    /// The settings this target was made from, as `ws.control` reads them.
-    fn settings(&self) -> RelayTarget {
-        RelayTarget {
-            target: self.pid.to_string(),
-            message_topic: self.topic.to_string(),
-            heartbeat_interval: self.heartbeat_interval,
-            metadata: (*self.metadata).clone(),
-            protocol: self.protocol.as_deref().map(str::to_owned),
-        }
-    }
-}
-
 /// A relay connection between its upgrade and its exit.
 pub(crate) struct Connection {
     ctx: Context,
@@ -205,6 +149,10 @@ pub(crate) struct Connection {
     /// After a batch of mailbox messages, the client is looked at first (fairness: a target
     /// that writes without pause must not keep the socket unread).
     client_first: bool,
+    /// The router's pool slot (`max_connections`), freed when the connection ends.
+    permit: Option<Permit>,
+    /// Taken by the exit; held here, not in the task, to keep the task small.
+    guard: Option<ExitGuard>,
 }
 
 impl Drop for Connection {
@@ -240,37 +188,52 @@ impl Connection {
             next_heartbeat: None,
             space: None,
             client_first: false,
+            permit: None,
+            guard: None,
         };
         connection.next_heartbeat = connection.first_heartbeat();
         connection
+    }
+
+    /// The connection, holding `permit` until it ends and exiting through `guard`.
+    pub(crate) fn holding(mut self, permit: Permit, guard: ExitGuard) -> Connection {
+        (self.permit, self.guard) = (Some(permit), Some(guard));
+        self
     }
 
     /// Runs the connection to its end and exits the process.
     ///
     /// Boxed `self`: an `async fn` keeps its by-value arguments twice in its state (once as
     /// captured, once as the local they move into), which would double the connection in
-    /// every idle task; a box is held twice as a pointer.
-    pub(crate) async fn run(mut self: Box<Self>, guard: ExitGuard) {
+    /// every idle task; a box is held twice as a pointer. The end is boxed too: what it holds
+    /// (the outcome, the close handshake) is no part of an idle connection.
+    pub(crate) async fn run(mut self: Box<Self>) {
         self.stats.open.fetch_add(1, Ordering::Relaxed);
         self.notify_target(self.join());
         let outcome = self.serve().await;
+        Box::pin(self.end(outcome)).await;
+    }
+
+    /// Tells the target, closes the socket, counts, exits.
+    async fn end(mut self: Box<Self>, outcome: Outcome) {
         // The target learns first: a close handshake with a slow or silent client can take
         // up to the close timeout, and nothing reaches the target after this anyway.
         if let Some((reason, code)) = outcome.leave {
             self.notify_target(ClientEventKind::Leave { reason, code });
         }
-        // Boxed: the close handshake's timers are no part of an idle connection.
         if let Some((code, text)) = &outcome.close {
-            Box::pin(self.ws.close(*code, text)).await;
+            self.ws.close(*code, text).await;
         } else if !self.ws.is_open() {
             // The client closed (or broke the protocol): echo, shut TCP down, bounded.
-            Box::pin(self.ws.next_event()).await;
+            self.ws.next_event().await;
         }
         self.stats.count_close(outcome.counted);
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
         self.stats.table.remove(self.ctx.pid());
         tracing::debug!(pid = %self.ctx.pid(), reason = outcome.counted, "websocket connection ended");
-        guard.exit(outcome.exit);
+        if let Some(guard) = self.guard.take() {
+            guard.exit(outcome.exit);
+        }
     }
 
     async fn serve(&mut self) -> Outcome {
@@ -279,23 +242,13 @@ impl Connection {
             let wake = poll_fn(|cx| self.poll_wake(cx, timer.as_mut())).await;
             // A fired timer must be re-armed even if its deadline were unchanged.
             let fired = matches!(wake, Wake::Timer);
-            let flow = match wake {
-                Wake::Stop(stop) => Flow::End(self.on_stop(stop)),
-                Wake::Event(event) => self.on_event(event).into(),
-                Wake::Messages => {
-                    self.client_first = true;
-                    self.on_messages()
-                }
-                Wake::Client(event) => {
-                    self.client_first = false;
-                    self.on_client(event).into()
-                }
-                Wake::Closing => Flow::End(self.closed_by_client()),
-                Wake::Timer => self.on_timer(),
-            };
-            let flow = match flow {
-                Flow::Wait(wait) => Box::pin(self.wait(wait)).await,
-                flow => flow,
+            // Moved whole into calls, so neither the wake nor the flow stays in the task
+            // while a wait runs (the task's size is its largest state).
+            let flow = self.on_wake(wake);
+            let flow = if let Flow::Wait(_) = flow {
+                Box::pin(self.wait_flow(flow)).await
+            } else {
+                flow
             };
             if let Flow::End(outcome) = flow {
                 return outcome;
@@ -304,6 +257,23 @@ impl Connection {
             if fired || timer.deadline() != deadline {
                 timer.as_mut().reset(deadline);
             }
+        }
+    }
+
+    fn on_wake(&mut self, wake: Wake) -> Flow {
+        match wake {
+            Wake::Stop(stop) => Flow::End(self.on_stop(stop)),
+            Wake::Event(event) => self.on_event(event).into(),
+            Wake::Messages => {
+                self.client_first = true;
+                self.on_messages()
+            }
+            Wake::Client(event) => {
+                self.client_first = false;
+                self.on_client(event).into()
+            }
+            Wake::Closing => Flow::End(self.closed_by_client()),
+            Wake::Timer => self.on_timer(),
         }
     }
 
@@ -628,6 +598,13 @@ impl Connection {
             Poll::Ready(Ok(())) => Flow::Continue,
             Poll::Ready(Err(_)) => Flow::Wait(Wait::Lost),
             Poll::Pending => Flow::Wait(Wait::Flush),
+        }
+    }
+
+    async fn wait_flow(&mut self, flow: Flow) -> Flow {
+        match flow {
+            Flow::Wait(wait) => self.wait(wait).await,
+            flow => flow,
         }
     }
 

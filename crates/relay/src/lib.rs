@@ -52,6 +52,7 @@ pub mod origin;
 mod refusal;
 mod stats;
 mod table;
+mod target;
 mod timer;
 
 use std::sync::Arc;

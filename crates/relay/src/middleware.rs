@@ -205,7 +205,7 @@ impl RelayMiddleware {
             settings: settings.clone(),
             options: self.options.clone(),
             stats: self.relay.stats().clone(),
-            pending,
+            pending: Some(pending),
             guard,
             permit,
         });
@@ -283,7 +283,8 @@ struct Joining {
     settings: RelayTarget,
     options: Arc<RelayOptions>,
     stats: Arc<RelayStats>,
-    pending: PendingUpgrade,
+    /// Taken when the wait for the socket starts.
+    pending: Option<PendingUpgrade>,
     guard: ExitGuard,
     /// The pool slot, freed when the connection ends.
     permit: Permit,
@@ -294,12 +295,25 @@ impl Joining {
     /// never joined: its target gets `ws.leave` `not_upgraded` (docs/spec.md §3.3), not the leave
     /// of a connection it never heard of.
     ///
-    /// Boxed `self`, and the connection boxed once it exists: every idle connection's task
-    /// holds this future, and an `async fn` keeps its by-value arguments twice (captured, and
-    /// the locals they move into) and what it moved out of until it ends.
+    /// Two steps, each its own future: every idle connection's task holds this future, and
+    /// an `async fn` keeps what it moved out of for as long as the scope that holds it. The
+    /// join's future ends before the connection's starts, and neither keeps more than a box
+    /// and what it awaits, so the task's cell stays small (docs/OPERATIONS.md, "Memory per
+    /// connection").
     async fn run(self: Box<Self>) {
-        // Moved out in a block of its own, so that the box is freed now and not held by
-        // every idle connection until it ends.
+        if let Some(connection) = self.join().await {
+            connection.run().await;
+        }
+    }
+
+    /// Waits for the socket and makes the connection; `None` when the client left first.
+    /// The joining state stays in its box until the socket is there (then it is freed), so
+    /// the wait holds a pointer and the upgrade's future.
+    async fn join(mut self: Box<Self>) -> Option<Box<Connection>> {
+        // A statement of its own: a temporary of the `await`'s statement would stay in the
+        // future.
+        let pending = self.pending.take()?;
+        let upgraded = pending.into_connection().await;
         let Joining {
             ctx,
             info,
@@ -308,26 +322,21 @@ impl Joining {
             settings,
             options,
             stats,
-            pending,
+            pending: _,
             guard,
-            permit: _permit,
-        } = {
-            let this = self;
-            *this
-        };
-        match pending.into_connection().await {
+            permit,
+        } = *self;
+        match upgraded {
             Ok(ws) => {
                 // The connection removes itself from the table when it ends.
                 listed.disarm();
-                Box::new(Connection::new(
-                    ctx, ws, target, settings, options, stats, info,
-                ))
-                .run(guard)
-                .await
+                let connection = Connection::new(ctx, ws, target, settings, options, stats, info);
+                Some(Box::new(connection.holding(permit, guard)))
             }
             Err(e) => {
                 not_upgraded(ctx.node(), &stats, &target, &settings.metadata);
                 guard.exit(ExitResult::error_with_value("connection_lost", e));
+                None
             }
         }
     }
@@ -394,4 +403,22 @@ fn with_server_header(mut switching: Response) -> Response {
         .headers_mut()
         .insert(header::SERVER, HeaderValue::from_static("wsrelay"));
     switching
+}
+
+#[cfg(test)]
+mod tests {
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, R, F: FnOnce(A) -> R>(_: &F) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// Every idle connection holds this future in a `tokio` task cell, aligned to 128 B:
+    /// header 32 + scheduler and id 16 + span 40 + tracker 8 + the future + trailer 48. Up to
+    /// 240 B the cell is 384 B; a future that grows past it costs every connection 128 B more
+    /// (docs/OPERATIONS.md, "Memory per connection").
+    #[test]
+    fn an_idle_connection_task_fits_a_384_byte_cell() {
+        let size = future_size(&super::Joining::run);
+        assert!(size <= 240, "the connection's future is {size} B");
+    }
 }
