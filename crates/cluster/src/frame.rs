@@ -29,7 +29,6 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use ring::hmac;
 
-use crate::options::valid_node_name;
 use crate::stats::DropReason;
 
 const VERSION: u8 = 3;
@@ -361,6 +360,15 @@ impl Reader {
             probe: self.u8()? != 0,
         })
     }
+}
+
+/// Whether `name` can be a node or cluster name (one NATS subject token).
+pub(crate) fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

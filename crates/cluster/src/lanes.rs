@@ -16,7 +16,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::peer::Out;
+use bytes::Bytes;
+
+/// An envelope waiting for the writer, stamped with the connection epoch it belongs to.
+#[derive(Debug)]
+pub(crate) struct Out {
+    pub(crate) epoch: u64,
+    pub(crate) bytes: Bytes,
+}
 
 /// Lanes open at once per peer at most (besides the overflow lane).
 pub(crate) const MAX_LANES: usize = 1024;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::frame::Grant;
+use crate::frame::{valid_node_name, Grant};
 use crate::{ClusterError, ClusterSecret};
 
 /// How the node authenticates to NATS.
@@ -251,13 +251,4 @@ impl ClusterOptions {
         }
         Ok(())
     }
-}
-
-/// Whether `name` can be a node or cluster name (one NATS subject token).
-pub(crate) fn valid_node_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

@@ -19,15 +19,8 @@ use tokio::sync::Notify;
 use wsrelay_process::Pid;
 
 use crate::frame::{Grant, Heartbeat};
-use crate::lanes::Lanes;
+use crate::lanes::{Lanes, Out};
 use crate::ClusterOptions;
-
-/// An envelope waiting for the writer, stamped with the connection epoch it belongs to.
-#[derive(Debug)]
-pub(crate) struct Out {
-    pub(crate) epoch: u64,
-    pub(crate) bytes: Bytes,
-}
 
 /// What the receiver expects from the peer's outbound session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -92,7 +92,7 @@ impl Shared {
     /// The peer named `name`, created with its writer if there is room. `None` for this
     /// node, a name that cannot be a node, or a full table (counted there).
     pub(crate) fn open_peer(self: &Arc<Self>, name: &str) -> Option<Arc<Peer>> {
-        if name == self.me || !crate::options::valid_node_name(name) {
+        if name == self.me || !crate::frame::valid_node_name(name) {
             return None;
         }
         match self.peers.admit(name, || self.subject_to(name)) {

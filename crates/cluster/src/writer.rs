@@ -13,7 +13,8 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::lanes::BatchLimits;
-use crate::peer::{Out, Peer};
+use crate::lanes::Out;
+use crate::peer::Peer;
 use crate::shared::{Ctl, Shared};
 use crate::stats::DropReason;
 
