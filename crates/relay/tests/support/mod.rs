@@ -280,7 +280,9 @@ impl HarnessBuilder {
             server.tls(files).unwrap();
         }
         server.add_router(router).unwrap();
-        let mut gateway = Gateway::new();
+        // A short drain for `stop`: clients a test still holds are not read, so they never
+        // answer the close, and the default 10 s would only wait for them.
+        let mut gateway = Gateway::new().drain_timeout(Duration::from_millis(500));
         gateway.add_server(server).unwrap();
         let gateway = gateway.bind().await.unwrap();
         let addr = gateway.local_addr(SERVER).unwrap();
