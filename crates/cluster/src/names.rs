@@ -15,6 +15,12 @@
 //! then heard again in the same incarnation (a partition that healed) is forgotten there,
 //! so that its later registrations stay.
 //!
+//! Such a node (hung, or cut off from the others past their detection) finds its own names
+//! deleted by the survivors while its processes still hold them: it re-registers them
+//! ([`REASSERT_EVERY`]) as long as the holder has not released them and nobody else has
+//! taken them meanwhile. Until the survivors hear it again they delete the new entry as a
+//! late one, and the next round registers it again.
+//!
 //! The bucket's stream is created by hand (`KV_<bucket>`), because `create_key_value` fails
 //! against nats-server 2.9 (see `docs/cluster-design.md §5`).
 
@@ -41,6 +47,10 @@ const RELEASED_FOR: Duration = Duration::from_secs(600);
 /// (many node losses within [`RELEASED_FOR`] are a cluster in trouble, and the memory stays
 /// bounded).
 const RELEASED_MAX: usize = 256;
+
+/// How often a node checks that the names it holds are still in the store (see the module
+/// docs): a look at its own mirror, a store request only for a name found missing.
+const REASSERT_EVERY: Duration = Duration::from_secs(1);
 
 /// The incarnation a PID belongs to (the upper half of its id).
 fn incarnation(pid: &Pid) -> u32 {
@@ -168,6 +178,9 @@ pub(crate) struct Names {
     inc: u32,
     /// The bucket as this node has seen it.
     mirror: Arc<Mutex<Mirror>>,
+    /// The names this node's processes hold: name → holder, from `register` until
+    /// `unregister` (what the survivors may have released behind their back).
+    own: Arc<Mutex<HashMap<String, Pid>>>,
 }
 
 fn key(name: &str) -> String {
@@ -274,12 +287,21 @@ impl Names {
                 }
             }
         });
+        let own = Arc::new(Mutex::new(HashMap::new()));
+        tokio::spawn(reassert_loop(
+            kv.clone(),
+            mirror.clone(),
+            Arc::downgrade(&own),
+            me.to_owned(),
+            inc,
+        ));
         Ok(Names {
             kv,
             rt: tokio::runtime::Handle::current(),
             me: me.to_owned(),
             inc,
             mirror,
+            own,
         })
     }
 
@@ -303,6 +325,7 @@ impl Names {
                     .lock()
                     .names
                     .insert(name.to_owned(), (pid.clone(), rev));
+                self.own.lock().insert(name.to_owned(), pid.clone());
                 Ok(())
             }
             Some(Ok(Err(e))) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
@@ -315,6 +338,13 @@ impl Names {
 
     /// Releases `name` if `pid` holds it; the store delete runs in the background.
     pub(crate) fn unregister(&self, name: &str, pid: &Pid) -> Result<(), NameError> {
+        {
+            // First: the re-registration must not bring back a name its holder gave up.
+            let mut own = self.own.lock();
+            if own.get(name) == Some(pid) {
+                own.remove(name);
+            }
+        }
         let rev = {
             let mut mirror = self.mirror.lock();
             match mirror.names.get(name) {
@@ -376,6 +406,66 @@ impl Names {
     /// healed): its entries are no longer late arrivals of a lost run.
     pub(crate) fn node_back(&self, node: &str, inc: u32) {
         self.mirror.lock().forget_released(node, inc);
+    }
+}
+
+/// Re-registers, every [`REASSERT_EVERY`], the names this node holds that are gone from its
+/// mirror (released by survivors while this node was cut off); ends with the [`Names`].
+async fn reassert_loop(
+    kv: kv::Store,
+    mirror: Arc<Mutex<Mirror>>,
+    own: std::sync::Weak<Mutex<HashMap<String, Pid>>>,
+    me: String,
+    inc: u32,
+) {
+    let mut tick = tokio::time::interval(REASSERT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(own) = own.upgrade() else { return };
+        // Names held here whose entry is gone; one held by another process now is lost.
+        let missing: Vec<(String, Pid)> = {
+            let mut own = own.lock();
+            let m = mirror.lock();
+            own.retain(|name, pid| m.names.get(name).is_none_or(|(holder, _)| holder == pid));
+            own.iter()
+                .filter(|(name, _)| !m.names.contains_key(*name))
+                .map(|(name, pid)| (name.clone(), pid.clone()))
+                .collect()
+        };
+        for (name, pid) in missing {
+            let k = key(&name);
+            let value = bytes::Bytes::copy_from_slice(pid.as_str().as_bytes());
+            let done = tokio::time::timeout(
+                STORE_TIMEOUT,
+                create_or_take_stale(&kv, &k, value, &me, inc),
+            )
+            .await;
+            match done {
+                Ok(Ok(rev)) => {
+                    let still = own.lock().get(&name) == Some(&pid);
+                    if still {
+                        tracing::info!(%name, "re-registered a cluster name released while this node was cut off");
+                        let mut m = mirror.lock();
+                        if m.names.get(&name).is_none_or(|(_, r)| *r < rev) {
+                            m.names.insert(name, (pid, rev));
+                        }
+                    } else {
+                        // Unregistered while the store request ran.
+                        delete_expecting(kv.clone(), k, rev).await;
+                    }
+                }
+                Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    tracing::warn!(%name, "cluster name taken by another process while this node was cut off");
+                    let mut own = own.lock();
+                    if own.get(&name) == Some(&pid) {
+                        own.remove(&name);
+                    }
+                }
+                // The store is not reachable now: the next round tries again.
+                _ => {}
+            }
+        }
     }
 }
 

@@ -339,6 +339,60 @@ fn late_entry_of_a_lost_node_is_released() {
     });
 }
 
+/// A node whose names the survivors released while it was cut off (hung, or its NATS server
+/// hung, past their detection) registers them again: the survivors' delete is made here by a
+/// plain NATS client. A name its holder gave up is not brought back. (Found by the relay
+/// soak, `tests/cluster_soak_relay.rs` of the root package: without it a target node's
+/// `global:` name stayed gone after a hang, and new relay connections never reached it.)
+#[test]
+fn names_released_behind_a_live_holder_are_registered_again() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let a = start(&unique("ka")).await;
+        let b = start(&unique("kb")).await;
+        let name = format!("global:{}", unique("kept"));
+        let gone = format!("global:{}", unique("gone"));
+        let holder = probe(b.node());
+        tokio::task::block_in_place(|| holder.register(&name)).unwrap();
+        let quitter = probe(b.node());
+        tokio::task::block_in_place(|| quitter.register(&gone)).unwrap();
+        tokio::task::block_in_place(|| quitter.unregister(&gone)).unwrap();
+
+        let client = async_nats::ConnectOptions::new()
+            .user_and_password("admin".into(), "admin-pw".into())
+            .connect(urls())
+            .await
+            .expect("raw NATS client connects");
+        let kv = async_nats::jetstream::new(client)
+            .get_key_value("wsr_names")
+            .await
+            .expect("the names bucket");
+        let entry = kv
+            .entry(name_key(&name))
+            .await
+            .unwrap()
+            .expect("registered");
+        kv.delete_expect_revision(name_key(&name), Some(entry.revision))
+            .await
+            .unwrap();
+
+        let mut back = false;
+        let deadline = std::time::Instant::now() + T;
+        while !back && std::time::Instant::now() < deadline {
+            let value = kv.get(name_key(&name)).await.unwrap();
+            back = value.as_deref() == Some(holder.pid().as_str().as_bytes());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(back, "the name is registered again for its holder");
+        let node_a = a.node().clone();
+        let (n2, h2) = (name.clone(), holder.pid().clone());
+        assert!(eventually(T, move || node_a.lookup(&n2).as_ref() == Some(&h2)).await);
+        assert_eq!(kv.get(name_key(&gone)).await.unwrap(), None);
+        a.shutdown();
+        b.shutdown();
+    });
+}
+
 /// PID number `n` of incarnation `inc` of `node`, far above the numbers of real processes.
 fn made_up(node: &str, inc: u32, n: u32) -> wsrelay_process::Pid {
     let id = (u64::from(inc) << 32) | u64::from(n + (1 << 24));
