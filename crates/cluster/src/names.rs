@@ -286,6 +286,9 @@ impl Names {
                     release_late(&store, &entry.key, rev);
                 }
             }
+            tracing::warn!(
+                "the watch of the cluster names ended: lookups read the store on a miss only"
+            );
         });
         let own = Arc::new(Mutex::new(HashMap::new()));
         tokio::spawn(reassert_loop(
@@ -456,6 +459,20 @@ async fn reassert_loop(
                     }
                 }
                 Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    // Perhaps ours: an earlier round's create that timed out here but was
+                    // stored, not yet in the mirror. Only another holder takes it from us.
+                    let read = tokio::time::timeout(STORE_TIMEOUT, kv.entry(k)).await;
+                    let Ok(Ok(Some(entry))) = read else { continue };
+                    if entry.operation != kv::Operation::Put {
+                        continue;
+                    }
+                    if entry.value.as_ref() == pid.as_str().as_bytes() {
+                        let mut m = mirror.lock();
+                        if m.names.get(&name).is_none_or(|(_, r)| *r < entry.revision) {
+                            m.names.insert(name, (pid, entry.revision));
+                        }
+                        continue;
+                    }
                     tracing::warn!(%name, "cluster name taken by another process while this node was cut off");
                     let mut own = own.lock();
                     if own.get(&name) == Some(&pid) {
