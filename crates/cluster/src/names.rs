@@ -52,6 +52,14 @@ const RELEASED_MAX: usize = 256;
 /// docs): a look at its own mirror, a store request only for a name found missing.
 const REASSERT_EVERY: Duration = Duration::from_secs(1);
 
+/// How long after a peer went down or came back a node reads all the names it holds from
+/// the store each round, not only those missing from its mirror: the survivors release
+/// them around then, and the mirror's watch may lag.
+const CHECK_FOR: Duration = Duration::from_secs(10);
+
+/// Most names checked or registered again in one round (store requests stay bounded).
+const REASSERT_MAX: usize = 1024;
+
 /// The incarnation a PID belongs to (the upper half of its id).
 fn incarnation(pid: &Pid) -> u32 {
     (pid.id() >> 32) as u32
@@ -64,6 +72,9 @@ struct Mirror {
     names: HashMap<String, (Pid, u64)>,
     /// Released incarnations, oldest first: (node, incarnation, when).
     released: VecDeque<(String, u32, Instant)>,
+    /// Until when this node reads its own names from the store each round (a peer went
+    /// down or came back: see [`CHECK_FOR`]).
+    check_until: Option<Instant>,
 }
 
 impl Mirror {
@@ -85,6 +96,7 @@ impl Mirror {
 
     /// Remembers that incarnation `inc` of `node` was released.
     fn remember_released(&mut self, node: &str, inc: u32) {
+        self.check_until = Some(Instant::now() + CHECK_FOR);
         self.forget_released(node, inc);
         self.released
             .push_back((node.to_owned(), inc, Instant::now()));
@@ -95,6 +107,7 @@ impl Mirror {
 
     /// Forgets a released incarnation: its node was heard again.
     fn forget_released(&mut self, node: &str, inc: u32) {
+        self.check_until = Some(Instant::now() + CHECK_FOR);
         self.released.retain(|(n, i, _)| !(n == node && *i == inc));
     }
 
@@ -141,6 +154,7 @@ impl Mirror {
     /// Takes the names held by incarnation `inc` of `node` (every incarnation if `None`)
     /// out of the mirror and remembers their incarnations as released.
     fn release_node(&mut self, node: &str, inc: Option<u32>) -> Vec<(String, u64)> {
+        self.check_until = Some(Instant::now() + CHECK_FOR);
         let gone: Vec<(String, u64, u32)> = self
             .names
             .iter()
@@ -412,8 +426,11 @@ impl Names {
     }
 }
 
-/// Re-registers, every [`REASSERT_EVERY`], the names this node holds that are gone from its
-/// mirror (released by survivors while this node was cut off); ends with the [`Names`].
+/// Re-registers, every [`REASSERT_EVERY`], the names this node holds that are gone: those
+/// missing from its mirror, and for [`CHECK_FOR`] after a peer went down or came back every
+/// one of them, read from the store (the mirror's watch may lag behind a NATS failover and
+/// miss a survivor's delete for a while). At most [`REASSERT_MAX`] names a round. Ends with
+/// the [`Names`].
 async fn reassert_loop(
     kv: kv::Store,
     mirror: Arc<Mutex<Mirror>>,
@@ -426,63 +443,82 @@ async fn reassert_loop(
     loop {
         tick.tick().await;
         let Some(own) = own.upgrade() else { return };
-        // Names held here whose entry is gone; one held by another process now is lost.
-        let missing: Vec<(String, Pid)> = {
+        let now = Instant::now();
+        let candidates: Vec<(String, Pid)> = {
             let mut own = own.lock();
             let m = mirror.lock();
+            // A name the mirror shows held by another process is lost to us.
             own.retain(|name, pid| m.names.get(name).is_none_or(|(holder, _)| holder == pid));
+            let all = m.check_until.is_some_and(|until| now < until);
             own.iter()
-                .filter(|(name, _)| !m.names.contains_key(*name))
+                .filter(|(name, _)| all || !m.names.contains_key(*name))
+                .take(REASSERT_MAX)
                 .map(|(name, pid)| (name.clone(), pid.clone()))
                 .collect()
         };
-        for (name, pid) in missing {
-            let k = key(&name);
-            let value = bytes::Bytes::copy_from_slice(pid.as_str().as_bytes());
-            let done = tokio::time::timeout(
-                STORE_TIMEOUT,
-                create_or_take_stale(&kv, &k, value, &me, inc),
-            )
-            .await;
-            match done {
-                Ok(Ok(rev)) => {
-                    let still = own.lock().get(&name) == Some(&pid);
-                    if still {
-                        tracing::info!(%name, "re-registered a cluster name released while this node was cut off");
-                        let mut m = mirror.lock();
-                        if m.names.get(&name).is_none_or(|(_, r)| *r < rev) {
-                            m.names.insert(name, (pid, rev));
-                        }
-                    } else {
-                        // Unregistered while the store request ran.
-                        delete_expecting(kv.clone(), k, rev).await;
-                    }
-                }
-                Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                    // Perhaps ours: an earlier round's create that timed out here but was
-                    // stored, not yet in the mirror. Only another holder takes it from us.
-                    let read = tokio::time::timeout(STORE_TIMEOUT, kv.entry(k)).await;
-                    let Ok(Ok(Some(entry))) = read else { continue };
-                    if entry.operation != kv::Operation::Put {
-                        continue;
-                    }
-                    if entry.value.as_ref() == pid.as_str().as_bytes() {
-                        let mut m = mirror.lock();
-                        if m.names.get(&name).is_none_or(|(_, r)| *r < entry.revision) {
-                            m.names.insert(name, (pid, entry.revision));
-                        }
-                        continue;
-                    }
-                    tracing::warn!(%name, "cluster name taken by another process while this node was cut off");
-                    let mut own = own.lock();
-                    if own.get(&name) == Some(&pid) {
-                        own.remove(&name);
-                    }
-                }
-                // The store is not reachable now: the next round tries again.
-                _ => {}
-            }
+        for (name, pid) in candidates {
+            reassert_one(&kv, &mirror, &own, name, pid, &me, inc).await;
         }
+    }
+}
+
+/// Makes sure the store holds `name` for `pid`: keeps it if it does, registers it again if
+/// it is gone (or a stale entry of an earlier run of this node), forgets it if another
+/// process holds it now. A store that does not answer is tried again the next round.
+async fn reassert_one(
+    kv: &kv::Store,
+    mirror: &Mutex<Mirror>,
+    own: &Mutex<HashMap<String, Pid>>,
+    name: String,
+    pid: Pid,
+    me: &str,
+    inc: u32,
+) {
+    let k = key(&name);
+    let Ok(Ok(entry)) = tokio::time::timeout(STORE_TIMEOUT, kv.entry(k.clone())).await else {
+        tracing::debug!(%name, "cluster names store not reachable; checking again");
+        return;
+    };
+    let held = entry.filter(|e| e.operation == kv::Operation::Put);
+    if let Some(e) = &held {
+        if e.value.as_ref() == pid.as_str().as_bytes() {
+            adopt(mirror, name, pid, e.revision);
+            return;
+        }
+        let holder = std::str::from_utf8(&e.value)
+            .ok()
+            .and_then(|s| s.parse::<Pid>().ok());
+        let stale = holder.is_some_and(|p| p.node() == me && incarnation(&p) != inc);
+        if !stale {
+            tracing::warn!(%name, "cluster name taken by another process while this node was cut off");
+            let mut own = own.lock();
+            if own.get(&name) == Some(&pid) {
+                own.remove(&name);
+            }
+            return;
+        }
+    }
+    let value = bytes::Bytes::copy_from_slice(pid.as_str().as_bytes());
+    let done =
+        tokio::time::timeout(STORE_TIMEOUT, create_or_take_stale(kv, &k, value, me, inc)).await;
+    match done {
+        Ok(Ok(rev)) if own.lock().get(&name) == Some(&pid) => {
+            tracing::info!(%name, "re-registered a cluster name released while this node was cut off");
+            adopt(mirror, name, pid, rev);
+        }
+        // Unregistered while the store request ran.
+        Ok(Ok(rev)) => delete_expecting(kv.clone(), k, rev).await,
+        // Taken meanwhile, or no answer: the next round reads whose it is.
+        Ok(Err(e)) => tracing::debug!(%name, error = %e, "cluster name not registered again yet"),
+        Err(_) => tracing::debug!(%name, "cluster names store not reachable; checking again"),
+    }
+}
+
+/// Puts this node's entry of `name` (at `rev`) in the mirror unless it has a newer one.
+fn adopt(mirror: &Mutex<Mirror>, name: String, pid: Pid, rev: u64) {
+    let mut m = mirror.lock();
+    if m.names.get(&name).is_none_or(|(_, r)| *r < rev) {
+        m.names.insert(name, (pid, rev));
     }
 }
 
