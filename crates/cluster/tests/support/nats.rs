@@ -44,7 +44,7 @@ impl Ports {
     }
 
     /// The script's `PORTS` value: nine ports separated by spaces.
-    pub fn to_env(&self) -> String {
+    pub fn to_env(self) -> String {
         let all: Vec<String> = self
             .client
             .iter()
