@@ -49,7 +49,8 @@ const RELEASED_FOR: Duration = Duration::from_secs(600);
 const RELEASED_MAX: usize = 256;
 
 /// How often a node checks that the names it holds are still in the store (see the module
-/// docs): a look at its own mirror, a store request only for a name found missing.
+/// docs): a look at its own mirror, a store request only for a name found missing there
+/// (or for each of them within [`CHECK_FOR`] of a peer going down or coming back).
 const REASSERT_EVERY: Duration = Duration::from_secs(1);
 
 /// How long after a peer went down or came back a node reads all the names it holds from
