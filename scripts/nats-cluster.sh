@@ -7,6 +7,9 @@
 #   scripts/nats-cluster.sh config DIR      only write and check the config files
 #
 # Client ports 4311-4313, routes 6311-6313, monitoring 8311-8313, JetStream store in DIR.
+# PORTS="C1 C2 C3 R1 R2 R3 M1 M2 M3" (client, route, monitoring ports of servers 1..3) picks
+# others when DIR's config is written; they are kept in DIR/ports and later commands on DIR
+# use them (the tests give each test binary its own, so that runs side by side don't meet).
 # Accounts: SYS (system account) exports the client DISCONNECT advisory, WSR imports it.
 # One WSR user per node (NODES, default "a b c d e n1 n2 n3 n4 n5"), password "<node>-pw",
 # allowed to publish wsr.$CLUSTER.n.*.<node> only (so a node can publish only as itself)
@@ -23,6 +26,23 @@ only=${3:-}
 [[ -n "$cmd" && -n "$dir" ]] || { echo "usage: $0 start|stop|kill|config DIR [N]" >&2; exit 2; }
 CLUSTER=${CLUSTER:-wsr}
 NODES=${NODES:-"a b c d e n1 n2 n3 n4 n5"}
+
+# The ports: DIR's own once its config is written, else PORTS, else the defaults.
+if [[ -f "$dir/ports" ]]; then
+  stored=$(cat "$dir/ports")
+  if [[ -n "${PORTS:-}" && "$(echo $PORTS)" != "$(echo $stored)" ]]; then
+    echo "$dir was configured with ports $stored, not PORTS=$PORTS" >&2; exit 2
+  fi
+  PORTS=$stored
+fi
+read -r -a P <<< "${PORTS:-4311 4312 4313 6311 6312 6313 8311 8312 8313}"
+[[ ${#P[@]} == 9 ]] || { echo "PORTS needs 9 ports, got: ${P[*]}" >&2; exit 2; }
+for p in "${P[@]}"; do
+  [[ "$p" =~ ^[0-9]+$ ]] && (( p > 0 && p < 65536 )) || { echo "bad port in PORTS: $p" >&2; exit 2; }
+done
+client_port() { echo "${P[$(( $1 - 1 ))]}"; }
+route_port() { echo "${P[$(( $1 + 2 ))]}"; }
+http_port() { echo "${P[$(( $1 + 5 ))]}"; }
 
 servers() { if [[ -n "$only" ]]; then echo "$only"; else echo 1 2 3; fi; }
 
@@ -53,11 +73,13 @@ CONF
     echo "}"
     echo "system_account: SYS"
   } > "$dir/accounts.conf"
+  echo "${P[*]}" > "$dir/ports"
+  local routes="nats-route://127.0.0.1:$(route_port 1), nats-route://127.0.0.1:$(route_port 2), nats-route://127.0.0.1:$(route_port 3)"
   for i in 1 2 3; do
     cat > "$dir/n$i.conf" <<CONF
 server_name: n$i
-listen: 127.0.0.1:431$i
-http: 127.0.0.1:831$i
+listen: 127.0.0.1:$(client_port "$i")
+http: 127.0.0.1:$(http_port "$i")
 max_payload: 1MB
 jetstream {
   store_dir: "$dir/js$i"
@@ -66,8 +88,8 @@ jetstream {
 }
 cluster {
   name: wsr
-  listen: 127.0.0.1:631$i
-  routes: [ nats-route://127.0.0.1:6311, nats-route://127.0.0.1:6312, nats-route://127.0.0.1:6313 ]
+  listen: 127.0.0.1:$(route_port "$i")
+  routes: [ $routes ]
 }
 include ./accounts.conf
 CONF
@@ -98,7 +120,12 @@ case "$cmd" in
     done
     for _ in $(seq 1 150); do
       ok=1
-      for i in $(servers); do healthy "831$i" || ok=0; done
+      for i in $(servers); do
+        # A server that exited (its ports taken, a bad store) will not come up: say so now,
+        # and never take another cluster's server on the same port for ours.
+        running "$(cat "$dir/n$i.pid")" || { echo "nats server $i exited; log: $dir/n$i.log" >&2; exit 1; }
+        healthy "$(http_port "$i")" || ok=0
+      done
       [[ $ok == 1 ]] && { echo "nats cluster up in $dir"; exit 0; }
       sleep 0.1
     done

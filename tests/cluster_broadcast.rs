@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::nats::{nats, Nats};
+use crate::support::nats::{free_port, nats, Nats};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -95,7 +95,14 @@ struct NodeProc {
 }
 
 impl NodeProc {
-    fn start(app: &Path, node: &str, port: u16, nats: &Nats, server: u16, log: &Path) -> NodeProc {
+    fn start(
+        app: &Path,
+        node: &str,
+        port: u16,
+        nats: &Nats,
+        server: usize,
+        log: &Path,
+    ) -> NodeProc {
         let log = std::fs::File::create(log.join(format!("{node}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_wsrelay"))
             .arg("run")
@@ -105,7 +112,7 @@ impl NodeProc {
             .env("WSRELAY_NODE", node)
             .env(
                 "WSRELAY_NATS_URLS",
-                format!("nats://127.0.0.1:{server},nats://127.0.0.1:4311"),
+                format!("{},{}", nats.url(server), nats.url(1)),
             )
             .env(
                 "WSRELAY_CLUSTER_CREDENTIALS",
@@ -208,10 +215,10 @@ fn broadcast_example_spans_two_nodes_joined_from_the_environment() {
     std::fs::write(observer_app.join("connect.lua"), OBSERVER_CONNECT).unwrap();
     std::fs::write(observer_app.join("observer.lua"), OBSERVER_LUA).unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/broadcast");
-    let (pa, pb, pc) = (19491, 19492, 19493);
-    let _a = NodeProc::start(&example, "a", pa, &nats, 4311, &base);
-    let b = NodeProc::start(&example, "b", pb, &nats, 4312, &base);
-    let _c = NodeProc::start(&observer_app, "c", pc, &nats, 4313, &base);
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let _a = NodeProc::start(&example, "a", pa, &nats, 1, &base);
+    let b = NodeProc::start(&example, "b", pb, &nats, 2, &base);
+    let _c = NodeProc::start(&observer_app, "c", pc, &nats, 3, &base);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::nats::{nats, Nats};
+use crate::support::nats::{free_port, nats, Nats};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -46,7 +46,7 @@ end
 return { handler = handler }
 "#;
 
-fn app_yaml(node: &str, creds: &Path, gateway_port: Option<u16>) -> String {
+fn app_yaml(node: &str, creds: &Path, nats: &Nats, gateway_port: Option<u16>) -> String {
     let global = if node == "b" {
         "global:echo".to_owned()
     } else {
@@ -58,7 +58,7 @@ entries:
   - name: cluster
     kind: cluster
     node: {node}
-    nats_urls: ["nats://127.0.0.1:4311", "nats://127.0.0.1:4312", "nats://127.0.0.1:4313"]
+    nats_urls: ["{u1}", "{u2}", "{u3}"]
     credentials: {creds}
   - name: processes
     kind: process.host
@@ -67,7 +67,10 @@ entries:
     source: file://echo.lua
     method: run
 "#,
-        creds = creds.display()
+        creds = creds.display(),
+        u1 = nats.url(1),
+        u2 = nats.url(2),
+        u3 = nats.url(3),
     );
     match gateway_port {
         None => y.push_str(&format!(
@@ -127,18 +130,16 @@ struct NodeProc {
     child: Child,
 }
 
-/// The ops listener of node A.
-const METRICS_PORT: u16 = 19482;
-
 impl NodeProc {
-    fn start(bin: &Path, dir: &Path, name: &str) -> NodeProc {
+    /// Starts node `name`; node A with its ops listener on `metrics_port`.
+    fn start(bin: &Path, dir: &Path, name: &str, metrics_port: u16) -> NodeProc {
         let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
         let secret = dir.parent().unwrap().join("cluster.secret");
         let mut cmd = Command::new(bin);
         cmd.arg("run").arg(dir);
         if name == "a" {
             cmd.arg("--metrics")
-                .arg(format!("127.0.0.1:{METRICS_PORT}"));
+                .arg(format!("127.0.0.1:{metrics_port}"));
         }
         let child = cmd
             .env("WSRELAY_CLUSTER_REPLICAS", "3")
@@ -173,7 +174,7 @@ fn make_app(base: &Path, node: &str, nats: &Nats, port: Option<u16>) -> PathBuf 
     std::fs::copy(nats.dir.join("creds").join(node), dir.join("nats.creds")).unwrap();
     std::fs::write(
         dir.join("app.yaml"),
-        app_yaml(node, Path::new("nats.creds"), port),
+        app_yaml(node, Path::new("nats.creds"), nats, port),
     )
     .unwrap();
     std::fs::write(dir.join("echo.lua"), ECHO_LUA).unwrap();
@@ -237,7 +238,8 @@ fn relay_to_lua_target_on_another_node_and_node_faults() {
     let Some(nats) = nats() else { return };
     let bin = wsrelay_bin();
     let base = std::env::temp_dir().join(format!("wsr-e2e-{}", std::process::id()));
-    let port = 19481;
+    let port = free_port();
+    let metrics_port = free_port();
     let app_a = make_app(&base, "a", &nats, Some(port));
     let app_b = make_app(&base, "b", &nats, None);
     std::fs::write(
@@ -251,17 +253,17 @@ fn relay_to_lua_target_on_another_node_and_node_faults() {
         .enable_all()
         .build()
         .unwrap();
-    let _a = NodeProc::start(&bin, &app_a, "a");
+    let _a = NodeProc::start(&bin, &app_a, "a", metrics_port);
     let app_c = make_app(&base, "c", &nats, None);
-    let b = NodeProc::start(&bin, &app_b, "b");
-    let c = NodeProc::start(&bin, &app_c, "c");
+    let b = NodeProc::start(&bin, &app_b, "b", metrics_port);
+    let c = NodeProc::start(&bin, &app_c, "c", metrics_port);
     rt.block_on(async {
         // join / message / ws.send across nodes.
         let mut ws = connected_echo(&url, Duration::from_secs(30)).await;
         for i in 0..100 {
             assert!(echo_once(&mut ws, &format!("m{i}")).await, "echo {i}");
         }
-        cluster_metrics_on_the_ops_listener().await;
+        cluster_metrics_on_the_ops_listener(metrics_port).await;
         if std::env::var("WSR_BENCH").is_ok() {
             bench(&url).await;
         }
@@ -288,7 +290,7 @@ fn relay_to_lua_target_on_another_node_and_node_faults() {
         // release the new incarnation's names then).
         drop(c);
         let restarted = Instant::now();
-        let _c = NodeProc::start(&bin, &app_c, "c");
+        let _c = NodeProc::start(&bin, &app_c, "c", metrics_port);
         let mut ws_c = connected_echo(&url_c, Duration::from_secs(30)).await;
         eprintln!(
             "restarted target node: echo after {:?}",
@@ -310,9 +312,9 @@ fn relay_to_lua_target_on_another_node_and_node_faults() {
 
 /// Node A's `/metrics`: the cluster's families, registered in the ops registry, with the
 /// names operators alert on, and one OpenMetrics document (a single `# EOF`, at the end).
-async fn cluster_metrics_on_the_ops_listener() {
+async fn cluster_metrics_on_the_ops_listener(metrics_port: u16) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", METRICS_PORT))
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", metrics_port))
         .await
         .expect("ops listener of node a");
     tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: a\r\n\r\n")

@@ -4,7 +4,7 @@
 //! promises (`ops_metrics`, `ops_security`, `ops_dashboard`), the Lua `http_client` module
 //! against local servers (`lua_http_client`), `env` entries read from Lua (`lua_env`) and
 //! `wsrelay run` nodes in a NATS cluster
-//! (`cluster_relay`, `cluster_broadcast`). The binary under test is the one cargo built for the run
+//! (`cluster_relay`, `cluster_broadcast`, and the relay chaos soak `cluster_soak_relay`). The binary under test is the one cargo built for the run
 //! (`CARGO_BIN_EXE_wsrelay`); shared helpers are in `support`.
 
 mod support;
@@ -13,6 +13,7 @@ mod chat;
 mod cli;
 mod cluster_broadcast;
 mod cluster_relay;
+mod cluster_soak_relay;
 mod echo;
 mod hot_reload;
 mod lua_env;

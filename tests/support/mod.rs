@@ -16,6 +16,13 @@ pub mod ops;
 #[path = "../../crates/cluster/tests/support/nats.rs"]
 pub mod nats;
 
+/// A partition between NATS servers (iptables), the same as `wsrelay-cluster`'s soak uses.
+#[path = "../../crates/cluster/tests/support/routes.rs"]
+pub mod routes;
+
+/// The ports of this binary's NATS cluster (`routes` finds them here, as in the cluster tests).
+pub use nats::ports;
+
 /// The `wsrelay` binary under test.
 pub fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsrelay"));

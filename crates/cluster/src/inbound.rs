@@ -155,6 +155,14 @@ fn heard(sh: &Shared, peer: &Peer) -> bool {
         // Declaring it down dropped our memberships there too (if it noticed): send them.
         sh.push_group_snapshot(peer);
     }
+    if revived || first {
+        // Its names were released if it was declared down (also if the table forgot it
+        // since): what it registers from now on is not a late entry of a lost run.
+        let inc = peer.state.lock().peer_inc;
+        if let (Some(names), Some(inc)) = (&sh.names, inc) {
+            names.node_back(&peer.name, inc);
+        }
+    }
     true
 }
 

@@ -12,7 +12,7 @@ use wsrelay_process::{reason, Context, Event, Pid, SendError, Value};
 /// the server).
 async fn start_on(node: &str, n: usize) -> Cluster {
     let mut o = options(node);
-    o.urls = vec![URLS[n - 1].to_owned()];
+    o.urls = vec![ports().url(n)];
     start_with(o).await
 }
 

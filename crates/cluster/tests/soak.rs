@@ -97,7 +97,7 @@ impl Ledger {
 /// A node connecting only to server `n` first (it fails over to the others it learns of).
 async fn start_on(node: &str, n: usize) -> Cluster {
     let mut o = options(node);
-    o.urls = vec![URLS[n - 1].to_owned()];
+    o.urls = vec![ports().url(n)];
     start_with(o).await
 }
 

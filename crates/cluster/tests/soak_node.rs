@@ -27,6 +27,7 @@ pub(crate) fn spawn_node(name: &str, parent: &Pid) -> Child {
         ])
         .env(NODE_VAR, name)
         .env(PARENT_VAR, parent.as_str())
+        .env(PORTS_VAR, ports().to_env())
         .spawn()
         .expect("the node process starts")
 }

@@ -17,7 +17,7 @@ const T: Duration = Duration::from_secs(20);
 async fn raw_client(user: &str, password: &str) -> async_nats::Client {
     async_nats::ConnectOptions::new()
         .user_and_password(user.into(), password.into())
-        .connect(URLS.to_vec())
+        .connect(urls())
         .await
         .expect("raw NATS client connects")
 }

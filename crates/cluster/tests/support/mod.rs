@@ -7,22 +7,22 @@ use wsrelay_cluster::{Auth, Cluster, ClusterOptions};
 use wsrelay_process::{Context, Event, HostConfig, Node, Pid, SpawnOptions};
 
 pub const HOST: &str = "app:processes";
-pub const URLS: [&str; 3] = [
-    "nats://127.0.0.1:4311",
-    "nats://127.0.0.1:4312",
-    "nats://127.0.0.1:4313",
-];
 pub const ADVISORY: &str = "$SYS.ACCOUNT.WSR.DISCONNECT";
 
 mod nats;
 mod routes;
 #[allow(unused_imports)]
-pub use nats::{nats, repo_root, Nats};
+pub use nats::{nats, ports, repo_root, Nats, PORTS_VAR};
 #[allow(unused_imports)]
 pub use routes::RouteCut;
 
+/// The client URLs of this binary's NATS servers ([`ports`]).
+pub fn urls() -> Vec<String> {
+    ports().urls()
+}
+
 pub fn options(node: &str) -> ClusterOptions {
-    ClusterOptions::new("wsr", node, URLS.iter().map(|s| s.to_string()).collect())
+    ClusterOptions::new("wsr", node, ports().urls())
         .with_auth(Auth::UserPassword("admin".into(), "admin-pw".into()))
         .with_disconnect_advisory(ADVISORY)
         .with_names_replicas(3)

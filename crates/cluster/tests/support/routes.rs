@@ -6,14 +6,19 @@
 use std::process::Command;
 
 /// The chain holding the cut's rules, jumped to from `OUTPUT` (loopback packets pass there
-/// in both directions).
-const CHAIN: &str = "WSR_ROUTE_CUT";
+/// in both directions); one per test process, so that two soaks side by side (another
+/// checkout) don't flush or delete each other's cuts.
+fn chain() -> String {
+    format!("WSR_ROUTE_CUT_{}", std::process::id())
+}
 
-/// Route ports of servers 1..3 (`scripts/nats-cluster.sh`).
-const ROUTE_PORTS: [u16; 3] = [6311, 6312, 6313];
+/// Route ports of servers 1..3 (`scripts/nats-cluster.sh`, this binary's [`super::ports`]).
+fn route_ports() -> [u16; 3] {
+    super::ports().route
+}
 
 /// The iptables chain of route cuts; removed on drop.
-pub struct RouteCut(());
+pub struct RouteCut(String);
 
 fn iptables(args: &[&str]) -> bool {
     Command::new("iptables")
@@ -33,13 +38,15 @@ impl RouteCut {
             eprintln!("\n!!!!! route partition SKIPPED: needs root and iptables !!!!!\n");
             return None;
         }
-        // A chain left over by a crashed run is reused, emptied.
-        iptables(&["-N", CHAIN]);
-        iptables(&["-F", CHAIN]);
-        if !iptables(&["-C", "OUTPUT", "-j", CHAIN]) && !iptables(&["-I", "OUTPUT", "-j", CHAIN]) {
+        let chain = chain();
+        // A chain left over by a crashed run (of the same process id) is reused, emptied.
+        iptables(&["-N", &chain]);
+        iptables(&["-F", &chain]);
+        if !iptables(&["-C", "OUTPUT", "-j", &chain]) && !iptables(&["-I", "OUTPUT", "-j", &chain])
+        {
             return None;
         }
-        Some(RouteCut(()))
+        Some(RouteCut(chain))
     }
 
     /// Cuts every route of server `n` (1..3) whose process is `pid`: packets to and from its
@@ -47,22 +54,24 @@ impl RouteCut {
     /// other servers' route between themselves is up and is not dialed again). Returns the
     /// routes it dialed that were cut.
     pub fn cut(&self, n: usize, pid: u32) -> usize {
-        let own = ROUTE_PORTS[n - 1].to_string();
-        let mut ok = iptables(&["-A", CHAIN, "-p", "tcp", "--dport", &own, "-j", "DROP"])
-            && iptables(&["-A", CHAIN, "-p", "tcp", "--sport", &own, "-j", "DROP"]);
-        for port in ROUTE_PORTS {
+        let chain = self.0.as_str();
+        let route_ports = route_ports();
+        let own = route_ports[n - 1].to_string();
+        let mut ok = iptables(&["-A", chain, "-p", "tcp", "--dport", &own, "-j", "DROP"])
+            && iptables(&["-A", chain, "-p", "tcp", "--sport", &own, "-j", "DROP"]);
+        for port in route_ports {
             let port = port.to_string();
             ok &= iptables(&[
-                "-A", CHAIN, "-p", "tcp", "--syn", "--dport", &port, "-j", "DROP",
+                "-A", chain, "-p", "tcp", "--syn", "--dport", &port, "-j", "DROP",
             ]);
         }
         let dialed = dialed_routes(pid);
         for (local, remote) in &dialed {
             let (l, r) = (local.to_string(), remote.to_string());
             ok &= iptables(&[
-                "-A", CHAIN, "-p", "tcp", "--sport", &l, "--dport", &r, "-j", "DROP",
+                "-A", chain, "-p", "tcp", "--sport", &l, "--dport", &r, "-j", "DROP",
             ]) && iptables(&[
-                "-A", CHAIN, "-p", "tcp", "--sport", &r, "--dport", &l, "-j", "DROP",
+                "-A", chain, "-p", "tcp", "--sport", &r, "--dport", &l, "-j", "DROP",
             ]);
         }
         assert!(ok, "iptables rules of the route cut");
@@ -71,15 +80,15 @@ impl RouteCut {
 
     /// Removes the cut: the routes resume (or are dialed again).
     pub fn heal(&self) {
-        assert!(iptables(&["-F", CHAIN]), "iptables -F {CHAIN}");
+        assert!(iptables(&["-F", &self.0]), "iptables -F {}", self.0);
     }
 }
 
 impl Drop for RouteCut {
     fn drop(&mut self) {
-        iptables(&["-F", CHAIN]);
-        iptables(&["-D", "OUTPUT", "-j", CHAIN]);
-        iptables(&["-X", CHAIN]);
+        iptables(&["-F", &self.0]);
+        iptables(&["-D", "OUTPUT", "-j", &self.0]);
+        iptables(&["-X", &self.0]);
     }
 }
 
@@ -100,7 +109,7 @@ fn dialed_routes(pid: u32) -> Vec<(u16, u16)> {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let local = port(fields.get(2)?)?;
             let remote = port(fields.get(3)?)?;
-            ROUTE_PORTS.contains(&remote).then_some((local, remote))
+            route_ports().contains(&remote).then_some((local, remote))
         })
         .collect()
 }
