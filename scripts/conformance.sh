@@ -76,14 +76,17 @@ command -v kosoku >/dev/null 2>&1 || python3 -m pip install --quiet kosoku
 command -v kosoku >/dev/null 2>&1 || { echo "conformance: kosoku is not installed" >&2; exit 2; }
 
 PROFILE=${PROFILE:-release}
+# The builds `.ci/run` and scripts/bench.sh make, so a build made by them leaves nothing to do
+# here. Release: both packages in one command, features unified once. Dev: the features of
+# `cargo test --workspace` (see `.ci/run`), so the tests' build is reused.
 case "$PROFILE" in
-  release) BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release; build_flags=(--release) ;;
-  dev) BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug; build_flags=() ;;
+  release) BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+    build=(--release -p wsrelay -p wsrelay-bench) ;;
+  dev) BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
+    build=(--workspace --bins --tests) ;;
   *) echo "conformance: PROFILE must be release or dev, not $PROFILE" >&2; exit 2 ;;
 esac
-# Both packages in one command, so features are unified once (another package selection would
-# build the dependency tree again) and a build made by `.ci/run` leaves nothing to do here.
-cargo build "${build_flags[@]}" --quiet -p wsrelay -p wsrelay-bench --manifest-path "$ROOT/Cargo.toml"
+cargo build "${build[@]}" --quiet --manifest-path "$ROOT/Cargo.toml"
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
