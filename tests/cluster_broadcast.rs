@@ -11,39 +11,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::nats::{free_port, nats, Nats};
+use crate::support::relay_gateway_entries;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 /// The observer: a process of the same scope that answers "count" with the size of the
-/// group `members` (all nodes) and of its local part.
-const OBSERVER_APP: &str = r#"namespace: broadcast
-entries:
-  - name: gateway
-    kind: http.service
-    addr: "127.0.0.1:9005"
-  - name: processes
+/// group `members` (all nodes) and of its local part. Its gateway's address is replaced by
+/// `--listen`.
+fn observer_app_yaml() -> String {
+    let mut y = String::from("namespace: broadcast\nentries:\n");
+    y.push_str(&relay_gateway_entries(9005));
+    y.push_str(
+        r#"  - name: processes
     kind: process.host
-  - name: root
-    kind: http.router
-    meta:
-      server: gateway
-    prefix: /
-    post_middleware:
-      - websocket_relay
-    post_options:
-      wsrelay.allowed.origins: "*"
-  - name: connect
-    kind: function.lua
-    source: file://connect.lua
-    method: handler
-    modules: [http, json]
-  - name: connect_endpoint
-    kind: http.endpoint
-    meta:
-      router: root
-    method: GET
-    path: /
-    func: connect
   - name: rooms
     kind: pg.scope
   - name: observer_process
@@ -57,7 +37,10 @@ entries:
     host: broadcast:processes
     lifecycle:
       auto_start: true
-"#;
+"#,
+    );
+    y
+}
 
 const OBSERVER_CONNECT: &str = r#"
 local http = require("http")
@@ -211,7 +194,7 @@ fn broadcast_example_spans_two_nodes_joined_from_the_environment() {
     let base = std::env::temp_dir().join(format!("wsr-e2e-broadcast-{}", std::process::id()));
     std::fs::create_dir_all(base.join("observer")).unwrap();
     let observer_app = base.join("observer");
-    std::fs::write(observer_app.join("app.yaml"), OBSERVER_APP).unwrap();
+    std::fs::write(observer_app.join("app.yaml"), observer_app_yaml()).unwrap();
     std::fs::write(observer_app.join("connect.lua"), OBSERVER_CONNECT).unwrap();
     std::fs::write(observer_app.join("observer.lua"), OBSERVER_LUA).unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/broadcast");

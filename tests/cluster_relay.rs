@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::nats::{free_port, nats, Nats};
+use crate::support::relay_gateway_entries;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -83,40 +84,19 @@ entries:
       auto_start: true
 "#
         )),
-        Some(port) => y.push_str(&format!(
-            r#"  - name: local_echo
+        Some(port) => {
+            y.push_str(
+                r#"  - name: local_echo
     kind: process.service
     process: echo
     host: app:processes
     input: ["local_echo"]
     lifecycle:
       auto_start: true
-  - name: gateway
-    kind: http.service
-    addr: "127.0.0.1:{port}"
-  - name: root
-    kind: http.router
-    meta:
-      server: gateway
-    prefix: /
-    post_middleware:
-      - websocket_relay
-    post_options:
-      wsrelay.allowed.origins: "*"
-  - name: connect
-    kind: function.lua
-    source: file://connect.lua
-    method: handler
-    modules: [http, json]
-  - name: connect_endpoint
-    kind: http.endpoint
-    meta:
-      router: root
-    method: GET
-    path: /
-    func: connect
-"#
-        )),
+"#,
+            );
+            y.push_str(&relay_gateway_entries(port));
+        }
     }
     y
 }

@@ -27,6 +27,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::nats::{free_port, nats, Nats};
+use crate::support::relay_gateway_entries;
 use crate::support::routes::RouteCut;
 
 /// The target: echoes, and writes the ledger (`LEDGER`, `ev=join|leave|exit`, the
@@ -146,33 +147,7 @@ entries:
       auto_start: true
 "#
         )),
-        Some(port) => y.push_str(&format!(
-            r#"  - name: gateway
-    kind: http.service
-    addr: "127.0.0.1:{port}"
-  - name: root
-    kind: http.router
-    meta:
-      server: gateway
-    prefix: /
-    post_middleware:
-      - websocket_relay
-    post_options:
-      wsrelay.allowed.origins: "*"
-  - name: connect
-    kind: function.lua
-    source: file://connect.lua
-    method: handler
-    modules: [http, json]
-  - name: connect_endpoint
-    kind: http.endpoint
-    meta:
-      router: root
-    method: GET
-    path: /
-    func: connect
-"#
-        )),
+        Some(port) => y.push_str(&relay_gateway_entries(port)),
     }
     y
 }

@@ -23,6 +23,40 @@ pub mod routes;
 /// The ports of this binary's NATS cluster (`routes` finds them here, as in the cluster tests).
 pub use nats::ports;
 
+/// Registry entries (indented as under `entries:`) of a relay gateway on `127.0.0.1:port`: the
+/// `http.service` `gateway`, the router `root` at `/` with the `websocket_relay` middleware
+/// (any origin), and `GET /` answered by the `function.lua` entry `connect` (the app's
+/// `connect.lua`, modules `http` and `json`), which names the target in `X-WS-Relay`.
+pub fn relay_gateway_entries(port: u16) -> String {
+    format!(
+        r#"  - name: gateway
+    kind: http.service
+    addr: "127.0.0.1:{port}"
+  - name: root
+    kind: http.router
+    meta:
+      server: gateway
+    prefix: /
+    post_middleware:
+      - websocket_relay
+    post_options:
+      wsrelay.allowed.origins: "*"
+  - name: connect
+    kind: function.lua
+    source: file://connect.lua
+    method: handler
+    modules: [http, json]
+  - name: connect_endpoint
+    kind: http.endpoint
+    meta:
+      router: root
+    method: GET
+    path: /
+    func: connect
+"#
+    )
+}
+
 /// The `wsrelay` binary under test.
 pub fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsrelay"));
