@@ -6,12 +6,12 @@
 //! reports the group's size; after node b is SIGKILLed, b's members leave the group there.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::nats::{free_port, nats, Nats};
-use crate::support::relay_gateway_entries;
+use crate::support::{relay_gateway_entries, NodeProc};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -73,21 +73,18 @@ return { run = run }
 
 const SECRET: &str = "the broadcast cluster's shared secret\n";
 
-struct NodeProc {
-    child: Child,
-}
-
-impl NodeProc {
-    fn start(
-        app: &Path,
-        node: &str,
-        port: u16,
-        nats: &Nats,
-        server: usize,
-        log: &Path,
-    ) -> NodeProc {
-        let log = std::fs::File::create(log.join(format!("{node}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_wsrelay"))
+/// Starts node `node` of `app` on `port`, first connected to NATS server `server`.
+fn start_node(
+    app: &Path,
+    node: &str,
+    port: u16,
+    nats: &Nats,
+    server: usize,
+    log: &Path,
+) -> NodeProc {
+    let log = std::fs::File::create(log.join(format!("{node}.log"))).unwrap();
+    NodeProc::spawn(
+        Command::new(env!("CARGO_BIN_EXE_wsrelay"))
             .arg("run")
             .arg(app)
             .arg("--listen")
@@ -105,24 +102,14 @@ impl NodeProc {
             .env("WSRELAY_CLUSTER_REPLICAS", "3")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start wsrelay");
-        NodeProc { child }
-    }
+            .stderr(log),
+    )
 }
 
 fn log_dir_secret(nats: &Nats) -> PathBuf {
     let file = nats.dir.join("broadcast.secret");
     std::fs::write(&file, SECRET).unwrap();
     file
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 type Ws =
@@ -199,9 +186,9 @@ fn broadcast_example_spans_two_nodes_joined_from_the_environment() {
     std::fs::write(observer_app.join("observer.lua"), OBSERVER_LUA).unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/broadcast");
     let (pa, pb, pc) = (free_port(), free_port(), free_port());
-    let _a = NodeProc::start(&example, "a", pa, &nats, 1, &base);
-    let b = NodeProc::start(&example, "b", pb, &nats, 2, &base);
-    let _c = NodeProc::start(&observer_app, "c", pc, &nats, 3, &base);
+    let _a = start_node(&example, "a", pa, &nats, 1, &base);
+    let b = start_node(&example, "b", pb, &nats, 2, &base);
+    let _c = start_node(&observer_app, "c", pc, &nats, 3, &base);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -8,11 +8,11 @@
 //! `WSR_BENCH=1` adds a closed-loop echo benchmark: remote target vs. local target.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::nats::{free_port, nats, Nats};
-use crate::support::relay_gateway_entries;
+use crate::support::{relay_gateway_entries, NodeProc};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -106,46 +106,23 @@ fn wsrelay_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wsrelay"))
 }
 
-struct NodeProc {
-    child: Child,
-}
-
-impl NodeProc {
-    /// Starts node `name`; node A with its ops listener on `metrics_port`.
-    fn start(bin: &Path, dir: &Path, name: &str, metrics_port: u16) -> NodeProc {
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-        let secret = dir.parent().unwrap().join("cluster.secret");
-        let mut cmd = Command::new(bin);
-        cmd.arg("run").arg(dir);
-        if name == "a" {
-            cmd.arg("--metrics")
-                .arg(format!("127.0.0.1:{metrics_port}"));
-        }
-        let child = cmd
-            .env("WSRELAY_CLUSTER_REPLICAS", "3")
+/// Starts node `name`; node A with its ops listener on `metrics_port`.
+fn start_node(bin: &Path, dir: &Path, name: &str, metrics_port: u16) -> NodeProc {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let secret = dir.parent().unwrap().join("cluster.secret");
+    let mut cmd = Command::new(bin);
+    cmd.arg("run").arg(dir);
+    if name == "a" {
+        cmd.arg("--metrics")
+            .arg(format!("127.0.0.1:{metrics_port}"));
+    }
+    NodeProc::spawn(
+        cmd.env("WSRELAY_CLUSTER_REPLICAS", "3")
             .env("WSRELAY_CLUSTER_SECRET_FILE", secret)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start wsrelay");
-        NodeProc { child }
-    }
-    fn signal(&self, sig: &str) {
-        Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        self.signal("CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .stderr(log),
+    )
 }
 
 fn make_app(base: &Path, node: &str, nats: &Nats, port: Option<u16>) -> PathBuf {
@@ -233,10 +210,10 @@ fn relay_to_lua_target_on_another_node_and_node_faults() {
         .enable_all()
         .build()
         .unwrap();
-    let _a = NodeProc::start(&bin, &app_a, "a", metrics_port);
+    let _a = start_node(&bin, &app_a, "a", metrics_port);
     let app_c = make_app(&base, "c", &nats, None);
-    let b = NodeProc::start(&bin, &app_b, "b", metrics_port);
-    let c = NodeProc::start(&bin, &app_c, "c", metrics_port);
+    let b = start_node(&bin, &app_b, "b", metrics_port);
+    let c = start_node(&bin, &app_c, "c", metrics_port);
     rt.block_on(async {
         // join / message / ws.send across nodes.
         let mut ws = connected_echo(&url, Duration::from_secs(30)).await;
@@ -270,7 +247,7 @@ fn relay_to_lua_target_on_another_node_and_node_faults() {
         // release the new incarnation's names then).
         drop(c);
         let restarted = Instant::now();
-        let _c = NodeProc::start(&bin, &app_c, "c", metrics_port);
+        let _c = start_node(&bin, &app_c, "c", metrics_port);
         let mut ws_c = connected_echo(&url_c, Duration::from_secs(30)).await;
         eprintln!(
             "restarted target node: echo after {:?}",

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,8 +27,8 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::nats::{free_port, nats, Nats};
-use crate::support::relay_gateway_entries;
 use crate::support::routes::RouteCut;
+use crate::support::{relay_gateway_entries, NodeProc};
 
 /// The target: echoes, and writes the ledger (`LEDGER`, `ev=join|leave|exit`, the
 /// connection's `id` from its metadata, `why`). It monitors each client from its join and
@@ -161,21 +161,17 @@ fn server_of(node: &str) -> usize {
     }
 }
 
-/// A `wsrelay run` node; its JSON log is `DIR/../NODE.log`.
-struct NodeProc {
-    child: Child,
-}
-
-impl NodeProc {
-    fn start(base: &Path, node: &str, nats: &Nats, gateway: Option<u16>) -> NodeProc {
-        let dir = base.join(node);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(nats.dir.join("creds").join(node), dir.join("nats.creds")).unwrap();
-        std::fs::write(dir.join("app.yaml"), app_yaml(node, nats, gateway)).unwrap();
-        std::fs::write(dir.join("target.lua"), TARGET_LUA).unwrap();
-        std::fs::write(dir.join("connect.lua"), CONNECT_LUA).unwrap();
-        let log = std::fs::File::create(log_of(base, node)).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_wsrelay"))
+/// Starts a `wsrelay run` node; its JSON log is `DIR/../NODE.log`.
+fn start_node(base: &Path, node: &str, nats: &Nats, gateway: Option<u16>) -> NodeProc {
+    let dir = base.join(node);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(nats.dir.join("creds").join(node), dir.join("nats.creds")).unwrap();
+    std::fs::write(dir.join("app.yaml"), app_yaml(node, nats, gateway)).unwrap();
+    std::fs::write(dir.join("target.lua"), TARGET_LUA).unwrap();
+    std::fs::write(dir.join("connect.lua"), CONNECT_LUA).unwrap();
+    let log = std::fs::File::create(log_of(base, node)).unwrap();
+    NodeProc::spawn(
+        Command::new(env!("CARGO_BIN_EXE_wsrelay"))
             .arg("--json")
             .arg("run")
             .arg(&dir)
@@ -186,27 +182,8 @@ impl NodeProc {
                 "warn,wsrelay_lua::logger=info,wsrelay_cluster=info",
             )
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start wsrelay");
-        NodeProc { child }
-    }
-
-    fn signal(&self, sig: &str) {
-        Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        self.signal("CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .stderr(log),
+    )
 }
 
 fn log_of(base: &Path, node: &str) -> PathBuf {
@@ -457,9 +434,9 @@ fn relay_connections_survive_the_chaos_soak_with_one_join_and_one_end_each() {
     // Written once, before any node reads it.
     std::fs::write(base.join("cluster.secret"), SECRET).unwrap();
     let port = free_port();
-    let _a = NodeProc::start(&base, "a", &nats, Some(port));
-    let b = NodeProc::start(&base, "b", &nats, None);
-    let c = NodeProc::start(&base, "c", &nats, None);
+    let _a = start_node(&base, "a", &nats, Some(port));
+    let b = start_node(&base, "b", &nats, None);
+    let c = start_node(&base, "c", &nats, None);
     let cut = RouteCut::new();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -57,6 +57,38 @@ pub fn relay_gateway_entries(port: u16) -> String {
     )
 }
 
+/// A `wsrelay run` node a cluster test started: killed when dropped (resumed first, in case the
+/// test stopped it with `SIGSTOP`).
+pub struct NodeProc {
+    child: Child,
+}
+
+impl NodeProc {
+    /// Spawns `cmd` (a `wsrelay` command line with its environment).
+    pub fn spawn(cmd: &mut Command) -> NodeProc {
+        NodeProc {
+            child: cmd.spawn().expect("start wsrelay"),
+        }
+    }
+
+    /// Sends the signal `sig` (`STOP`, `CONT`, `KILL` ...) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The `wsrelay` binary under test.
 pub fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsrelay"));
