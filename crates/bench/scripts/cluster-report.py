@@ -68,6 +68,17 @@ def echo_section(rows):
         f"local {med([r['p50_us'] for r in rows if r['side'] == 'local'])} µs.",
         "",
     ]
+    # CPU time per echo (a round trip), per process: where the time goes, independent of how
+    # busy the shared core was.
+    for side in ("remote", "local"):
+        sel = [r for r in rows if r["side"] == side and r["messages"]]
+        parts = []
+        for proc in ("a", "b", "nats"):
+            v = med([r.get(f"cpu_{proc}", 0) / r["messages"] * 1e6 for r in sel])
+            parts.append(f"{proc} {v:.1f}")
+        total = med([sum(r.get(f"cpu_{p}", 0) for p in ("a", "b", "nats")) / r["messages"] * 1e6 for r in sel])
+        out.append(f"CPU µs per echo, {side} (median): " + ", ".join(parts) + f"; all {total:.1f}.")
+    out.append("")
     return out
 
 
