@@ -182,13 +182,8 @@ echo_run() { # echo_run ROUND SIDE(remote|local)
   before=$(cpu_snapshot "${NODE_PID[a]}" "${NODE_PID[b]}" "$NATS_PID")
   load=$(loadavg)
   log "echo round $r: $side (client on a, target on $node), load $load"
-  # One retry: a load generator that could not open a connection measured nothing (seen
-  # once in a trial run, not reproduced; its error stays in logs/gen-echo.log).
   if gen echo --url "ws://127.0.0.1:${PORT[a]}/?t=$node" --connections "$CONNECTIONS" \
-      --payload "$PAYLOAD" --duration "$DURATION" --json >"$WORK/result" 2>>"$OUT/logs/gen-echo.log" ||
-    { log "echo $side round $r failed, once more"; sleep 1
-      gen echo --url "ws://127.0.0.1:${PORT[a]}/?t=$node" --connections "$CONNECTIONS" \
-        --payload "$PAYLOAD" --duration "$DURATION" --json >"$WORK/result" 2>>"$OUT/logs/gen-echo.log"; }; then
+      --payload "$PAYLOAD" --duration "$DURATION" --json >"$WORK/result" 2>>"$OUT/logs/gen-echo.log"; then
     tag "$WORK/result" "\"round\":$r,\"side\":\"$side\",\"load\":\"$load\",$(cpu_json "$procs" "$before")" >> "$OUT/echo.jsonl"
   else log "echo $side round $r failed"; fi
 }
