@@ -184,7 +184,7 @@ echo_run() { # echo_run ROUND SIDE(remote|local)
   log "echo round $r: $side (client on a, target on $node), load $load"
   if gen echo --url "ws://127.0.0.1:${PORT[a]}/?t=$node" --connections "$CONNECTIONS" \
       --payload "$PAYLOAD" --duration "$DURATION" --json >"$WORK/result" 2>>"$OUT/logs/gen-echo.log"; then
-    tag "$WORK/result" "\"round\":$r,\"side\":\"$side\",\"load\":\"$load\",$(cpu_json "$procs" "$before")" >> "$OUT/echo.jsonl"
+    tag "$WORK/result" "\"round\":$r,\"side\":\"$side\",\"load\":\"$load\",\"load_end\":\"$(loadavg)\",$(cpu_json "$procs" "$before")" >> "$OUT/echo.jsonl"
   else log "echo $side round $r failed"; fi
 }
 
@@ -230,7 +230,7 @@ broadcast_run() { # broadcast_run ROUND SETUP(two-nodes|one-node): fresh nodes e
   if gen broadcast --url "$urls" --clients "$BROADCAST_CLIENTS" --sources "$SOURCES" \
       --messages "$BROADCAST_MESSAGES" --interval "$BROADCAST_INTERVAL" --json \
       >"$WORK/result" 2>>"$OUT/logs/gen-broadcast.log"; then
-    tag "$WORK/result" "\"round\":$r,\"setup\":\"$setup\",\"load\":\"$load\",$(cpu_json "$procs" "$before")" >> "$OUT/broadcast.jsonl"
+    tag "$WORK/result" "\"round\":$r,\"setup\":\"$setup\",\"load\":\"$load\",\"load_end\":\"$(loadavg)\",$(cpu_json "$procs" "$before")" >> "$OUT/broadcast.jsonl"
   else log "broadcast $setup round $r failed"; fi
   stop_nodes "broadcast-$setup-$r"
 }
@@ -246,6 +246,7 @@ pingpong_round() { # the crates/cluster benchmark; its BENCH lines go to pingpon
   { printf 'round %s load %s\n' "$r" "$(loadavg)"
     cargo test --release -q -p wsrelay-cluster --test cluster bench::bench_cross_node_ping_pong_latency \
       -- --ignored --nocapture --test-threads 1 2>>"$OUT/logs/pingpong.log" | grep BENCH || true
+    printf 'round %s load at end %s\n' "$r" "$(loadavg)"
   } >> "$OUT/pingpong.txt"
 }
 

@@ -40,7 +40,7 @@ def echo_section(rows):
     by = {(r["round"], r["side"]): r for r in rows}
     ratios = []
     out += [
-        "| round | load | remote msgs/s | local msgs/s | ratio | remote p50 / p99 µs | local p50 / p99 µs | CPU s a / b / nats (remote) | CPU s a / b / nats (local) | errors |",
+        "| round | load, 1 min (remote / local run) | remote msgs/s | local msgs/s | ratio | remote p50 / p99 µs | local p50 / p99 µs | CPU s a / b / nats (remote) | CPU s a / b / nats (local) | errors |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n in rounds:
@@ -54,7 +54,7 @@ def echo_section(rows):
             return f"{r.get('cpu_a', 0):.1f} / {r.get('cpu_b', 0):.1f} / {r.get('cpu_nats', 0):.1f}"
 
         out.append(
-            f"| {n} | {rem['load']} | {num(rem['msgs_per_sec'])} | {num(loc['msgs_per_sec'])} | "
+            f"| {n} | {rem['load'].split()[0]} / {loc['load'].split()[0]} | {num(rem['msgs_per_sec'])} | {num(loc['msgs_per_sec'])} | "
             f"{ratio:.2f} | {rem['p50_us']} / {rem['p99_us']} | {loc['p50_us']} / {loc['p99_us']} | "
             f"{cpu(rem)} | {cpu(loc)} | {rem['errors']} / {loc['errors']} |"
         )
@@ -102,7 +102,7 @@ def broadcast_section(rows):
         b = urls[1] if len(urls) > 1 else None
         cpu = f"{r.get('cpu_a', 0):.1f} / {r['cpu_b']:.1f} / {r.get('cpu_nats', 0):.1f}" if "cpu_b" in r else f"{r.get('cpu_a', 0):.1f} / – / {r.get('cpu_nats', 0):.1f}"
         out.append(
-            f"| {r['round']} | {r['setup']} | {r['load']} | {r['delivered']:,} / {r['expected']:,} | {r['errors']} | "
+            f"| {r['round']} | {r['setup']} | {r['load']} → {r.get('load_end', '?')} | {r['delivered']:,} / {r['expected']:,} | {r['errors']} | "
             f"{quad(r)} | {quad(a)} | {quad(b)} | {r['ramp_seconds']:.1f} | {cpu} |"
         )
     out.append("")
@@ -135,7 +135,7 @@ def pingpong_section(path):
         return []
     rows, rnd, load = [], None, None
     for line in path.read_text().splitlines():
-        m = re.match(r"round (\d+) load (.*)", line)
+        m = re.match(r"round (\d+) load (?!at end)(.*)", line)
         if m:
             rnd, load = int(m.group(1)), m.group(2)
             continue
