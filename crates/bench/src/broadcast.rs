@@ -3,6 +3,10 @@
 //! `bench:SEQ:MICROS`, where MICROS is the send time on this process's clock. Each receiver
 //! looks for that text in every frame it gets (so a server may wrap it, as the chat example
 //! does in JSON) and records `now - MICROS`. A progress line goes to stderr every second.
+//!
+//! Several `--url`s (the nodes of a cluster, each serving the same app) share the receivers
+//! evenly; the sender connects to the first. One process and one clock measure them all, so
+//! the report gives the percentiles over every receiver and, per URL, over its receivers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,6 +44,25 @@ pub struct BroadcastReport {
     pub latency: Latency,
     /// Receivers whose connection failed.
     pub errors: usize,
+    /// With several `--url`s: the same figures for the receivers of each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub per_url: Vec<UrlReport>,
+}
+
+/// The receivers of one `--url`.
+#[derive(Debug, Serialize)]
+pub struct UrlReport {
+    /// The URL they connected to.
+    pub url: String,
+    /// Receivers connected there.
+    pub clients: usize,
+    /// Deliveries seen there.
+    pub delivered: u64,
+    /// Their delivery latencies.
+    #[serde(flatten)]
+    pub latency: Latency,
+    /// Those whose connection failed.
+    pub errors: usize,
 }
 
 /// Runs `broadcast` and prints the report to stdout.
@@ -48,16 +71,23 @@ pub struct BroadcastReport {
 ///
 /// When a URL is bad or a connection cannot be opened.
 pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
-    let uri: http::Uri = args.url.parse().context("--url")?;
     let sender_uri: http::Uri = match &args.sender_url {
         Some(url) => url.parse().context("--sender-url")?,
-        None => sender_url(&args.url).parse().context("--url")?,
+        None => sender_url(&args.url[0]).parse().context("--url")?,
     };
-    let dialer = Dialer::new(uri, None).await?;
     let started = Instant::now();
-    let receivers = dialer
-        .open_many(args.clients, &args.sources, CONNECT_CONCURRENCY, "receiver")
-        .await?;
+    // (URL index, connection) for every receiver; URL k gets its even share of the clients.
+    let mut receivers = Vec::with_capacity(args.clients);
+    let urls = args.url.len();
+    for (k, url) in args.url.iter().enumerate() {
+        let uri: http::Uri = url.parse().with_context(|| format!("--url {url}"))?;
+        let share = args.clients / urls + usize::from(k < args.clients % urls);
+        let opened = Dialer::new(uri, None)
+            .await?
+            .open_many(share, &args.sources, CONNECT_CONCURRENCY, "receiver")
+            .await?;
+        receivers.extend(opened.into_iter().map(|ws| (k, ws)));
+    }
     let ramp_seconds = started.elapsed().as_secs_f64();
     eprintln!("{} receivers open in {ramp_seconds:.1}s", receivers.len());
 
@@ -69,14 +99,9 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         + Duration::from_secs(2);
     let tasks: Vec<_> = receivers
         .into_iter()
-        .map(|ws| {
-            tokio::spawn(receive(
-                ws,
-                clock,
-                args.messages,
-                delivered.clone(),
-                give_up,
-            ))
+        .map(|(k, ws)| {
+            let receive = receive(ws, clock, args.messages, delivered.clone(), give_up);
+            tokio::spawn(async move { (k, receive.await) })
         })
         .collect();
 
@@ -103,10 +128,15 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     let mut per_message: Vec<Histogram<u64>> =
         (0..args.messages).map(|_| new_histogram()).collect();
     let mut errors = 0;
+    let mut per_url: Vec<(Histogram<u64>, usize, usize)> =
+        (0..urls).map(|_| (new_histogram(), 0, 0)).collect();
     for task in tasks {
-        let (seen, failed) = task.await?;
+        let (k, (seen, failed)) = task.await?;
+        per_url[k].1 += 1;
+        per_url[k].2 += usize::from(failed);
         for (seq, micros) in seen {
             histogram.saturating_record(micros);
+            per_url[k].0.saturating_record(micros);
             if let Some(h) = usize::try_from(seq)
                 .ok()
                 .and_then(|i| per_message.get_mut(i))
@@ -136,6 +166,21 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
         ramp_seconds,
         latency: Latency::of(&histogram),
         errors,
+        per_url: if urls > 1 {
+            args.url
+                .iter()
+                .zip(&per_url)
+                .map(|(url, (h, clients, errors))| UrlReport {
+                    url: url.clone(),
+                    clients: *clients,
+                    delivered: h.len(),
+                    latency: Latency::of(h),
+                    errors: *errors,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -154,6 +199,19 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
             report.latency.max_us,
             report.errors
         );
+        for u in &report.per_url {
+            println!(
+                "  {}: {} clients, {} delivered, p50 {} p95 {} p99 {} max {} us, {} errors",
+                u.url,
+                u.clients,
+                u.delivered,
+                u.latency.p50_us,
+                u.latency.p95_us,
+                u.latency.p99_us,
+                u.latency.max_us,
+                u.errors
+            );
+        }
     }
     Ok(())
 }

@@ -92,10 +92,11 @@ pub struct IdleArgs {
 /// Options of `broadcast`.
 #[derive(Debug, Args)]
 pub struct BroadcastArgs {
-    /// URL the receivers connect to, e.g. ws://127.0.0.1:9004/
-    #[arg(long)]
-    pub url: String,
-    /// URL of the sender (default: `--url` with `?sender=1`). The server must send each text
+    /// URL the receivers connect to, e.g. ws://127.0.0.1:9004/; several (comma-separated,
+    /// e.g. two cluster nodes) share the receivers evenly and get a line each in the report.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub url: Vec<String>,
+    /// URL of the sender (default: the first `--url` with `?sender=1`). The server must send each text
     /// frame of the sender to every client; the frame may be wrapped (e.g. in JSON) as long
     /// as the text `bench:SEQ:MICROS` survives.
     #[arg(long)]
