@@ -12,7 +12,8 @@
 #
 # Usage: scripts/bench-profile.sh [ws-echo|relay-rust|relay-lua|broadcast]...
 #        (default: the three echo servers)
-# Knobs: DURATION=10s CONNECTIONS=10 BIN=target/release OUT=target/bench-profile
+# Knobs: DURATION=10s CONNECTIONS=10 BIN=target/release OUT=target/bench-profile PORT=19301 (first
+#        of the ports the servers listen on, one more per server)
 #        BROADCAST_CLIENTS=2000 BROADCAST_BASE=5 BROADCAST_MESSAGES=20 BROADCAST_INTERVAL=500ms
 # Output: OUT/NAME.callgrind (open with callgrind_annotate) and one line per server.
 set -euo pipefail
@@ -86,7 +87,7 @@ profile_broadcast() { # profile_broadcast PORT: Ir per delivered frame of exampl
     "dump of the longer run: $OUT/broadcast-$((BROADCAST_BASE + BROADCAST_MESSAGES)).callgrind.1)"
 }
 servers=("$@"); [ ${#servers[@]} -gt 0 ] || servers=(ws-echo relay-rust relay-lua)
-port=19301
+port=${PORT:-19301}
 for s in "${servers[@]}"; do
   port=$((port + 1))
   if [ "$s" = broadcast ]; then profile_broadcast "$port"; continue; fi
