@@ -37,6 +37,12 @@ struct Args {
     compression_threshold: Option<usize>,
 }
 
+/// The allocator `wsrelay` ships with (its `main.rs` says why), so that this server measures
+/// the relay as the product runs it; the bare servers it is compared with keep the system
+/// allocator, as their authors ship them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const HOST: &str = "bench:processes";
 const SERVER: &str = "bench:gateway";
 
