@@ -1,6 +1,6 @@
 //! The `wsrelay` command line: parses arguments and calls into `wsrelay-app`.
 //!
-//! Exit status (SPEC §12): 0 success, 1 runtime failure, 2 configuration error.
+//! Exit status (docs/spec.md §12): 0 success, 1 runtime failure, 2 configuration error.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -96,7 +96,7 @@ async fn two_clients_in_a_room_chat_and_a_third_room_stays_quiet() {
     let quiet = tokio::time::timeout(Duration::from_millis(300), carol.next()).await;
     assert!(quiet.is_err(), "carol got {quiet:?}");
 
-    // Shutdown closes the remaining connections with 1001 (SPEC §8).
+    // Shutdown closes the remaining connections with 1001 (docs/spec.md §8).
     // Keep reading while it stops, so the close handshake can complete.
     let stopped = tokio::task::spawn_blocking(move || server.terminate());
     let close = loop {

@@ -1,5 +1,5 @@
 //! The command line: `check` on good and bad apps, `run` and its signals,
-//! exit statuses (SPEC §12).
+//! exit statuses (docs/spec.md §12).
 
 use crate::support;
 

@@ -1,6 +1,6 @@
 //! Security promises through a real app (`App::start`, Lua handlers, real
 //! sockets): cross-site WebSocket hijacking is refused before the handler runs, origin
-//! patterns behave as SPEC §5 says, handshake abuse gets the right status and never stops the
+//! patterns behave as docs/spec.md §5 says, handshake abuse gets the right status and never stops the
 //! server, and the admission limits answer `503`/`429` with `Retry-After`.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The YAML app loader (SPEC §11) on arbitrary YAML text and `file://` files: never panics,
+//! The YAML app loader (docs/spec.md §11) on arbitrary YAML text and `file://` files: never panics,
 //! and a failed load reports at least one error.
 //!
 //! Input: `app.yaml` text, then optionally `\0name\0content` pairs for files next to it (so

@@ -1,4 +1,4 @@
-//! Origin patterns (SPEC §5): never panic, `*` allows everything, no `Origin` is always
+//! Origin patterns (docs/spec.md §5): never panic, `*` allows everything, no `Origin` is always
 //! allowed, a pattern equal to a well-formed origin allows that origin, a wildcard never
 //! reaches past the host (or port) it stands in, and same-origin on a loopback listener
 //! trusts loopback host names only (DNS rebinding).

@@ -1,4 +1,4 @@
-//! PID text (SPEC §2): parsing never panics, what parses prints back to the same text, and
+//! PID text (docs/spec.md §2): parsing never panics, what parses prints back to the same text, and
 //! every PID built from valid names parses back to itself.
 //!
 //! The input is tried as PID text, and also read as (node, host, id) parts.

@@ -1,4 +1,4 @@
-//! `X-WS-Relay` header parsing (SPEC §4): never panics, and what it accepts is valid.
+//! `X-WS-Relay` header parsing (docs/spec.md §4): never panics, and what it accepts is valid.
 
 #![no_main]
 

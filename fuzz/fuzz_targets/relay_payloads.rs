@@ -1,4 +1,4 @@
-//! `ws.control`, `ws.send`, `ws.close` and pass-through payloads (SPEC §7) built from
+//! `ws.control`, `ws.send`, `ws.close` and pass-through payloads (docs/spec.md §7) built from
 //! arbitrary process values: never panic, and every frame or close they produce is valid.
 //!
 //! Input: a JSON payload (the seeds), or bytes the value generator turns into any value.

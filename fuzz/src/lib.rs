@@ -14,7 +14,7 @@ use wsrelay_relay::Outgoing;
 /// How deep a generated value nests.
 pub const MAX_DEPTH: usize = 6;
 
-/// Keys the relay's payload readers look at (SPEC §4, §7).
+/// Keys the relay's payload readers look at (docs/spec.md §4, §7).
 const KEYS: &[&str] = &[
     "target_pid",
     "message_topic",

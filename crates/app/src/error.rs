@@ -135,7 +135,7 @@ fn fmt_var(var: Option<&str>) -> String {
 }
 
 impl AppError {
-    /// Whether the error is a configuration problem (SPEC §12: exit status 2)
+    /// Whether the error is a configuration problem (docs/spec.md §12: exit status 2)
     /// rather than a runtime failure (exit status 1).
     #[must_use]
     pub fn is_config(&self) -> bool {

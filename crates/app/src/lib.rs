@@ -17,7 +17,7 @@
 //!    [`ops`]) when a `wsrelay.ops` entry or
 //!    [`AppOptions::ops_listen`] asks for one.
 //!
-//! [`RunningApp::shutdown`] follows SPEC §8: stop accepting, terminate every
+//! [`RunningApp::shutdown`] follows docs/spec.md §8: stop accepting, terminate every
 //! connection with the error `shutdown` (the relay sends close `1001` and
 //! `ws.leave` with reason `shutdown` to targets), wait for them within the
 //! drain timeout, then stop every other process. The operations listener
@@ -591,7 +591,7 @@ impl RunningApp {
         self.ops.as_ref().and_then(ops::Ops::addr)
     }
 
-    /// Shuts down gracefully (SPEC §8): stops accepting and supervising,
+    /// Shuts down gracefully (docs/spec.md §8): stops accepting and supervising,
     /// terminates every WebSocket connection with the error `shutdown` (each
     /// client gets close `1001`, each target `ws.leave` with reason
     /// `shutdown`), waits up to `drain_timeout` for connections and

@@ -6,7 +6,7 @@
 //! `µs`) and `ns`. Terms add up, so `1m30s` is ninety seconds. Outer
 //! whitespace is ignored; a bare number (`30`) is rejected because its unit
 //! would be a guess. The same text is used by the config (`lifecycle.restart`)
-//! and by the relay's `heartbeat_interval` (SPEC §4), so both share this parser.
+//! and by the relay's `heartbeat_interval` (docs/spec.md §4), so both share this parser.
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //!
 //! The loader never stops at the first problem: it collects every
 //! [`ConfigError`] into [`ConfigErrors`], which displays one per line, so a
-//! user fixes an app in one round trip (SPEC §11: "nothing starts").
+//! user fixes an app in one round trip (docs/spec.md §11: "nothing starts").
 
 use std::fmt;
 use std::path::PathBuf;

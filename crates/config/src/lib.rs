@@ -2,7 +2,7 @@
 //! [`AppConfig`]. It is the only crate that reads YAML.
 //!
 //! An app is a directory of `*.yaml`/`*.yml` files in the Wippy registry
-//! format (SPEC §11): each file has a `namespace` and a list of `entries`;
+//! format (docs/spec.md §11): each file has a `namespace` and a list of `entries`;
 //! each entry has a `name`, a `kind`, an optional `meta` map and the fields of
 //! its kind. Entry ids are `namespace:name` ([`EntryId`]); a reference without
 //! `:` is relative to the namespace of the entry it appears in.

@@ -34,7 +34,7 @@ pub const KNOWN_KINDS: &[&str] = &[
     kind::ENV_VARIABLE,
 ];
 
-/// The Lua modules the runtime provides (SPEC §1), valid in `modules`.
+/// The Lua modules the runtime provides (docs/spec.md §1), valid in `modules`.
 pub const KNOWN_LUA_MODULES: &[&str] = &[
     "http",
     "json",

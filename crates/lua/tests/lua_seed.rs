@@ -1,5 +1,5 @@
 //! The seed document's snippets (websocket-relay.pt.txt), run unchanged as Lua entries
-//! against Rust processes standing in for WebSocket connections (SPEC §6, §7).
+//! against Rust processes standing in for WebSocket connections (docs/spec.md §6, §7).
 
 use crate::support::*;
 use bytes::Bytes;
@@ -371,7 +371,7 @@ return { handler = handler }
         control.payload().get("target_pid"),
         Some(&s(other.pid().as_str()))
     );
-    // The connection ends: the monitor sees its EXIT with the reason as value (SPEC §8).
+    // The connection ends: the monitor sees its EXIT with the reason as value (docs/spec.md §8).
     conn_guard.exit(Value::from("client_closed"));
     let exit = exit_of(&driver, &pid).await;
     assert_eq!(

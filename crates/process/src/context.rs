@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// The handle a process acts through: its PID, its inbox and events, and every operation of
-/// SPEC §2 with the process as the actor.
+/// docs/spec.md §2 with the process as the actor.
 ///
 /// Receiving is meant for one task (the process's own); the handle can be cloned to send from
 /// helper tasks. Operations after the process has exited fail or do nothing.

@@ -68,7 +68,7 @@ impl Message {
 
 /// How a process ended: a value, and an error when it ended abnormally.
 ///
-/// Links propagate only exits with an error (SPEC §2).
+/// Links propagate only exits with an error (docs/spec.md §2).
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ExitResult {
     /// The value the process returned (or the reason a connection ended).
@@ -134,7 +134,7 @@ impl<T: Into<Value>, E: fmt::Display> From<Result<T, E>> for ExitResult {
     }
 }
 
-/// Error texts the runtime itself uses in exit results (SPEC §2).
+/// Error texts the runtime itself uses in exit results (docs/spec.md §2).
 pub mod reason {
     /// The monitored process did not exist (already dead or never existed).
     pub const NOPROC: &str = "noproc";

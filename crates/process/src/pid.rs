@@ -1,6 +1,6 @@
 //! Process identifiers.
 //!
-//! A [`Pid`] names one process of one node run. Its text form is the one of SPEC §2:
+//! A [`Pid`] names one process of one node run. Its text form is the one of docs/spec.md §2:
 //! `{host|0x0000a}` on the default node `local`, `{node@host|0x0000a}` elsewhere. The text is
 //! computed once, so handing a PID to Lua (where PIDs are plain strings) costs no formatting.
 

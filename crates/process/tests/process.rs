@@ -1,4 +1,4 @@
-//! The process runtime through its public API: one test per operation of SPEC §2.
+//! The process runtime through its public API: one test per operation of docs/spec.md §2.
 
 use std::sync::Arc;
 use std::time::Duration;

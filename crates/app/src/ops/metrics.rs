@@ -122,7 +122,7 @@ impl Collector for Snapshot {
         counters(
             &mut enc,
             "wsrelay_closes",
-            "WebSocket connections ended, by reason (SPEC section 6 words)",
+            "WebSocket connections ended, by reason (docs/spec.md section 6 words)",
             "reason",
             &closes,
         )?;
