@@ -17,6 +17,8 @@
 #   SKIP_BUILD=1          use the binaries already in target/release
 #   OUT=target/bench-results   raw results (emptied first); DOCS=docs where the report goes
 #   BIN=target/release    where the binaries are
+#   SERVER_CPU=0 CLIENT_CPU=1   the cores (taskset lists) of the servers and the generators;
+#                         SERVER_CPU=0,1 CLIENT_CPU=0,1 lets both use the whole machine
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -37,8 +39,8 @@ OUT=${OUT:-$ROOT/target/bench-results}
 DOCS=${DOCS:-$ROOT/docs}
 SOURCES=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8
 NODE_DIR=$ROOT/crates/bench/node
-SERVER_CPU=0
-CLIENT_CPU=1
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -98,7 +100,7 @@ trap cleanup EXIT
   echo "wrk: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
   echo "open files (hard): $(ulimit -Hn)"
   echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "knobs: RUNS=$RUNS DURATION=$DURATION CONNECTIONS=$CONNECTIONS PAYLOAD=$PAYLOAD IDLE=$IDLE BROADCAST_CLIENTS=$BROADCAST_CLIENTS BROADCAST_MESSAGES=$BROADCAST_MESSAGES CYCLES=$CYCLES WARMUP=$WARMUP WRK_DURATION=$WRK_DURATION"
+  echo "knobs: RUNS=$RUNS DURATION=$DURATION CONNECTIONS=$CONNECTIONS PAYLOAD=$PAYLOAD IDLE=$IDLE BROADCAST_CLIENTS=$BROADCAST_CLIENTS BROADCAST_MESSAGES=$BROADCAST_MESSAGES CYCLES=$CYCLES WARMUP=$WARMUP WRK_DURATION=$WRK_DURATION SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
 } > "$OUT/machine.txt"
 
 # ===== servers =====
