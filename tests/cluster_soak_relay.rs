@@ -5,18 +5,21 @@
 //! stay connected throughout, while faults follow one another: a NATS server SIGKILLed and
 //! restarted, a NATS server hung (SIGSTOP), a server's routes cut (with root and iptables),
 //! target node C hung, target node B hung. Each target writes a ledger line for every
-//! `ws.join`, `ws.leave` and EXIT of a client it monitors (JSON logs).
+//! `ws.join`, `ws.leave` and EXIT of a client it monitors (JSON logs, one file per run of a
+//! node). Then target node B is SIGKILLed and restarted, and so is the gateway A.
 //!
 //! After the last fault has healed and every client has closed: every connection a target
 //! saw has exactly one `ws.join` and exactly one end, its `ws.leave` or, where the
-//! connection's node was cut off, the EXIT `noconnection` that replaces it (docs/cluster.md,
-//! "Relay across nodes"); none is doubled; every connection that echoed was joined; and new
-//! connections echo through both targets (no session, no name stays wedged).
+//! connection's node was cut off or killed, the EXIT `noconnection` that replaces it
+//! (docs/cluster.md, "Relay across nodes"); none is doubled; every connection that echoed was
+//! joined; and new connections echo through both targets (no session, no name stays wedged).
+//! The one exception: a connection joined on a target run that was killed has no end in that
+//! run's ledger (the run that would write it is gone); its client must have ended all the same.
 //!
 //! The short form (the default) is part of `cargo test`; `WSR_SOAK=long` runs the long form.
 //! Figures are printed (`--nocapture`), never asserted: they go to docs/cluster.md.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -161,15 +164,15 @@ fn server_of(node: &str) -> usize {
     }
 }
 
-/// Starts a `wsrelay run` node; its JSON log is `DIR/../NODE.log`.
-fn start_node(base: &Path, node: &str, nats: &Nats, gateway: Option<u16>) -> NodeProc {
+/// Starts run `run` of the `wsrelay run` node `node`; its JSON log is [`log_of`].
+fn start_node(base: &Path, node: &str, run: usize, nats: &Nats, gateway: Option<u16>) -> NodeProc {
     let dir = base.join(node);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(nats.dir.join("creds").join(node), dir.join("nats.creds")).unwrap();
     std::fs::write(dir.join("app.yaml"), app_yaml(node, nats, gateway)).unwrap();
     std::fs::write(dir.join("target.lua"), TARGET_LUA).unwrap();
     std::fs::write(dir.join("connect.lua"), CONNECT_LUA).unwrap();
-    let log = std::fs::File::create(log_of(base, node)).unwrap();
+    let log = std::fs::File::create(log_of(base, node, run)).unwrap();
     NodeProc::spawn(
         Command::new(env!("CARGO_BIN_EXE_wsrelay"))
             .arg("--json")
@@ -186,8 +189,56 @@ fn start_node(base: &Path, node: &str, nats: &Nats, gateway: Option<u16>) -> Nod
     )
 }
 
-fn log_of(base: &Path, node: &str) -> PathBuf {
-    base.join(format!("{node}.log"))
+/// The log of one run of a node: a killed run's ledger stays readable beside the next run's.
+fn log_of(base: &Path, node: &str, run: usize) -> PathBuf {
+    base.join(format!("{node}.{run}.log"))
+}
+
+/// The soak's three nodes, each restartable: which run each is at, and the logs of the runs
+/// that were killed.
+struct Nodes<'a> {
+    base: &'a Path,
+    nats: &'a Nats,
+    /// The gateway's listening port (the same for every run of A).
+    port: u16,
+    running: HashMap<&'static str, (usize, NodeProc)>,
+    killed: HashSet<PathBuf>,
+}
+
+impl<'a> Nodes<'a> {
+    fn start(base: &'a Path, nats: &'a Nats, port: u16) -> Nodes<'a> {
+        let mut nodes = Nodes {
+            base,
+            nats,
+            port,
+            running: HashMap::new(),
+            killed: HashSet::new(),
+        };
+        for node in ["a", "b", "c"] {
+            nodes.start_run(node, 1);
+        }
+        nodes
+    }
+
+    fn start_run(&mut self, node: &'static str, run: usize) {
+        let gateway = (node == "a").then_some(self.port);
+        let proc = start_node(self.base, node, run, self.nats, gateway);
+        self.running.insert(node, (run, proc));
+    }
+
+    fn signal(&self, node: &str, sig: &str) {
+        self.running[node].1.signal(sig);
+    }
+
+    /// SIGKILL of `node`; its next run starts after `down`.
+    async fn kill_and_restart(&mut self, node: &'static str, down: Duration) {
+        let (run, proc) = self.running.remove(node).expect("the node runs");
+        proc.signal("KILL");
+        drop(proc); // waits for it
+        self.killed.insert(log_of(self.base, node, run));
+        tokio::time::sleep(down).await;
+        self.start_run(node, run + 1);
+    }
 }
 
 type Ws =
@@ -375,13 +426,26 @@ struct Entry {
     lost: Vec<String>,
     /// Other EXITs of its monitor (a normal exit racing the unmonitor at the leave).
     other_exits: usize,
+    /// Joined on a target run that was killed later: its end may be missing from the ledger.
+    on_killed_run: bool,
 }
 
-/// Reads the targets' ledgers from the node logs (JSON lines, `fields` = `k=v ...`).
-fn read_ledger(base: &Path) -> HashMap<String, Entry> {
+/// Reads the targets' ledgers from the logs of every run of B and C (JSON lines, `fields` =
+/// `k=v ...`); `killed` are the logs of the runs that were killed.
+fn read_ledger(base: &Path, killed: &HashSet<PathBuf>) -> HashMap<String, Entry> {
     let mut ledger: HashMap<String, Entry> = HashMap::new();
-    for node in ["b", "c"] {
-        let text = std::fs::read_to_string(log_of(base, node)).unwrap_or_default();
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(base)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            (name.starts_with("b.") || name.starts_with("c.")) && name.ends_with(".log")
+        })
+        .collect();
+    logs.sort();
+    for log in logs {
+        let on_killed_run = killed.contains(&log);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
         for line in text.lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
@@ -399,7 +463,10 @@ fn read_ledger(base: &Path) -> HashMap<String, Entry> {
             let why = fields.get("why").copied().unwrap_or("").to_owned();
             let e = ledger.entry(id).or_default();
             match fields.get("ev").copied() {
-                Some("join") => e.joins += 1,
+                Some("join") => {
+                    e.joins += 1;
+                    e.on_killed_run |= on_killed_run;
+                }
                 Some("leave") => e.leaves.push(why),
                 Some("exit") if why == "noconnection" || why == "noproc" => e.lost.push(why),
                 Some("exit") => e.other_exits += 1,
@@ -410,9 +477,10 @@ fn read_ledger(base: &Path) -> HashMap<String, Entry> {
     ledger
 }
 
-/// A connection whose join was seen has its end: a leave or an EXIT standing in for it.
+/// A connection whose join was seen has its end: a leave or an EXIT standing in for it, or
+/// none where the target run that would have written it was killed.
 fn ended(e: &Entry) -> bool {
-    e.joins == 0 || !e.leaves.is_empty() || !e.lost.is_empty()
+    e.joins == 0 || !e.leaves.is_empty() || !e.lost.is_empty() || e.on_killed_run
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -421,6 +489,7 @@ enum Fault {
     ServerStop(u32),
     RouteCut(u32),
     NodeStop(&'static str),
+    NodeKill(&'static str),
 }
 
 #[test]
@@ -434,9 +503,7 @@ fn relay_connections_survive_the_chaos_soak_with_one_join_and_one_end_each() {
     // Written once, before any node reads it.
     std::fs::write(base.join("cluster.secret"), SECRET).unwrap();
     let port = free_port();
-    let _a = start_node(&base, "a", &nats, Some(port));
-    let b = start_node(&base, "b", &nats, None);
-    let c = start_node(&base, "c", &nats, None);
+    let mut nodes = Nodes::start(&base, &nats, port);
     let cut = RouteCut::new();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -469,6 +536,8 @@ fn relay_connections_survive_the_chaos_soak_with_one_join_and_one_end_each() {
                 Fault::RouteCut(1),
                 Fault::NodeStop("c"),
                 Fault::NodeStop("b"),
+                Fault::NodeKill("b"),
+                Fault::NodeKill("a"),
             ]);
         }
         let mut heal_times: Vec<(Fault, Duration)> = Vec::new();
@@ -492,10 +561,12 @@ fn relay_connections_survive_the_chaos_soak_with_one_join_and_one_end_each() {
                     cut.heal();
                 }
                 Fault::NodeStop(node) => {
-                    let p = if node == "b" { &b } else { &c };
-                    p.signal("STOP");
+                    nodes.signal(node, "STOP");
                     tokio::time::sleep(Duration::from_secs(4)).await;
-                    p.signal("CONT");
+                    nodes.signal(node, "CONT");
+                }
+                Fault::NodeKill(node) => {
+                    nodes.kill_and_restart(node, Duration::from_secs(1)).await;
                 }
             }
             let took = healed(port, &next, &clients, Duration::from_secs(60)).await;
@@ -515,14 +586,15 @@ fn relay_connections_survive_the_chaos_soak_with_one_join_and_one_end_each() {
         // The ledger settles: every joined connection gets its end (a hang bound only).
         let clients = clients.lock().unwrap().clone();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut ledger = read_ledger(&base);
+        let mut ledger = read_ledger(&base, &nodes.killed);
         while Instant::now() < deadline && !ledger.values().all(ended) {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            ledger = read_ledger(&base);
+            ledger = read_ledger(&base, &nodes.killed);
         }
         report(&clients, &ledger, started.elapsed());
         check(&clients, &ledger);
     });
+    drop(nodes);
     drop(cut);
     let _ = std::fs::remove_dir_all(&base);
 }
