@@ -66,9 +66,10 @@ impl NatsTransport {
     /// "Down" is checked again under the peer's lock, which ending the connection takes too:
     /// a relation recorded after the connection's relations were taken would never be failed.
     /// So each relation is failed exactly once, here or by the end of the connection. A peer
-    /// declared down (`down_since`) takes only relations it can hold early (module docs);
-    /// one whose `down` flag is set but not yet `down_since` is being declared down (its
-    /// relations not yet taken) or revived: both records normally.
+    /// declared down (`down_since`) takes only relations it can hold early (module docs). A
+    /// peer whose `down` flag is set while `down_since` is not is either being declared down
+    /// (its relations not yet taken: this one will be failed with them) or being revived:
+    /// recording normally is right for both.
     fn add_relation(&self, rel: Relation, env: Envelope) -> bool {
         let Ok(peer) = self.usable_peer(rel.remote()) else {
             return false;
