@@ -243,9 +243,9 @@ async fn exit_and_link_down(me: &Context, from: &Pid) -> (ExitResult, ExitResult
 /// Issue #19: a monitor and a link towards a PID of `b`'s new run, made while `a` still
 /// counts `b`'s old run down (before it heard the new run), are held, not failed with
 /// `noconnection`, and get the real exit; sends to that PID go through. A PID of the old run
-/// still fails at once.
-#[test]
-fn early_monitor_and_link_towards_a_node_restarted_after_it_was_declared_down_get_the_real_exit() {
+/// still fails at once. With `b_speaks_first`, the new run is heard (a message of its own)
+/// while they are held, and they must stay in place until the target exits.
+fn early_relations_case(b_speaks_first: bool) {
     let Some(_nats) = nats() else { return };
     rt().block_on(async {
         // A long silence limit: the relations below wait for b's new run this long at most.
@@ -282,6 +282,18 @@ fn early_monitor_and_link_towards_a_node_restarted_after_it_was_declared_down_ge
             a.peers().contains(&(b_name.clone(), false)),
             "a has not heard b's new run yet: the relations were made and held before it"
         );
+        if b_speaks_first {
+            let b_probe = probe(b2.node());
+            b_probe.send(me.pid(), "hi", Value::Null).unwrap();
+            let msg = tokio::time::timeout(EVENT_WAIT, me.recv())
+                .await
+                .expect("b2 is heard");
+            assert_eq!(msg.topic(), "hi");
+            // Both sides' next frames (heartbeats, answers) cross.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let early = me.try_next_event();
+            assert!(early.is_none(), "kept once b2 was heard: {early:?}");
+        }
         me.send(&target, "go", Value::Null)
             .expect("a send to the new run's PID is queued");
         let (exit, down) = exit_and_link_down(&me, &target).await;
@@ -300,6 +312,16 @@ fn early_monitor_and_link_towards_a_node_restarted_after_it_was_declared_down_ge
         a.shutdown();
         b2.shutdown();
     });
+}
+
+#[test]
+fn early_monitor_and_link_towards_a_node_restarted_after_it_was_declared_down_get_the_real_exit() {
+    early_relations_case(false);
+}
+
+#[test]
+fn early_monitor_and_link_stay_when_the_new_run_is_heard_before_the_target_exits() {
+    early_relations_case(true);
 }
 
 /// If the new run is not heard from within the detection time (`dead_after`), the relations
