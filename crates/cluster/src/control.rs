@@ -125,13 +125,15 @@ fn beat_all(sh: &Shared, probe: bool) {
     }
 }
 
-/// Declares silent peers down and forgets peers down for `forget_after`.
+/// Declares silent peers down, fails what is held early towards a down peer's run not heard
+/// from in time, and forgets peers down for `forget_after`.
 fn check_liveness(sh: &Arc<Shared>) {
     let now = Instant::now();
     for peer in sh.peers.all() {
         let st = peer.state.lock();
         if let Some(since) = st.down_since {
             drop(st);
+            sh.expire_early(&peer, now);
             if now.duration_since(since) >= sh.opts.forget_after && sh.peers.forget(&peer) {
                 tracing::info!(peer = %peer.name, "cluster peer forgotten (down too long)");
             }

@@ -142,7 +142,10 @@ fn heard(sh: &Shared, peer: &Peer) -> bool {
         }
         st.last_heard = Instant::now();
         st.suspect_since = None;
-        st.down_since = None;
+        if st.down_since.take().is_some() {
+            // Up again: what was held early is an ordinary relation of the live connection.
+            st.early = std::collections::HashMap::new();
+        }
         !std::mem::replace(&mut st.heard_ever, true)
     };
     let revived = peer.down.swap(false, std::sync::atomic::Ordering::AcqRel);

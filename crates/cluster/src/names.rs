@@ -33,6 +33,8 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use wsrelay_process::{NameError, Pid};
 
+use crate::peer::incarnation_of;
+
 /// Names with this prefix are registered cluster-wide (`process.registry.register("global:lobby")`).
 pub const CLUSTER_NAME_PREFIX: &str = "global:";
 
@@ -61,11 +63,6 @@ const CHECK_FOR: Duration = Duration::from_secs(10);
 /// Most names checked or registered again in one round (store requests stay bounded).
 const REASSERT_MAX: usize = 1024;
 
-/// The incarnation a PID belongs to (the upper half of its id).
-fn incarnation(pid: &Pid) -> u32 {
-    (pid.id() >> 32) as u32
-}
-
 /// This node's copy of the bucket, and the incarnations whose names it released.
 #[derive(Debug, Default)]
 struct Mirror {
@@ -89,7 +86,7 @@ impl Mirror {
         {
             self.released.pop_front();
         }
-        let inc = incarnation(pid);
+        let inc = incarnation_of(pid);
         self.released
             .iter()
             .any(|(node, i, _)| node == pid.node() && *i == inc)
@@ -160,9 +157,9 @@ impl Mirror {
             .names
             .iter()
             .filter(|(_, (pid, _))| {
-                pid.node() == node && inc.is_none_or(|inc| incarnation(pid) == inc)
+                pid.node() == node && inc.is_none_or(|inc| incarnation_of(pid) == inc)
             })
-            .map(|(n, (pid, rev))| (n.clone(), *rev, incarnation(pid)))
+            .map(|(n, (pid, rev))| (n.clone(), *rev, incarnation_of(pid)))
             .collect();
         // Without a known incarnation only those seen in the mirror can be remembered: a
         // node never heard from is not remembered as a whole, or its next run's names would
@@ -489,7 +486,7 @@ async fn reassert_one(
         let holder = std::str::from_utf8(&e.value)
             .ok()
             .and_then(|s| s.parse::<Pid>().ok());
-        let stale = holder.is_some_and(|p| p.node() == me && incarnation(&p) != inc);
+        let stale = holder.is_some_and(|p| p.node() == me && incarnation_of(&p) != inc);
         if !stale {
             tracing::warn!(%name, "cluster name taken by another process while this node was cut off");
             let mut own = own.lock();
@@ -565,7 +562,7 @@ async fn create_or_take_stale(
             let holder = std::str::from_utf8(&entry.value)
                 .ok()
                 .and_then(|s| s.parse::<Pid>().ok());
-            let stale = holder.is_some_and(|p| p.node() == me && (p.id() >> 32) as u32 != inc);
+            let stale = holder.is_some_and(|p| p.node() == me && incarnation_of(&p) != inc);
             if !stale
                 || kv
                     .delete_expect_revision(key, Some(entry.revision))

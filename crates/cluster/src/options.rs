@@ -114,6 +114,10 @@ pub struct ClusterOptions {
     pub batch_envelopes: usize,
     /// Bytes per frame at most, unless one envelope is larger (64 KiB).
     pub batch_bytes: usize,
+    /// Monitors and links per peer held while the peer is declared down, towards PIDs of a
+    /// run of it not heard from yet (16,384); beyond it a new one fails at once with
+    /// `noconnection` (`docs/cluster.md`, "Incarnations").
+    pub early_relations_max: usize,
     /// The KV bucket of cluster names; `None` disables cluster names.
     pub names_bucket: Option<String>,
     /// Replicas of the names bucket when it is created (1; use 3 on a 3-server cluster).
@@ -151,6 +155,7 @@ impl ClusterOptions {
             window_frames: 512,
             batch_envelopes: 256,
             batch_bytes: 64 << 10,
+            early_relations_max: 16384,
             names_bucket: Some("wsr_names".to_owned()),
             names_replicas: 1,
             threads: 1,

@@ -8,10 +8,10 @@
 //! deliver: exactly once), forgets the remote watchers of its processes, starts a new outbound
 //! session and drops everything still arriving from the old one (fencing).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -85,6 +85,58 @@ pub(crate) struct PeerState {
     pub(crate) watched: HashSet<(Pid, Pid)>,
     /// (local, remote): links across the pair.
     pub(crate) links: HashSet<(Pid, Pid)>,
+    /// Relations made while the peer is declared down towards PIDs of a run of it not seen
+    /// here yet, and when: they are in `monitors` and `links` like any other, and fail with
+    /// `noconnection` if that run is not heard from within `dead_after` (module `routing`).
+    /// Empty while the peer is up; at most `early_relations_max` entries.
+    pub(crate) early: HashMap<Relation, Instant>,
+}
+
+/// A relation this node holds across the pair, as kept in [`PeerState::monitors`] and
+/// [`PeerState::links`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Relation {
+    /// A local watcher monitors a remote target.
+    Monitor { watcher: Pid, target: Pid },
+    /// A local process is linked with a remote one.
+    Link { local: Pid, remote: Pid },
+}
+
+impl Relation {
+    /// The process of the peer.
+    pub(crate) fn remote(&self) -> &Pid {
+        match self {
+            Relation::Monitor { target, .. } => target,
+            Relation::Link { remote, .. } => remote,
+        }
+    }
+
+    /// Records the relation as held.
+    pub(crate) fn record(&self, st: &mut PeerState) {
+        match self {
+            Relation::Monitor { watcher, target } => {
+                st.monitors.insert((watcher.clone(), target.clone()));
+            }
+            Relation::Link { local, remote } => {
+                st.links.insert((local.clone(), remote.clone()));
+            }
+        }
+    }
+
+    /// Takes the relation if it is held: whoever takes it answers for it (exactly once).
+    pub(crate) fn take(&self, st: &mut PeerState) -> bool {
+        match self {
+            Relation::Monitor { watcher, target } => {
+                st.monitors.remove(&(watcher.clone(), target.clone()))
+            }
+            Relation::Link { local, remote } => st.links.remove(&(local.clone(), remote.clone())),
+        }
+    }
+}
+
+/// The incarnation a PID belongs to (the high 32 bits of its number).
+pub(crate) fn incarnation_of(pid: &Pid) -> u32 {
+    (pid.id() >> 32) as u32
 }
 
 /// Relations taken from a peer when its connection ends, to fail outside the lock.
@@ -122,6 +174,7 @@ impl PeerState {
             monitors: HashSet::new(),
             watched: HashSet::new(),
             links: HashSet::new(),
+            early: HashMap::new(),
         }
     }
 
@@ -200,6 +253,7 @@ impl PeerState {
             self.fence(session);
         }
         self.inbound = Inbound::Awaiting;
+        self.early.clear();
         Severed {
             monitors: self.monitors.drain().collect(),
             watched: self.watched.drain().collect(),
@@ -227,6 +281,100 @@ impl PeerState {
     /// it on arrival if it is not its own).
     pub(crate) fn is_past(&self, inc: u32) -> bool {
         self.past_incs.contains(&inc)
+    }
+
+    /// Whether a PID of incarnation `inc` belongs to a run of the peer not seen here yet:
+    /// neither the run last heard nor an earlier one. Its PID came from that run, so the run
+    /// has started (a restart not heard of yet). False while no run was ever heard: then
+    /// there is no run to tell it from.
+    pub(crate) fn is_unseen(&self, inc: u32) -> bool {
+        self.peer_inc.is_some_and(|seen| seen != inc) && !self.is_past(inc)
+    }
+
+    /// Records `rel`, made at `now` while the peer is declared down, if its remote process
+    /// belongs to a run not seen yet, the peer is still in the table and fewer than `max`
+    /// such relations are held; false otherwise (the caller fails it with `noconnection`).
+    pub(crate) fn hold_early(&mut self, rel: Relation, now: Instant, max: usize) -> bool {
+        if self.retired
+            || !self.is_unseen(incarnation_of(rel.remote()))
+            || (self.early.len() >= max && !self.early.contains_key(&rel))
+        {
+            return false;
+        }
+        rel.record(self);
+        self.early.insert(rel, now);
+        true
+    }
+
+    /// Forgets the deadline of `rel` (undone or answered).
+    pub(crate) fn forget_early(&mut self, rel: &Relation) {
+        if !self.early.is_empty() {
+            self.early.remove(rel);
+        }
+    }
+
+    /// Takes the relations held early (see [`PeerState::early`]) for `after` or longer by
+    /// `now`: their run was not heard from in time.
+    pub(crate) fn expire_early(&mut self, now: Instant, after: Duration) -> Vec<Relation> {
+        let expired: Vec<Relation> = self
+            .early
+            .iter()
+            .filter(|(_, &made)| now.saturating_duration_since(made) >= after)
+            .map(|(rel, _)| rel.clone())
+            .collect();
+        expired
+            .into_iter()
+            .filter(|rel| {
+                self.early.remove(rel);
+                rel.take(self)
+            })
+            .collect()
+    }
+
+    /// Takes the relations towards PIDs of runs other than `inc`, the run that was just
+    /// heard from while the peer was declared down: those processes are gone.
+    pub(crate) fn sever_other_runs(&mut self, inc: u32) -> Severed {
+        let other = |pid: &Pid| incarnation_of(pid) != inc;
+        let monitors: Vec<_> = self
+            .monitors
+            .iter()
+            .filter(|(_, t)| other(t))
+            .cloned()
+            .collect();
+        let links: Vec<_> = self
+            .links
+            .iter()
+            .filter(|(_, r)| other(r))
+            .cloned()
+            .collect();
+        for (watcher, target) in &monitors {
+            self.monitors.remove(&(watcher.clone(), target.clone()));
+            self.early.remove(&Relation::Monitor {
+                watcher: watcher.clone(),
+                target: target.clone(),
+            });
+        }
+        for (local, remote) in &links {
+            self.links.remove(&(local.clone(), remote.clone()));
+            self.early.remove(&Relation::Link {
+                local: local.clone(),
+                remote: remote.clone(),
+            });
+        }
+        Severed {
+            monitors,
+            watched: Vec::new(),
+            links,
+        }
+    }
+
+    /// Marks the peer removed from the table if it is declared down and holds no relation
+    /// early: every relation across it has been failed, and none can be added any more.
+    pub(crate) fn retire_if_idle(&mut self) -> bool {
+        if self.down_since.is_some() && self.early.is_empty() {
+            self.retired = true;
+        }
+        self.retired
     }
 
     /// What this side acknowledges of the peer's session: session, last sequence number,
@@ -390,6 +538,79 @@ mod tests {
         assert_eq!(st.judge_data(10, 1, 10), Verdict::NewSession);
         assert_eq!(st.judge_heartbeat(9, 1), Verdict::Accept);
         assert_eq!(st.judge_heartbeat(9, 2), Verdict::Gap);
+    }
+
+    fn pid(node: &str, inc: u32, n: u32) -> Pid {
+        Pid::new(node, "app:p", (u64::from(inc) << 32) | u64::from(n))
+    }
+
+    #[test]
+    fn relations_are_held_early_only_towards_a_run_not_seen_and_within_the_cap() {
+        let t0 = Instant::now();
+        let mut st = PeerState::new(t0);
+        let me = pid("a", 1, 1);
+        let monitor = |inc, n| Relation::Monitor {
+            watcher: me.clone(),
+            target: pid("b", inc, n),
+        };
+        // No run heard yet: nothing to tell a new one from.
+        assert!(!st.hold_early(monitor(7, 1), t0, 8));
+        st.new_incarnation(5);
+        st.new_incarnation(6);
+        assert!(!st.hold_early(monitor(6, 1), t0, 8), "the run counted down");
+        assert!(!st.hold_early(monitor(5, 1), t0, 8), "an earlier run");
+        assert!(st.hold_early(monitor(7, 1), t0, 2), "a run not seen yet");
+        let link = Relation::Link {
+            local: me.clone(),
+            remote: pid("b", 7, 2),
+        };
+        assert!(st.hold_early(link.clone(), t0 + Duration::from_secs(1), 2));
+        assert!(!st.hold_early(monitor(7, 3), t0, 2), "over the cap");
+        assert_eq!((st.monitors.len(), st.links.len()), (1, 1));
+        assert!(!st.retire_if_idle(), "not down");
+        st.down_since = Some(t0);
+        assert!(!st.retire_if_idle(), "holds relations early");
+        // Expiry takes each relation once, when its own time is up.
+        let after = Duration::from_secs(3);
+        assert!(st
+            .expire_early(t0 + Duration::from_secs(2), after)
+            .is_empty());
+        assert_eq!(st.expire_early(t0 + after, after), vec![monitor(7, 1)]);
+        assert!(st.monitors.is_empty());
+        // Undone before its time: nothing left to fail.
+        assert!(link.take(&mut st));
+        st.forget_early(&link);
+        assert!(st.expire_early(t0 + 2 * after, after).is_empty());
+        assert!(st.retire_if_idle());
+        assert!(!st.hold_early(monitor(7, 4), t0, 8), "retired");
+    }
+
+    #[test]
+    fn a_run_heard_while_down_keeps_its_relations_and_fails_the_others() {
+        let t0 = Instant::now();
+        let mut st = PeerState::new(t0);
+        st.new_incarnation(5);
+        st.down_since = Some(t0);
+        let me = pid("a", 1, 1);
+        let ours = Relation::Monitor {
+            watcher: me.clone(),
+            target: pid("b", 7, 1),
+        };
+        let other = Relation::Link {
+            local: me.clone(),
+            remote: pid("b", 8, 1),
+        };
+        assert!(st.hold_early(ours.clone(), t0, 8));
+        assert!(st.hold_early(other.clone(), t0, 8));
+        st.new_incarnation(7);
+        let severed = st.sever_other_runs(7);
+        assert!(severed.monitors.is_empty());
+        assert_eq!(severed.links, vec![(me.clone(), pid("b", 8, 1))]);
+        assert!(st.links.is_empty());
+        // The kept one still has its deadline until the run is heard.
+        assert_eq!(st.early.len(), 1);
+        assert!(st.early.contains_key(&ours));
+        assert!(!st.is_unseen(7) && st.is_past(5));
     }
 
     #[test]

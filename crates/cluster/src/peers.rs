@@ -9,11 +9,16 @@
 //! for `forget_after` is forgotten by the control loop.
 //!
 //! Removing a peer is safe for the exactly-once guarantees because only peers declared down
-//! leave: declaring down ends the connection, which fails every monitor and link across it
-//! with `noconnection`, and a down peer takes no new relation (module `routing` checks under
-//! the peer's lock). A removed peer stays down for good (only the control loop revives a
-//! peer, and it finds peers through this table), so late holders of its `Arc` see a down
-//! peer. Its writer holds a weak reference and ends with it.
+//! and holding no relation leave: declaring down ends the connection, which fails every
+//! monitor and link across it with `noconnection`; a down peer takes new relations only
+//! towards a run of it not seen yet (module `routing`), and is not removed until those are
+//! answered or expired. Both are decided under the peer's lock ([`PeerState::retire_if_idle`]
+//! marks it retired, and a retired peer takes no relation). A removed peer stays down for
+//! good (only the control loop revives a peer, and it finds peers through this table), so
+//! late holders of its `Arc` see a down peer. Its writer holds a weak reference and ends
+//! with it.
+//!
+//! [`PeerState::retire_if_idle`]: crate::peer::PeerState::retire_if_idle
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -86,22 +91,30 @@ impl PeerTable {
         Admission::New(peer)
     }
 
-    /// Removes `peer` if it is still the table's peer of its name; returns whether it did.
+    /// Removes `peer` if it is still the table's peer of its name, declared down and holding
+    /// no relation; returns whether it did.
     pub(crate) fn forget(&self, peer: &Arc<Peer>) -> bool {
         let mut map = self.map.write();
-        if !map.get(&peer.name).is_some_and(|p| Arc::ptr_eq(p, peer)) {
+        if !map.get(&peer.name).is_some_and(|p| Arc::ptr_eq(p, peer))
+            || !peer.state.lock().retire_if_idle()
+        {
             return false;
         }
         self.remove(&mut map, &peer.name);
         true
     }
 
-    /// Makes room by removing the peer declared down the longest; false if none is down.
+    /// Makes room by removing the peer declared down the longest that holds no relation;
+    /// false if there is none.
     fn evict_longest_down(&self, map: &mut HashMap<String, Arc<Peer>>) -> bool {
-        let victim = map
+        let mut down: Vec<_> = map
             .values()
             .filter_map(|p| Some((p.state.lock().down_since?, p)))
-            .min_by_key(|(since, _)| *since)
+            .collect();
+        down.sort_unstable_by_key(|(since, _)| *since);
+        let victim = down
+            .into_iter()
+            .find(|(_, p)| p.state.lock().retire_if_idle())
             .map(|(_, p)| p.name.clone());
         let Some(name) = victim else { return false };
         tracing::info!(peer = %name, "peer table full: forgetting the peer down the longest");
@@ -109,12 +122,11 @@ impl PeerTable {
         true
     }
 
-    /// Removes `name` and its metric series. Called under the table's write lock, so a new
-    /// peer of the same name cannot set its series before the old one is removed.
+    /// Removes `name` (already retired) and its metric series. Called under the table's
+    /// write lock, so a new peer of the same name cannot set its series before the old one
+    /// is removed.
     fn remove(&self, map: &mut HashMap<String, Arc<Peer>>, name: &str) {
-        if let Some(peer) = map.remove(name) {
-            peer.state.lock().retired = true;
-        }
+        map.remove(name);
         self.stats.remove_peer(name);
         self.stats.set_peers_known(map.len());
     }

@@ -4,8 +4,19 @@
 //! Local use may open a peer (module `peers`): the target node may have started a moment
 //! ago. Undoing a relation (demonitor, unlink) or answering one (exit, link-down) only looks
 //! a peer up: there is nothing to undo or answer on a peer not known.
+//!
+//! A peer declared down refuses what is meant for the run it was declared down in (sends
+//! fail with `node unreachable`, monitors and links with `noconnection`), but not what is
+//! meant for a run of it not seen here yet: such a PID came from that run, so it has
+//! started, and this node has only not heard from it yet (a restart after the old run was
+//! declared down). Sends, signals, monitors and links towards it are queued as if the peer
+//! were up, in the session this node started when it declared the peer down; monitors and
+//! links are also *held early* (`PeerState::early`): kept when that run is heard from (and
+//! then answered as any other), failed with `noconnection` if it is not heard from within
+//! `dead_after`, the time that declares a silent peer down.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wsrelay_process::{
     reason, Event, ExitResult, Message, NameError, Pid, SendError, SpaceFuture, Transport, Value,
@@ -13,7 +24,7 @@ use wsrelay_process::{
 
 use crate::envelope::Envelope;
 use crate::lanes::NODE_LANE;
-use crate::peer::{Peer, PeerState};
+use crate::peer::{incarnation_of, Peer, PeerState, Relation};
 use crate::shared::Shared;
 use crate::stats::DropReason;
 
@@ -24,12 +35,15 @@ pub(crate) struct NatsTransport {
 }
 
 impl NatsTransport {
-    /// The peer of `to`, if a send there can go out now.
+    /// The peer of `to`, if a send there can go out now: it is up, or `to` belongs to a run
+    /// of it not seen yet (module docs).
     fn usable_peer(&self, to: &Pid) -> Result<Arc<Peer>, SendError> {
         let sh = &self.shared;
         let unreachable = || SendError::NodeUnreachable(to.node().to_owned());
         let peer = sh.open_peer(to.node()).ok_or_else(unreachable)?;
-        if peer.is_down() || sh.nats_unreachable() {
+        if sh.nats_unreachable()
+            || (peer.is_down() && !peer.state.lock().is_unseen(incarnation_of(to)))
+        {
             sh.stats.count_drop(DropReason::Unreachable, 1);
             return Err(unreachable());
         }
@@ -45,28 +59,31 @@ impl NatsTransport {
         }
     }
 
-    /// Records a relation (monitor, link) across the connection to `remote`'s node and
-    /// queues `env` announcing it; `false` if that connection is down, and the caller fails
-    /// the relation at once.
+    /// Records a relation (monitor, link) across the connection to its remote process's node
+    /// and queues `env` announcing it; `false` if that connection is down, and the caller
+    /// fails the relation at once.
     ///
     /// "Down" is checked again under the peer's lock, which ending the connection takes too:
     /// a relation recorded after the connection's relations were taken would never be failed.
-    /// So each relation is failed exactly once, here or by the end of the connection.
-    fn add_relation(
-        &self,
-        remote: &Pid,
-        env: Envelope,
-        record: impl FnOnce(&mut PeerState),
-    ) -> bool {
-        let Ok(peer) = self.usable_peer(remote) else {
+    /// So each relation is failed exactly once, here or by the end of the connection. A peer
+    /// declared down (`down_since`) takes only relations it can hold early (module docs). A
+    /// peer whose `down` flag is set while `down_since` is not is either being declared down
+    /// (its relations not yet taken: this one will be failed with them) or being revived:
+    /// recording normally is right for both.
+    fn add_relation(&self, rel: Relation, env: Envelope) -> bool {
+        let Ok(peer) = self.usable_peer(rel.remote()) else {
             return false;
         };
         let bytes = env.encode();
         let mut st = peer.state.lock();
-        if peer.is_down() {
-            return false;
+        if st.down_since.is_some() {
+            let max = self.shared.opts.early_relations_max;
+            if !st.hold_early(rel, Instant::now(), max) {
+                return false;
+            }
+        } else {
+            rel.record(&mut st);
         }
-        record(&mut st);
         peer.push(&mut st, env.lane(), bytes);
         true
     }
@@ -114,7 +131,7 @@ impl Transport for NatsTransport {
     fn send(&self, to: &Pid, msg: Message) -> Result<(), SendError> {
         let sh = &self.shared;
         let peer = self.usable_peer(to)?;
-        if peer.state.lock().is_past((to.id() >> 32) as u32) {
+        if peer.state.lock().is_past(incarnation_of(to)) {
             sh.stats.count_drop(DropReason::NoProc, 1);
             return Err(SendError::NoProcess(to.to_string()));
         }
@@ -141,10 +158,11 @@ impl Transport for NatsTransport {
             watcher: watcher.clone(),
             target: target.clone(),
         };
-        let key = (watcher.clone(), target.clone());
-        if !self.add_relation(target, env, |st| {
-            st.monitors.insert(key);
-        }) {
+        let rel = Relation::Monitor {
+            watcher: watcher.clone(),
+            target: target.clone(),
+        };
+        if !self.add_relation(rel, env) {
             self.deliver_noconnection_exit(watcher, target);
         }
     }
@@ -154,8 +172,14 @@ impl Transport for NatsTransport {
             watcher: watcher.clone(),
             target: target.clone(),
         };
-        let key = (watcher.clone(), target.clone());
-        self.drop_relation(target.node(), env, |st| st.monitors.remove(&key));
+        let rel = Relation::Monitor {
+            watcher: watcher.clone(),
+            target: target.clone(),
+        };
+        self.drop_relation(target.node(), env, |st| {
+            st.forget_early(&rel);
+            rel.take(st)
+        });
     }
 
     fn link(&self, local: &Pid, remote: &Pid) {
@@ -163,10 +187,11 @@ impl Transport for NatsTransport {
             from: local.clone(),
             to: remote.clone(),
         };
-        let key = (local.clone(), remote.clone());
-        if !self.add_relation(remote, env, |st| {
-            st.links.insert(key);
-        }) {
+        let rel = Relation::Link {
+            local: local.clone(),
+            remote: remote.clone(),
+        };
+        if !self.add_relation(rel, env) {
             self.deliver_noconnection_link_down(local, remote);
         }
     }
@@ -176,8 +201,14 @@ impl Transport for NatsTransport {
             from: local.clone(),
             to: remote.clone(),
         };
-        let key = (local.clone(), remote.clone());
-        self.drop_relation(remote.node(), env, |st| st.links.remove(&key));
+        let rel = Relation::Link {
+            local: local.clone(),
+            remote: remote.clone(),
+        };
+        self.drop_relation(remote.node(), env, |st| {
+            st.forget_early(&rel);
+            rel.take(st)
+        });
     }
 
     /// An event for a remote process answers a relation it holds here: the EXIT of a local
@@ -194,13 +225,19 @@ impl Transport for NatsTransport {
                 self.drop_relation(to.node(), env, |st| st.watched.remove(&key));
             }
             Event::LinkDown { from, result } => {
-                let key = (from.clone(), to.clone());
+                let rel = Relation::Link {
+                    local: from.clone(),
+                    remote: to.clone(),
+                };
                 let env = Envelope::LinkDown {
                     from,
                     to: to.clone(),
                     result,
                 };
-                self.drop_relation(to.node(), env, |st| st.links.remove(&key));
+                self.drop_relation(to.node(), env, |st| {
+                    st.forget_early(&rel);
+                    rel.take(st)
+                });
             }
             Event::Cancel { from, reason } => self.cancel(from.as_ref(), to, reason),
         }

@@ -13,7 +13,7 @@ use wsrelay_process::{reason, Event, ExitResult, Inbound, Node, Pid};
 use crate::envelope::Envelope;
 use crate::frame::{Codec, Heartbeat};
 use crate::names::Names;
-use crate::peer::{Peer, Severed};
+use crate::peer::{incarnation_of, Peer, Relation, Severed};
 use crate::peers::{Admission, PeerTable};
 use crate::stats::ClusterStats;
 use crate::throttle::Throttle;
@@ -126,8 +126,66 @@ impl Shared {
     /// so they did not span the lost connection: they are kept and announced again in the
     /// new session instead of failing with `noconnection`. Announcing them twice is harmless
     /// (the peer records a watcher or link once).
+    ///
+    /// A peer declared down had its connection ended then; the session this node started
+    /// since carried only what was meant for a run not seen yet (module `routing`), so it
+    /// goes on: ending it again would make the new run, which may have accepted it, end its
+    /// side too, and the two would fail each other's new relations. Only the relations
+    /// towards other runs fail. The early ones keep their deadline until the run is heard.
     pub(crate) fn end_restarted_connection(&self, peer: &Peer, inc: u32) {
-        self.end_connection_keeping(peer, "peer restarted", Some(inc));
+        let severed = {
+            let mut st = peer.state.lock();
+            if st.down_since.is_none() {
+                None
+            } else {
+                Some(st.sever_other_runs(inc))
+            }
+        };
+        match severed {
+            Some(severed) => {
+                tracing::info!(peer = %peer.name, monitors = severed.monitors.len(), links = severed.links.len(), "cluster peer restarted while down");
+                self.fail(severed);
+            }
+            None => self.end_connection_keeping(peer, "peer restarted", Some(inc)),
+        }
+    }
+
+    /// Fails with `noconnection` the relations `peer` held early (see `PeerState::early`)
+    /// whose run was not heard from within `dead_after`, and withdraws them at the peer in
+    /// case that run gets them after all.
+    pub(crate) fn expire_early(&self, peer: &Peer, now: Instant) {
+        let expired = {
+            let mut st = peer.state.lock();
+            if st.early.is_empty() {
+                return;
+            }
+            let expired = st.expire_early(now, self.opts.dead_after);
+            for rel in &expired {
+                let env = match rel.clone() {
+                    Relation::Monitor { watcher, target } => {
+                        Envelope::Demonitor { watcher, target }
+                    }
+                    Relation::Link { local, remote } => Envelope::Unlink {
+                        from: local,
+                        to: remote,
+                    },
+                };
+                peer.push(&mut st, env.lane(), env.encode());
+            }
+            expired
+        };
+        if expired.is_empty() {
+            return;
+        }
+        tracing::info!(peer = %peer.name, relations = expired.len(), "monitors and links towards a run not heard from in time failed");
+        let mut severed = Severed::default();
+        for rel in expired {
+            match rel {
+                Relation::Monitor { watcher, target } => severed.monitors.push((watcher, target)),
+                Relation::Link { local, remote } => severed.links.push((local, remote)),
+            }
+        }
+        self.fail(severed);
     }
 
     fn end_connection_keeping(&self, peer: &Peer, why: &str, keep_inc: Option<u32>) {
@@ -135,7 +193,7 @@ impl Shared {
             let mut st = peer.state.lock();
             let mut severed = st.end();
             if let Some(inc) = keep_inc {
-                let of_run = |pid: &Pid| (pid.id() >> 32) as u32 == inc;
+                let of_run = |pid: &Pid| incarnation_of(pid) == inc;
                 let (keep, fail): (Vec<_>, Vec<_>) = std::mem::take(&mut severed.monitors)
                     .into_iter()
                     .partition(|(_, target)| of_run(target));

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use wsrelay_cluster::Cluster;
-use wsrelay_process::{Event, Pid, SendError, SpawnOptions, Value};
+use wsrelay_process::{reason, Context, Event, ExitResult, Pid, SendError, SpawnOptions, Value};
 
 /// Spawns an echo process on `c` registered as `name` (taking over a stale entry of an
 /// earlier incarnation, as a Lua target does on start).
@@ -183,6 +183,201 @@ fn an_early_monitor_of_a_restarted_node_gets_the_real_exit() {
             }
             other => panic!("{other:?}"),
         }
+        a.shutdown();
+        b2.shutdown();
+    });
+}
+
+/// A node `a` that has heard from `b`'s first run (`b1`) and then declared it down: the
+/// scene of the early relations below. Returns `a`, a probe on it that traps links, the name
+/// of `b` and a PID of its first run.
+async fn b_declared_down(
+    a_options: wsrelay_cluster::ClusterOptions,
+) -> (Cluster, Context, String, Pid) {
+    let a_name = a_options.node.clone();
+    let a = start_with(a_options).await;
+    let b_name = unique("db");
+    let b1 = start(&b_name).await;
+    let me = probe(a.node());
+    me.set_trap_links(true);
+    let t1 = echo(b1.node(), "echo");
+    assert!(
+        echo_works(&me, &t1, Duration::from_secs(10)).await,
+        "{a_name} hears b's first run"
+    );
+    b1.shutdown(); // SIGKILL: the connection closes, nothing is said
+    let (a2, bn) = (a.clone(), b_name.clone());
+    assert!(
+        eventually(Duration::from_secs(20), move || a2
+            .peers()
+            .contains(&(bn.clone(), false)))
+        .await,
+        "a declares b down"
+    );
+    (a, me, b_name, t1)
+}
+
+/// `b` restarted, silent towards `a` until it has something to say: no heartbeat for a
+/// minute (and no hello: groups are off), so `a` still counts its first run down.
+async fn restart_silent(b_name: &str) -> Cluster {
+    start_with(options(b_name).with_heartbeat(Duration::from_secs(60), Duration::from_secs(180)))
+        .await
+}
+
+/// The next two events of `me`: the EXIT and the link down of `from`, in either order;
+/// returns their results.
+async fn exit_and_link_down(me: &Context, from: &Pid) -> (ExitResult, ExitResult) {
+    let (mut exit, mut down) = (None, None);
+    for _ in 0..2 {
+        match next_event(me).await {
+            Event::Exit { from: f, result } if &f == from && exit.is_none() => exit = Some(result),
+            Event::LinkDown { from: f, result } if &f == from && down.is_none() => {
+                down = Some(result)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    (exit.unwrap(), down.unwrap())
+}
+
+/// Issue #19: a monitor and a link towards a PID of `b`'s new run, made while `a` still
+/// counts `b`'s old run down (before it heard the new run), are held, not failed with
+/// `noconnection`, and get the real exit; sends to that PID go through. A PID of the old run
+/// still fails at once. With `b_speaks_first`, the new run is heard (a message of its own)
+/// while they are held, and they must stay in place until the target exits.
+fn early_relations_case(b_speaks_first: bool) {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        // A long silence limit: the relations below wait for b's new run this long at most.
+        let a_options =
+            options(&unique("da")).with_heartbeat(Duration::from_secs(1), Duration::from_secs(10));
+        let (a, me, b_name, t1) = b_declared_down(a_options).await;
+        let b2 = restart_silent(&b_name).await;
+        let target = b2
+            .node()
+            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+                ctx.recv().await;
+                ExitResult::error("boom")
+            })
+            .unwrap();
+
+        me.monitor(&t1).unwrap();
+        match next_event(&me).await {
+            Event::Exit { from, result } => {
+                assert_eq!(from, t1);
+                assert_eq!(
+                    result.error_text(),
+                    Some(reason::NOCONNECTION),
+                    "old run: at once"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        me.monitor(&target).unwrap();
+        me.link(&target).unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let early = me.try_next_event();
+        assert!(early.is_none(), "held, not failed: {early:?}");
+        assert!(
+            a.peers().contains(&(b_name.clone(), false)),
+            "a has not heard b's new run yet: the relations were made and held before it"
+        );
+        if b_speaks_first {
+            let b_probe = probe(b2.node());
+            b_probe.send(me.pid(), "hi", Value::Null).unwrap();
+            let msg = tokio::time::timeout(EVENT_WAIT, me.recv())
+                .await
+                .expect("b2 is heard");
+            assert_eq!(msg.topic(), "hi");
+            // Both sides' next frames (heartbeats, answers) cross.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let early = me.try_next_event();
+            assert!(early.is_none(), "kept once b2 was heard: {early:?}");
+        }
+        me.send(&target, "go", Value::Null)
+            .expect("a send to the new run's PID is queued");
+        let (exit, down) = exit_and_link_down(&me, &target).await;
+        assert_eq!(exit.error_text(), Some("boom"));
+        assert_eq!(down.error_text(), Some("boom"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let late = me.try_next_event();
+        assert!(
+            late.is_none(),
+            "exactly one EXIT and one link down: {late:?}"
+        );
+        assert!(
+            a.peers().contains(&(b_name.clone(), true)),
+            "b's new run is up"
+        );
+        a.shutdown();
+        b2.shutdown();
+    });
+}
+
+#[test]
+fn early_monitor_and_link_towards_a_node_restarted_after_it_was_declared_down_get_the_real_exit() {
+    early_relations_case(false);
+}
+
+#[test]
+fn early_monitor_and_link_stay_when_the_new_run_is_heard_before_the_target_exits() {
+    early_relations_case(true);
+}
+
+/// If the new run is not heard from within the detection time (`dead_after`), the relations
+/// held for it fail with `noconnection`, exactly once; past the cap, a new one fails at once.
+/// Once the run is heard, monitors of its PIDs work as usual.
+#[test]
+fn early_relations_towards_a_new_run_not_heard_in_time_fail_once() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let mut a_options = options(&unique("sa"));
+        a_options.early_relations_max = 2;
+        let (a, me, b_name, _) = b_declared_down(a_options).await;
+        let b2 = restart_silent(&b_name).await;
+        let target = idle(b2.node());
+        let extra = idle(b2.node());
+        me.monitor(&target).unwrap();
+        me.link(&target).unwrap();
+        me.monitor(&extra).unwrap();
+        match next_event(&me).await {
+            Event::Exit { from, result } => {
+                assert_eq!(from, extra, "over the cap of 2: at once");
+                assert_eq!(result.error_text(), Some(reason::NOCONNECTION));
+            }
+            other => panic!("{other:?}"),
+        }
+        let (exit, down) = exit_and_link_down(&me, &target).await;
+        assert_eq!(exit.error_text(), Some(reason::NOCONNECTION));
+        assert_eq!(down.error_text(), Some(reason::NOCONNECTION));
+        assert!(
+            a.peers().contains(&(b_name.clone(), false)),
+            "still not heard"
+        );
+
+        // b's new run speaks: a hears it; nothing more arrives for the failed relations.
+        let b_probe = probe(b2.node());
+        b_probe.send(me.pid(), "hi", Value::Null).unwrap();
+        let msg = tokio::time::timeout(EVENT_WAIT, me.recv())
+            .await
+            .expect("b2 is heard");
+        assert_eq!(msg.topic(), "hi");
+        me.monitor(&target).unwrap();
+        b2.node().terminate(&target).unwrap();
+        match next_event(&me).await {
+            Event::Exit { from, result } => {
+                assert_eq!(from, target);
+                assert_ne!(
+                    result.error_text(),
+                    Some(reason::NOCONNECTION),
+                    "{result:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let late = me.try_next_event();
+        assert!(late.is_none(), "exactly once: {late:?}");
         a.shutdown();
         b2.shutdown();
     });
