@@ -632,11 +632,15 @@ fn report(clients: &BTreeMap<u64, Seen>, ledger: &HashMap<String, Entry>, wall: 
         }
     }
     let other: usize = ledger.values().map(|e| e.other_exits).sum();
+    let killed = ledger
+        .values()
+        .filter(|e| e.on_killed_run && e.leaves.is_empty() && e.lost.is_empty())
+        .count();
     eprintln!(
         "SOAK-RELAY accepted {} connections; client ends {ends:?}; joined {joined}; \
          leaves {leaves:?}; EXITs instead of a leave {lost:?}; leave, then an error EXIT \
          {both}; accepted but never joined, by client end {unjoined:?}; other EXITs after a \
-         leave {other}; wall {wall:?}",
+         leave {other}; joined on a killed target run, no end written {killed}; wall {wall:?}",
         clients.len(),
     );
 }
