@@ -196,25 +196,11 @@ impl Codec {
     /// Checks a hello that arrived on `wsr.<cluster>.all.<src>`; the sender's incarnation.
     /// The same checks as [`open`](Codec::open), except that the destination is empty.
     pub(crate) fn open_hello(&self, src: &str, payload: Bytes) -> Result<u32, Rejected> {
-        if payload.first() != Some(&VERSION) {
-            return Err(Rejected::Malformed("unknown version"));
-        }
-        let mut r = Reader {
-            buf: self.authenticated(payload)?,
-        };
-        let (_version, kind, _flags) = (r.u8()?, r.u8()?, r.u8()?);
-        let inc = r.u32()?;
-        let from = r.name()?;
-        let to = r.name()?;
-        if from != src || !to.is_empty() || src == self.me || !valid_node_name(src) {
-            return Err(Rejected::Misaddressed);
-        }
+        let (r, kind, inc) = self.unseal(src, "", payload)?;
         if kind != HELLO {
             return Err(Rejected::Malformed("not a hello"));
         }
-        if !r.buf.is_empty() {
-            return Err(Rejected::Malformed("trailing bytes"));
-        }
+        r.end()?;
         Ok(inc)
     }
 
@@ -242,6 +228,21 @@ impl Codec {
 
     /// Checks and decodes a frame that arrived on a subject whose last token is `src`.
     pub(crate) fn open(&self, src: &str, payload: Bytes) -> Result<Frame, Rejected> {
+        let (mut r, kind, inc) = self.unseal(src, &self.me, payload)?;
+        let body = match kind {
+            DATA => r.data()?,
+            HEARTBEAT => Body::Heartbeat(r.heartbeat()?),
+            RESET => Body::Reset { session: r.u64()? },
+            _ => return Err(Rejected::Malformed("unknown frame type")),
+        };
+        r.end()?;
+        Ok(Frame { inc, body })
+    }
+
+    /// The checks every frame passes before its body is read: the version, the tag, and the
+    /// addresses (from `src`, a valid name other than ours, to `to`). The reader is left at
+    /// the body; also returns the frame type and the sender's incarnation.
+    fn unseal(&self, src: &str, to: &str, payload: Bytes) -> Result<(Reader, u8, u32), Rejected> {
         if payload.first() != Some(&VERSION) {
             return Err(Rejected::Malformed("unknown version"));
         }
@@ -251,20 +252,11 @@ impl Codec {
         let (_version, kind, _flags) = (r.u8()?, r.u8()?, r.u8()?);
         let inc = r.u32()?;
         let from = r.name()?;
-        let to = r.name()?;
-        if from != src || to != self.me.as_bytes() || src == self.me || !valid_node_name(src) {
+        let dest = r.name()?;
+        if from != src || dest != to.as_bytes() || src == self.me || !valid_node_name(src) {
             return Err(Rejected::Misaddressed);
         }
-        let body = match kind {
-            DATA => r.data()?,
-            HEARTBEAT => Body::Heartbeat(r.heartbeat()?),
-            RESET => Body::Reset { session: r.u64()? },
-            _ => return Err(Rejected::Malformed("unknown frame type")),
-        };
-        if !r.buf.is_empty() {
-            return Err(Rejected::Malformed("trailing bytes"));
-        }
-        Ok(Frame { inc, body })
+        Ok((r, kind, inc))
     }
 
     /// Verifies a signed frame's tag (its last bytes) and returns the frame without it; an
@@ -297,6 +289,15 @@ struct Reader {
 }
 
 impl Reader {
+    /// Nothing may follow the body.
+    fn end(&self) -> Result<(), Rejected> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(Rejected::Malformed("trailing bytes"))
+        }
+    }
+
     fn take(&mut self, n: usize) -> Result<Bytes, Rejected> {
         if self.buf.len() < n {
             return Err(Rejected::Malformed("truncated"));
