@@ -75,16 +75,21 @@ pub(crate) fn message(lua: &Lua, msg: &Message) -> mlua::Result<Table> {
 }
 
 /// `inbox:receive()` in Lua: take a message, or wait for one by yielding mlua's "pending"
-/// marker. [`try_receive`] has registered the task's waker with the process before looking,
+/// marker. The look into the inbox registers the task's waker with the process before looking,
 /// so the first message to arrive resumes the loop. Not an mlua async function: those build a
 /// future and a userdata for it on every call, which cost more than the message.
+///
+/// `look` is the C function [`raw::receive_function`] (the message built on the caller's
+/// stack); it answers `false` for what it leaves to [`try_receive`], the same through mlua.
 const RECEIVE: &str = r#"
-local try_receive, PENDING, yield = ...
+local look, try_receive, PENDING, yield, message_meta, payload_meta = ...
 local function receive(self)
-  local msg = try_receive(self)
+  local msg = look(self, message_meta, payload_meta)
+  if msg == false then msg = try_receive(self) end
   while msg == nil do
     yield(PENDING)
-    msg = try_receive(self)
+    msg = look(self, message_meta, payload_meta)
+    if msg == false then msg = try_receive(self) end
   end
   return msg, true
 end
@@ -112,12 +117,19 @@ impl UserData for Inbox {
         fields.add_meta_field_with(MetaMethod::Index, |lua| {
             let coroutine: Table = lua.globals().get("coroutine")?;
             let yield_fn: Function = coroutine.get("yield")?;
+            let (message_meta, payload_meta) = lua
+                .app_data_ref::<raw::Metatables>()
+                .ok_or_else(|| mlua::Error::runtime("the message metatables are not installed"))?
+                .tables();
             lua.load(RECEIVE)
                 .set_name("=wsrelay-lua inbox")
                 .call::<Table>((
+                    raw::receive_function(lua)?,
                     lua.create_function(try_receive)?,
                     Lua::poll_pending(),
                     yield_fn,
+                    message_meta,
+                    payload_meta,
                 ))
         });
     }

@@ -41,6 +41,12 @@ impl Metatables {
         })
     }
 
+    /// The message and payload metatables (for `inbox:receive()`, which hands them to
+    /// [`super::receive_function`]).
+    pub(crate) fn tables(&self) -> (Table, Table) {
+        (self.message.clone(), self.payload.clone())
+    }
+
     /// A copy to build with, so that no borrow of the state's app data is held while
     /// building (a conversion may set app data of its own).
     pub(crate) fn handle(&self) -> MessageMetas {
@@ -66,12 +72,7 @@ pub(crate) struct MessageMetas {
 /// `msg:data()`, `msg:payloads()`); an extra payload object is `{data}` with the payload
 /// metatable (`p:data()`). See `modules/inbox.rs`.
 pub(crate) fn message(lua: &Lua, metas: &MessageMetas, msg: &Message) -> mlua::Result<Table> {
-    let needed = NODE_BYTES * 3
-        + msg.topic().len()
-        + msg.from().map_or(0, |p| p.as_str().len())
-        + estimate(msg.payload())
-        + msg.extra().iter().map(estimate).sum::<usize>();
-    if !headroom(lua, needed) {
+    if !headroom(lua, message_estimate(msg)) {
         return safe_message(lua, metas, msg);
     }
     let (message_meta, payload_meta) = metas.ids;
@@ -79,33 +80,86 @@ pub(crate) fn message(lua: &Lua, metas: &MessageMetas, msg: &Message) -> mlua::R
     // twice the estimate of what is allocated; the stack is checked before use.
     unsafe {
         lua.exec_raw::<Table>((), |state| {
-            let mut build = Build::new(state);
-            if !build.room(8) {
-                return;
-            }
-            ffi::lua_createtable(state, 4, 0);
-            push_str(state, msg.topic().as_bytes());
-            ffi::lua_rawseti(state, -2, 1);
-            if let Some(from) = msg.from() {
-                push_str(state, from.as_str().as_bytes());
-                ffi::lua_rawseti(state, -2, 2);
-            }
-            build.start();
-            msg.payload().visit(&mut build);
-            build.finish();
-            ffi::lua_rawseti(state, -2, 3);
-            if !msg.extra().is_empty() {
-                ffi::lua_createtable(state, len_hint(msg.extra().len()), 0);
-                for (i, extra) in msg.extra().iter().enumerate() {
-                    build.payload_object(extra, payload_meta);
-                    ffi::lua_rawseti(state, -2, i as ffi::lua_Integer + 1);
-                }
-                ffi::lua_rawseti(state, -2, 4);
-            }
-            ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, message_meta);
-            ffi::lua_setmetatable(state, -2);
+            push_message(
+                state,
+                msg,
+                Meta::Registry(message_meta),
+                Meta::Registry(payload_meta),
+            );
         })
     }
+}
+
+/// A generous estimate of the bytes the Lua form of `msg` takes (for [`headroom`]).
+pub(super) fn message_estimate(msg: &Message) -> usize {
+    NODE_BYTES * 3
+        + msg.topic().len()
+        + msg.from().map_or(0, |p| p.as_str().len())
+        + estimate(msg.payload())
+        + msg.extra().iter().map(estimate).sum::<usize>()
+}
+
+/// Where a metatable is: in the registry, or at a (positive) stack index of the running C
+/// function.
+#[derive(Clone, Copy)]
+pub(super) enum Meta {
+    Registry(ffi::lua_Integer),
+    Stack(c_int),
+}
+
+impl Meta {
+    /// Pushes the metatable.
+    ///
+    /// # Safety
+    ///
+    /// `state` is valid and has a free stack slot; a `Stack` index holds the metatable.
+    unsafe fn push(self, state: *mut lua_State) {
+        match self {
+            Meta::Registry(id) => {
+                ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, id);
+            }
+            Meta::Stack(index) => ffi::lua_pushvalue(state, index),
+        }
+    }
+}
+
+/// Pushes the Lua form of `msg` (see [`message`]); pushes nothing if the stack cannot grow.
+///
+/// # Safety
+///
+/// `state` is valid, inside a protected call or a C function, and has room for twice
+/// [`message_estimate`] of `msg` below its memory limit (so nothing raises).
+pub(super) unsafe fn push_message(
+    state: *mut lua_State,
+    msg: &Message,
+    message_meta: Meta,
+    payload_meta: Meta,
+) {
+    let mut build = Build::new(state);
+    if !build.room(8) {
+        return;
+    }
+    ffi::lua_createtable(state, 4, 0);
+    push_str(state, msg.topic().as_bytes());
+    ffi::lua_rawseti(state, -2, 1);
+    if let Some(from) = msg.from() {
+        push_str(state, from.as_str().as_bytes());
+        ffi::lua_rawseti(state, -2, 2);
+    }
+    build.start();
+    msg.payload().visit(&mut build);
+    build.finish();
+    ffi::lua_rawseti(state, -2, 3);
+    if !msg.extra().is_empty() {
+        ffi::lua_createtable(state, len_hint(msg.extra().len()), 0);
+        for (i, extra) in msg.extra().iter().enumerate() {
+            build.payload_object(extra, payload_meta);
+            ffi::lua_rawseti(state, -2, i as ffi::lua_Integer + 1);
+        }
+        ffi::lua_rawseti(state, -2, 4);
+    }
+    message_meta.push(state);
+    ffi::lua_setmetatable(state, -2);
 }
 
 /// [`message`] through mlua, for when the state is too close to its memory limit. Data that
@@ -254,18 +308,18 @@ impl Build {
         grown
     }
 
-    /// Pushes a payload object `{value}` with the payload metatable at registry index `meta`.
+    /// Pushes a payload object `{value}` with the payload metatable `meta`.
     ///
     /// # Safety
     ///
     /// As for [`push_str`].
-    unsafe fn payload_object(&mut self, value: &Value, meta: ffi::lua_Integer) {
+    unsafe fn payload_object(&mut self, value: &Value, meta: Meta) {
         ffi::lua_createtable(self.state, 1, 0);
         self.start();
         value.visit(self);
         self.finish();
         ffi::lua_rawseti(self.state, -2, 1);
-        ffi::lua_rawgeti(self.state, ffi::LUA_REGISTRYINDEX, meta);
+        meta.push(self.state);
         ffi::lua_setmetatable(self.state, -2);
     }
 

@@ -35,6 +35,7 @@
 
 mod build;
 mod read;
+mod receive;
 mod send;
 
 use std::cell::Cell;
@@ -45,6 +46,7 @@ use mlua::Lua;
 
 pub(crate) use build::{environment, message, value, Metatables};
 pub(crate) use read::{read, Scalar, Sink};
+pub(crate) use receive::receive_function;
 pub(crate) use send::send_function;
 
 /// Stack slots kept free above the current nesting (a table, a key and a value at each level).
