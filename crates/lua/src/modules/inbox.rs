@@ -82,13 +82,13 @@ pub(crate) fn message(lua: &Lua, msg: &Message) -> mlua::Result<Table> {
 /// `look` is the C function [`raw::receive_function`] (the message built on the caller's
 /// stack); it answers `false` for what it leaves to [`try_receive`], the same through mlua.
 const RECEIVE: &str = r#"
-local look, try_receive, PENDING, yield, message_meta, payload_meta = ...
+local look, try_receive, PENDING, yield, message_meta, payload_meta, strings = ...
 local function receive(self)
-  local msg = look(self, message_meta, payload_meta)
+  local msg = look(self, message_meta, payload_meta, strings)
   if msg == false then msg = try_receive(self) end
   while msg == nil do
     yield(PENDING)
-    msg = look(self, message_meta, payload_meta)
+    msg = look(self, message_meta, payload_meta, strings)
     if msg == false then msg = try_receive(self) end
   end
   return msg, true
@@ -117,7 +117,7 @@ impl UserData for Inbox {
         fields.add_meta_field_with(MetaMethod::Index, |lua| {
             let coroutine: Table = lua.globals().get("coroutine")?;
             let yield_fn: Function = coroutine.get("yield")?;
-            let (message_meta, payload_meta) = lua
+            let (message_meta, payload_meta, strings) = lua
                 .app_data_ref::<raw::Metatables>()
                 .ok_or_else(|| mlua::Error::runtime("the message metatables are not installed"))?
                 .tables();
@@ -130,6 +130,7 @@ impl UserData for Inbox {
                     yield_fn,
                     message_meta,
                     payload_meta,
+                    strings,
                 ))
         });
     }

@@ -16,7 +16,7 @@ use super::headroom;
 use crate::actor::current_process;
 use crate::resume;
 
-/// The C function `look(inbox, message_meta, payload_meta)` for the state `lua`.
+/// The C function `look(inbox, message_meta, payload_meta, strings)` for the state `lua`.
 pub(crate) fn receive_function(lua: &Lua) -> mlua::Result<Function> {
     // SAFETY: `look` follows the C function protocol: it reads its arguments, pushes one
     // result and returns 1, and lets no panic unwind into Lua.
@@ -34,7 +34,7 @@ enum Taken {
     Elsewhere,
 }
 
-/// `look(inbox, message_meta, payload_meta)` → the next message of the running process (a
+/// `look(inbox, message_meta, payload_meta, strings)` → the next message of the running process (a
 /// table with `message_meta`, see `modules/inbox.rs`), `nil` when there is none (the running
 /// resume's waker will be woken by the next change of the process's queues), or `false`:
 /// call the mlua path, which handles what this does not (no running process, a bad argument,
@@ -60,7 +60,7 @@ unsafe extern "C-unwind" fn look(state: *mut lua_State) -> c_int {
     };
     let top = ffi::lua_gettop(state);
     let built = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        push_message(state, &msg, Meta::Stack(2), Meta::Stack(3));
+        push_message(state, &msg, Meta::Stack(2), Meta::Stack(3), 4);
     }));
     let msg = ManuallyDrop::into_inner(msg);
     if built.is_ok() && ffi::lua_gettop(state) == top + 1 {
@@ -84,6 +84,7 @@ unsafe fn take(state: *mut lua_State) -> Taken {
     if ffi::lua_type(state, 1) != ffi::LUA_TUSERDATA
         || ffi::lua_type(state, 2) != ffi::LUA_TTABLE
         || ffi::lua_type(state, 3) != ffi::LUA_TTABLE
+        || ffi::lua_type(state, 4) != ffi::LUA_TTABLE
         || ffi::lua_checkstack(state, 1) == 0
     {
         return Taken::Elsewhere;
