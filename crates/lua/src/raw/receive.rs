@@ -12,7 +12,7 @@ use mlua::{Function, Lua};
 use wsrelay_process::Message;
 
 use super::build::{message_estimate, push_message, Meta};
-use super::headroom;
+use super::headroom_raw;
 use crate::actor::current_process;
 use crate::resume;
 
@@ -100,8 +100,7 @@ unsafe fn take(state: *mut lua_State) -> Taken {
     let Some(msg) = process.mailbox.next_inbox(&process.ctx) else {
         return Taken::Empty;
     };
-    let lua = Lua::get_or_init_from_ptr(state);
-    if headroom(lua, message_estimate(&msg)) {
+    if headroom_raw(state, message_estimate(&msg)) {
         Taken::Message(msg)
     } else {
         process.mailbox.give_back(msg);
