@@ -125,8 +125,8 @@ pub(super) fn message_estimate(msg: &Message) -> usize {
         + msg.extra().iter().map(estimate).sum::<usize>()
 }
 
-/// Where a metatable is: in the registry, or at a (positive) stack index of the running C
-/// function.
+/// Where a metatable is: in the registry, or at a positive stack index or an upvalue index
+/// of the running C function.
 #[derive(Clone, Copy)]
 pub(super) enum Meta {
     Registry(ffi::lua_Integer),
@@ -156,7 +156,7 @@ impl Meta {
 ///
 /// `state` is valid, inside a protected call or a C function, and has room for twice
 /// [`message_estimate`] of `msg` below its memory limit (so nothing raises); `strings` is a
-/// positive index holding the string cache.
+/// positive index or an upvalue index holding the string cache.
 pub(super) unsafe fn push_message(
     state: *mut lua_State,
     msg: &Message,

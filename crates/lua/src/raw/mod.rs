@@ -46,7 +46,7 @@ use mlua::Lua;
 
 pub(crate) use build::{environment, message, value, Metatables};
 pub(crate) use read::{read, Scalar, Sink};
-pub(crate) use receive::receive_function;
+pub(crate) use receive::{receive_function, SlowPath};
 pub(crate) use send::send_function;
 
 /// Stack slots kept free above the current nesting (a table, a key and a value at each level).
