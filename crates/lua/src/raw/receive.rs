@@ -113,15 +113,18 @@ unsafe extern "C-unwind" fn resumed(
 ///
 /// As [`receive`].
 unsafe fn next(state: *mut lua_State, again: bool) -> c_int {
-    let taken = std::panic::catch_unwind(AssertUnwindSafe(|| take(state, again)));
+    // A panic's payload is dropped here, before anything below may jump over this frame.
+    let taken = std::panic::catch_unwind(AssertUnwindSafe(|| take(state, again)))
+        .unwrap_or(Taken::Elsewhere);
     // Held without a destructor while the stack is built: pushing raises nothing (`take`
     // checked the room), and even if it did, skipping this frame would leak, not free twice.
     let msg = match taken {
-        Ok(Taken::Message(msg)) => ManuallyDrop::new(msg),
-        Ok(Taken::Empty) => return wait(state),
-        Ok(Taken::Elsewhere) | Err(_) => return slow(state, again),
+        Taken::Message(msg) => ManuallyDrop::new(msg),
+        Taken::Empty => return wait(state),
+        Taken::Elsewhere => return slow(state, again),
     };
     let top = ffi::lua_gettop(state);
+    // `is_ok` drops a panic's payload at once, before `slow` may jump over this frame.
     let built = std::panic::catch_unwind(AssertUnwindSafe(|| {
         push_message(
             state,
@@ -130,9 +133,10 @@ unsafe fn next(state: *mut lua_State, again: bool) -> c_int {
             Meta::Stack(PAYLOAD_META),
             STRINGS,
         );
-    }));
+    }))
+    .is_ok();
     let msg = ManuallyDrop::into_inner(msg);
-    if built.is_ok() && ffi::lua_gettop(state) == top + 1 {
+    if built && ffi::lua_gettop(state) == top + 1 {
         drop(msg);
         ffi::lua_pushboolean(state, 1);
         return 2;
