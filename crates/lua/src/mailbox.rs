@@ -124,6 +124,12 @@ impl Mailbox {
         msg
     }
 
+    /// Puts `msg`, just taken by [`next_inbox`](Mailbox::next_inbox), back at the head of
+    /// the inbox: the next reader takes it first.
+    pub(crate) fn give_back(&self, msg: Message) {
+        self.inbox.borrow_mut().push_front(msg);
+    }
+
     /// Also wakes `waker` when sorting moves messages (another reader of the process sorted
     /// them out of the runtime queue).
     pub(crate) fn wake_on_change(&self, waker: &Waker) {

@@ -169,7 +169,8 @@ mod tests {
     use crate::modules::{env::EnvStore, Shared};
 
     /// The echo entry's shape: `run` loops on a `receive` written in Lua that yields from a
-    /// C function, as `inbox:receive()` does (`crates/lua/src/modules/inbox.rs`).
+    /// C function. `inbox:receive()` is that C function itself now
+    /// (`crates/lua/src/raw/receive.rs`), one Lua frame less: this shape is the upper bound.
     const WAITING: &str = r#"
         local function receive(yield)
           local msg = nil

@@ -1,9 +1,7 @@
 //! What a process receives: the inbox (`process.inbox()`), the events stream
 //! (`process.events()`), messages and their payloads, and the Lua form of events.
 
-use mlua::{
-    AnyUserData, Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods,
-};
+use mlua::{AnyUserData, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods};
 use wsrelay_process::{Event, ExitResult, Message};
 
 use super::case::{Case, CaseKind, Changed, Op};
@@ -74,26 +72,15 @@ pub(crate) fn message(lua: &Lua, msg: &Message) -> mlua::Result<Table> {
     raw::message(lua, &metas, msg)
 }
 
-/// `inbox:receive()` in Lua: take a message, or wait for one by yielding mlua's "pending"
-/// marker. [`try_receive`] has registered the task's waker with the process before looking,
-/// so the first message to arrive resumes the loop. Not an mlua async function: those build a
-/// future and a userdata for it on every call, which cost more than the message.
-const RECEIVE: &str = r#"
-local try_receive, PENDING, yield = ...
-local function receive(self)
-  local msg = try_receive(self)
-  while msg == nil do
-    yield(PENDING)
-    msg = try_receive(self)
-  end
-  return msg, true
-end
-return { receive = receive }
-"#;
-
-/// The next inbox message, or `nil` after arranging for the task to be woken by the next
-/// change of the process's queues.
+/// `inbox:receive()`'s look through mlua, for what its C function leaves to it (see
+/// [`raw::receive_function`]): the next inbox message, or `nil` after arranging for the task
+/// to be woken by the next change of the process's queues.
 fn try_receive(lua: &Lua, _: AnyUserData) -> mlua::Result<Option<Table>> {
+    try_receive_again(lua)
+}
+
+/// [`try_receive`] after a wait, when its argument was checked before.
+fn try_receive_again(lua: &Lua) -> mlua::Result<Option<Table>> {
     let process = current_process().map_err(mlua::Error::runtime)?;
     // Before looking: a message that arrives after the look wakes the task.
     resume::with_waker(|waker| {
@@ -110,15 +97,23 @@ impl UserData for Inbox {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         // Looked up after the methods below: holds `receive`, written in Lua.
         fields.add_meta_field_with(MetaMethod::Index, |lua| {
-            let coroutine: Table = lua.globals().get("coroutine")?;
-            let yield_fn: Function = coroutine.get("yield")?;
-            lua.load(RECEIVE)
-                .set_name("=wsrelay-lua inbox")
-                .call::<Table>((
-                    lua.create_function(try_receive)?,
-                    Lua::poll_pending(),
-                    yield_fn,
-                ))
+            let (message_meta, payload_meta, strings) = lua
+                .app_data_ref::<raw::Metatables>()
+                .ok_or_else(|| mlua::Error::runtime("the message metatables are not installed"))?
+                .tables();
+            let receive = raw::receive_function(
+                lua,
+                message_meta,
+                payload_meta,
+                strings,
+                raw::SlowPath {
+                    first: lua.create_function(try_receive)?,
+                    again: lua.create_function(|lua, ()| try_receive_again(lua))?,
+                },
+            )?;
+            let index = lua.create_table_with_capacity(0, 1)?;
+            index.raw_set("receive", receive)?;
+            Ok(index)
         });
     }
 

@@ -11,6 +11,7 @@
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use mlua::{AnyUserData, Lua, MultiValue, Table, Value as LuaValue};
 use wsrelay_process::{Context, Message, Node, Pid, SendError, SpawnOptions, Value};
@@ -82,23 +83,52 @@ fn spawn(lua: &Lua, kind: SpawnKind, args: MultiValue) -> Out {
     pid_value(lua, &pid)
 }
 
-/// What `process.send(dest, topic, payloads...)` does once its arguments are read (by the C
-/// function [`crate::raw::send`]): the message goes from the calling process (none in a
-/// function call) to `dest`, a PID text or a registered name.
-pub(crate) fn deliver(dest: &str, topic: &str, mut payloads: Vec<Value>) -> Result<(), String> {
+/// What `process.send(dest, topic, payload, extra...)` does once its arguments are read (by
+/// the C function [`crate::raw::send`]; `payload` is `Value::Null` when none was given): the
+/// message goes from the calling process (none in a function call) to `dest`, a PID text or
+/// a registered name.
+pub(crate) fn deliver(
+    dest: &str,
+    topic: &str,
+    payload: Value,
+    extra: Vec<Value>,
+) -> Result<(), String> {
     let actor = current();
     let node = node_of(&actor)?;
     let to = resolve_cached(&node, dest)?;
     if topic.starts_with('@') {
         return Err(SendError::ReservedTopic(topic.to_owned()).to_string());
     }
-    let payload = if payloads.is_empty() {
-        Value::Null
-    } else {
-        payloads.remove(0)
-    };
-    let msg = Message::new(caller_pid(&actor), topic, payload).with_extra(payloads);
+    let msg = Message::new(caller_pid(&actor), topic_text(topic), payload).with_extra(extra);
     node.send(&to, msg).map_err(|e| e.to_string())
+}
+
+/// Topics recently sent from this thread, shared by their messages: a process sends the same
+/// few topics over and over, and a fresh text per message was an allocation and a free.
+const TOPIC_CACHE: usize = 8;
+
+thread_local! {
+    static TOPICS: RefCell<(Vec<Arc<str>>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+}
+
+/// `topic` as a shared text, from [`TOPICS`] when it was sent lately (the oldest entry makes
+/// way for a new one).
+fn topic_text(topic: &str) -> Arc<str> {
+    TOPICS.with(|topics| {
+        let mut topics = topics.borrow_mut();
+        let (cached, next) = &mut *topics;
+        if let Some(hit) = cached.iter().find(|t| ***t == *topic) {
+            return hit.clone();
+        }
+        let text: Arc<str> = Arc::from(topic);
+        if cached.len() < TOPIC_CACHE {
+            cached.push(text.clone());
+        } else {
+            cached[*next] = text.clone();
+            *next = (*next + 1) % TOPIC_CACHE;
+        }
+        text
+    })
 }
 
 /// PIDs parsed from text, per thread: a process sends to the same few PIDs over and over

@@ -16,11 +16,23 @@ use super::{headroom, push_str, STACK_MARGIN};
 /// table header and a hash node (or array slot), rounded up.
 const NODE_BYTES: usize = 128;
 
+/// Strings up to this many bytes (keys, topics, short values) go through the state's string
+/// cache: pushing a Lua string hashes it and looks it up in Lua's string table (~200
+/// instructions for a key), and a message carries the same few keys every time.
+const CACHED_LEN: usize = 16;
+
+/// Slots of the string cache (a power of two; 128 keeps the usual message keys and topics
+/// apart).
+const CACHE_SLOTS: u32 = 128;
+
 /// The metatables of received messages and their payload objects (their methods are defined
 /// in `modules/inbox.rs`), kept in the registry of each worker state.
 pub(crate) struct Metatables {
     message: Table,
     payload: Table,
+    /// The string cache: an array of [`CACHE_SLOTS`] recently pushed short strings (`false`
+    /// in a free slot, so that storing never allocates), see [`Build::push_text`].
+    strings: Table,
     /// Their registry slots, for the raw builder.
     ids: (ffi::lua_Integer, ffi::lua_Integer),
     _keys: (RegistryKey, RegistryKey),
@@ -33,12 +45,27 @@ impl Metatables {
             lua.create_registry_value(&message)?,
             lua.create_registry_value(&payload)?,
         );
+        let strings = lua.create_table_with_capacity(CACHE_SLOTS as usize, 0)?;
+        for slot in 1..=CACHE_SLOTS {
+            strings.raw_set(slot, false)?;
+        }
         Ok(Metatables {
             ids: (registry_index(&keys.0), registry_index(&keys.1)),
             message,
             payload,
+            strings,
             _keys: keys,
         })
+    }
+
+    /// The message and payload metatables and the string cache (for `inbox:receive()`,
+    /// which hands them to [`super::receive_function`]).
+    pub(crate) fn tables(&self) -> (Table, Table, Table) {
+        (
+            self.message.clone(),
+            self.payload.clone(),
+            self.strings.clone(),
+        )
     }
 
     /// A copy to build with, so that no borrow of the state's app data is held while
@@ -47,6 +74,7 @@ impl Metatables {
         MessageMetas {
             message: self.message.clone(),
             payload: self.payload.clone(),
+            strings: self.strings.clone(),
             ids: self.ids,
         }
     }
@@ -56,6 +84,7 @@ impl Metatables {
 pub(crate) struct MessageMetas {
     message: Table,
     payload: Table,
+    strings: Table,
     ids: (ffi::lua_Integer, ffi::lua_Integer),
 }
 
@@ -66,46 +95,100 @@ pub(crate) struct MessageMetas {
 /// `msg:data()`, `msg:payloads()`); an extra payload object is `{data}` with the payload
 /// metatable (`p:data()`). See `modules/inbox.rs`.
 pub(crate) fn message(lua: &Lua, metas: &MessageMetas, msg: &Message) -> mlua::Result<Table> {
-    let needed = NODE_BYTES * 3
-        + msg.topic().len()
-        + msg.from().map_or(0, |p| p.as_str().len())
-        + estimate(msg.payload())
-        + msg.extra().iter().map(estimate).sum::<usize>();
-    if !headroom(lua, needed) {
+    if !headroom(lua, message_estimate(msg)) {
         return safe_message(lua, metas, msg);
     }
     let (message_meta, payload_meta) = metas.ids;
     // SAFETY: see the module docs: nothing below can raise, because the state has room for
-    // twice the estimate of what is allocated; the stack is checked before use.
+    // twice the estimate of what is allocated; the stack is checked before use. The string
+    // cache is the call's one argument (slot 1), removed at the end.
     unsafe {
-        lua.exec_raw::<Table>((), |state| {
-            let mut build = Build::new(state);
-            if !build.room(8) {
-                return;
-            }
-            ffi::lua_createtable(state, 4, 0);
-            push_str(state, msg.topic().as_bytes());
-            ffi::lua_rawseti(state, -2, 1);
-            if let Some(from) = msg.from() {
-                push_str(state, from.as_str().as_bytes());
-                ffi::lua_rawseti(state, -2, 2);
-            }
-            build.start();
-            msg.payload().visit(&mut build);
-            build.finish();
-            ffi::lua_rawseti(state, -2, 3);
-            if !msg.extra().is_empty() {
-                ffi::lua_createtable(state, len_hint(msg.extra().len()), 0);
-                for (i, extra) in msg.extra().iter().enumerate() {
-                    build.payload_object(extra, payload_meta);
-                    ffi::lua_rawseti(state, -2, i as ffi::lua_Integer + 1);
-                }
-                ffi::lua_rawseti(state, -2, 4);
-            }
-            ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, message_meta);
-            ffi::lua_setmetatable(state, -2);
+        lua.exec_raw::<Table>(&metas.strings, |state| {
+            push_message(
+                state,
+                msg,
+                Meta::Registry(message_meta),
+                Meta::Registry(payload_meta),
+                1,
+            );
+            ffi::lua_remove(state, 1);
         })
     }
+}
+
+/// A generous estimate of the bytes the Lua form of `msg` takes (for [`headroom`]).
+pub(super) fn message_estimate(msg: &Message) -> usize {
+    NODE_BYTES * 3
+        + msg.topic().len()
+        + msg.from().map_or(0, |p| p.as_str().len())
+        + estimate(msg.payload())
+        + msg.extra().iter().map(estimate).sum::<usize>()
+}
+
+/// Where a metatable is: in the registry, or at a positive stack index or an upvalue index
+/// of the running C function.
+#[derive(Clone, Copy)]
+pub(super) enum Meta {
+    Registry(ffi::lua_Integer),
+    Stack(c_int),
+}
+
+impl Meta {
+    /// Pushes the metatable.
+    ///
+    /// # Safety
+    ///
+    /// `state` is valid and has a free stack slot; a `Stack` index holds the metatable.
+    unsafe fn push(self, state: *mut lua_State) {
+        match self {
+            Meta::Registry(id) => {
+                ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, id);
+            }
+            Meta::Stack(index) => ffi::lua_pushvalue(state, index),
+        }
+    }
+}
+
+/// Pushes the Lua form of `msg` (see [`message`]); pushes nothing if the stack cannot grow.
+/// `strings` is the stack index of the string cache (see [`Metatables`]).
+///
+/// # Safety
+///
+/// `state` is valid, inside a protected call or a C function, and has room for twice
+/// [`message_estimate`] of `msg` below its memory limit (so nothing raises); `strings` is a
+/// positive index or an upvalue index holding the string cache.
+pub(super) unsafe fn push_message(
+    state: *mut lua_State,
+    msg: &Message,
+    message_meta: Meta,
+    payload_meta: Meta,
+    strings: c_int,
+) {
+    let mut build = Build::new(state, strings);
+    if !build.room(8) {
+        return;
+    }
+    ffi::lua_createtable(state, 4, 0);
+    build.push_text(msg.topic().as_bytes());
+    ffi::lua_rawseti(state, -2, 1);
+    if let Some(from) = msg.from() {
+        push_str(state, from.as_str().as_bytes());
+        ffi::lua_rawseti(state, -2, 2);
+    }
+    build.start();
+    msg.payload().visit(&mut build);
+    build.finish();
+    ffi::lua_rawseti(state, -2, 3);
+    if !msg.extra().is_empty() {
+        ffi::lua_createtable(state, len_hint(msg.extra().len()), 0);
+        for (i, extra) in msg.extra().iter().enumerate() {
+            build.payload_object(extra, payload_meta);
+            ffi::lua_rawseti(state, -2, i as ffi::lua_Integer + 1);
+        }
+        ffi::lua_rawseti(state, -2, 4);
+    }
+    message_meta.push(state);
+    ffi::lua_setmetatable(state, -2);
 }
 
 /// [`message`] through mlua, for when the state is too close to its memory limit. Data that
@@ -155,7 +238,7 @@ pub(crate) fn value(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
     // SAFETY: as in `message`.
     unsafe {
         lua.exec_raw::<LuaValue>((), |state| {
-            let mut build = Build::new(state);
+            let mut build = Build::new(state, 0);
             build.start();
             value.visit(&mut build);
             build.finish();
@@ -208,6 +291,19 @@ fn registry_index(key: &RegistryKey) -> ffi::lua_Integer {
     ffi::lua_Integer::from(key.id())
 }
 
+/// The string cache slot of `bytes` (1 to [`CACHE_SLOTS`], not empty): a mix of its length
+/// and a few of its bytes, cheaper than hashing it all.
+fn cache_slot(bytes: &[u8]) -> ffi::lua_Integer {
+    let n = bytes.len();
+    let mixed = (n as u32)
+        ^ u32::from(bytes[0]) << 8
+        ^ u32::from(bytes[n - 1]) << 16
+        ^ u32::from(bytes[n / 2]) << 24
+        ^ u32::from(bytes.get(1).copied().unwrap_or(0));
+    let spread = mixed.wrapping_mul(0x27D4_EB2F) >> (32 - CACHE_SLOTS.trailing_zeros());
+    ffi::lua_Integer::from(spread) + 1
+}
+
 fn len_hint(len: usize) -> c_int {
     c_int::try_from(len).unwrap_or(c_int::MAX)
 }
@@ -224,16 +320,45 @@ struct Build {
     /// Set when the stack could not grow: the rest of the visit is ignored and the value
     /// becomes `nil`.
     failed: bool,
+    /// The stack index of the string cache, 0 for none.
+    strings: c_int,
 }
 
 impl Build {
-    fn new(state: *mut lua_State) -> Build {
+    fn new(state: *mut lua_State, strings: c_int) -> Build {
         Build {
             state,
             base: 0,
             open: Vec::new(),
             failed: false,
+            strings,
         }
+    }
+
+    /// Pushes `bytes` as a Lua string; a short one is taken from the string cache if it is
+    /// there (a slot chosen by a few of its bytes, checked against the whole text), and
+    /// replaces the slot's string otherwise. Needs two free stack slots (the string and,
+    /// while storing it, its copy), which [`STACK_MARGIN`] keeps.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push_str`].
+    unsafe fn push_text(&mut self, bytes: &[u8]) {
+        if self.strings == 0 || bytes.is_empty() || bytes.len() > CACHED_LEN {
+            push_str(self.state, bytes);
+            return;
+        }
+        let slot = cache_slot(bytes);
+        if ffi::lua_rawgeti(self.state, self.strings, slot) == ffi::LUA_TSTRING
+            && super::read::string_bytes(self.state, -1) == bytes
+        {
+            return;
+        }
+        ffi::lua_settop(self.state, -2);
+        push_str(self.state, bytes);
+        ffi::lua_pushvalue(self.state, -1);
+        // An existing array slot: stores without allocating.
+        ffi::lua_rawseti(self.state, self.strings, slot);
     }
 
     /// A value starts at the current stack top; makes room for it.
@@ -254,18 +379,18 @@ impl Build {
         grown
     }
 
-    /// Pushes a payload object `{value}` with the payload metatable at registry index `meta`.
+    /// Pushes a payload object `{value}` with the payload metatable `meta`.
     ///
     /// # Safety
     ///
     /// As for [`push_str`].
-    unsafe fn payload_object(&mut self, value: &Value, meta: ffi::lua_Integer) {
+    unsafe fn payload_object(&mut self, value: &Value, meta: Meta) {
         ffi::lua_createtable(self.state, 1, 0);
         self.start();
         value.visit(self);
         self.finish();
         ffi::lua_rawseti(self.state, -2, 1);
-        ffi::lua_rawgeti(self.state, ffi::LUA_REGISTRYINDEX, meta);
+        meta.push(self.state);
         ffi::lua_setmetatable(self.state, -2);
     }
 
@@ -347,11 +472,16 @@ impl Visit for Build {
     }
 
     fn str(&mut self, value: &str) {
-        self.scalar(|s| unsafe { push_str(s, value.as_bytes()) });
+        self.bytes(value.as_bytes());
     }
 
     fn bytes(&mut self, value: &[u8]) {
-        self.scalar(|s| unsafe { push_str(s, value) });
+        if self.failed {
+            return;
+        }
+        // SAFETY: as in `scalar`.
+        unsafe { self.push_text(value) };
+        self.place();
     }
 
     fn begin_array(&mut self, len: usize) {
@@ -371,7 +501,7 @@ impl Visit for Build {
             return;
         }
         // SAFETY: the open map made room for its key and value.
-        unsafe { push_str(self.state, key.as_bytes()) };
+        unsafe { self.push_text(key.as_bytes()) };
     }
 
     fn end_map(&mut self) {
@@ -445,6 +575,40 @@ mod tests {
             let (raw, stepwise) = both(&lua, &v);
             prop_assert_eq!(raw, stepwise);
         }
+    }
+
+    #[test]
+    fn cached_strings_read_back_as_built() {
+        // More short keys and values than the cache has slots: slots are taken over, texts
+        // that share a slot must not be mixed up, and repeated builds hit the cache.
+        let lua = state();
+        let metas = lua.app_data_ref::<Metatables>().unwrap().handle();
+        let mut payload = Map::new();
+        for i in 0..400 {
+            payload = payload.with(format!("k{i}"), format!("v{}", i % 37));
+        }
+        payload = payload
+            .with("", "")
+            .with("sixteen-bytes-ok", "seventeen-bytes-x");
+        let msg = Message::new(None, "ws.message", Value::Map(payload));
+        set_limit(64 << 20);
+        for _ in 0..3 {
+            let built = message(&lua, &metas, &msg).unwrap();
+            let topic: String = built.get(1).unwrap();
+            assert_eq!(topic, "ws.message");
+            let data: Table = built.get(3).unwrap();
+            for i in 0..400 {
+                let v: String = data.get(format!("k{i}")).unwrap();
+                assert_eq!(v, format!("v{}", i % 37));
+            }
+            assert_eq!(data.get::<String>("").unwrap(), "");
+            assert_eq!(
+                data.get::<String>("sixteen-bytes-ok").unwrap(),
+                "seventeen-bytes-x"
+            );
+            assert_eq!(data.pairs::<LuaValue, LuaValue>().count(), 402);
+        }
+        set_limit(0);
     }
 
     #[test]

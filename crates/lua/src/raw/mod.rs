@@ -35,6 +35,7 @@
 
 mod build;
 mod read;
+mod receive;
 mod send;
 
 use std::cell::Cell;
@@ -45,6 +46,7 @@ use mlua::Lua;
 
 pub(crate) use build::{environment, message, value, Metatables};
 pub(crate) use read::{read, Scalar, Sink};
+pub(crate) use receive::{receive_function, SlowPath};
 pub(crate) use send::send_function;
 
 /// Stack slots kept free above the current nesting (a table, a key and a value at each level).
@@ -87,6 +89,25 @@ fn headroom(lua: &Lua, needed: usize) -> bool {
     limit != 0 && lua.used_memory().saturating_add(needed.saturating_mul(2)) < limit
 }
 
+/// [`headroom`] from inside a C function, where mlua's handle is not at hand: Lua's own count
+/// of the bytes in use, which is mlua's count too (both add every allocation's new size and
+/// take every freed block's size, from the state's first allocation on).
+///
+/// # Safety
+///
+/// `state` is a valid Lua state, not inside a finalizer.
+unsafe fn headroom_raw(state: *mut lua_State, needed: usize) -> bool {
+    let limit = LIMIT.with(Cell::get);
+    let kbytes = ffi::lua_gc(state, ffi::LUA_GCCOUNT, 0);
+    let bytes = ffi::lua_gc(state, ffi::LUA_GCCOUNTB, 0);
+    let (Ok(kbytes), Ok(bytes)) = (usize::try_from(kbytes), usize::try_from(bytes)) else {
+        // -1: the collector cannot answer now (a finalizer runs).
+        return false;
+    };
+    let used = kbytes.saturating_mul(1024).saturating_add(bytes);
+    limit != 0 && used.saturating_add(needed.saturating_mul(2)) < limit
+}
+
 /// Pushes `bytes` as a Lua string.
 ///
 /// # Safety
@@ -95,4 +116,35 @@ fn headroom(lua: &Lua, needed: usize) -> bool {
 /// function (a memory error raises).
 unsafe fn push_str(state: *mut lua_State, bytes: &[u8]) {
     ffi::lua_pushlstring(state, bytes.as_ptr() as *const c_char, bytes.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use mlua::{Lua, LuaOptions, StdLib};
+
+    /// [`super::headroom_raw`] relies on Lua's count of the memory in use being mlua's.
+    #[test]
+    fn lua_counts_memory_as_mlua_does() {
+        let lua = Lua::new_with(StdLib::TABLE | StdLib::STRING, LuaOptions::new()).unwrap();
+        lua.set_memory_limit(64 << 20).unwrap();
+        let keep = lua
+            .load("local t = {} for i = 1, 1000 do t[i] = string.rep('x', i) end return t")
+            .eval::<mlua::Table>()
+            .unwrap();
+        for _ in 0..3 {
+            // SAFETY: reads the counters of a valid state, outside any finalizer.
+            let counted = unsafe {
+                lua.exec_raw::<usize>((), |state| {
+                    let kbytes = super::ffi::lua_gc(state, super::ffi::LUA_GCCOUNT, 0);
+                    let bytes = super::ffi::lua_gc(state, super::ffi::LUA_GCCOUNTB, 0);
+                    super::ffi::lua_pushinteger(state, i64::from(kbytes) * 1024 + i64::from(bytes));
+                })
+            }
+            .unwrap();
+            // The conversion of the result allocates nothing; the call's own frame is freed.
+            assert_eq!(counted, lua.used_memory());
+            lua.gc_collect().unwrap();
+        }
+        drop(keep);
+    }
 }

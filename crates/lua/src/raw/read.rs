@@ -321,7 +321,12 @@ unsafe fn array_len(state: *mut lua_State, index: c_int) -> Option<usize> {
 /// As [`scalar`].
 unsafe fn key_text(state: *mut lua_State, index: c_int) -> Result<String, ConvertError> {
     match scalar(state, index) {
-        Scalar::Str(bytes) => Ok(String::from_utf8_lossy(bytes).into_owned()),
+        // UTF-8 checked first: `from_utf8_lossy` walks the text chunk by chunk, slower for
+        // the usual valid key.
+        Scalar::Str(bytes) => Ok(match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        }),
         Scalar::Int(i) => Ok(i.to_string()),
         Scalar::Float(f) => Ok(f.to_string()),
         Scalar::Bool(b) => Ok(b.to_string()),

@@ -10,6 +10,8 @@ use mlua::{Function, Lua};
 
 use super::push_str;
 use super::read::{string_bytes, type_name, Walker};
+use wsrelay_process::Value;
+
 use crate::convert::ValueBuild;
 
 /// The longest error text returned; longer ones are cut on a character boundary.
@@ -82,14 +84,22 @@ unsafe fn read_and_send(state: *mut lua_State) -> Result<(), String> {
     let dest = text_arg(state, 1, "destination")?;
     let topic = text_arg(state, 2, "topic")?;
     let mut walker = Walker::new(ValueBuild, super::value_limit());
-    let mut payloads = Vec::with_capacity(count.saturating_sub(2) as usize);
-    for index in 3..=count {
-        let (value, _) = walker
+    let mut read = |index| {
+        walker
             .walk(state, index)
-            .map_err(|e| format!("payload: {e}"))?;
-        payloads.push(value);
+            .map(|(value, _)| value)
+            .map_err(|e| format!("payload: {e}"))
+    };
+    // The usual one payload without a vector for the others.
+    let payload = if count >= 3 { read(3)? } else { Value::Null };
+    let mut extra = Vec::new();
+    if count > 3 {
+        extra.reserve_exact((count - 3) as usize);
+        for index in 4..=count {
+            extra.push(read(index)?);
+        }
     }
-    crate::modules::process::deliver(dest, topic, payloads)
+    crate::modules::process::deliver(dest, topic, payload, extra)
 }
 
 /// The UTF-8 string argument at `index` named `what` (the texts of `modules::string_arg`).
