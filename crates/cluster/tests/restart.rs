@@ -240,7 +240,16 @@ async fn exit_and_link_down(me: &Context, from: &Pid) -> (ExitResult, ExitResult
     (exit.unwrap(), down.unwrap())
 }
 
-/// Issue #19: a monitor and a link towards a PID of `b`'s new run, made while `a` still
+/// `b`'s new run sends `me` a message, and `me` gets it: `me`'s node has heard the run.
+async fn b_speaks(b2: &Cluster, me: &Context) {
+    probe(b2.node()).send(me.pid(), "hi", Value::Null).unwrap();
+    let msg = tokio::time::timeout(EVENT_WAIT, me.recv())
+        .await
+        .expect("b2 is heard");
+    assert_eq!(msg.topic(), "hi");
+}
+
+/// A monitor and a link towards a PID of `b`'s new run, made while `a` still
 /// counts `b`'s old run down (before it heard the new run), are held, not failed with
 /// `noconnection`, and get the real exit; sends to that PID go through. A PID of the old run
 /// still fails at once. With `b_speaks_first`, the new run is heard (a message of its own)
@@ -283,12 +292,7 @@ fn early_relations_case(b_speaks_first: bool) {
             "a has not heard b's new run yet: the relations were made and held before it"
         );
         if b_speaks_first {
-            let b_probe = probe(b2.node());
-            b_probe.send(me.pid(), "hi", Value::Null).unwrap();
-            let msg = tokio::time::timeout(EVENT_WAIT, me.recv())
-                .await
-                .expect("b2 is heard");
-            assert_eq!(msg.topic(), "hi");
+            b_speaks(&b2, &me).await;
             // Both sides' next frames (heartbeats, answers) cross.
             tokio::time::sleep(Duration::from_millis(1500)).await;
             let early = me.try_next_event();
@@ -356,12 +360,7 @@ fn early_relations_towards_a_new_run_not_heard_in_time_fail_once() {
         );
 
         // b's new run speaks: a hears it; nothing more arrives for the failed relations.
-        let b_probe = probe(b2.node());
-        b_probe.send(me.pid(), "hi", Value::Null).unwrap();
-        let msg = tokio::time::timeout(EVENT_WAIT, me.recv())
-            .await
-            .expect("b2 is heard");
-        assert_eq!(msg.topic(), "hi");
+        b_speaks(&b2, &me).await;
         me.monitor(&target).unwrap();
         b2.node().terminate(&target).unwrap();
         match next_event(&me).await {
