@@ -103,7 +103,7 @@ impl Sink for ValueBuild {
     }
 
     fn map(&self, entries: Vec<(String, Value)>) -> Value {
-        Value::Map(entries.into_iter().collect::<Map>())
+        Value::Map(Map::from(entries))
     }
 }
 

@@ -573,6 +573,24 @@ impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Map {
     }
 }
 
+impl From<Vec<(String, Value)>> for Map {
+    /// As [`collect`](FromIterator::from_iter) (a repeated key keeps its first place and
+    /// takes the last value), but a small vector without repeated keys becomes the map as it
+    /// is: a payload read from Lua is such a vector, and copying it into a new one cost an
+    /// allocation per message.
+    fn from(entries: Vec<(String, Value)>) -> Map {
+        let distinct = entries.len() <= SCAN_KEYS
+            && entries
+                .iter()
+                .enumerate()
+                .all(|(i, (key, _))| entries[..i].iter().all(|(k, _)| k != key));
+        if distinct {
+            return Map(entries);
+        }
+        entries.into_iter().collect()
+    }
+}
+
 impl IntoIterator for Map {
     type Item = (String, Value);
     type IntoIter = std::vec::IntoIter<(String, Value)>;
@@ -598,6 +616,32 @@ mod tests {
         // Linear: 200,000 distinct keys are collected without a scan per key.
         let big: Map = (0..200_000).map(|i| (i.to_string(), i)).collect();
         assert_eq!(big.len(), 200_000);
+    }
+
+    #[test]
+    fn a_vector_becomes_a_map_as_collecting_makes_it() {
+        let entries = |pairs: &[(&str, i64)]| -> Vec<(String, Value)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::Int(*v)))
+                .collect()
+        };
+        for pairs in [
+            &[][..],
+            &[("a", 1), ("b", 2)],
+            &[("a", 1), ("b", 2), ("a", 3)],
+            &[("b", 1), ("b", 2)],
+        ] {
+            let collected: Map = entries(pairs).into_iter().collect();
+            assert_eq!(Map::from(entries(pairs)), collected);
+        }
+        // Past the scanned size, repeated keys are still merged.
+        let mut many: Vec<(String, Value)> =
+            (0..40).map(|i| (i.to_string(), Value::Int(i))).collect();
+        many.push(("7".to_owned(), Value::Int(-1)));
+        let map = Map::from(many);
+        assert_eq!(map.len(), 40);
+        assert_eq!(map.get("7"), Some(&Value::Int(-1)));
     }
 
     #[derive(Debug)]

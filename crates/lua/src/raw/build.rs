@@ -8,7 +8,7 @@ use std::ffi::c_int;
 
 use mlua::ffi::{self, lua_State};
 use mlua::{Lua, RegistryKey, Table, Value as LuaValue};
-use wsrelay_process::{Message, Value, Visit};
+use wsrelay_process::{Message, Pid, Value, Visit};
 
 use super::{headroom, push_str, STACK_MARGIN};
 
@@ -25,13 +25,21 @@ const CACHED_LEN: usize = 16;
 /// apart).
 const CACHE_SLOTS: u32 = 128;
 
+/// Slots of the PID cache, after the string cache's in the same table: a sender's PID text
+/// (20-odd bytes, too long for the string cache's cheap slot choice: PIDs differ in their
+/// last digits) is pushed for every message of a connection, and interning it costs Lua
+/// ~300 instructions; a slot chosen by the PID's number and checked against its whole text
+/// costs a third of that.
+const PID_SLOTS: u64 = 64;
+
 /// The metatables of received messages and their payload objects (their methods are defined
 /// in `modules/inbox.rs`), kept in the registry of each worker state.
 pub(crate) struct Metatables {
     message: Table,
     payload: Table,
-    /// The string cache: an array of [`CACHE_SLOTS`] recently pushed short strings (`false`
-    /// in a free slot, so that storing never allocates), see [`Build::push_text`].
+    /// The string cache: an array of [`CACHE_SLOTS`] recently pushed short strings, then
+    /// [`PID_SLOTS`] recently pushed PID texts (`false` in a free slot, so that storing never
+    /// allocates), see [`Build::push_text`] and [`Build::push_pid`].
     strings: Table,
     /// Their registry slots, for the raw builder.
     ids: (ffi::lua_Integer, ffi::lua_Integer),
@@ -45,8 +53,9 @@ impl Metatables {
             lua.create_registry_value(&message)?,
             lua.create_registry_value(&payload)?,
         );
-        let strings = lua.create_table_with_capacity(CACHE_SLOTS as usize, 0)?;
-        for slot in 1..=CACHE_SLOTS {
+        let slots = CACHE_SLOTS + PID_SLOTS as u32;
+        let strings = lua.create_table_with_capacity(slots as usize, 0)?;
+        for slot in 1..=slots {
             strings.raw_set(slot, false)?;
         }
         Ok(Metatables {
@@ -165,28 +174,36 @@ pub(super) unsafe fn push_message(
     strings: c_int,
 ) {
     let mut build = Build::new(state, strings);
-    if !build.room(8) {
+    if !build.room(9) {
         return;
     }
     ffi::lua_createtable(state, 4, 0);
+    let table = ffi::lua_gettop(state);
     build.push_text(msg.topic().as_bytes());
-    ffi::lua_rawseti(state, -2, 1);
+    ffi::lua_rawseti(state, table, 1);
     if let Some(from) = msg.from() {
-        push_str(state, from.as_str().as_bytes());
-        ffi::lua_rawseti(state, -2, 2);
+        // The sender's text stays on the stack above the table while the payloads are
+        // built: a relay event repeats it (`client_pid`), and a copy of the Lua string costs
+        // nothing against a second push.
+        build.push_pid(from);
+        ffi::lua_pushvalue(state, -1);
+        ffi::lua_rawseti(state, table, 2);
+        build.pid = Some((from.as_str().as_bytes(), ffi::lua_gettop(state)));
     }
     build.start();
     msg.payload().visit(&mut build);
     build.finish();
-    ffi::lua_rawseti(state, -2, 3);
+    ffi::lua_rawseti(state, table, 3);
     if !msg.extra().is_empty() {
         ffi::lua_createtable(state, len_hint(msg.extra().len()), 0);
         for (i, extra) in msg.extra().iter().enumerate() {
             build.payload_object(extra, payload_meta);
             ffi::lua_rawseti(state, -2, i as ffi::lua_Integer + 1);
         }
-        ffi::lua_rawseti(state, -2, 4);
+        ffi::lua_rawseti(state, table, 4);
     }
+    // Drops the sender's text, if any: the table is on top again.
+    ffi::lua_settop(state, table);
     message_meta.push(state);
     ffi::lua_setmetatable(state, -2);
 }
@@ -311,7 +328,7 @@ fn len_hint(len: usize) -> c_int {
 /// Builds a value on the Lua stack from [`Visit`] calls: each complete value is pushed, then
 /// stored into the table it belongs to (the enclosing array at its next index, or the
 /// enclosing map under the key pushed before it); the outermost stays on the stack.
-struct Build {
+struct Build<'a> {
     state: *mut lua_State,
     /// The stack top where the value being built starts.
     base: c_int,
@@ -322,16 +339,20 @@ struct Build {
     failed: bool,
     /// The stack index of the string cache, 0 for none.
     strings: c_int,
+    /// A text already on the stack (the message's sender) and its absolute index: a string
+    /// value equal to it is pushed as a copy of that Lua string.
+    pid: Option<(&'a [u8], c_int)>,
 }
 
-impl Build {
-    fn new(state: *mut lua_State, strings: c_int) -> Build {
+impl Build<'_> {
+    fn new<'a>(state: *mut lua_State, strings: c_int) -> Build<'a> {
         Build {
             state,
             base: 0,
             open: Vec::new(),
             failed: false,
             strings,
+            pid: None,
         }
     }
 
@@ -348,7 +369,35 @@ impl Build {
             push_str(self.state, bytes);
             return;
         }
-        let slot = cache_slot(bytes);
+        self.push_cached(bytes, cache_slot(bytes));
+    }
+
+    /// Pushes the text of `pid` as a Lua string, from the PID cache if it is there (the slot
+    /// of its number, checked against the whole text: PIDs of other nodes or hosts share
+    /// numbers), and replaces the slot's string otherwise. Needs two free stack slots.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push_str`].
+    unsafe fn push_pid(&mut self, pid: &Pid) {
+        let bytes = pid.as_str().as_bytes();
+        if self.strings == 0 {
+            push_str(self.state, bytes);
+            return;
+        }
+        // Below `PID_SLOTS`: fits in an `i64`.
+        let slot =
+            (pid.id() % PID_SLOTS) as ffi::lua_Integer + ffi::lua_Integer::from(CACHE_SLOTS) + 1;
+        self.push_cached(bytes, slot);
+    }
+
+    /// Pushes `bytes` from the cache's `slot` if it holds them, else pushes them and stores
+    /// the string there.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push_str`]; `self.strings` is the cache and `slot` one of its array slots.
+    unsafe fn push_cached(&mut self, bytes: &[u8], slot: ffi::lua_Integer) {
         if ffi::lua_rawgeti(self.state, self.strings, slot) == ffi::LUA_TSTRING
             && super::read::string_bytes(self.state, -1) == bytes
         {
@@ -453,7 +502,7 @@ impl Build {
     }
 }
 
-impl Visit for Build {
+impl Visit for Build<'_> {
     fn null(&mut self) {
         // SAFETY (all pushes): `scalar` made room for one value.
         self.scalar(|s| unsafe { ffi::lua_pushnil(s) });
@@ -479,8 +528,12 @@ impl Visit for Build {
         if self.failed {
             return;
         }
-        // SAFETY: as in `scalar`.
-        unsafe { self.push_text(value) };
+        match self.pid {
+            // SAFETY: as in `scalar`; `index` holds the sender's text (see `push_message`).
+            Some((pid, index)) if pid == value => unsafe { ffi::lua_pushvalue(self.state, index) },
+            // SAFETY: as in `scalar`.
+            _ => unsafe { self.push_text(value) },
+        }
         self.place();
     }
 
@@ -608,6 +661,48 @@ mod tests {
             );
             assert_eq!(data.pairs::<LuaValue, LuaValue>().count(), 402);
         }
+        set_limit(0);
+    }
+
+    #[test]
+    fn pid_texts_read_back_as_sent() {
+        // More senders than the PID cache has slots, with numbers that share slots and PIDs
+        // of other hosts with the same numbers: every message carries its own sender's text,
+        // in `from` and in the payload (where it is a copy of the same string).
+        let lua = state();
+        let metas = lua.app_data_ref::<Metatables>().unwrap().handle();
+        let read = lua
+            .load("local m = ... return m:from(), m:data().client_pid, m:data().other")
+            .into_function()
+            .unwrap();
+        set_limit(64 << 20);
+        for round in 0..3 {
+            for i in 0..300u64 {
+                let host = if i % 2 == 0 {
+                    "app:gateway"
+                } else {
+                    "app:other"
+                };
+                let from = Pid::new("local", host, i % 150 + round);
+                let payload = Map::new()
+                    .with("client_pid", from.as_str())
+                    .with("other", "{app:gateway|0x00001}");
+                let msg = Message::new(Some(from.clone()), "ws.message", Value::Map(payload));
+                let built = message(&lua, &metas, &msg).unwrap();
+                let (sender, client_pid, other): (String, String, String) =
+                    read.call(built).unwrap();
+                assert_eq!(sender, from.as_str());
+                assert_eq!(client_pid, from.as_str());
+                assert_eq!(other, "{app:gateway|0x00001}");
+            }
+        }
+        // Without a sender, nothing is reused.
+        let payload = Map::new().with("client_pid", "{app:gateway|0x00007}");
+        let msg = Message::new(None, "ws.message", Value::Map(payload));
+        let built = message(&lua, &metas, &msg).unwrap();
+        let (sender, client_pid): (Option<String>, String) = read.call(built).unwrap();
+        assert_eq!(sender, None);
+        assert_eq!(client_pid, "{app:gateway|0x00007}");
         set_limit(0);
     }
 
