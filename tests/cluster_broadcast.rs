@@ -80,6 +80,7 @@ fn start_node(
     port: u16,
     nats: &Nats,
     server: usize,
+    secret: &Path,
     log: &Path,
 ) -> NodeProc {
     let log = std::fs::File::create(log.join(format!("{node}.log"))).unwrap();
@@ -98,7 +99,7 @@ fn start_node(
                 "WSRELAY_CLUSTER_CREDENTIALS",
                 nats.dir.join("creds").join(node),
             )
-            .env("WSRELAY_CLUSTER_SECRET_FILE", log_dir_secret(nats))
+            .env("WSRELAY_CLUSTER_SECRET_FILE", secret)
             .env("WSRELAY_CLUSTER_REPLICAS", "3")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -106,7 +107,10 @@ fn start_node(
     )
 }
 
-fn log_dir_secret(nats: &Nats) -> PathBuf {
+/// Writes the cluster secret's file, once per test before any node starts: rewriting it for
+/// each node truncated it under a node that was reading it (`cannot join the cluster: ...
+/// 0 bytes`).
+fn write_secret(nats: &Nats) -> PathBuf {
     let file = nats.dir.join("broadcast.secret");
     std::fs::write(&file, SECRET).unwrap();
     file
@@ -186,9 +190,10 @@ fn broadcast_example_spans_two_nodes_joined_from_the_environment() {
     std::fs::write(observer_app.join("observer.lua"), OBSERVER_LUA).unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/broadcast");
     let (pa, pb, pc) = (free_port(), free_port(), free_port());
-    let _a = start_node(&example, "a", pa, &nats, 1, &base);
-    let b = start_node(&example, "b", pb, &nats, 2, &base);
-    let _c = start_node(&observer_app, "c", pc, &nats, 3, &base);
+    let secret = write_secret(&nats);
+    let _a = start_node(&example, "a", pa, &nats, 1, &secret, &base);
+    let b = start_node(&example, "b", pb, &nats, 2, &secret, &base);
+    let _c = start_node(&observer_app, "c", pc, &nats, 3, &secret, &base);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
