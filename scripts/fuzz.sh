@@ -2,7 +2,6 @@
 # Runs every fuzz target in fuzz/ for SECONDS each (default 30), on the stable toolchain.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
-#   scripts/fuzz.sh build          (install cargo-fuzz if missing and build every target, no run)
 #
 # cargo-fuzz passes nightly-only flags (-Zsanitizer=address, -Cpasses=sancov-module...), so
 # the stable compiler is told to accept them with RUSTC_BOOTSTRAP=1. New inputs go to
@@ -15,8 +14,6 @@ cd "$(dirname "$0")/.."
 
 duration="${1:-30}"
 shift || true
-build_only=
-if [ "$duration" = build ]; then build_only=1; fi
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -33,7 +30,6 @@ if [ ${#targets[@]} -eq 0 ]; then
     mapfile -t targets < <(cargo fuzz list)
 fi
 cargo fuzz build
-if [ -n "$build_only" ]; then exit 0; fi
 
 # Targets run side by side, one per core (FUZZ_JOBS to change it): each libFuzzer process is
 # single-threaded, so on N cores N targets get their full SECONDS each in 1/N of the wall
