@@ -122,16 +122,6 @@ impl Relation {
             }
         }
     }
-
-    /// Takes the relation if it is held: whoever takes it answers for it (exactly once).
-    pub(crate) fn take(&self, st: &mut PeerState) -> bool {
-        match self {
-            Relation::Monitor { watcher, target } => {
-                st.monitors.remove(&(watcher.clone(), target.clone()))
-            }
-            Relation::Link { local, remote } => st.links.remove(&(local.clone(), remote.clone())),
-        }
-    }
 }
 
 /// The incarnation a PID belongs to (the high 32 bits of its number).
@@ -306,10 +296,17 @@ impl PeerState {
         true
     }
 
-    /// Forgets the deadline of `rel` (undone or answered).
-    pub(crate) fn forget_early(&mut self, rel: &Relation) {
+    /// Takes `rel` if it is held, with its early deadline if it has one: whoever takes it
+    /// answers for it (exactly once).
+    pub(crate) fn take(&mut self, rel: &Relation) -> bool {
         if !self.early.is_empty() {
             self.early.remove(rel);
+        }
+        match rel {
+            Relation::Monitor { watcher, target } => {
+                self.monitors.remove(&(watcher.clone(), target.clone()))
+            }
+            Relation::Link { local, remote } => self.links.remove(&(local.clone(), remote.clone())),
         }
     }
 
@@ -322,13 +319,7 @@ impl PeerState {
             .filter(|(_, &made)| now.saturating_duration_since(made) >= after)
             .map(|(rel, _)| rel.clone())
             .collect();
-        expired
-            .into_iter()
-            .filter(|rel| {
-                self.early.remove(rel);
-                rel.take(self)
-            })
-            .collect()
+        expired.into_iter().filter(|rel| self.take(rel)).collect()
     }
 
     /// Takes the relations towards PIDs of runs other than `inc`, the run that was just
@@ -347,20 +338,9 @@ impl PeerState {
             .filter(|(_, r)| other(r))
             .cloned()
             .collect();
-        for (watcher, target) in &monitors {
-            self.monitors.remove(&(watcher.clone(), target.clone()));
-            self.early.remove(&Relation::Monitor {
-                watcher: watcher.clone(),
-                target: target.clone(),
-            });
-        }
-        for (local, remote) in &links {
-            self.links.remove(&(local.clone(), remote.clone()));
-            self.early.remove(&Relation::Link {
-                local: local.clone(),
-                remote: remote.clone(),
-            });
-        }
+        self.monitors.retain(|(_, t)| !other(t));
+        self.links.retain(|(_, r)| !other(r));
+        self.early.retain(|rel, _| !other(rel.remote()));
         Severed {
             monitors,
             watched: Vec::new(),
@@ -578,8 +558,7 @@ mod tests {
         assert_eq!(st.expire_early(t0 + after, after), vec![monitor(7, 1)]);
         assert!(st.monitors.is_empty());
         // Undone before its time: nothing left to fail.
-        assert!(link.take(&mut st));
-        st.forget_early(&link);
+        assert!(st.take(&link));
         assert!(st.expire_early(t0 + 2 * after, after).is_empty());
         assert!(st.retire_if_idle());
         assert!(!st.hold_early(monitor(7, 4), t0, 8), "retired");

@@ -176,10 +176,7 @@ impl Transport for NatsTransport {
             watcher: watcher.clone(),
             target: target.clone(),
         };
-        self.drop_relation(target.node(), env, |st| {
-            st.forget_early(&rel);
-            rel.take(st)
-        });
+        self.drop_relation(target.node(), env, |st| st.take(&rel));
     }
 
     fn link(&self, local: &Pid, remote: &Pid) {
@@ -205,10 +202,7 @@ impl Transport for NatsTransport {
             local: local.clone(),
             remote: remote.clone(),
         };
-        self.drop_relation(remote.node(), env, |st| {
-            st.forget_early(&rel);
-            rel.take(st)
-        });
+        self.drop_relation(remote.node(), env, |st| st.take(&rel));
     }
 
     /// An event for a remote process answers a relation it holds here: the EXIT of a local
@@ -234,10 +228,7 @@ impl Transport for NatsTransport {
                     to: to.clone(),
                     result,
                 };
-                self.drop_relation(to.node(), env, |st| {
-                    st.forget_early(&rel);
-                    rel.take(st)
-                });
+                self.drop_relation(to.node(), env, |st| st.take(&rel));
             }
             Event::Cancel { from, reason } => self.cancel(from.as_ref(), to, reason),
         }
