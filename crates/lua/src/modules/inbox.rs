@@ -95,7 +95,7 @@ fn try_receive_again(lua: &Lua) -> mlua::Result<Option<Table>> {
 
 impl UserData for Inbox {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
-        // Looked up after the methods below: holds `receive`, written in Lua.
+        // Looked up after the methods below: holds `receive`, a C closure (`raw::receive_function`).
         fields.add_meta_field_with(MetaMethod::Index, |lua| {
             let (message_meta, payload_meta, strings) = lua
                 .app_data_ref::<raw::Metatables>()
