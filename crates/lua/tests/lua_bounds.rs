@@ -6,16 +6,11 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use mlua::Lua;
-use wsrelay_lua::EngineConfig;
 use wsrelay_process::Value;
 
 /// One worker, so the snippet and the echo share a thread.
 fn one_worker() -> (wsrelay_process::Node, wsrelay_lua::LuaEngine) {
-    setup_with(EngineConfig {
-        workers: 1,
-        cpu_budget: None,
-        ..EngineConfig::default()
-    })
+    one_worker_with_budget(None)
 }
 
 /// Runs `body` as a process on a one-worker engine and checks that an echo process on the

@@ -25,10 +25,7 @@ end"#;
 async fn a_long_loop_inside_a_coroutine_is_preempted_not_killed() {
     // One worker, default CPU budget: before, the loop ran into "cpu budget exceeded" and held
     // the worker for the whole second.
-    let (node, engine) = setup_with(EngineConfig {
-        workers: 1,
-        ..EngineConfig::default()
-    });
+    let (node, engine) = one_worker();
     let long = register(&engine, LONG_LOOP_IN_A_COROUTINE, "", &["time"]);
     let echo = register(&engine, ECHO, "main", &[]);
     let (me, _g) = rust_process(&node);
@@ -100,11 +97,7 @@ async fn blocking_calls_inside_a_coroutine_wait_for_the_whole_process() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_process_spinning_inside_a_coroutine_can_be_terminated() {
-    let (node, engine) = setup_with(EngineConfig {
-        workers: 1,
-        cpu_budget: None,
-        ..EngineConfig::default()
-    });
+    let (node, engine) = one_worker_with_budget(None);
     let entry = register(
         &engine,
         r#"return function()
@@ -124,11 +117,7 @@ async fn a_process_spinning_inside_a_coroutine_can_be_terminated() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_coroutine_stuck_where_it_cannot_yield_still_meets_the_cpu_budget() {
-    let (node, engine) = setup_with(EngineConfig {
-        workers: 1,
-        cpu_budget: Some(Duration::from_millis(200)),
-        ..EngineConfig::default()
-    });
+    let (node, engine) = one_worker_with_budget(Some(Duration::from_millis(200)));
     let entry = register(
         &engine,
         r#"return function()
@@ -142,9 +131,7 @@ async fn a_coroutine_stuck_where_it_cannot_yield_still_meets_the_cpu_budget() {
         "",
         &[],
     );
-    let (me, _g) = rust_process(&node);
-    let pid = spawn_monitored(&me, &entry, vec![]);
-    let exit = exit_of(&me, &pid).await;
+    let exit = run_entry(&node, &entry, vec![]).await;
     assert!(
         exit.error_text()
             .unwrap_or_default()

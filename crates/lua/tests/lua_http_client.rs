@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use wsrelay_http::client::{self, ClientOptions, ClientRequest};
 use wsrelay_lua::{
-    EngineConfig, HttpClient, HttpClientPolicy, OutboundError, OutboundErrorKind, OutboundFuture,
+    HttpClient, HttpClientPolicy, OutboundError, OutboundErrorKind, OutboundFuture,
     OutboundRequest, OutboundResponse,
 };
 use wsrelay_process::Value;
@@ -96,10 +96,7 @@ return { main = main }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_suspends_only_its_process() {
-    let (_node, engine) = setup_with(EngineConfig {
-        workers: 1,
-        ..EngineConfig::default()
-    });
+    let (_node, engine) = one_worker();
     engine.set_http_client(Arc::new(Transport));
     let fetch = register(&engine, FETCH, "main", &["http_client"]);
     engine.set_http_client_policy(

@@ -4,16 +4,12 @@ use std::time::Duration;
 
 use crate::support::*;
 use wsrelay_lua::EngineConfig;
-use wsrelay_process::{Event, Value};
+use wsrelay_process::{Event, ExitResult, Pid, Value};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn runaway_loop_is_preempted_and_others_keep_running() {
     // One worker: the loop and the echo share a Lua state and a thread.
-    let (node, engine) = setup_with(EngineConfig {
-        workers: 1,
-        cpu_budget: None,
-        ..EngineConfig::default()
-    });
+    let (node, engine) = one_worker_with_budget(None);
     let spin = register(&engine, "return function() while true do end end", "", &[]);
     let echo = register(&engine, ECHO, "main", &[]);
     let (me, _g) = rust_process(&node);
@@ -34,11 +30,7 @@ async fn runaway_loop_is_preempted_and_others_keep_running() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn loop_that_cannot_yield_exceeds_the_cpu_budget() {
-    let (node, engine) = setup_with(EngineConfig {
-        workers: 1,
-        cpu_budget: Some(Duration::from_millis(200)),
-        ..EngineConfig::default()
-    });
+    let (node, engine) = one_worker_with_budget(Some(Duration::from_millis(200)));
     // A comparator runs inside table.sort (a C function): no yield is possible there.
     let stuck = register(
         &engine,
@@ -61,11 +53,7 @@ async fn loop_that_cannot_yield_exceeds_the_cpu_budget() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pcall_cannot_swallow_a_budget_failure() {
-    let (node, engine) = setup_with(EngineConfig {
-        workers: 1,
-        cpu_budget: Some(Duration::from_millis(100)),
-        ..EngineConfig::default()
-    });
+    let (node, engine) = one_worker_with_budget(Some(Duration::from_millis(100)));
     let stuck = register(
         &engine,
         r#"return function()
@@ -107,9 +95,7 @@ async fn lua_error_exits_with_message_and_traceback() {
 async fn missing_method_names_the_entry() {
     let (node, engine) = setup();
     let entry = register(&engine, "return { other = function() end }", "handler", &[]);
-    let (me, _g) = rust_process(&node);
-    let pid = spawn_monitored(&me, &entry, vec![]);
-    let exit = exit_of(&me, &pid).await;
+    let exit = run_entry(&node, &entry, vec![]).await;
     assert_eq!(
         exit.error_text().unwrap(),
         format!("{entry}: method \"handler\" not found in the table returned by the chunk")
@@ -147,10 +133,7 @@ async fn memory_hog_fails_and_others_survive() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn globals_are_private_and_libraries_read_only() {
-    let (node, engine) = setup_with(EngineConfig {
-        workers: 1,
-        ..EngineConfig::default()
-    });
+    let (node, engine) = one_worker();
     let v = eval(
         &engine,
         r#"
@@ -205,9 +188,7 @@ async fn modules_not_listed_cannot_be_required() {
         "",
         &[],
     );
-    let (me, _g) = rust_process(&node);
-    let pid = spawn_monitored(&me, &entry, vec![]);
-    let exit = exit_of(&me, &pid).await;
+    let exit = run_entry(&node, &entry, vec![]).await;
     let Value::Array(items) = exit.value else {
         panic!("{exit:?}")
     };
@@ -241,8 +222,9 @@ end
 return { main = main }
 "#;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn link_failure_stops_a_process_that_does_not_trap() {
+/// Runs [`LINKED`] (trapping links or not) linked to a Rust partner that then fails with
+/// `crashed`; returns the Lua process's exit and the partner's PID.
+async fn exit_after_linked_partner_fails(trap: bool) -> (ExitResult, Pid) {
     let (node, engine) = setup();
     let entry = register(&engine, LINKED, "main", &[]);
     let (me, _g) = rust_process(&node);
@@ -250,31 +232,25 @@ async fn link_failure_stops_a_process_that_does_not_trap() {
     let pid = spawn_monitored(
         &me,
         &entry,
-        vec![Value::Bool(false), s(partner.pid().as_str())],
+        vec![Value::Bool(trap), s(partner.pid().as_str())],
     );
     assert_eq!(recv(&partner).await.topic(), "linked");
     partner_guard.exit(Err::<(), _>("crashed"));
-    let exit = exit_of(&me, &pid).await;
+    (exit_of(&me, &pid).await, partner.pid().clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn link_failure_stops_a_process_that_does_not_trap() {
+    let (exit, _partner) = exit_after_linked_partner_fails(false).await;
     assert_eq!(exit.error_text(), Some("linked process failed"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn link_failure_reaches_a_trapping_process_as_link_down() {
-    let (node, engine) = setup();
-    let entry = register(&engine, LINKED, "main", &[]);
-    let (me, _g) = rust_process(&node);
-    let (partner, partner_guard) = rust_process(&node);
-    let pid = spawn_monitored(
-        &me,
-        &entry,
-        vec![Value::Bool(true), s(partner.pid().as_str())],
-    );
-    assert_eq!(recv(&partner).await.topic(), "linked");
-    partner_guard.exit(Err::<(), _>("crashed"));
-    let exit = exit_of(&me, &pid).await;
+    let (exit, partner) = exit_after_linked_partner_fails(true).await;
     assert!(exit.error.is_none(), "{exit:?}");
     assert_eq!(exit.value.get("kind"), Some(&s("pid.link.down")));
-    assert_eq!(exit.value.get("from"), Some(&s(partner.pid().as_str())));
+    assert_eq!(exit.value.get("from"), Some(&s(partner.as_str())));
     assert_eq!(exit.value.get("error"), Some(&s("crashed")));
 }
 
@@ -329,10 +305,7 @@ async fn a_busy_process_does_not_hold_back_messages_to_its_worker_neighbours() {
 /// doubled, which an idle server never does.
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_of_a_burst_is_collected_when_the_worker_is_quiet() {
-    let (_node, engine) = setup_with(EngineConfig {
-        workers: 1,
-        ..EngineConfig::default()
-    });
+    let (_node, engine) = one_worker();
     let v = eval(
         &engine,
         r#"local time = require("time")

@@ -6,30 +6,50 @@
 use crate::support::*;
 use wsrelay_process::Value;
 
-/// Runs `body` in a process given the probe's PID; the body says `ready` to the probe once it
-/// listens. Returns the probe, its guard and the process's PID.
-async fn start(
-    engine: &wsrelay_lua::LuaEngine,
-    body: &str,
-) -> (
-    wsrelay_process::Context,
-    wsrelay_process::ExitGuard,
-    wsrelay_process::Pid,
-) {
-    let source = format!("local function main(...)\n{body}\nend\nreturn {{ main = main }}");
-    let entry = register(engine, &source, "main", &["time"]);
-    let (probe, guard) = rust_process(engine.node());
-    let pid = spawn_monitored(&probe, &entry, vec![s(probe.pid().as_str())]);
-    let ready = recv(&probe).await;
-    assert_eq!(ready.topic(), "ready");
-    (probe, guard, pid)
+/// A process running a test's body, and the probe it talks to.
+struct Listener {
+    probe: wsrelay_process::Context,
+    _guard: wsrelay_process::ExitGuard,
+    pid: wsrelay_process::Pid,
+    /// Kept so that the process's Lua state lives as long as the test.
+    _engine: wsrelay_lua::LuaEngine,
+}
+
+impl Listener {
+    /// Runs `body` in a process given the probe's PID, on an engine of its own; the body says
+    /// `ready` to the probe once it listens, and this returns then.
+    async fn start(body: &str) -> Self {
+        let (_node, engine) = setup();
+        let source = format!("local function main(...)\n{body}\nend\nreturn {{ main = main }}");
+        let entry = register(&engine, &source, "main", &["time"]);
+        let (probe, guard) = rust_process(engine.node());
+        let pid = spawn_monitored(&probe, &entry, vec![s(probe.pid().as_str())]);
+        let ready = recv(&probe).await;
+        assert_eq!(ready.topic(), "ready");
+        Listener {
+            probe,
+            _guard: guard,
+            pid,
+            _engine: engine,
+        }
+    }
+
+    /// Sends `payload` under `topic` from the probe to the process.
+    fn send(&self, topic: &str, payload: impl Into<Value>) {
+        self.probe.send(&self.pid, topic, payload).unwrap();
+    }
+
+    /// The value the process returns; fails the test if it ends with an error.
+    async fn value(self) -> Value {
+        let exit = exit_of(&self.probe, &self.pid).await;
+        assert!(exit.error.is_none(), "{exit:?}");
+        exit.value
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn listened_topics_go_to_the_channel_and_others_to_the_inbox() {
-    let (_node, engine) = setup();
-    let (probe, _guard, pid) = start(
-        &engine,
+    let listener = Listener::start(
         r#"
         local probe = ...
         local chat = assert(process.listen("chat"))
@@ -45,16 +65,15 @@ async fn listened_topics_go_to_the_channel_and_others_to_the_inbox() {
     )
     .await;
     // The inbox message goes first: it must not be taken for the channel.
-    probe.send(&pid, "other", "for the inbox").unwrap();
+    listener.send("other", "for the inbox");
     let mut map = wsrelay_process::Map::new();
     map.insert("text", "hello");
-    probe.send(&pid, "chat", Value::Map(map)).unwrap();
-    probe.send(&pid, "chat", 2).unwrap();
-    probe.send(&pid, "cmd", "stop").unwrap();
-    let exit = exit_of(&probe, &pid).await;
-    assert!(exit.error.is_none(), "{exit:?}");
+    listener.send("chat", Value::Map(map));
+    listener.send("chat", 2);
+    listener.send("cmd", "stop");
+    let value = listener.value().await;
     assert_eq!(
-        exit.value,
+        value,
         Value::Array(vec![
             s("hello"),
             2.into(),
@@ -69,9 +88,7 @@ async fn listened_topics_go_to_the_channel_and_others_to_the_inbox() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn select_takes_from_a_listen_channel_and_another_channel() {
-    let (_node, engine) = setup();
-    let (probe, _guard, pid) = start(
-        &engine,
+    let listener = Listener::start(
         r#"
         local probe = ...
         local chat = process.listen("chat")
@@ -94,12 +111,11 @@ async fn select_takes_from_a_listen_channel_and_another_channel() {
         "#,
     )
     .await;
-    probe.send(&pid, "chat", "hi").unwrap();
-    probe.send(&pid, "ping", true).unwrap();
-    let exit = exit_of(&probe, &pid).await;
-    assert!(exit.error.is_none(), "{exit:?}");
-    let Value::Array(got) = exit.value else {
-        panic!("{exit:?}")
+    listener.send("chat", "hi");
+    listener.send("ping", true);
+    let value = listener.value().await;
+    let Value::Array(got) = value else {
+        panic!("{value:?}")
     };
     let mut got: Vec<_> = got.iter().map(|v| v.as_str().unwrap().to_owned()).collect();
     got.sort();
@@ -108,9 +124,7 @@ async fn select_takes_from_a_listen_channel_and_another_channel() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unlisten_gives_the_topic_and_the_queued_messages_back_to_the_inbox() {
-    let (_node, engine) = setup();
-    let (probe, _guard, pid) = start(
-        &engine,
+    let listener = Listener::start(
         r#"
         local probe = ...
         local chat = process.listen("chat")
@@ -133,14 +147,13 @@ async fn unlisten_gives_the_topic_and_the_queued_messages_back_to_the_inbox() {
         "#,
     )
     .await;
-    probe.send(&pid, "chat", "one").unwrap();
-    probe.send(&pid, "chat", "two").unwrap();
+    listener.send("chat", "one");
+    listener.send("chat", "two");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    probe.send(&pid, "chat", "three").unwrap();
-    let exit = exit_of(&probe, &pid).await;
-    assert!(exit.error.is_none(), "{exit:?}");
-    let Value::Array(v) = exit.value else {
-        panic!("{exit:?}")
+    listener.send("chat", "three");
+    let value = listener.value().await;
+    let Value::Array(v) = value else {
+        panic!("{value:?}")
     };
     assert_eq!(v[0], s("one"));
     assert_eq!(v[1], false.into(), "the channel is closed after unlisten");
@@ -149,9 +162,7 @@ async fn unlisten_gives_the_topic_and_the_queued_messages_back_to_the_inbox() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_channel_holds_messages_back_without_dropping_any() {
-    let (_node, engine) = setup();
-    let (probe, _guard, pid) = start(
-        &engine,
+    let listener = Listener::start(
         r#"
         local probe = ...
         local chat = process.listen("chat")
@@ -168,14 +179,13 @@ async fn a_full_channel_holds_messages_back_without_dropping_any() {
         "#,
     )
     .await;
-    probe.send(&pid, "go", true).unwrap();
+    listener.send("go", true);
     for i in 1..=600 {
-        probe.send(&pid, "chat", i).unwrap();
+        listener.send("chat", i);
     }
-    probe.send(&pid, "after", true).unwrap();
-    let exit = exit_of(&probe, &pid).await;
-    assert!(exit.error.is_none(), "{exit:?}");
-    assert_eq!(exit.value, Value::Array(vec![600.into(), s("after")]));
+    listener.send("after", true);
+    let value = listener.value().await;
+    assert_eq!(value, Value::Array(vec![600.into(), s("after")]));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -318,10 +318,7 @@ async fn argument_errors_name_the_function_like_the_c_library() {
 /// engine behind `f`.
 async fn eval_function(f: &LuaFunction, source: &str) -> Vec<String> {
     let _ = f;
-    let (_node, engine) = setup_with(EngineConfig {
-        workers: 1,
-        ..EngineConfig::default()
-    });
+    let (_node, engine) = one_worker();
     let g = named_function(
         &engine,
         "test:errors",
@@ -392,10 +389,7 @@ proptest! {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pathological_pattern_fails_with_pattern_too_complex() {
-    let (_node, engine) = setup_with(EngineConfig {
-        workers: 1,
-        ..EngineConfig::default()
-    });
+    let (_node, engine) = one_worker();
     let f = function(
         &engine,
         r#"return function(method)

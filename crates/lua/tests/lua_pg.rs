@@ -162,8 +162,6 @@ async fn require_needs_the_module_listed() {
         "main",
         &[],
     );
-    let (me, _g) = rust_process(&node);
-    let pid = spawn_monitored(&me, &entry, vec![]);
-    let exit = exit_of(&me, &pid).await;
+    let exit = run_entry(&node, &entry, vec![]).await;
     assert_eq!(exit.value, Value::Bool(false), "{exit:?}");
 }

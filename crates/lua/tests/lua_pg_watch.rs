@@ -309,9 +309,7 @@ async fn subscriptions_need_pg_in_the_modules_list() {
         "main",
         &["json"],
     );
-    let (me, _g) = rust_process(&node);
-    let pid = spawn_monitored(&me, &entry, vec![]);
-    let exit = exit_of(&me, &pid).await;
+    let exit = run_entry(&node, &entry, vec![]).await;
     let Value::Array(v) = exit.value else {
         panic!("{exit:?}")
     };

@@ -3,7 +3,6 @@
 
 use crate::support::*;
 use mlua::Lua;
-use wsrelay_lua::EngineConfig;
 use wsrelay_process::Value;
 
 /// Draws numbers after seeding with 42 (or without seeding when `seed` is false) and returns
@@ -57,10 +56,7 @@ async fn seeded_sequences_and_errors_are_those_of_lua_54() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_seed_set_by_one_process_or_call_does_not_reach_the_next() {
     // One worker: every process and call below shares one Lua state.
-    let (node, engine) = setup_with(EngineConfig {
-        workers: 1,
-        ..EngineConfig::default()
-    });
+    let (node, engine) = one_worker();
     let seeded = eval_body(&engine, DRAW, true).await;
     // With one generator per state, the next caller would continue the seeded sequence.
     let predictable = {

@@ -6,28 +6,9 @@ use bytes::Bytes;
 use wsrelay_lua::{FunctionSpec, HttpRequest};
 use wsrelay_process::{Context, Map, Pid, Value};
 
-/// "Configuração do Handler", verbatim.
-const SEED_HANDLER: &str = r#"local http = require("http")
-local json = require("json")
-
-local function handler()
-    local req = http.request()
-    local res = http.response()
-
-    -- Cria processo handler
-    local pid = process.spawn("app.ws:handler", "app:processes")
-
-    -- Configura relay
-    res:header("X-WS-Relay", json.encode({
-        target_pid = tostring(pid),
-        message_topic = "ws.message",
-        heartbeat_interval = "30s",
-        metadata = {
-            user_id = req:query("user_id")
-        }
-    }))
-end
-"#;
+/// "Configuração do Handler", verbatim, as the seed example's app runs it (the file adds
+/// only the `return` the loader needs).
+const SEED_HANDLER: &str = include_str!("../../../examples/seed/connect.lua");
 
 /// "Recebendo Mensagens", verbatim.
 const SEED_RECEIVE: &str = r#"local json = require("json")
@@ -141,7 +122,7 @@ async fn seed_handler_spawns_target_and_sets_relay_header() {
         .function(
             "app:ws_handler",
             FunctionSpec {
-                source: format!("{SEED_HANDLER}{RETURN}"),
+                source: SEED_HANDLER.into(),
                 method: "handler".into(),
                 modules: vec!["http".into(), "json".into()],
             },

@@ -23,10 +23,9 @@ const DOUBLING: &str = "local t = {1} for i = 1, 25 do t = {t, t} end";
 #[tokio::test(flavor = "multi_thread")]
 async fn exponentially_shared_tables_fail_the_send_not_the_server() {
     let (_node, engine) = setup();
-    let (me, _g) = rust_process(engine.node());
-    let v = tokio::time::timeout(
+    let (v, me, _g) = tokio::time::timeout(
         Duration::from_secs(20),
-        eval_args(
+        eval_with_probe(
             &engine,
             &format!(
                 r#"local me = ...
@@ -37,7 +36,6 @@ async fn exponentially_shared_tables_fail_the_send_not_the_server() {
                 assert(process.send(me, "shared", {{ a = small, b = small, c = {{ small }} }}))
                 return {{ sent == nil, err, text == nil, jerr }}"#
             ),
-            vec![s(me.pid().as_str())],
         ),
     )
     .await
@@ -72,8 +70,7 @@ async fn exponentially_shared_tables_fail_the_send_not_the_server() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cycles_and_oversized_values_are_refused_with_nil_err() {
     let (_node, engine) = small_values();
-    let (me, _g) = rust_process(engine.node());
-    let v = eval_args(
+    let (v, _me, _g) = eval_with_probe(
         &engine,
         r#"local me = ...
         local cyclic = { name = "c" } cyclic.self = cyclic
@@ -85,7 +82,6 @@ async fn cycles_and_oversized_values_are_refused_with_nil_err() {
         r[5] = select(2, require("json").encode({ string.rep("x", 70 << 10) }))
         r[6] = process.send(me, "x", string.rep("x", 60 << 10))
         return r"#,
-        vec![s(me.pid().as_str())],
     )
     .await;
     let Value::Array(items) = v else {
@@ -204,16 +200,14 @@ async fn a_payload_larger_than_the_process_limit_fails_in_lua_not_in_the_server(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_table_with_many_keys_converts_in_linear_time() {
     let (_node, engine) = setup();
-    let (me, _g) = rust_process(engine.node());
-    let v = tokio::time::timeout(
+    let (v, me, _g) = tokio::time::timeout(
         Duration::from_secs(20),
-        eval_args(
+        eval_with_probe(
             &engine,
             r#"local me = ...
             local t = {} for i = 1, 100000 do t["k" .. i] = i end
             t[1] = "one" t["1"] = "string one"
             return process.send(me, "many", t)"#,
-            vec![s(me.pid().as_str())],
         ),
     )
     .await
@@ -231,6 +225,17 @@ async fn eval_args(engine: &wsrelay_lua::LuaEngine, body: &str, args: Vec<Value>
     let exit = run_lua_args(engine, body, args).await;
     assert!(exit.error.is_none(), "lua failed: {:?}", exit.error);
     exit.value
+}
+
+/// Evaluates `body` given the PID of a Rust probe (`local me = ...`), to which it sends;
+/// returns the value, the probe and its guard.
+async fn eval_with_probe(
+    engine: &wsrelay_lua::LuaEngine,
+    body: &str,
+) -> (Value, wsrelay_process::Context, wsrelay_process::ExitGuard) {
+    let (me, guard) = rust_process(engine.node());
+    let v = eval_args(engine, body, vec![s(me.pid().as_str())]).await;
+    (v, me, guard)
 }
 
 #[tokio::test(flavor = "multi_thread")]

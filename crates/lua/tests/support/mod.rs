@@ -26,6 +26,25 @@ pub fn setup_with(config: EngineConfig) -> (Node, LuaEngine) {
     (node, engine)
 }
 
+/// A node and an engine of one worker: every Lua process of the test shares one Lua state
+/// and one thread, so a process that does not yield holds up the others.
+pub fn one_worker() -> (Node, LuaEngine) {
+    setup_with(EngineConfig {
+        workers: 1,
+        ..EngineConfig::default()
+    })
+}
+
+/// [`one_worker`] with the CPU budget `cpu_budget` (`None`: no budget, so a runaway loop is
+/// only preempted).
+pub fn one_worker_with_budget(cpu_budget: Option<Duration>) -> (Node, LuaEngine) {
+    setup_with(EngineConfig {
+        workers: 1,
+        cpu_budget,
+        ..EngineConfig::default()
+    })
+}
+
 /// A Rust process standing in for a test driver or a WebSocket connection.
 pub fn rust_process(node: &Node) -> (Context, ExitGuard) {
     node.attach(HOST, SpawnOptions::new()).unwrap().detach()
@@ -118,8 +137,13 @@ pub async fn run_lua(engine: &LuaEngine, body: &str) -> ExitResult {
 pub async fn run_lua_args(engine: &LuaEngine, body: &str, args: Vec<Value>) -> ExitResult {
     let source = format!("local function main(...)\n{body}\nend\nreturn {{ main = main }}");
     let entry = register(engine, &source, "main", &["json", "time", "http", "pg"]);
-    let (me, _guard) = rust_process(engine.node());
-    let pid = spawn_monitored(&me, &entry, args);
+    run_entry(engine.node(), &entry, args).await
+}
+
+/// Spawns the registered `entry` with `args` and waits for its exit.
+pub async fn run_entry(node: &Node, entry: &str, args: Vec<Value>) -> ExitResult {
+    let (me, _guard) = rust_process(node);
+    let pid = spawn_monitored(&me, entry, args);
     exit_of(&me, &pid).await
 }
 
