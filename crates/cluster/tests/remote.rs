@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::support::*;
-use wsrelay_process::{reason, Event, ExitResult, SendError, SpawnOptions, Value};
+use async_nats::jetstream::kv::Store;
+use wsrelay_process::{reason, Event, ExitResult, Node, Pid, SendError, SpawnOptions, Value};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -248,20 +249,18 @@ fn cluster_names_register_lookup_release() {
         assert!(a.node().lookup("plain").is_none());
         // Released when the owner exits.
         other.send(&holder, "stop", Value::Null).unwrap();
-        let node_a = a.node().clone();
-        let n2 = name.clone();
-        let released = eventually(T, move || node_a.lookup(&n2).is_none()).await;
-        assert!(released, "name released after the owner exits");
+        assert!(
+            resolves(a.node(), &name, None, T).await,
+            "name released after the owner exits"
+        );
         // A new owner can take it; released when its node is lost, also if A's copy of the
         // names sees the registration only after it released B's names (the deterministic
         // form of that race: `late_entry_of_a_lost_node_is_released`).
         let holder2 = probe(b.node());
         tokio::task::block_in_place(|| holder2.register(&name)).unwrap();
         b.shutdown();
-        let node_a = a.node().clone();
-        let n3 = name.clone();
         assert!(
-            eventually(Duration::from_secs(8), move || node_a.lookup(&n3).is_none()).await,
+            resolves(a.node(), &name, None, Duration::from_secs(8)).await,
             "name released after its node is declared down"
         );
         tokio::task::block_in_place(|| other.register(&name)).unwrap();
@@ -273,6 +272,34 @@ fn cluster_names_register_lookup_release() {
 fn name_key(name: &str) -> String {
     let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
     format!("n.{hex}")
+}
+
+/// The cluster's names bucket, read and written by a raw NATS client: the tests below play
+/// a survivor's view of the store that lags, or a delete made by another node.
+async fn names_bucket() -> Store {
+    async_nats::jetstream::new(raw_client("admin", "admin-pw").await)
+        .get_key_value("wsr_names")
+        .await
+        .expect("the names bucket")
+}
+
+/// Whether `name` resolves on `node` to `holder` (`None`: to nothing) within `timeout`.
+async fn resolves(node: &Node, name: &str, holder: Option<&Pid>, timeout: Duration) -> bool {
+    eventually(timeout, || node.lookup(name).as_ref() == holder).await
+}
+
+/// Whether the bucket holds `holder` under `name` (`None`: no entry) within [`T`]; the store
+/// is read by the await, so this polls rather than use [`eventually`].
+async fn stored_eventually(kv: &Store, name: &str, holder: Option<&Pid>) -> bool {
+    let want = holder.map(|pid| pid.as_str().as_bytes());
+    let deadline = std::time::Instant::now() + T;
+    while std::time::Instant::now() < deadline {
+        if matches!(kv.get(name_key(name)).await, Ok(value) if value.as_deref() == want) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 /// The names race, made deterministic: a registration of node B that reaches node A's copy
@@ -296,15 +323,7 @@ fn late_entry_of_a_lost_node_is_released() {
         b.shutdown();
         assert!(eventually(T, || a.stats().peer_downs() == 1).await);
 
-        let client = async_nats::ConnectOptions::new()
-            .user_and_password("admin".into(), "admin-pw".into())
-            .connect(urls())
-            .await
-            .expect("raw NATS client connects");
-        let kv = async_nats::jetstream::new(client)
-            .get_key_value("wsr_names")
-            .await
-            .expect("the names bucket");
+        let kv = names_bucket().await;
         let late = format!("global:{}", unique("late"));
         let restarted = format!("global:{}", unique("next"));
         let late_pid = made_up(&b_name, inc, 1);
@@ -317,20 +336,13 @@ fn late_entry_of_a_lost_node_is_released() {
             .unwrap();
 
         // The late entry is deleted from the store (by A: B is gone) and never resolves.
-        let mut gone = false;
-        let deadline = std::time::Instant::now() + T;
-        while !gone && std::time::Instant::now() < deadline {
-            gone = matches!(kv.get(name_key(&late)).await, Ok(None));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let gone = stored_eventually(&kv, &late, None).await;
         assert!(gone, "the late entry of the lost run is released");
         let node_a = a.node().clone();
         let l2 = late.clone();
         assert!(tokio::task::block_in_place(move || node_a.lookup(&l2)).is_none());
         // The entry of another run of B (a restart) resolves and stays.
-        let node_a = a.node().clone();
-        let (r2, p2) = (restarted.clone(), next_pid.clone());
-        assert!(eventually(T, move || node_a.lookup(&r2).as_ref() == Some(&p2)).await);
+        assert!(resolves(a.node(), &restarted, Some(&next_pid), T).await);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let kept = kv.get(name_key(&restarted)).await.unwrap();
         assert_eq!(kept.as_deref(), Some(next_pid.as_str().as_bytes()));
@@ -358,15 +370,7 @@ fn names_released_behind_a_live_holder_are_registered_again() {
         tokio::task::block_in_place(|| quitter.register(&gone)).unwrap();
         tokio::task::block_in_place(|| quitter.unregister(&gone)).unwrap();
 
-        let client = async_nats::ConnectOptions::new()
-            .user_and_password("admin".into(), "admin-pw".into())
-            .connect(urls())
-            .await
-            .expect("raw NATS client connects");
-        let kv = async_nats::jetstream::new(client)
-            .get_key_value("wsr_names")
-            .await
-            .expect("the names bucket");
+        let kv = names_bucket().await;
         let entry = kv
             .entry(name_key(&name))
             .await
@@ -376,17 +380,9 @@ fn names_released_behind_a_live_holder_are_registered_again() {
             .await
             .unwrap();
 
-        let mut back = false;
-        let deadline = std::time::Instant::now() + T;
-        while !back && std::time::Instant::now() < deadline {
-            let value = kv.get(name_key(&name)).await.unwrap();
-            back = value.as_deref() == Some(holder.pid().as_str().as_bytes());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let back = stored_eventually(&kv, &name, Some(holder.pid())).await;
         assert!(back, "the name is registered again for its holder");
-        let node_a = a.node().clone();
-        let (n2, h2) = (name.clone(), holder.pid().clone());
-        assert!(eventually(T, move || node_a.lookup(&n2).as_ref() == Some(&h2)).await);
+        assert!(resolves(a.node(), &name, Some(holder.pid()), T).await);
         assert_eq!(kv.get(name_key(&gone)).await.unwrap(), None);
         a.shutdown();
         b.shutdown();

@@ -13,15 +13,6 @@ use wsrelay_process::{reason, Event, Pid, SpawnOptions, Value};
 
 const T: Duration = Duration::from_secs(20);
 
-/// A raw NATS client of the test (not a cluster node).
-async fn raw_client(user: &str, password: &str) -> async_nats::Client {
-    async_nats::ConnectOptions::new()
-        .user_and_password(user.into(), password.into())
-        .connect(urls())
-        .await
-        .expect("raw NATS client connects")
-}
-
 /// A heartbeat frame, encoded by hand from the layout documented in `frame.rs`, unsigned.
 fn heartbeat_frame(src: &str, dst: &str) -> Vec<u8> {
     let mut f = vec![3, 1, 0]; // version 3, heartbeat, flags: unsigned

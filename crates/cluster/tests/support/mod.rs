@@ -21,6 +21,15 @@ pub fn urls() -> Vec<String> {
     ports().urls()
 }
 
+/// A raw NATS client of the test (not a cluster node), as `user`.
+pub async fn raw_client(user: &str, password: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .user_and_password(user.into(), password.into())
+        .connect(urls())
+        .await
+        .expect("raw NATS client connects")
+}
+
 pub fn options(node: &str) -> ClusterOptions {
     ClusterOptions::new("wsr", node, ports().urls())
         .with_auth(Auth::UserPassword("admin".into(), "admin-pw".into()))
