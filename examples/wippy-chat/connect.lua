@@ -17,7 +17,9 @@ end
 
 -- The process registered as "room:<name>", started if there is none. The room registers
 -- the name itself: when two first joins race, one registration wins and the other process
--- exits at once; either way we wait for whichever holds the name.
+-- exits at once; either way we wait for whichever holds the name. (examples/chat/join.lua's
+-- find_room again, with this app's names: an app stands alone, the loader reads no file
+-- outside it.)
 local function find_room(room)
     local name = "room:" .. room
     local pid = process.registry.lookup(name)

@@ -2,6 +2,7 @@ local http = require("http")
 local json = require("json")
 
 -- One echo process per connection, as the seed recommends.
+-- (examples/echo/connect.lua again, with this app's names: an app stands alone.)
 local function handler()
     local res = http.response()
     local pid, err = process.spawn("embed:echo", "embed:processes")

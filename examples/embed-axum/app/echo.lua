@@ -1,4 +1,5 @@
 -- Sends every client frame back as it came, until the client leaves.
+-- (examples/echo/echo.lua again: an app stands alone, its loader reads no file outside it.)
 local function run()
     local inbox = process.inbox()
     while true do
