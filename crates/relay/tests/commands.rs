@@ -167,15 +167,7 @@ async fn ws_control_transfers_without_losing_or_misdelivering_frames() {
             break;
         }
         assert_eq!(topic, "ws.message");
-        seen.push(
-            payload
-                .get("data")
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .parse::<u32>()
-                .unwrap(),
-        );
+        seen.push(data_number(&payload));
     }
     let (topic, join) = recv(&new).await;
     assert_eq!(topic, "ws.join");
@@ -187,15 +179,7 @@ async fn ws_control_transfers_without_losing_or_misdelivering_frames() {
     while seen.len() < 200 {
         let (topic, payload) = recv(&new).await;
         assert_eq!(topic, "moved");
-        seen.push(
-            payload
-                .get("data")
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .parse::<u32>()
-                .unwrap(),
-        );
+        seen.push(data_number(&payload));
     }
     assert_eq!(
         seen,

@@ -151,15 +151,7 @@ async fn a_congested_target_stops_the_reading_without_dropping() {
     let mut got = Vec::new();
     while got.len() < 500 {
         let (_, payload) = recv(&target).await;
-        got.push(
-            payload
-                .get("data")
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .parse::<u32>()
-                .unwrap(),
-        );
+        got.push(data_number(&payload));
     }
     assert_eq!(got, (0..500).collect::<Vec<_>>());
     let _ = writer.await;

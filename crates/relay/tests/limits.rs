@@ -80,11 +80,7 @@ async fn max_connections_refuses_with_503_and_frees_slots_on_close() {
 
 #[tokio::test]
 async fn upgrade_rate_refuses_with_429_and_retry_after() {
-    let h = Harness::builder()
-        .option("wsrelay.upgrade_rate", "1/m")
-        .option("wsrelay.upgrade_burst", "2")
-        .start()
-        .await;
+    let h = Harness::builder().two_upgrades_per_ip().start().await;
     let (target, _g) = h.probe();
     h.relay_to(&target.pid().to_string(), "");
     let _a = h.connect().await;

@@ -242,11 +242,7 @@ async fn cross_origin_and_bad_upgrade_requests_never_run_the_handler() {
 
 #[tokio::test]
 async fn per_ip_limits_count_plain_requests() {
-    let h = Harness::builder()
-        .option("wsrelay.upgrade_rate", "1/m")
-        .option("wsrelay.upgrade_burst", "2")
-        .start()
-        .await;
+    let h = Harness::builder().two_upgrades_per_ip().start().await;
     let (target, _g) = h.probe();
     h.relay_to(target.pid().as_str(), "");
     for _ in 0..2 {

@@ -222,8 +222,7 @@ async fn connect_as(h: &Harness, forwarded_for: &str) -> Result<Client, u16> {
 async fn per_ip_limits_count_clients_behind_a_trusted_proxy_apart() {
     // Regression: every client behind one load balancer shared its per-IP budget.
     let h = Harness::builder()
-        .option("wsrelay.upgrade_rate", "1/m")
-        .option("wsrelay.upgrade_burst", "2")
+        .two_upgrades_per_ip()
         .server(|config| {
             config.trusted_proxies = TrustedProxies::new(vec!["127.0.0.1/32".parse().unwrap()]);
         })
@@ -252,11 +251,7 @@ async fn per_ip_limits_count_clients_behind_a_trusted_proxy_apart() {
     h.stop().await;
 
     // Without trusted proxies the header is the client's word and is ignored: one budget.
-    let h = Harness::builder()
-        .option("wsrelay.upgrade_rate", "1/m")
-        .option("wsrelay.upgrade_burst", "2")
-        .start()
-        .await;
+    let h = Harness::builder().two_upgrades_per_ip().start().await;
     let (target, _g) = h.probe();
     h.relay_to(target.pid().as_str(), "");
     let _joins = echo(target);

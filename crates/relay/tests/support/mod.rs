@@ -215,6 +215,13 @@ impl HarnessBuilder {
         }
     }
 
+    /// A per-IP budget of two upgrades (rate 1/m, burst 2): within a test, the third upgrade
+    /// or plain request from one address is refused.
+    pub fn two_upgrades_per_ip(self) -> Self {
+        self.option("wsrelay.upgrade_rate", "1/m")
+            .option("wsrelay.upgrade_burst", "2")
+    }
+
     /// Serves the endpoint with the handler `make` builds; runs are still counted.
     pub fn handler(mut self, make: impl FnOnce(&Node) -> Arc<dyn Handler> + 'static) -> Self {
         self.handler = Some(Box::new(make));
@@ -336,6 +343,16 @@ pub async fn recv(ctx: &Context) -> (String, Value) {
         .await
         .expect("a message within 5s");
     (msg.topic().to_owned(), msg.payload().clone().into_plain())
+}
+
+/// The number a client sent as the text of a data message (its `data`), as the tests that
+/// check order send them.
+pub fn data_number(payload: &Value) -> u32 {
+    payload
+        .get("data")
+        .and_then(Value::as_str)
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| panic!("a number as text data: {payload:?}"))
 }
 
 /// The next event of a probe, within 5 s.
