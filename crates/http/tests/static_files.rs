@@ -99,33 +99,26 @@ async fn head_and_conditional_requests() {
     let etag = reply.headers["etag"].to_str().unwrap().to_owned();
     let modified = reply.headers["last-modified"].to_str().unwrap().to_owned();
 
-    let reply = send(
-        gw.addr,
-        Method::GET,
-        "/static/app.js",
-        &[("if-none-match", &etag)],
-        Default::default(),
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::NOT_MODIFIED);
-    let reply = send(
-        gw.addr,
-        Method::GET,
-        "/static/app.js",
-        &[("if-modified-since", &modified)],
-        Default::default(),
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::NOT_MODIFIED);
-    let reply = send(
-        gw.addr,
-        Method::GET,
-        "/static/app.js",
-        &[("if-none-match", "\"other\"")],
-        Default::default(),
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::OK);
+    let conditions = [
+        ("if-none-match", etag.as_str(), StatusCode::NOT_MODIFIED),
+        (
+            "if-modified-since",
+            modified.as_str(),
+            StatusCode::NOT_MODIFIED,
+        ),
+        ("if-none-match", "\"other\"", StatusCode::OK),
+    ];
+    for (header, value, expected) in conditions {
+        let reply = send(
+            gw.addr,
+            Method::GET,
+            "/static/app.js",
+            &[(header, value)],
+            Default::default(),
+        )
+        .await;
+        assert_eq!(reply.status, expected, "{header}: {value}");
+    }
 
     let reply = send(
         gw.addr,
