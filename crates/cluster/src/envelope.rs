@@ -136,17 +136,12 @@ impl Envelope {
         let mut w = Vec::with_capacity(64);
         match self {
             Envelope::Message { to, msg } => {
-                let extra = msg.extra();
                 arr(&mut w, 5);
                 uint(&mut w, K_MESSAGE);
                 opt_pid(&mut w, msg.from());
                 string(&mut w, to.as_str());
                 string(&mut w, msg.topic());
-                let _ = rmp::encode::write_array_len(&mut w, 1 + extra.len() as u32);
-                value(&mut w, msg.payload());
-                for v in extra {
-                    value(&mut w, v);
-                }
+                payloads(&mut w, msg);
             }
             Envelope::Monitor { watcher, target } => pair(&mut w, K_MONITOR, watcher, target),
             Envelope::Demonitor { watcher, target } => pair(&mut w, K_DEMONITOR, watcher, target),
@@ -154,21 +149,11 @@ impl Envelope {
                 watcher,
                 target,
                 result,
-            } => {
-                arr(&mut w, 5);
-                uint(&mut w, K_EXIT);
-                string(&mut w, watcher.as_str());
-                string(&mut w, target.as_str());
-                exit(&mut w, result);
-            }
+            } => pair_with_exit(&mut w, K_EXIT, watcher, target, result),
             Envelope::Link { from, to } => pair(&mut w, K_LINK, from, to),
             Envelope::Unlink { from, to } => pair(&mut w, K_UNLINK, from, to),
             Envelope::LinkDown { from, to, result } => {
-                arr(&mut w, 5);
-                uint(&mut w, K_LINK_DOWN);
-                string(&mut w, from.as_str());
-                string(&mut w, to.as_str());
-                exit(&mut w, result);
+                pair_with_exit(&mut w, K_LINK_DOWN, from, to, result)
             }
             Envelope::Cancel { from, to, reason } => {
                 arr(&mut w, 4);
@@ -183,18 +168,13 @@ impl Envelope {
                 string(&mut w, to.as_str());
             }
             Envelope::GroupSend { scope, group, msg } => {
-                let extra = msg.extra();
                 arr(&mut w, 6);
                 uint(&mut w, K_GROUP_SEND);
                 opt_pid(&mut w, msg.from());
                 string(&mut w, scope);
                 string(&mut w, group);
                 string(&mut w, msg.topic());
-                let _ = rmp::encode::write_array_len(&mut w, 1 + extra.len() as u32);
-                value(&mut w, msg.payload());
-                for v in extra {
-                    value(&mut w, v);
-                }
+                payloads(&mut w, msg);
             }
             Envelope::GroupSync { end } => {
                 arr(&mut w, 2);
@@ -237,18 +217,8 @@ impl Envelope {
             K_MESSAGE => {
                 let from = opt_pid_of(next()?)?;
                 let to = pid_of(next()?)?;
-                let topic = next()?;
-                let topic = topic.as_str().ok_or(EnvelopeError("topic"))?.to_owned();
-                let rmpv::Value::Array(payloads) = next()? else {
-                    return Err(EnvelopeError("payloads"));
-                };
-                let mut payloads = payloads.into_iter().map(value_of);
-                let first = payloads.next().unwrap_or(Value::Null);
-                let extra: Vec<Value> = payloads.collect();
-                let mut msg = Message::new(from, topic, first);
-                if !extra.is_empty() {
-                    msg = msg.with_extra(extra);
-                }
+                let topic = str_of(next()?, "topic")?;
+                let msg = message_of(from, topic, next()?)?;
                 Envelope::Message { to, msg }
             }
             K_MONITOR => Envelope::Monitor {
@@ -290,16 +260,7 @@ impl Envelope {
                 let scope = str_of(next()?, "scope")?;
                 let group = str_of(next()?, "group")?;
                 let topic = str_of(next()?, "topic")?;
-                let rmpv::Value::Array(payloads) = next()? else {
-                    return Err(EnvelopeError("payloads"));
-                };
-                let mut payloads = payloads.into_iter().map(value_of);
-                let first = payloads.next().unwrap_or(Value::Null);
-                let extra: Vec<Value> = payloads.collect();
-                let mut msg = Message::new(from, topic, first);
-                if !extra.is_empty() {
-                    msg = msg.with_extra(extra);
-                }
+                let msg = message_of(from, topic, next()?)?;
                 Envelope::GroupSend { scope, group, msg }
             }
             K_GROUP_SYNC => Envelope::GroupSync {
@@ -358,6 +319,26 @@ fn pair(w: &mut Vec<u8>, kind: u8, a: &Pid, b: &Pid) {
     uint(w, kind);
     string(w, a.as_str());
     string(w, b.as_str());
+}
+
+/// A relation's end: `kind`, the two PIDs and the exit result.
+fn pair_with_exit(w: &mut Vec<u8>, kind: u8, a: &Pid, b: &Pid, result: &ExitResult) {
+    arr(w, 5);
+    uint(w, kind);
+    string(w, a.as_str());
+    string(w, b.as_str());
+    exit(w, result);
+}
+
+/// A message's payloads as one array: the payload, then the extra ones (most messages
+/// have none).
+fn payloads(w: &mut Vec<u8>, msg: &Message) {
+    let extra = msg.extra();
+    arr(w, 1 + extra.len() as u32);
+    value(w, msg.payload());
+    for v in extra {
+        value(w, v);
+    }
 }
 
 fn exit(w: &mut Vec<u8>, result: &ExitResult) {
@@ -425,6 +406,27 @@ fn opt_pid_of(v: rmpv::Value) -> Result<Option<Pid>, EnvelopeError> {
     } else {
         pid_of(v).map(Some)
     }
+}
+
+/// The message of `from` under `topic` with the payloads [`payloads`] wrote (none reads as
+/// one `Null`).
+fn message_of(
+    from: Option<Pid>,
+    topic: String,
+    payloads: rmpv::Value,
+) -> Result<Message, EnvelopeError> {
+    let rmpv::Value::Array(payloads) = payloads else {
+        return Err(EnvelopeError("payloads"));
+    };
+    let mut payloads = payloads.into_iter().map(value_of);
+    let first = payloads.next().unwrap_or(Value::Null);
+    let extra: Vec<Value> = payloads.collect();
+    let msg = Message::new(from, topic, first);
+    Ok(if extra.is_empty() {
+        msg
+    } else {
+        msg.with_extra(extra)
+    })
 }
 
 fn exit_of(value: rmpv::Value, error: rmpv::Value) -> ExitResult {
