@@ -162,7 +162,7 @@ pub(crate) fn wrap_source(source: &str) -> String {
 mod tests {
     use std::sync::Arc;
 
-    use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Thread};
+    use mlua::{Function, Lua, LuaOptions, MultiValue, Thread};
 
     use super::{new_env, wrap_source, Sandbox};
     use crate::config::EngineConfig;
@@ -197,13 +197,7 @@ mod tests {
     /// environment and closures; docs/OPERATIONS.md, "Memory per connection").
     #[test]
     fn a_waiting_process_keeps_the_stack_it_started_with() {
-        let libs = StdLib::TABLE
-            | StdLib::STRING
-            | StdLib::MATH
-            | StdLib::UTF8
-            | StdLib::COROUTINE
-            | StdLib::OS;
-        let lua = Lua::new_with(libs, LuaOptions::new()).unwrap();
+        let lua = Lua::new_with(crate::worker::worker_libs(), LuaOptions::new()).unwrap();
         let shared = Shared {
             env: Arc::new(EnvStore::from_os(&[])),
             stores: Arc::default(),

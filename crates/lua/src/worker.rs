@@ -226,15 +226,15 @@ struct WorkerState {
     next_task: Cell<u64>,
 }
 
+/// The standard libraries a worker's Lua state opens (the sandbox then trims and hardens
+/// them).
+pub(crate) fn worker_libs() -> StdLib {
+    StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE | StdLib::OS
+}
+
 impl WorkerState {
     fn new(config: EngineConfig, busy: Arc<Busy>, shared: Shared) -> mlua::Result<WorkerState> {
-        let libs = StdLib::TABLE
-            | StdLib::STRING
-            | StdLib::MATH
-            | StdLib::UTF8
-            | StdLib::COROUTINE
-            | StdLib::OS;
-        let lua = Lua::new_with(libs, LuaOptions::new())?;
+        let lua = Lua::new_with(worker_libs(), LuaOptions::new())?;
         let sandbox = Sandbox::new(&lua, &config, shared)?;
         crate::preempt::install(&lua, &config)?;
         lua.set_memory_limit(config.worker_memory_limit)?;
