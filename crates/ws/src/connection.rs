@@ -247,19 +247,22 @@ where
     ///
     /// [`Error::InvalidText`] (nothing queued), [`Error::Closed`].
     pub fn feed_now(&mut self, message: Message) -> Result<(), Error> {
-        if message.is_text() && std::str::from_utf8(message.data()).is_err() {
-            return Err(Error::InvalidText);
-        }
+        check_text(&message)?;
         if !self.is_open() {
             return Err(Error::Closed);
         }
+        self.queue_message(message);
+        Ok(())
+    }
+
+    /// Queues `message` as frames (compressed if negotiated, split at the frame size).
+    fn queue_message(&mut self, message: Message) {
         queue_message(
             &mut self.queue,
             message,
             self.deflate.as_ref(),
             self.limits.frame_size(),
         );
-        Ok(())
     }
 
     /// [`feed_shared`](Self::feed_shared) without waiting, as [`feed_now`](Self::feed_now).
@@ -327,16 +330,9 @@ where
     /// Not cancel safe: if the future is dropped before it completes, the message may not have
     /// been queued. Frames already queued are kept.
     pub async fn feed(&mut self, message: Message) -> Result<(), Error> {
-        if message.is_text() && std::str::from_utf8(message.data()).is_err() {
-            return Err(Error::InvalidText);
-        }
+        check_text(&message)?;
         self.make_room().await?;
-        queue_message(
-            &mut self.queue,
-            message,
-            self.deflate.as_ref(),
-            self.limits.frame_size(),
-        );
+        self.queue_message(message);
         Ok(())
     }
 
@@ -702,4 +698,12 @@ async fn drain<S: AsyncRead + Unpin>(io: &mut S) {
 
 async fn bounded<F: Future>(timeout: Duration, future: F) -> Option<F::Output> {
     tokio::time::timeout(timeout, future).await.ok()
+}
+
+/// A text message must be UTF-8 (RFC 6455 §5.6): refused before anything is queued.
+fn check_text(message: &Message) -> Result<(), Error> {
+    if message.is_text() && std::str::from_utf8(message.data()).is_err() {
+        return Err(Error::InvalidText);
+    }
+    Ok(())
 }
