@@ -88,8 +88,9 @@ impl Collector for Snapshot {
         )?;
         let (accepted, refused) = stats.upgrades();
         let by_limits = limits.forbidden_origin() + limits.rate_limited() + limits.over_capacity();
-        counters(
+        family(
             &mut enc,
+            MetricType::Counter,
             "wsrelay_upgrades",
             "WebSocket upgrade requests answered, by outcome",
             "outcome",
@@ -103,15 +104,17 @@ impl Collector for Snapshot {
         )?;
         let (frames_in, bytes_in) = stats.inbound();
         let (frames_out, bytes_out) = stats.outbound();
-        counters(
+        family(
             &mut enc,
+            MetricType::Counter,
             "wsrelay_frames",
             "WebSocket data frames, by direction (in: from clients)",
             "direction",
             &[("in", frames_in), ("out", frames_out)],
         )?;
-        counters(
+        family(
             &mut enc,
+            MetricType::Counter,
             "wsrelay_bytes",
             "WebSocket payload bytes, by direction (in: from clients)",
             "direction",
@@ -119,8 +122,9 @@ impl Collector for Snapshot {
         )?;
         let closes: Vec<(&str, u64)> = stats.closes().collect();
         debug_assert_eq!(closes.len(), CLOSE_REASONS.len());
-        counters(
+        family(
             &mut enc,
+            MetricType::Counter,
             "wsrelay_closes",
             "WebSocket connections ended, by reason (docs/spec.md section 6 words)",
             "reason",
@@ -128,8 +132,9 @@ impl Collector for Snapshot {
         )?;
         let hosts = s.node.hosts();
         let hosts: Vec<(&str, u64)> = hosts.iter().map(|(h, n)| (h.as_str(), *n as u64)).collect();
-        gauges(
+        family(
             &mut enc,
+            MetricType::Gauge,
             "wsrelay_processes",
             "Live processes, by host",
             "host",
@@ -153,8 +158,9 @@ impl Collector for Snapshot {
             peak as u64,
         )?;
         let lua = s.engine.stats();
-        counters(
+        family(
             &mut enc,
+            MetricType::Counter,
             "wsrelay_lua_errors",
             "Lua failures: process (a process.lua ended with an error), function (a function.lua call failed), timeout (a call hit call_timeout)",
             "kind",
@@ -165,8 +171,9 @@ impl Collector for Snapshot {
             ],
         )?;
         let (reloads_ok, reloads_failed) = s.reloads();
-        counters(
+        family(
             &mut enc,
+            MetricType::Counter,
             "wsrelay_reloads",
             "Hot reloads (run --watch), by result: ok (applied) or error (refused; the previous version kept serving)",
             "result",
@@ -178,8 +185,9 @@ impl Collector for Snapshot {
             "1 while the app is shutting down",
             u64::from(s.draining.load(Ordering::Acquire)),
         )?;
-        gauges(
+        family(
             &mut enc,
+            MetricType::Gauge,
             "wsrelay_build_info",
             "Always 1; the version label names the build",
             "version",
@@ -285,35 +293,31 @@ const NO_LABELS: [(&str, &str); 0] = [];
 
 fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> std::fmt::Result {
     let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(m)
+    ConstGauge::new(as_gauge(value)).encode(m)
 }
 
-fn gauges(
+/// A gauge holds an `i64`: a count past it reads as the largest one.
+fn as_gauge(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// One metric of type `kind` (a gauge or a counter) with a series per value of `label`.
+fn family(
     enc: &mut DescriptorEncoder,
+    kind: MetricType,
     name: &str,
     help: &str,
     label: &str,
     values: &[(&str, u64)],
 ) -> std::fmt::Result {
-    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    let mut m = enc.encode_descriptor(name, help, None, kind)?;
     for (value, n) in values {
         let labels = [(label, *value)];
-        ConstGauge::new(i64::try_from(*n).unwrap_or(i64::MAX)).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-fn counters(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: &[(&str, u64)],
-) -> std::fmt::Result {
-    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (value, n) in values {
-        let labels = [(label, *value)];
-        ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
+        let series = m.encode_family(&labels)?;
+        match kind {
+            MetricType::Counter => ConstCounter::new(*n).encode(series)?,
+            _ => ConstGauge::new(as_gauge(*n)).encode(series)?,
+        }
     }
     Ok(())
 }
