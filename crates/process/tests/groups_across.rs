@@ -1,56 +1,20 @@
 //! Process groups across nodes, from the runtime's side: two nodes in one test joined by an
-//! in-memory transport that hands each group announcement and group send straight to the
-//! other node's `Inbound` (what `wsrelay-cluster` does over NATS; its tests cover the
-//! network, sessions and snapshots on reconnect).
+//! in-memory transport (`support::Loopback`) that hands each group announcement and group
+//! send straight to the other node's `Inbound` (what `wsrelay-cluster` does over NATS; its
+//! tests cover the network, sessions and snapshots on reconnect).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use wsrelay_process::{
-    Context, Event, ExitGuard, GroupLimits, GroupScope, HostConfig, Inbound, Message, Node, Pid,
-    SendError, SpawnOptions, Transport, Value, GROUP_DIFF_TOPIC,
+    Context, ExitGuard, GroupLimits, GroupScope, HostConfig, Message, Node, Pid, SpawnOptions,
+    Value, GROUP_DIFF_TOPIC,
 };
+
+use crate::support::{join, Loopback};
 
 const HOST: &str = "app:processes";
 const SCOPE: &str = "app:rooms";
-
-/// Carries group announcements and sends to the other node, and counts the sends.
-#[derive(Debug, Default)]
-struct Loopback {
-    peer: OnceLock<Inbound>,
-    group_sends: AtomicUsize,
-}
-
-impl Loopback {
-    fn peer(&self) -> &Inbound {
-        self.peer.get().expect("both nodes joined")
-    }
-}
-
-impl Transport for Loopback {
-    fn send(&self, to: &Pid, msg: Message) -> Result<(), SendError> {
-        self.peer().send(to, msg)
-    }
-    fn monitor(&self, _watcher: &Pid, _target: &Pid) {}
-    fn demonitor(&self, _watcher: &Pid, _target: &Pid) {}
-    fn link(&self, _local: &Pid, _remote: &Pid) {}
-    fn unlink(&self, _local: &Pid, _remote: &Pid) {}
-    fn event(&self, _to: &Pid, _event: Event) {}
-    fn cancel(&self, _from: Option<&Pid>, _to: &Pid, _reason: Value) {}
-    fn terminate(&self, _to: &Pid) {}
-
-    fn group_changed(&self, scope: &str, group: &str, pid: &Pid, count: usize) {
-        self.peer()
-            .group_set(pid.node(), scope, group, &[(pid.clone(), count)]);
-    }
-
-    fn group_send(&self, nodes: &[Arc<str>], scope: &str, group: &str, msg: &Message) {
-        assert_eq!(nodes.len(), 1, "one envelope per other node");
-        self.group_sends.fetch_add(1, Ordering::Relaxed);
-        self.peer().group_send(scope, group, msg.clone());
-    }
-}
 
 struct Pair {
     a: Node,
@@ -62,11 +26,7 @@ struct Pair {
 
 fn pair(limits: GroupLimits) -> Pair {
     let (a, b) = (Node::named("a", 1), Node::named("b", 2));
-    let (ta, tb) = (Arc::new(Loopback::default()), Arc::new(Loopback::default()));
-    ta.peer.set(b.inbound()).unwrap();
-    tb.peer.set(a.inbound()).unwrap();
-    a.set_transport(ta.clone());
-    b.set_transport(tb);
+    let ta = join(&a, &b);
     for node in [&a, &b] {
         node.add_host(HOST, HostConfig::default());
         node.add_group_scope(SCOPE, limits);
@@ -152,7 +112,7 @@ async fn a_member_on_one_node_is_reached_from_the_other_with_one_send_per_node()
         3,
         "the local members"
     );
-    assert_eq!(p.ta.group_sends.load(Ordering::Relaxed), 1);
+    assert_eq!(p.ta.group_sends(), 1);
     for ctx in members.iter().map(|(c, _)| c).chain([&local]) {
         let got = recv(ctx).await;
         assert_eq!((got.topic(), got.payload()), ("news", &Value::from(1)));
@@ -161,7 +121,7 @@ async fn a_member_on_one_node_is_reached_from_the_other_with_one_send_per_node()
     }
     // broadcast_local stays on its node.
     p.ga.broadcast_local("room", None, "local", Value::Null, vec![]);
-    assert_eq!(p.ta.group_sends.load(Ordering::Relaxed), 1);
+    assert_eq!(p.ta.group_sends(), 1);
     assert!(local.try_recv().is_none());
 
     // Leaves and exits on a follow on b.

@@ -1,77 +1,23 @@
 //! Remote PIDs through the `Transport` seam and the `Inbound` handle, with two nodes in one
-//! test joined by an in-memory transport that hands every signal straight to the other
-//! node's `Inbound` (what `wsrelay-cluster` does over NATS; its own tests cover the network).
+//! test joined by an in-memory transport (`support::Loopback`) that hands every signal
+//! straight to the other node's `Inbound` (what `wsrelay-cluster` does over NATS; its own
+//! tests cover the network).
 //!
 //! Each test checks one promise of the seam from the runtime's side: exactly one EXIT per
 //! remote monitor, `noproc` answered through the transport, link exits across nodes, and no
 //! relation left behind on either node.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use wsrelay_process::{
-    reason, Context, Event, ExitGuard, ExitResult, HostConfig, Inbound, Message, Node, Pid,
-    SendError, SpawnOptions, Transport, Value,
+    reason, Context, Event, ExitGuard, ExitResult, HostConfig, Node, SpawnOptions, Value,
 };
+
+use crate::support::join;
 
 const HOST: &str = "app:processes";
 
-/// Hands every outgoing signal to the other node's [`Inbound`], as a transport does once the
-/// signal has crossed the network.
-#[derive(Debug, Default)]
-struct Loopback {
-    /// This node, for the answers a transport gives itself (a link to a dead process).
-    me: OnceLock<Inbound>,
-    peer: OnceLock<Inbound>,
-}
-
-impl Loopback {
-    fn peer(&self) -> &Inbound {
-        self.peer.get().expect("both nodes joined")
-    }
-}
-
-impl Transport for Loopback {
-    fn send(&self, to: &Pid, msg: Message) -> Result<(), SendError> {
-        self.peer().send(to, msg)
-    }
-
-    fn monitor(&self, watcher: &Pid, target: &Pid) {
-        self.peer().monitor(watcher, target);
-    }
-
-    fn demonitor(&self, watcher: &Pid, target: &Pid) {
-        self.peer().demonitor(watcher, target);
-    }
-
-    fn link(&self, local: &Pid, remote: &Pid) {
-        if !self.peer().link(local, remote) {
-            let down = Event::LinkDown {
-                from: remote.clone(),
-                result: ExitResult::error(reason::NOPROC),
-            };
-            self.me.get().expect("joined").event(local, down);
-        }
-    }
-
-    fn unlink(&self, local: &Pid, remote: &Pid) {
-        self.peer().unlink(local, remote);
-    }
-
-    fn event(&self, to: &Pid, event: Event) {
-        self.peer().event(to, event);
-    }
-
-    fn cancel(&self, from: Option<&Pid>, to: &Pid, reason: Value) {
-        let _ = self.peer().cancel(from, to, reason);
-    }
-
-    fn terminate(&self, to: &Pid) {
-        let _ = self.peer().terminate(to);
-    }
-}
-
-/// Two nodes, `a` and `b`, each with the host [`HOST`], joined by [`Loopback`]s.
+/// Two nodes, `a` and `b`, each with the host [`HOST`], joined by `support::Loopback`s.
 struct Pair {
     a: Node,
     b: Node,
@@ -80,12 +26,9 @@ struct Pair {
 impl Pair {
     fn new() -> Pair {
         let (a, b) = (Node::named("a", 1), Node::named("b", 1));
-        let (to_b, to_a) = (Arc::new(Loopback::default()), Arc::new(Loopback::default()));
-        for (node, transport, peer) in [(&a, &to_b, &b), (&b, &to_a, &a)] {
+        join(&a, &b);
+        for node in [&a, &b] {
             node.add_host(HOST, HostConfig::default());
-            transport.me.set(node.inbound()).unwrap();
-            transport.peer.set(peer.inbound()).unwrap();
-            assert!(node.set_transport(transport.clone()));
         }
         Pair { a, b }
     }
