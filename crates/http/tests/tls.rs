@@ -67,36 +67,20 @@ async fn https_serves_http11_and_http2_chosen_by_alpn() {
 
 #[tokio::test]
 async fn unusable_files_are_errors_naming_the_field_and_file() {
+    let with_cert = |name| TlsFiles {
+        cert: fixture(name),
+        ..support::tls_files()
+    };
+    let with_key = |name| TlsFiles {
+        key: fixture(name),
+        ..support::tls_files()
+    };
     let cases = [
+        (with_cert("missing.pem"), "tls.cert", "missing.pem"),
+        (with_key("ca.pem"), "tls.key", "ca.pem"),
+        (with_cert("server.key"), "tls.cert", "no CERTIFICATE"),
         (
-            TlsFiles {
-                cert: fixture("missing.pem"),
-                ..support::tls_files()
-            },
-            "tls.cert",
-            "missing.pem",
-        ),
-        (
-            TlsFiles {
-                key: fixture("ca.pem"),
-                ..support::tls_files()
-            },
-            "tls.key",
-            "ca.pem",
-        ),
-        (
-            TlsFiles {
-                cert: fixture("server.key"),
-                ..support::tls_files()
-            },
-            "tls.cert",
-            "no CERTIFICATE",
-        ),
-        (
-            TlsFiles {
-                key: fixture("server2.key"),
-                ..support::tls_files()
-            },
+            with_key("server2.key"),
             "does not fit tls.cert",
             "server2.key",
         ),
