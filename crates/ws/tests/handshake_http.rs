@@ -22,94 +22,65 @@ async fn exchange(server: &TestServer, head: &[&str]) -> (String, String) {
     (status.to_owned(), rest.to_ascii_lowercase())
 }
 
+/// A request head: the request line `first`, `Host`, `Connection: Upgrade` and
+/// `Upgrade: websocket`, then `rest`.
+fn upgrade<'a>(first: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut head = vec![
+        first,
+        "Host: x",
+        "Connection: Upgrade",
+        "Upgrade: websocket",
+    ];
+    head.extend_from_slice(rest);
+    head
+}
+
 #[tokio::test]
 async fn rejections_table() {
     let server = TestServer::start(Config::default()).await;
     let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==";
+    let v13 = "Sec-WebSocket-Version: 13";
+    let get = "GET / HTTP/1.1";
     // (request head, expected status line prefix, text expected in headers/body)
-    let cases: &[(&[&str], &str, &str)] = &[
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
         (
-            &[
-                "GET / HTTP/1.1",
-                "Host: x",
-                "Connection: Upgrade",
-                "Upgrade: websocket",
-                "Sec-WebSocket-Version: 13",
-                key,
-            ],
+            upgrade(get, &[v13, key]),
             "HTTP/1.1 101",
             "sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=",
         ),
         (
-            &["GET / HTTP/1.1", "Host: x"],
+            vec![get, "Host: x"],
             "HTTP/1.1 426",
             "sec-websocket-version: 13",
         ),
         (
-            &[
-                "GET / HTTP/1.1",
-                "Host: x",
-                "Connection: Upgrade",
-                "Upgrade: websocket",
-                "Sec-WebSocket-Version: 8",
-                key,
-            ],
+            upgrade(get, &["Sec-WebSocket-Version: 8", key]),
             "HTTP/1.1 400",
             "sec-websocket-version: 13",
         ),
         (
-            &[
-                "GET / HTTP/1.1",
-                "Host: x",
-                "Connection: Upgrade",
-                "Upgrade: websocket",
-                "Sec-WebSocket-Version: 13",
-                "Sec-WebSocket-Key: short",
-            ],
+            upgrade(get, &[v13, "Sec-WebSocket-Key: short"]),
             "HTTP/1.1 400",
             "sec-websocket-key",
         ),
         (
-            &[
-                "GET / HTTP/1.1",
-                "Host: x",
-                "Connection: Upgrade",
-                "Upgrade: websocket",
-                "Sec-WebSocket-Version: 13",
-                key,
-                key,
-            ],
+            upgrade(get, &[v13, key, key]),
             "HTTP/1.1 400",
             "must appear once",
         ),
         (
-            &[
-                "POST / HTTP/1.1",
-                "Host: x",
-                "Content-Length: 0",
-                "Connection: Upgrade",
-                "Upgrade: websocket",
-                "Sec-WebSocket-Version: 13",
-                key,
-            ],
+            upgrade("POST / HTTP/1.1", &["Content-Length: 0", v13, key]),
             "HTTP/1.1 405",
             "allow: get",
         ),
         (
-            &[
-                "GET / HTTP/1.0",
-                "Host: x",
-                "Connection: Upgrade",
-                "Upgrade: websocket",
-                "Sec-WebSocket-Version: 13",
-                key,
-            ],
+            upgrade("GET / HTTP/1.0", &[v13, key]),
             "HTTP/1.0 426",
             "http/1.1",
         ),
     ];
     for (head, status, needle) in cases {
-        let (got_status, rest) = exchange(&server, head).await;
+        let (got_status, rest) = exchange(&server, &head).await;
         assert!(got_status.starts_with(status), "{head:?}: got {got_status}");
         assert!(rest.contains(needle), "{head:?}: {needle:?} not in {rest}");
     }
