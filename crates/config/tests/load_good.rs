@@ -298,15 +298,21 @@ fn files_load_in_sorted_order() {
     assert_eq!(names, ["az", "b", "c"]);
 }
 
+/// The base app, a directory `www` and the `http.static` entry `entry` (YAML lines under
+/// `entries:`) in the file `file`.
+fn static_app(file: &str, entry: &str) -> App {
+    App::new()
+        .file("base.yaml", crate::util::BASE)
+        .file(file, &format!("namespace: app\nentries:\n{entry}"))
+        .dir("www")
+}
+
 #[test]
 fn static_on_router_with_custom_index() {
-    let app = App::new()
-        .file("base.yaml", crate::util::BASE)
-        .file(
-            "site/static.yaml",
-            "namespace: app\nentries:\n  - name: docs\n    kind: http.static\n    meta: {router: api}\n    path: /docs/\n    directory: ../www\n    index: main.html\n",
-        )
-        .dir("www");
+    let app = static_app(
+        "site/static.yaml",
+        "  - name: docs\n    kind: http.static\n    meta: {router: api}\n    path: /docs/\n    directory: ../www\n    index: main.html\n",
+    );
     let config = app.load_ok();
     let docs = &config.statics[0];
     assert_eq!(docs.mount, StaticMount::Router(id("app:api")));
@@ -317,13 +323,10 @@ fn static_on_router_with_custom_index() {
 
 #[test]
 fn static_can_allow_dotfiles() {
-    let app = App::new()
-        .file("base.yaml", crate::util::BASE)
-        .file(
-            "site.yaml",
-            "namespace: app\nentries:\n  - name: wk\n    kind: http.static\n    meta: {router: api}\n    path: /.well-known\n    directory: www\n    dotfiles: allow\n",
-        )
-        .dir("www");
+    let app = static_app(
+        "site.yaml",
+        "  - name: wk\n    kind: http.static\n    meta: {router: api}\n    path: /.well-known\n    directory: www\n    dotfiles: allow\n",
+    );
     assert!(app.load_ok().statics[0].allow_dotfiles);
 }
 
