@@ -39,11 +39,15 @@ impl Listener {
         self.probe.send(&self.pid, topic, payload).unwrap();
     }
 
-    /// The value the process returns; fails the test if it ends with an error.
-    async fn value(self) -> Value {
+    /// The items of the array the process returns; fails the test if it returns anything
+    /// else or ends with an error.
+    async fn items(self) -> Vec<Value> {
         let exit = exit_of(&self.probe, &self.pid).await;
         assert!(exit.error.is_none(), "{exit:?}");
-        exit.value
+        match exit.value {
+            Value::Array(items) => items,
+            other => panic!("not an array: {other:?}"),
+        }
     }
 }
 
@@ -71,10 +75,9 @@ async fn listened_topics_go_to_the_channel_and_others_to_the_inbox() {
     listener.send("chat", Value::Map(map));
     listener.send("chat", 2);
     listener.send("cmd", "stop");
-    let value = listener.value().await;
     assert_eq!(
-        value,
-        Value::Array(vec![
+        listener.items().await,
+        [
             s("hello"),
             2.into(),
             s("cmd"),
@@ -82,7 +85,7 @@ async fn listened_topics_go_to_the_channel_and_others_to_the_inbox() {
             s("stop"),
             s("other"),
             s("for the inbox"),
-        ])
+        ]
     );
 }
 
@@ -113,10 +116,7 @@ async fn select_takes_from_a_listen_channel_and_another_channel() {
     .await;
     listener.send("chat", "hi");
     listener.send("ping", true);
-    let value = listener.value().await;
-    let Value::Array(got) = value else {
-        panic!("{value:?}")
-    };
+    let got = listener.items().await;
     let mut got: Vec<_> = got.iter().map(|v| v.as_str().unwrap().to_owned()).collect();
     got.sort();
     assert_eq!(got, ["chat:hi", "inbox:ping", "local:local value"]);
@@ -151,10 +151,7 @@ async fn unlisten_gives_the_topic_and_the_queued_messages_back_to_the_inbox() {
     listener.send("chat", "two");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     listener.send("chat", "three");
-    let value = listener.value().await;
-    let Value::Array(v) = value else {
-        panic!("{value:?}")
-    };
+    let v = listener.items().await;
     assert_eq!(v[0], s("one"));
     assert_eq!(v[1], false.into(), "the channel is closed after unlisten");
     assert_eq!(&v[2..], &[s("two"), s("three")], "{v:?}");
@@ -184,8 +181,7 @@ async fn a_full_channel_holds_messages_back_without_dropping_any() {
         listener.send("chat", i);
     }
     listener.send("after", true);
-    let value = listener.value().await;
-    assert_eq!(value, Value::Array(vec![600.into(), s("after")]));
+    assert_eq!(listener.items().await, [600.into(), s("after")]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
