@@ -111,7 +111,7 @@ head -c 32 /dev/urandom | base64 > "$WORK/cluster.secret"
 declare -A NODE_PID=()
 start_node() { # start_node NAME APP_DIR: a release `wsrelay run` node joined from the environment
   local name=$1 app=$2
-  WSRELAY_NODE=$name WSRELAY_APP_NODE=$name \
+  WSRELAY_NODE=$name \
     WSRELAY_NATS_URLS="nats://127.0.0.1:$NATS_PORT" \
     WSRELAY_CLUSTER_SECRET_FILE="$WORK/cluster.secret" \
     WSRELAY_CLUSTER_ADVISORY="" \

@@ -1,10 +1,8 @@
--- One echo process per node, shared by every connection relayed to it (as in
--- tests/cluster_relay.rs): a text frame goes back to the connection it came from.
-local env = require("env")
-
-local function run()
-    local node = assert(env.get("WSRELAY_APP_NODE"), "WSRELAY_APP_NODE is not set")
-    local ok, err = process.registry.register("global:echo_" .. node)
+-- One echo process per node, shared by every connection relayed to it: it registers the
+-- name it is given (a cluster name) and sends a text frame back to the connection it came
+-- from. tests/cluster_relay.rs runs this file too.
+local function run(name)
+    local ok, err = process.registry.register(name)
     if not ok then error(err) end
     local inbox = process.inbox()
     while true do
