@@ -299,11 +299,7 @@ impl<'c> World<'c> {
 #[test]
 fn every_exit_once_links_exact_messages_ordered_over_three_nodes() {
     let Some(_nats) = nats() else { return };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = rt();
     let cluster = rt.block_on(Cluster3::start());
     let cases: u32 = std::env::var("WSR_PROPTEST_CASES")
         .ok()

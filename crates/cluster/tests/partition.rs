@@ -157,11 +157,7 @@ fn partition_is_noticed_by_heartbeats_and_heals() {
         .expect("node B in the namespace starts")
         .parse()
         .unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = rt();
     rt.block_on(async {
         let a = Cluster::start(options(&unique("pa"))).await.unwrap();
         a.node().add_host(HOST, Default::default());

@@ -11,10 +11,12 @@ pub const ADVISORY: &str = "$SYS.ACCOUNT.WSR.DISCONNECT";
 
 mod nats;
 mod routes;
+mod rt;
 #[allow(unused_imports)]
 pub use nats::{nats, ports, repo_root, Nats, PORTS_VAR};
 #[allow(unused_imports)]
 pub use routes::RouteCut;
+pub use rt::rt;
 
 /// The client URLs of this binary's NATS servers ([`ports`]).
 pub fn urls() -> Vec<String> {
@@ -56,15 +58,6 @@ pub async fn start_with(options: ClusterOptions) -> Cluster {
     let c = Cluster::start(options).await.expect("cluster node starts");
     c.node().add_host(HOST, HostConfig::default());
     c
-}
-
-/// The runtime a test drives its nodes from.
-pub fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Spawns a process on `node` that only waits: a target to monitor and link to.
