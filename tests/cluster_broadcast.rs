@@ -194,11 +194,7 @@ fn broadcast_example_spans_two_nodes_joined_from_the_environment() {
     let _a = start_node(&example, "a", pa, &nats, 1, &secret, &base);
     let b = start_node(&example, "b", pb, &nats, 2, &secret, &base);
     let _c = start_node(&observer_app, "c", pc, &nats, 3, &secret, &base);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::support::rt();
     rt.block_on(async {
         let mut observer = connect(&format!("ws://127.0.0.1:{pc}/")).await;
         let mut clients = Vec::new();

@@ -16,22 +16,8 @@ use crate::support::{relay_gateway_entries, NodeProc};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-const ECHO_LUA: &str = r#"
-local function run(name)
-    local ok, err = process.registry.register(name)
-    if not ok then error(err) end
-    local inbox = process.inbox()
-    while true do
-        local msg, ok = inbox:receive()
-        if not ok then break end
-        if msg:topic() == "ws.message" then
-            local data = msg:payload():data()
-            process.send(data.client_pid, "ws.send", { type = data.type, data = data.data })
-        end
-    end
-end
-return { run = run }
-"#;
+/// The echo the cluster benchmark runs: one per node, registered under the name it is given.
+const ECHO_LUA: &str = include_str!("../crates/bench/apps/cluster-echo/echo.lua");
 
 const CONNECT_LUA: &str = r#"
 local http = require("http")
@@ -205,11 +191,7 @@ fn relay_to_lua_target_on_another_node_and_node_faults() {
     )
     .unwrap();
     let url = format!("ws://127.0.0.1:{port}/");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::support::rt();
     let _a = start_node(&bin, &app_a, "a", metrics_port);
     let app_c = make_app(&base, "c", &nats, None);
     let b = start_node(&bin, &app_b, "b", metrics_port);

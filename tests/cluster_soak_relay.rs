@@ -505,11 +505,7 @@ fn relay_connections_survive_the_chaos_soak_with_one_join_and_one_end_each() {
     let port = free_port();
     let mut nodes = Nodes::start(&base, &nats, port);
     let cut = RouteCut::new();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::support::rt();
     rt.block_on(async {
         let clients: Clients = Arc::default();
         let next = Arc::new(AtomicU64::new(1));

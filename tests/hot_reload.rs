@@ -9,38 +9,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::ops::{self, body_of, get, metric, status_of};
-use crate::support::{bin, AppDir, Server};
+use crate::support::{bin, relay_gateway_entries, AppDir, Server};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 /// A hang detector for what a reload should bring about, not a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-const APP: &str = r#"namespace: app
+/// The app: a relay gateway whose `connect.lua` names the target (`GET /`), the reply
+/// process and the `/version` handler of `reply.lua`, and a router `limited` of one
+/// connection.
+fn app_yaml() -> String {
+    format!(
+        r#"namespace: app
 entries:
-  - name: gateway
-    kind: http.service
-    addr: "127.0.0.1:0"
-  - name: processes
+{gateway}  - name: processes
     kind: process.host
-  - name: root
-    kind: http.router
-    meta: { server: gateway }
-    prefix: /
-    post_middleware: [websocket_relay]
-    post_options:
-      wsrelay.allowed.origins: "*"
-  - name: connect
-    kind: function.lua
-    source: file://connect.lua
-    method: handler
-    modules: [http, json]
-  - name: connect_endpoint
-    kind: http.endpoint
-    meta: { router: root }
-    method: GET
-    path: /ws
-    func: connect
   - name: version
     kind: function.lua
     source: file://reply.lua
@@ -48,7 +32,7 @@ entries:
     modules: [http]
   - name: version_endpoint
     kind: http.endpoint
-    meta: { router: root }
+    meta: {{ router: root }}
     method: GET
     path: /version
     func: version
@@ -59,7 +43,7 @@ entries:
     modules: [http]
   - name: limited
     kind: http.router
-    meta: { server: gateway }
+    meta: {{ server: gateway }}
     prefix: /limited
     post_middleware: [websocket_relay]
     post_options:
@@ -67,11 +51,14 @@ entries:
       wsrelay.max_connections: "1"
   - name: limited_endpoint
     kind: http.endpoint
-    meta: { router: limited }
+    meta: {{ router: limited }}
     method: GET
     path: /
     func: connect
-"#;
+"#,
+        gateway = relay_gateway_entries(0)
+    )
+}
 
 /// An endpoint the later edit adds: a new route to an existing function.
 const EXTRA_ENDPOINT: &str = r#"  - name: again_endpoint
@@ -149,7 +136,7 @@ async fn ask(client: &mut ops::Client) -> String {
 
 /// The version a new connection's process answers with.
 async fn new_connection(server: &Server) -> String {
-    let mut client = ops::ws(&format!("ws://{}/ws", server.addr), None)
+    let mut client = ops::ws(&format!("ws://{}/", server.addr), None)
         .await
         .expect("upgrade");
     let answer = ask(&mut client).await;
@@ -210,7 +197,7 @@ async fn reloads(server: &Server, result: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_reload_without_dropping_connections_and_broken_edits_keep_the_old_version() {
     let app = AppDir::new()
-        .file("app.yaml", APP)
+        .file("app.yaml", &app_yaml())
         .file("connect.lua", CONNECT)
         .file("reply.lua", &reply("v1"));
     let mut cmd = bin();
@@ -229,7 +216,7 @@ async fn edits_reload_without_dropping_connections_and_broken_edits_keep_the_old
     let log = server.stderr_log();
     wait_log(&log, &["watching for Lua and YAML changes"]).await;
 
-    let mut old = ops::ws(&format!("ws://{}/ws", server.addr), None)
+    let mut old = ops::ws(&format!("ws://{}/", server.addr), None)
         .await
         .expect("upgrade");
     assert_eq!(ask(&mut old).await, "v1");
@@ -269,7 +256,11 @@ async fn edits_reload_without_dropping_connections_and_broken_edits_keep_the_old
 
     // Bad YAML (the Lua fixed after it, so no reload sees the fix alone): logged with the
     // file, v2 keeps serving.
-    save(app.path(), "app.yaml", &format!("{APP}  - name: [broken\n"));
+    save(
+        app.path(),
+        "app.yaml",
+        &format!("{}  - name: [broken\n", app_yaml()),
+    );
     save(app.path(), "reply.lua", &reply("v3"));
     wait_log(
         &log,
@@ -281,7 +272,11 @@ async fn edits_reload_without_dropping_connections_and_broken_edits_keep_the_old
     assert!(reloads(&server, "error").await >= 2.0);
 
     // The YAML repaired, with a new route: both edits apply, the old connection lives on.
-    save(app.path(), "app.yaml", &format!("{APP}{EXTRA_ENDPOINT}"));
+    save(
+        app.path(),
+        "app.yaml",
+        &format!("{}{EXTRA_ENDPOINT}", app_yaml()),
+    );
     wait_version(&server, "v3").await;
     assert_eq!(http_body(&server, "/again").await, (200, "v3".to_owned()));
     assert_eq!(new_connection(&server).await, "v3");
@@ -295,7 +290,7 @@ async fn edits_reload_without_dropping_connections_and_broken_edits_keep_the_old
     save(
         app.path(),
         "app.yaml",
-        &format!("{APP}{EXTRA_ENDPOINT}").replace("127.0.0.1:0", "127.0.0.1:1"),
+        &format!("{}{EXTRA_ENDPOINT}", app_yaml()).replace("127.0.0.1:0", "127.0.0.1:1"),
     );
     wait_log(&log, &["needs a restart: app:gateway.addr"]).await;
     assert_eq!(http_body(&server, "/again").await, (200, "v3".to_owned()));

@@ -12,16 +12,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as T;
 
-use crate::support::ops::{body_of, close_frame, get, header_of, raw, status_of, ws, TestApp};
-
-const ADMIN: &str = "  - name: ops
-    kind: wsrelay.ops
-    addr: \"127.0.0.1:0\"
-    admin:
-      enabled: true
-      token: s3cret-token-0123456789
-";
-const AUTH: &str = "Authorization: Bearer s3cret-token-0123456789\r\n";
+use crate::support::ops::{
+    body_of, close_frame, get, header_of, raw, status_of, ws, TestApp, ADMIN, ADMIN_AUTH,
+};
 
 /// An open `/admin/events` stream, read one snapshot at a time.
 struct Events {
@@ -130,7 +123,10 @@ async fn the_page_and_its_assets_carry_a_strict_csp() {
 async fn without_admin_there_is_no_dashboard() {
     let t = TestApp::start("", true).await;
     assert_eq!(status_of(&get(t.ops(), "/dashboard", "").await), 404);
-    assert_eq!(status_of(&get(t.ops(), "/admin/events", AUTH).await), 404);
+    assert_eq!(
+        status_of(&get(t.ops(), "/admin/events", ADMIN_AUTH).await),
+        404
+    );
     t.stop().await;
 }
 
@@ -142,7 +138,7 @@ async fn the_event_stream_needs_the_token_and_follows_connections() {
         let refused = Events::open(ops, auth).await.err().expect("refused");
         assert_eq!(status_of(&refused), 401, "{auth:?}: {refused}");
     }
-    let mut events = Events::open(ops, AUTH).await.expect("stream");
+    let mut events = Events::open(ops, ADMIN_AUTH).await.expect("stream");
     let first = events.next().await;
     assert_eq!(first["connections"], 0, "{first}");
     assert!(first["hosts"]
@@ -193,15 +189,18 @@ async fn event_streams_are_capped() {
     let ops = t.ops();
     let mut open = Vec::new();
     for _ in 0..wsrelay_app::ops::dashboard::MAX_SUBSCRIBERS {
-        open.push(Events::open(ops, AUTH).await.expect("under the cap"));
+        open.push(Events::open(ops, ADMIN_AUTH).await.expect("under the cap"));
     }
-    let refused = Events::open(ops, AUTH).await.err().expect("over the cap");
+    let refused = Events::open(ops, ADMIN_AUTH)
+        .await
+        .err()
+        .expect("over the cap");
     assert_eq!(status_of(&refused), 503, "{refused}");
     // A stream that goes away frees its slot.
     drop(open.pop());
     let mut again = None;
     for _ in 0..50 {
-        if let Ok(events) = Events::open(ops, AUTH).await {
+        if let Ok(events) = Events::open(ops, ADMIN_AUTH).await {
             again = Some(events);
             break;
         }
@@ -216,7 +215,7 @@ async fn listing_shows_peer_route_target_and_actions_reach_clients() {
     let t = TestApp::start(ADMIN, false).await;
     let ops = t.ops();
     let mut client = ws(&t.url("/ws"), None).await.expect("upgrade");
-    let answer = get(ops, "/admin/connections", AUTH).await;
+    let answer = get(ops, "/admin/connections", ADMIN_AUTH).await;
     let list: serde_json::Value = serde_json::from_str(body_of(&answer)).unwrap();
     assert_eq!(list["count"], 1, "{list}");
     let row = &list["connections"][0];
@@ -229,12 +228,12 @@ async fn listing_shows_peer_route_target_and_actions_reach_clients() {
 
     // A code a server may not send is refused, and the client stays open.
     let path = format!("/admin/connections/{}/close", encode(&pid));
-    let bad = post(ops, &format!("{path}?code=1006"), AUTH).await;
+    let bad = post(ops, &format!("{path}?code=1006"), ADMIN_AUTH).await;
     assert_eq!(status_of(&bad), 400, "{bad}");
     let answer = post(
         ops,
         &format!("{path}?code=4001&reason=maintenance+window"),
-        AUTH,
+        ADMIN_AUTH,
     )
     .await;
     assert_eq!(status_of(&answer), 202, "{answer}");
@@ -245,7 +244,7 @@ async fn listing_shows_peer_route_target_and_actions_reach_clients() {
 
     // Terminate: needs the token; stops the process, whose clients then close.
     let mut client = ws(&t.url("/ws?target=spawn"), None).await.expect("upgrade");
-    let answer = get(ops, "/admin/connections", AUTH).await;
+    let answer = get(ops, "/admin/connections", ADMIN_AUTH).await;
     let list: serde_json::Value = serde_json::from_str(body_of(&answer)).unwrap();
     let room = list["connections"]
         .as_array()
@@ -256,10 +255,10 @@ async fn listing_shows_peer_route_target_and_actions_reach_clients() {
         .expect("the spawned room");
     let path = format!("/admin/processes/{}/terminate", encode(&room));
     assert_eq!(status_of(&post(ops, &path, "").await), 401);
-    assert_eq!(status_of(&post(ops, &path, AUTH).await), 202);
+    assert_eq!(status_of(&post(ops, &path, ADMIN_AUTH).await), 202);
     // The target failed: the relay closes its client with 1011 (docs/spec.md §8).
     assert_eq!(close_frame(&mut client).await.0, 1011);
     assert!(!t.app.node().is_alive(&room.parse().unwrap()));
-    assert_eq!(status_of(&post(ops, &path, AUTH).await), 404);
+    assert_eq!(status_of(&post(ops, &path, ADMIN_AUTH).await), 404);
     t.stop().await;
 }

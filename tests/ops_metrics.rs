@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::ops;
 use crate::support::ops::{
-    body_of, close_frame, get, metric, raw, status_of, wait_metric, ws, TestApp,
+    body_of, close_frame, get, metric, raw, status_of, wait_metric, ws, TestApp, ADMIN,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as T;
@@ -96,14 +96,6 @@ async fn metrics_are_served_on_their_own_listener_and_the_numbers_move() {
     t.stop().await;
 }
 
-const ADMIN: &str = "  - name: ops
-    kind: wsrelay.ops
-    addr: \"127.0.0.1:0\"
-    admin:
-      enabled: true
-      token: s3cret-token-0123456789
-";
-
 #[tokio::test]
 async fn admin_api_needs_the_token_lists_and_closes_connections() {
     let t = TestApp::start(ADMIN, false).await;
@@ -118,7 +110,7 @@ async fn admin_api_needs_the_token_lists_and_closes_connections() {
         let answer = get(ops, "/admin/connections", auth).await;
         assert_eq!(status_of(&answer), 401, "{auth:?}: {answer}");
     }
-    let auth = "Authorization: Bearer s3cret-token-0123456789\r\n";
+    let auth = ops::ADMIN_AUTH;
     let answer = get(ops, "/admin/connections", auth).await;
     assert_eq!(status_of(&answer), 200, "{answer}");
     let list: serde_json::Value = serde_json::from_str(body_of(&answer)).unwrap();

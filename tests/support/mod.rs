@@ -20,6 +20,11 @@ pub mod nats;
 #[path = "../../crates/cluster/tests/support/routes.rs"]
 pub mod routes;
 
+/// The runtime the cluster tests drive their clients from, the same as `wsrelay-cluster`'s.
+#[path = "../../crates/cluster/tests/support/rt.rs"]
+mod rt;
+pub use rt::rt;
+
 /// The ports of this binary's NATS cluster (`routes` finds them here, as in the cluster tests).
 pub use nats::ports;
 

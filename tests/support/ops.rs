@@ -63,6 +63,19 @@ local function handler() http.response():write("ok\n") end
 return { handler = handler }
 "#;
 
+/// An extra entry for [`TestApp::start`]: the ops listener with the admin API on, behind the
+/// token [`ADMIN_AUTH`] sends.
+pub const ADMIN: &str = "  - name: ops
+    kind: wsrelay.ops
+    addr: \"127.0.0.1:0\"
+    admin:
+      enabled: true
+      token: s3cret-token-0123456789
+";
+
+/// The request header that passes [`ADMIN`]'s token.
+pub const ADMIN_AUTH: &str = "Authorization: Bearer s3cret-token-0123456789\r\n";
+
 /// Relay routers of the test app: (prefix, post_options as YAML lines).
 pub const ROUTERS: &[(&str, &str)] = &[
     ("ws", ""),
