@@ -43,7 +43,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-wants() { [[ " $ONLY " == *" $1 "* ]]; }
+. scripts/bench-lib.sh
 
 # ===== setup =====
 
@@ -78,14 +78,7 @@ if [ -n "$NEEDS_NODE" ] && { [ ! -d "$NODE_DIR/node_modules/ws" ] || [ ! -d "$NO
   (cd "$NODE_DIR" && npm install --no-audit --no-fund --silent)
 fi
 rm -rf "$OUT"; mkdir -p "$OUT/logs"
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+start_work
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -113,15 +106,6 @@ declare -A PORT=(
   [fws]=19212 [lua-hello]=19213 [node-http]=19214 [uws-broadcast]=19215
 )
 PUSHPIN_BACKEND_PORT=19207
-
-wait_port() {
-  local port=$1 tries=0
-  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-    tries=$((tries + 1))
-    [ $tries -lt 200 ] || { echo "bench.sh: nothing listens on $port" >&2; return 1; }
-    sleep 0.1
-  done
-}
 
 app_copy() { # app_copy DIR PORT -> a copy of the example app listening on PORT
   local dir=$WORK/app-$(basename "$1")-$2

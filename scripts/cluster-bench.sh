@@ -49,7 +49,7 @@ declare -A PORT=([a]=$PORT_BASE [b]=$((PORT_BASE + 1)))
 declare -A METRICS=([a]=$((PORT_BASE + 10)) [b]=$((PORT_BASE + 11)))
 
 log() { printf '[cluster-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-wants() { [[ " $ONLY " == *" $1 "* ]]; }
+. scripts/bench-lib.sh
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 # A prefix, not a function: a backgrounded function is a subshell, and $! must be the
 # server itself (taskset execs it) so that the cleanup kills it and its CPU time is read.
@@ -66,14 +66,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   if wants pingpong; then cargo test --release -q -p wsrelay-cluster --test cluster --no-run 2>/dev/null; fi
 fi
 rm -rf "$OUT"; mkdir -p "$OUT/logs"
-WORK=$(mktemp -d)
-PIDS=() # every process this script starts (NATS, nodes), killed on exit
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+start_work # PIDS: NATS and the nodes
 trap 'exit 130' INT TERM
 
 {
@@ -90,14 +83,6 @@ trap 'exit 130' INT TERM
 
 # ===== NATS and nodes =====
 
-wait_port() {
-  local port=$1 tries=0
-  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-    tries=$((tries + 1))
-    [ $tries -lt 300 ] || { echo "cluster-bench.sh: nothing listens on $port" >&2; return 1; }
-    sleep 0.1
-  done
-}
 
 if (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null; then
   echo "cluster-bench.sh: port $NATS_PORT is taken (NATS_PORT=…)" >&2; exit 2
