@@ -141,13 +141,25 @@ tally() {
     PASSED=$((PASSED + p)); FAILED=$((FAILED + f))
 }
 
+# client NAME COMMAND...: runs one client (a Python script or, in $HERE, a browser script)
+# with its output in $OUT/NAME.out (and on the terminal) and its stderr in $OUT/NAME.err, and
+# counts its RESULT line; a client that fails is reported, and the run goes on.
+client() {
+    local name=$1 rc
+    shift
+    set +e
+    (cd "$HERE" && "$@") 2>"$OUT/$name.err" | tee "$OUT/$name.out"
+    rc=${PIPESTATUS[0]}
+    set -e
+    tally "$OUT/$name.out"
+    if [[ $rc -ne 0 ]]; then
+        log "$name failed (stderr in $OUT/$name.err)"
+        cat "$OUT/$name.err" >&2
+    fi
+}
+
 log "seed app on 127.0.0.1:$SEED_PORT"
-set +e
-"$PY" "$HERE/seed_client.py" "ws://127.0.0.1:$SEED_PORT" 2>"$OUT/seed_client.err" | tee "$OUT/seed_client.out"
-rc=${PIPESTATUS[0]}
-set -e
-tally "$OUT/seed_client.out"
-[[ $rc -ne 0 ]] && { log "seed_client.py failed (stderr in $OUT/seed_client.err)"; cat "$OUT/seed_client.err" >&2; }
+client seed_client "$PY" "$HERE/seed_client.py" "ws://127.0.0.1:$SEED_PORT"
 
 # ---- examples/wippy-chat: JWT auth, pg rooms, pg.monitor presence ----------
 WCHAT_PORT=$(free_port)
@@ -160,13 +172,7 @@ WSRELAY_APP_JWT_SECRET="$WCHAT_SECRET" "$BIN" run --strict "$TMP/wippy-chat" >"$
 PIDS+=($!)
 wait_http "http://127.0.0.1:$WCHAT_PORT/ws" "$OUT/wippy-chat.log" "${PIDS[-1]}"
 log "wippy-chat app on 127.0.0.1:$WCHAT_PORT"
-set +e
-"$PY" "$HERE/wippy_chat_client.py" "ws://127.0.0.1:$WCHAT_PORT" "$WCHAT_SECRET" \
-    2>"$OUT/wippy_chat_client.err" | tee "$OUT/wippy_chat_client.out"
-rc=${PIPESTATUS[0]}
-set -e
-tally "$OUT/wippy_chat_client.out"
-[[ $rc -ne 0 ]] && { log "wippy_chat_client.py failed (stderr in $OUT/wippy_chat_client.err)"; cat "$OUT/wippy_chat_client.err" >&2; }
+client wippy_chat_client "$PY" "$HERE/wippy_chat_client.py" "ws://127.0.0.1:$WCHAT_PORT" "$WCHAT_SECRET"
 
 # ---- permessage-deflate and subprotocols ----------------------------------
 WS_ECHO_PORT=$(free_port)
@@ -192,13 +198,8 @@ wait_http "http://127.0.0.1:$ECHO_PORT/" "$OUT/echo.log" "${PIDS[-1]}"
 log "ws-echo on 127.0.0.1:$WS_ECHO_PORT, echo app on 127.0.0.1:$ECHO_PORT (compression on)"
 for target in "ws-echo ws://127.0.0.1:$WS_ECHO_PORT/" "relay ws://127.0.0.1:$ECHO_PORT/ --subprotocol v2.chat"; do
     name=${target%% *}
-    set +e
     # shellcheck disable=SC2086 # the target's words are the arguments
-    "$PY" "$HERE/deflate_client.py" $target 2>"$OUT/deflate_$name.err" | tee "$OUT/deflate_$name.out"
-    rc=${PIPESTATUS[0]}
-    set -e
-    tally "$OUT/deflate_$name.out"
-    [[ $rc -ne 0 ]] && { log "deflate_client.py $name failed (stderr in $OUT/deflate_$name.err)"; cat "$OUT/deflate_$name.err" >&2; }
+    client deflate_$name "$PY" "$HERE/deflate_client.py" $target
 done
 
 # ---- TLS and HTTP/2 (RFC 8441) --------------------------------------------
@@ -241,13 +242,7 @@ grep -q "serving https://127.0.0.1:$TLS_PORT/" "$OUT/echo-tls.log" \
     || { log "the TLS listener is not announced as https"; cat "$OUT/echo-tls.log" >&2; exit 1; }
 
 log "echo app with TLS on 127.0.0.1:$TLS_PORT, h2c on 127.0.0.1:$H2C_PORT"
-set +e
-"$PY" "$HERE/tls_h2_client.py" localhost "$TLS_PORT" "$CERTS/ca.pem" "$H2C_PORT" \
-    2>"$OUT/tls_h2_client.err" | tee "$OUT/tls_h2_client.out"
-rc=${PIPESTATUS[0]}
-set -e
-tally "$OUT/tls_h2_client.out"
-[[ $rc -ne 0 ]] && { log "tls_h2_client.py failed (stderr in $OUT/tls_h2_client.err)"; cat "$OUT/tls_h2_client.err" >&2; }
+client tls_h2_client "$PY" "$HERE/tls_h2_client.py" localhost "$TLS_PORT" "$CERTS/ca.pem" "$H2C_PORT"
 
 if [[ "$SKIP_BROWSER" != 1 ]]; then
     # Chromium on Linux trusts the CAs of the NSS database under $HOME/.pki/nssdb.
@@ -255,13 +250,7 @@ if [[ "$SKIP_BROWSER" != 1 ]]; then
     mkdir -p "$CHROMIUM_HOME/.pki/nssdb"
     certutil -d "sql:$CHROMIUM_HOME/.pki/nssdb" -N --empty-password
     certutil -d "sql:$CHROMIUM_HOME/.pki/nssdb" -A -t "C,," -n "wsrelay test CA" -i "$CERTS/ca.pem"
-    set +e
-    (cd "$HERE" && CHROMIUM_HOME="$CHROMIUM_HOME" node wss_browser.mjs "https://localhost:$TLS_PORT/") \
-        2>"$OUT/wss_browser.err" | tee "$OUT/wss_browser.out"
-    rc=${PIPESTATUS[0]}
-    set -e
-    tally "$OUT/wss_browser.out"
-    [[ $rc -ne 0 ]] && { log "wss_browser.mjs failed (stderr in $OUT/wss_browser.err)"; cat "$OUT/wss_browser.err" >&2; }
+    client wss_browser env CHROMIUM_HOME="$CHROMIUM_HOME" node wss_browser.mjs "https://localhost:$TLS_PORT/"
     # Informational: did Chromium carry its WebSocket over HTTP/2 (RFC 8441)?
     # (The log is coloured: strip the escapes before matching the request line's fields.)
     if sed 's/\x1b\[[0-9;]*m//g' "$OUT/echo-tls.log" | grep -q 'method=CONNECT .*version=HTTP/2.0 status=200'; then
@@ -283,22 +272,10 @@ if [[ "$SKIP_BROWSER" != 1 ]]; then
     wait_http "http://127.0.0.1:$FOREIGN_PORT/foreign.html" "$OUT/foreign.log" "${PIDS[-1]}"
 
     log "demo on 127.0.0.1:$DEMO_PORT, foreign origin on 127.0.0.1:$FOREIGN_PORT"
-    set +e
-    (cd "$HERE" && node chat_browser.mjs "$DEMO_PORT" "$FOREIGN_PORT" "$OUT/chat.png") \
-        2>"$OUT/chat_browser.err" | tee "$OUT/chat_browser.out"
-    rc=${PIPESTATUS[0]}
-    set -e
-    tally "$OUT/chat_browser.out"
-    [[ $rc -ne 0 ]] && { log "chat_browser.mjs failed (stderr in $OUT/chat_browser.err)"; cat "$OUT/chat_browser.err" >&2; }
+    client chat_browser node chat_browser.mjs "$DEMO_PORT" "$FOREIGN_PORT" "$OUT/chat.png"
 
-    set +e
-    (cd "$HERE" && node extensions_browser.mjs "ws://127.0.0.1:$ECHO_PORT/" \
-        "http://127.0.0.1:$FOREIGN_PORT/foreign.html") \
-        2>"$OUT/extensions_browser.err" | tee "$OUT/extensions_browser.out"
-    rc=${PIPESTATUS[0]}
-    set -e
-    tally "$OUT/extensions_browser.out"
-    [[ $rc -ne 0 ]] && { log "extensions_browser.mjs failed (stderr in $OUT/extensions_browser.err)"; cat "$OUT/extensions_browser.err" >&2; }
+    client extensions_browser node extensions_browser.mjs "ws://127.0.0.1:$ECHO_PORT/" \
+        "http://127.0.0.1:$FOREIGN_PORT/foreign.html"
 fi
 
 if [[ "$SKIP_BROWSER" != 1 ]]; then
@@ -324,13 +301,7 @@ EOF
     chmod +x "$TMP/restart_demo.sh"
     "$TMP/restart_demo.sh"
     log "restartable demo on 127.0.0.1:$RESTART_PORT"
-    set +e
-    (cd "$HERE" && node demo_browser.mjs "$RESTART_PORT" "$TMP/restart_demo.sh") \
-        2>"$OUT/demo_browser.err" | tee "$OUT/demo_browser.out"
-    rc=${PIPESTATUS[0]}
-    set -e
-    tally "$OUT/demo_browser.out"
-    [[ $rc -ne 0 ]] && { log "demo_browser.mjs failed (stderr in $OUT/demo_browser.err)"; cat "$OUT/demo_browser.err" >&2; }
+    client demo_browser node demo_browser.mjs "$RESTART_PORT" "$TMP/restart_demo.sh"
 
     # dashboard_browser.mjs: a copy of the chat demo with the admin API on.
     DASH_PORT=$(free_port)
@@ -354,13 +325,7 @@ EOF
     grep -q "dashboard http://127.0.0.1:$DASH_OPS_PORT/dashboard" "$OUT/dashboard-app.log" \
         || { log "wsrelay run did not print the dashboard URL"; FAILED=$((FAILED + 1)); }
     log "dashboard app on 127.0.0.1:$DASH_PORT, ops on 127.0.0.1:$DASH_OPS_PORT"
-    set +e
-    (cd "$HERE" && node dashboard_browser.mjs "$DASH_PORT" "$DASH_OPS_PORT" "$DASH_TOKEN") \
-        2>"$OUT/dashboard_browser.err" | tee "$OUT/dashboard_browser.out"
-    rc=${PIPESTATUS[0]}
-    set -e
-    tally "$OUT/dashboard_browser.out"
-    [[ $rc -ne 0 ]] && { log "dashboard_browser.mjs failed (stderr in $OUT/dashboard_browser.err)"; cat "$OUT/dashboard_browser.err" >&2; }
+    client dashboard_browser node dashboard_browser.mjs "$DASH_PORT" "$DASH_OPS_PORT" "$DASH_TOKEN"
 fi
 
 log "done in $(( $(date +%s) - START ))s; logs in $OUT"
