@@ -31,6 +31,20 @@ fn get(path: &str) -> http::Request<Empty<bytes::Bytes>> {
         .unwrap()
 }
 
+/// An HTTP/1.1 connection over TLS to `addr`, presenting the client certificate if
+/// `client_cert`.
+async fn http1_over_tls(
+    addr: std::net::SocketAddr,
+    client_cert: bool,
+) -> std::io::Result<hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>> {
+    let tls = tls_connect(addr, &tls_connector(&[b"http/1.1"], client_cert)).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
 #[tokio::test]
 async fn https_serves_http11_and_http2_chosen_by_alpn() {
     let gw = start_tls(support::tls_files(), Duration::from_secs(10)).await;
@@ -114,11 +128,7 @@ async fn a_client_ca_requires_client_certificates() {
     let gw = start_tls(files, Duration::from_secs(10)).await;
     // Without a certificate the server refuses the handshake: the request fails.
     let refused = async {
-        let tls = tls_connect(gw.addr, &tls_connector(&[b"http/1.1"], false)).await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(std::io::Error::other)?;
-        tokio::spawn(conn);
+        let mut sender = http1_over_tls(gw.addr, false).await?;
         sender
             .send_request(get("/whoami"))
             .await
@@ -126,13 +136,7 @@ async fn a_client_ca_requires_client_certificates() {
     };
     assert!(refused.await.is_err());
     // With one signed by the client CA it is served.
-    let tls = tls_connect(gw.addr, &tls_connector(&[b"http/1.1"], true))
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = http1_over_tls(gw.addr, true).await.unwrap();
     let (status, _, _) = support::body_of(sender.send_request(get("/whoami")).await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     gw.running.shutdown().await.unwrap();
@@ -156,13 +160,7 @@ async fn changed_files_are_reloaded_and_open_connections_stay() {
     );
 
     // An open keep-alive connection, made before the change.
-    let tls = tls_connect(gw.addr, &tls_connector(&[b"http/1.1"], false))
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = http1_over_tls(gw.addr, false).await.unwrap();
     let (status, _, _) = support::body_of(sender.send_request(get("/whoami")).await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
 
