@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::nats::{free_port, nats, Nats};
-use crate::support::{relay_gateway_entries, NodeProc};
+use crate::support::{cluster_app_head, relay_gateway_entries, NodeProc};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -39,25 +39,14 @@ fn app_yaml(node: &str, creds: &Path, nats: &Nats, gateway_port: Option<u16>) ->
     } else {
         format!("global:echo_{node}")
     };
-    let mut y = format!(
-        r#"namespace: app
-entries:
-  - name: cluster
-    kind: cluster
-    node: {node}
-    nats_urls: ["{u1}", "{u2}", "{u3}"]
-    credentials: {creds}
-  - name: processes
-    kind: process.host
-  - name: echo
+    let urls = [nats.url(1), nats.url(2), nats.url(3)];
+    let mut y = cluster_app_head(node, &urls, &creds.display().to_string());
+    y.push_str(
+        r#"  - name: echo
     kind: process.lua
     source: file://echo.lua
     method: run
 "#,
-        creds = creds.display(),
-        u1 = nats.url(1),
-        u2 = nats.url(2),
-        u3 = nats.url(3),
     );
     match gateway_port {
         None => y.push_str(&format!(

@@ -31,7 +31,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::nats::{free_port, nats, Nats};
 use crate::support::routes::RouteCut;
-use crate::support::{relay_gateway_entries, NodeProc};
+use crate::support::{cluster_app_head, relay_gateway_entries, NodeProc};
 
 /// The target: echoes, and writes the ledger (`LEDGER`, `ev=join|leave|exit`, the
 /// connection's `id` from its metadata, `why`). It monitors each client from its join and
@@ -119,21 +119,13 @@ fn size() -> Size {
 }
 
 fn app_yaml(node: &str, nats: &Nats, gateway: Option<u16>) -> String {
-    let mut y = format!(
-        r#"namespace: app
-entries:
-  - name: cluster
-    kind: cluster
-    node: {node}
-    nats_urls: ["{u1}", "{u2}", "{u3}"]
-    credentials: nats.creds
-  - name: processes
-    kind: process.host
-"#,
-        u1 = nats.url(server_of(node)),
-        u2 = nats.url(server_of(node) % 3 + 1),
-        u3 = nats.url((server_of(node) + 1) % 3 + 1),
-    );
+    let first = server_of(node);
+    let urls = [
+        nats.url(first),
+        nats.url(first % 3 + 1),
+        nats.url((first + 1) % 3 + 1),
+    ];
+    let mut y = cluster_app_head(node, &urls, "nats.creds");
     match gateway {
         None => y.push_str(&format!(
             r#"  - name: target

@@ -28,6 +28,25 @@ pub use rt::rt;
 /// The ports of this binary's NATS cluster (`routes` finds them here, as in the cluster tests).
 pub use nats::ports;
 
+/// The start of a cluster node's `app.yaml`: the namespace `app`, the `cluster` entry of node
+/// `node` (NATS servers `urls`, the first tried first; the credentials file `creds`) and the
+/// process host `processes`; the test adds its entries.
+pub fn cluster_app_head(node: &str, urls: &[String; 3], creds: &str) -> String {
+    let [u1, u2, u3] = urls;
+    format!(
+        r#"namespace: app
+entries:
+  - name: cluster
+    kind: cluster
+    node: {node}
+    nats_urls: ["{u1}", "{u2}", "{u3}"]
+    credentials: {creds}
+  - name: processes
+    kind: process.host
+"#
+    )
+}
+
 /// Registry entries (indented as under `entries:`) of a relay gateway on `127.0.0.1:port`: the
 /// `http.service` `gateway`, the router `root` at `/` with the `websocket_relay` middleware
 /// (any origin), and `GET /` answered by the `function.lua` entry `connect` (the app's
