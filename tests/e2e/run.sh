@@ -31,21 +31,14 @@ START=$(date +%s)
 log() { echo "e2e: $*" >&2; }
 
 # ---- binary ---------------------------------------------------------------
-if [[ -n "${WSRELAY_BIN:-}" ]]; then
-    BIN="$WSRELAY_BIN"
-else
-    log "building wsrelay (release)"
+# One release build makes both binaries, for whichever of them is not given.
+if [[ -z "${WSRELAY_BIN:-}" || -z "${WS_ECHO_BIN:-}" ]]; then
+    log "building wsrelay and ws-echo (release)"
     cargo build --release -p wsrelay -p wsrelay-bench
-    BIN="$ROOT/target/release/wsrelay"
 fi
+BIN="${WSRELAY_BIN:-$ROOT/target/release/wsrelay}"
+WS_ECHO="${WS_ECHO_BIN:-$ROOT/target/release/ws-echo}"
 [[ -x "$BIN" ]] || { log "no executable at $BIN"; exit 1; }
-if [[ -n "${WS_ECHO_BIN:-}" ]]; then
-    WS_ECHO="$WS_ECHO_BIN"
-else
-    log "building ws-echo (release)"
-    cargo build --release -p wsrelay -p wsrelay-bench
-    WS_ECHO="$ROOT/target/release/ws-echo"
-fi
 
 # ---- dependencies (installed only when missing) ---------------------------
 PY="${PYTHON:-python3}"
