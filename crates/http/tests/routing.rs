@@ -70,14 +70,13 @@ async fn params_are_decoded_and_literals_win() {
         assert_eq!(reply.status, StatusCode::OK, "{path}");
         assert_eq!(reply.body, body, "{path}");
     }
-    assert_eq!(
-        get(gw.addr, "/api/users").await.status,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        get(gw.addr, "/api/users//posts/1").await.status,
-        StatusCode::NOT_FOUND
-    );
+    for path in ["/api/users", "/api/users//posts/1"] {
+        assert_eq!(
+            get(gw.addr, path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -66,14 +66,13 @@ async fn serves_files_with_content_types() {
             body.len().to_string().as_str()
         );
     }
-    assert_eq!(
-        get(gw.addr, "/static/missing.js").await.status,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        get(gw.addr, "/static/docs/missing/").await.status,
-        StatusCode::NOT_FOUND
-    );
+    for path in ["/static/missing.js", "/static/docs/missing/"] {
+        assert_eq!(
+            get(gw.addr, path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
     // Endpoints of the router still work beside the mount.
     assert_eq!(get(gw.addr, "/api").await.body, "api");
 }
