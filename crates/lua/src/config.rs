@@ -12,7 +12,9 @@ pub struct EngineConfig {
     /// Worker threads, each owning one Lua state (`0`: one per available core).
     pub workers: usize,
     /// How many Lua instructions run between two checks of the running process (stop
-    /// requests, memory, time slice). Smaller reacts faster and costs more.
+    /// requests, time slice, CPU budget) once its resume has run `time_slice`; a shorter
+    /// resume is not checked (the hook is armed by the engine's watchdog). Smaller reacts
+    /// faster and costs more.
     pub hook_interval: u32,
     /// How long a process may run before it is preempted (yields to the other processes of its
     /// worker) at the next check.

@@ -28,14 +28,16 @@
 //! `time.sleep`) are async Rust functions: a blocked process is a pending task holding no
 //! thread and about 5 KiB (see the README for measurements).
 //!
-//! **Preemption.** A count hook runs every `hook_interval` instructions. After `time_slice`
-//! of running it yields the coroutine (Lua 5.4 allows yielding from a count hook; LuaJIT does
+//! **Preemption.** A count hook runs every `hook_interval` instructions once a resume has run
+//! `time_slice` (a watchdog thread signals the worker, whose signal handler arms the hook:
+//! short resumes run without one, see `raw/preempt.rs`). Then it yields the coroutine (Lua 5.4 allows yielding from a count hook; LuaJIT does
 //! not, which decided the version), so an infinite loop cannot starve the other processes of
 //! its worker — also inside coroutines of the Lua code, whose yields the process's
 //! `coroutine` library passes up (`preempt`). Where a yield is impossible (inside a
 //! metamethod or a C function calling back into Lua) the process is bounded instead: after
 //! `cpu_budget` it fails with `"cpu budget exceeded"`. The same hook stops a running process
-//! that was terminated or whose link failed; a blocked one is stopped by its driver at once.
+//! that was terminated or whose link failed (when its resume runs past its time slice; a
+//! shorter one is stopped when it ends); a blocked one is stopped by its driver at once.
 //!
 //! **Values.** What Lua hands to Rust (payloads, JSON, responses) is converted within
 //! `max_value_size` (`convert`); `math.random` has a generator per actor (`stdlib`).

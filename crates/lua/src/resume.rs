@@ -39,6 +39,8 @@ pub(crate) struct Resumes {
     /// The conversion budget (`max_value_size`).
     pub(crate) value_limit: usize,
     pub(crate) busy: Arc<Busy>,
+    /// Instructions between two checks of the hook, once armed.
+    pub(crate) hook_interval: u32,
 }
 
 impl Resumes {
@@ -153,10 +155,14 @@ impl<F: Future> Future for Scoped<F> {
         this.resumes.enter();
         let previous = CURRENT.with(|c| c.replace(Some(this.actor.clone())));
         let outer = WAKER.with(|w| w.replace(Some(waker.clone())));
+        // The actor's coroutine (held by `inner`) is the thread a preemption signal arms.
+        let running =
+            crate::raw::Running::enter(slice.main_thread.get(), this.resumes.hook_interval);
         let polled = this
             .inner
             .as_mut()
             .poll(&mut TaskContext::from_waker(&waker));
+        drop(running);
         let woke_itself = wake.resume_ended();
         WAKER.with(|w| *w.borrow_mut() = outer);
         CURRENT.with(|c| *c.borrow_mut() = previous);

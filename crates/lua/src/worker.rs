@@ -237,6 +237,8 @@ impl WorkerState {
         let lua = Lua::new_with(worker_libs(), LuaOptions::new())?;
         let sandbox = Sandbox::new(&lua, &config, shared)?;
         crate::preempt::install(&lua, &config)?;
+        // After `install`, which installs the signal's handler: this thread may be signalled.
+        busy.register_thread();
         lua.set_memory_limit(config.worker_memory_limit)?;
         // Generational collection: nearly everything a relayed message allocates (its table,
         // the payload the process builds to answer) dies young; the incremental collector
@@ -254,6 +256,7 @@ impl WorkerState {
             worker_memory_limit: config.worker_memory_limit,
             value_limit: config.max_value_size,
             busy,
+            hook_interval: config.hook_interval,
         };
         Ok(WorkerState {
             lua,

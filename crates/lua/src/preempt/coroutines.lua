@@ -6,9 +6,11 @@
 -- waiting inside a coroutine (inbox:receive(), time.sleep) is passed up the same way, so it
 -- blocks the process, not the coroutine's resumer. None of this is visible to the Lua code:
 -- its own yields and values pass unchanged.
-local coroutine, PENDING, took_preemption, mark_preempted, clear_preempted, doomed, type_error = ...
-local create, co_resume, co_yield, status, close =
-      coroutine.create, coroutine.resume, coroutine.yield, coroutine.status, coroutine.close
+-- `co_resume` and `close` are the standard functions, telling the preemption signal which
+-- coroutine runs (raw/preempt.rs).
+local coroutine, co_resume, close, PENDING, took_preemption, mark_preempted, clear_preempted,
+      doomed, type_error = ...
+local create, co_yield, status = coroutine.create, coroutine.yield, coroutine.status
 local select, error, type = select, error, type
 
 local after

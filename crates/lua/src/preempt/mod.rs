@@ -1,13 +1,17 @@
 //! The instruction hook: preemption, stop requests and the CPU bound.
 //!
 //! Lua 5.4 lets a count hook yield the running coroutine, and mlua turns such a yield of an
-//! async coroutine into "pending, wake me again". So every `hook_interval` instructions the
-//! hook checks the running actor (see [`crate::actor`]) and:
+//! async coroutine into "pending, wake me again". The hook is not set while resumes stay
+//! short: any count hook makes Lua trap every instruction, which cost ~950 instructions per
+//! relayed message. The dispatcher's watchdog signals a worker whose resume has run a whole
+//! `time_slice`, the signal arms the hook on the Lua thread running there (`raw`'s `preempt`
+//! module says why that is sound), and from then on, every `hook_interval` instructions until
+//! the thread yields, the hook checks the running actor (see [`crate::actor`]) and:
 //!
 //! 1. **stop requested** (terminate, failed link, shutdown): yields, and the driver drops the
 //!    coroutine; if the yield is impossible (inside a metamethod or a C function such as
 //!    `table.sort`), the next check raises an error instead to unwind to a point that can yield;
-//! 2. **CPU**: once the slice has run `time_slice`, it yields (preemption: the other
+//! 2. **CPU**: once the slice has run `time_slice` (it always has, when armed), it yields (preemption: the other
 //!    processes of the worker run, then this one continues). If it cannot yield for
 //!    `cpu_budget`, it fails the process with `cpu budget exceeded`.
 //!
@@ -44,37 +48,56 @@ fn thread_id(lua: &Lua) -> usize {
     lua.current_thread().to_pointer() as usize
 }
 
-/// Installs the hook on `lua` (every coroutine created afterwards gets it).
+/// Installs the hook on `lua`, disarmed: it runs only in threads a signal armed because their
+/// resume ran a whole time slice (see [`crate::raw`]'s `preempt` module and the dispatcher's
+/// watchdog), and then every `hook_interval` instructions until it finds nothing to do.
 pub(crate) fn install(lua: &Lua, config: &EngineConfig) -> mlua::Result<()> {
+    // Installed with a count first, to take mlua's hook function from the main thread; then
+    // without triggers, so that mlua gives the threads it creates none.
+    let interval = config.hook_interval.max(1);
+    lua.set_global_hook(
+        HookTriggers::new().every_nth_instruction(interval),
+        hook(config),
+    )?;
+    crate::raw::take_hook(lua)?;
+    lua.set_global_hook(HookTriggers::new(), hook(config))
+}
+
+/// The hook: checks the running actor (see the module docs).
+fn hook(config: &EngineConfig) -> impl Fn(&Lua, &mlua::debug::Debug<'_>) -> mlua::Result<VmState> {
     let time_slice = config.time_slice;
     let cpu_budget = config.cpu_budget.unwrap_or(Duration::MAX);
-    let triggers = HookTriggers::new().every_nth_instruction(config.hook_interval.max(1));
-    lua.set_global_hook(triggers, move |lua, _debug| {
+    move |lua, _debug| {
+        let here = thread_id(lua);
         let Some(actor) = current() else {
+            crate::raw::disarm(here);
             return Ok(VmState::Continue);
         };
         let slice = actor.slice();
-        let here = thread_id(lua);
         // Running again in a thread marked preempted: the yield did not happen (a C
         // boundary).
         slice.preempted.take(here);
+        let ran = slice.started.get().map_or(Duration::ZERO, |s| s.elapsed());
         let failure = slice.failure.borrow().clone();
+        let stop = actor.stop_requested().is_some();
+        if failure.is_none() && !stop && ran < time_slice {
+            // Armed in an earlier slice (or by a signal that came late): nothing to check
+            // until the watchdog finds this resume long.
+            crate::raw::disarm(here);
+            return Ok(VmState::Continue);
+        }
         if let Some(failure) = failure {
             return yield_or_raise(slice, here, failure);
         }
-        if actor.stop_requested().is_some() {
+        if stop {
             return yield_or_raise(slice, here, "process stopped".to_owned());
         }
-        let ran = slice.started.get().map_or(Duration::ZERO, |s| s.elapsed());
         if ran >= cpu_budget {
             *slice.failure.borrow_mut() = Some(CPU_BUDGET_EXCEEDED.to_owned());
             return yield_or_raise(slice, here, CPU_BUDGET_EXCEEDED.to_owned());
         }
-        if ran >= time_slice {
-            return Ok(preempt(slice, here));
-        }
-        Ok(VmState::Continue)
-    })
+        Ok(preempt(slice, here))
+    }
 }
 
 /// Yields the running thread; in a coroutine of the Lua code, marks it first so that its
@@ -136,10 +159,14 @@ pub(crate) fn coroutine_library(lua: &Lua, doomed: Function) -> mlua::Result<Tab
             Ok(Args::new(lua, &args, name).type_error(1, &expected.to_str()?))
         },
     )?;
+    let coroutine = lua.globals().get::<Table>("coroutine")?;
+    let (resume, close) = crate::raw::coroutine_functions(lua, &coroutine)?;
     lua.load(COROUTINES)
         .set_name("=wsrelay-lua coroutines")
         .call((
-            lua.globals().get::<Table>("coroutine")?,
+            coroutine,
+            resume,
+            close,
             Lua::poll_pending(),
             took_preemption,
             mark,

@@ -1,5 +1,6 @@
 //! The one module of this crate that uses `unsafe`: moving values between Rust and Lua with the
-//! C API inside a single protected call, and `process.send` as a C function.
+//! C API inside a single protected call, `process.send` as a C function, and the signal that
+//! arms the instruction hook of a resume that runs long ([`preempt`]).
 //!
 //! Under a memory limit mlua makes every value it creates, and every field it sets, a protected
 //! call of its own (a `lua_pcall` with its bookkeeping, a few hundred instructions), because
@@ -34,6 +35,7 @@
 #![allow(unsafe_code)]
 
 mod build;
+mod preempt;
 mod read;
 mod receive;
 mod send;
@@ -45,6 +47,7 @@ use mlua::ffi::{self, lua_State};
 use mlua::Lua;
 
 pub(crate) use build::{environment, message, value, Metatables};
+pub(crate) use preempt::{coroutine_functions, disarm, take_hook, Running, WorkerThread};
 pub(crate) use read::{read, Scalar, Sink};
 pub(crate) use receive::{receive_function, SlowPath};
 pub(crate) use send::send_function;
