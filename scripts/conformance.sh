@@ -86,7 +86,11 @@ case "$PROFILE" in
     build=(--workspace --bins --tests) ;;
   *) echo "conformance: PROFILE must be release or dev, not $PROFILE" >&2; exit 2 ;;
 esac
-cargo build "${build[@]}" --quiet --manifest-path "$ROOT/Cargo.toml"
+# SKIP_BUILD=1: use the binaries already built. `.ci/run` sets it when conformance runs beside
+# `cargo test`, which holds the build directory's lock while the tests run.
+if [ -z "${SKIP_BUILD:-}" ]; then
+  cargo build "${build[@]}" --quiet --manifest-path "$ROOT/Cargo.toml"
+fi
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'

@@ -30,6 +30,10 @@ if [ ${#targets[@]} -eq 0 ]; then
     mapfile -t targets < <(cargo fuzz list)
 fi
 cargo fuzz build
+# FUZZ_BUILD_ONLY=1: build the targets and stop (`.ci/run` builds them beside the tests).
+if [ -n "${FUZZ_BUILD_ONLY:-}" ]; then
+    exit 0
+fi
 
 # Targets run side by side, one per core (FUZZ_JOBS to change it): each libFuzzer process is
 # single-threaded, so on N cores N targets get their full SECONDS each in 1/N of the wall
