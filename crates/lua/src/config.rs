@@ -13,7 +13,7 @@ pub struct EngineConfig {
     pub workers: usize,
     /// How many Lua instructions run between two checks of the running process (stop
     /// requests, time slice, CPU budget) once its resume has run `time_slice`; a shorter
-    /// resume is not checked (the hook is armed by the engine's watchdog). Smaller reacts
+    /// resume is not checked (the hook is armed by the worker's slice timer). Smaller reacts
     /// faster and costs more.
     pub hook_interval: u32,
     /// How long a process may run before it is preempted (yields to the other processes of its

@@ -111,8 +111,7 @@ impl LuaEngine {
     pub fn new(node: Node, config: EngineConfig) -> Result<LuaEngine, LuaError> {
         let shards = node.shards().cloned();
         let count = shards.as_ref().map_or(config.worker_count(), Shards::len);
-        let choice = Dispatch::new(count, config.stuck_after(), config.time_slice)
-            .map_err(|e| LuaError::Init(format!("the preemption watchdog: {e}")))?;
+        let choice = Dispatch::new(count, config.stuck_after());
         let busy = (0..count).map(|i| choice.busy(i)).collect();
         let workers = Workers::start(config, shards, busy)?;
         Ok(LuaEngine {

@@ -29,7 +29,7 @@
 //! thread and about 5 KiB (see the README for measurements).
 //!
 //! **Preemption.** A count hook runs every `hook_interval` instructions once a resume has run
-//! `time_slice` (a watchdog thread signals the worker, whose signal handler arms the hook:
+//! `time_slice` (a timer on the worker's CPU clock signals it, whose signal handler arms the hook:
 //! short resumes run without one, see `raw/preempt.rs`). Then it yields the coroutine (Lua 5.4 allows yielding from a count hook; LuaJIT does
 //! not, which decided the version), so an infinite loop cannot starve the other processes of
 //! its worker — also inside coroutines of the Lua code, whose yields the process's

@@ -224,6 +224,8 @@ struct WorkerState {
     /// the shard lives on.
     tasks: RefCell<HashMap<u64, AbortHandle>>,
     next_task: Cell<u64>,
+    /// Signals this thread after each time slice of CPU it uses; deleted with the state.
+    _slice_timer: crate::raw::SliceTimer,
 }
 
 /// The standard libraries a worker's Lua state opens (the sandbox then trims and hardens
@@ -237,8 +239,10 @@ impl WorkerState {
         let lua = Lua::new_with(worker_libs(), LuaOptions::new())?;
         let sandbox = Sandbox::new(&lua, &config, shared)?;
         crate::preempt::install(&lua, &config)?;
-        // After `install`, which installs the signal's handler: this thread may be signalled.
-        busy.register_thread();
+        // This thread's time slices of CPU, which arm the hook of a resume that runs through
+        // one (`crate::raw`'s `preempt` module).
+        let slice_timer = crate::raw::SliceTimer::start(config.time_slice)
+            .map_err(|e| mlua::Error::runtime(format!("the time slice timer: {e}")))?;
         lua.set_memory_limit(config.worker_memory_limit)?;
         // Generational collection: nearly everything a relayed message allocates (its table,
         // the payload the process builds to answer) dies young; the incremental collector
@@ -266,6 +270,7 @@ impl WorkerState {
             config,
             tasks: RefCell::new(HashMap::new()),
             next_task: Cell::new(0),
+            _slice_timer: slice_timer,
         })
     }
 

@@ -3,9 +3,9 @@
 //! Lua 5.4 lets a count hook yield the running coroutine, and mlua turns such a yield of an
 //! async coroutine into "pending, wake me again". The hook is not set while resumes stay
 //! short: any count hook makes Lua trap every instruction, which cost ~950 instructions per
-//! relayed message. The dispatcher's watchdog signals a worker whose resume has run a whole
-//! `time_slice`, the signal arms the hook on the Lua thread running there (`raw`'s `preempt`
-//! module says why that is sound), and from then on, every `hook_interval` instructions until
+//! relayed message. A timer on each worker thread's CPU clock signals the thread after every
+//! `time_slice` of CPU; if one resume ran through it, the signal arms the hook on the Lua
+//! thread running there (`raw`'s `preempt` module says why that is sound), and from then on, every `hook_interval` instructions until
 //! the thread yields, the hook checks the running actor (see [`crate::actor`]) and:
 //!
 //! 1. **stop requested** (terminate, failed link, shutdown): yields, and the driver drops the
@@ -50,7 +50,7 @@ fn thread_id(lua: &Lua) -> usize {
 
 /// Installs the hook on `lua`, disarmed: it runs only in threads a signal armed because their
 /// resume ran a whole time slice (see [`crate::raw`]'s `preempt` module and the dispatcher's
-/// watchdog), and then every `hook_interval` instructions until it finds nothing to do.
+/// slice timer), and then every `hook_interval` instructions until it finds nothing to do.
 pub(crate) fn install(lua: &Lua, config: &EngineConfig) -> mlua::Result<()> {
     // Installed with a count first, to take mlua's hook function from the main thread; then
     // without triggers, so that mlua gives the threads it creates none.
@@ -82,7 +82,7 @@ fn hook(config: &EngineConfig) -> impl Fn(&Lua, &mlua::debug::Debug<'_>) -> mlua
         let stop = actor.stop_requested().is_some();
         if failure.is_none() && !stop && ran < time_slice {
             // Armed in an earlier slice (or by a signal that came late): nothing to check
-            // until the watchdog finds this resume long.
+            // until the slice timer finds this resume long.
             crate::raw::disarm(here);
             return Ok(VmState::Continue);
         }

@@ -47,7 +47,7 @@ use mlua::ffi::{self, lua_State};
 use mlua::Lua;
 
 pub(crate) use build::{environment, message, value, Metatables};
-pub(crate) use preempt::{coroutine_functions, disarm, take_hook, Running, WorkerThread};
+pub(crate) use preempt::{coroutine_functions, disarm, take_hook, Running, SliceTimer};
 pub(crate) use read::{read, Scalar, Sink};
 pub(crate) use receive::{receive_function, SlowPath};
 pub(crate) use send::send_function;

@@ -2,10 +2,18 @@
 //!
 //! In Lua 5.4 any count hook makes the VM trap *every* instruction (`luaG_traceexec`), whatever
 //! the count: a hook kept on all the time cost ~950 instructions per relayed message. So
-//! threads run without a hook; the dispatcher's watchdog (`crate::dispatch`) signals a worker
-//! thread whose resume has run a whole time slice, and the signal handler here sets the hook
-//! on the Lua thread running there. The hook then works as it always did (it preempts, stops,
-//! fails) and removes itself from a thread it finds with nothing to do.
+//! threads run without a hook. Each worker thread has a timer on its own CPU clock
+//! ([`SliceTimer`]) that signals it after every time slice of CPU it uses; the signal handler
+//! here sets the hook on the Lua thread running there if the same resume has been running
+//! since the previous signal, that is for a whole time slice of CPU at least. The hook then
+//! works as it always did (it preempts, stops, fails) and removes itself from a thread it
+//! finds with nothing to do.
+//!
+//! Why a CPU-clock timer: it costs nothing on an idle worker (its clock stands still), needs
+//! no watchdog thread, and under load it interrupts only the worker itself, a few hundred
+//! times a second. A first version had a watchdog thread look at every worker once a time
+//! slice: its wake-ups preempted the busy worker ~500 times a second and cost 3–4 % of the
+//! echo throughput with the server on one core (docs/BENCHMARKS.md, "Round 3").
 //!
 //! What this needs to be sound:
 //!
@@ -20,25 +28,23 @@
 //!   signal handler (its own standalone interpreter stops a script on SIGINT that way): it
 //!   only stores the hook's fields (a byte mask, counts, a pointer, each written whole) and
 //!   marks the frames of the thread's call list for tracing, a list whose links are written
-//!   before a frame becomes current. The handler runs on the worker thread itself, so the
-//!   thread it hooks is not running elsewhere meanwhile; calling it from another thread would
-//!   not be sound (the list may change under it), hence the signal.
-//! - **Which threads get signals.** Only registered worker threads ([`WorkerThread`]), and
-//!   only while they are alive: a thread unregisters before it exits, under the lock the
-//!   watchdog holds while signalling.
+//!   before a frame becomes current. The handler runs on the worker thread itself (the
+//!   timer's signal is directed at that thread), so the thread it hooks is not running
+//!   elsewhere meanwhile; calling it from another thread would not be sound (the list may
+//!   change under it), hence the signal.
 //! - **The rest of the process.** The signal is `SIGURG` (ignored by default, and used by
 //!   nothing here: sockets raise it only for an owner set with `F_SETOWN`), installed with
 //!   `SA_RESTART`, so interrupted blocking calls restart; `epoll_wait`, which never restarts,
-//!   reports `EINTR`, which mio retries. The handler keeps `errno`.
+//!   reports `EINTR`, which mio retries. The handler keeps `errno`. Only threads that made a
+//!   [`SliceTimer`] get it, and only while they use CPU.
 
-use std::cell::Cell;
 use std::ffi::c_int;
-use std::sync::atomic::{compiler_fence, AtomicI32, AtomicPtr, AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::atomic::{compiler_fence, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Once;
+use std::time::Duration;
 
 use mlua::ffi::{self, lua_State};
 use mlua::{Function, Lua, Table};
-use parking_lot::Mutex;
 
 /// The signal that arms the hook.
 const SIGNAL: c_int = libc::SIGURG;
@@ -59,8 +65,10 @@ thread_local! {
     static RUNNING: AtomicPtr<lua_State> = const { AtomicPtr::new(std::ptr::null_mut()) };
     /// The hook interval of the engine whose resume runs on this OS thread.
     static INTERVAL: AtomicI32 = const { AtomicI32::new(1) };
-    /// The worker threads registered on this OS thread; unregistered when it exits.
-    static REGISTERED: Registered = const { Registered(Cell::new(Vec::new())) };
+    /// Resumes started on this OS thread (wraps), and the count the last signal saw: equal at
+    /// the next signal means one resume has run through a whole period of the timer.
+    static RESUMES: AtomicU64 = const { AtomicU64::new(0) };
+    static SEEN: AtomicU64 = const { AtomicU64::new(0) };
 }
 
 /// Sets the running Lua thread; returns the previous one.
@@ -82,6 +90,7 @@ impl Running {
     pub(crate) fn enter(thread: usize, interval: u32) -> Running {
         let interval = i32::try_from(interval).unwrap_or(i32::MAX).max(1);
         INTERVAL.with(|i| i.store(interval, Ordering::Relaxed));
+        RESUMES.with(|r| r.store(r.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed));
         Running(replace_running(thread as *mut lua_State))
     }
 }
@@ -92,18 +101,21 @@ impl Drop for Running {
     }
 }
 
-/// The signal handler: arms the hook of the Lua thread running here, to fire after the
-/// engine's hook interval, as a hook kept on all the time would (the first check comes at
-/// the same distance from the interrupted point as ever: a long C function followed by a few
-/// instructions is not checked in between, as before).
+/// The signal handler: if the resume that runs now also ran at the previous signal, arms the
+/// hook of the Lua thread running here, to fire after the engine's hook interval, as a hook
+/// kept on all the time would (the first check comes at the same distance from the
+/// interrupted point as ever: a long C function followed by a few instructions is not
+/// checked in between, as before).
 extern "C" fn on_signal(_: c_int) {
     // SAFETY: `errno` is this thread's; it is read and written back unchanged around code that
     // does not touch it, so the interrupted code sees its own value.
     let errno = unsafe { *libc::__errno_location() };
+    let resumes = RESUMES.with(|r| r.load(Ordering::Relaxed));
+    let same_resume = SEEN.with(|s| s.swap(resumes, Ordering::Relaxed)) == resumes;
     let state = RUNNING.with(|r| r.load(Ordering::Relaxed));
     let interval = INTERVAL.with(|i| i.load(Ordering::Relaxed));
     let hook = HOOK.load(Ordering::Relaxed);
-    if !state.is_null() && hook != 0 {
+    if same_resume && !state.is_null() && hook != 0 {
         // SAFETY: `state` is a live thread of this OS thread (see the module docs, "Which
         // thread runs"), and `lua_sethook` may run in a signal handler that interrupts its
         // thread ("lua_sethook from a signal handler"). `hook` is mlua's hook function, stored
@@ -141,7 +153,6 @@ fn install_handler() -> std::io::Result<()> {
 /// Takes mlua's hook function from `lua`'s main thread, where `Lua::set_global_hook` has just
 /// installed it, and removes it there: threads run without a hook until a signal arms it.
 pub(crate) fn take_hook(lua: &Lua) -> mlua::Result<()> {
-    install_handler().map_err(|e| mlua::Error::runtime(format!("preemption signal: {e}")))?;
     // SAFETY: `lua_gethook` and `lua_sethook` on the state `exec_raw` hands us, which is not
     // running (we are outside any resume); neither raises.
     unsafe {
@@ -161,42 +172,50 @@ pub(crate) fn disarm(thread: usize) {
     unsafe { ffi::lua_sethook(thread as *mut lua_State, None, 0, 0) };
 }
 
-/// A worker thread the watchdog may signal.
-#[derive(Debug, Default)]
-pub(crate) struct WorkerThread(Mutex<Option<libc::pthread_t>>);
+/// A timer on the calling thread's CPU clock that signals that thread after every `period`
+/// of CPU it uses (see the module docs); deleted when dropped.
+#[derive(Debug)]
+pub(crate) struct SliceTimer(libc::timer_t);
 
-impl WorkerThread {
-    /// The calling thread is this worker until it exits.
-    pub(crate) fn register(self: &Arc<WorkerThread>) {
-        // SAFETY: `pthread_self` has no preconditions.
-        *self.0.lock() = Some(unsafe { libc::pthread_self() });
-        REGISTERED.with(|r| {
-            let mut list = r.0.take();
-            list.push(self.clone());
-            r.0.set(list);
-        });
-    }
-
-    /// Asks the worker to check its running resume (see the module docs).
-    pub(crate) fn interrupt(&self) {
-        let thread = self.0.lock();
-        if let Some(thread) = *thread {
-            // SAFETY: the thread is alive: it clears the value under this lock before it
-            // exits (`Registered::drop`), and we hold the lock. The handler is installed
-            // before any thread registers (`take_hook` runs first on every worker).
-            unsafe { libc::pthread_kill(thread, SIGNAL) };
+impl SliceTimer {
+    /// Starts the timer of the calling thread. The signal handler is installed first.
+    pub(crate) fn start(period: Duration) -> std::io::Result<SliceTimer> {
+        install_handler()?;
+        // A zero time slice must not make the timer fire without pause.
+        let period = period.max(Duration::from_micros(200));
+        // SAFETY: a zeroed `sigevent` is valid; the fields set direct the signal at this
+        // thread (`gettid`), which `timer_create` checks exists. `timer` is written by
+        // `timer_create` before it is read, and deleted only by `Drop`.
+        unsafe {
+            let mut event: libc::sigevent = std::mem::zeroed();
+            event.sigev_notify = libc::SIGEV_THREAD_ID;
+            event.sigev_signo = SIGNAL;
+            event.sigev_notify_thread_id = libc::gettid();
+            let mut timer: libc::timer_t = std::mem::zeroed();
+            if libc::timer_create(libc::CLOCK_THREAD_CPUTIME_ID, &mut event, &mut timer) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let timer = SliceTimer(timer);
+            let every = libc::timespec {
+                tv_sec: period.as_secs() as libc::time_t,
+                tv_nsec: period.subsec_nanos() as libc::c_long,
+            };
+            let spec = libc::itimerspec {
+                it_interval: every,
+                it_value: every,
+            };
+            if libc::timer_settime(timer.0, 0, &spec, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(timer)
         }
     }
 }
 
-/// The worker threads registered on one OS thread.
-struct Registered(Cell<Vec<Arc<WorkerThread>>>);
-
-impl Drop for Registered {
+impl Drop for SliceTimer {
     fn drop(&mut self) {
-        for worker in self.0.take() {
-            *worker.0.lock() = None;
-        }
+        // SAFETY: the timer was created by `start` and is deleted once, here.
+        unsafe { libc::timer_delete(self.0) };
     }
 }
 
@@ -411,15 +430,11 @@ mod tests {
             .is_null());
     }
 
-    /// The signal sets the hook on the thread `Running` names: a loop that never calls out
-    /// of Lua, with no hook set, is stopped by a hook only the signal can have armed.
+    /// The timer's signal sets the hook on the thread `Running` names, once one resume has run
+    /// through a whole period: a loop that never calls out of Lua, with no hook set, is
+    /// stopped by a hook only the signal can have armed; a short one, before it, is not.
     #[test]
-    // A plain thread sleeps between signals: no runtime here.
-    #[allow(clippy::disallowed_methods)]
-    fn a_signal_arms_the_hook_of_the_running_thread() {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::Arc;
-
+    fn the_slice_timer_arms_the_hook_of_a_resume_that_runs_a_whole_period() {
         let lua = Lua::new();
         lua.set_global_hook(
             mlua::HookTriggers::new().every_nth_instruction(1),
@@ -433,24 +448,22 @@ mod tests {
             .unwrap();
         assert_eq!(quiet, 100_000, "no hook runs before a signal");
 
-        let worker = Arc::new(super::WorkerThread::default());
-        worker.register();
-        let done = Arc::new(AtomicBool::new(false));
-        let signaller = {
-            let (worker, done) = (worker.clone(), done.clone());
-            std::thread::spawn(move || {
-                while !done.load(Ordering::SeqCst) {
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                    worker.interrupt();
-                }
-            })
-        };
+        let timer = super::SliceTimer::start(std::time::Duration::from_millis(5)).unwrap();
         let main = lua.current_thread().to_pointer() as usize;
+        // Many short resumes, each well under a period: none is armed.
+        for _ in 0..2000 {
+            let running = super::Running::enter(main, 100);
+            let n: i64 = lua
+                .load("local n = 0 for i = 1, 1000 do n = n + 1 end return n")
+                .eval()
+                .unwrap();
+            drop(running);
+            assert_eq!(n, 1000);
+        }
         let running = super::Running::enter(main, 100);
         let result = lua.load("while true do end").exec();
         drop(running);
-        done.store(true, Ordering::SeqCst);
-        signaller.join().unwrap();
+        drop(timer);
         let err = result.unwrap_err().to_string();
         assert!(err.contains("interrupted"), "{err}");
     }
