@@ -5,15 +5,16 @@
 //! short: any count hook makes Lua trap every instruction, which cost ~950 instructions per
 //! relayed message. A timer on each worker thread's CPU clock signals the thread after every
 //! `time_slice` of CPU; if one resume ran through it, the signal arms the hook on the Lua
-//! thread running there (`raw`'s `preempt` module says why that is sound), and from then on, every `hook_interval` instructions until
-//! the thread yields, the hook checks the running actor (see [`crate::actor`]) and:
+//! thread running there (`raw`'s `preempt` module says why that is sound), and from then on,
+//! every `hook_interval` instructions until the thread yields, the hook checks the running
+//! actor (see [`crate::actor`]) and:
 //!
 //! 1. **stop requested** (terminate, failed link, shutdown): yields, and the driver drops the
 //!    coroutine; if the yield is impossible (inside a metamethod or a C function such as
 //!    `table.sort`), the next check raises an error instead to unwind to a point that can yield;
-//! 2. **CPU**: once the slice has run `time_slice` (it always has, when armed), it yields (preemption: the other
-//!    processes of the worker run, then this one continues). If it cannot yield for
-//!    `cpu_budget`, it fails the process with `cpu budget exceeded`.
+//! 2. **CPU**: once the slice has run `time_slice` (it always has, when armed), it yields
+//!    (preemption: the other processes of the worker run, then this one continues). If it
+//!    cannot yield for `cpu_budget`, it fails the process with `cpu budget exceeded`.
 //!
 //! Memory is not the hook's job: the per-process limit is the allocator's limit during each
 //! slice (see [`crate::resume::Resumes`]).
@@ -49,7 +50,7 @@ fn thread_id(lua: &Lua) -> usize {
 }
 
 /// Installs the hook on `lua`, disarmed: it runs only in threads a signal armed because their
-/// resume ran a whole time slice (see [`crate::raw`]'s `preempt` module and the dispatcher's
+/// resume ran a whole time slice (see [`crate::raw`]'s `preempt` module and its worker
 /// slice timer), and then every `hook_interval` instructions until it finds nothing to do.
 pub(crate) fn install(lua: &Lua, config: &EngineConfig) -> mlua::Result<()> {
     // Installed with a count first, to take mlua's hook function from the main thread; then
