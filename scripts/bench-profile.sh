@@ -10,7 +10,7 @@
 # more) and the difference of their totals divided by the difference of the frames the
 # receivers got leaves out what does not depend on the message count (joins, closes).
 #
-# Usage: scripts/bench-profile.sh [ws-echo|relay-rust|relay-lua|broadcast]...
+# Usage: scripts/bench-profile.sh [ws-echo|relay-rust|relay-rust-shared|relay-lua|broadcast]...
 #        (default: the three echo servers)
 # Knobs: DURATION=10s CONNECTIONS=10 BIN=target/release OUT=target/bench-profile PORT=19301 (first
 #        of the ports the servers listen on, one more per server)
@@ -94,6 +94,7 @@ for s in "${servers[@]}"; do
   case $s in
     ws-echo) cmd=("$BIN/ws-echo" --addr "127.0.0.1:$port") ;;
     relay-rust) cmd=("$BIN/relay-echo" --addr "127.0.0.1:$port") ;;
+    relay-rust-shared) cmd=("$BIN/relay-echo" --shared-target --addr "127.0.0.1:$port") ;;
     relay-lua)
       app=$(mktemp -d); cp -r examples/echo/. "$app"
       sed -i "s/addr: \"127.0.0.1:[0-9]*\"/addr: \"127.0.0.1:$port\"/" "$app/app.yaml"

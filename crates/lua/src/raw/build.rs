@@ -8,6 +8,7 @@ use std::ffi::c_int;
 
 use mlua::ffi::{self, lua_State};
 use mlua::{Lua, RegistryKey, Table, Value as LuaValue};
+use smallvec::SmallVec;
 use wsrelay_process::{Message, Pid, Value, Visit};
 
 use super::{headroom, push_str, STACK_MARGIN};
@@ -332,8 +333,10 @@ struct Build<'a> {
     state: *mut lua_State,
     /// The stack top where the value being built starts.
     base: c_int,
-    /// The next index of each open array, or 0 for an open map; innermost last.
-    open: Vec<ffi::lua_Integer>,
+    /// The next index of each open array, or 0 for an open map; innermost last. Inline for
+    /// the usual few levels: a message is built with a fresh `Build`, and a heap vector was an
+    /// allocation per message.
+    open: SmallVec<[ffi::lua_Integer; 8]>,
     /// Set when the stack could not grow: the rest of the visit is ignored and the value
     /// becomes `nil`.
     failed: bool,
@@ -349,7 +352,7 @@ impl Build<'_> {
         Build {
             state,
             base: 0,
-            open: Vec::new(),
+            open: SmallVec::new(),
             failed: false,
             strings,
             pid: None,

@@ -222,7 +222,9 @@ impl<S: Sink> Walker<S> {
             }
             return Ok((self.sink.array(items), cost));
         }
-        let mut entries = Vec::new();
+        // Room for a small record at once (`{type = ..., data = ...}` is the usual payload):
+        // growing from empty reallocates on the way.
+        let mut entries = Vec::with_capacity(4);
         let mut cost = 0;
         ffi::lua_pushnil(state);
         while ffi::lua_next(state, index) != 0 {
