@@ -126,7 +126,7 @@ fn add_routes(
     }
     for mount in config.statics_at(&StaticMount::Server(service.id.clone())) {
         server
-            .static_files_with(&mount.path, &mount.directory, dotfiles(mount))
+            .static_files(&mount.path, &mount.directory, dotfiles(mount))
             .map_err(AppError::gateway(&mount.id, &mount.file))?;
     }
     Ok(())
@@ -196,7 +196,7 @@ fn build_router(
     }
     for mount in config.statics_at(&StaticMount::Router(entry.id.clone())) {
         router
-            .static_files_with(&mount.path, &mount.directory, dotfiles(mount))
+            .static_files(&mount.path, &mount.directory, dotfiles(mount))
             .map_err(AppError::gateway(&mount.id, &mount.file))?;
     }
     Ok(router)

@@ -213,24 +213,14 @@ impl Router {
     }
 
     /// Serves the files of `dir` under `path` (relative to the prefix),
-    /// dotfiles refused. See the [`static_files`](crate#static-files) section
-    /// of the crate docs.
+    /// dotfiles as `dotfiles` says. See the [`static_files`](crate#static-files)
+    /// section of the crate docs.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidPath`] for a malformed path and [`Error::StaticDir`]
     /// when `dir` is not an existing directory.
-    pub fn static_files(&mut self, path: &str, dir: impl AsRef<Path>) -> Result<&mut Self, Error> {
-        self.static_files_with(path, dir, Dotfiles::Deny)
-    }
-
-    /// Like [`static_files`](Self::static_files), saying whether dotfiles
-    /// are served.
-    ///
-    /// # Errors
-    ///
-    /// As [`static_files`](Self::static_files).
-    pub fn static_files_with(
+    pub fn static_files(
         &mut self,
         path: &str,
         dir: impl AsRef<Path>,

@@ -138,24 +138,15 @@ impl Server {
         Ok(self)
     }
 
-    /// Serves the files of `dir` under the URL path `path`, dotfiles refused.
+    /// Serves the files of `dir` under the URL path `path`, dotfiles as
+    /// `dotfiles` says.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidPath`] for a malformed path, [`Error::StaticDir`] when
     /// `dir` is not a directory, and [`Error::DuplicatePrefix`] when another
     /// static mount of this server has the same path.
-    pub fn static_files(&mut self, path: &str, dir: impl AsRef<Path>) -> Result<&mut Self, Error> {
-        self.static_files_with(path, dir, Dotfiles::Deny)
-    }
-
-    /// Like [`static_files`](Self::static_files), saying whether dotfiles
-    /// are served.
-    ///
-    /// # Errors
-    ///
-    /// As [`static_files`](Self::static_files).
-    pub fn static_files_with(
+    pub fn static_files(
         &mut self,
         path: &str,
         dir: impl AsRef<Path>,

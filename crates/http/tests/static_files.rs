@@ -36,7 +36,9 @@ fn site() -> tempfile::TempDir {
 
 async fn start(root: &Path) -> support::TestGateway {
     let mut router = Router::new("/").unwrap();
-    router.static_files("/static", root.join("www")).unwrap();
+    router
+        .static_files("/static", root.join("www"), Dotfiles::Deny)
+        .unwrap();
     router.route(Method::GET, "/api", text("api")).unwrap();
     support::start(vec![router]).await
 }
@@ -169,7 +171,9 @@ async fn traversal_is_refused() {
 async fn server_level_mount_and_router_beside_it() {
     let tmp = site();
     let mut server = Server::new(ID, support::config());
-    server.static_files("/", tmp.path().join("www")).unwrap();
+    server
+        .static_files("/", tmp.path().join("www"), Dotfiles::Deny)
+        .unwrap();
     let mut api = Router::new("/api").unwrap();
     api.route(Method::GET, "/ping", text("pong")).unwrap();
     server.add_router(api).unwrap();
@@ -229,7 +233,7 @@ async fn a_mount_can_opt_in_to_dotfiles() {
     let tmp = site_with_dotfiles();
     let mut router = Router::new("/").unwrap();
     router
-        .static_files_with("/static", tmp.path().join("www"), Dotfiles::Allow)
+        .static_files("/static", tmp.path().join("www"), Dotfiles::Allow)
         .unwrap();
     let gw = support::start(vec![router]).await;
     for path in ["/static/.env", "/static/.git/config"] {
@@ -246,7 +250,7 @@ async fn a_mount_can_opt_in_to_dotfiles() {
 fn missing_directory_is_a_config_error() {
     let mut router = Router::new("/").unwrap();
     let err = router
-        .static_files("/s", "/definitely/not/here")
+        .static_files("/s", "/definitely/not/here", Dotfiles::Deny)
         .unwrap_err();
     assert!(err.to_string().contains("/definitely/not/here"), "{err}");
 }
