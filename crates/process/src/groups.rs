@@ -689,28 +689,18 @@ impl ScopeInner {
     fn snapshot(&self, group: &str) -> Option<Arc<[Arc<Cell>]>> {
         let mut groups = self.groups.lock();
         let g = groups.map.get_mut(group)?;
-        if g.members.is_empty() {
-            return None;
-        }
-        Some(
-            g.snapshot
-                .get_or_insert_with(|| g.members.values().map(|m| m.cell.clone()).collect())
-                .clone(),
-        )
+        cached(&mut g.snapshot, g.members.is_empty(), || {
+            g.members.values().map(|m| m.cell.clone()).collect()
+        })
     }
 
     /// The other nodes with members of `group`, cached until the next change.
     fn nodes_of(&self, group: &str) -> Option<Arc<[Arc<str>]>> {
         let mut groups = self.groups.lock();
         let g = groups.map.get_mut(group)?;
-        if g.nodes.is_empty() {
-            return None;
-        }
-        Some(
-            g.nodes_snapshot
-                .get_or_insert_with(|| g.nodes.keys().cloned().collect())
-                .clone(),
-        )
+        cached(&mut g.nodes_snapshot, g.nodes.is_empty(), || {
+            g.nodes.keys().cloned().collect()
+        })
     }
 
     /// Delivers `diff` to the subscribers (outside the scope's lock), dropping those that
@@ -739,6 +729,19 @@ impl ScopeInner {
             self.subscriber_count.store(subs.len(), Ordering::Release);
         }
     }
+}
+
+/// The view in `slot`, built by `build` on the first read after a change cleared it; `None`
+/// when the set it is built from is `empty`.
+fn cached<T: ?Sized>(
+    slot: &mut Option<Arc<T>>,
+    empty: bool,
+    build: impl FnOnce() -> Arc<T>,
+) -> Option<Arc<T>> {
+    if empty {
+        return None;
+    }
+    Some(slot.get_or_insert_with(build).clone())
 }
 
 /// `group → [pid strings]`, groups in first-seen order.
