@@ -358,7 +358,7 @@ async fn env_reads_only_the_readable_os_variables() {
 #[tokio::test(flavor = "multi_thread")]
 async fn env_declared_variables_read_and_write_through_their_storages() {
     use std::collections::BTreeMap;
-    use wsrelay_lua::{EnvError, EnvStorageSpec};
+    use wsrelay_lua::{EnvError, EnvStorageSpec, EnvVariableSpec};
     let (_node, engine) = setup();
     let path = std::env::var("PATH").expect("PATH is set");
     let fixed = BTreeMap::from([
@@ -389,23 +389,22 @@ async fn env_declared_variables_read_and_write_through_their_storages() {
         engine.register_env_storage("mem", EnvStorageSpec::Memory),
         Err(EnvError::Duplicate(_))
     ));
-    engine
-        .register_env_variable("PATH", "os", None, true)
-        .unwrap();
-    engine
-        .register_env_variable("REGION", "fixed", None, false)
-        .unwrap();
-    engine
-        .register_env_variable("SHADOWED", "all", None, false)
-        .unwrap();
-    engine
-        .register_env_variable("MODE", "all", Some("dev".into()), false)
-        .unwrap();
-    engine
-        .register_env_variable("ABSENT", "mem", None, false)
-        .unwrap();
+    let variable = |storage: &str, default: Option<&str>, read_only| EnvVariableSpec {
+        storage: storage.into(),
+        default: default.map(Into::into),
+        read_only,
+    };
+    for (name, spec) in [
+        ("PATH", variable("os", None, true)),
+        ("REGION", variable("fixed", None, false)),
+        ("SHADOWED", variable("all", None, false)),
+        ("MODE", variable("all", Some("dev"), false)),
+        ("ABSENT", variable("mem", None, false)),
+    ] {
+        engine.register_env_variable(name, spec).unwrap();
+    }
     assert!(matches!(
-        engine.register_env_variable("X", "nope", None, false),
+        engine.register_env_variable("X", variable("nope", None, false)),
         Err(EnvError::NoStorage(_))
     ));
     let v = run(
