@@ -127,7 +127,7 @@ mod static_files;
 pub mod test_util;
 mod tls;
 
-pub use body::{Body, BodyError, BoxError, ResponseBody};
+pub use body::{Body, BodyError, BoxError, ResponseBody, SendBody};
 pub use cors::Cors;
 pub use error::Error;
 pub use forwarded::{TrustedProxies, MAX_HOPS};
