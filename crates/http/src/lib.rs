@@ -141,7 +141,7 @@ pub use router::{MatchedPath, PathParams, Router};
 pub use server::{Server, ServerConfig};
 pub use shutdown::Shutdown;
 pub use site::ConnectInfo;
-pub use static_files::Dotfiles;
+pub use static_files::{Dotfiles, StaticDir};
 pub use tls::{TlsError, TlsFiles, TlsReloader};
 
 /// A request as handlers and middleware see it.
