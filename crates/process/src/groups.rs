@@ -417,36 +417,27 @@ impl GroupScope {
         payload: Value,
         extra: Vec<Value>,
     ) -> usize {
+        let msg = Message::new(from, topic, payload).with_extra(extra);
         let nodes = self.inner.nodes_of(group);
-        let (payload, extra) = match (&nodes, self.inner.node()) {
-            (Some(nodes), Some(node)) => match node.inner.transport.get() {
-                Some(transport) => {
-                    let msg = Message::new(from.clone(), topic, payload).with_extra(extra);
-                    transport.group_send(nodes, &self.inner.name, group, &msg);
-                    let (_, _, payload, extra) = msg.into_parts();
-                    (payload, extra)
-                }
-                None => (payload, extra),
-            },
-            _ => (payload, extra),
-        };
-        self.broadcast_local(group, from, topic, payload, extra)
+        if let (Some(nodes), Some(node)) = (&nodes, self.inner.node()) {
+            if let Some(transport) = node.inner.transport.get() {
+                transport.group_send(nodes, &self.inner.name, group, &msg);
+            }
+        }
+        self.broadcast_local(group, msg)
     }
 
-    /// [`broadcast`](GroupScope::broadcast) to the members of `group` on this node only;
-    /// returns how many got it.
-    pub fn broadcast_local(
-        &self,
-        group: &str,
-        from: Option<Pid>,
-        topic: &str,
-        payload: Value,
-        extra: Vec<Value>,
-    ) -> usize {
+    /// [`broadcast`](GroupScope::broadcast) of `msg` to the members of `group` on this node
+    /// only; returns how many got it.
+    pub fn broadcast_local(&self, group: &str, msg: Message) -> usize {
         let Some(members) = self.inner.snapshot(group) else {
             return 0;
         };
-        let encoder = self.inner.node().and_then(|node| node.group_encoder(topic));
+        let (from, topic, payload, extra) = msg.into_parts();
+        let encoder = self
+            .inner
+            .node()
+            .and_then(|node| node.group_encoder(&topic));
         let payload = encoder
             .and_then(|encode| encode(&payload))
             .unwrap_or_else(|| payload.into_shared());
