@@ -28,6 +28,12 @@ async fn lua(engine: &LuaEngine, body: &str) -> Value {
     run(engine, ALL, body, vec![]).await
 }
 
+/// [`lua`] on a node and engine of its own.
+async fn lua_fresh(body: &str) -> Value {
+    let (_node, engine) = setup();
+    lua(&engine, body).await
+}
+
 /// The error text a process that runs `body` fails with.
 async fn lua_error(engine: &LuaEngine, modules: &[&str], body: &str) -> String {
     let source = format!("local function main()\n{body}\nend\nreturn {{ main = main }}");
@@ -47,9 +53,7 @@ async fn lua_error(engine: &LuaEngine, modules: &[&str], body: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn errors_are_objects_with_kind_message_and_retryable() {
-    let (_node, engine) = setup();
-    let v = lua(
-        &engine,
+    let v = lua_fresh(
         r#"
         local base64 = require("base64")
         local v, err = base64.decode("not base64!")
@@ -498,9 +502,7 @@ async fn env_overlay_is_bounded() {
     assert_eq!(v, s("env.set: 1024 variables are set already"));
 
     // Bytes are bounded too: 16 values of 64 KiB fill 1 MiB.
-    let (_node, engine) = setup();
-    let v = lua(
-        &engine,
+    let v = lua_fresh(
         r#"
         local env = require("env")
         local big = string.rep("x", 64 * 1024 - 8)
