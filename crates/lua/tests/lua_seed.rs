@@ -1,5 +1,7 @@
-//! The seed document's snippets (websocket-relay.pt.txt), run unchanged as Lua entries
-//! against Rust processes standing in for WebSocket connections (docs/spec.md §6, §7).
+//! The seed document's snippets (websocket-relay.pt.txt) as the seed example's app runs them
+//! (examples/seed: its handler and target files), and verbatim where the app does not hold
+//! them as written, against Rust processes standing in for WebSocket connections
+//! (docs/spec.md §6, §7).
 
 use crate::support::*;
 use bytes::Bytes;
@@ -33,24 +35,6 @@ process.send(client_pid, "ws.close", {
     code = 1000,
     reason = "Sessão encerrada"
 })
-"#;
-
-/// "Broadcast", verbatim.
-const SEED_BROADCAST: &str = r#"local clients = {}
-
--- No join
-clients[client_pid] = true
-
--- No leave
-clients[client_pid] = nil
-
--- Broadcast
-local function broadcast(message)
-    local data = json.encode(message)
-    for pid, _ in pairs(clients) do
-        process.send(pid, "ws.send", {type = "text", data = data})
-    end
-end
 "#;
 
 const RETURN: &str = "\nreturn { handler = handler }\n";
@@ -191,50 +175,27 @@ async fn seed_send_text_binary_and_close() {
     assert!(exit_of(&conn, &target).await.error.is_none());
 }
 
-/// A room built from the broadcast pattern: the seed's lines, in a receive loop.
-fn room_source() -> String {
-    let (decl, rest) = SEED_BROADCAST.split_once("\n\n-- No join\n").unwrap();
-    let (join_line, rest) = rest.split_once("\n\n-- No leave\n").unwrap();
-    let (leave_line, broadcast) = rest.split_once("\n\n-- Broadcast\n").unwrap();
-    format!(
-        r#"local json = require("json")
-{decl}
-{broadcast}
-local function handler()
-    local inbox = process.inbox()
-    while true do
-        local msg = inbox:receive()
-        local data = msg:payload():data()
-        local client_pid = data.client_pid
-        if msg:topic() == "ws.join" then
-            {join_line}
-        elseif msg:topic() == "ws.leave" then
-            {leave_line}
-        elseif msg:topic() == "ws.message" then
-            broadcast({{from = client_pid, text = data.data}})
-        end
-    end
-end
-return {{ handler = handler }}
-"#
-    )
-}
-
+/// "Broadcast" as the seed app runs it: connections moved to the shared `hub` process of
+/// handler.lua, and a client's `broadcast` action.
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_broadcast_reaches_every_joined_client() {
     let (node, engine) = setup();
-    let entry = register(&engine, &room_source(), "handler", &["json"]);
+    let entry = register(&engine, SEED_TARGET, "hub", &["json"]);
     let (driver, _g) = rust_process(&node);
     let room = spawn_monitored(&driver, &entry, vec![]);
     let clients: Vec<(Context, _)> = (0..3).map(|_| rust_process(&node)).collect();
     for (c, _) in &clients {
         c.send(&room, "ws.join", join(c.pid())).unwrap();
+        let ack = recv(c).await;
+        assert_eq!(ack.payload().get("data"), Some(&s(r#"{"event":"hub"}"#)));
     }
     let speaker = &clients[0].0;
-    speaker
-        .send(&room, "ws.message", frame(speaker.pid(), "hi all"))
-        .unwrap();
-    let expected = serde_json::json!({"from": speaker.pid().as_str(), "text": "hi all"});
+    let say = |text: &str| {
+        let action = serde_json::json!({"action": "broadcast", "text": text}).to_string();
+        frame(speaker.pid(), &action)
+    };
+    speaker.send(&room, "ws.message", say("hi all")).unwrap();
+    let expected = serde_json::json!({"event": "broadcast", "text": "hi all"});
     for (c, _) in &clients {
         let m = recv(c).await;
         assert_eq!(m.topic(), "ws.send");
@@ -246,9 +207,7 @@ async fn seed_broadcast_reaches_every_joined_client() {
     // One leaves: the next broadcast reaches the two others only.
     let leaver = &clients[2].0;
     leaver.send(&room, "ws.leave", leave(leaver.pid())).unwrap();
-    speaker
-        .send(&room, "ws.message", frame(speaker.pid(), "again"))
-        .unwrap();
+    speaker.send(&room, "ws.message", say("again")).unwrap();
     for (c, _) in &clients[..2] {
         assert_eq!(recv(c).await.topic(), "ws.send");
     }
