@@ -22,28 +22,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BIN=${BIN:-$ROOT/target/release}
-RUNS=${RUNS:-3}
-DURATION=${DURATION:-5s}
+. scripts/bench-lib.sh
 CONNECTIONS=${CONNECTIONS:-100}
-PAYLOAD=${PAYLOAD:-20}
 IDLE=${IDLE:-15000}
-BROADCAST_CLIENTS=${BROADCAST_CLIENTS:-10000}
-BROADCAST_MESSAGES=${BROADCAST_MESSAGES:-20}
-BROADCAST_INTERVAL=${BROADCAST_INTERVAL:-200ms}
 CYCLES=${CYCLES:-100000}
 WARMUP=${WARMUP:-10000}
 WRK_DURATION=${WRK_DURATION:-5s}
 ONLY=${ONLY:-echo idle broadcast upgrade http}
 OUT=${OUT:-$ROOT/target/bench-results}
 DOCS=${DOCS:-$ROOT/docs}
-SOURCES=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8
 NODE_DIR=$ROOT/crates/bench/node
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-. scripts/bench-lib.sh
 
 # ===== setup =====
 
@@ -181,6 +173,30 @@ stop() { # stop NAME: SIGTERM, then up to 15 s for a graceful exit, then SIGKILL
 
 gen() { taskset -c $CLIENT_CPU "$BIN/wsrelay-bench" "$@"; }
 
+# fresh_runs MEASURE SETTLE SERVER... -- GEN_ARGS...: RUNS rounds over the SERVERs, each
+# started fresh for its run (and given SETTLE seconds), measured with
+# `gen MEASURE --url ws://127.0.0.1:PORT/ GEN_ARGS... --json`, then stopped; each result,
+# tagged with its server, goes to $OUT/MEASURE.jsonl. A GEN_ARG `@pids` stands for the
+# server's PIDs (for the generators that sample its memory).
+fresh_runs() {
+  local measure=$1 settle=$2 servers=() args r s
+  shift 2
+  while [ "$1" != -- ]; do servers+=("$1"); shift; done
+  shift
+  for r in $(seq "$RUNS"); do
+    for s in "${servers[@]}"; do
+      log "$measure $s run $r"
+      start "$s"
+      sleep "$settle"
+      args=("${@//@pids/$(cat "$WORK/$s.pids")}")
+      gen "$measure" --url "ws://127.0.0.1:${PORT[$s]}/" "${args[@]}" --json \
+        2>>"$OUT/logs/gen-$measure.log" | sed "s/^{/{\"server\":\"$s\",/" >> "$OUT/$measure.jsonl" \
+        || log "$measure $s run $r failed"
+      stop "$s"
+    done
+  done
+}
+
 # ===== measures =====
 
 if wants echo; then
@@ -202,47 +218,20 @@ fi
 
 if wants idle; then
   log "idle: $IDLE connections per server, fresh server each run"
-  for r in $(seq "$RUNS"); do
-    for s in "${IDLE_SERVERS[@]}"; do
-      log "idle $s run $r"
-      start "$s"
-      sleep 1
-      gen idle --url "ws://127.0.0.1:${PORT[$s]}/" --connections "$IDLE" --sources "$SOURCES" \
-        --hold 3s --server-pid "$(cat "$WORK/$s.pids")" --json 2>>"$OUT/logs/gen-idle.log" \
-        | sed "s/^{/{\"server\":\"$s\",/" >> "$OUT/idle.jsonl" || log "idle $s run $r failed"
-      stop "$s"
-    done
-  done
+  fresh_runs idle 1 "${IDLE_SERVERS[@]}" -- --connections "$IDLE" --sources "$SOURCES" \
+    --hold 3s --server-pid @pids
 fi
 
 if wants broadcast; then
   log "broadcast: $BROADCAST_CLIENTS clients, one Lua room process, and uWebSockets.js pub/sub as the baseline"
-  for r in $(seq "$RUNS"); do
-    for s in broadcast uws-broadcast; do
-      log "broadcast $s run $r"
-      start $s
-      gen broadcast --url "ws://127.0.0.1:${PORT[$s]}/" --clients "$BROADCAST_CLIENTS" \
-        --sources "$SOURCES" --messages "$BROADCAST_MESSAGES" --interval "$BROADCAST_INTERVAL" \
-        --json 2>>"$OUT/logs/gen-broadcast.log" | sed "s/^{/{\"server\":\"$s\",/" >> "$OUT/broadcast.jsonl" \
-        || log "broadcast $s run $r failed"
-      stop $s
-    done
-  done
+  fresh_runs broadcast 0 broadcast uws-broadcast -- --clients "$BROADCAST_CLIENTS" \
+    --sources "$SOURCES" --messages "$BROADCAST_MESSAGES" --interval "$BROADCAST_INTERVAL"
 fi
 
 if wants upgrade; then
   log "upgrade: $CYCLES connect/upgrade/close cycles through the Lua handler (examples/echo), and to bare fastwebsockets"
-  for r in $(seq "$RUNS"); do
-    for s in relay-lua fws; do
-      log "upgrade $s run $r"
-      start $s
-      gen upgrade --url "ws://127.0.0.1:${PORT[$s]}/" --cycles "$CYCLES" --warmup "$WARMUP" \
-        --concurrency 32 --sources "$SOURCES" --server-pid "$(cat "$WORK/$s.pids")" \
-        --json 2>>"$OUT/logs/gen-upgrade.log" | sed "s/^{/{\"server\":\"$s\",/" >> "$OUT/upgrade.jsonl" \
-        || log "upgrade $s run $r failed"
-      stop $s
-    done
-  done
+  fresh_runs upgrade 0 relay-lua fws -- --cycles "$CYCLES" --warmup "$WARMUP" \
+    --concurrency 32 --sources "$SOURCES" --server-pid @pids
 fi
 
 if wants http; then

@@ -31,25 +31,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BIN=${BIN:-$ROOT/target/release}
-RUNS=${RUNS:-3}
-DURATION=${DURATION:-5s}
+. scripts/bench-lib.sh
 CONNECTIONS=${CONNECTIONS:-50}
-PAYLOAD=${PAYLOAD:-20}
-BROADCAST_CLIENTS=${BROADCAST_CLIENTS:-10000}
-BROADCAST_MESSAGES=${BROADCAST_MESSAGES:-20}
-BROADCAST_INTERVAL=${BROADCAST_INTERVAL:-200ms}
 ONLY=${ONLY:-echo broadcast pingpong}
 NATS_PORT=${NATS_PORT:-4391}
 PORT_BASE=${PORT_BASE:-19320}
 PIN=${PIN:-1}
 OUT=${OUT:-$ROOT/target/cluster-bench-results}
-SOURCES=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8
 declare -A PORT=([a]=$PORT_BASE [b]=$((PORT_BASE + 1)))
 declare -A METRICS=([a]=$((PORT_BASE + 10)) [b]=$((PORT_BASE + 11)))
 
 log() { printf '[cluster-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-. scripts/bench-lib.sh
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 # A prefix, not a function: a backgrounded function is a subshell, and $! must be the
 # server itself (taskset execs it) so that the cleanup kills it and its CPU time is read.

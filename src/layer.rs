@@ -12,14 +12,29 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::StatusCode;
 use tower_layer::Layer;
 use tower_service::Service;
 use wsrelay_http::{
     response, Body, BoxError, BoxFuture, ConnectInfo, Handler, Middleware, Next, Request, Response,
-    ResponseBody, Shutdown,
+    ResponseBody, SendBody, Shutdown,
 };
+
+/// The `Service` items [`RelayService`] and [`LuaHandler`] share. Always ready: the work
+/// starts in `call` (a wrapped service is driven to readiness when the relay runs it, after
+/// the checks, so a refused request costs it nothing). Never an error: a failure is a
+/// response (`500`, `503`, ...).
+macro_rules! always_ready_infallible {
+    () => {
+        type Response = Response;
+        type Error = Infallible;
+        type Future = BoxFuture<Result<Response, Infallible>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+    };
+}
 
 /// Reads the client's address from a request's extensions (where the host's server put it).
 type ClientAddr = Arc<dyn Fn(&http::Extensions) -> Option<SocketAddr> + Send + Sync>;
@@ -129,8 +144,7 @@ impl RelayLayer {
     /// The request as the relay sees it: wsrelay's body (limited) and the connection's facts.
     fn adapt<B>(&self, req: http::Request<B>) -> Request
     where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        B: SendBody,
     {
         let client = self
             .client_addr
@@ -181,20 +195,10 @@ where
     S: Service<Request, Response = http::Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
-    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    ResBody: SendBody,
+    B: SendBody,
 {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<Response, Infallible>>;
-
-    /// Always ready: the wrapped service is driven to readiness when the relay runs it
-    /// (after the checks), so a refused request costs it nothing.
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
+    always_ready_infallible!();
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         if self.layer.gateway.is_triggered() {
@@ -226,8 +230,7 @@ where
     S: Service<Request, Response = http::Response<ResBody>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
-    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
+    ResBody: SendBody,
 {
     fn call(&self, req: Request) -> BoxFuture<Response> {
         let service = self
@@ -305,16 +308,9 @@ impl LuaHandler {
 
 impl<B> Service<http::Request<B>> for LuaHandler
 where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    B: SendBody,
 {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
+    always_ready_infallible!();
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let limit = self.max_body_size;

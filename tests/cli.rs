@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::fifo::mkfifo;
 use crate::support::{bin, output_within, repo, run, AppDir, Server};
 
 /// A hang detector for `wsrelay check` of broken apps, which takes milliseconds.
@@ -141,14 +142,6 @@ fn check_within_bound(dir: &Path) -> (Option<i32>, String, Duration) {
     cmd.arg("check").arg(dir);
     let (output, elapsed) = output_within(cmd, HANG);
     (output.status.code(), stderr(&output), elapsed)
-}
-
-fn mkfifo(path: &Path) {
-    let status = Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .expect("run mkfifo");
-    assert!(status.success(), "mkfifo {}", path.display());
 }
 
 #[test]

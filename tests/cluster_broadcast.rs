@@ -2,73 +2,62 @@
 //! cluster from the environment alone (`WSRELAY_NODE`, `WSRELAY_NATS_URLS`; no `cluster`
 //! entry). Each node's room process joins its own connections to the group `members`; the
 //! group spans both nodes, so receivers on either node get every frame of a sender on either
-//! node, in each sender's order. A third node runs an observer app with the same scope that
-//! reports the group's size; after node b is SIGKILLed, b's members leave the group there.
+//! node, in each sender's order. A third node runs an observer app with the same scope whose
+//! HTTP handler reports the group's size; after node b is SIGKILLed, b's members leave the
+//! group there.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::nats::{free_port, nats, Nats};
-use crate::support::{relay_gateway_entries, NodeProc};
+use crate::support::ops::{body_of, get, status_of};
+use crate::support::NodeProc;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-/// The observer: a process of the same scope that answers "count" with the size of the
-/// group `members` (all nodes) and of its local part. Its gateway's address is replaced by
-/// `--listen`.
+/// The observer: an app of the same scope whose `GET /` answers with the size of the group
+/// `members` (all nodes) and of its local part, `all/local`. Its gateway's address is
+/// replaced by `--listen`.
 fn observer_app_yaml() -> String {
-    let mut y = String::from("namespace: broadcast\nentries:\n");
-    y.push_str(&relay_gateway_entries(9005));
-    y.push_str(
-        r#"  - name: processes
-    kind: process.host
+    r#"namespace: broadcast
+entries:
+  - name: gateway
+    kind: http.service
+    addr: "127.0.0.1:9005"
+  - name: root
+    kind: http.router
+    meta: { server: gateway }
+    prefix: /
+  - name: count
+    kind: function.lua
+    source: file://count.lua
+    method: handler
+    modules: [http, pg]
+  - name: count_endpoint
+    kind: http.endpoint
+    meta: { router: root }
+    method: GET
+    path: /
+    func: count
   - name: rooms
     kind: pg.scope
-  - name: observer_process
-    kind: process.lua
-    source: file://observer.lua
-    method: run
-    modules: [pg]
-  - name: observer
-    kind: process.service
-    process: observer_process
-    host: broadcast:processes
-    lifecycle:
-      auto_start: true
-"#,
-    );
-    y
+"#
+    .to_owned()
 }
 
-const OBSERVER_CONNECT: &str = r#"
+const COUNT_LUA: &str = r#"
 local http = require("http")
-local json = require("json")
+local pg = require("pg")
 local function handler()
-    http.response():set_header("X-WS-Relay", json.encode({ target_pid = "observer" }))
+    local room = assert(pg.open("broadcast:rooms"))
+    local all = #room:get_members("members")
+    local here = #room:get_local_members("members")
+    http.response():write(all .. "/" .. here)
 end
 return { handler = handler }
-"#;
-
-const OBSERVER_LUA: &str = r#"
-local pg = require("pg")
-local function run()
-    process.registry.register("observer")
-    local room = assert(pg.open("broadcast:rooms"))
-    local inbox = process.inbox()
-    while true do
-        local msg, ok = inbox:receive()
-        if not ok then break end
-        if msg:topic() == "ws.message" then
-            local data = msg:payload():data()
-            local all = #room:get_members("members")
-            local here = #room:get_local_members("members")
-            process.send(data.client_pid, "ws.send", { type = "text", data = all .. "/" .. here })
-        end
-    end
-end
-return { run = run }
 "#;
 
 const SECRET: &str = "the broadcast cluster's shared secret\n";
@@ -152,19 +141,17 @@ async fn client(url: &str, name: String) -> Client {
     Client { name, sink, got }
 }
 
-/// Asks the observer for "all/local" members of the group.
-async fn group_size(observer: &mut Ws) -> String {
-    observer.send(Message::text("count")).await.unwrap();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), observer.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => return t.to_string(),
-            Ok(Some(Ok(_))) => {}
-            other => panic!("no answer from the observer: {other:?}"),
-        }
-    }
+/// Asks the observer on `port` for "all/local" members of the group.
+async fn group_size(port: u16) -> String {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let answer = tokio::time::timeout(Duration::from_secs(5), get(addr, "/", ""))
+        .await
+        .expect("an answer from the observer");
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    body_of(&answer).to_owned()
 }
 
-async fn wait_for_size(observer: &mut Ws, want: &str, within: Duration) -> Duration {
+async fn wait_for_size(observer: u16, want: &str, within: Duration) -> Duration {
     let start = Instant::now();
     loop {
         let size = group_size(observer).await;
@@ -186,8 +173,7 @@ fn broadcast_example_spans_two_nodes_joined_from_the_environment() {
     std::fs::create_dir_all(base.join("observer")).unwrap();
     let observer_app = base.join("observer");
     std::fs::write(observer_app.join("app.yaml"), observer_app_yaml()).unwrap();
-    std::fs::write(observer_app.join("connect.lua"), OBSERVER_CONNECT).unwrap();
-    std::fs::write(observer_app.join("observer.lua"), OBSERVER_LUA).unwrap();
+    std::fs::write(observer_app.join("count.lua"), COUNT_LUA).unwrap();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/broadcast");
     let (pa, pb, pc) = (free_port(), free_port(), free_port());
     let secret = write_secret(&nats);
@@ -196,7 +182,19 @@ fn broadcast_example_spans_two_nodes_joined_from_the_environment() {
     let _c = start_node(&observer_app, "c", pc, &nats, 3, &secret, &base);
     let rt = crate::support::rt();
     rt.block_on(async {
-        let mut observer = connect(&format!("ws://127.0.0.1:{pc}/")).await;
+        // The observer's node serves once it accepts connections.
+        let observer = pc;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", observer))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the observer's node does not listen"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let mut clients = Vec::new();
         for (node, port) in [("a", pa), ("b", pb)] {
             for i in 0..3 {
@@ -207,7 +205,7 @@ fn broadcast_example_spans_two_nodes_joined_from_the_environment() {
             }
         }
         // Membership reaches the observer's node: 6 members, none of them local there.
-        let took = wait_for_size(&mut observer, "6/0", Duration::from_secs(20)).await;
+        let took = wait_for_size(observer, "6/0", Duration::from_secs(20)).await;
         eprintln!("group of 6 members on two nodes seen from a third after {took:?}");
 
         // Both senders' frames reach all six clients before the measured run.
@@ -279,14 +277,14 @@ fn broadcast_example_spans_two_nodes_joined_from_the_environment() {
         // Node b is lost: its three members leave the group on the other nodes.
         let killed = Instant::now();
         drop(b);
-        let took = wait_for_size(&mut observer, "3/0", Duration::from_secs(10)).await;
+        let took = wait_for_size(observer, "3/0", Duration::from_secs(10)).await;
         eprintln!(
             "SIGKILL of node b: its members gone from the group after {:?}",
             killed.elapsed().max(took)
         );
         // And they stay gone; a's members still get a's frames.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(group_size(&mut observer).await, "3/0");
+        assert_eq!(group_size(observer).await, "3/0");
         clients[0].sink.send(Message::text("after")).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         for c in &clients[..3] {

@@ -77,18 +77,6 @@ end
 return { run = run }
 "#;
 
-const CONNECT_LUA: &str = r#"
-local http = require("http")
-local json = require("json")
-local function handler()
-    local req = http.request()
-    local relay = { target_pid = "global:" .. (req:query("t") or "none"),
-                    metadata = { id = req:query("id") } }
-    http.response():header("X-WS-Relay", json.encode(relay))
-end
-return { handler = handler }
-"#;
-
 const SECRET: &str = "the relay soak's shared secret\n";
 
 /// How big a run is.
@@ -163,7 +151,7 @@ fn start_node(base: &Path, node: &str, run: usize, nats: &Nats, gateway: Option<
     std::fs::copy(nats.dir.join("creds").join(node), dir.join("nats.creds")).unwrap();
     std::fs::write(dir.join("app.yaml"), app_yaml(node, nats, gateway)).unwrap();
     std::fs::write(dir.join("target.lua"), TARGET_LUA).unwrap();
-    std::fs::write(dir.join("connect.lua"), CONNECT_LUA).unwrap();
+    std::fs::write(dir.join("connect.lua"), crate::support::ops::JOIN).unwrap();
     let log = std::fs::File::create(log_of(base, node, run)).unwrap();
     NodeProc::spawn(
         Command::new(env!("CARGO_BIN_EXE_wsrelay"))
@@ -250,7 +238,7 @@ type Clients = Arc<Mutex<BTreeMap<u64, Seen>>>;
 
 /// A relay connection to `target` with id `id`, or `None` if it was not accepted in time.
 async fn open(port: u16, target: &str, id: u64) -> Option<Ws> {
-    let url = format!("ws://127.0.0.1:{port}/?t={target}&id={id}");
+    let url = format!("ws://127.0.0.1:{port}/?target=global:{target}&id={id}");
     match tokio::time::timeout(
         Duration::from_secs(5),
         tokio_tungstenite::connect_async(url),

@@ -3,27 +3,11 @@
 
 use crate::support::ops::{body_of, get, status_of, TestApp};
 
-const ENTRIES: &str = r#"  - name: dotenv
-    kind: env.storage.file
-    file_path: app.env
-  - name: fixed
-    kind: env.storage.static
-    variables:
-      REGION: "${env:WSRELAY_TEST_UNSET_REGION|eu-1}"
-  - name: mem
-    kind: env.storage.memory
-  - name: all
-    kind: env.storage.router
-    storages: [mem, dotenv, fixed]
-  - name: JWT_SECRET
-    kind: env.variable
-    storage: all
-    read_only: true
-  - name: region
-    kind: env.variable
-    variable: REGION
-    storage: all
-  - name: read_env
+/// The env entries of the config tests.
+const ENV_ENTRIES: &str = include_str!("../crates/config/tests/fixtures/env_entries.yaml");
+
+/// A handler that reads and writes them.
+const HANDLER: &str = r#"  - name: read_env
     kind: function.lua
     modules: [http, env]
     method: handler
@@ -47,7 +31,11 @@ const ENTRIES: &str = r#"  - name: dotenv
 
 #[tokio::test]
 async fn lua_reads_declared_variables_through_their_storages() {
-    let t = TestApp::start_with_files(ENTRIES, &[("app.env", "JWT_SECRET=from-file\n")]).await;
+    let t = TestApp::start_with_files(
+        &format!("{ENV_ENTRIES}{HANDLER}"),
+        &[("app.env", "JWT_SECRET=from-file\n")],
+    )
+    .await;
     let answer = get(t.addr, "/api/env", "").await;
     assert_eq!(status_of(&answer), 200, "{answer}");
     // The file supplies the secret (read-only), the static storage the placeholder's

@@ -20,6 +20,10 @@ pub mod nats;
 #[path = "../../crates/cluster/tests/support/routes.rs"]
 pub mod routes;
 
+/// A FIFO for the loader to refuse, the same helper as `wsrelay-config`'s tests use.
+#[path = "../../crates/config/tests/fifo.rs"]
+pub mod fifo;
+
 /// The runtime the cluster tests drive their clients from, the same as `wsrelay-cluster`'s.
 #[path = "../../crates/cluster/tests/support/rt.rs"]
 mod rt;

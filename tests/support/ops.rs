@@ -31,7 +31,10 @@ end
 return { run = run }
 "#;
 
-const JOIN: &str = r#"
+/// The relay handler of the test apps: the target is `?target=` (a name, `echo` by
+/// default, or `spawn`: a new room process), and `?id=`, when given, the connection's
+/// metadata `id`.
+pub const JOIN: &str = r#"
 local http = require("http")
 local json = require("json")
 local function handler()
@@ -47,7 +50,12 @@ local function handler()
         end
         target = pid
     end
-    res:set_header("X-WS-Relay", json.encode({ target_pid = target }))
+    local relay = { target_pid = target }
+    local id = req:query("id")
+    if id then
+        relay.metadata = { id = id }
+    end
+    res:set_header("X-WS-Relay", json.encode(relay))
 end
 return { handler = handler }
 "#;

@@ -11,7 +11,7 @@ use wsrelay_config::{
 };
 use wsrelay_http::{
     Dotfiles, Gateway, Handler, Middleware, MiddlewareRegistry, Router, Server, ServerConfig,
-    TlsFiles, TrustedProxies,
+    StaticDir, TlsFiles, TrustedProxies,
 };
 use wsrelay_lua::{FunctionSpec, LuaEngine, LuaFunction};
 
@@ -126,7 +126,7 @@ fn add_routes(
     }
     for mount in config.statics_at(&StaticMount::Server(service.id.clone())) {
         server
-            .static_files_with(&mount.path, &mount.directory, dotfiles(mount))
+            .static_files(static_dir(mount)?)
             .map_err(AppError::gateway(&mount.id, &mount.file))?;
     }
     Ok(())
@@ -195,9 +195,7 @@ fn build_router(
             .map_err(AppError::gateway(&endpoint.id, &endpoint.file))?;
     }
     for mount in config.statics_at(&StaticMount::Router(entry.id.clone())) {
-        router
-            .static_files_with(&mount.path, &mount.directory, dotfiles(mount))
-            .map_err(AppError::gateway(&mount.id, &mount.file))?;
+        router.static_files(static_dir(mount)?);
     }
     Ok(router)
 }
@@ -296,11 +294,13 @@ impl<'a> Middlewares<'a> {
     }
 }
 
-/// The `dotfiles` field of an `http.static` entry, for the gateway.
-fn dotfiles(mount: &HttpStatic) -> Dotfiles {
-    if mount.allow_dotfiles {
+/// The directory of an `http.static` entry, checked.
+fn static_dir(mount: &HttpStatic) -> Result<StaticDir, AppError> {
+    let dotfiles = if mount.allow_dotfiles {
         Dotfiles::Allow
     } else {
         Dotfiles::Deny
-    }
+    };
+    StaticDir::new(&mount.path, &mount.directory, dotfiles)
+        .map_err(AppError::gateway(&mount.id, &mount.file))
 }

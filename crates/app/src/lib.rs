@@ -420,9 +420,11 @@ fn register_env(engine: &LuaEngine, config: &AppConfig) -> Result<(), AppError> 
         engine
             .register_env_variable(
                 &variable.variable,
-                &variable.storage.to_string(),
-                variable.default.clone(),
-                variable.read_only,
+                wsrelay_lua::EnvVariableSpec {
+                    storage: variable.storage.to_string(),
+                    default: variable.default.clone(),
+                    read_only: variable.read_only,
+                },
             )
             .map_err(|source| AppError::Env {
                 entry: variable.id.clone(),

@@ -228,6 +228,43 @@ fn block_on<T: Send + 'static>(
         .ok()
 }
 
+/// Opens (or creates) the bucket and its watch: the steps that fail while JetStream elects its
+/// leaders, which [`Names::open`] retries.
+async fn open_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    replicas: usize,
+) -> Result<(kv::Store, kv::Watch), String> {
+    let kv = match js.get_key_value(bucket).await {
+        Ok(kv) => kv,
+        Err(_) => {
+            let config = jetstream::stream::Config {
+                name: format!("KV_{bucket}"),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: 1,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: jetstream::stream::DiscardPolicy::New,
+                num_replicas: replicas,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            };
+            if let Err(e) = js.get_or_create_stream(config).await {
+                return Err(format!("cannot create stream KV_{bucket}: {e}"));
+            }
+            js.get_key_value(bucket)
+                .await
+                .map_err(|e| format!("cannot open bucket {bucket}: {e}"))?
+        }
+    };
+    let watch = kv
+        .watch_all()
+        .await
+        .map_err(|e| format!("cannot watch bucket {bucket}: {e}"))?;
+    Ok((kv, watch))
+}
+
 impl Names {
     /// Opens the bucket for node `me` (incarnation `inc`), retrying while JetStream elects
     /// its leaders (a fresh NATS cluster answers stream requests only after a few seconds).
@@ -239,10 +276,11 @@ impl Names {
         me: &str,
         inc: u32,
     ) -> Result<Names, String> {
+        let js = jetstream::new(client);
         let mut attempt = 0;
-        loop {
-            match Names::try_open(client.clone(), bucket, replicas, me, inc).await {
-                Ok(names) => return Ok(names),
+        let (kv, mut watch) = loop {
+            match open_bucket(&js, bucket, replicas).await {
+                Ok(opened) => break opened,
                 Err(e) if attempt < 10 => {
                     tracing::warn!(error = %e, "cluster names not ready; retrying");
                     attempt += 1;
@@ -250,45 +288,8 @@ impl Names {
                 }
                 Err(e) => return Err(e),
             }
-        }
-    }
-
-    async fn try_open(
-        client: async_nats::Client,
-        bucket: &str,
-        replicas: usize,
-        me: &str,
-        inc: u32,
-    ) -> Result<Names, String> {
-        let js = jetstream::new(client);
-        let kv = match js.get_key_value(bucket).await {
-            Ok(kv) => kv,
-            Err(_) => {
-                let config = jetstream::stream::Config {
-                    name: format!("KV_{bucket}"),
-                    subjects: vec![format!("$KV.{bucket}.>")],
-                    max_messages_per_subject: 1,
-                    allow_rollup: true,
-                    deny_delete: true,
-                    allow_direct: true,
-                    discard: jetstream::stream::DiscardPolicy::New,
-                    num_replicas: replicas,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                };
-                if let Err(e) = js.get_or_create_stream(config).await {
-                    return Err(format!("cannot create stream KV_{bucket}: {e}"));
-                }
-                js.get_key_value(bucket)
-                    .await
-                    .map_err(|e| format!("cannot open bucket {bucket}: {e}"))?
-            }
         };
         let mirror = Arc::new(Mutex::new(Mirror::default()));
-        let mut watch = kv
-            .watch_all()
-            .await
-            .map_err(|e| format!("cannot watch bucket {bucket}: {e}"))?;
         let m = mirror.clone();
         let store = kv.clone();
         tokio::spawn(async move {

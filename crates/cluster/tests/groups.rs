@@ -105,7 +105,7 @@ fn groups_span_nodes_and_a_lost_node_leaves_once() {
             "{sent} envelopes for {n} sends to a node with 2 members"
         );
         // broadcast_local stays local.
-        gb.broadcast_local("room", None, "local", Value::Null, vec![]);
+        gb.broadcast_local("room", Message::new(None, "local", Value::Null));
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(on_a.iter().all(|c| c.try_recv().is_none()));
 

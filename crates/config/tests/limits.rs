@@ -3,7 +3,6 @@
 //! short admin tokens. Each case used to hang, crawl or repeat itself.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +11,7 @@ use wsrelay_config::limits::{
 };
 use wsrelay_config::{AppConfig, ConfigErrors};
 
+use crate::fifo::mkfifo;
 use crate::util::{find_error, opts, App, BASE};
 
 /// A hang detector, not a timing test: the loads below take milliseconds.
@@ -34,14 +34,6 @@ fn load_err_within_bound(app: &App) -> ConfigErrors {
         Ok(config) => panic!("expected errors, got {config:#?}"),
         Err(errs) => errs,
     }
-}
-
-fn mkfifo(path: &Path) {
-    let status = Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .expect("run mkfifo");
-    assert!(status.success(), "mkfifo {}", path.display());
 }
 
 fn symlink(target: &str, link: &Path) {

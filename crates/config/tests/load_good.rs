@@ -330,24 +330,30 @@ fn static_can_allow_dotfiles() {
     assert!(app.load_ok().statics[0].allow_dotfiles);
 }
 
-#[test]
-fn memory_stores_load_with_their_max_size() {
-    let app = App::new()
-        .file(
-            "stores.yaml",
+/// Two `store.memory` entries: `tickets` with a `max_size` of `tickets_max_size`, `cache`
+/// without one.
+fn stores_app(tickets_max_size: u64) -> App {
+    App::new().file(
+        "stores.yaml",
+        &format!(
             r#"
 namespace: app
 entries:
   - name: tickets
     kind: store.memory
-    max_size: 500
+    max_size: {tickets_max_size}
     lifecycle:
       auto_start: true
   - name: cache
     kind: store.memory
-"#,
-        )
-        .load_ok();
+"#
+        ),
+    )
+}
+
+#[test]
+fn memory_stores_load_with_their_max_size() {
+    let app = stores_app(500).load_ok();
     let stores: Vec<(String, Option<u64>)> = app
         .memory_stores
         .iter()
@@ -364,18 +370,7 @@ entries:
 
 #[test]
 fn memory_store_refuses_a_zero_max_size() {
-    let errs = App::new()
-        .file(
-            "stores.yaml",
-            r#"
-namespace: app
-entries:
-  - name: tickets
-    kind: store.memory
-    max_size: 0
-"#,
-        )
-        .load_err();
+    let errs = stores_app(0).load_err();
     let line = crate::util::find_error(&errs, &["app:tickets", "max_size"]);
     assert!(line.contains("must be greater than zero"), "{line}");
 }

@@ -172,40 +172,18 @@ entries:
 
 // ----------------------------------------------------------------------- env entries
 
-const ENV_APP: &str = r#"
-namespace: app
-entries:
-  - name: os
-    kind: env.storage.os
-  - name: mem
-    kind: env.storage.memory
-  - name: dotenv
-    kind: env.storage.file
-    file_path: app.env
-  - name: fixed
-    kind: env.storage.static
-    variables:
-      REGION: eu-1
-      RETRIES: 3
-  - name: all
-    kind: env.storage.router
-    storages: [mem, dotenv, fixed, os]
-  - name: JWT_SECRET
-    kind: env.variable
-    storage: all
-    read_only: true
-  - name: region
-    kind: env.variable
-    variable: REGION
-    storage: fixed
-    default: us-1
-"#;
+/// The env entries the end-to-end tests read from Lua too.
+const ENV_ENTRIES: &str = include_str!("fixtures/env_entries.yaml");
+
+/// An app whose `env.yaml` has these `entries` (the items of the list, namespace `app`).
+fn env_app(entries: &str) -> App {
+    App::new().file("env.yaml", &format!("namespace: app\nentries:\n{entries}"))
+}
 
 #[test]
 fn env_storages_and_variables_load() {
     use wsrelay_config::EnvStorageKind;
-    let config = App::new()
-        .file("env.yaml", ENV_APP)
+    let config = env_app(ENV_ENTRIES)
         .file("app.env", "# secrets\nJWT_SECRET=\"s3cret\"\n")
         .load_ok();
     let kinds: Vec<(String, &EnvStorageKind)> = config
@@ -244,19 +222,15 @@ fn env_storages_and_variables_load() {
         vars,
         [
             ("JWT_SECRET", "app:all".to_owned(), None, true),
-            ("REGION", "app:fixed".to_owned(), Some("us-1"), false)
+            ("REGION", "app:all".to_owned(), Some("us-1"), false)
         ]
     );
 }
 
 #[test]
 fn env_entry_errors_name_file_entry_and_field() {
-    let errs = App::new()
-        .file(
-            "env.yaml",
-            r#"
-namespace: app
-entries:
+    let errs = env_app(
+        r#"
   - name: dotenv
     kind: env.storage.file
     file_path: missing.env
@@ -279,9 +253,9 @@ entries:
     kind: env.variable
     storage: v
 "#,
-        )
-        .file("broken.env", "A=1\nthis is not a line\n")
-        .load_err();
+    )
+    .file("broken.env", "A=1\nthis is not a line\n")
+    .load_err();
     find_error(
         &errs,
         &["env.yaml", "app:dotenv", "file_path", "missing.env"],
@@ -300,12 +274,8 @@ entries:
 
 #[test]
 fn env_router_cycles_and_duplicate_names_are_refused() {
-    let errs = App::new()
-        .file(
-            "env.yaml",
-            r#"
-namespace: app
-entries:
+    let errs = env_app(
+        r#"
   - name: mem
     kind: env.storage.memory
   - name: a
@@ -323,8 +293,8 @@ entries:
     variable: TOKEN
     storage: mem
 "#,
-        )
-        .load_err();
+    )
+    .load_err();
     find_error(&errs, &["app:a", "storages", "cycle"]);
     find_error(&errs, &["app:b", "storages", "cycle"]);
     find_error(&errs, &["app:two", "variable", "declared by app:one"]);

@@ -1,6 +1,7 @@
 //! Integration tests for `wsrelay-config`, one module per area, built as one
 //! binary (ripgrep's layout) to keep link time down.
 
+mod fifo;
 mod util;
 
 mod duration;

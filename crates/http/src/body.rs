@@ -23,6 +23,17 @@ use hyper::body::Incoming;
 /// The error type carried by boxed response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// A body from anywhere (hyper, axum, a handler): `Bytes` data, `Send`, an error that boxes.
+/// What [`Body::new`] and [`ResponseBody::from_send`] wrap, and what an embedding app's
+/// services may hand over; every such body is one.
+pub trait SendBody: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
+
+impl<B> SendBody for B where B: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{}
+
+/// What polling a body gives: the next frame, an error `E`, the end, or not yet.
+type Polled<E> = Poll<Option<Result<Frame<Bytes>, E>>>;
+
 // ===== impl Body =====
 
 /// The body of a [`Request`](crate::Request).
@@ -89,8 +100,7 @@ impl Body {
     /// ```
     pub fn new<B>(body: B, limit: u64) -> Self
     where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        B: SendBody,
     {
         Self {
             kind: Kind::Boxed {
@@ -169,10 +179,7 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled<BodyError> {
         match &mut self.get_mut().kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
@@ -210,7 +217,7 @@ fn poll_limited<B: http_body::Body<Data = Bytes>>(
     seen: &mut u64,
     cx: &mut Context<'_>,
     read_error: fn(B::Error) -> BodyError,
-) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+) -> Polled<BodyError> {
     let frame = match http_body::Body::poll_frame(inner, cx) {
         Poll::Pending => return Poll::Pending,
         Poll::Ready(None) => return Poll::Ready(None),
@@ -289,8 +296,7 @@ impl ResponseBody {
     /// as [`new`](Self::new) keeps it.
     pub fn from_send<B>(body: B) -> Self
     where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        B: SendBody,
     {
         Self {
             inner: SyncBody::boxed(body),
@@ -339,10 +345,7 @@ impl http_body::Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled<BoxError> {
         Pin::new(&mut self.get_mut().inner).poll_frame(cx)
     }
 
@@ -367,8 +370,7 @@ struct SyncBody<B> {
 
 impl<B> SyncBody<B>
 where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    B: SendBody,
 {
     fn boxed(body: B) -> BoxBody<Bytes, BoxError> {
         SyncBody {
@@ -387,16 +389,12 @@ where
 
 impl<B> http_body::Body for SyncBody<B>
 where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    B: SendBody,
 {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled<BoxError> {
         let inner = self
             .get_mut()
             .inner

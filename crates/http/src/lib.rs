@@ -127,7 +127,7 @@ mod static_files;
 pub mod test_util;
 mod tls;
 
-pub use body::{Body, BodyError, BoxError, ResponseBody};
+pub use body::{Body, BodyError, BoxError, ResponseBody, SendBody};
 pub use cors::Cors;
 pub use error::Error;
 pub use forwarded::{TrustedProxies, MAX_HOPS};
@@ -141,7 +141,7 @@ pub use router::{MatchedPath, PathParams, Router};
 pub use server::{Server, ServerConfig};
 pub use shutdown::Shutdown;
 pub use site::ConnectInfo;
-pub use static_files::Dotfiles;
+pub use static_files::{Dotfiles, StaticDir};
 pub use tls::{TlsError, TlsFiles, TlsReloader};
 
 /// A request as handlers and middleware see it.

@@ -21,7 +21,6 @@
 //! upgrade would. Endpoints are tried before static mounts.
 
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 
 use http::header::{HeaderValue, ALLOW};
@@ -30,7 +29,7 @@ use http::{Method, StatusCode};
 use crate::handler::{BoxFuture, Handler};
 use crate::middleware::{Chain, Middleware, Next};
 use crate::path::{self, Pattern};
-use crate::static_files::{Dotfiles, StaticFiles};
+use crate::static_files::{StaticDir, StaticFiles};
 use crate::{response, Error, Request, Response};
 
 /// Path parameters of the matched endpoint, a request extension.
@@ -212,37 +211,13 @@ impl Router {
         Ok(self)
     }
 
-    /// Serves the files of `dir` under `path` (relative to the prefix),
-    /// dotfiles refused. See the [`static_files`](crate#static-files) section
-    /// of the crate docs.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidPath`] for a malformed path and [`Error::StaticDir`]
-    /// when `dir` is not an existing directory.
-    pub fn static_files(&mut self, path: &str, dir: impl AsRef<Path>) -> Result<&mut Self, Error> {
-        self.static_files_with(path, dir, Dotfiles::Deny)
-    }
-
-    /// Like [`static_files`](Self::static_files), saying whether dotfiles
-    /// are served.
-    ///
-    /// # Errors
-    ///
-    /// As [`static_files`](Self::static_files).
-    pub fn static_files_with(
-        &mut self,
-        path: &str,
-        dir: impl AsRef<Path>,
-        dotfiles: Dotfiles,
-    ) -> Result<&mut Self, Error> {
-        let mount = path::normalize_prefix(path)?;
-        let files = StaticFiles::new(dir.as_ref(), dotfiles)?;
-        self.statics.push((mount, files));
-        // Longest mount first, so the most specific one wins.
+    /// Serves `dir` under its path (relative to the prefix); among mounts, the longest
+    /// path that matches wins.
+    pub fn static_files(&mut self, dir: StaticDir) -> &mut Self {
+        self.statics.push((dir.path, dir.files));
         self.statics
             .sort_by_key(|(mount, _)| std::cmp::Reverse(mount.len()));
-        Ok(self)
+        self
     }
 
     /// Freezes the router for serving.

@@ -1,12 +1,11 @@
 //! Servers: an id, an address, limits, and the routers under it.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::router::{Router, SharedRouter};
-use crate::static_files::{Dotfiles, StaticFiles};
+use crate::static_files::{StaticDir, StaticFiles};
 use crate::tls::{TlsFiles, TlsReloader};
 use crate::{path, Error, TrustedProxies};
 
@@ -138,38 +137,20 @@ impl Server {
         Ok(self)
     }
 
-    /// Serves the files of `dir` under the URL path `path`, dotfiles refused.
+    /// Serves `dir` under its URL path, as a router of its own at that prefix would.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`] for a malformed path, [`Error::StaticDir`] when
-    /// `dir` is not a directory, and [`Error::DuplicatePrefix`] when another
-    /// static mount of this server has the same path.
-    pub fn static_files(&mut self, path: &str, dir: impl AsRef<Path>) -> Result<&mut Self, Error> {
-        self.static_files_with(path, dir, Dotfiles::Deny)
-    }
-
-    /// Like [`static_files`](Self::static_files), saying whether dotfiles
-    /// are served.
-    ///
-    /// # Errors
-    ///
-    /// As [`static_files`](Self::static_files).
-    pub fn static_files_with(
-        &mut self,
-        path: &str,
-        dir: impl AsRef<Path>,
-        dotfiles: Dotfiles,
-    ) -> Result<&mut Self, Error> {
-        let prefix = path::normalize_prefix(path)?;
-        if self.statics.iter().any(|(p, _)| *p == prefix) {
+    /// [`Error::DuplicatePrefix`] when another static mount of this server has the same
+    /// path.
+    pub fn static_files(&mut self, dir: StaticDir) -> Result<&mut Self, Error> {
+        if self.statics.iter().any(|(p, _)| *p == dir.path) {
             return Err(Error::DuplicatePrefix {
                 server: self.id.to_string(),
-                prefix,
+                prefix: dir.path,
             });
         }
-        let files = StaticFiles::new(dir.as_ref(), dotfiles)?;
-        self.statics.push((prefix, files));
+        self.statics.push((dir.path, dir.files));
         Ok(self)
     }
 

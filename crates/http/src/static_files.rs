@@ -45,6 +45,34 @@ pub enum Dotfiles {
     Allow,
 }
 
+/// A directory to serve under a URL path, checked: what [`Router::static_files`] and
+/// [`Server::static_files`] mount.
+///
+/// [`Router::static_files`]: crate::Router::static_files
+/// [`Server::static_files`]: crate::Server::static_files
+#[derive(Debug, Clone)]
+pub struct StaticDir {
+    pub(crate) path: String,
+    pub(crate) files: StaticFiles,
+}
+
+impl StaticDir {
+    /// The files of `dir` under the URL path `path` (on a router, relative to its prefix),
+    /// dotfiles as `dotfiles` says. See the [`static_files`](crate#static-files) section of
+    /// the crate docs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`] for a malformed path and [`Error::StaticDir`] when `dir` is
+    /// not an existing directory.
+    pub fn new(path: &str, dir: impl AsRef<Path>, dotfiles: Dotfiles) -> Result<Self, Error> {
+        Ok(StaticDir {
+            path: crate::path::normalize_prefix(path)?,
+            files: StaticFiles::new(dir.as_ref(), dotfiles)?,
+        })
+    }
+}
+
 /// A directory served under a URL path.
 #[derive(Debug, Clone)]
 pub(crate) struct StaticFiles {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use http::{Method, StatusCode};
-use wsrelay_http::{Dotfiles, Router, Server};
+use wsrelay_http::{Dotfiles, Router, Server, StaticDir};
 
 use crate::support::{self, get, raw_get, send, text, ID};
 
@@ -36,7 +36,7 @@ fn site() -> tempfile::TempDir {
 
 async fn start(root: &Path) -> support::TestGateway {
     let mut router = Router::new("/").unwrap();
-    router.static_files("/static", root.join("www")).unwrap();
+    router.static_files(StaticDir::new("/static", root.join("www"), Dotfiles::Deny).unwrap());
     router.route(Method::GET, "/api", text("api")).unwrap();
     support::start(vec![router]).await
 }
@@ -169,7 +169,9 @@ async fn traversal_is_refused() {
 async fn server_level_mount_and_router_beside_it() {
     let tmp = site();
     let mut server = Server::new(ID, support::config());
-    server.static_files("/", tmp.path().join("www")).unwrap();
+    server
+        .static_files(StaticDir::new("/", tmp.path().join("www"), Dotfiles::Deny).unwrap())
+        .unwrap();
     let mut api = Router::new("/api").unwrap();
     api.route(Method::GET, "/ping", text("pong")).unwrap();
     server.add_router(api).unwrap();
@@ -229,8 +231,7 @@ async fn a_mount_can_opt_in_to_dotfiles() {
     let tmp = site_with_dotfiles();
     let mut router = Router::new("/").unwrap();
     router
-        .static_files_with("/static", tmp.path().join("www"), Dotfiles::Allow)
-        .unwrap();
+        .static_files(StaticDir::new("/static", tmp.path().join("www"), Dotfiles::Allow).unwrap());
     let gw = support::start(vec![router]).await;
     for path in ["/static/.env", "/static/.git/config"] {
         let reply = get(gw.addr, path).await;
@@ -244,9 +245,6 @@ async fn a_mount_can_opt_in_to_dotfiles() {
 
 #[test]
 fn missing_directory_is_a_config_error() {
-    let mut router = Router::new("/").unwrap();
-    let err = router
-        .static_files("/s", "/definitely/not/here")
-        .unwrap_err();
+    let err = StaticDir::new("/s", "/definitely/not/here", Dotfiles::Deny).unwrap_err();
     assert!(err.to_string().contains("/definitely/not/here"), "{err}");
 }

@@ -13,7 +13,7 @@ use crate::config::EngineConfig;
 use crate::dispatch::Dispatch;
 use crate::error::LuaError;
 use crate::http_types::{HttpRequest, HttpResponse};
-use crate::modules::env::{EnvError, EnvStorageSpec};
+use crate::modules::env::{EnvError, EnvStorageSpec, EnvVariableSpec};
 use crate::modules::http_client::{HttpClient, HttpClientPolicy};
 use crate::modules::metrics::MetricFamily;
 use crate::modules::store::StoreError;
@@ -149,26 +149,16 @@ impl LuaEngine {
         self.pool.workers.shared.env.register_storage(id, spec)
     }
 
-    /// Declares the `env` variable `name`, held by the storage `storage`: `env.get(name)`
-    /// reads it there (or `default`), `env.set(name, v)` writes it there unless
-    /// `read_only` or the storage cannot be written.
+    /// Declares the `env` variable `name`, held by the storage `spec.storage`:
+    /// `env.get(name)` reads it there (or `spec.default`), `env.set(name, v)` writes it
+    /// there unless `spec.read_only` or the storage cannot be written.
     ///
     /// # Errors
     ///
     /// [`EnvError`] if the name is declared already, the storage is unknown, or the engine
     /// holds the most variables it takes.
-    pub fn register_env_variable(
-        &self,
-        name: &str,
-        storage: &str,
-        default: Option<String>,
-        read_only: bool,
-    ) -> Result<(), EnvError> {
-        self.pool
-            .workers
-            .shared
-            .env
-            .register_variable(name, storage, default, read_only)
+    pub fn register_env_variable(&self, name: &str, spec: EnvVariableSpec) -> Result<(), EnvError> {
+        self.pool.workers.shared.env.register_variable(name, spec)
     }
 
     /// Sets the transport of the `http_client` module (until then, a request returns

@@ -88,7 +88,7 @@ pub use config::EngineConfig;
 pub use engine::{EntrySpec, FunctionSpec, LuaEngine, LuaFunction, ProcessSpec};
 pub use error::LuaError;
 pub use http_types::{HttpRequest, HttpResponse};
-pub use modules::env::{EnvError, EnvStorageSpec};
+pub use modules::env::{EnvError, EnvStorageSpec, EnvVariableSpec};
 pub use modules::http_client::{
     HttpClient, HttpClientPolicy, OutboundError, OutboundErrorKind, OutboundFuture,
     OutboundRequest, OutboundResponse, MAX_IN_FLIGHT as MAX_HTTP_IN_FLIGHT,

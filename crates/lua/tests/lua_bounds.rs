@@ -52,10 +52,7 @@ async fn string_rep_of_nothing_returns_at_once() {
         r#"return { #string.rep("", math.maxinteger), #("").rep("", 1 << 62, ""), #string.rep("ab", 3, "") }"#,
     )
     .await;
-    assert_eq!(
-        exit.value,
-        Value::Array(vec![Value::Int(0), Value::Int(0), Value::Int(6)])
-    );
+    assert_eq!(exit.value, array![0, 0, 6]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -151,14 +148,14 @@ async fn table_functions_keep_their_results_on_tables_with_metatables() {
     .await;
     assert_eq!(
         exit.value,
-        Value::Array(vec![
-            s("b"),
-            s("a,c,z"),
-            s("a"),
-            s("z"),
-            Value::Bool(false),
-            s("invalid value (table) at index 1 in table for 'concat'"),
-        ])
+        array![
+            "b",
+            "a,c,z",
+            "a",
+            "z",
+            false,
+            "invalid value (table) at index 1 in table for 'concat'"
+        ]
     );
 }
 

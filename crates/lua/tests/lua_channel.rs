@@ -7,9 +7,7 @@ use wsrelay_process::Value;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn buffered_channel_send_receive_close() {
-    let (_node, engine) = setup();
-    let v = eval(
-        &engine,
+    let v = eval_fresh(
         r#"
         local ch = channel.new(3)
         ch:send(1) ch:send("two") ch:send({3})
@@ -28,27 +26,13 @@ async fn buffered_channel_send_receive_close() {
     .await;
     assert_eq!(
         v,
-        Value::Array(vec![
-            Value::Int(1),
-            Value::Bool(true),
-            s("two"),
-            Value::Int(3),
-            Value::Int(4),
-            Value::Bool(true),
-            Value::Bool(true),
-            Value::Bool(false),
-            Value::Bool(false),
-            Value::Bool(true),
-            Value::Bool(true),
-        ])
+        array![1, true, "two", 3, 4, true, true, false, false, true, true]
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn select_over_channels_and_case_send() {
-    let (_node, engine) = setup();
-    let v = eval(
-        &engine,
+    let v = eval_fresh(
         r#"
         local time = require("time")
         local ch1, ch2 = channel.new(1), channel.new(1)
@@ -63,18 +47,7 @@ async fn select_over_channels_and_case_send() {
         "#,
     )
     .await;
-    assert_eq!(
-        v,
-        Value::Array(vec![
-            Value::Bool(true),
-            s("v2"),
-            Value::Bool(true),
-            Value::Bool(true),
-            s("sent"),
-            Value::Bool(true),
-            Value::Bool(false),
-        ])
-    );
+    assert_eq!(v, array![true, "v2", true, true, "sent", true, false]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,15 +80,13 @@ async fn select_over_inbox_events_and_timeout() {
     let exit = exit_of(&me, &pid).await;
     assert_eq!(
         exit.value,
-        Value::Array(vec![s("inbox:hello"), s("event:pid.cancel"), s("timeout")])
+        array!["inbox:hello", "event:pid.cancel", "timeout"]
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unbuffered_channel_between_coroutine_free_processes_times_out_in_select() {
-    let (_node, engine) = setup();
-    let v = eval(
-        &engine,
+    let v = eval_fresh(
         r#"
         local time = require("time")
         local ch = channel.new(0)
@@ -124,10 +95,7 @@ async fn unbuffered_channel_between_coroutine_free_processes_times_out_in_select
         "#,
     )
     .await;
-    assert_eq!(
-        v,
-        Value::Array(vec![Value::Bool(true), Value::Bool(true), s("userdata")])
-    );
+    assert_eq!(v, array![true, true, "userdata"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -190,9 +158,7 @@ async fn sleeping_processes_do_not_block_each_other() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn time_durations_use_the_config_grammar_and_numbers_are_milliseconds() {
-    let (_node, engine) = setup();
-    let v = eval(
-        &engine,
+    let v = eval_fresh(
         r#"
         local time = require("time")
         local ok0 = time.sleep("0s")

@@ -118,10 +118,7 @@ async fn http_outside_a_handler_and_plain_calls() {
         "local http = require('http') local r, e = http.request() return { r == nil, e }",
     )
     .await;
-    assert_eq!(
-        v,
-        Value::Array(vec![Value::Bool(true), s("not running in an HTTP handler")])
-    );
+    assert_eq!(v, array![true, "not running in an HTTP handler"]);
     let f = function(
         &engine,
         "app:add",

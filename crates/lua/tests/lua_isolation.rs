@@ -150,28 +150,14 @@ async fn globals_are_private_and_libraries_read_only() {
         "#,
     )
     .await;
-    assert_eq!(
-        v,
-        Value::Array(vec![
-            Value::Bool(false),
-            Value::Bool(false),
-            Value::Bool(false),
-            Value::Bool(false),
-            Value::Bool(true),
-            Value::Bool(true),
-            Value::Bool(false),
-        ])
-    );
+    assert_eq!(v, array![false, false, false, false, true, true, false]);
     // Another process on the same worker sees none of it.
     let v = eval(
         &engine,
         "return { shared_name == nil, string.upper('a'), type(process.send) }",
     )
     .await;
-    assert_eq!(
-        v,
-        Value::Array(vec![Value::Bool(true), s("A"), s("function")])
-    );
+    assert_eq!(v, array![true, "A", "function"]);
     drop(node);
 }
 

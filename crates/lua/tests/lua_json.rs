@@ -5,9 +5,7 @@ use wsrelay_process::Value;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn encode_objects_arrays_and_scalars() {
-    let (_node, engine) = setup();
-    let v = eval(
-        &engine,
+    let v = eval_fresh(
         r#"
         local json = require("json")
         return {
@@ -34,9 +32,7 @@ async fn encode_objects_arrays_and_scalars() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn encode_errors_return_nil_err() {
-    let (_node, engine) = setup();
-    let v = eval(
-        &engine,
+    let v = eval_fresh(
         r#"
         local json = require("json")
         local a, e1 = json.encode({f = function() end})
@@ -47,24 +43,12 @@ async fn encode_errors_return_nil_err() {
         "#,
     )
     .await;
-    assert_eq!(
-        v,
-        Value::Array(vec![
-            Value::Bool(true),
-            s("string"),
-            Value::Bool(true),
-            s("string"),
-            Value::Bool(true),
-            s("string")
-        ])
-    );
+    assert_eq!(v, array![true, "string", true, "string", true, "string"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn decode_values_and_errors() {
-    let (_node, engine) = setup();
-    let v = eval(
-        &engine,
+    let v = eval_fresh(
         r#"
         local json = require("json")
         local t = json.decode('{"a": [1, 2.5, "x", null, true], "b": {"c": "\\u0000z"}}')
@@ -94,9 +78,7 @@ async fn decode_values_and_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn binary_strings_survive_decode_and_invalid_utf8_encodes() {
-    let (_node, engine) = setup();
-    let v = eval(
-        &engine,
+    let v = eval_fresh(
         r#"
         local json = require("json")
         local s = json.decode('"a\\u0000b\\u00ff"')
@@ -105,5 +87,5 @@ async fn binary_strings_survive_decode_and_invalid_utf8_encodes() {
         "#,
     )
     .await;
-    assert_eq!(v, Value::Array(vec![Value::Int(5), s("\"\u{fffd}\"")]));
+    assert_eq!(v, array![5, "\"\u{fffd}\""]);
 }

@@ -16,11 +16,18 @@ struct Listener {
 }
 
 impl Listener {
-    /// Runs `body` in a process given the probe's PID, on an engine of its own; the body says
-    /// `ready` to the probe once it listens, and this returns then.
+    /// Runs `body` in a process on an engine of its own, with the probe's PID in `probe` and
+    /// the channel of the `chat` topic (every test listens on it) in `chat`; the body calls
+    /// `ready()` once it listens, and this returns then.
     async fn start(body: &str) -> Self {
         let (_node, engine) = setup();
-        let source = format!("local function main(...)\n{body}\nend\nreturn {{ main = main }}");
+        let source = format!(
+            "local function main(...)\n\
+             local probe = ...\n\
+             local function ready() process.send(probe, \"ready\", true) end\n\
+             local chat = assert(process.listen(\"chat\"))\n\
+             {body}\nend\nreturn {{ main = main }}"
+        );
         let entry = register(&engine, &source, "main", &["time"]);
         let (probe, guard) = rust_process(engine.node());
         let pid = spawn_monitored(&probe, &entry, vec![s(probe.pid().as_str())]);
@@ -55,10 +62,8 @@ impl Listener {
 async fn listened_topics_go_to_the_channel_and_others_to_the_inbox() {
     let listener = Listener::start(
         r#"
-        local probe = ...
-        local chat = assert(process.listen("chat"))
         local whole = assert(process.listen("cmd", { message = true }))
-        process.send(probe, "ready", true)
+        ready()
         local a = chat:receive()
         local b = chat:receive()
         local m = whole:receive()
@@ -93,11 +98,9 @@ async fn listened_topics_go_to_the_channel_and_others_to_the_inbox() {
 async fn select_takes_from_a_listen_channel_and_another_channel() {
     let listener = Listener::start(
         r#"
-        local probe = ...
-        local chat = process.listen("chat")
         local local_ch = channel.new(1)
         local_ch:send("local value")
-        process.send(probe, "ready", true)
+        ready()
         local got = {}
         for _ = 1, 3 do
             local r = channel.select({ chat:case_receive(), local_ch:case_receive(),
@@ -126,9 +129,7 @@ async fn select_takes_from_a_listen_channel_and_another_channel() {
 async fn unlisten_gives_the_topic_and_the_queued_messages_back_to_the_inbox() {
     let listener = Listener::start(
         r#"
-        local probe = ...
-        local chat = process.listen("chat")
-        process.send(probe, "ready", true)
+        ready()
         local first = chat:receive()
         -- Let the second message arrive, and a look at the inbox sort it into the channel;
         -- then stop listening with it still queued there.
@@ -161,9 +162,7 @@ async fn unlisten_gives_the_topic_and_the_queued_messages_back_to_the_inbox() {
 async fn a_full_channel_holds_messages_back_without_dropping_any() {
     let listener = Listener::start(
         r#"
-        local probe = ...
-        local chat = process.listen("chat")
-        process.send(probe, "ready", true)
+        ready()
         -- Nothing is read until everything was sent.
         process.inbox():receive()
         local n, last = 0, 0
@@ -186,9 +185,7 @@ async fn a_full_channel_holds_messages_back_without_dropping_any() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn listen_misuse_returns_wippy_errors() {
-    let (_node, engine) = setup();
-    let v = eval(
-        &engine,
+    let v = eval_fresh(
         r#"
         local out = {}
         local function add(_, e) out[#out + 1] = e:kind() .. ": " .. tostring(e) end

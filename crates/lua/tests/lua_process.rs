@@ -29,10 +29,7 @@ async fn send_pid_and_payload_copies() {
             .get("pid")
             .and_then(|p| p.as_str().map(String::from))
     );
-    assert_eq!(
-        msg.payload().get("a"),
-        Some(&Value::Array(vec![Value::Int(1), Value::Int(2)]))
-    );
+    assert_eq!(msg.payload().get("a"), Some(&array![1, 2]));
     assert_eq!(msg.extra(), &[Value::Int(5), s("extra")]);
 }
 

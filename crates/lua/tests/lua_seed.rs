@@ -1,5 +1,7 @@
-//! The seed document's snippets (websocket-relay.pt.txt), run unchanged as Lua entries
-//! against Rust processes standing in for WebSocket connections (docs/spec.md §6, §7).
+//! The seed document's snippets (websocket-relay.pt.txt) as the seed example's app runs them
+//! (examples/seed: its handler and target files), and verbatim where the app does not hold
+//! them as written, against Rust processes standing in for WebSocket connections
+//! (docs/spec.md §6, §7).
 
 use crate::support::*;
 use bytes::Bytes;
@@ -10,35 +12,10 @@ use wsrelay_process::{Context, Map, Pid, Value};
 /// only the `return` the loader needs).
 const SEED_HANDLER: &str = include_str!("../../../examples/seed/connect.lua");
 
-/// "Recebendo Mensagens", verbatim.
-const SEED_RECEIVE: &str = r#"local json = require("json")
-
-local function handler()
-    local inbox = process.inbox()
-
-    while true do
-        local msg, ok = inbox:receive()
-        if not ok then break end
-
-        local topic = msg:topic()
-        local data = msg:payload():data()
-
-        if topic == "ws.join" then
-            -- Cliente conectou
-            local client_pid = data.client_pid
-
-        elseif topic == "ws.message" then
-            -- Trata mensagem do cliente
-            local content = json.decode(data.data)
-            handle_message(data.client_pid, content)
-
-        elseif topic == "ws.leave" then
-            -- Cliente desconectou
-            cleanup(data.client_pid)
-        end
-    end
-end
-"#;
+/// "Recebendo Mensagens" as the seed example's app runs it: the seed's receive loop, with
+/// the `handle_message` and `cleanup` the seed leaves to the reader, and an end when the
+/// connection's client leaves.
+const SEED_TARGET: &str = include_str!("../../../examples/seed/handler.lua");
 
 /// "Enviando para o Cliente", verbatim.
 const SEED_SEND: &str = r#"-- Envia mensagem de texto
@@ -58,24 +35,6 @@ process.send(client_pid, "ws.close", {
     code = 1000,
     reason = "Sessão encerrada"
 })
-"#;
-
-/// "Broadcast", verbatim.
-const SEED_BROADCAST: &str = r#"local clients = {}
-
--- No join
-clients[client_pid] = true
-
--- No leave
-clients[client_pid] = nil
-
--- Broadcast
-local function broadcast(message)
-    local data = json.encode(message)
-    for pid, _ in pairs(clients) do
-        process.send(pid, "ws.send", {type = "text", data = data})
-    end
-end
 "#;
 
 const RETURN: &str = "\nreturn { handler = handler }\n";
@@ -112,7 +71,7 @@ async fn seed_handler_spawns_target_and_sets_relay_header() {
         .register_process(
             "app.ws:handler",
             wsrelay_lua::ProcessSpec {
-                source: format!("{SEED_RECEIVE}{RETURN}"),
+                source: SEED_TARGET.into(),
                 method: "handler".into(),
                 modules: vec!["json".into()],
             },
@@ -149,64 +108,33 @@ async fn seed_handler_spawns_target_and_sets_relay_header() {
     assert!(node.is_alive(&target), "the spawned target runs");
 }
 
-/// The receive loop calls `handle_message` and `cleanup`, which the seed leaves to the
-/// reader: the test defines them as globals that report to the test process.
-const OBSERVERS: &str = r#"
-function handle_message(client_pid, content)
-    process.send(process.registry.lookup("observer"), "handled", {client = client_pid, content = content})
-end
-function cleanup(client_pid)
-    process.send(process.registry.lookup("observer"), "cleanup", {client = client_pid})
-end
-"#;
-
+/// The seed app's receive loop: a join, a message it answers ("Enviando para o Cliente"),
+/// then the leave that ends the connection's process.
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_receive_loop_handles_join_message_leave() {
     let (node, engine) = setup();
-    let entry = register(
-        &engine,
-        &format!("{OBSERVERS}{SEED_RECEIVE}{RETURN}"),
-        "handler",
-        &["json"],
-    );
-    let (observer, _g) = rust_process(&node);
-    observer.register("observer").unwrap();
-    let (conn, _g2) = rust_process(&node);
-    let target = spawn_monitored(&observer, &entry, vec![]);
+    let entry = register(&engine, SEED_TARGET, "handler", &["json"]);
+    let (conn, _g) = rust_process(&node);
+    let target = spawn_monitored(&conn, &entry, vec![]);
 
     conn.send(&target, "ws.join", join(conn.pid())).unwrap();
     conn.send(
         &target,
         "ws.message",
-        frame(conn.pid(), r#"{"say":"oi","n":[1,2]}"#),
+        frame(conn.pid(), r#"{"action":"echo","n":[1,2]}"#),
     )
     .unwrap();
-    let handled = recv(&observer).await;
-    assert_eq!(handled.topic(), "handled");
+    let answer = recv(&conn).await;
+    assert_eq!(answer.topic(), "ws.send");
+    assert_eq!(answer.from(), Some(&target));
     assert_eq!(
-        handled.payload().get("client"),
-        Some(&s(conn.pid().as_str()))
-    );
-    let content = handled.payload().get("content").unwrap();
-    assert_eq!(content.get("say"), Some(&s("oi")));
-    assert_eq!(
-        content.get("n"),
-        Some(&Value::Array(vec![Value::Int(1), Value::Int(2)]))
+        answer.payload().get("data"),
+        Some(&s(r#"{"event":"update","value":42}"#))
     );
 
+    // Its only client gone, the process is done.
     conn.send(&target, "ws.leave", leave(conn.pid())).unwrap();
-    let cleaned = recv(&observer).await;
-    assert_eq!(cleaned.topic(), "cleanup");
-    assert_eq!(
-        cleaned.payload().get("client"),
-        Some(&s(conn.pid().as_str()))
-    );
-
-    // The loop keeps running until it is stopped.
-    assert!(node.is_alive(&target));
-    node.terminate(&target).unwrap();
-    let exit = exit_of(&observer, &target).await;
-    assert_eq!(exit.error_text(), Some("terminated"));
+    assert!(exit_of(&conn, &target).await.error.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -247,50 +175,27 @@ async fn seed_send_text_binary_and_close() {
     assert!(exit_of(&conn, &target).await.error.is_none());
 }
 
-/// A room built from the broadcast pattern: the seed's lines, in a receive loop.
-fn room_source() -> String {
-    let (decl, rest) = SEED_BROADCAST.split_once("\n\n-- No join\n").unwrap();
-    let (join_line, rest) = rest.split_once("\n\n-- No leave\n").unwrap();
-    let (leave_line, broadcast) = rest.split_once("\n\n-- Broadcast\n").unwrap();
-    format!(
-        r#"local json = require("json")
-{decl}
-{broadcast}
-local function handler()
-    local inbox = process.inbox()
-    while true do
-        local msg = inbox:receive()
-        local data = msg:payload():data()
-        local client_pid = data.client_pid
-        if msg:topic() == "ws.join" then
-            {join_line}
-        elseif msg:topic() == "ws.leave" then
-            {leave_line}
-        elseif msg:topic() == "ws.message" then
-            broadcast({{from = client_pid, text = data.data}})
-        end
-    end
-end
-return {{ handler = handler }}
-"#
-    )
-}
-
+/// "Broadcast" as the seed app runs it: connections moved to the shared `hub` process of
+/// handler.lua, and a client's `broadcast` action.
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_broadcast_reaches_every_joined_client() {
     let (node, engine) = setup();
-    let entry = register(&engine, &room_source(), "handler", &["json"]);
+    let entry = register(&engine, SEED_TARGET, "hub", &["json"]);
     let (driver, _g) = rust_process(&node);
     let room = spawn_monitored(&driver, &entry, vec![]);
     let clients: Vec<(Context, _)> = (0..3).map(|_| rust_process(&node)).collect();
     for (c, _) in &clients {
         c.send(&room, "ws.join", join(c.pid())).unwrap();
+        let ack = recv(c).await;
+        assert_eq!(ack.payload().get("data"), Some(&s(r#"{"event":"hub"}"#)));
     }
     let speaker = &clients[0].0;
-    speaker
-        .send(&room, "ws.message", frame(speaker.pid(), "hi all"))
-        .unwrap();
-    let expected = serde_json::json!({"from": speaker.pid().as_str(), "text": "hi all"});
+    let say = |text: &str| {
+        let action = serde_json::json!({"action": "broadcast", "text": text}).to_string();
+        frame(speaker.pid(), &action)
+    };
+    speaker.send(&room, "ws.message", say("hi all")).unwrap();
+    let expected = serde_json::json!({"event": "broadcast", "text": "hi all"});
     for (c, _) in &clients {
         let m = recv(c).await;
         assert_eq!(m.topic(), "ws.send");
@@ -302,9 +207,7 @@ async fn seed_broadcast_reaches_every_joined_client() {
     // One leaves: the next broadcast reaches the two others only.
     let leaver = &clients[2].0;
     leaver.send(&room, "ws.leave", leave(leaver.pid())).unwrap();
-    speaker
-        .send(&room, "ws.message", frame(speaker.pid(), "again"))
-        .unwrap();
+    speaker.send(&room, "ws.message", say("again")).unwrap();
     for (c, _) in &clients[..2] {
         assert_eq!(recv(c).await.topic(), "ws.send");
     }

@@ -58,7 +58,7 @@ async fn exponentially_shared_tables_fail_the_send_not_the_server() {
     // A table met twice is copied where it appears.
     let msg = recv(&me).await;
     assert_eq!(msg.topic(), "shared");
-    let small = Value::Array(vec![Value::Int(1), Value::Int(2)]);
+    let small = array![1, 2];
     assert_eq!(msg.payload().get("a"), Some(&small));
     assert_eq!(msg.payload().get("b"), Some(&small));
     assert_eq!(

@@ -417,36 +417,27 @@ impl GroupScope {
         payload: Value,
         extra: Vec<Value>,
     ) -> usize {
+        let msg = Message::new(from, topic, payload).with_extra(extra);
         let nodes = self.inner.nodes_of(group);
-        let (payload, extra) = match (&nodes, self.inner.node()) {
-            (Some(nodes), Some(node)) => match node.inner.transport.get() {
-                Some(transport) => {
-                    let msg = Message::new(from.clone(), topic, payload).with_extra(extra);
-                    transport.group_send(nodes, &self.inner.name, group, &msg);
-                    let (_, _, payload, extra) = msg.into_parts();
-                    (payload, extra)
-                }
-                None => (payload, extra),
-            },
-            _ => (payload, extra),
-        };
-        self.broadcast_local(group, from, topic, payload, extra)
+        if let (Some(nodes), Some(node)) = (&nodes, self.inner.node()) {
+            if let Some(transport) = node.inner.transport.get() {
+                transport.group_send(nodes, &self.inner.name, group, &msg);
+            }
+        }
+        self.broadcast_local(group, msg)
     }
 
-    /// [`broadcast`](GroupScope::broadcast) to the members of `group` on this node only;
-    /// returns how many got it.
-    pub fn broadcast_local(
-        &self,
-        group: &str,
-        from: Option<Pid>,
-        topic: &str,
-        payload: Value,
-        extra: Vec<Value>,
-    ) -> usize {
+    /// [`broadcast`](GroupScope::broadcast) of `msg` to the members of `group` on this node
+    /// only; returns how many got it.
+    pub fn broadcast_local(&self, group: &str, msg: Message) -> usize {
         let Some(members) = self.inner.snapshot(group) else {
             return 0;
         };
-        let encoder = self.inner.node().and_then(|node| node.group_encoder(topic));
+        let (from, topic, payload, extra) = msg.into_parts();
+        let encoder = self
+            .inner
+            .node()
+            .and_then(|node| node.group_encoder(&topic));
         let payload = encoder
             .and_then(|encode| encode(&payload))
             .unwrap_or_else(|| payload.into_shared());
@@ -689,28 +680,18 @@ impl ScopeInner {
     fn snapshot(&self, group: &str) -> Option<Arc<[Arc<Cell>]>> {
         let mut groups = self.groups.lock();
         let g = groups.map.get_mut(group)?;
-        if g.members.is_empty() {
-            return None;
-        }
-        Some(
-            g.snapshot
-                .get_or_insert_with(|| g.members.values().map(|m| m.cell.clone()).collect())
-                .clone(),
-        )
+        cached(&mut g.snapshot, g.members.is_empty(), || {
+            g.members.values().map(|m| m.cell.clone()).collect()
+        })
     }
 
     /// The other nodes with members of `group`, cached until the next change.
     fn nodes_of(&self, group: &str) -> Option<Arc<[Arc<str>]>> {
         let mut groups = self.groups.lock();
         let g = groups.map.get_mut(group)?;
-        if g.nodes.is_empty() {
-            return None;
-        }
-        Some(
-            g.nodes_snapshot
-                .get_or_insert_with(|| g.nodes.keys().cloned().collect())
-                .clone(),
-        )
+        cached(&mut g.nodes_snapshot, g.nodes.is_empty(), || {
+            g.nodes.keys().cloned().collect()
+        })
     }
 
     /// Delivers `diff` to the subscribers (outside the scope's lock), dropping those that
@@ -739,6 +720,19 @@ impl ScopeInner {
             self.subscriber_count.store(subs.len(), Ordering::Release);
         }
     }
+}
+
+/// The view in `slot`, built by `build` on the first read after a change cleared it; `None`
+/// when the set it is built from is `empty`.
+fn cached<T: ?Sized>(
+    slot: &mut Option<Arc<T>>,
+    empty: bool,
+    build: impl FnOnce() -> Arc<T>,
+) -> Option<Arc<T>> {
+    if empty {
+        return None;
+    }
+    Some(slot.get_or_insert_with(build).clone())
 }
 
 /// `group → [pid strings]`, groups in first-seen order.

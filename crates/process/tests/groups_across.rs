@@ -120,7 +120,7 @@ async fn a_member_on_one_node_is_reached_from_the_other_with_one_send_per_node()
         assert!(ctx.try_recv().is_none(), "one message per member");
     }
     // broadcast_local stays on its node.
-    p.ga.broadcast_local("room", None, "local", Value::Null, vec![]);
+    p.ga.broadcast_local("room", Message::new(None, "local", Value::Null));
     assert_eq!(p.ta.group_sends(), 1);
     assert!(local.try_recv().is_none());
 

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use wsrelay_process::{Map, OpaqueValue, Pid, Value, Visit};
+use wsrelay_process::{Map, OpaqueValue, Pid, Value, ValueBuilder, Visit};
 use wsrelay_ws::{Message as Frame, SharedFrame};
 
 /// Topic of the first message a target gets from a connection.
@@ -71,45 +71,11 @@ pub enum ClientEventKind {
 }
 
 impl OpaqueValue for ClientEvent {
+    /// The map [`visit`](OpaqueValue::visit) walks, built: one description of the map.
     fn to_value(&self) -> Value {
-        let mut map = Map::with_capacity(6);
-        map.insert("client_pid", self.client_pid.as_str());
-        match &self.kind {
-            ClientEventKind::Join {
-                protocol,
-                remote_addr,
-            } => {
-                if let Some(protocol) = protocol {
-                    map.insert("protocol", &**protocol);
-                }
-                if let Some(remote_addr) = remote_addr {
-                    map.insert("remote_addr", &**remote_addr);
-                }
-            }
-            ClientEventKind::Message { text, data } => {
-                map.insert("type", if *text { "text" } else { "binary" });
-                let data = match std::str::from_utf8(data) {
-                    Ok(s) if *text => Value::String(s.to_owned()),
-                    _ => Value::Bytes(data.clone()),
-                };
-                map.insert("data", data);
-            }
-            ClientEventKind::Heartbeat {
-                uptime,
-                message_count,
-            } => {
-                map.insert("uptime", *uptime);
-                map.insert("message_count", *message_count);
-            }
-            ClientEventKind::Leave { reason, code } => {
-                map.insert("reason", *reason);
-                if let Some(code) = code {
-                    map.insert("code", u32::from(*code));
-                }
-            }
-        }
-        map.insert("metadata", Value::Map((*self.metadata).clone()));
-        Value::Map(map)
+        let mut builder = ValueBuilder::default();
+        self.visit(&mut builder);
+        builder.finish()
     }
 
     fn size_hint(&self) -> usize {
@@ -350,56 +316,6 @@ pub fn passthrough_frame(topic: &str, payload: &Value) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wsrelay_process::ValueBuilder;
-
-    #[test]
-    fn every_client_event_visits_as_its_plain_form() {
-        let metadata = Arc::new(Map::new().with("user", "ana").with("n", 3));
-        let kinds = [
-            ClientEventKind::Join {
-                protocol: None,
-                remote_addr: None,
-            },
-            ClientEventKind::Join {
-                protocol: Some("v2.chat".into()),
-                remote_addr: Some("192.0.2.1".into()),
-            },
-            ClientEventKind::Message {
-                text: true,
-                data: Bytes::from_static(b"hi"),
-            },
-            ClientEventKind::Message {
-                text: false,
-                data: Bytes::from_static(&[0xff, 0]),
-            },
-            ClientEventKind::Heartbeat {
-                uptime: 1.5,
-                message_count: 7,
-            },
-            ClientEventKind::Heartbeat {
-                uptime: 0.0,
-                message_count: u64::MAX,
-            },
-            ClientEventKind::Leave {
-                reason: "client_closed",
-                code: Some(1000),
-            },
-            ClientEventKind::Leave {
-                reason: "connection_lost",
-                code: None,
-            },
-        ];
-        for kind in kinds {
-            let event = ClientEvent {
-                client_pid: Pid::new("local", "app:gateway", 0x1f),
-                kind,
-                metadata: metadata.clone(),
-            };
-            let mut visited = ValueBuilder::default();
-            event.visit(&mut visited);
-            assert_eq!(visited.finish(), event.to_value(), "{event:?}");
-        }
-    }
 
     #[test]
     fn send_payloads() {

@@ -140,20 +140,15 @@ fn with_compressor<R>(window_bits: u8, level: u32, f: impl FnOnce(&mut Compress)
     result
 }
 
+// The integration tests' data, so that both kinds of tests compress the same messages.
+#[cfg(test)]
+#[path = "../tests/support/data.rs"]
+mod test_data;
+
 #[cfg(test)]
 mod tests {
+    use super::test_data::json;
     use super::*;
-
-    fn json(len: usize) -> Vec<u8> {
-        let mut text = String::from("[");
-        let mut i = 0;
-        while text.len() < len {
-            text.push_str(&format!(r#"{{"id":{i},"name":"user{i}","online":true}},"#));
-            i += 1;
-        }
-        text.truncate(len);
-        text.into_bytes()
-    }
 
     #[test]
     fn round_trip_at_every_window() {

@@ -1,6 +1,7 @@
 //! permessage-deflate (RFC 7692) and subprotocols against a raw client over real TCP, and
 //! shared frames on real byte streams.
 
+use crate::support::data::json;
 use crate::support::raw::{deflate, inflate, RawClient};
 use crate::support::TestServer;
 use bytes::Bytes;
@@ -12,17 +13,6 @@ const OFFER: (&str, &str) = (
     "Sec-WebSocket-Extensions",
     "permessage-deflate; client_max_window_bits",
 );
-
-fn json(len: usize) -> Vec<u8> {
-    let mut text = String::from("[");
-    let mut i = 0;
-    while text.len() < len {
-        text.push_str(&format!(r#"{{"id":{i},"user":"user{i}","online":true}},"#));
-        i += 1;
-    }
-    text.truncate(len);
-    text.into_bytes()
-}
 
 fn compressed_config() -> Config {
     Config::default().compression(Some(Compression::default()))

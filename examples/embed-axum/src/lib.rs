@@ -13,7 +13,6 @@
 //! only), the admission limits and the handshake checks are those of `wsrelay run`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
@@ -24,18 +23,24 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use wsrelay::{
     CancellationToken, ClientEvent, ClientEventKind, Context, Outgoing, RelayConfig, RelayTo,
-    Response, Runtime, Value,
+    Response, Runtime, RuntimeBuilder, Value,
 };
 
 /// The process host of the Rust echo processes.
 pub const ECHO_HOST: &str = "embed:rust";
 
-/// The Lua app of this example (`app/` next to this crate's manifest).
-pub fn app_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("app")
+/// The Lua app of this example: the entries of `app.yaml` (next to this crate's manifest)
+/// with the Lua files of `examples/echo`, compiled in, so that both apps run one handler and
+/// one echo process.
+pub fn app() -> RuntimeBuilder {
+    Runtime::builder()
+        .lua_file("app.yaml", include_str!("../app.yaml"))
+        .lua_file("connect.lua", include_str!("../../echo/connect.lua"))
+        .lua_file("echo.lua", include_str!("../../echo/echo.lua"))
 }
 
-/// Starts the runtime with the Lua app in `app`, serves the routes on `listener` until
+/// Starts the runtime with the Lua app `app` ([`app`], or another one with an
+/// `echo:connect` handler), serves the routes on `listener` until
 /// `token` is cancelled, then waits for the runtime's graceful shutdown (WebSocket clients
 /// get close `1001`).
 ///
@@ -44,14 +49,10 @@ pub fn app_dir() -> PathBuf {
 /// The runtime did not start (a bad Lua app), or the listener failed.
 pub async fn serve(
     listener: TcpListener,
-    app: PathBuf,
+    app: RuntimeBuilder,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let runtime = Runtime::builder()
-        .lua_dir(app)
-        .shutdown_token(token.clone())
-        .start()
-        .await?;
+    let runtime = app.shutdown_token(token.clone()).start().await?;
     let router = router(&runtime, listener.local_addr()?)?;
     axum::serve(
         listener,
@@ -68,7 +69,7 @@ pub async fn serve(
 ///
 /// # Errors
 ///
-/// A bad relay option, or no `embed:connect` entry in the Lua app.
+/// A bad relay option, or no `echo:connect` entry in the Lua app.
 pub fn router(runtime: &Runtime, local_addr: SocketAddr) -> anyhow::Result<Router> {
     // One relay route (one connection pool) shared by both WebSocket routes; the default
     // options: same-origin only.
@@ -82,7 +83,7 @@ pub fn router(runtime: &Runtime, local_addr: SocketAddr) -> anyhow::Result<Route
     let registry = Arc::new(registry);
 
     let echo_runtime = runtime.clone();
-    let lua = tower_layer_of(&relay, runtime.lua_handler("embed:connect")?);
+    let lua = tower_layer_of(&relay, runtime.lua_handler("echo:connect")?);
     Ok(Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(move || metrics(registry.clone())))

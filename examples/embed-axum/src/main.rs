@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use tokio::net::TcpListener;
-use wsrelay::CancellationToken;
+use wsrelay::{CancellationToken, Runtime};
 
 /// wsrelay embedded in an axum app: /health, /metrics, /ws (Rust echo), /lua/ (Lua echo).
 #[derive(Debug, Parser)]
@@ -13,7 +13,8 @@ struct Args {
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The Lua app (default: the example's `app/`).
+    /// A Lua app directory with an `echo:connect` handler (default: the example's own app,
+    /// compiled in).
     #[arg(long)]
     app: Option<PathBuf>,
 }
@@ -40,7 +41,8 @@ async fn main() -> anyhow::Result<()> {
     });
     embed_axum::serve(
         listener,
-        args.app.unwrap_or_else(embed_axum::app_dir),
+        args.app
+            .map_or_else(embed_axum::app, |dir| Runtime::builder().lua_dir(dir)),
         token,
     )
     .await

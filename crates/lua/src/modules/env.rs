@@ -60,6 +60,17 @@ pub enum EnvStorageSpec {
     Router(Vec<String>),
 }
 
+/// A declared variable, as the embedder describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVariableSpec {
+    /// The id of the storage that holds it.
+    pub storage: String,
+    /// What `env.get` reads when the storage has no value.
+    pub default: Option<String>,
+    /// Whether `env.set` is refused.
+    pub read_only: bool,
+}
+
 /// Why a storage or variable could not be registered.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
@@ -188,13 +199,11 @@ impl EnvStore {
         Ok(())
     }
 
-    /// Declares the variable `name`, held by the storage `storage`.
+    /// Declares the variable `name`, held by the storage `spec.storage`.
     pub(crate) fn register_variable(
         &self,
         name: &str,
-        storage: &str,
-        default: Option<String>,
-        read_only: bool,
+        spec: EnvVariableSpec,
     ) -> Result<(), EnvError> {
         let mut reg = self.declared.write().unwrap_or_else(|e| e.into_inner());
         if reg.variables.contains_key(name) {
@@ -205,15 +214,15 @@ impl EnvStore {
         }
         let storage = reg
             .storages
-            .get(storage)
+            .get(&spec.storage)
             .cloned()
-            .ok_or_else(|| EnvError::NoStorage(storage.to_owned()))?;
+            .ok_or(EnvError::NoStorage(spec.storage))?;
         reg.variables.insert(
             name.to_owned(),
             Declared {
                 storage,
-                default,
-                read_only,
+                default: spec.default,
+                read_only: spec.read_only,
             },
         );
         Ok(())

@@ -21,7 +21,7 @@ use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
 
 use mlua::{AnyUserData, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue};
-use wsrelay_process::{GroupEvent, GroupScope, GroupWatch, Node, Pid, Value};
+use wsrelay_process::{GroupEvent, GroupScope, GroupWatch, Message, Node, Pid, Value};
 
 use super::case::{Case, CaseKind, Op, Taken};
 use super::errors::WippyError;
@@ -179,7 +179,10 @@ fn broadcast(lua: &Lua, this: &Instance, args: &[LuaValue], local: bool) -> Out 
         payloads.remove(0)
     };
     if local {
-        scope.broadcast_local(&group, caller(), &topic, payload, payloads);
+        scope.broadcast_local(
+            &group,
+            Message::new(caller(), topic, payload).with_extra(payloads),
+        );
     } else {
         scope.broadcast(&group, caller(), &topic, payload, payloads);
     }

@@ -154,6 +154,20 @@ pub async fn eval(engine: &LuaEngine, body: &str) -> Value {
     result.value
 }
 
+/// Runs `body` on a node and engine of its own (see [`eval`]).
+pub async fn eval_fresh(body: &str) -> Value {
+    let (_node, engine) = setup();
+    eval(&engine, body).await
+}
+
+/// A `Value::Array` of the items, each converted with `Value::from` (`array![true, 3, "x"]`).
+macro_rules! array {
+    ($($item:expr),* $(,)?) => {
+        wsrelay_process::Value::Array(vec![$(wsrelay_process::Value::from($item)),*])
+    };
+}
+pub(crate) use array;
+
 pub fn s(v: &str) -> Value {
     Value::from(v)
 }

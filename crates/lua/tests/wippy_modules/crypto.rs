@@ -291,10 +291,6 @@ async fn modules_work_in_function_entries() {
     // The URL namespace of RFC 9562 (6ba7b811-...), as Python's uuid.uuid5 computes it.
     assert_eq!(
         v,
-        Value::Array(vec![
-            s("dd2c1780-811a-5296-81c5-178a0ef488bc"),
-            Value::Bool(true),
-            Value::Bool(true)
-        ])
+        array!["dd2c1780-811a-5296-81c5-178a0ef488bc", true, true]
     );
 }

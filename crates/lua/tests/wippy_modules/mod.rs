@@ -28,6 +28,12 @@ async fn lua(engine: &LuaEngine, body: &str) -> Value {
     run(engine, ALL, body, vec![]).await
 }
 
+/// [`lua`] on a node and engine of its own.
+async fn lua_fresh(body: &str) -> Value {
+    let (_node, engine) = setup();
+    lua(&engine, body).await
+}
+
 /// The error text a process that runs `body` fails with.
 async fn lua_error(engine: &LuaEngine, modules: &[&str], body: &str) -> String {
     let source = format!("local function main()\n{body}\nend\nreturn {{ main = main }}");
@@ -47,9 +53,7 @@ async fn lua_error(engine: &LuaEngine, modules: &[&str], body: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn errors_are_objects_with_kind_message_and_retryable() {
-    let (_node, engine) = setup();
-    let v = lua(
-        &engine,
+    let v = lua_fresh(
         r#"
         local base64 = require("base64")
         local v, err = base64.decode("not base64!")
@@ -358,7 +362,7 @@ async fn env_reads_only_the_readable_os_variables() {
 #[tokio::test(flavor = "multi_thread")]
 async fn env_declared_variables_read_and_write_through_their_storages() {
     use std::collections::BTreeMap;
-    use wsrelay_lua::{EnvError, EnvStorageSpec};
+    use wsrelay_lua::{EnvError, EnvStorageSpec, EnvVariableSpec};
     let (_node, engine) = setup();
     let path = std::env::var("PATH").expect("PATH is set");
     let fixed = BTreeMap::from([
@@ -389,23 +393,22 @@ async fn env_declared_variables_read_and_write_through_their_storages() {
         engine.register_env_storage("mem", EnvStorageSpec::Memory),
         Err(EnvError::Duplicate(_))
     ));
-    engine
-        .register_env_variable("PATH", "os", None, true)
-        .unwrap();
-    engine
-        .register_env_variable("REGION", "fixed", None, false)
-        .unwrap();
-    engine
-        .register_env_variable("SHADOWED", "all", None, false)
-        .unwrap();
-    engine
-        .register_env_variable("MODE", "all", Some("dev".into()), false)
-        .unwrap();
-    engine
-        .register_env_variable("ABSENT", "mem", None, false)
-        .unwrap();
+    let variable = |storage: &str, default: Option<&str>, read_only| EnvVariableSpec {
+        storage: storage.into(),
+        default: default.map(Into::into),
+        read_only,
+    };
+    for (name, spec) in [
+        ("PATH", variable("os", None, true)),
+        ("REGION", variable("fixed", None, false)),
+        ("SHADOWED", variable("all", None, false)),
+        ("MODE", variable("all", Some("dev"), false)),
+        ("ABSENT", variable("mem", None, false)),
+    ] {
+        engine.register_env_variable(name, spec).unwrap();
+    }
     assert!(matches!(
-        engine.register_env_variable("X", "nope", None, false),
+        engine.register_env_variable("X", variable("nope", None, false)),
         Err(EnvError::NoStorage(_))
     ));
     let v = run(
@@ -499,9 +502,7 @@ async fn env_overlay_is_bounded() {
     assert_eq!(v, s("env.set: 1024 variables are set already"));
 
     // Bytes are bounded too: 16 values of 64 KiB fill 1 MiB.
-    let (_node, engine) = setup();
-    let v = lua(
-        &engine,
+    let v = lua_fresh(
         r#"
         local env = require("env")
         local big = string.rep("x", 64 * 1024 - 8)

@@ -135,17 +135,7 @@ async fn store_list_pages_by_prefix() {
     )
     .await;
     // 25 live user keys in pages of 10 (the expired one skipped), in key order; all 26.
-    assert_eq!(
-        v,
-        Value::Array(vec![
-            Value::Int(3),
-            Value::Int(25),
-            Value::Int(1),
-            Value::Int(25),
-            Value::Int(26),
-            Value::Bool(false)
-        ])
-    );
+    assert_eq!(v, array![3, 25, 1, 25, 26, false]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -294,7 +294,6 @@ impl Inbound {
         let Some(scope): Option<GroupScope> = self.node().group_scope(scope) else {
             return 0;
         };
-        let (from, topic, payload, extra) = msg.into_parts();
-        scope.broadcast_local(group, from, &topic, payload, extra)
+        scope.broadcast_local(group, msg)
     }
 }

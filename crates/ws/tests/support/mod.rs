@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsrelay_ws::{Config, Event, Message};
 
+pub mod data;
 pub mod raw;
 
 /// A running test server; every event its connections see arrives on `events`.

@@ -32,7 +32,7 @@ impl Server {
         let token = CancellationToken::new();
         let task = tokio::spawn(embed_axum::serve(
             listener,
-            embed_axum::app_dir(),
+            embed_axum::app(),
             token.clone(),
         ));
         Server { addr, token, task }
