@@ -270,9 +270,11 @@ impl Scan {
                 Next::At(i + 1)
             }
             b':' if blank_after(line, i) => {
-                if !cur.at_node {
-                    self.node_col = cur.scalar_col;
-                }
+                // After a key, the mapping stands where the key started; a `:` at a node
+                // (the value of an explicit `? key`, or of an empty key) is at the
+                // mapping's own column. Continuation lines of a plain value must be deeper
+                // than that column.
+                self.node_col = if cur.at_node { i } else { cur.scalar_col };
                 cur.at_node = true;
                 cur.in_plain = false;
                 Next::At(i + 1)
@@ -401,6 +403,15 @@ mod tests {
         assert_eq!(depth("- k: |\n    {{{{\n  j: [[[[x]]]]"), Some((3, 9)));
         // An empty block scalar: the next line at the key's column is a key.
         assert_eq!(depth("- k: |\n  j: [[[[x]]]]"), Some((2, 9)));
+    }
+
+    /// Found by the property test below: the plain value `\` of an explicit key ended at
+    /// the next `?` of the same mapping, but was taken to go on, so the block scalar after
+    /// that `?` was read as YAML and its `{` opened a flow level.
+    #[test]
+    fn a_plain_value_after_an_explicit_key_ends_at_the_next_key() {
+        let yaml = "m:\n  ? |2-\n\n    ~\n  : \\\n  ? |-\n    #\n    {\n  : |2+\n\na{: '%'\n";
+        assert_eq!(first_too_deep(yaml, 1), None, "{yaml}");
     }
 
     #[test]
