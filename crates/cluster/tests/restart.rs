@@ -188,6 +188,79 @@ fn an_early_monitor_of_a_restarted_node_gets_the_real_exit() {
     });
 }
 
+/// The same, when this node's session towards `b` carried no data before the monitor (only
+/// `b`'s first run had sent data), so `b`'s new run accepts that session from its first
+/// frame, and the new run's first frame here is data (it heartbeats rarely and sends two
+/// messages after the monitor). Noticing the restart must not end the session the new run
+/// accepted from its start: before, it did, the new run ended its side in turn, and that
+/// ended this side again, failing the monitor with `noconnection`.
+#[test]
+fn an_early_monitor_of_a_restarted_node_whose_first_frame_is_data_gets_the_real_exit() {
+    let Some(_nats) = nats() else { return };
+    let quiet = |name: &str, heartbeat: u64| {
+        // No DISCONNECT advisory and a long silence limit: the old run is never declared
+        // down, so only the new run's frames tell this node about the restart.
+        let mut o = options(name).with_heartbeat(
+            Duration::from_secs(heartbeat),
+            Duration::from_secs(3 * heartbeat.max(20)),
+        );
+        o.disconnect_advisory = None;
+        o
+    };
+    rt().block_on(async {
+        let a = start_with(quiet(&unique("fa"), 1)).await;
+        let b_name = unique("fb");
+        let b = start_with(quiet(&b_name, 1)).await;
+        let me = probe(a.node());
+        // Only b's first run sends data: a's session towards b carries heartbeats only.
+        probe(b.node()).send(me.pid(), "hi", Value::Null).unwrap();
+        let msg = tokio::time::timeout(EVENT_WAIT, me.recv())
+            .await
+            .expect("a hears b's first run");
+        assert_eq!(msg.topic(), "hi");
+
+        b.shutdown();
+        // The new run heartbeats once a minute: its first frame at a is data.
+        let b2 = start_with(quiet(&b_name, 60)).await;
+        let target = b2
+            .node()
+            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+                ctx.recv().await;
+                ExitResult::normal("bye")
+            })
+            .unwrap();
+        me.monitor(&target).unwrap();
+        // The monitor is the first data frame of a's session: b2 accepts it from its start.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let talker = probe(b2.node());
+        for i in 0..2 {
+            talker.send(me.pid(), "hello", Value::Int(i)).unwrap();
+            let msg = tokio::time::timeout(EVENT_WAIT, me.recv())
+                .await
+                .expect("a hears b's new run");
+            assert_eq!(msg.payload(), &Value::Int(i));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // Both sides' next frames cross (a heartbeats every second).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let early = me.try_next_event();
+        assert!(early.is_none(), "no spurious event: {early:?}");
+        me.send(&target, "go", Value::Null).unwrap();
+        match next_event(&me).await {
+            Event::Exit { from, result } => {
+                assert_eq!(from, target);
+                assert_eq!(result, ExitResult::normal("bye"));
+            }
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let late = me.try_next_event();
+        assert!(late.is_none(), "exactly one EXIT: {late:?}");
+        a.shutdown();
+        b2.shutdown();
+    });
+}
+
 /// A node `a` that has heard from `b`'s first run (`b1`) and then declared it down: the
 /// scene of the early relations below. Returns `a`, a probe on it that traps links, the name
 /// of `b` and a PID of its first run.
