@@ -4,9 +4,9 @@
 //! Layout, big endian:
 //!
 //! ```text
-//! version u8 (3), type u8, flags u8, incarnation u32,
+//! version u8 (4), type u8, flags u8, incarnation u32,
 //! src_len u8, src, dst_len u8, dst                      the two node names
-//! data:      session u64, seq u64, count u16, count × (len u32, envelope)
+//! data:      session u64, seq u64, ack_session u64, count u16, count × (len u32, envelope)
 //! heartbeat: session u64, published u64, ack_session u64, ack_seq u64, ack_bytes u64,
 //!            grant_bytes u64, grant_frames u32, probe u8
 //! reset:     session u64
@@ -17,8 +17,13 @@
 //! acknowledgement of what it received (the last sequence number and the bytes of the
 //! session's data frames up to it, whole NATS payloads) and the credit it grants: how many
 //! bytes and frames beyond the acknowledged ones the other side may have in flight. A reset
-//! names the session it ends. Version 3 added the bytes and the grant (credits in bytes);
-//! nodes of version 2 and 3 drop each other's frames as malformed.
+//! names the session it ends. A data frame also names the receiver's session the sender
+//! accepts (`ack_session`, 0: none), as a heartbeat does: a node that restarted tells with
+//! its first frame, whatever it is, whether it accepted the receiver's session from its
+//! start, so the receiver need not end that session (module `shared`,
+//! `end_restarted_connection`). Version 3 added the bytes and the grant (credits in bytes),
+//! version 4 the data frame's `ack_session`. Nodes of different versions drop each other's
+//! frames as malformed (`unknown version`, logged as such at most once a second).
 //!
 //! [`Codec::open`] accepts a frame only if it decodes completely, its source is the node
 //! named by the subject's last token and not this node, its destination is this node, and,
@@ -31,7 +36,7 @@ use ring::hmac;
 
 use crate::stats::DropReason;
 
-const VERSION: u8 = 3;
+const VERSION: u8 = 4;
 const DATA: u8 = 0;
 const HEARTBEAT: u8 = 1;
 const RESET: u8 = 2;
@@ -46,8 +51,8 @@ const TAG_LEN: usize = 32;
 const MIN_ENVELOPE: usize = 5;
 /// Bytes before the node names' bytes: version, type, flags, incarnation, two name lengths.
 const HEADER: usize = 9;
-/// Bytes of a data frame's session, sequence number and count.
-const DATA_HEADER: usize = 18;
+/// Bytes of a data frame's session, sequence number, acknowledged session and count.
+const DATA_HEADER: usize = 26;
 
 /// A frame accepted from a peer.
 #[derive(Debug)]
@@ -62,9 +67,12 @@ pub(crate) struct Frame {
 #[derive(Debug)]
 pub(crate) enum Body {
     /// Frame `seq` of the sender's outbound `session`: a batch of encoded envelopes.
+    /// `ack_session` is the receiver's session the sender accepted when it sealed the frame
+    /// (0: none); a node accepts a session only from its first frame.
     Data {
         session: u64,
         seq: u64,
+        ack_session: u64,
         envelopes: Vec<Bytes>,
     },
     /// A heartbeat, also used as acknowledgement and probe.
@@ -153,12 +161,19 @@ impl Codec {
         HEADER + self.me.len() + to.len() + DATA_HEADER + 4 * count + bytes + tag
     }
 
-    /// Data frame `seq` of `session` to node `to`.
-    pub(crate) fn data(&self, to: &str, session: u64, seq: u64, envelopes: &[Bytes]) -> Bytes {
+    /// Data frame `seq` of `session` to node `to`, which names `to`'s session accepted here
+    /// (`ack_session`, 0: none).
+    pub(crate) fn data(
+        &self,
+        to: &str,
+        (session, seq, ack_session): (u64, u64, u64),
+        envelopes: &[Bytes],
+    ) -> Bytes {
         let len: usize = envelopes.iter().map(|e| e.len() + 4).sum();
         let mut buf = self.header(DATA, to, DATA_HEADER + len);
         buf.put_u64(session);
         buf.put_u64(seq);
+        buf.put_u64(ack_session);
         buf.put_u16(envelopes.len() as u16);
         for e in envelopes {
             buf.put_u32(e.len() as u32);
@@ -244,7 +259,10 @@ impl Codec {
     /// the body; also returns the frame type and the sender's incarnation.
     fn unseal(&self, src: &str, to: &str, payload: Bytes) -> Result<(Reader, u8, u32), Rejected> {
         if payload.first() != Some(&VERSION) {
-            return Err(Rejected::Malformed("unknown version"));
+            // Named apart from other garbage: a node of another version is the likely cause.
+            return Err(Rejected::Malformed(
+                "unknown version (all nodes must run wire format version 4)",
+            ));
         }
         let mut r = Reader {
             buf: self.authenticated(payload)?,
@@ -334,6 +352,7 @@ impl Reader {
     fn data(&mut self) -> Result<Body, Rejected> {
         let session = self.u64()?;
         let seq = self.u64()?;
+        let ack_session = self.u64()?;
         let count = usize::from(self.u16()?);
         let mut envelopes = Vec::with_capacity(count.min(self.buf.len() / MIN_ENVELOPE));
         for _ in 0..count {
@@ -343,6 +362,7 @@ impl Reader {
         Ok(Body::Data {
             session,
             seq,
+            ack_session,
             envelopes,
         })
     }
@@ -401,14 +421,18 @@ mod tests {
             Bytes::from_static(b"\x91\x00"),
             Bytes::from_static(b"\x91\x01"),
         ];
-        let frame = b.open("a", a.data("b", 1, 2, &envs)).unwrap();
+        let frame = b.open("a", a.data("b", (1, 2, 3), &envs)).unwrap();
         assert_eq!(frame.inc, 5);
         match frame.body {
             Body::Data {
                 session,
                 seq,
+                ack_session,
                 envelopes,
-            } => assert_eq!((session, seq, envelopes), (1, 2, envs.to_vec())),
+            } => assert_eq!(
+                (session, seq, ack_session, envelopes),
+                (1, 2, 3, envs.to_vec())
+            ),
             other => panic!("{other:?}"),
         }
         match b.open("a", a.heartbeat("b", &HB)).unwrap().body {
@@ -461,7 +485,7 @@ mod tests {
             Err(Rejected::Unauthenticated(_))
         ));
         // Any flipped bit breaks the tag.
-        let good = a.data("b", 1, 1, &[Bytes::from_static(b"\x91\x00")]);
+        let good = a.data("b", (1, 1, 0), &[Bytes::from_static(b"\x91\x00")]);
         for i in 0..good.len() {
             let mut bad = good.to_vec();
             bad[i] ^= 1;
@@ -503,16 +527,27 @@ mod tests {
                 let bytes = envs.iter().map(Bytes::len).sum();
                 assert_eq!(
                     a.data_len("b", envs.len(), bytes),
-                    a.data("b", 1, 1, envs).len()
+                    a.data("b", (1, 1, 2), envs).len()
                 );
             }
         }
     }
 
     #[test]
+    fn a_frame_of_another_wire_format_version_is_refused_as_such() {
+        let (a, b) = (Codec::new("a", 5, None), Codec::new("b", 6, None));
+        let mut frame = a.heartbeat("b", &HB).to_vec();
+        frame[0] = 3;
+        assert!(matches!(
+            b.open("a", Bytes::from(frame)),
+            Err(Rejected::Malformed(why)) if why.starts_with("unknown version")
+        ));
+    }
+
+    #[test]
     fn a_count_beyond_the_frame_is_malformed() {
         let a = Codec::new("a", 5, None);
-        let mut frame = a.data("b", 1, 1, &[]).to_vec();
+        let mut frame = a.data("b", (1, 1, 0), &[]).to_vec();
         let count_at = frame.len() - 2;
         frame[count_at..].copy_from_slice(&u16::MAX.to_be_bytes());
         let b = Codec::new("b", 6, None);

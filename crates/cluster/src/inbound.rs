@@ -49,12 +49,18 @@ fn refuse(sh: &Shared, src: &str, rejected: Rejected) {
 }
 
 fn on_frame(sh: &Arc<Shared>, peer: &Arc<Peer>, frame: Frame, len: u64) {
-    check_incarnation(sh, peer, frame.inc);
+    let acked = match &frame.body {
+        Body::Data { ack_session, .. } => *ack_session,
+        Body::Heartbeat(hb) => hb.ack_session,
+        Body::Reset { .. } => 0,
+    };
+    check_incarnation(sh, peer, frame.inc, acked);
     match frame.body {
         Body::Data {
             session,
             seq,
             envelopes,
+            ..
         } => on_data(sh, peer, (session, seq, len), envelopes),
         Body::Heartbeat(hb) => on_heartbeat(sh, peer, &hb),
         Body::Reset { session } => {
@@ -176,13 +182,14 @@ fn reset(sh: &Shared, peer: &Peer, session: u64, why: &str) {
     sh.publish_control(peer, sh.codec.reset(&peer.name, session));
 }
 
-/// A new incarnation of the peer: its processes of the old one are gone.
-fn check_incarnation(sh: &Shared, peer: &Peer, inc: u32) {
+/// A new incarnation of the peer: its processes of the old one are gone. `acked` is this
+/// node's session that the frame says the sender accepted (0: none, or a hello).
+fn check_incarnation(sh: &Shared, peer: &Peer, inc: u32, acked: u64) {
     let restarted = peer.state.lock().new_incarnation(inc);
     if let Some(old) = restarted {
         // The old run's members are gone with it; the new run announces its own.
         sh.inbound.group_node_down(&peer.name);
-        sh.end_restarted_connection(peer, inc);
+        sh.end_restarted_connection(peer, inc, acked);
         peer.state.lock().fenced.clear();
         if let Some(names) = &sh.names {
             names.release_node(&peer.name, Some(old));
@@ -305,6 +312,6 @@ pub(crate) fn on_hello(sh: &Arc<Shared>, subject: &str, prefix_len: usize, paylo
     let Some(peer) = sh.peer(src).or_else(|| sh.open_peer(src)) else {
         return;
     };
-    check_incarnation(sh, &peer, inc);
+    check_incarnation(sh, &peer, inc, 0);
     sh.publish_control(&peer, sh.heartbeat(&peer, true));
 }

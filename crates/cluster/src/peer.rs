@@ -236,6 +236,17 @@ impl PeerState {
         self.acked_seq = 0;
         self.sent_bytes = 0;
         self.acked_bytes = 0;
+        self.end_inbound();
+        self.early.clear();
+        Severed {
+            monitors: self.monitors.drain().collect(),
+            watched: self.watched.drain().collect(),
+            links: self.links.drain().collect(),
+        }
+    }
+
+    /// Fences the inbound session and waits for a new one, which starts at 1.
+    pub(crate) fn end_inbound(&mut self) {
         self.received_bytes = 0;
         self.received_since_ack = 0;
         self.bytes_since_ack = 0;
@@ -243,12 +254,6 @@ impl PeerState {
             self.fence(session);
         }
         self.inbound = Inbound::Awaiting;
-        self.early.clear();
-        Severed {
-            monitors: self.monitors.drain().collect(),
-            watched: self.watched.drain().collect(),
-            links: self.links.drain().collect(),
-        }
     }
 
     /// Records that the peer now runs incarnation `inc`; returns the one it replaces.
@@ -323,13 +328,20 @@ impl PeerState {
     }
 
     /// Takes the relations towards PIDs of runs other than `inc`, the run that was just
-    /// heard from while the peer was declared down: those processes are gone.
+    /// heard from (after it restarted): those processes are gone. Also the monitors their
+    /// processes held on local ones (none if the peer was declared down: that took them).
     pub(crate) fn sever_other_runs(&mut self, inc: u32) -> Severed {
         let other = |pid: &Pid| incarnation_of(pid) != inc;
         let monitors: Vec<_> = self
             .monitors
             .iter()
             .filter(|(_, t)| other(t))
+            .cloned()
+            .collect();
+        let watched: Vec<_> = self
+            .watched
+            .iter()
+            .filter(|(w, _)| other(w))
             .cloned()
             .collect();
         let links: Vec<_> = self
@@ -339,11 +351,12 @@ impl PeerState {
             .cloned()
             .collect();
         self.monitors.retain(|(_, t)| !other(t));
+        self.watched.retain(|(w, _)| !other(w));
         self.links.retain(|(_, r)| !other(r));
         self.early.retain(|rel, _| !other(rel.remote()));
         Severed {
             monitors,
-            watched: Vec::new(),
+            watched,
             links,
         }
     }
@@ -581,9 +594,13 @@ mod tests {
         };
         assert!(st.hold_early(ours.clone(), t0, 8));
         assert!(st.hold_early(other.clone(), t0, 8));
+        st.watched.insert((pid("b", 5, 3), me.clone()));
+        st.watched.insert((pid("b", 7, 3), me.clone()));
         st.new_incarnation(7);
         let severed = st.sever_other_runs(7);
         assert!(severed.monitors.is_empty());
+        assert_eq!(severed.watched, vec![(pid("b", 5, 3), me.clone())]);
+        assert_eq!(st.watched.len(), 1, "the new run's watcher stays");
         assert_eq!(severed.links, vec![(me.clone(), pid("b", 8, 1))]);
         assert!(st.links.is_empty());
         // The kept one still has its deadline until the run is heard.

@@ -127,23 +127,40 @@ impl Shared {
     /// new session instead of failing with `noconnection`. Announcing them twice is harmless
     /// (the peer records a watcher or link once).
     ///
+    /// If the new run's frame says it accepted this node's current outbound session
+    /// (`acked`): a node accepts a session only from its first frame, so the new run has
+    /// every frame of it, in order (a loss would show as a gap there), and nothing of it
+    /// reached the old run. That session goes on: only what belongs to other runs fails, and
+    /// the old run's inbound session is fenced. Starting a new one instead would make the
+    /// new run end its side in turn, and its new session would end this side's again,
+    /// failing what was kept.
+    ///
     /// A peer declared down had its connection ended then; the session this node started
     /// since carried only what was meant for a run not seen yet (module `routing`), so it
     /// goes on: ending it again would make the new run, which may have accepted it, end its
     /// side too, and the two would fail each other's new relations. Only the relations
     /// towards other runs fail. The early ones keep their deadline until the run is heard.
-    pub(crate) fn end_restarted_connection(&self, peer: &Peer, inc: u32) {
+    pub(crate) fn end_restarted_connection(&self, peer: &Peer, inc: u32, acked: u64) {
         let severed = {
             let mut st = peer.state.lock();
-            if st.down_since.is_none() {
-                None
+            if st.down_since.is_some() {
+                Some((
+                    st.sever_other_runs(inc),
+                    "cluster peer restarted while down",
+                ))
+            } else if acked != 0 && acked == st.out_session {
+                st.end_inbound();
+                Some((
+                    st.sever_other_runs(inc),
+                    "cluster peer restarted; it accepted our session from its start",
+                ))
             } else {
-                Some(st.sever_other_runs(inc))
+                None
             }
         };
         match severed {
-            Some(severed) => {
-                tracing::info!(peer = %peer.name, monitors = severed.monitors.len(), links = severed.links.len(), "cluster peer restarted while down");
+            Some((severed, what)) => {
+                tracing::info!(peer = %peer.name, monitors = severed.monitors.len(), links = severed.links.len(), "{what}");
                 self.fail(severed);
             }
             None => self.end_connection_keeping(peer, "peer restarted", Some(inc)),

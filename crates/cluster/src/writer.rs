@@ -74,7 +74,7 @@ struct Sealed {
 /// connection last ended are dropped (fenced). `None` if nothing is left. Encoding (and
 /// signing) runs after the peer's lock is released: senders queue under that lock.
 fn seal(sh: &Shared, peer: &Peer, batch: &mut Vec<Out>) -> Option<Sealed> {
-    let (session, seq, envs) = {
+    let (numbers, envs) = {
         let mut st = peer.state.lock();
         let stale = batch.iter().filter(|o| o.epoch != st.epoch).count();
         if stale > 0 {
@@ -91,12 +91,15 @@ fn seal(sh: &Shared, peer: &Peer, batch: &mut Vec<Out>) -> Option<Sealed> {
         let bytes = envs.iter().map(Bytes::len).sum();
         st.sent_bytes += sh.codec.data_len(&peer.name, envs.len(), bytes) as u64;
         st.next_seq += 1;
-        (st.out_session, st.next_seq - 1, envs)
+        // The peer's session accepted here goes with the frame: a restarted peer's first
+        // frame tells whether it accepted ours from its start (`end_restarted_connection`).
+        ((st.out_session, st.next_seq - 1, st.ack().0), envs)
     };
+    let (session, seq, _) = numbers;
     Some(Sealed {
         session,
         seq,
-        frame: sh.codec.data(&peer.name, session, seq, &envs),
+        frame: sh.codec.data(&peer.name, numbers, &envs),
         envelopes: envs.len(),
     })
 }

@@ -131,23 +131,46 @@ fn restarted_node_is_reachable_when_restart_is_faster_than_detection() {
     restart_case(false);
 }
 
+/// Options of a node that is never declared down by the others: no DISCONNECT advisory and
+/// a long silence limit, so only a new run's frames tell them about its restart. It
+/// heartbeats every `heartbeat` seconds.
+fn quiet(name: &str, heartbeat: u64) -> wsrelay_cluster::ClusterOptions {
+    let mut o = options(name).with_heartbeat(
+        Duration::from_secs(heartbeat),
+        Duration::from_secs(3 * heartbeat.max(20)),
+    );
+    o.disconnect_advisory = None;
+    o
+}
+
+/// Spawns on `c`'s node a process that ends with `result` at its first message.
+fn ends_at_a_message(c: &Cluster, result: ExitResult) -> Pid {
+    c.node()
+        .spawn(HOST, SpawnOptions::new(), |ctx| async move {
+            ctx.recv().await;
+            result
+        })
+        .unwrap()
+}
+
+/// Expects `me`'s next event to be the EXIT of `from` with `result`.
+async fn expect_exit(me: &Context, from: &Pid, result: ExitResult) {
+    match next_event(me).await {
+        Event::Exit { from: f, result: r } => assert_eq!((&f, r), (from, result)),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// A monitor of a PID of a restarted node, made before this node has noticed the restart
 /// (no frame of the new run seen yet), gets the target's real EXIT, not a spurious
 /// `noconnection` when the restart is noticed: it did not span the lost connection.
 #[test]
 fn an_early_monitor_of_a_restarted_node_gets_the_real_exit() {
     let Some(_nats) = nats() else { return };
-    let quiet = |name: &str| {
-        // No DISCONNECT advisory and a long silence limit: the old run is never declared
-        // down, so only the new run's frames tell this node about the restart.
-        let mut o = options(name).with_heartbeat(Duration::from_secs(1), Duration::from_secs(60));
-        o.disconnect_advisory = None;
-        o
-    };
     rt().block_on(async {
-        let a = start_with(quiet(&unique("ea"))).await;
+        let a = start_with(quiet(&unique("ea"), 1)).await;
         let b_name = unique("eb");
-        let b = start_with(quiet(&b_name)).await;
+        let b = start_with(quiet(&b_name, 1)).await;
         let me = probe(a.node());
         let echo = b
             .node()
@@ -162,27 +185,66 @@ fn an_early_monitor_of_a_restarted_node_gets_the_real_exit() {
             .expect("b knows a, a knows b's first run");
 
         b.shutdown();
-        let b2 = start_with(quiet(&b_name)).await;
-        let target = b2
-            .node()
-            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
-                ctx.recv().await;
-                wsrelay_process::ExitResult::normal("bye")
-            })
-            .unwrap();
+        let b2 = start_with(quiet(&b_name, 1)).await;
+        let target = ends_at_a_message(&b2, ExitResult::normal("bye"));
         me.monitor(&target).unwrap();
         // a's next heartbeat reaches the new run, which answers: the restart is noticed.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let early = me.try_next_event();
         assert!(early.is_none(), "no spurious event: {early:?}");
         me.send(&target, "go", Value::Null).unwrap();
-        match next_event(&me).await {
-            Event::Exit { from, result } => {
-                assert_eq!(from, target);
-                assert_eq!(result, wsrelay_process::ExitResult::normal("bye"));
-            }
-            other => panic!("{other:?}"),
+        expect_exit(&me, &target, ExitResult::normal("bye")).await;
+        a.shutdown();
+        b2.shutdown();
+    });
+}
+
+/// The same, when this node's session towards `b` carried no data before the monitor (only
+/// `b`'s first run had sent data), so `b`'s new run accepts that session from its first
+/// frame, and the new run's first frame here is data (it heartbeats rarely and sends two
+/// messages after the monitor). Noticing the restart must not end the session the new run
+/// accepted from its start: before, it did, the new run ended its side in turn, and that
+/// ended this side again, failing the monitor with `noconnection`.
+#[test]
+fn an_early_monitor_of_a_restarted_node_whose_first_frame_is_data_gets_the_real_exit() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let a = start_with(quiet(&unique("fa"), 1)).await;
+        let b_name = unique("fb");
+        let b = start_with(quiet(&b_name, 1)).await;
+        let me = probe(a.node());
+        // Only b's first run sends data: a's session towards b carries heartbeats only.
+        probe(b.node()).send(me.pid(), "hi", Value::Null).unwrap();
+        let msg = tokio::time::timeout(EVENT_WAIT, me.recv())
+            .await
+            .expect("a hears b's first run");
+        assert_eq!(msg.topic(), "hi");
+
+        b.shutdown();
+        // The new run heartbeats once a minute: its first frame at a is data.
+        let b2 = start_with(quiet(&b_name, 60)).await;
+        let target = ends_at_a_message(&b2, ExitResult::normal("bye"));
+        me.monitor(&target).unwrap();
+        // The monitor is the first data frame of a's session: b2 accepts it from its start.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let talker = probe(b2.node());
+        for i in 0..2 {
+            talker.send(me.pid(), "hello", Value::Int(i)).unwrap();
+            let msg = tokio::time::timeout(EVENT_WAIT, me.recv())
+                .await
+                .expect("a hears b's new run");
+            assert_eq!(msg.payload(), &Value::Int(i));
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        // Both sides' next frames cross (a heartbeats every second).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let early = me.try_next_event();
+        assert!(early.is_none(), "no spurious event: {early:?}");
+        me.send(&target, "go", Value::Null).unwrap();
+        expect_exit(&me, &target, ExitResult::normal("bye")).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let late = me.try_next_event();
+        assert!(late.is_none(), "exactly one EXIT: {late:?}");
         a.shutdown();
         b2.shutdown();
     });
@@ -262,13 +324,7 @@ fn early_relations_case(b_speaks_first: bool) {
             options(&unique("da")).with_heartbeat(Duration::from_secs(1), Duration::from_secs(10));
         let (a, me, b_name, t1) = b_declared_down(a_options).await;
         let b2 = restart_silent(&b_name).await;
-        let target = b2
-            .node()
-            .spawn(HOST, SpawnOptions::new(), |ctx| async move {
-                ctx.recv().await;
-                ExitResult::error("boom")
-            })
-            .unwrap();
+        let target = ends_at_a_message(&b2, ExitResult::error("boom"));
 
         me.monitor(&t1).unwrap();
         match next_event(&me).await {

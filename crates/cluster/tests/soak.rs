@@ -9,6 +9,8 @@
 //!
 //! The short form (the default) is part of `cargo test`; `WSR_SOAK=long` runs the long form.
 //! Figures are printed (`--nocapture`), never asserted: they go to docs/cluster.md.
+//! `soak_netem.rs` runs this soak again with delay, jitter and loss between nodes and
+//! servers.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -405,8 +407,9 @@ fn kill_storm_under_server_node_and_route_faults_keeps_one_exit_per_monitor() {
         let ledger = ledger.lock();
         let resets: u64 = nodes.iter().map(|c| c.stats().session_resets()).sum();
         let kills = ledger.monitored;
+        let network = crate::soak_netem::network();
         eprintln!(
-            "soak: {kills} kills in {storm_time:.1?} ({:.0}/s), {} monitors, {} with an EXIT, \
+            "soak{network}: {kills} kills in {storm_time:.1?} ({:.0}/s), {} monitors, {} with an EXIT, \
              reasons {:?}, faults [{}], session resets {resets}",
             kills as f64 / storm_time.as_secs_f64(),
             ledger.monitored,

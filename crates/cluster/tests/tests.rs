@@ -14,5 +14,6 @@ mod partition;
 mod remote;
 mod restart;
 mod soak;
+mod soak_netem;
 mod soak_node;
 mod untrusted_frames;

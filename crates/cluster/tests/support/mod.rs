@@ -13,7 +13,7 @@ mod nats;
 mod routes;
 mod rt;
 #[allow(unused_imports)]
-pub use nats::{nats, ports, repo_root, Nats, PORTS_VAR};
+pub use nats::{nats, ports, repo_root, Nats, Ports, CLIENT_HOST_VAR, PORTS_VAR};
 #[allow(unused_imports)]
 pub use routes::RouteCut;
 pub use rt::rt;

@@ -15,6 +15,10 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// of the soak runs the same test binary again and must join the same cluster).
 pub const PORTS_VAR: &str = "WSR_NATS_PORTS";
 
+/// The environment variable naming the address nodes reach the servers' client ports on
+/// (default 127.0.0.1; `soak_netem.rs`).
+pub const CLIENT_HOST_VAR: &str = "WSR_NATS_CLIENT_HOST";
+
 /// The ports of the three servers (`scripts/nats-cluster.sh`, its `PORTS` variable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
@@ -71,9 +75,11 @@ impl Ports {
         })
     }
 
-    /// The client URL of server `n` (1..3).
+    /// The client URL of server `n` (1..3): on 127.0.0.1, or on the address in
+    /// [`CLIENT_HOST_VAR`] (the soak with delay and loss puts a delaying proxy there).
     pub fn url(&self, n: usize) -> String {
-        format!("nats://127.0.0.1:{}", self.client[n - 1])
+        let host = std::env::var(CLIENT_HOST_VAR).unwrap_or_else(|_| "127.0.0.1".to_owned());
+        format!("nats://{host}:{}", self.client[n - 1])
     }
 
     /// The client URLs of all three servers.
