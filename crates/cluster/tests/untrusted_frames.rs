@@ -203,7 +203,8 @@ fn a_node_user_may_publish_only_as_itself() {
 fn peers_beyond_the_cap_are_refused_until_a_down_peer_makes_room() {
     let Some(_nats) = nats() else { return };
     rt().block_on(async {
-        let a = start_with(quick(&unique("ca"), 2)).await;
+        let a_name = unique("ca");
+        let a = start_with(quick(&a_name, 2)).await;
         let (b_name, c_name, d_name) = (unique("cb"), unique("cc"), unique("cd"));
         let b = start_with(quick(&b_name, 8)).await;
         let c = start_with(quick(&c_name, 8)).await;
@@ -241,6 +242,15 @@ fn peers_beyond_the_cap_are_refused_until_a_down_peer_makes_room() {
             .collect();
         assert_eq!(peer_series.len(), 2, "{peer_series:?}");
         assert!(!peer_series.iter().any(|s| s.contains(&c_name)));
+        // D never heard from A while A refused it, so D may have declared A down (its sends
+        // there then fail with `node unreachable`) before A let it in: D sends again once it
+        // has heard from A, whose heartbeats reach D only after A let D in.
+        let a_up = (a_name.clone(), true);
+        assert!(
+            eventually(T, || d.peers().contains(&a_up)).await,
+            "{:?}",
+            d.peers()
+        );
         echo_across(&a, &d).await;
         a.shutdown();
         b.shutdown();

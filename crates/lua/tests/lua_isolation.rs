@@ -104,10 +104,13 @@ async fn missing_method_names_the_entry() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_hog_fails_and_others_survive() {
+    // Small limits: the slow grower below fills the whole worker limit one short string at a
+    // time, which at 64 MiB took 2–5 s of a debug build and more than the 10 s `exit_of`
+    // waits on a loaded machine; 16 MiB is a quarter of that work and shows the same.
     let (node, engine) = setup_with(EngineConfig {
         workers: 1,
-        process_memory_limit: 8 << 20,
-        worker_memory_limit: 64 << 20,
+        process_memory_limit: 4 << 20,
+        worker_memory_limit: 16 << 20,
         ..EngineConfig::default()
     });
     let echo = register(&engine, ECHO, "main", &[]);
@@ -123,7 +126,7 @@ async fn memory_hog_fails_and_others_survive() {
     // Grows fast: the per-process limit stops it within one slice.
     let fast = run_lua(
         &engine,
-        "local s = string.rep('x', 32 << 20) local t = {s .. 'y'} return #t",
+        "local s = string.rep('x', 8 << 20) local t = {s .. 'y'} return #t",
     )
     .await;
     assert!(fast.error_text().unwrap().contains("memory"), "{fast:?}");
