@@ -26,8 +26,9 @@ pub struct EngineConfig {
     /// The most memory one process may add to its worker's state in one slice (one resume,
     /// between two yields). It is the allocator's limit while the process runs: an
     /// allocation above it (after a full collection) raises Lua's `"not enough memory"` in
-    /// that process, also inside C functions such as `string.rep`. It also caps the string a
-    /// `string.gsub` may build.
+    /// that process, also inside C functions such as `string.rep`. Garbage the state held
+    /// when the slice began is freed by that collection and adds to the room (see the crate
+    /// docs, "Memory"). It also caps the string a `string.gsub` may build.
     pub process_memory_limit: usize,
     /// The hard limit of each worker's Lua state (all of its processes together); an
     /// allocation above it fails with a Lua memory error in the process that makes it.

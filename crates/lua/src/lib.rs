@@ -47,8 +47,11 @@
 //! at the start of the slice plus `process_memory_limit`: an allocation above it — in Lua
 //! code or inside a C function such as `string.rep` — fails at once with Lua's
 //! `"not enough memory"` after a full collection, so garbage is never blamed and no C
-//! function fills a huge buffer first. Memory a process accumulates slowly over many slices
-//! is bounded only by the worker limit: a shared state cannot attribute it exactly.
+//! function fills a huge buffer first. The size at the start of the slice counts garbage not
+//! yet collected; that full collection frees it, so within one slice a process may grow by
+//! `process_memory_limit` plus the garbage there was. Memory a process accumulates slowly over
+//! many slices is bounded only by the worker limit: a shared state cannot attribute it
+//! exactly.
 //!
 //! **C functions.** The hook never fires inside a C function, so every library function whose
 //! work is not bounded by its arguments is replaced or guarded: the pattern functions by a
