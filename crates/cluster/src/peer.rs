@@ -332,32 +332,11 @@ impl PeerState {
     /// processes held on local ones (none if the peer was declared down: that took them).
     pub(crate) fn sever_other_runs(&mut self, inc: u32) -> Severed {
         let other = |pid: &Pid| incarnation_of(pid) != inc;
-        let monitors: Vec<_> = self
-            .monitors
-            .iter()
-            .filter(|(_, t)| other(t))
-            .cloned()
-            .collect();
-        let watched: Vec<_> = self
-            .watched
-            .iter()
-            .filter(|(w, _)| other(w))
-            .cloned()
-            .collect();
-        let links: Vec<_> = self
-            .links
-            .iter()
-            .filter(|(_, r)| other(r))
-            .cloned()
-            .collect();
-        self.monitors.retain(|(_, t)| !other(t));
-        self.watched.retain(|(w, _)| !other(w));
-        self.links.retain(|(_, r)| !other(r));
         self.early.retain(|rel, _| !other(rel.remote()));
         Severed {
-            monitors,
-            watched,
-            links,
+            monitors: take_pairs(&mut self.monitors, |(_, t)| other(t)),
+            watched: take_pairs(&mut self.watched, |(w, _)| other(w)),
+            links: take_pairs(&mut self.links, |(_, r)| other(r)),
         }
     }
 
@@ -506,6 +485,16 @@ impl Drop for Peer {
     fn drop(&mut self) {
         self.wake.notify_one();
     }
+}
+
+/// Removes from `set` the pairs `gone` picks, and returns them.
+fn take_pairs(
+    set: &mut HashSet<(Pid, Pid)>,
+    gone: impl Fn(&(Pid, Pid)) -> bool,
+) -> Vec<(Pid, Pid)> {
+    let taken: Vec<_> = set.iter().filter(|pair| gone(pair)).cloned().collect();
+    set.retain(|pair| !gone(pair));
+    taken
 }
 
 #[cfg(test)]
