@@ -10,6 +10,8 @@
 //! **An idle connection is small.** The task waits in one `poll_fn` over those sources
 //! ([`Connection::poll_wake`]) that keeps no futures of its own: the mailbox is a waker
 //! registration, the socket is polled in place, and one timer serves pings and heartbeats.
+//! The socket and the timer wake the task through wakers of their own ([`SourceWakers`]), so a
+//! wake-up from the mailbox does not re-poll them.
 //! What a connection needs only now and then — waiting for a congested target, a write to a
 //! client that does not read, the close handshake — is boxed when it happens, so the task an
 //! idle connection holds is the connection struct and little else (measured: see
@@ -34,6 +36,7 @@ use crate::options::RelayOptions;
 use crate::stats::RelayStats;
 use crate::table::ConnectionInfo;
 use crate::target::Target;
+use crate::wake::SourceWakers;
 
 /// How many queued mailbox messages are written before one flush.
 const WRITE_BATCH: usize = 64;
@@ -153,6 +156,8 @@ pub(crate) struct Connection {
     permit: Option<Permit>,
     /// Taken by the exit; held here, not in the task, to keep the task small.
     guard: Option<ExitGuard>,
+    /// Whether the socket or the timer woke the task since they were last polled.
+    wakers: SourceWakers,
 }
 
 impl Drop for Connection {
@@ -190,6 +195,7 @@ impl Connection {
             client_first: false,
             permit: None,
             guard: None,
+            wakers: SourceWakers::new(),
         };
         connection.next_heartbeat = connection.first_heartbeat();
         connection
@@ -246,7 +252,10 @@ impl Connection {
             // while a wait runs (the task's size is its largest state).
             let flow = self.on_wake(wake);
             let flow = if let Flow::Wait(_) = flow {
-                Box::pin(self.wait_flow(flow)).await
+                let flow = Box::pin(self.wait_flow(flow)).await;
+                // The wait polled the socket with the task's own waker.
+                self.wakers.all_due();
+                flow
             } else {
                 flow
             };
@@ -256,6 +265,7 @@ impl Connection {
             let deadline = self.next_deadline();
             if fired || timer.deadline() != deadline {
                 timer.as_mut().reset(deadline);
+                self.wakers.timer_due();
             }
         }
     }
@@ -279,8 +289,10 @@ impl Connection {
 
     /// What to do next, in order of priority: a stop request, an event, queued messages,
     /// the client (unless the target is congested), the timer. Registers for all of them
-    /// before looking, so nothing that arrives after the look is missed.
+    /// before looking, so nothing that arrives after the look is missed; the socket and the
+    /// timer are looked at only when they woke the task (or were never registered).
     fn poll_wake(&mut self, cx: &mut TaskContext<'_>, timer: Pin<&mut Sleep>) -> Poll<Wake> {
+        self.wakers.begin(cx.waker());
         self.ctx.wake_on_change(cx.waker());
         if let Some(stop) = self.ctx.stop_requested() {
             return Poll::Ready(Wake::Stop(stop));
@@ -292,47 +304,31 @@ impl Connection {
         if messages && !self.client_first {
             return Poll::Ready(Wake::Messages);
         }
-        if self.poll_readable(cx) {
-            match self.ws.poll_event(cx) {
+        if let Some(waker) = self.wakers.socket() {
+            let cx = &mut TaskContext::from_waker(waker);
+            let readable = poll_readable(&mut self.space, &self.target, &self.ctx, cx);
+            let event = if readable {
+                self.ws.poll_event(cx)
+            } else {
+                Poll::Pending
+            };
+            match event {
                 Poll::Ready(Some(event)) => return Poll::Ready(Wake::Client(event)),
                 Poll::Ready(None) => return Poll::Ready(Wake::Closing),
-                Poll::Pending => {}
+                Poll::Pending => self.wakers.socket_idle(),
             }
         }
         if messages {
             return Poll::Ready(Wake::Messages);
         }
         self.client_first = false;
-        match timer.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Wake::Timer),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    /// Backpressure: while the target's inbox is above its mark (or the queue to its node is
-    /// full, see `Node::is_congested`), leave the socket unread so TCP pushes back on the
-    /// client; never drop a frame. Waits for room meanwhile.
-    fn poll_readable(&mut self, cx: &mut TaskContext<'_>) -> bool {
-        loop {
-            if let Some(space) = &mut self.space {
-                if space.as_mut().poll(cx).is_pending() {
-                    return false;
-                }
-                self.space = None;
+        if let Some(waker) = self.wakers.timer() {
+            match timer.poll(&mut TaskContext::from_waker(waker)) {
+                Poll::Ready(()) => return Poll::Ready(Wake::Timer),
+                Poll::Pending => self.wakers.timer_idle(),
             }
-            let waiting: Waiting = match &self.target.local {
-                Some(local) if local.is_congested() => {
-                    let local = local.clone();
-                    Box::pin(async move { local.wait_for_space().await })
-                }
-                None if self.ctx.node().is_congested(&self.target.pid) => {
-                    let (node, pid) = (self.ctx.node().clone(), self.target.pid.clone());
-                    Box::pin(async move { node.wait_for_space(&pid).await })
-                }
-                _ => return true,
-            };
-            self.space = Some(waiting);
         }
+        Poll::Pending
     }
 
     /// The WebSocket is no longer open (the client's close frame arrived, or the protocol
@@ -720,6 +716,37 @@ impl Connection {
             uptime: self.started.elapsed().as_secs_f64(),
             message_count: self.message_count,
         });
+    }
+}
+
+/// Backpressure: while the target's inbox is above its mark (or the queue to its node is full,
+/// see `Node::is_congested`), the socket is left unread so TCP pushes back on the client; no
+/// frame is ever dropped. Waits for room meanwhile, in `space`, woken through `cx`.
+fn poll_readable(
+    space: &mut Option<Waiting>,
+    target: &Target,
+    ctx: &Context,
+    cx: &mut TaskContext<'_>,
+) -> bool {
+    loop {
+        if let Some(waiting) = space {
+            if waiting.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            *space = None;
+        }
+        let waiting: Waiting = match &target.local {
+            Some(local) if local.is_congested() => {
+                let local = local.clone();
+                Box::pin(async move { local.wait_for_space().await })
+            }
+            None if ctx.node().is_congested(&target.pid) => {
+                let (node, pid) = (ctx.node().clone(), target.pid.clone());
+                Box::pin(async move { node.wait_for_space(&pid).await })
+            }
+            _ => return true,
+        };
+        *space = Some(waiting);
     }
 }
 

@@ -54,6 +54,7 @@ mod stats;
 mod table;
 mod target;
 mod timer;
+mod wake;
 
 use std::sync::Arc;
 
