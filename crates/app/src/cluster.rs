@@ -291,38 +291,35 @@ mod tests {
         assert_eq!(env.max_peers, 9);
 
         // Errors are configuration errors naming the field, or the variable.
+        let config_error =
+            |result: Result<ClusterOptions, AppError>, start: &str, problem: &str| {
+                let err = result.unwrap_err();
+                assert!(err.is_config(), "{err}");
+                let text = err.to_string();
+                assert!(text.starts_with(start) && text.contains(problem), "{text}");
+            };
         for (file, problem) in [(&short, "at least 16"), (&missing, "No such file")] {
-            let err = options_with(&entry(Some(file.clone()), None), &[]).unwrap_err();
-            assert!(err.is_config(), "{err}");
-            let text = err.to_string();
-            assert!(
-                text.starts_with("app/app.yaml: entry app:cluster: field secret_file: ")
-                    && text.contains(problem),
-                "{text}"
+            config_error(
+                options_with(&entry(Some(file.clone()), None), &[]),
+                "app/app.yaml: entry app:cluster: field secret_file: ",
+                problem,
             );
-            let err = options_with(
-                &entry(Some(good.clone()), None),
-                &[("WSRELAY_CLUSTER_SECRET_FILE", file)],
-            )
-            .unwrap_err();
-            assert!(err.is_config(), "{err}");
-            let text = err.to_string();
-            assert!(
-                text.starts_with("environment variable WSRELAY_CLUSTER_SECRET_FILE=")
-                    && text.contains(problem),
-                "{text}"
+            config_error(
+                options_with(
+                    &entry(Some(good.clone()), None),
+                    &[("WSRELAY_CLUSTER_SECRET_FILE", file)],
+                ),
+                "environment variable WSRELAY_CLUSTER_SECRET_FILE=",
+                problem,
             );
         }
-        let zero = PathBuf::from("0");
-        let err = options_with(
-            &entry(None, Some(7)),
-            &[("WSRELAY_CLUSTER_MAX_PEERS", &zero)],
-        )
-        .unwrap_err();
-        assert!(err.is_config(), "{err}");
-        assert!(
-            err.to_string().contains("WSRELAY_CLUSTER_MAX_PEERS"),
-            "{err}"
+        config_error(
+            options_with(
+                &entry(None, Some(7)),
+                &[("WSRELAY_CLUSTER_MAX_PEERS", &PathBuf::from("0"))],
+            ),
+            "environment variable WSRELAY_CLUSTER_MAX_PEERS=",
+            "positive number",
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
