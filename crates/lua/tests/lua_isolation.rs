@@ -260,9 +260,11 @@ async fn lua_error_propagates_over_links_to_rust() {
 }
 
 /// A busy process that never yields is sliced, and a message that comes to a neighbour on its
-/// worker from another thread is handled after at most a slice or two of it, not after the
-/// ~31 slices a preempted task polled again at once would run first (the worker's `LocalSet`
-/// looks at wakes from other threads only every 31 polls). Counted in slices, not measured
+/// worker from another thread is handled after a slice or two of it: the preempted task waits
+/// its turn behind the wakes from other threads (crates/lua/src/resume.rs). Polled
+/// again at once instead, it kept the echo waiting for dozens of slices (the worker's
+/// `LocalSet` looks at those wakes only every so many polls; with the turn taken out, the
+/// echo did not come within `recv`'s 10 s of 20 ms slices). Counted in slices, not measured
 /// in time: the busy process stops itself as soon as it sees that the echo ran, so the count
 /// of preemptions is final when it exits.
 #[tokio::test(flavor = "multi_thread")]
