@@ -218,6 +218,43 @@ fn check_refuses_a_short_literal_admin_token() {
 }
 
 #[test]
+fn check_reads_the_cluster_secret_file_unless_the_variable_names_another() {
+    let dir = AppDir::new()
+        .file(
+            "app.yaml",
+            "namespace: app
+entries:
+  - name: cluster
+    kind: cluster
+    nats_urls: [\"nats://127.0.0.1:4222\"]
+    secret_file: cluster.secret
+    max_peers: 8
+",
+        )
+        .file("cluster.secret", "too-short\n");
+    let (code, err, _) = check_within_bound(dir.path());
+    assert_eq!(code, Some(2), "{err}");
+    for word in [
+        "app.yaml",
+        "entry app:cluster",
+        "field secret_file",
+        "9 bytes; a secret needs at least 16",
+    ] {
+        assert!(err.contains(word), "{word:?} not in {err}");
+    }
+    assert!(!err.contains("too-short"), "the secret leaked: {err}");
+    // The variable wins: the entry's file is not read.
+    let good = dir.path().join("good.secret");
+    std::fs::write(&good, "a secret of more than sixteen bytes\n").unwrap();
+    let mut cmd = bin();
+    cmd.env("WSRELAY_CLUSTER_SECRET_FILE", &good)
+        .arg("check")
+        .arg(dir.path());
+    let (output, _) = output_within(cmd, HANG);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
 fn run_refuses_a_short_admin_token_from_the_environment() {
     const VAR: &str = "WSRELAY_CLI_TEST_ADMIN_TOKEN";
     let dir = ops_app(&format!("token_env: {VAR}"));

@@ -3,7 +3,9 @@
 //! node B frozen (SIGSTOP) and node C killed (SIGKILL): the client is closed with 1011; then
 //! C restarted: new clients reach its re-registered target. Every node signs its frames with
 //! a cluster secret (`WSRELAY_CLUSTER_SECRET_FILE`), and node A's `/metrics` (ops listener)
-//! carries the cluster's metrics.
+//! carries the cluster's metrics. A second test configures its nodes by the `cluster` entry
+//! alone (`secret_file`, `max_peers`): nodes with the same secret talk, a node with another
+//! does not.
 //!
 //! `WSR_BENCH=1` adds a closed-loop echo benchmark: remote target vs. local target.
 
@@ -12,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::nats::{free_port, nats, Nats};
-use crate::support::{cluster_app_head, relay_gateway_entries, NodeProc};
+use crate::support::{cluster_app_head_with, relay_gateway_entries, NodeProc};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -33,14 +35,21 @@ end
 return { handler = handler }
 "#;
 
-fn app_yaml(node: &str, creds: &Path, nats: &Nats, gateway_port: Option<u16>) -> String {
+/// Node `node`'s app; `cluster_fields`: more fields of its `cluster` entry.
+fn app_yaml(
+    node: &str,
+    creds: &Path,
+    nats: &Nats,
+    gateway_port: Option<u16>,
+    cluster_fields: &str,
+) -> String {
     let global = if node == "b" {
         "global:echo".to_owned()
     } else {
         format!("global:echo_{node}")
     };
     let urls = [nats.url(1), nats.url(2), nats.url(3)];
-    let mut y = cluster_app_head(node, &urls, &creds.display().to_string());
+    let mut y = cluster_app_head_with(node, &urls, &creds.display().to_string(), cluster_fields);
     y.push_str(
         r#"  - name: echo
     kind: process.lua
@@ -81,32 +90,64 @@ fn wsrelay_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wsrelay"))
 }
 
-/// Starts node `name`; node A with its ops listener on `metrics_port`.
+/// Starts node `name`, its cluster secret named by `WSRELAY_CLUSTER_SECRET_FILE`; node A with
+/// its ops listener on `metrics_port`.
 fn start_node(bin: &Path, dir: &Path, name: &str, metrics_port: u16) -> NodeProc {
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
     let secret = dir.parent().unwrap().join("cluster.secret");
-    let mut cmd = Command::new(bin);
-    cmd.arg("run").arg(dir);
-    if name == "a" {
-        cmd.arg("--metrics")
-            .arg(format!("127.0.0.1:{metrics_port}"));
-    }
+    let metrics = (name == "a").then_some(metrics_port);
     NodeProc::spawn(
-        cmd.env("WSRELAY_CLUSTER_REPLICAS", "3")
-            .env("WSRELAY_CLUSTER_SECRET_FILE", secret)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log),
+        node_command(bin, dir, name, metrics).env("WSRELAY_CLUSTER_SECRET_FILE", secret),
     )
 }
 
-fn make_app(base: &Path, node: &str, nats: &Nats, port: Option<u16>) -> PathBuf {
+/// `wsrelay run` of node `name`'s app in `dir`, logging to `dir/NAME.log`, with an ops
+/// listener on `metrics_port` if given. Of the cluster variables only the replicas of the
+/// names bucket are set: the bucket outlives a test in this binary's NATS cluster, and every
+/// test's nodes create it alike.
+fn node_command(bin: &Path, dir: &Path, name: &str, metrics_port: Option<u16>) -> Command {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg("run").arg(dir);
+    if let Some(port) = metrics_port {
+        cmd.arg("--metrics").arg(format!("127.0.0.1:{port}"));
+    }
+    for var in CLUSTER_VARIABLES {
+        cmd.env_remove(var);
+    }
+    cmd.env("WSRELAY_CLUSTER_REPLICAS", "3")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log);
+    cmd
+}
+
+/// The variables that would override the `cluster` entry (docs/cluster.md).
+const CLUSTER_VARIABLES: [&str; 8] = [
+    "WSRELAY_NODE",
+    "WSRELAY_NATS_URLS",
+    "WSRELAY_CLUSTER_CREDENTIALS",
+    "WSRELAY_CLUSTER_NAME",
+    "WSRELAY_CLUSTER_ADVISORY",
+    "WSRELAY_CLUSTER_REPLICAS",
+    "WSRELAY_CLUSTER_SECRET_FILE",
+    "WSRELAY_CLUSTER_MAX_PEERS",
+];
+
+/// Writes node `node`'s app into `base/NODE` (its NATS credentials copied in); `cluster_fields`:
+/// more fields of its `cluster` entry.
+fn make_app(
+    base: &Path,
+    node: &str,
+    nats: &Nats,
+    port: Option<u16>,
+    cluster_fields: &str,
+) -> PathBuf {
     let dir = base.join(node);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(nats.dir.join("creds").join(node), dir.join("nats.creds")).unwrap();
     std::fs::write(
         dir.join("app.yaml"),
-        app_yaml(node, Path::new("nats.creds"), nats, port),
+        app_yaml(node, Path::new("nats.creds"), nats, port, cluster_fields),
     )
     .unwrap();
     std::fs::write(dir.join("echo.lua"), ECHO_LUA).unwrap();
@@ -172,8 +213,8 @@ fn relay_to_lua_target_on_another_node_and_node_faults() {
     let base = std::env::temp_dir().join(format!("wsr-e2e-{}", std::process::id()));
     let port = free_port();
     let metrics_port = free_port();
-    let app_a = make_app(&base, "a", &nats, Some(port));
-    let app_b = make_app(&base, "b", &nats, None);
+    let app_a = make_app(&base, "a", &nats, Some(port), "");
+    let app_b = make_app(&base, "b", &nats, None, "");
     std::fs::write(
         base.join("cluster.secret"),
         "a secret shared by a, b and c\n",
@@ -182,7 +223,7 @@ fn relay_to_lua_target_on_another_node_and_node_faults() {
     let url = format!("ws://127.0.0.1:{port}/");
     let rt = crate::support::rt();
     let _a = start_node(&bin, &app_a, "a", metrics_port);
-    let app_c = make_app(&base, "c", &nats, None);
+    let app_c = make_app(&base, "c", &nats, None, "");
     let b = start_node(&bin, &app_b, "b", metrics_port);
     let c = start_node(&bin, &app_c, "c", metrics_port);
     rt.block_on(async {
@@ -238,18 +279,86 @@ fn relay_to_lua_target_on_another_node_and_node_faults() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
-/// Node A's `/metrics`: the cluster's families, registered in the ops registry, with the
-/// names operators alert on, and one OpenMetrics document (a single `# EOF`, at the end).
-async fn cluster_metrics_on_the_ops_listener(metrics_port: u16) {
+/// Nodes configured by their YAML alone (no cluster variable but the names bucket's
+/// replicas): A (the gateway) and B (the target `global:echo`) name the same secret in
+/// `secret_file` and talk. C names another secret: its frames are dropped at B as
+/// unauthenticated, and a client on C gets no echo from B's target.
+#[test]
+fn nodes_configured_by_yaml_alone_talk_only_with_the_same_secret() {
+    let Some(nats) = nats() else { return };
+    let bin = wsrelay_bin();
+    let base = std::env::temp_dir().join(format!("wsr-e2e-yaml-{}", std::process::id()));
+    let (port_a, port_c, metrics_b) = (free_port(), free_port(), free_port());
+    let fields = "    secret_file: cluster.secret\n    max_peers: 8\n";
+    let node = |name: &str, port: Option<u16>, secret: &str| {
+        let dir = make_app(&base, name, &nats, port, fields);
+        std::fs::write(dir.join("cluster.secret"), secret).unwrap();
+        dir
+    };
+    let app_a = node("a", Some(port_a), "the secret of a and b\n");
+    let app_b = node("b", None, "the secret of a and b\n");
+    let app_c = node("c", Some(port_c), "another secret, only c's\n");
+    let _a = NodeProc::spawn(&mut node_command(&bin, &app_a, "a", None));
+    let _b = NodeProc::spawn(&mut node_command(&bin, &app_b, "b", Some(metrics_b)));
+    let _c = NodeProc::spawn(&mut node_command(&bin, &app_c, "c", None));
+    crate::support::rt().block_on(async {
+        let mut ws = connected_echo(
+            &format!("ws://127.0.0.1:{port_a}/"),
+            Duration::from_secs(30),
+        )
+        .await;
+        for i in 0..10 {
+            assert!(
+                echo_once(&mut ws, &format!("m{i}")).await,
+                "echo {i} through a"
+            );
+        }
+        // C's frames reach B and are refused there.
+        let dropped = r#"wsrelay_remote_dropped_total{reason="unauthenticated"} "#;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = metrics_text(metrics_b).await;
+            let count = text
+                .lines()
+                .find_map(|l| l.strip_prefix(dropped))
+                .and_then(|n| n.trim().parse::<u64>().ok());
+            if count.is_some_and(|n| n > 0) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "b never refused c's frames:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // A client on C: refused (C cannot reach B), or upgraded with no echo ever coming.
+        if let Some(mut ws) = connect(&format!("ws://127.0.0.1:{port_c}/")).await {
+            assert!(!echo_once(&mut ws, "across secrets").await, "c talked to b");
+        }
+        // A and B still talk.
+        assert!(echo_once(&mut ws, "still").await);
+    });
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// The `/metrics` text of the ops listener on `port`.
+async fn metrics_text(port: u16) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", metrics_port))
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
-        .expect("ops listener of node a");
+        .expect("an ops listener");
     tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: a\r\n\r\n")
         .await
         .unwrap();
     let mut text = String::new();
     tcp.read_to_string(&mut text).await.unwrap();
+    text
+}
+
+/// Node A's `/metrics`: the cluster's families, registered in the ops registry, with the
+/// names operators alert on, and one OpenMetrics document (a single `# EOF`, at the end).
+async fn cluster_metrics_on_the_ops_listener(metrics_port: u16) {
+    let text = metrics_text(metrics_port).await;
     for line in [
         "# TYPE wsrelay_cluster_connected gauge",
         "wsrelay_cluster_connected 1",

@@ -84,6 +84,8 @@ async fn metrics_are_served_on_their_own_listener_and_the_numbers_move() {
         "# TYPE wsrelay_inbox_depth_max gauge",
         "wsrelay_processes{host=\"app:processes\"}",
         "wsrelay_draining 0",
+        "# TYPE wsrelay_lua_preemptions counter",
+        "wsrelay_lua_preemptions_total 0",
         "process_resident_memory_bytes",
         "process_open_fds",
         "process_cpu_seconds_total",
@@ -190,8 +192,9 @@ async fn graceful_shutdown_in_process_closes_1001_and_tells_every_target() {
     }
     // The clients read nothing until /healthz has been seen answering 503, so the close
     // handshakes (and the drain) wait for them.
-    let started = Instant::now();
-    let shutdown = tokio::spawn(t.app.shutdown(Duration::from_secs(3)));
+    // A drain timeout longer than the wait below: the shutdown ending within the wait shows
+    // that it ended because every connection closed, not because the drain timed out.
+    let shutdown = tokio::spawn(t.app.shutdown(Duration::from_secs(60)));
     let mut saw_draining = false;
     for _ in 0..100 {
         let answer = get(ops, "/healthz", "").await;
@@ -223,12 +226,10 @@ async fn graceful_shutdown_in_process_closes_1001_and_tells_every_target() {
     for client in &mut clients {
         while client.next().await.is_some() {}
     }
-    shutdown.await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    tokio::time::timeout(Duration::from_secs(20), shutdown)
+        .await
+        .expect("the shutdown ends once the connections have closed")
+        .unwrap();
     // The ops listener stopped last.
     assert!(tokio::net::TcpStream::connect(ops).await.is_err());
 }
@@ -244,7 +245,9 @@ fn sigterm_drains_open_connections_within_the_drain_timeout() {
             "--listen",
             "127.0.0.1:0",
         ])
-        .args(["--metrics", "127.0.0.1:0", "--drain-timeout", "3s"])
+        // Longer than the wait for the exit below: exiting within that wait shows that the
+        // drain ended because every connection closed, not because it timed out.
+        .args(["--metrics", "127.0.0.1:0", "--drain-timeout", "60s"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -282,7 +285,6 @@ fn sigterm_drains_open_connections_within_the_drain_timeout() {
             clients.push(ws(&format!("ws://{app}/ws"), None).await.expect("upgrade"));
         }
         wait_metric(ops, "wsrelay_connections_open", 5.0).await;
-        let started = Instant::now();
         let status = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
@@ -292,23 +294,18 @@ fn sigterm_drains_open_connections_within_the_drain_timeout() {
             assert_eq!(close_frame(client).await.0, 1001);
             while client.next().await.is_some() {}
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(20);
         let exit = loop {
             if let Some(exit) = child.try_wait().unwrap() {
                 break exit;
             }
             assert!(
                 Instant::now() < deadline,
-                "wsrelay did not exit within the drain timeout"
+                "wsrelay did not exit once its connections had closed"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         assert_eq!(exit.code(), Some(0));
-        assert!(
-            started.elapsed() < Duration::from_secs(4),
-            "{:?}",
-            started.elapsed()
-        );
     });
 }
 

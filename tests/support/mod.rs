@@ -36,6 +36,12 @@ pub use nats::ports;
 /// `node` (NATS servers `urls`, the first tried first; the credentials file `creds`) and the
 /// process host `processes`; the test adds its entries.
 pub fn cluster_app_head(node: &str, urls: &[String; 3], creds: &str) -> String {
+    cluster_app_head_with(node, urls, creds, "")
+}
+
+/// [`cluster_app_head`] with more fields of the `cluster` entry (`fields`: YAML lines
+/// indented as the entry's fields, e.g. `"    max_peers: 8\n"`).
+pub fn cluster_app_head_with(node: &str, urls: &[String; 3], creds: &str, fields: &str) -> String {
     let [u1, u2, u3] = urls;
     format!(
         r#"namespace: app
@@ -45,7 +51,7 @@ entries:
     node: {node}
     nats_urls: ["{u1}", "{u2}", "{u3}"]
     credentials: {creds}
-  - name: processes
+{fields}  - name: processes
     kind: process.host
 "#
     )

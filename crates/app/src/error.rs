@@ -81,8 +81,22 @@ pub enum AppError {
     /// credentials, names bucket unavailable).
     #[error("cannot join the cluster: {0}")]
     Cluster(#[source] Box<wsrelay_cluster::ClusterError>),
-    /// A cluster environment variable (`WSRELAY_NATS_URLS`, `WSRELAY_NODE`) has a value that
-    /// cannot be used: a configuration error.
+    /// A field of the `cluster` entry names something that cannot be used (its
+    /// `secret_file` cannot be read or holds too short a secret): a configuration error.
+    #[error("{file}: entry {entry}: field {field}: {source}")]
+    ClusterEntry {
+        /// The `cluster` entry.
+        entry: EntryId,
+        /// Its YAML file.
+        file: PathBuf,
+        /// The field (`secret_file`).
+        field: &'static str,
+        /// What the cluster crate said.
+        source: Box<wsrelay_cluster::ClusterError>,
+    },
+    /// A cluster environment variable (`WSRELAY_NATS_URLS`, `WSRELAY_NODE`,
+    /// `WSRELAY_CLUSTER_SECRET_FILE`, `WSRELAY_CLUSTER_MAX_PEERS`) has a value that cannot be
+    /// used: a configuration error.
     #[error("environment variable {var}={value:?}: {problem}")]
     ClusterEnv {
         /// The variable.

@@ -106,16 +106,19 @@ pub fn validate(dir: &Path, strict: bool) -> Result<AppConfig, AppError> {
 }
 
 /// Checks what the loader cannot: each router's middleware options (e.g.
-/// `wsrelay.allowed.origins`) and each server's TLS files (read, parsed, the key matched
-/// to the certificate). Starts nothing.
+/// `wsrelay.allowed.origins`), each server's TLS files (read, parsed, the key matched
+/// to the certificate) and the cluster secret (read, long enough). Starts nothing.
 ///
 /// # Errors
 ///
 /// [`AppError::Middleware`] naming the router and the field; [`AppError::Gateway`] naming
-/// the `http.service` whose TLS files cannot be used.
+/// the `http.service` whose TLS files cannot be used; [`AppError::ClusterEntry`] naming the
+/// `cluster` entry's `secret_file` (or [`AppError::ClusterEnv`] naming
+/// `WSRELAY_CLUSTER_SECRET_FILE`, which takes precedence) when the secret cannot be used.
 pub fn check(config: &AppConfig) -> Result<(), AppError> {
     let registry = registry(&Relay::new(Node::new()));
-    gateway::check_middleware(config, &registry)
+    gateway::check_middleware(config, &registry)?;
+    cluster::check(config)
 }
 
 fn registry(relay: &Relay) -> MiddlewareRegistry {

@@ -167,7 +167,12 @@ fn monitor_and_link_semantics_equal_local() {
 fn lost_node_gives_noconnection_once_and_sends_fail() {
     let Some(_nats) = nats() else { return };
     rt().block_on(async {
-        let a = start(&unique("la")).await;
+        // Heartbeats alone would take a minute to declare b down: the EXIT coming within
+        // `next_event`'s wait shows that the DISCONNECT advisory was heard.
+        let a = start_with(
+            options(&unique("la")).with_heartbeat(Duration::from_secs(1), Duration::from_secs(60)),
+        )
+        .await;
         let b_name = unique("lb");
         let b = start(&b_name).await;
         let me = probe(a.node());
@@ -187,7 +192,6 @@ fn lost_node_gives_noconnection_once_and_sends_fail() {
         }
         let detected = started.elapsed();
         eprintln!("node loss (connection closed) detected after {detected:?}");
-        assert!(detected < Duration::from_secs(5));
         assert!(got.iter().any(|e| matches!(e, Event::Exit { result, .. } if result.error_text() == Some(reason::NOCONNECTION))));
         assert!(got.iter().any(|e| matches!(e, Event::LinkDown { result, .. } if result.error_text() == Some(reason::NOCONNECTION))));
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -602,7 +602,7 @@ pub struct ClusterTls {
     pub key: Option<PathBuf>,
 }
 
-/// The `cluster` entry (reserved for scale-out; not used by the runtime yet).
+/// The `cluster` entry: joins the app's node to a cluster over NATS (`docs/cluster.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
     /// Entry id.
@@ -618,6 +618,13 @@ pub struct ClusterConfig {
     pub credentials: Option<PathBuf>,
     /// `tls`.
     pub tls: Option<ClusterTls>,
+    /// `secret_file`: the file of the cluster secret that signs every frame, absolute or
+    /// relative to the YAML file's directory (not read at load time; the secret itself is
+    /// never written in YAML). `WSRELAY_CLUSTER_SECRET_FILE` takes precedence.
+    pub secret_file: Option<PathBuf>,
+    /// `max_peers`: the most peers known at once (positive; the runtime's default, 256, when
+    /// unset). `WSRELAY_CLUSTER_MAX_PEERS` takes precedence.
+    pub max_peers: Option<usize>,
 }
 
 /// The `wsrelay.ops` entry: a listener of its own for `/metrics`, `/healthz` and, when

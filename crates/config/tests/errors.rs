@@ -381,6 +381,42 @@ fn duplicate_route_and_cluster() {
 }
 
 #[test]
+fn cluster_secret_file_and_max_peers_are_checked() {
+    let cluster = |fields: &str| {
+        with_extra(&entries(&format!(
+            "  - name: cluster\n    kind: cluster\n    nats_urls: [nats://127.0.0.1:4222]\n{fields}"
+        )))
+        .load_err()
+    };
+    let errs = cluster("    secret_file: ''\n");
+    let line = find_error(
+        &errs,
+        &["app/bad.yaml", "entry app:cluster", "field secret_file"],
+    );
+    assert!(line.contains("empty path"), "{line}");
+    let errs = cluster("    secret_file: [a, b]\n");
+    find_error(
+        &errs,
+        &["app/bad.yaml", "entry app:cluster", "field secret_file"],
+    );
+    for bad in ["0", "-1", "many", "[1]"] {
+        let errs = cluster(&format!("    max_peers: {bad}\n"));
+        let line = find_error(
+            &errs,
+            &["app/bad.yaml", "entry app:cluster", "field max_peers"],
+        );
+        assert!(
+            line.contains("greater than zero") || line.contains("a positive integer"),
+            "{bad}: {line}"
+        );
+    }
+    // Both at once: every error is reported.
+    let errs = cluster("    secret_file: 7\n    max_peers: 0\n");
+    find_error(&errs, &["entry app:cluster", "field secret_file"]);
+    find_error(&errs, &["entry app:cluster", "field max_peers"]);
+}
+
+#[test]
 fn missing_or_empty_app_dir() {
     let app = App::new();
     let errs = app.load_err();

@@ -264,10 +264,17 @@ entries:
     credentials: secrets/app.creds
     tls:
       ca: certs/ca.pem
+    secret_file: secrets/cluster.secret
+    max_peers: 32
 "#,
     );
     let config = app.load_ok();
     let cluster = config.cluster.unwrap();
+    assert_eq!(
+        cluster.secret_file.as_deref(),
+        Some(app.root().join("secrets/cluster.secret").as_path())
+    );
+    assert_eq!(cluster.max_peers, Some(32));
     assert_eq!(cluster.node.as_deref(), Some("node-a"));
     assert_eq!(cluster.nats_urls, ["nats://127.0.0.1:4222"]);
     assert_eq!(
@@ -278,6 +285,30 @@ entries:
         cluster.tls.unwrap().ca.unwrap(),
         app.root().join("certs/ca.pem")
     );
+}
+
+#[test]
+fn cluster_secret_file_may_be_absolute_and_both_fields_are_optional() {
+    let cluster = |fields: &str| {
+        App::new()
+            .file(
+                "cluster.yaml",
+                &format!(
+                    "namespace: app\nentries:\n  - name: cluster\n    kind: cluster\n    nats_urls: [\"nats://127.0.0.1:4222\"]\n{fields}"
+                ),
+            )
+            .load_ok()
+            .cluster
+            .unwrap()
+    };
+    // A mounted secret lives outside the app directory.
+    let mounted = cluster("    secret_file: /run/secrets/wsrelay-cluster\n");
+    assert_eq!(
+        mounted.secret_file.as_deref(),
+        Some(std::path::Path::new("/run/secrets/wsrelay-cluster"))
+    );
+    let bare = cluster("");
+    assert_eq!((bare.secret_file, bare.max_peers), (None, None));
 }
 
 #[test]

@@ -55,6 +55,9 @@ pub(crate) struct Slice {
     /// Set when the hook asked for a yield to stop the actor; a second check in the same
     /// slice means the yield was impossible there.
     pub(crate) yield_refused: Cell<bool>,
+    /// Set when the hook asked for a yield because the resume ran a whole time slice (a
+    /// preemption); the driver counts the resume as preempted if it then yields.
+    pub(crate) sliced: Cell<bool>,
     /// The coroutines of the Lua code (`lua_State` addresses) the hook preempted and whose
     /// resumers have not taken the mark yet (see [`crate::preempt`]).
     pub(crate) preempted: Marks,

@@ -25,6 +25,8 @@ pub(crate) struct Busy {
     since: AtomicU64,
     /// Resumes started so far (the idle collector compares it between its ticks).
     resumes: AtomicU64,
+    /// Resumes that ended in a preemption (for metrics).
+    preemptions: AtomicU64,
 }
 
 impl Busy {
@@ -33,6 +35,7 @@ impl Busy {
             epoch,
             since: AtomicU64::new(0),
             resumes: AtomicU64::new(0),
+            preemptions: AtomicU64::new(0),
         }
     }
 
@@ -46,6 +49,12 @@ impl Busy {
     /// Resumes started so far (wraps).
     pub(crate) fn resumes(&self) -> u64 {
         self.resumes.load(Ordering::Relaxed)
+    }
+
+    /// The resume ended in a preemption: it ran a whole time slice without yielding and
+    /// was made to take turns.
+    pub(crate) fn preempted(&self) {
+        self.preemptions.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The resume ended (the coroutine yielded or finished).
@@ -84,6 +93,14 @@ impl Dispatch {
     /// The busy mark of worker `i`, for the worker to update.
     pub(crate) fn busy(&self, i: usize) -> Arc<Busy> {
         self.busy[i].clone()
+    }
+
+    /// Preemptions on every worker so far.
+    pub(crate) fn preemptions(&self) -> u64 {
+        self.busy
+            .iter()
+            .map(|b| b.preemptions.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// The worker for the next job: where `shards` place it, unless that one is stuck.

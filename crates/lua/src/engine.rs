@@ -209,9 +209,11 @@ impl LuaEngine {
         self.pool.workers.shards().len()
     }
 
-    /// Lua failures since the engine started (for metrics).
+    /// Lua failures and preemptions since the engine started (for metrics).
     pub fn stats(&self) -> LuaStats {
-        self.pool.counters.snapshot()
+        let mut stats = self.pool.counters.snapshot();
+        stats.preemptions = self.pool.choice.preemptions();
+        stats
     }
 
     fn proto(&self, entry_id: &str, spec: EntrySpec) -> Result<Arc<Proto>, LuaError> {

@@ -152,6 +152,7 @@ impl<F: Future> Future for Scoped<F> {
         let slice = this.actor.slice();
         slice.started.set(Some(Instant::now()));
         slice.yield_refused.set(false);
+        slice.sliced.set(false);
         this.resumes.enter();
         let previous = CURRENT.with(|c| c.replace(Some(this.actor.clone())));
         let outer = WAKER.with(|w| w.replace(Some(waker.clone())));
@@ -173,6 +174,9 @@ impl<F: Future> Future for Scoped<F> {
         }
         if let Some(stop) = this.actor.stop_requested() {
             return Poll::Ready(Outcome::Stopped(stop));
+        }
+        if polled.is_pending() && slice.sliced.get() {
+            this.resumes.busy.preempted();
         }
         if polled.is_pending() && woke_itself {
             let mut turn: Pin<Box<dyn Future<Output = ()>>> = Box::pin(tokio::task::yield_now());

@@ -1,4 +1,5 @@
-//! Counters of Lua failures, read by the metrics exporter ([`LuaEngine::stats`]).
+//! Counters of Lua failures, read by the metrics exporter ([`LuaEngine::stats`]) with the
+//! workers' preemptions.
 //!
 //! [`LuaEngine::stats`]: crate::LuaEngine::stats
 
@@ -39,11 +40,12 @@ impl Counters {
             process_errors: self.process_errors.load(Ordering::Relaxed),
             function_errors: self.function_errors.load(Ordering::Relaxed),
             function_timeouts: self.function_timeouts.load(Ordering::Relaxed),
+            preemptions: 0,
         }
     }
 }
 
-/// A snapshot of the engine's failure counters, cumulative since it started.
+/// A snapshot of the engine's failure and preemption counters, cumulative since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LuaStats {
@@ -53,4 +55,8 @@ pub struct LuaStats {
     pub function_errors: u64,
     /// `function.lua` calls stopped by `call_timeout`.
     pub function_timeouts: u64,
+    /// Resumes the slice timer ended: a process or call ran a whole `time_slice` without
+    /// yielding and was made to wait its turn behind the others of its worker. A steady rate
+    /// means Lua code that computes for long stretches (it still runs, sliced).
+    pub preemptions: u64,
 }

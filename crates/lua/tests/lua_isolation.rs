@@ -259,34 +259,73 @@ async fn lua_error_propagates_over_links_to_rust() {
     }
 }
 
+/// A busy process that never yields is sliced, and a message that comes to a neighbour on its
+/// worker from another thread is handled after a slice or two of it: the preempted task waits
+/// its turn behind the wakes from other threads (crates/lua/src/resume.rs). Polled
+/// again at once instead, it kept the echo waiting for dozens of slices (the worker's
+/// `LocalSet` looks at those wakes only every so many polls; with the turn taken out, the
+/// echo did not come within `recv`'s 10 s of 20 ms slices). Counted in slices, not measured
+/// in time: the busy process stops itself as soon as it sees that the echo ran, so the count
+/// of preemptions is final when it exits.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_process_does_not_hold_back_messages_to_its_worker_neighbours() {
-    // Long slices make the scheduling visible: a preempted task polled again before the
-    // tasks woken from other threads (the LocalSet looks at those every 31 polls) would delay
-    // each echo by about 31 slices, 9 s here; it waits one turn instead, a slice or two.
     let (node, engine) = setup_with(EngineConfig {
         workers: 1,
-        time_slice: Duration::from_millis(300),
+        time_slice: Duration::from_millis(20),
         cpu_budget: None,
         ..EngineConfig::default()
     });
-    let spin = register(&engine, "return function() while true do end end", "", &[]);
-    let echo = register(&engine, ECHO, "main", &[]);
+    engine.register_memory_store("test:seen", 8).unwrap();
+    // Answers every message, after writing its payload into the store as seen.
+    let echo = register(
+        &engine,
+        r#"return function()
+            local seen = require("store").get("test:seen")
+            local inbox = process.inbox()
+            while true do
+                local msg = inbox:receive()
+                local n = msg:payload():data()
+                assert(seen:set("echo" .. n, true))
+                process.send(msg:from(), "echo", n)
+            end
+        end"#,
+        "",
+        &["store"],
+    );
+    // Computes until the echo has handled message `n`, never yielding on its own.
+    let busy = register(
+        &engine,
+        r#"return function(n)
+            local seen = require("store").get("test:seen")
+            while not seen:has("echo" .. n) do end
+        end"#,
+        "",
+        &["store"],
+    );
     let (me, _g) = rust_process(&node);
     let echo = spawn_monitored(&me, &echo, vec![]);
-    me.send(&echo, "ping", 0).unwrap();
-    assert_eq!(recv(&me).await.payload(), &Value::Int(0));
-    let spinner = spawn_monitored(&me, &spin, vec![]);
-    for i in 1..4 {
-        let sent = std::time::Instant::now();
-        me.send(&echo, "ping", i).unwrap();
-        let reply = tokio::time::timeout(Duration::from_secs(5), me.recv())
-            .await
-            .expect("the echo waited behind the busy process");
-        assert_eq!(reply.payload(), &Value::Int(i));
-        eprintln!("echo beside a busy process: {:?}", sent.elapsed());
+    for n in 1..=3 {
+        let before = engine.stats().preemptions;
+        let busy = spawn_monitored(&me, &busy, vec![Value::Int(n)]);
+        // The message must arrive while the busy process has the worker: after its first
+        // preemption, and it only stops once the echo has run.
+        assert!(
+            eventually(WAIT, || engine.stats().preemptions > before).await,
+            "the busy process is never preempted"
+        );
+        me.send(&echo, "ping", n).unwrap();
+        // Read after the send: a stall of this thread can only lower the count below.
+        let sent = engine.stats().preemptions;
+        assert_eq!(recv(&me).await.payload(), &Value::Int(n));
+        let exit = exit_of(&me, &busy).await;
+        assert!(exit.error.is_none(), "sliced, not killed: {exit:?}");
+        let slices = engine.stats().preemptions - sent;
+        eprintln!("message {n}: handled after {slices} slice(s) of the busy process");
+        assert!(
+            slices <= 3,
+            "the echo waited {slices} slices of the busy process"
+        );
     }
-    node.terminate(&spinner).unwrap();
 }
 
 /// What a burst leaves behind is returned once the worker is quiet: under generational

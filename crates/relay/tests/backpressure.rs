@@ -175,11 +175,8 @@ async fn a_stalled_client_is_closed_as_slow_consumer_and_others_keep_being_serve
         bytes_out / 1024,
     );
     assert_eq!(code, Some(1008), "the stalled client reads a 1008 close");
-    // Generous: others are served at all, not at a given speed (that goes in the report).
-    assert!(
-        b99 < Duration::from_secs(2),
-        "p99 {b99:?} with a stalled client"
-    );
+    // The others were served: every echo of `echo_round` came back (within its 5 s wait);
+    // how fast is the report above, not an assertion.
 }
 
 const SLOW_LUA: &str = r#"

@@ -170,6 +170,12 @@ impl Collector for Snapshot {
                 ("timeout", lua.function_timeouts),
             ],
         )?;
+        counter(
+            &mut enc,
+            "wsrelay_lua_preemptions",
+            "Times a Lua process or call ran a whole time slice without yielding and was made to wait its turn",
+            lua.preemptions,
+        )?;
         let (reloads_ok, reloads_failed) = s.reloads();
         family(
             &mut enc,
@@ -294,6 +300,11 @@ const NO_LABELS: [(&str, &str); 0] = [];
 fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> std::fmt::Result {
     let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     ConstGauge::new(as_gauge(value)).encode(m)
+}
+
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> std::fmt::Result {
+    let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(value).encode(m)
 }
 
 /// A gauge holds an `i64`: a count past it reads as the largest one.

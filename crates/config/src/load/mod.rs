@@ -231,7 +231,17 @@ const KIND_FIELDS: &[(&str, &[&str])] = &[
         kind::PROCESS_SERVICE,
         &["process", "host", "input", "lifecycle"],
     ),
-    (kind::CLUSTER, &["node", "nats_urls", "credentials", "tls"]),
+    (
+        kind::CLUSTER,
+        &[
+            "node",
+            "nats_urls",
+            "credentials",
+            "tls",
+            "secret_file",
+            "max_peers",
+        ],
+    ),
     (kind::OPS, &["addr", "admin"]),
     (
         kind::PG_SCOPE,

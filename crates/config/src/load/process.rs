@@ -180,6 +180,12 @@ pub(super) fn cluster(entry: &mut Entry<'_>) -> Option<ClusterConfig> {
     let credentials = entry
         .opt_str("credentials")
         .and_then(|text| entry.app_path("credentials", &text));
+    // A key, not app code: it may live outside the app (a mounted secret), and must not be
+    // written in the YAML itself, so only its file is named here.
+    let secret_file = entry
+        .opt_str("secret_file")
+        .and_then(|text| entry.file_path("secret_file", &text));
+    let max_peers = entry.opt_positive("max_peers").map(to_usize);
     let tls = match entry.get("tls") {
         None => None,
         Some(Value::Mapping(_)) => {
@@ -216,5 +222,7 @@ pub(super) fn cluster(entry: &mut Entry<'_>) -> Option<ClusterConfig> {
         nats_urls,
         credentials,
         tls,
+        secret_file,
+        max_peers,
     })
 }

@@ -97,6 +97,7 @@ fn hook(config: &EngineConfig) -> impl Fn(&Lua, &mlua::debug::Debug<'_>) -> mlua
             *slice.failure.borrow_mut() = Some(CPU_BUDGET_EXCEEDED.to_owned());
             return yield_or_raise(slice, here, CPU_BUDGET_EXCEEDED.to_owned());
         }
+        slice.sliced.set(true);
         Ok(preempt(slice, here))
     }
 }

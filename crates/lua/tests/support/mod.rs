@@ -118,6 +118,18 @@ pub async fn next_event(me: &Context) -> Event {
         .expect("timed out waiting for an event")
 }
 
+/// Polls `check` every 5 ms until it holds; `false` if it still does not after `within`.
+pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while !check() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
 /// Waits for the EXIT of `pid`.
 pub async fn exit_of(me: &Context, pid: &Pid) -> ExitResult {
     loop {
