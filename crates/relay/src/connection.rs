@@ -508,6 +508,10 @@ impl Connection {
             Target::new(&self.ctx, new_pid.clone(), settings),
         );
         self.info.set_target(new_pid.clone());
+        // A wait for room in the old target's inbox must not hold the client back: whether
+        // to read is decided again, for the new target.
+        self.space = None;
+        self.wakers.socket_due();
         if new_pid != old.pid {
             // A dead target delivers `noproc` at once and the connection closes as in §8.
             let _ = self.ctx.monitor(&new_pid);

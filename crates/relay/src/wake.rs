@@ -142,6 +142,11 @@ impl SourceWakers {
     pub(crate) fn timer_due(&mut self) {
         self.timer_due = true;
     }
+
+    /// Makes the socket due (what decides whether to read it changed).
+    pub(crate) fn socket_due(&mut self) {
+        self.socket_due = true;
+    }
 }
 
 #[cfg(test)]

@@ -297,3 +297,42 @@ async fn group_sends_that_wait_for_a_slow_member_keep_order_and_spare_the_others
     client_close(sleeper, None).await;
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_transfer_away_from_a_congested_target_reads_the_client_again() {
+    const HIGH_WATER: usize = 4;
+    let h = Harness::builder().high_water(HIGH_WATER).start().await;
+    let (old, _g) = h.probe();
+    let (new, _g2) = h.probe();
+    let (watcher, _g3) = h.probe();
+    h.relay_to(old.pid().as_str(), "");
+    let mut client = h.connect().await;
+    let client_pid = joined(&old).await;
+    // The old target reads nothing more: its inbox passes the mark and the relay leaves the
+    // client unread (backpressure), holding the rest of these frames in the socket.
+    for i in 0..20 {
+        client.send(T::text(i.to_string())).await.unwrap();
+    }
+    assert!(eventually(Duration::from_secs(5), || old.inbox_len() >= HIGH_WATER).await);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let held = old.inbox_len();
+    assert!(held < 20, "the relay kept reading: {held} queued");
+
+    send(
+        &watcher,
+        &client_pid,
+        "ws.control",
+        Map::new().with("target_pid", new.pid().as_str()),
+    );
+    // The new target has room: the frames left unread reach it although the old target
+    // still holds its full inbox.
+    let (topic, _) = recv(&new).await;
+    assert_eq!(topic, "ws.join");
+    let mut seen = Vec::new();
+    while seen.len() < 20 - held {
+        let (topic, payload) = recv(&new).await;
+        assert_eq!(topic, "ws.message");
+        seen.push(data_number(&payload));
+    }
+    assert_eq!(seen, (held as u32..20).collect::<Vec<_>>());
+}
