@@ -247,3 +247,72 @@ fn bench_failure_detection_in_process() {
         b.shutdown();
     });
 }
+
+/// A connect storm: 10,000 joins of one group on node a, as fast as one thread makes them;
+/// how many envelopes, frames and bytes cross to b, and how long until b sees every member.
+/// Three rounds, each with two new nodes.
+#[test]
+#[ignore = "benchmark"]
+fn bench_group_join_storm() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        for round in 0..3 {
+            let scope_name = "app:rooms";
+            let group_node = |prefix: &'static str| async move {
+                let c = start_with(options(&unique(prefix)).with_groups(true)).await;
+                c.node()
+                    .add_group_scope(scope_name, wsrelay_process::GroupLimits::default());
+                let scope = c.node().group_scope(scope_name).unwrap();
+                (c, scope)
+            };
+            let (a, ga) = group_node("ja").await;
+            let (b, gb) = group_node("jb").await;
+            let first = probe(a.node());
+            ga.join("lobby", first.pid()).unwrap();
+            assert!(eventually(Duration::from_secs(15), || gb.members("lobby").len() == 1).await);
+            // What crosses from a to b, on the wire (heartbeats included).
+            let raw = raw_client("admin", "admin-pw").await;
+            let subject = format!("wsr.wsr.n.{}.{}", b.node().name(), a.node().name());
+            let mut sub = raw.subscribe(subject).await.unwrap();
+            raw.flush().await.unwrap();
+            let wire = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let frames = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let counter = {
+                let (wire, frames) = (wire.clone(), frames.clone());
+                tokio::spawn(async move {
+                    use futures_util::StreamExt;
+                    while let Some(m) = sub.next().await {
+                        wire.fetch_add(m.payload.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })
+            };
+            let n = 10_000;
+            let members: Vec<_> = (0..n).map(|_| probe(a.node())).collect();
+            let envelopes_before = a.stats().envelopes().0;
+            let started = Instant::now();
+            for ctx in &members {
+                ga.join("lobby", ctx.pid()).unwrap();
+            }
+            let joined = started.elapsed();
+            while gb.members("lobby").len() < n + 1 {
+                assert!(started.elapsed() < Duration::from_secs(60), "b sees every member");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let seen = started.elapsed();
+            // Let the last frames reach the raw subscriber too.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let envelopes = a.stats().envelopes().0 - envelopes_before;
+            let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            println!(
+                "BENCH group join storm, round {round}: {n} joins in {joined:.1?}, b sees all after {seen:.1?}; \
+                 a→b {envelopes} envelopes, {} frames, {} bytes on the wire",
+                load(&frames),
+                load(&wire),
+            );
+            counter.abort();
+            a.shutdown();
+            b.shutdown();
+        }
+    });
+}

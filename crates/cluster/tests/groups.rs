@@ -177,3 +177,137 @@ fn membership_survives_a_nats_outage_through_the_snapshot() {
         b.shutdown();
     });
 }
+
+/// `wsrelay_group_sets_total{direction="out"}` of `c`: membership envelopes it sent.
+fn group_sets_out(c: &Cluster) -> u64 {
+    let text = metrics_text(c.stats());
+    text.lines()
+        .find_map(|l| l.strip_prefix("wsrelay_group_sets_total{direction=\"out\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the group sets counter")
+}
+
+/// A connect storm: 2,000 joins on a in a burst reach b in far fewer membership envelopes
+/// than joins (they are coalesced while they wait for a's writer), and a join followed by a
+/// leave of the same process within the burst ends absent on b.
+#[test]
+fn a_join_storm_crosses_coalesced_and_a_join_then_leave_ends_absent() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let (a, ga) = group_node(&unique("ca")).await;
+        let (b, gb) = group_node(&unique("cb")).await;
+        // The two nodes know each other (hello, snapshot) before the storm.
+        let first = probe(a.node());
+        ga.join("lobby", first.pid()).unwrap();
+        assert!(eventually(WAIT, || gb.members("lobby").len() == 1).await);
+
+        let before = group_sets_out(&a);
+        let n = 2_000;
+        let members: Vec<Context> = (0..n).map(|_| probe(a.node())).collect();
+        for (i, ctx) in members.iter().enumerate() {
+            ga.join("lobby", ctx.pid()).unwrap();
+            // Every fifth also joins a room of ten, and every tenth leaves the lobby again.
+            if i % 5 == 0 {
+                ga.join(&format!("room{}", i % 10), ctx.pid()).unwrap();
+            }
+            if i % 10 == 0 {
+                ga.leave("lobby", ctx.pid()).unwrap();
+            }
+        }
+        let mut want = texts(&ga.members("lobby"));
+        assert_eq!(want.len(), 1 + n - n / 10);
+        assert!(
+            eventually(WAIT, || texts(&gb.members("lobby")) == want).await,
+            "b sees {} lobby members of {}",
+            gb.members("lobby").len(),
+            want.len()
+        );
+        for room in ["room0", "room5"] {
+            want = texts(&ga.members(room));
+            assert_eq!(want.len(), n / 10);
+            assert!(eventually(WAIT, || texts(&gb.members(room)) == want).await);
+        }
+        let sets = group_sets_out(&a) - before;
+        println!("{n} joins (and {} more changes) crossed in {sets} group set envelopes", n / 5 + n / 10);
+        assert!(
+            sets < n as u64 / 4,
+            "{sets} membership envelopes for {n} joins"
+        );
+
+        // Join then leave, many times over, in one burst: absent on b in the end.
+        let churn: Vec<Context> = (0..500).map(|_| probe(a.node())).collect();
+        for ctx in &churn {
+            ga.join("churn", ctx.pid()).unwrap();
+            ga.join("churn", ctx.pid()).unwrap();
+            ga.leave("churn", ctx.pid()).unwrap();
+            ga.leave("churn", ctx.pid()).unwrap();
+        }
+        let last = probe(a.node());
+        ga.join("churn", last.pid()).unwrap();
+        let want = vec![last.pid().clone()];
+        assert!(eventually(WAIT, || gb.members("churn") == want).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(gb.members("churn"), want, "only the last member stays");
+        a.shutdown();
+        b.shutdown();
+    });
+}
+
+/// A member's join reaches the other node before any group send it makes after joining,
+/// even behind a backlog of other membership changes: a process on b that receives the send
+/// finds the sender among the group's members at once.
+#[test]
+fn a_join_arrives_before_the_members_later_group_send() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let (a, ga) = group_node(&unique("oa")).await;
+        let (b, gb) = group_node(&unique("ob")).await;
+        // On b, a member of "room" that answers each message with whether its sender was
+        // already a member of "room" on b when the message arrived.
+        let checker = {
+            let gb = gb.clone();
+            b.node()
+                .spawn(HOST, wsrelay_process::SpawnOptions::new(), move |ctx| async move {
+                    gb.join("room", ctx.pid()).unwrap();
+                    loop {
+                        let msg = ctx.recv().await;
+                        let Some(from) = msg.from().cloned() else { return };
+                        let known = gb.members("room").contains(&from);
+                        let _ = ctx.send(&from, "known", Value::Bool(known));
+                    }
+                })
+                .unwrap()
+        };
+        assert!(eventually(WAIT, || ga.members("room").contains(&checker)).await);
+        let mut bystanders = Vec::new();
+        for round in 0..20 {
+            // A backlog of membership changes ahead of the join.
+            for _ in 0..300 {
+                let ctx = probe(a.node());
+                ga.join("crowd", ctx.pid()).unwrap();
+                bystanders.push(ctx);
+            }
+            let sender = probe(a.node());
+            ga.join("room", sender.pid()).unwrap();
+            ga.broadcast(
+                "room",
+                Some(sender.pid().clone()),
+                "hi",
+                Value::Int(round),
+                vec![],
+            );
+            // The sender, a member itself, gets its own send first.
+            let mut reply = recv(&sender).await;
+            while reply.topic() != "known" {
+                reply = recv(&sender).await;
+            }
+            assert_eq!(
+                reply.payload(),
+                &Value::Bool(true),
+                "round {round}: the send arrived before the sender's join"
+            );
+        }
+        a.shutdown();
+        b.shutdown();
+    });
+}
