@@ -290,6 +290,7 @@ fn apply(sh: &Shared, peer: &Peer, env: Envelope) {
             group,
             members,
         } => {
+            sh.stats.count_group_set_in();
             let refused = inbound.group_set(&peer.name, &scope, &group, &members);
             if refused > 0 && sh.group_cap.allow() {
                 tracing::warn!(peer = %peer.name, scope = %scope, refused, "remote group members over the cap for one node ignored (at most one such warning a second)");

@@ -5,7 +5,8 @@
 //! Everything a process sends to the node — messages and its signals (monitor, link, exit,
 //! link-down …) — goes into its lane, so the order per sender (Erlang's order per sender and
 //! receiver, and more) is kept; envelopes that speak for no process (terminate, sends
-//! without a sender, group membership) share one lane of the node. Lanes exist only while
+//! without a sender) share one lane of the node. Group membership waits apart, coalesced,
+//! and goes first in every batch (module `announce`). Lanes exist only while
 //! they hold envelopes, and at most [`MAX_LANES`] at once: a sender without a lane when
 //! they are all taken queues in one shared overflow lane, and while that lane holds anything
 //! no new lane opens, so no sender can have envelopes in two lanes at once.
@@ -17,6 +18,8 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::Bytes;
+
+use crate::announce::Announcements;
 
 /// An envelope waiting for the writer, stamped with the connection epoch it belongs to.
 #[derive(Debug)]
@@ -49,9 +52,22 @@ pub(crate) struct BatchLimits {
     pub(crate) bytes: usize,
 }
 
-/// The per-sender lanes of one peer; see the module docs.
+/// What [`Lanes::take`] moved into a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Taken {
+    /// Envelopes of the lanes (what the queue's counts hold).
+    pub(crate) envelopes: usize,
+    /// Their bytes.
+    pub(crate) bytes: usize,
+    /// `GroupSet` envelopes of the announcements, which the counts do not hold.
+    pub(crate) group_sets: usize,
+}
+
+/// The per-sender lanes of one peer and its membership announcements; see the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Lanes {
+    /// Group membership, sent ahead of the lanes.
+    pub(crate) announcements: Announcements,
     lanes: HashMap<u64, Lane, BuildHasherDefault<IdHasher>>,
     /// The lanes holding envelopes, in the order they are served.
     ring: VecDeque<u64>,
@@ -90,13 +106,26 @@ impl Lanes {
         was_empty
     }
 
-    /// Moves envelopes into `batch` within `limits`, serving the lanes deficit round robin:
-    /// each visit adds [`QUANTUM`] to a lane's deficit, and a lane sends while its next
-    /// envelope fits the deficit. An envelope that does not fit the batch any more leads
-    /// the next one; the first envelope of a batch always goes, whatever its size. Returns
-    /// the bytes moved (envelopes only).
-    pub(crate) fn take(&mut self, batch: &mut Vec<Out>, limits: BatchLimits) -> usize {
-        self.take_counting(batch, limits).0
+    /// Whether nothing waits, in the lanes or the announcements.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ring.is_empty() && self.announcements.is_empty()
+    }
+
+    /// Moves envelopes into `batch` within `limits`: the membership announcements first
+    /// (module `announce`), then the lanes, deficit round robin: each visit adds
+    /// [`QUANTUM`] to a lane's deficit, and a lane sends while its next envelope fits the
+    /// deficit. An envelope that does not fit the batch any more leads the next one; the
+    /// first envelope of a batch always goes, whatever its size.
+    pub(crate) fn take(&mut self, batch: &mut Vec<Out>, limits: BatchLimits) -> Taken {
+        let mut framed = batch.iter().map(|o| o.bytes.len() + 4).sum::<usize>();
+        let group_sets = self.announcements.take(batch, limits, &mut framed);
+        let before = batch.len();
+        let bytes = self.take_counting(batch, limits).0;
+        Taken {
+            envelopes: batch.len() - before,
+            bytes,
+            group_sets,
+        }
     }
 
     /// [`Lanes::take`], also returning the lane visits it made (what the tests bound).
@@ -333,7 +362,8 @@ mod tests {
                     let moved = fast.take(&mut a, limits);
                     take_by_quantum(&mut slow, &mut b, limits);
                     proptest::prop_assert_eq!(ids(&a), ids(&b));
-                    proptest::prop_assert_eq!(moved, a.iter().map(|o| o.bytes.len()).sum::<usize>());
+                    proptest::prop_assert_eq!(moved.bytes, a.iter().map(|o| o.bytes.len()).sum::<usize>());
+                    proptest::prop_assert_eq!(moved.envelopes, a.len());
                 }
             }
             loop {

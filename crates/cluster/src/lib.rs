@@ -53,6 +53,7 @@
 //! | `peers`, `peer` | the bounded peer table; one peer's sessions and relations |
 //! | `routing` | the `Transport` seam: local signals into peer queues |
 //! | `lanes` | one peer's queue: a lane per sending process, served round robin by bytes |
+//! | `announce` | one peer's group membership announcements, coalesced, ahead of the lanes |
 //! | `writer` | one task per peer: queue → batches → NATS, within credit (bytes and frames) |
 //! | `control`, `inbound`, `advisory` | the control loop: frames in, heartbeats, liveness |
 //! | `frame`, `envelope` | the wire format: frames (checked, signed) and envelopes |
@@ -60,6 +61,7 @@
 //! | `stats`, `throttle` | metrics; rate-limited warnings |
 
 mod advisory;
+mod announce;
 mod connect;
 mod control;
 mod envelope;

@@ -399,6 +399,14 @@ impl PeerState {
     }
 }
 
+/// Which envelope of a group snapshot [`Peer::push_snapshot`] queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SnapshotPart {
+    Begin,
+    Members,
+    End,
+}
+
 /// A remote node.
 #[derive(Debug)]
 pub(crate) struct Peer {
@@ -448,6 +456,46 @@ impl Peer {
             bytes,
         };
         if st.queue.push(sender, out) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Queues the change of a local membership for the peer (module `announce`), in the
+    /// current epoch; the caller holds the state lock (`st`).
+    pub(crate) fn announce(
+        &self,
+        st: &mut PeerState,
+        scope: &str,
+        group: &str,
+        pid: &Pid,
+        count: usize,
+    ) {
+        let was_empty = st.queue.is_empty();
+        let epoch = st.epoch;
+        st.queue
+            .announcements
+            .change(epoch, scope, group, pid, count);
+        if was_empty {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Queues one envelope of a group snapshot (module `announce`): the sync begin
+    /// (`Begin`, which replaces the announcements still waiting), a chunk of members or
+    /// the sync end.
+    pub(crate) fn push_snapshot(&self, st: &mut PeerState, part: SnapshotPart, bytes: Bytes) {
+        let was_empty = st.queue.is_empty();
+        let out = Out {
+            epoch: st.epoch,
+            bytes,
+        };
+        let announcements = &mut st.queue.announcements;
+        match part {
+            SnapshotPart::Begin => announcements.begin_snapshot(out),
+            SnapshotPart::Members => announcements.push_snapshot(out, true),
+            SnapshotPart::End => announcements.push_snapshot(out, false),
+        }
+        if was_empty {
             self.wake.notify_one();
         }
     }

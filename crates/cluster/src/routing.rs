@@ -23,7 +23,6 @@ use wsrelay_process::{
 };
 
 use crate::envelope::Envelope;
-use crate::lanes::NODE_LANE;
 use crate::peer::{incarnation_of, Peer, PeerState, Relation};
 use crate::shared::Shared;
 use crate::stats::DropReason;
@@ -295,28 +294,20 @@ impl Transport for NatsTransport {
             .and_then(|names| names.lookup(name))
     }
 
-    /// Queues the announcement to every peer known and up, encoded once. Peers not known yet
-    /// get it in the snapshot that starts their session; a peer down gets one when it is back.
+    /// Queues the announcement to every peer known and up, where it merges with the changes
+    /// still waiting (module `announce`). Peers not known yet get it in the snapshot that
+    /// starts their session; a peer down gets one when it is back.
     fn group_changed(&self, scope: &str, group: &str, pid: &Pid, count: usize) {
         let sh = &self.shared;
         if !sh.opts.groups {
             return;
         }
-        let mut bytes = None;
         for peer in sh.peers.all() {
             if peer.is_down() {
                 continue;
             }
-            let bytes = bytes.get_or_insert_with(|| {
-                Envelope::GroupSet {
-                    scope: scope.to_owned(),
-                    group: group.to_owned(),
-                    members: vec![(pid.clone(), count)],
-                }
-                .encode()
-            });
             let mut st = peer.state.lock();
-            peer.push(&mut st, NODE_LANE, bytes.clone());
+            peer.announce(&mut st, scope, group, pid, count);
         }
     }
 

@@ -10,17 +10,15 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use wsrelay_process::{reason, Event, ExitResult, Inbound, Node, Pid};
 
+use crate::announce::GROUP_CHUNK;
 use crate::envelope::Envelope;
 use crate::frame::{Codec, Heartbeat};
 use crate::names::Names;
-use crate::peer::{incarnation_of, Peer, Relation, Severed};
+use crate::peer::{incarnation_of, Peer, Relation, Severed, SnapshotPart};
 use crate::peers::{Admission, PeerTable};
 use crate::stats::ClusterStats;
 use crate::throttle::Throttle;
 use crate::ClusterOptions;
-
-/// Members per snapshot envelope (PIDs are under 100 bytes: a chunk stays under 32 KiB).
-const GROUP_CHUNK: usize = 256;
 
 /// Commands to the control loop.
 #[derive(Debug)]
@@ -250,29 +248,33 @@ impl Shared {
     }
 
     /// Queues this node's group memberships to `peer` (sync begin, the members, sync end) in
-    /// the current epoch; see `wsrelay_process` `groups/remote.rs`. No-op unless groups
-    /// span nodes.
+    /// the current epoch, in place of the announcements still waiting (module `announce`);
+    /// see `wsrelay_process` `groups/remote.rs`. No-op unless groups span nodes.
+    ///
+    /// Each group is read and queued under its scope's lock (the visitor runs under it),
+    /// which changes take to queue too: a change either is in the snapshot or follows it.
     pub(crate) fn push_group_snapshot(&self, peer: &Peer) {
         if !self.opts.groups {
             return;
         }
-        let push = |env: &Envelope| {
+        let push = |part: SnapshotPart, env: &Envelope| {
             let bytes = env.encode();
             let mut st = peer.state.lock();
-            peer.push(&mut st, env.lane(), bytes);
+            peer.push_snapshot(&mut st, part, bytes);
         };
-        push(&Envelope::GroupSync { end: false });
+        push(SnapshotPart::Begin, &Envelope::GroupSync { end: false });
         // Chunks keep every envelope far below the server's max_payload.
         self.inbound.group_snapshot(&mut |scope, group, members| {
             for chunk in members.chunks(GROUP_CHUNK) {
-                push(&Envelope::GroupSet {
+                let env = Envelope::GroupSet {
                     scope: scope.to_owned(),
                     group: group.to_owned(),
                     members: chunk.to_vec(),
-                });
+                };
+                push(SnapshotPart::Members, &env);
             }
         });
-        push(&Envelope::GroupSync { end: true });
+        push(SnapshotPart::End, &Envelope::GroupSync { end: true });
     }
 
     fn fail(&self, severed: Severed) {

@@ -81,6 +81,9 @@ pub struct ClusterStats {
     batches: Family<StaticLabel, Counter>,
     sent_batches: Counter,
     received_batches: Counter,
+    group_sets: Family<StaticLabel, Counter>,
+    sent_group_sets: Counter,
+    received_group_sets: Counter,
     server_errors: Counter,
 }
 
@@ -93,6 +96,7 @@ impl Default for ClusterStats {
             .collect();
         let envelopes = Family::<StaticLabel, Counter>::default();
         let batches = Family::<StaticLabel, Counter>::default();
+        let group_sets = Family::<StaticLabel, Counter>::default();
         let direction = |family: &Family<StaticLabel, Counter>, d| {
             family.get_or_create(&[("direction", d)]).clone()
         };
@@ -110,6 +114,9 @@ impl Default for ClusterStats {
             sent_batches: direction(&batches, "out"),
             received_batches: direction(&batches, "in"),
             batches,
+            sent_group_sets: direction(&group_sets, "out"),
+            received_group_sets: direction(&group_sets, "in"),
+            group_sets,
             server_errors: Counter::default(),
         }
     }
@@ -160,6 +167,11 @@ impl ClusterStats {
             self.batches.clone(),
         );
         registry.register(
+            "wsrelay_group_sets",
+            "Group membership envelopes (one group's members each) to and from other nodes, by direction",
+            self.group_sets.clone(),
+        );
+        registry.register(
             "wsrelay_cluster_server_errors",
             "Errors reported by the NATS server, such as permission violations",
             self.server_errors.clone(),
@@ -204,6 +216,13 @@ impl ClusterStats {
     /// NATS messages (batches) sent and received (`wsrelay_remote_batches_total{direction}`).
     pub fn batches(&self) -> (u64, u64) {
         (self.sent_batches.get(), self.received_batches.get())
+    }
+
+    /// Group membership envelopes (`GroupSet`: one group's members, changes coalesced or a
+    /// snapshot's chunk) handed to the writer and received
+    /// (`wsrelay_group_sets_total{direction}`).
+    pub fn group_sets(&self) -> (u64, u64) {
+        (self.sent_group_sets.get(), self.received_group_sets.get())
     }
 
     /// Errors reported by the NATS server, such as permission violations
@@ -257,6 +276,14 @@ impl ClusterStats {
 
     pub(crate) fn count_received_envelopes(&self, n: usize) {
         self.received_envelopes.inc_by(n as u64);
+    }
+
+    pub(crate) fn count_group_sets_out(&self, n: usize) {
+        self.sent_group_sets.inc_by(n as u64);
+    }
+
+    pub(crate) fn count_group_set_in(&self) {
+        self.received_group_sets.inc();
     }
 
     pub(crate) fn count_server_error(&self) {

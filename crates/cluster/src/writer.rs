@@ -34,13 +34,15 @@ async fn run(sh: Arc<Shared>, peer: Weak<Peer>, wake: Arc<Notify>) {
     let mut batch: Vec<Out> = Vec::with_capacity(limits.envelopes);
     loop {
         let Some(peer) = peer.upgrade() else { return };
-        let bytes = peer.state.lock().queue.take(&mut batch, limits);
+        let taken = peer.state.lock().queue.take(&mut batch, limits);
         if batch.is_empty() {
             drop(peer);
             wake.notified().await;
             continue;
         }
-        peer.release(batch.len(), bytes, &sh.opts);
+        peer.release(taken.envelopes, taken.bytes, &sh.opts);
+        sh.stats.count_group_sets_out(taken.group_sets);
+        let bytes = batch.iter().map(|o| o.bytes.len()).sum();
         let len = sh.codec.data_len(&peer.name, batch.len(), bytes);
         wait_for_credit(&sh, &peer, len as u64).await;
         let Some(sealed) = seal(&sh, &peer, &mut batch) else {

@@ -206,9 +206,9 @@ fn a_join_storm_crosses_coalesced_and_a_join_then_leave_ends_absent() {
         let members: Vec<Context> = (0..n).map(|_| probe(a.node())).collect();
         for (i, ctx) in members.iter().enumerate() {
             ga.join("lobby", ctx.pid()).unwrap();
-            // Every fifth also joins a room of ten, and every tenth leaves the lobby again.
+            // Every fifth also joins one of two other groups, and every tenth leaves the lobby again.
             if i % 5 == 0 {
-                ga.join(&format!("room{}", i % 10), ctx.pid()).unwrap();
+                ga.join(&format!("storm{}", i % 10), ctx.pid()).unwrap();
             }
             if i % 10 == 0 {
                 ga.leave("lobby", ctx.pid()).unwrap();
@@ -222,13 +222,16 @@ fn a_join_storm_crosses_coalesced_and_a_join_then_leave_ends_absent() {
             gb.members("lobby").len(),
             want.len()
         );
-        for room in ["room0", "room5"] {
+        for room in ["storm0", "storm5"] {
             want = texts(&ga.members(room));
             assert_eq!(want.len(), n / 10);
             assert!(eventually(WAIT, || texts(&gb.members(room)) == want).await);
         }
         let sets = group_sets_out(&a) - before;
-        println!("{n} joins (and {} more changes) crossed in {sets} group set envelopes", n / 5 + n / 10);
+        println!(
+            "{n} joins (and {} more changes) crossed in {sets} group set envelopes",
+            n / 5 + n / 10
+        );
         assert!(
             sets < n as u64 / 4,
             "{sets} membership envelopes for {n} joins"
@@ -262,23 +265,29 @@ fn a_join_arrives_before_the_members_later_group_send() {
     rt().block_on(async {
         let (a, ga) = group_node(&unique("oa")).await;
         let (b, gb) = group_node(&unique("ob")).await;
-        // On b, a member of "room" that answers each message with whether its sender was
-        // already a member of "room" on b when the message arrived.
+        // On b, a member of "ordered" that answers each message with whether its sender was
+        // already a member of "ordered" on b when the message arrived.
         let checker = {
             let gb = gb.clone();
             b.node()
-                .spawn(HOST, wsrelay_process::SpawnOptions::new(), move |ctx| async move {
-                    gb.join("room", ctx.pid()).unwrap();
-                    loop {
-                        let msg = ctx.recv().await;
-                        let Some(from) = msg.from().cloned() else { return };
-                        let known = gb.members("room").contains(&from);
-                        let _ = ctx.send(&from, "known", Value::Bool(known));
-                    }
-                })
+                .spawn(
+                    HOST,
+                    wsrelay_process::SpawnOptions::new(),
+                    move |ctx| async move {
+                        gb.join("ordered", ctx.pid()).unwrap();
+                        loop {
+                            let msg = ctx.recv().await;
+                            let Some(from) = msg.from().cloned() else {
+                                return;
+                            };
+                            let known = gb.members("ordered").contains(&from);
+                            let _ = ctx.send(&from, "known", Value::Bool(known));
+                        }
+                    },
+                )
                 .unwrap()
         };
-        assert!(eventually(WAIT, || ga.members("room").contains(&checker)).await);
+        assert!(eventually(WAIT, || ga.members("ordered").contains(&checker)).await);
         let mut bystanders = Vec::new();
         for round in 0..20 {
             // A backlog of membership changes ahead of the join.
@@ -288,9 +297,9 @@ fn a_join_arrives_before_the_members_later_group_send() {
                 bystanders.push(ctx);
             }
             let sender = probe(a.node());
-            ga.join("room", sender.pid()).unwrap();
+            ga.join("ordered", sender.pid()).unwrap();
             ga.broadcast(
-                "room",
+                "ordered",
                 Some(sender.pid().clone()),
                 "hi",
                 Value::Int(round),
