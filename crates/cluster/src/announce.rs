@@ -61,18 +61,14 @@ impl Announcements {
     /// connection epoch `epoch`: merged into the last item if that holds changes of the
     /// same epoch.
     pub(crate) fn change(&mut self, epoch: u64, scope: &str, group: &str, pid: &Pid, count: usize) {
-        let counts = match self.items.back_mut() {
-            Some(Item::Changes { epoch: e, counts }) if *e == epoch => counts,
-            _ => {
-                self.items.push_back(Item::Changes {
-                    epoch,
-                    counts: Counts::new(),
-                });
-                let Some(Item::Changes { counts, .. }) = self.items.back_mut() else {
-                    unreachable!("just pushed")
-                };
-                counts
-            }
+        let merge =
+            matches!(self.items.back(), Some(Item::Changes { epoch: e, .. }) if *e == epoch);
+        if !merge {
+            let counts = Counts::new();
+            self.items.push_back(Item::Changes { epoch, counts });
+        }
+        let Some(Item::Changes { counts, .. }) = self.items.back_mut() else {
+            return;
         };
         if !counts.contains_key(scope) {
             counts.insert(scope.to_owned(), HashMap::new());
@@ -112,22 +108,19 @@ impl Announcements {
         while batch.len() < limits.envelopes {
             let (out, set) = match self.items.front_mut() {
                 None => break,
+                Some(Item::Changes { epoch, counts }) => {
+                    let epoch = *epoch;
+                    match pop_set(counts) {
+                        Some(bytes) => (Out { epoch, bytes }, true),
+                        None => {
+                            self.items.pop_front();
+                            continue;
+                        }
+                    }
+                }
                 Some(Item::Encoded { .. }) => match self.items.pop_front() {
                     Some(Item::Encoded { out, set }) => (out, set),
-                    _ => unreachable!("the front is encoded"),
-                },
-                Some(Item::Changes { epoch, counts }) => match pop_set(counts) {
-                    Some(bytes) => (
-                        Out {
-                            epoch: *epoch,
-                            bytes,
-                        },
-                        true,
-                    ),
-                    None => {
-                        self.items.pop_front();
-                        continue;
-                    }
+                    _ => break,
                 },
             };
             let len = out.bytes.len();
