@@ -1,11 +1,13 @@
 //! The chaos soak (docs/cluster-design.md §3, docs/cluster.md "Tests"): storms of process
 //! kills under cross-node monitors on three in-process nodes, each first on its own NATS
-//! server, and on a fourth node D, an OS process (`soak_node.rs`), while faults follow one
-//! another: a NATS server SIGKILLed and restarted, a NATS server hung (SIGSTOP), a NATS
-//! server's routes cut (a partition between servers, `support/routes.rs`), node D SIGKILLed
-//! and restarted, node D hung. Every monitor is entered in a ledger; after the last fault has
-//! healed, the ledger must show exactly one EXIT per monitor, every ordered pair of nodes
-//! must reach each other again and node D must serve again (no session stays wedged).
+//! server, and on two more nodes D and E, OS processes (`soak_node.rs`), while faults follow
+//! one another: a NATS server SIGKILLed and restarted, a NATS server hung (SIGSTOP), a NATS
+//! server's routes cut (a partition between servers, `support/routes.rs`), nodes SIGKILLed
+//! and restarted, nodes hung: D and E **both at once** in the first round of faults (and
+//! every other round of the long form), D alone in the others. Every monitor is entered in
+//! a ledger; after the last fault has healed, the ledger must show exactly one EXIT per
+//! monitor, every ordered pair of nodes must reach each other again and nodes D and E must
+//! serve again (no session stays wedged).
 //!
 //! The short form (the default) is part of `cargo test`; `WSR_SOAK=long` runs the long form.
 //! Figures are printed (`--nocapture`), never asserted: they go to docs/cluster.md.
@@ -169,18 +171,19 @@ async fn storm(
     me
 }
 
-/// Targets node D's factory spawns at once.
+/// Targets node D's (or E's) factory spawns at once.
 const NODE_BATCH: i64 = 100;
 
-/// The watcher index of node D's targets in the ledger.
+/// The watcher index in the ledger of node D's targets; node E's is the next.
 const NODE_WATCHER: usize = 3;
 
-/// The storm against node D, an OS process (`soak_node.rs`): batches of echo targets that
-/// its factory spawns on request, each monitored from `me` and then stopped by a `stop`
-/// message sent after the monitor in the same lane (so it ends `normal`, or `noconnection`
-/// across a fault). Counts its batches in `batches`: one done after a fault shows that D is
-/// usable again.
+/// The storm against node D or E, an OS process (`soak_node.rs`): batches of echo targets
+/// that its factory spawns on request, each monitored from `me` and then stopped by a
+/// `stop` message sent after the monitor in the same lane (so it ends `normal`, or
+/// `noconnection` across a fault). Counts its batches in `batches`: one done after a fault
+/// shows that the node is usable again. `watcher` is its index in the ledger.
 async fn storm_node(
+    watcher: usize,
     me: Context,
     factory: Arc<Mutex<Option<Pid>>>,
     stop: Arc<AtomicBool>,
@@ -220,13 +223,13 @@ async fn storm_node(
             let mut l = ledger.lock();
             for t in &targets {
                 me.monitor(t).expect("monitor");
-                l.monitor(NODE_WATCHER, t);
+                l.monitor(watcher, t);
             }
         }
         for t in &targets {
             let _ = me.send(t, "stop", Value::Null);
         }
-        enter_exits(&me, NODE_WATCHER, targets.len(), &ledger).await;
+        enter_exits(&me, watcher, targets.len(), &ledger).await;
         batches.fetch_add(1, Ordering::Relaxed);
     }
     me
@@ -289,43 +292,38 @@ fn kill_storm_under_server_node_and_route_faults_keeps_one_exit_per_monitor() {
                 tokio::spawn(storm(i, me, on, size, stop.clone(), ledger.clone()))
             })
             .collect();
-        // Node D, an OS process, and its storm from node A.
-        let factory = Arc::new(Mutex::new(None));
-        let hello = probe(nodes[0].node());
-        let hello_pid = hello.pid().clone();
-        let d_name = unique("sd");
-        let mut d = spawn_node(&d_name, &hello_pid);
-        let greeter = {
-            let factory = factory.clone();
-            tokio::spawn(async move {
-                loop {
-                    let msg = hello.recv().await;
-                    if msg.topic() == "hello" {
-                        *factory.lock() = msg.from().cloned();
-                    }
-                }
+        // Nodes D and E, OS processes, and their storms from nodes A and B.
+        let mut outer: Vec<OuterNode> = ["sd", "se"]
+            .iter()
+            .enumerate()
+            .map(|(i, prefix)| {
+                OuterNode::start(
+                    prefix,
+                    NODE_WATCHER + i,
+                    nodes[i].node(),
+                    &stop,
+                    &ledger,
+                )
             })
-        };
-        let batches = Arc::new(AtomicUsize::new(0));
-        let storm_d = tokio::spawn(storm_node(
-            probe(nodes[0].node()),
-            factory.clone(),
-            stop.clone(),
-            ledger.clone(),
-            batches.clone(),
-        ));
-        assert!(
-            node_usable(&batches, Duration::from_secs(60)).await.is_some(),
-            "node D joins"
-        );
+            .collect();
+        for o in &outer {
+            assert!(
+                node_usable(&o.batches, Duration::from_secs(60))
+                    .await
+                    .is_some(),
+                "node {} joins",
+                o.label
+            );
+        }
 
-        // The faults in turn, each on one server or on node D: a server SIGKILLed, down for a
-        // second, restarted (its clients fail over); a server SIGSTOPped for longer than
+        // The faults in turn, each on one server or on nodes D and E: a server SIGKILLed, down
+        // for a second, restarted (its clients fail over); a server SIGSTOPped for longer than
         // `dead_after` (3 s), SIGCONT (the nodes on it are cut off from the others, which
         // declare them down, and then come back); a server's routes cut for as long (its
         // clients stay connected to it, and the node on it is cut off from the others), then
-        // healed; node D SIGKILLed and started again; node D SIGSTOPped for 4 s. Then the
-        // time until every pair echoes again and node D serves again.
+        // healed; nodes SIGKILLed and started again; nodes SIGSTOPped for 4 s. The node
+        // faults hit D and E at once in even rounds (the short form has one round), D alone
+        // in odd ones. Then the time until every pair echoes again and D and E serve again.
         let cut = RouteCut::new();
         let mut figures = Vec::new();
         for f in 0..size.faults {
@@ -336,21 +334,34 @@ fn kill_storm_under_server_node_and_route_faults_keeps_one_exit_per_monitor() {
                 l.fault_at = Some(Instant::now());
                 l.detected = None;
             }
+            // The nodes a node fault hits: both at once, or D alone.
+            let hit = if (f / 5) % 2 == 0 { 2 } else { 1 };
+            let hit_label = {
+                let labels: Vec<&str> = outer[..hit].iter().map(|o| o.label).collect();
+                format!("node{} {}", if hit > 1 { "s" } else { "" }, labels.join("+"))
+            };
             let kind = match (f % 5, &cut) {
                 (3, _) => {
-                    // Node D crashes and is started again under its name (a new run).
-                    let _ = d.kill();
-                    let _ = d.wait();
+                    // The nodes crash together and are started again under their names (new
+                    // runs).
+                    for o in &mut outer[..hit] {
+                        o.kill();
+                    }
                     tokio::time::sleep(Duration::from_millis(1000)).await;
-                    *factory.lock() = None;
-                    d = spawn_node(&d_name, &hello_pid);
-                    "node D SIGKILL".to_owned()
+                    for o in &mut outer[..hit] {
+                        o.restart();
+                    }
+                    format!("{hit_label} SIGKILL")
                 }
                 (4, _) => {
-                    signal(d.id(), "-STOP");
+                    for o in &outer[..hit] {
+                        signal(o.child.id(), "-STOP");
+                    }
                     tokio::time::sleep(Duration::from_millis(4000)).await;
-                    signal(d.id(), "-CONT");
-                    "node D SIGSTOP".to_owned()
+                    for o in &outer[..hit] {
+                        signal(o.child.id(), "-CONT");
+                    }
+                    format!("{hit_label} SIGSTOP")
                 }
                 (0, _) => {
                     nats.kill_server(server);
@@ -375,12 +386,17 @@ fn kill_storm_under_server_node_and_route_faults_keeps_one_exit_per_monitor() {
             // Heal time counts from the server's return.
             let healed = all_pairs_echo(&pingers, &echoes, Duration::from_secs(60)).await;
             let healed = healed.unwrap_or_else(|| panic!("every pair echoes after fault {f}"));
-            let d_back = node_usable(&batches, Duration::from_secs(60)).await;
-            let d_back = d_back.unwrap_or_else(|| panic!("node D usable after fault {f}"));
+            let mut back = Vec::new();
+            for o in &outer {
+                let t = node_usable(&o.batches, Duration::from_secs(60)).await;
+                let t = t.unwrap_or_else(|| panic!("node {} usable after fault {f}", o.label));
+                back.push(format!("{} {t:.1?}", o.label));
+            }
             let l = ledger.lock();
             let detect = l.detected.zip(l.fault_at).map(|(d, a)| d - a);
             figures.push(format!(
-                "{kind}: noconnection after {detect:?}, all pairs echo {healed:.1?}, D {d_back:.1?} after the fault ended"
+                "{kind}: noconnection after {detect:?}, all pairs echo {healed:.1?}, {} after the fault ended",
+                back.join(", ")
             ));
         }
         ledger.lock().fault_at = None;
@@ -389,14 +405,16 @@ fn kill_storm_under_server_node_and_route_faults_keeps_one_exit_per_monitor() {
         for s in storms {
             watchers.push(s.await.expect("storm task"));
         }
-        watchers.push(storm_d.await.expect("node D's storm"));
+        for o in &mut outer {
+            watchers.push(o.storm.take().expect("one storm").await.expect("a node's storm"));
+        }
         let storm_time = started.elapsed();
 
         // Heal: every pair works, then a quiet period in which a late duplicate would show.
         let healed = all_pairs_echo(&pingers, &echoes, Duration::from_secs(60)).await;
         assert!(healed.is_some(), "every pair echoes after the last fault");
         tokio::time::sleep(Duration::from_secs(2)).await;
-        // Watchers 0..3 are the in-process nodes' storms, 3 (`NODE_WATCHER`) node D's.
+        // Watchers 0..3 are the in-process nodes' storms, 3 (`NODE_WATCHER`) node D's, 4 E's.
         for (watcher, me) in watchers.iter().enumerate() {
             while let Some(event) = me.try_next_event() {
                 if let Some((from, why)) = why(&event) {
@@ -435,13 +453,92 @@ fn kill_storm_under_server_node_and_route_faults_keeps_one_exit_per_monitor() {
             );
         }
         drop(ledger);
-        greeter.abort();
-        let _ = d.kill();
-        let _ = d.wait();
+        for mut o in outer {
+            o.greeter.abort();
+            o.kill();
+        }
         for c in &nodes {
             c.shutdown();
         }
     });
+}
+
+/// Node D or E: an OS process (`soak_node.rs`) whose factory greets a process of an
+/// in-process node, and the storm against it from that node.
+struct OuterNode {
+    label: &'static str,
+    name: String,
+    /// The process its factory greets (on the in-process node of its storm).
+    parent: Pid,
+    child: std::process::Child,
+    /// Its current run's factory, once it said hello.
+    factory: Arc<Mutex<Option<Pid>>>,
+    greeter: tokio::task::JoinHandle<()>,
+    storm: Option<tokio::task::JoinHandle<Context>>,
+    /// Batches its storm completed.
+    batches: Arc<AtomicUsize>,
+}
+
+impl OuterNode {
+    /// Starts the node (named after `prefix`) and its storm from `from` as ledger watcher
+    /// `watcher`.
+    fn start(
+        prefix: &str,
+        watcher: usize,
+        from: &Node,
+        stop: &Arc<AtomicBool>,
+        ledger: &Arc<Mutex<Ledger>>,
+    ) -> OuterNode {
+        let label = if watcher == NODE_WATCHER { "D" } else { "E" };
+        let factory = Arc::new(Mutex::new(None));
+        let hello = probe(from);
+        let parent = hello.pid().clone();
+        let name = unique(prefix);
+        let child = spawn_node(&name, &parent);
+        let greeter = {
+            let factory = factory.clone();
+            tokio::spawn(async move {
+                loop {
+                    let msg = hello.recv().await;
+                    if msg.topic() == "hello" {
+                        *factory.lock() = msg.from().cloned();
+                    }
+                }
+            })
+        };
+        let batches = Arc::new(AtomicUsize::new(0));
+        let storm = tokio::spawn(storm_node(
+            watcher,
+            probe(from),
+            factory.clone(),
+            stop.clone(),
+            ledger.clone(),
+            batches.clone(),
+        ));
+        OuterNode {
+            label,
+            name,
+            parent,
+            child,
+            factory,
+            greeter,
+            storm: Some(storm),
+            batches,
+        }
+    }
+
+    /// SIGKILL, and waits for the process to end.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the node again under its name (a new run); its storm waits for the new
+    /// factory's hello.
+    fn restart(&mut self) {
+        *self.factory.lock() = None;
+        self.child = spawn_node(&self.name, &self.parent);
+    }
 }
 
 /// Sends `signal` (`-STOP`, `-CONT`) to process `pid` with kill(1).

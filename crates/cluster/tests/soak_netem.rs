@@ -13,7 +13,7 @@
 //!   refuses connections to them that do not come from the proxy, so a client that fails
 //!   over to one it learnt moves on to the proxy's.
 //!
-//! Then this binary runs the soak inside the namespace with its own NATS cluster, node D
+//! Then this binary runs the soak inside the namespace with its own NATS cluster, nodes D and E
 //! and faults (`WSR_SOAK=long` passes through), with the same checks. Needs root, `ip` and
 //! `iptables`; skipped with a printed reason otherwise.
 
@@ -200,7 +200,7 @@ impl Drop for Lossy {
 }
 
 /// The soak of `soak.rs`, inside the namespace: exactly one EXIT per monitor, every pair
-/// echoes and node D serves after each fault and at the end.
+/// echoes and nodes D and E serve after each fault and at the end.
 #[test]
 fn kill_storm_with_network_delay_and_loss_keeps_one_exit_per_monitor() {
     if std::env::var_os(NETWORK_VAR).is_some() {

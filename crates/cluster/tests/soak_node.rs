@@ -1,6 +1,6 @@
-//! Node D of the chaos soak (`soak.rs`) as an OS process, so that the soak can SIGKILL and
-//! SIGSTOP a node: the soak runs this test binary again with `WSR_SOAK_NODE` set, and only
-//! then does [`node_process`] start a node (otherwise it returns at once).
+//! Nodes D and E of the chaos soak (`soak.rs`) as OS processes, so that the soak can SIGKILL
+//! and SIGSTOP nodes: the soak runs this test binary again with `WSR_SOAK_NODE` set, and
+//! only then does [`node_process`] start a node (otherwise it returns at once).
 //!
 //! The node runs a factory process that says `hello` to the soak's listener (its PID in
 //! `WSR_SOAK_PARENT`) and, on `spawn` with a count, spawns that many [`echo`] targets (they
@@ -33,7 +33,7 @@ pub(crate) fn spawn_node(name: &str, parent: &Pid) -> Child {
 }
 
 #[test]
-#[ignore = "the soak's node D: runs only when the soak starts it"]
+#[ignore = "the soak's nodes D and E: runs only when the soak starts it"]
 fn node_process() {
     let (Ok(name), Ok(parent)) = (std::env::var(NODE_VAR), std::env::var(PARENT_VAR)) else {
         return;

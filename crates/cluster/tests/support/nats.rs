@@ -11,8 +11,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// The environment variable that hands a binary's ports to the processes it starts (node D
-/// of the soak runs the same test binary again and must join the same cluster).
+/// The environment variable that hands a binary's ports to the processes it starts (nodes D
+/// and E of the soak run the same test binary again and must join the same cluster).
 pub const PORTS_VAR: &str = "WSR_NATS_PORTS";
 
 /// The environment variable naming the address nodes reach the servers' client ports on
