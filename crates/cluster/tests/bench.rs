@@ -257,16 +257,8 @@ fn bench_group_join_storm() {
     let Some(_nats) = nats() else { return };
     rt().block_on(async {
         for round in 0..3 {
-            let scope_name = "app:rooms";
-            let group_node = |prefix: &'static str| async move {
-                let c = start_with(options(&unique(prefix)).with_groups(true)).await;
-                c.node()
-                    .add_group_scope(scope_name, wsrelay_process::GroupLimits::default());
-                let scope = c.node().group_scope(scope_name).unwrap();
-                (c, scope)
-            };
-            let (a, ga) = group_node("ja").await;
-            let (b, gb) = group_node("jb").await;
+            let (a, ga) = crate::groups::group_node(&unique("ja")).await;
+            let (b, gb) = crate::groups::group_node(&unique("jb")).await;
             let first = probe(a.node());
             ga.join("lobby", first.pid()).unwrap();
             assert!(eventually(Duration::from_secs(15), || gb.members("lobby").len() == 1).await);

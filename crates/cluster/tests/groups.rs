@@ -9,22 +9,28 @@ use crate::support::*;
 use wsrelay_cluster::Cluster;
 use wsrelay_process::{Context, GroupLimits, GroupScope, Message, Pid, Value, GROUP_DIFF_TOPIC};
 
-const SCOPE: &str = "app:rooms";
+pub(crate) const SCOPE: &str = "app:rooms";
 const WAIT: Duration = Duration::from_secs(15);
 
-async fn group_node(name: &str) -> (Cluster, GroupScope) {
+/// A node named `name` whose groups span the cluster, and its scope [`SCOPE`].
+pub(crate) async fn group_node(name: &str) -> (Cluster, GroupScope) {
     let c = start_with(options(name).with_groups(true)).await;
     c.node().add_group_scope(SCOPE, GroupLimits::default());
     let scope = c.node().group_scope(SCOPE).unwrap();
     (c, scope)
 }
 
-fn envelopes_out(c: &Cluster) -> u64 {
+/// The value of `c`'s metric `series` (a counter with its labels) in its `/metrics` text.
+fn counter(c: &Cluster, series: &str) -> u64 {
     let text = metrics_text(c.stats());
     text.lines()
-        .find_map(|l| l.strip_prefix("wsrelay_remote_envelopes_total{direction=\"out\"} "))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no {series} in the metrics"))
+}
+
+fn envelopes_out(c: &Cluster) -> u64 {
+    counter(c, "wsrelay_remote_envelopes_total{direction=\"out\"}")
 }
 
 async fn recv(ctx: &Context) -> Message {
@@ -178,13 +184,9 @@ fn membership_survives_a_nats_outage_through_the_snapshot() {
     });
 }
 
-/// `wsrelay_group_sets_total{direction="out"}` of `c`: membership envelopes it sent.
+/// Membership envelopes `c` sent, as its `/metrics` counts them.
 fn group_sets_out(c: &Cluster) -> u64 {
-    let text = metrics_text(c.stats());
-    text.lines()
-        .find_map(|l| l.strip_prefix("wsrelay_group_sets_total{direction=\"out\"} "))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("the group sets counter")
+    counter(c, "wsrelay_group_sets_total{direction=\"out\"}")
 }
 
 /// A connect storm: 2,000 joins on a in a burst reach b in far fewer membership envelopes
