@@ -8,14 +8,6 @@ use crate::support::*;
 use wsrelay_cluster::Cluster;
 use wsrelay_process::{reason, Context, Event, Pid, SendError, Value};
 
-/// A node connecting only to server `n` first (it fails over to the others, learned from
-/// the server).
-async fn start_on(node: &str, n: usize) -> Cluster {
-    let mut o = options(node);
-    o.urls = vec![ports().url(n)];
-    start_with(o).await
-}
-
 fn spawn_echo(c: &Cluster) -> Pid {
     echo(c.node(), "echo")
 }

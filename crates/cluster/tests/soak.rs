@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use wsrelay_cluster::Cluster;
 use wsrelay_process::{reason, Context, Event, Node, Pid, Value};
 
 use crate::soak_node::spawn_node;
@@ -96,13 +95,6 @@ impl Ledger {
         }
         *self.reasons.entry(why).or_default() += 1;
     }
-}
-
-/// A node connecting only to server `n` first (it fails over to the others it learns of).
-async fn start_on(node: &str, n: usize) -> Cluster {
-    let mut o = options(node);
-    o.urls = vec![ports().url(n)];
-    start_with(o).await
 }
 
 /// The reason text of an EXIT.

@@ -39,6 +39,19 @@ pub fn options(node: &str) -> ClusterOptions {
         .with_names_replicas(3)
 }
 
+/// [`options`] for a node that connects only to server `n` first (it fails over to the
+/// others it learns of).
+pub fn options_on(node: &str, n: usize) -> ClusterOptions {
+    let mut o = options(node);
+    o.urls = vec![ports().url(n)];
+    o
+}
+
+/// A node connecting only to server `n` first ([`options_on`]).
+pub async fn start_on(node: &str, n: usize) -> Cluster {
+    start_with(options_on(node, n)).await
+}
+
 /// A unique node name per test run (node names must not collide across tests).
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
