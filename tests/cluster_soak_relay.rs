@@ -4,9 +4,11 @@
 //! and going through A to Lua targets on B and C (`global:soak_b`, `global:soak_c`), and some
 //! stay connected throughout, while faults follow one another: a NATS server SIGKILLed and
 //! restarted, a NATS server hung (SIGSTOP), a server's routes cut (with root and iptables),
-//! target node C hung, target node B hung. Each target writes a ledger line for every
+//! then both target nodes hung at once, both SIGKILLed at once and restarted, and the gateway
+//! A SIGKILLed and restarted (every other round of the long form takes the targets down one
+//! at a time instead: C hung, B hung, B killed). Each target writes a ledger line for every
 //! `ws.join`, `ws.leave` and EXIT of a client it monitors (JSON logs, one file per run of a
-//! node). Then target node B is SIGKILLed and restarted, and so is the gateway A.
+//! node).
 //!
 //! After the last fault has healed and every client has closed: every connection a target
 //! saw has exactly one `ws.join` and exactly one end, its `ws.leave` or, where the
@@ -82,7 +84,7 @@ const SECRET: &str = "the relay soak's shared secret\n";
 /// How big a run is.
 #[derive(Debug, Clone, Copy)]
 struct Size {
-    /// Rounds of the five faults.
+    /// Rounds of the faults.
     rounds: usize,
     /// Clients that connect, echo, hold a moment and close, over and over.
     churn: usize,
@@ -210,14 +212,26 @@ impl<'a> Nodes<'a> {
         self.running[node].1.signal(sig);
     }
 
-    /// SIGKILL of `node`; its next run starts after `down`.
-    async fn kill_and_restart(&mut self, node: &'static str, down: Duration) {
-        let (run, proc) = self.running.remove(node).expect("the node runs");
-        proc.signal("KILL");
-        drop(proc); // waits for it
-        self.killed.insert(log_of(self.base, node, run));
+    /// SIGKILL of `nodes` at once; their next runs start after `down`.
+    async fn kill_and_restart(&mut self, nodes: &[&'static str], down: Duration) {
+        let killed: Vec<_> = nodes
+            .iter()
+            .map(|&node| {
+                let (run, proc) = self.running.remove(node).expect("the node runs");
+                proc.signal("KILL");
+                (node, run, proc)
+            })
+            .collect();
+        let mut restart = Vec::new();
+        for (node, run, proc) in killed {
+            drop(proc); // waits for it
+            self.killed.insert(log_of(self.base, node, run));
+            restart.push((node, run + 1));
+        }
         tokio::time::sleep(down).await;
-        self.start_run(node, run + 1);
+        for (node, run) in restart {
+            self.start_run(node, run);
+        }
     }
 }
 
@@ -468,8 +482,10 @@ enum Fault {
     ServerKill(u32),
     ServerStop(u32),
     RouteCut(u32),
-    NodeStop(&'static str),
-    NodeKill(&'static str),
+    /// These nodes hung at once.
+    NodeStop(&'static [&'static str]),
+    /// These nodes SIGKILLed at once and restarted.
+    NodeKill(&'static [&'static str]),
 }
 
 #[test]
@@ -505,16 +521,24 @@ fn relay_connections_survive_the_chaos_soak_with_one_join_and_one_end_each() {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
         let mut faults = Vec::new();
-        for _ in 0..size.rounds {
+        for round in 0..size.rounds {
             faults.extend([
                 Fault::ServerKill(2),
                 Fault::ServerStop(3),
                 Fault::RouteCut(1),
-                Fault::NodeStop("c"),
-                Fault::NodeStop("b"),
-                Fault::NodeKill("b"),
-                Fault::NodeKill("a"),
             ]);
+            // Both targets down at once (every connection then ends on its gateway alone),
+            // or, every other round of the long form, one after the other.
+            if round % 2 == 0 {
+                faults.extend([Fault::NodeStop(&["b", "c"]), Fault::NodeKill(&["b", "c"])]);
+            } else {
+                faults.extend([
+                    Fault::NodeStop(&["c"]),
+                    Fault::NodeStop(&["b"]),
+                    Fault::NodeKill(&["b"]),
+                ]);
+            }
+            faults.push(Fault::NodeKill(&["a"]));
         }
         let mut heal_times: Vec<(Fault, Duration)> = Vec::new();
         for fault in faults {
@@ -536,13 +560,17 @@ fn relay_connections_survive_the_chaos_soak_with_one_join_and_one_end_each() {
                     tokio::time::sleep(Duration::from_secs(4)).await;
                     cut.heal();
                 }
-                Fault::NodeStop(node) => {
-                    nodes.signal(node, "STOP");
+                Fault::NodeStop(stopped) => {
+                    for node in stopped {
+                        nodes.signal(node, "STOP");
+                    }
                     tokio::time::sleep(Duration::from_secs(4)).await;
-                    nodes.signal(node, "CONT");
+                    for node in stopped {
+                        nodes.signal(node, "CONT");
+                    }
                 }
-                Fault::NodeKill(node) => {
-                    nodes.kill_and_restart(node, Duration::from_secs(1)).await;
+                Fault::NodeKill(killed) => {
+                    nodes.kill_and_restart(killed, Duration::from_secs(1)).await;
                 }
             }
             let took = healed(port, &next, &clients, Duration::from_secs(60)).await;
