@@ -88,9 +88,9 @@ impl Sink for ValueBuild {
             Scalar::Bool(b) => Value::Bool(b),
             Scalar::Int(i) => Value::Int(i),
             Scalar::Float(n) => Value::Float(n),
-            Scalar::Str(bytes) => match std::str::from_utf8(bytes) {
-                Ok(text) => Value::String(text.to_owned()),
-                Err(_) => Value::Bytes(bytes::Bytes::copy_from_slice(bytes)),
+            Scalar::Str(bytes) => match crate::raw::utf8(bytes) {
+                Some(text) => Value::String(text.to_owned()),
+                None => Value::Bytes(bytes::Bytes::copy_from_slice(bytes)),
             },
             Scalar::Other(name) => {
                 return Err(format!("cannot convert a {name} to a message value"))

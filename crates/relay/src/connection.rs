@@ -29,7 +29,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use wsrelay_process::{reason, Context, Event, ExitGuard, ExitResult, Message, Pid, Value};
 use wsrelay_ws::{CloseReason, Event as WsEvent, SharedFrame, WsConnection};
 
-use crate::events::{self, ClientEvent, ClientEventKind, Outgoing};
+use crate::events::{self, ClientEvent, ClientEventKind, Outgoing, ToSend};
 use crate::header::RelayTarget;
 use crate::limits::Permit;
 use crate::options::RelayOptions;
@@ -456,7 +456,7 @@ impl Connection {
                 // A group send's frame, shared by every member: written from the message
                 // itself, not from a clone of it (a clone and a drop per recipient).
                 Some(Outgoing::Shared(shared)) => self.write_shared(shared),
-                _ => self.send_payload(&msg),
+                _ => self.send_payload(msg),
             },
             events::CLOSE => {
                 let (code, text) = events::close_from_payload(msg.payload());
@@ -468,17 +468,18 @@ impl Connection {
             }
             topic => {
                 let frame = events::passthrough_frame(topic, msg.payload());
-                self.write(Outgoing::Frame(frame))
+                self.write(ToSend::Out(Outgoing::Frame(frame)))
             }
         }
     }
 
     /// `ws.send` with any other payload: a map from Lua, a frame from a Rust sender.
-    fn send_payload(&mut self, msg: &Message) -> Flow {
-        match events::outgoing_from_send(msg.payload()) {
+    fn send_payload(&mut self, msg: Message) -> Flow {
+        let (from, _, payload, _) = msg.into_parts();
+        match events::read_send(payload) {
             Ok(out) => self.write(out),
             Err(problem) => {
-                tracing::warn!(pid = %self.ctx.pid(), from = ?msg.from(), "{problem}; ignored");
+                tracing::warn!(pid = %self.ctx.pid(), ?from, "{problem}; ignored");
                 Flow::Continue
             }
         }
@@ -549,14 +550,15 @@ impl Connection {
 
     /// Queues `out` for the client when the write queue has room; a write that must wait
     /// for the client becomes a [`Wait`].
-    fn write(&mut self, out: Outgoing) -> Flow {
+    fn write(&mut self, out: ToSend) -> Flow {
         if !self.ws.can_feed() {
-            return Flow::Wait(Wait::Write(out));
+            return Flow::Wait(Wait::Write(out.into_outgoing()));
         }
-        let len = out.data().len() as u64;
+        let len = out.len() as u64;
         let queued = match out {
-            Outgoing::Frame(frame) => self.ws.feed_now(frame),
-            Outgoing::Shared(shared) => self.ws.feed_shared_now(&shared),
+            ToSend::Text(text) => self.ws.feed_text_now(text),
+            ToSend::Out(Outgoing::Frame(frame)) => self.ws.feed_now(frame),
+            ToSend::Out(Outgoing::Shared(shared)) => self.ws.feed_shared_now(&shared),
         };
         self.wrote(queued, len)
     }

@@ -235,16 +235,30 @@ impl OpaqueValue for Outgoing {
     }
 }
 
-/// Reads a `ws.send` payload: an [`Outgoing`] as it is, else the `{type, data}` map as a
-/// frame ([`frame_from_send`]).
-///
-/// # Errors
-///
-/// As [`frame_from_send`].
-pub(crate) fn outgoing_from_send(payload: &Value) -> Result<Outgoing, String> {
-    match payload.downcast_ref::<Outgoing>() {
-        Some(out) => Ok(out.clone()),
-        None => frame_from_send(payload).map(Outgoing::Frame),
+/// A `ws.send` payload, read ([`read_send`]).
+pub(crate) enum ToSend {
+    /// Text that came as a `String`: UTF-8 by its type, written without a second check and
+    /// without a copy.
+    Text(String),
+    /// Anything else: a Rust sender's frame, or bytes (text is checked again when written).
+    Out(Outgoing),
+}
+
+impl ToSend {
+    /// The bytes to write.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            ToSend::Text(text) => text.len(),
+            ToSend::Out(out) => out.data().len(),
+        }
+    }
+
+    /// As an [`Outgoing`], for a write that must wait (no copy).
+    pub(crate) fn into_outgoing(self) -> Outgoing {
+        match self {
+            ToSend::Text(text) => Outgoing::text(text),
+            ToSend::Out(out) => out,
+        }
     }
 }
 
@@ -256,31 +270,59 @@ pub(crate) fn outgoing_from_send(payload: &Value) -> Result<Outgoing, String> {
 ///
 /// A description of what is wrong, for the log (the payload is then ignored).
 pub fn frame_from_send(payload: &Value) -> Result<Frame, String> {
+    Ok(match read_send(payload.clone())?.into_outgoing() {
+        Outgoing::Frame(frame) => frame,
+        Outgoing::Shared(shared) if shared.is_text() => Frame::Text(shared.data().clone()),
+        Outgoing::Shared(shared) => Frame::Binary(shared.data().clone()),
+    })
+}
+
+/// [`frame_from_send`] for a payload the caller owns (a connection's own message): an
+/// [`Outgoing`] as it is, and `String` data kept as it is instead of copied into a frame.
+///
+/// # Errors
+///
+/// As [`frame_from_send`].
+pub(crate) fn read_send(payload: Value) -> Result<ToSend, String> {
     if let Some(out) = payload.downcast_ref::<Outgoing>() {
-        let data = out.data().clone();
-        return Ok(if out.is_text() {
-            Frame::Text(data)
-        } else {
-            Frame::Binary(data)
-        });
+        return Ok(ToSend::Out(out.clone()));
     }
     let map = match payload {
         Value::Map(m) => m,
-        Value::Opaque(o) => return frame_from_send(&o.to_value()),
+        Value::Opaque(o) => return read_send(o.to_value()),
         _ => return Err("ws.send payload must be a table {type=, data=}".into()),
     };
+    // The map is taken apart rather than searched and removed from: a removal shifts the
+    // entries after it. The first of repeated keys counts, as with `Map::get`.
+    let (mut data, mut kind) = (None, None);
+    for (key, value) in map {
+        match key.as_str() {
+            "data" if data.is_none() => data = Some(value),
+            "type" if kind.is_none() => kind = Some(value),
+            _ => {}
+        }
+    }
     // Text that came as a `String` is UTF-8 already; only bytes need the check.
-    let (data, utf8) = match map.get("data") {
-        Some(Value::String(s)) => (Bytes::copy_from_slice(s.as_bytes()), true),
-        Some(Value::Bytes(b)) => (b.clone(), false),
+    let data = match data {
+        Some(Value::String(s)) => Ok(s),
+        Some(Value::Bytes(b)) => Err(b),
         Some(_) => return Err("ws.send: data must be a string".into()),
         None => return Err("ws.send: data is missing".into()),
     };
-    match map.get("type").and_then(Value::as_str).unwrap_or("text") {
-        "text" if utf8 || std::str::from_utf8(&data).is_ok() => Ok(Frame::Text(data)),
-        "text" => Err("ws.send: text data is not valid UTF-8 (use type = \"binary\")".into()),
-        "binary" => Ok(Frame::Binary(data)),
-        other => Err(format!(
+    match (
+        kind.as_ref().and_then(Value::as_str).unwrap_or("text"),
+        data,
+    ) {
+        ("text", Ok(text)) => Ok(ToSend::Text(text)),
+        ("text", Err(b)) if std::str::from_utf8(&b).is_ok() => {
+            Ok(ToSend::Out(Outgoing::Frame(Frame::Text(b))))
+        }
+        ("text", Err(_)) => {
+            Err("ws.send: text data is not valid UTF-8 (use type = \"binary\")".into())
+        }
+        ("binary", Ok(text)) => Ok(ToSend::Out(Outgoing::binary(text.into_bytes()))),
+        ("binary", Err(b)) => Ok(ToSend::Out(Outgoing::binary(b))),
+        (other, _) => Err(format!(
             "ws.send: type must be \"text\" or \"binary\", not {other:?}"
         )),
     }
@@ -339,6 +381,46 @@ mod tests {
         assert!(frame_from_send(&Map::new().with("type", "text").into()).is_err());
         let fast = Value::Opaque(Arc::new(Outgoing::text("fast")));
         assert_eq!(frame_from_send(&fast).unwrap(), Frame::text("fast"));
+    }
+
+    /// The connection's own path: `String` text is written as it is (no copy), everything
+    /// else as `frame_from_send` reads it.
+    #[test]
+    fn owned_send_payloads() {
+        let text = String::from("héllo");
+        let at = text.as_ptr();
+        let payload: Value = Map::new()
+            .with("type", "text")
+            .with("data", text)
+            .with("extra", 1)
+            .into();
+        match read_send(payload) {
+            Ok(ToSend::Text(sent)) => assert_eq!((sent.as_ptr(), sent.as_str()), (at, "héllo")),
+            _ => panic!("text from a String stays a String"),
+        }
+        let untyped: Value = Map::new().with("data", "hi").into();
+        assert!(matches!(read_send(untyped), Ok(ToSend::Text(t)) if t == "hi"));
+        let binary: Value = Map::new().with("type", "binary").with("data", "ab").into();
+        assert_eq!(
+            read_send(binary).unwrap().into_outgoing().data(),
+            &Bytes::from_static(b"ab")
+        );
+        let shared = Value::from(Map::new().with("data", "shared")).into_shared();
+        assert!(matches!(read_send(shared), Ok(ToSend::Text(t)) if t == "shared"));
+        let bytes: Value = Map::new()
+            .with("data", Value::Bytes(Bytes::from_static(b"ok")))
+            .into();
+        let out = read_send(bytes).unwrap().into_outgoing();
+        assert!(out.is_text() && out.data() == &Bytes::from_static(b"ok"));
+        let bad: Value = Map::new()
+            .with("data", Value::Bytes(Bytes::from_static(&[0xff])))
+            .into();
+        assert_eq!(
+            read_send(bad).err().unwrap(),
+            "ws.send: text data is not valid UTF-8 (use type = \"binary\")"
+        );
+        let bad_type: Value = Map::new().with("type", 5).with("data", "x").into();
+        assert!(matches!(read_send(bad_type), Ok(ToSend::Text(_))));
     }
 
     #[test]

@@ -76,6 +76,37 @@ async fn invalid_payloads_are_ignored() {
     assert_eq!(next_frame(&mut client).await, T::text("still alive"));
 }
 
+/// The shapes of `ws.send` a connection takes apart itself: extra fields, `String` data sent
+/// as binary, a shared map (a group send's payload on another path), and a Rust sender's
+/// text frame that is not UTF-8 (still refused: only `String` text skips the check).
+#[tokio::test]
+async fn ws_send_payload_shapes() {
+    let h = Harness::start().await;
+    let (target, _g, mut client, client_pid) = h.joined_client().await;
+    let extra = Map::new()
+        .with("type", "text")
+        .with("data", "extra")
+        .with("id", 7);
+    send(&target, &client_pid, "ws.send", extra);
+    let binary = Map::new().with("type", "binary").with("data", "as bytes");
+    send(&target, &client_pid, "ws.send", binary);
+    let shared = Value::from(Map::new().with("data", "shared")).into_shared();
+    send(&target, &client_pid, "ws.send", shared);
+    let invalid = wsrelay_ws::Message::Text(vec![0xffu8, 0xfe].into());
+    let invalid = Value::Opaque(std::sync::Arc::new(Outgoing::Frame(invalid)));
+    send(&target, &client_pid, "ws.send", invalid);
+    send(
+        &target,
+        &client_pid,
+        "ws.send",
+        Map::new().with("data", "last"),
+    );
+    assert_eq!(next_frame(&mut client).await, T::text("extra"));
+    assert_eq!(next_frame(&mut client).await, T::binary(&b"as bytes"[..]));
+    assert_eq!(next_frame(&mut client).await, T::text("shared"));
+    assert_eq!(next_frame(&mut client).await, T::text("last"));
+}
+
 #[tokio::test]
 async fn ws_close_with_code_and_reason() {
     let h = Harness::start().await;

@@ -248,6 +248,21 @@ where
     /// [`Error::InvalidText`] (nothing queued), [`Error::Closed`].
     pub fn feed_now(&mut self, message: Message) -> Result<(), Error> {
         check_text(&message)?;
+        self.queue_if_open(message)
+    }
+
+    /// [`feed_now`](Self::feed_now) for text that is UTF-8 by its type: a `String` needs
+    /// none of the check `feed_now` makes of every [`Message::Text`], and becomes the
+    /// message's bytes without a copy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`].
+    pub fn feed_text_now(&mut self, text: String) -> Result<(), Error> {
+        self.queue_if_open(Message::text(text))
+    }
+
+    fn queue_if_open(&mut self, message: Message) -> Result<(), Error> {
         if !self.is_open() {
             return Err(Error::Closed);
         }

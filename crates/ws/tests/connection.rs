@@ -53,6 +53,22 @@ async fn echoes_text_and_binary() {
     );
 }
 
+/// `feed_text_now`: text that is UTF-8 by type reaches the client as a text frame, short or
+/// split into frames.
+#[tokio::test]
+async fn feed_text_now_sends_string_text() {
+    let server = TestServer::start(Config::default().frame_size(256)).await;
+    let mut client = server.client().await;
+    let long = "é".repeat(600);
+    for text in ["héllo", long.as_str()] {
+        client
+            .send(T::text(format!("feed_text {text}")))
+            .await
+            .unwrap();
+        assert_eq!(next_data(&mut client).await, T::text(text));
+    }
+}
+
 #[tokio::test]
 async fn reassembles_fragments_with_interleaved_ping() {
     let mut server = TestServer::start(Config::default()).await;

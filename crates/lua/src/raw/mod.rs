@@ -48,7 +48,7 @@ use mlua::Lua;
 
 pub(crate) use build::{environment, message, value, Metatables};
 pub(crate) use preempt::{coroutine_functions, disarm, take_hook, Running, SliceTimer};
-pub(crate) use read::{read, Scalar, Sink};
+pub(crate) use read::{read, utf8, Scalar, Sink};
 pub(crate) use receive::{receive_function, SlowPath};
 pub(crate) use send::send_function;
 

@@ -109,8 +109,8 @@ unsafe fn read_and_send(state: *mut lua_State) -> Result<(), String> {
 /// As [`send`]; the text lives while the argument is on the stack.
 unsafe fn text_arg<'a>(state: *mut lua_State, index: c_int, what: &str) -> Result<&'a str, String> {
     match ffi::lua_type(state, index) {
-        ffi::LUA_TSTRING => std::str::from_utf8(string_bytes(state, index))
-            .map_err(|_| format!("{what} must be UTF-8 text")),
+        ffi::LUA_TSTRING => super::read::utf8(string_bytes(state, index))
+            .ok_or_else(|| format!("{what} must be UTF-8 text")),
         ffi::LUA_TNIL | ffi::LUA_TNONE => Err(format!("{what} is required")),
         other => Err(format!(
             "{what} must be a string, got {}",

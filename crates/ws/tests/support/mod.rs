@@ -112,6 +112,10 @@ async fn handle(
                     Some(("ping", _)) => {
                         conn.ping(Bytes::from_static(b"server-ping")).await.unwrap()
                     }
+                    Some(("feed_text", rest)) => {
+                        conn.feed_text_now(rest.to_owned()).unwrap();
+                        conn.flush().await.unwrap();
+                    }
                     _ => {
                         let _ = conn.send(message).await;
                     }
@@ -127,7 +131,7 @@ async fn handle(
 fn command(message: &Message) -> Option<(&str, &str)> {
     let text = message.as_text()?;
     match text.split_once(' ') {
-        Some((verb @ "close", rest)) => Some((verb, rest)),
+        Some((verb @ ("close" | "feed_text"), rest)) => Some((verb, rest)),
         None if text == "ping" => Some(("ping", "")),
         _ => None,
     }
