@@ -29,6 +29,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use wsrelay_process::{reason, Context, Event, ExitGuard, ExitResult, Message, Pid, Value};
 use wsrelay_ws::{CloseReason, Event as WsEvent, SharedFrame, WsConnection};
 
+use crate::backpressure::Space;
 use crate::events::{self, ClientEvent, ClientEventKind, Outgoing, ToSend};
 use crate::header::RelayTarget;
 use crate::limits::Permit;
@@ -40,9 +41,6 @@ use crate::wake::SourceWakers;
 
 /// How many queued mailbox messages are written before one flush.
 const WRITE_BATCH: usize = 64;
-
-/// A wait that happens only now and then, boxed so an idle connection holds none.
-type Waiting = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What woke the connection.
 enum Wake {
@@ -148,7 +146,7 @@ pub(crate) struct Connection {
     /// When the next `ws.heartbeat` is due, if the target asked for them.
     next_heartbeat: Option<Instant>,
     /// While the target is congested: the wait for room in its inbox (or its node's queue).
-    space: Option<Waiting>,
+    space: Space,
     /// After a batch of mailbox messages, the client is looked at first (fairness: a target
     /// that writes without pause must not keep the socket unread).
     client_first: bool,
@@ -191,7 +189,7 @@ impl Connection {
             message_count: 0,
             awaiting_pong: false,
             next_heartbeat: None,
-            space: None,
+            space: Space::default(),
             client_first: false,
             permit: None,
             guard: None,
@@ -306,7 +304,7 @@ impl Connection {
         }
         if let Some(waker) = self.wakers.socket() {
             let cx = &mut TaskContext::from_waker(waker);
-            let readable = poll_readable(&mut self.space, &self.target, &self.ctx, cx);
+            let readable = self.space.poll_readable(&self.target, &self.ctx, cx);
             let event = if readable {
                 self.ws.poll_event(cx)
             } else {
@@ -511,7 +509,7 @@ impl Connection {
         self.info.set_target(new_pid.clone());
         // A wait for room in the old target's inbox must not hold the client back: whether
         // to read is decided again, for the new target.
-        self.space = None;
+        self.space.forget();
         self.wakers.socket_due();
         if new_pid != old.pid {
             // A dead target delivers `noproc` at once and the connection closes as in §8.
@@ -722,37 +720,6 @@ impl Connection {
             uptime: self.started.elapsed().as_secs_f64(),
             message_count: self.message_count,
         });
-    }
-}
-
-/// Backpressure: while the target's inbox is above its mark (or the queue to its node is full,
-/// see `Node::is_congested`), the socket is left unread so TCP pushes back on the client; no
-/// frame is ever dropped. Waits for room meanwhile, in `space`, woken through `cx`.
-fn poll_readable(
-    space: &mut Option<Waiting>,
-    target: &Target,
-    ctx: &Context,
-    cx: &mut TaskContext<'_>,
-) -> bool {
-    loop {
-        if let Some(waiting) = space {
-            if waiting.as_mut().poll(cx).is_pending() {
-                return false;
-            }
-            *space = None;
-        }
-        let waiting: Waiting = match &target.local {
-            Some(local) if local.is_congested() => {
-                let local = local.clone();
-                Box::pin(async move { local.wait_for_space().await })
-            }
-            None if ctx.node().is_congested(&target.pid) => {
-                let (node, pid) = (ctx.node().clone(), target.pid.clone());
-                Box::pin(async move { node.wait_for_space(&pid).await })
-            }
-            _ => return true,
-        };
-        *space = Some(waiting);
     }
 }
 

@@ -41,6 +41,7 @@
 //! `Value::into_plain` see the docs/spec.md §6 map. Rust senders can pass [`Outgoing`] to `ws.send`.
 //! The `not_upgraded` leave carries a [`NotUpgraded`] instead (there is no client).
 
+mod backpressure;
 mod connection;
 pub mod events;
 pub mod header;
