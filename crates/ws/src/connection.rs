@@ -686,6 +686,7 @@ enum Read {
 
 /// Reads once into `buf` and decodes from it; what the decoder does not consume is copied
 /// out, since `buf` is the thread's.
+#[inline]
 fn read_and_decode<S: AsyncRead + Unpin>(
     io: &mut S,
     decoder: &mut Decoder,
