@@ -27,8 +27,8 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use wsrelay_process::Pid;
 
+use crate::batch::{BatchLimits, Out};
 use crate::envelope::Envelope;
-use crate::lanes::{BatchLimits, Out};
 
 /// Members per `GroupSet` envelope at most (PIDs are under 100 bytes: one stays under
 /// 32 KiB, far below a server's `max_payload`).

@@ -75,6 +75,9 @@ pub(crate) enum Envelope {
     },
 }
 
+/// The lane of envelopes that speak for no process (see `lanes`).
+pub(crate) const NODE_LANE: u64 = u64::MAX;
+
 const K_MESSAGE: u8 = 0;
 const K_MONITOR: u8 = 1;
 const K_DEMONITOR: u8 = 2;
@@ -111,7 +114,7 @@ impl Envelope {
     /// The lane of the peer's queue this envelope waits in (module `lanes`): its sender's,
     /// so each process's messages and signals stay in order, or the node's.
     pub(crate) fn lane(&self) -> u64 {
-        self.sender().map_or(crate::lanes::NODE_LANE, Pid::id)
+        self.sender().map_or(NODE_LANE, Pid::id)
     }
 
     /// The process on the receiving node (none for group envelopes, which address the node).

@@ -17,23 +17,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use bytes::Bytes;
-
 use crate::announce::Announcements;
-
-/// An envelope waiting for the writer, stamped with the connection epoch it belongs to.
-#[derive(Debug)]
-pub(crate) struct Out {
-    pub(crate) epoch: u64,
-    pub(crate) bytes: Bytes,
-}
+use crate::batch::{BatchLimits, Out};
 
 /// Lanes open at once per peer at most (besides the overflow lane).
 pub(crate) const MAX_LANES: usize = 1024;
 /// Bytes a lane may send per round: fairness is measured in these.
 const QUANTUM: usize = 16 << 10;
-/// The lane of envelopes that speak for no process.
-pub(crate) const NODE_LANE: u64 = u64::MAX;
 /// The lane of senders that found every lane taken.
 const OVERFLOW_LANE: u64 = u64::MAX - 1;
 /// Emptied lanes kept for reuse (their buffers), so a sender that sends one message at a
@@ -41,16 +31,6 @@ const OVERFLOW_LANE: u64 = u64::MAX - 1;
 const SPARE_LANES: usize = 16;
 /// A spare lane's buffer larger than this is freed rather than kept.
 const SPARE_CAPACITY: usize = 1024;
-
-/// What a batch may hold.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct BatchLimits {
-    /// Envelopes at most.
-    pub(crate) envelopes: usize,
-    /// Bytes at most (envelopes and their 4-byte length prefixes), unless the batch holds
-    /// only one envelope.
-    pub(crate) bytes: usize,
-}
 
 /// What [`Lanes::take`] moved into a batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,7 +62,7 @@ struct Lane {
 }
 
 impl Lanes {
-    /// Queues `out` in the lane of `sender` ([`NODE_LANE`] for none); true if the queue was
+    /// Queues `out` in the lane of `sender` ([`NODE_LANE`](crate::envelope::NODE_LANE) for none); true if the queue was
     /// empty before (the writer may be waiting).
     pub(crate) fn push(&mut self, sender: u64, out: Out) -> bool {
         if let Some(lane) = self.lanes.get_mut(&sender) {
@@ -249,6 +229,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::envelope::NODE_LANE;
 
     const LIMITS: BatchLimits = BatchLimits {
         envelopes: 256,

@@ -54,6 +54,7 @@
 //! | `routing` | the `Transport` seam: local signals into peer queues |
 //! | `lanes` | one peer's queue: a lane per sending process, served round robin by bytes |
 //! | `announce` | one peer's group membership announcements, coalesced, ahead of the lanes |
+//! | `batch` | what a batch holds: envelopes stamped with their epoch, and its limits |
 //! | `writer` | one task per peer: queue → batches → NATS, within credit (bytes and frames) |
 //! | `control`, `inbound`, `advisory` | the control loop: frames in, heartbeats, liveness |
 //! | `frame`, `envelope` | the wire format: frames (checked, signed) and envelopes |
@@ -62,6 +63,7 @@
 
 mod advisory;
 mod announce;
+mod batch;
 mod connect;
 mod control;
 mod envelope;

@@ -18,8 +18,9 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use wsrelay_process::Pid;
 
+use crate::batch::Out;
 use crate::frame::{Grant, Heartbeat};
-use crate::lanes::{Lanes, Out};
+use crate::lanes::Lanes;
 use crate::ClusterOptions;
 
 /// What the receiver expects from the peer's outbound session.

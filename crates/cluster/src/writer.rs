@@ -12,8 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::lanes::BatchLimits;
-use crate::lanes::Out;
+use crate::batch::{BatchLimits, Out};
 use crate::peer::Peer;
 use crate::shared::{Ctl, Shared};
 use crate::stats::DropReason;
