@@ -70,14 +70,8 @@ impl Announcements {
         let Some(Item::Changes { counts, .. }) = self.items.back_mut() else {
             return;
         };
-        if !counts.contains_key(scope) {
-            counts.insert(scope.to_owned(), HashMap::new());
-        }
-        let groups = counts.get_mut(scope).expect("inserted");
-        if !groups.contains_key(group) {
-            groups.insert(group.to_owned(), HashMap::new());
-        }
-        let members = groups.get_mut(group).expect("inserted");
+        let groups = counts.entry(scope.to_owned()).or_default();
+        let members = groups.entry(group.to_owned()).or_default();
         members.insert(pid.clone(), count);
     }
 
@@ -140,36 +134,38 @@ impl Announcements {
 /// Takes up to [`GROUP_CHUNK`] members of one group out of `counts`, as an encoded
 /// `GroupSet`; `None` if no change is left.
 fn pop_set(counts: &mut Counts) -> Option<Bytes> {
-    let scope = counts.keys().next()?.clone();
-    let groups = counts.get_mut(&scope).expect("a key");
-    let Some(group) = groups.keys().next().cloned() else {
-        counts.remove(&scope);
-        return pop_set(counts);
-    };
-    let members = groups.get_mut(&group).expect("a key");
-    let chunk: Vec<(Pid, usize)> = if members.len() <= GROUP_CHUNK {
-        members.drain().collect()
-    } else {
-        let pids: Vec<Pid> = members.keys().take(GROUP_CHUNK).cloned().collect();
-        pids.into_iter()
-            .filter_map(|pid| members.remove(&pid).map(|count| (pid, count)))
-            .collect()
-    };
-    if members.is_empty() {
-        groups.remove(&group);
-        if groups.is_empty() {
+    loop {
+        let (scope, groups) = counts.iter_mut().next()?;
+        let scope = scope.clone();
+        let Some((group, members)) = groups.iter_mut().next() else {
+            // Its last group was taken: the scope goes too.
             counts.remove(&scope);
+            continue;
+        };
+        let group = group.clone();
+        let chunk: Vec<(Pid, usize)> = if members.len() <= GROUP_CHUNK {
+            members.drain().collect()
+        } else {
+            let pids: Vec<Pid> = members.keys().take(GROUP_CHUNK).cloned().collect();
+            pids.into_iter()
+                .filter_map(|pid| members.remove(&pid).map(|count| (pid, count)))
+                .collect()
+        };
+        if members.is_empty() {
+            groups.remove(&group);
+        }
+        if !chunk.is_empty() {
+            let members = chunk;
+            return Some(
+                Envelope::GroupSet {
+                    scope,
+                    group,
+                    members,
+                }
+                .encode(),
+            );
         }
     }
-    if chunk.is_empty() {
-        return pop_set(counts);
-    }
-    let env = Envelope::GroupSet {
-        scope,
-        group,
-        members: chunk,
-    };
-    Some(env.encode())
 }
 
 #[cfg(test)]
