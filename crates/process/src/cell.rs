@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll, Waker};
 
 use futures_util::task::AtomicWaker;
@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use crate::host::HostState;
 use crate::pid_set::PidSet;
-use crate::{Event, ExitResult, Message, Pid};
+use crate::{Event, ExitResult, Message, Pid, Shortcut};
 
 pub(crate) struct Cell {
     pub(crate) pid: Pid,
@@ -39,6 +39,8 @@ pub(crate) struct Cell {
     /// always absent. A look that misses one set a moment later is followed by the wake-up
     /// that comes with it.
     flags: AtomicU8,
+    /// Offered each message while the inbox is empty (`shortcut.rs`); set once.
+    pub(crate) shortcut: OnceLock<Arc<dyn Shortcut>>,
 }
 
 /// [`Cell::flags`]: the event queue is not empty.
@@ -161,6 +163,7 @@ impl Cell {
             inbox_len: AtomicUsize::new(0),
             inbox_bytes: AtomicUsize::new(0),
             flags: AtomicU8::new(0),
+            shortcut: OnceLock::new(),
         }
     }
 
@@ -169,7 +172,23 @@ impl Cell {
     }
 
     /// Appends a message; returns the new inbox length, or `None` if the process is gone.
+    /// A process with a [`Shortcut`] is offered the message first while its inbox is empty
+    /// (then the length is 0).
     pub(crate) fn push_message(&self, msg: Message) -> Option<usize> {
+        let msg = match self.shortcut.get() {
+            // Only past an empty inbox: what this sender queued before is taken already. And
+            // not while an event or a stop request waits: the process acts on those first.
+            Some(shortcut)
+                if self.inbox_len.load(Ordering::Acquire) == 0
+                    && self.flags.load(Ordering::Acquire) == 0 =>
+            {
+                match shortcut.offer(msg) {
+                    Ok(()) => return Some(0),
+                    Err(msg) => msg,
+                }
+            }
+            _ => msg,
+        };
         let size = msg_size(&msg);
         let len = {
             let mut st = self.state.lock();

@@ -123,6 +123,13 @@ impl Context {
         self.cell.ready.register(waker);
     }
 
+    /// Has `shortcut` offered each message sent to this process while its inbox is empty,
+    /// before it is queued (module docs of [`Shortcut`](crate::Shortcut)). Set once: returns
+    /// `false` if the process already has one.
+    pub fn set_shortcut(&self, shortcut: Arc<dyn crate::Shortcut>) -> bool {
+        self.cell.shortcut.set(shortcut).is_ok()
+    }
+
     /// The number of messages waiting in the inbox.
     pub fn inbox_len(&self) -> usize {
         self.cell

@@ -43,9 +43,10 @@
 //! lock) and `table.rs` (the process table). The node is [`Node`] (`node.rs`: shared state
 //! and routing), with its methods in the file of their concept: `spawn.rs`, `signal.rs`
 //! (send, cancel, terminate), `relations.rs` (monitors and links), `names.rs`, `exit.rs`
-//! (the exit protocol and [`ExitGuard`]), `info.rs`, `process_ref.rs`, and, for transports,
-//! `remote.rs` ([`Transport`]) and `inbound.rs` ([`Inbound`]). [`Context`] (`context.rs`) is
-//! the same operations with a process as the actor.
+//! (the exit protocol and [`ExitGuard`]), `info.rs`, `process_ref.rs`, `shortcut.rs`
+//! ([`Shortcut`]: messages taken in the sender's call), and, for transports, `remote.rs`
+//! ([`Transport`]) and `inbound.rs` ([`Inbound`]). [`Context`] (`context.rs`) is the same
+//! operations with a process as the actor.
 
 mod cell;
 mod context;
@@ -64,6 +65,7 @@ mod process_ref;
 mod relations;
 mod remote;
 pub mod shard;
+mod shortcut;
 mod signal;
 mod spawn;
 mod table;
@@ -86,5 +88,6 @@ pub use pid::{Pid, PidParseError, LOCAL_NODE};
 pub use process_ref::ProcessRef;
 pub use remote::{SpaceFuture, Transport};
 pub use shard::Shards;
+pub use shortcut::Shortcut;
 pub use spawn::{NewProcess, ProcessFactory, SpawnOptions};
 pub use value::{Map, OpaqueValue, Shared, Value, ValueBuilder, Visit};

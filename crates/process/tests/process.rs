@@ -626,3 +626,75 @@ fn inbox_storage_is_freed_after_a_burst() {
         1000
     );
 }
+
+/// Takes the messages offered while `take` is set, and records them.
+#[derive(Default)]
+struct Taker {
+    take: std::sync::atomic::AtomicBool,
+    taken: parking_lot::Mutex<Vec<String>>,
+}
+
+impl wsrelay_process::Shortcut for Taker {
+    fn offer(&self, msg: Message) -> Result<(), Message> {
+        if !self.take.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(msg);
+        }
+        self.taken.lock().push(msg.topic().to_owned());
+        Ok(())
+    }
+}
+
+/// A process's shortcut is offered what is sent to it while its inbox is empty; what it
+/// gives back is queued, and nothing is offered past a queued message (order per sender).
+#[tokio::test]
+async fn a_shortcut_takes_messages_only_past_an_empty_inbox() {
+    let node = node();
+    let (ctx, _g) = probe(&node);
+    let (sender, _g2) = probe(&node);
+    let taker = Arc::new(Taker::default());
+    assert!(ctx.set_shortcut(taker.clone()));
+    assert!(!ctx.set_shortcut(Arc::new(Taker::default())), "set once");
+
+    taker.take.store(true, std::sync::atomic::Ordering::SeqCst);
+    sender.send(ctx.pid(), "a", Value::Null).unwrap();
+    assert_eq!(*taker.taken.lock(), ["a"]);
+    assert_eq!(ctx.inbox_len(), 0);
+
+    // Given back: queued. Then the shortcut would take again, but the inbox is not empty.
+    taker.take.store(false, std::sync::atomic::Ordering::SeqCst);
+    sender.send(ctx.pid(), "b", Value::Null).unwrap();
+    taker.take.store(true, std::sync::atomic::Ordering::SeqCst);
+    sender.send(ctx.pid(), "c", Value::Null).unwrap();
+    assert_eq!(*taker.taken.lock(), ["a"]);
+    assert_eq!(ctx.recv().await.topic(), "b");
+    assert_eq!(ctx.recv().await.topic(), "c");
+
+    // Empty again: taken.
+    sender.send(ctx.pid(), "d", Value::Null).unwrap();
+    assert_eq!(*taker.taken.lock(), ["a", "d"]);
+    assert_eq!(ctx.inbox_len(), 0);
+}
+
+/// A process with an event or a stop request waiting is not offered messages: it acts on
+/// those first, as it would with the message queued.
+#[tokio::test]
+async fn a_shortcut_is_not_offered_messages_while_a_signal_waits() {
+    let node = node();
+    let (ctx, _g) = probe(&node);
+    let (sender, _g2) = probe(&node);
+    let taker = Arc::new(Taker::default());
+    taker.take.store(true, std::sync::atomic::Ordering::SeqCst);
+    ctx.set_shortcut(taker.clone());
+    // Monitoring a PID that never lived delivers its `noproc` EXIT at once: an event waits.
+    ctx.monitor(&Pid::new(node.name(), HOST, 999_999)).unwrap();
+    sender.send(ctx.pid(), "queued", Value::Null).unwrap();
+    assert!(taker.taken.lock().is_empty());
+    assert!(matches!(ctx.next_event().await, Event::Exit { .. }));
+    assert_eq!(ctx.recv().await.topic(), "queued");
+
+    // A stop request waits: queued too.
+    ctx.terminate(ctx.pid()).unwrap();
+    sender.send(ctx.pid(), "after stop", Value::Null).unwrap();
+    assert!(taker.taken.lock().is_empty());
+    assert_eq!(ctx.inbox_len(), 1);
+}

@@ -34,6 +34,7 @@ use crate::events::{self, ClientEvent, ClientEventKind, Outgoing, ToSend};
 use crate::header::RelayTarget;
 use crate::limits::Permit;
 use crate::options::RelayOptions;
+use crate::parked::{Parked, Unpark};
 use crate::stats::RelayStats;
 use crate::table::ConnectionInfo;
 use crate::target::Target;
@@ -43,7 +44,7 @@ use crate::wake::SourceWakers;
 const WRITE_BATCH: usize = 64;
 
 /// What woke the connection.
-enum Wake {
+pub(crate) enum Wake {
     /// A stop request (terminate, a failed link, shutdown).
     Stop(ExitResult),
     /// A system event (the target's exit, a cancel).
@@ -56,10 +57,12 @@ enum Wake {
     Closing,
     /// The timer fired: a ping or a heartbeat is due.
     Timer,
+    /// A sender's write ([`Connection::take_message`]) left a step for the task.
+    Deferred(Box<Flow>),
 }
 
 /// What one step of the loop leads to.
-enum Flow {
+pub(crate) enum Flow {
     /// Go on serving.
     Continue,
     /// The connection ends.
@@ -76,7 +79,7 @@ impl From<Option<Outcome>> for Flow {
 
 /// A step that waits for the client. Rare on a healthy connection, so it lives in a box
 /// for as long as it takes instead of in every connection's task.
-enum Wait {
+pub(crate) enum Wait {
     /// A write found the write queue full.
     Write(Outgoing),
     /// A flush found the socket full.
@@ -88,7 +91,7 @@ enum Wait {
 /// How a connection ends: what the target is told, how the socket closes, how the process
 /// exits.
 #[derive(Debug)]
-struct Outcome {
+pub(crate) struct Outcome {
     /// `ws.leave` reason and code; `None` when the target is gone.
     leave: Option<(&'static str, Option<u16>)>,
     /// The close frame still to send; `None` when the WebSocket has already ended.
@@ -156,6 +159,8 @@ pub(crate) struct Connection {
     guard: Option<ExitGuard>,
     /// Whether the socket or the timer woke the task since they were last polled.
     wakers: SourceWakers,
+    /// What a sender's write left for the task to finish (a flush the socket did not take).
+    deferred: Option<Box<Flow>>,
 }
 
 impl Drop for Connection {
@@ -194,6 +199,7 @@ impl Connection {
             permit: None,
             guard: None,
             wakers: SourceWakers::new(),
+            deferred: None,
         };
         connection.next_heartbeat = connection.first_heartbeat();
         connection
@@ -211,11 +217,22 @@ impl Connection {
     /// captured, once as the local they move into), which would double the connection in
     /// every idle task; a box is held twice as a pointer. The end is boxed too: what it holds
     /// (the outcome, the close handshake) is no part of an idle connection.
-    pub(crate) async fn run(mut self: Box<Self>) {
+    ///
+    /// Between wake-ups the connection waits in a [`Parked`] slot, the process's shortcut,
+    /// where a sender can write a `ws.send` to the client itself (module docs of `parked`).
+    pub(crate) async fn run(self: Box<Self>) {
         self.stats.open.fetch_add(1, Ordering::Relaxed);
         self.notify_target(self.join());
-        let outcome = self.serve().await;
-        Box::pin(self.end(outcome)).await;
+        let parked = Arc::new(Parked::default());
+        self.ctx.set_shortcut(parked.clone());
+        let _unpark = Unpark(&parked);
+        // `None`: the connection was dropped while parked, which only `Unpark` does. A `let`
+        // of its own: an `if let`'s scrutinee (connection and outcome) would stay in the
+        // future for as long as the end runs.
+        let Some((connection, outcome)) = self.serve(&parked).await else {
+            return;
+        };
+        Box::pin(connection.end(outcome)).await;
     }
 
     /// Tells the target, closes the socket, counts, exits.
@@ -240,10 +257,13 @@ impl Connection {
         }
     }
 
-    async fn serve(&mut self) -> Outcome {
+    /// Serves until the connection ends; parks the connection in `parked` while it waits.
+    async fn serve(mut self: Box<Self>, parked: &Parked) -> Option<(Box<Self>, Outcome)> {
         let mut timer = std::pin::pin!(sleep_until(self.next_deadline()));
         loop {
-            let wake = poll_fn(|cx| self.poll_wake(cx, timer.as_mut())).await;
+            parked.park(self);
+            let (connection, wake) = poll_fn(|cx| parked.poll_wake(cx, timer.as_mut())).await?;
+            self = connection;
             // A fired timer must be re-armed even if its deadline were unchanged.
             let fired = matches!(wake, Wake::Timer);
             // Moved whole into calls, so neither the wake nor the flow stays in the task
@@ -258,7 +278,7 @@ impl Connection {
                 flow
             };
             if let Flow::End(outcome) = flow {
-                return outcome;
+                return Some((self, outcome));
             }
             let deadline = self.next_deadline();
             if fired || timer.deadline() != deadline {
@@ -282,6 +302,7 @@ impl Connection {
             }
             Wake::Closing => Flow::End(self.closed_by_client()),
             Wake::Timer => self.on_timer(),
+            Wake::Deferred(flow) => *flow,
         }
     }
 
@@ -289,8 +310,15 @@ impl Connection {
     /// the client (unless the target is congested), the timer. Registers for all of them
     /// before looking, so nothing that arrives after the look is missed; the socket and the
     /// timer are looked at only when they woke the task (or were never registered).
-    fn poll_wake(&mut self, cx: &mut TaskContext<'_>, timer: Pin<&mut Sleep>) -> Poll<Wake> {
+    pub(crate) fn poll_wake(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        timer: Pin<&mut Sleep>,
+    ) -> Poll<Wake> {
         self.wakers.begin(cx.waker());
+        if let Some(flow) = self.deferred.take() {
+            return Poll::Ready(Wake::Deferred(flow));
+        }
         self.ctx.wake_on_change(cx.waker());
         if let Some(stop) = self.ctx.stop_requested() {
             return Poll::Ready(Wake::Stop(stop));
@@ -469,6 +497,34 @@ impl Connection {
                 self.write(ToSend::Out(Outgoing::Frame(frame)))
             }
         }
+    }
+
+    /// A message offered by a sender while the connection is parked (`parked.rs`): a
+    /// `ws.send` is written to the client now, as the task would write it, and flushed if
+    /// the socket takes it; what must wait (a full socket, a failed one) is left for the
+    /// task, which is woken for it. Anything else, or a connection with a write or a step
+    /// pending, gives the message back to be queued.
+    pub(crate) fn take_message(&mut self, msg: Message) -> Result<(), Message> {
+        if msg.topic() != events::SEND || self.deferred.is_some() || !self.ws.can_feed() {
+            return Err(msg);
+        }
+        let flow = match self.on_message(msg) {
+            // Outside the sender's cooperative budget: a broadcast makes thousands of writes
+            // in one poll of its sender, and tokio would refuse them (as not ready) after the
+            // first 128, leaving each to its connection's task.
+            Flow::Continue => {
+                tokio::task::coop::unconstrained(poll_fn(|_| Poll::Ready(self.flush())))
+                    .now_or_never()
+                    .unwrap_or(Flow::Wait(Wait::Flush))
+            }
+            flow => flow,
+        };
+        if !matches!(flow, Flow::Continue) {
+            self.deferred = Some(Box::new(flow));
+            self.wakers.wake_task();
+        }
+        self.stats.sends_taken.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// `ws.send` with any other payload: a map from Lua, a frame from a Rust sender.

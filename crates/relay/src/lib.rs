@@ -50,6 +50,7 @@ mod middleware;
 pub mod negotiation;
 pub mod options;
 pub mod origin;
+mod parked;
 mod refusal;
 mod stats;
 mod table;

@@ -14,6 +14,7 @@ pub struct RelayStats {
     pub(crate) frames_out: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
+    pub(crate) sends_taken: AtomicU64,
     pub(crate) closes: [AtomicU64; CLOSE_REASONS.len()],
     /// The open connections, one record each (for operators).
     pub(crate) table: crate::table::ConnectionTable,
@@ -73,6 +74,13 @@ impl RelayStats {
             self.frames_out.load(Ordering::Relaxed),
             self.bytes_out.load(Ordering::Relaxed),
         )
+    }
+
+    /// `ws.send` messages a connection took in its sender's call, written without passing
+    /// through its inbox or waking its task (the connection was idle; `parked.rs`). Their
+    /// frames are counted in [`outbound`](Self::outbound) too.
+    pub fn sends_taken(&self) -> u64 {
+        self.sends_taken.load(Ordering::Relaxed)
     }
 
     /// Closed connections per reason, in the order of [`CLOSE_REASONS`].

@@ -143,6 +143,13 @@ impl SourceWakers {
         self.timer_due = true;
     }
 
+    /// Wakes the task (as last registered), for work left to it from outside its poll.
+    pub(crate) fn wake_task(&self) {
+        if let Some(task) = &self.task {
+            task.wake_by_ref();
+        }
+    }
+
     /// Makes the socket due (what decides whether to read it changed).
     pub(crate) fn socket_due(&mut self) {
         self.socket_due = true;

@@ -367,3 +367,111 @@ async fn a_transfer_away_from_a_congested_target_reads_the_client_again() {
     }
     assert_eq!(seen, (held as u32..20).collect::<Vec<_>>());
 }
+
+/// A `ws.send` to an idle connection is written by its sender, in the sender's call: it
+/// reaches the client without passing through the connection's inbox (`parked.rs`).
+#[tokio::test]
+async fn a_send_to_an_idle_connection_is_written_in_the_senders_call() {
+    let h = Harness::start().await;
+    let (target, _g, mut client, client_pid) = h.joined_client().await;
+    // The connection's task sent `ws.join` just before it parks: the first sends may find it
+    // still running (then they are queued, and written by the task).
+    let mut attempts = 0;
+    loop {
+        let before = h.relay.stats().sends_taken();
+        let text = format!("ping {attempts}");
+        send(
+            &target,
+            &client_pid,
+            "ws.send",
+            Map::new().with("data", text.as_str()),
+        );
+        assert_eq!(next_frame(&mut client).await, T::text(text));
+        if h.relay.stats().sends_taken() == before + 1 {
+            break;
+        }
+        attempts += 1;
+        assert!(attempts < 100, "no send was taken by the idle connection");
+    }
+    // Idle again after the write: the next send is taken too, and its frame counted.
+    let (taken, (frames, _)) = (h.relay.stats().sends_taken(), h.relay.stats().outbound());
+    send(
+        &target,
+        &client_pid,
+        "ws.send",
+        Map::new().with("data", "again"),
+    );
+    assert_eq!(next_frame(&mut client).await, T::text("again"));
+    assert_eq!(h.relay.stats().sends_taken(), taken + 1);
+    assert_eq!(h.relay.stats().outbound().0, frames + 1);
+    client_close(client, None).await;
+    h.stop().await;
+}
+
+/// Senders on other threads write to a connection whose task is kept busy by its client:
+/// some sends are taken in the sender's call, the others queued, and each sender's frames
+/// still reach the client once each and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_taken_and_queued_keep_each_senders_order() {
+    const SENDERS: usize = 3;
+    const PER_SENDER: usize = 3_000;
+    let h = Harness::builder()
+        .option("wsrelay.max_outbound_bytes", "64MiB")
+        .start()
+        .await;
+    let (target, _g, client, client_pid) = h.joined_client().await;
+    let (mut write, mut read) = futures_util::StreamExt::split(client);
+    // The client keeps its connection's task busy (a frame to forward to the target, again
+    // and again) while the senders write.
+    let busy = tokio::spawn(async move {
+        for i in 0..20_000u32 {
+            if write.send(T::text(i.to_string())).await.is_err() {
+                break;
+            }
+        }
+        write
+    });
+    let taken = h.relay.stats().sends_taken();
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|s| {
+            let (sender, guard) = h.probe();
+            let to = client_pid.clone();
+            std::thread::spawn(move || {
+                for seq in 0..PER_SENDER {
+                    let text = format!("{s}:{seq}");
+                    sender
+                        .send(&to, "ws.send", Map::new().with("data", text.as_str()))
+                        .unwrap();
+                }
+                drop(guard);
+            })
+        })
+        .collect();
+    let mut next = [0usize; SENDERS];
+    while next.iter().sum::<usize>() < SENDERS * PER_SENDER {
+        let frame = futures_util::StreamExt::next(&mut read)
+            .await
+            .expect("the connection ended")
+            .unwrap();
+        let text = frame.into_text().unwrap();
+        let (s, seq) = text.split_once(':').unwrap();
+        let s: usize = s.parse().unwrap();
+        assert_eq!(
+            seq.parse::<usize>().unwrap(),
+            next[s],
+            "sender {s} out of order"
+        );
+        next[s] += 1;
+    }
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    let taken = h.relay.stats().sends_taken() - taken;
+    println!(
+        "{taken} of {} sends taken in the sender's call",
+        SENDERS * PER_SENDER
+    );
+    let _ = busy.await;
+    drop(target);
+    h.stop().await;
+}

@@ -112,6 +112,12 @@ impl Collector for Snapshot {
             "direction",
             &[("in", frames_in), ("out", frames_out)],
         )?;
+        counter(
+            &mut enc,
+            "wsrelay_sends_taken",
+            "ws.send messages written in their sender's call, without waking the connection",
+            stats.sends_taken(),
+        )?;
         family(
             &mut enc,
             MetricType::Counter,

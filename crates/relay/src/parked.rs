@@ -1,0 +1,79 @@
+//! Where a connection waits between wake-ups, so that a sender can write to its client.
+//!
+//! A connection task that has nothing to do leaves its [`Connection`] in a [`Parked`] slot,
+//! which the connection's process registers as its [`Shortcut`]. A `ws.send` to an idle
+//! connection (its inbox empty, nothing waiting to be written) is then written by the sender,
+//! in its own call: no message is queued and the task is not woken. That is the common case
+//! twice over: a broadcast writes one frame to each of thousands of idle connections, and a
+//! target answering its client's message finds the connection waiting for the next one.
+//! A wake-up takes the connection out of the slot for as long as the task runs, so the task
+//! and a sender never act on it at once, and no lock is held across an await.
+//!
+//! Order per sender holds because the process only offers a message past an empty inbox
+//! (`wsrelay_process::Shortcut`) and the task takes the connection out before it pops one:
+//! while an earlier message is queued or being written, the offer is refused and the message
+//! queued behind it.
+
+use std::pin::Pin;
+use std::task::{ready, Context as TaskContext, Poll};
+
+use parking_lot::Mutex;
+use tokio::time::Sleep;
+use wsrelay_process::{Message, Shortcut};
+
+use crate::connection::{Connection, Wake};
+
+/// A connection's slot: holds the connection while its task waits (module docs).
+#[derive(Default)]
+pub(crate) struct Parked {
+    connection: Mutex<Option<Box<Connection>>>,
+}
+
+impl Parked {
+    /// Leaves `connection` here until its task's next wake-up.
+    pub(crate) fn park(&self, connection: Box<Connection>) {
+        *self.connection.lock() = Some(connection);
+    }
+
+    /// Polls the parked connection for its next wake-up and, when there is one, takes it
+    /// back out for the task. `None`: the slot is empty, which only [`Unpark`] does.
+    pub(crate) fn poll_wake(
+        &self,
+        cx: &mut TaskContext<'_>,
+        timer: Pin<&mut Sleep>,
+    ) -> Poll<Option<(Box<Connection>, Wake)>> {
+        let mut slot = self.connection.lock();
+        let Some(connection) = slot.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let wake = ready!(connection.poll_wake(cx, timer));
+        Poll::Ready(slot.take().map(|connection| (connection, wake)))
+    }
+}
+
+impl Shortcut for Parked {
+    /// Writes a `ws.send` to the client now if the connection is parked and idle; a task
+    /// that runs (or another sender that writes) has the slot, and the message is queued.
+    fn offer(&self, msg: Message) -> Result<(), Message> {
+        let Some(mut slot) = self.connection.try_lock() else {
+            return Err(msg);
+        };
+        match slot.as_mut() {
+            Some(connection) => connection.take_message(msg),
+            None => Err(msg),
+        }
+    }
+}
+
+/// Empties the slot when dropped: a connection task dropped while its connection is parked
+/// (its runtime stops) drops the connection too, instead of leaving it to the process's
+/// shortcut, which lives as long as the process's table entry.
+pub(crate) struct Unpark<'a>(pub(crate) &'a Parked);
+
+impl Drop for Unpark<'_> {
+    fn drop(&mut self) {
+        // Taken out under the lock, dropped after it: the connection's drop takes other locks.
+        let connection = self.0.connection.lock().take();
+        drop(connection);
+    }
+}
