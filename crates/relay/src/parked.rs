@@ -9,6 +9,10 @@
 //! A wake-up takes the connection out of the slot for as long as the task runs, so the task
 //! and a sender never act on it at once, and no lock is held across an await.
 //!
+//! Only a sender on the connection's own thread writes: a connection of another shard is
+//! woken to write on its own thread, as before, so a broadcast's writes stay spread over the
+//! shards that own the sockets instead of all landing on the sender's core.
+//!
 //! Order per sender holds because the process only offers a message past an empty inbox
 //! (`wsrelay_process::Shortcut`) and the task takes the connection out before it pops one:
 //! while an earlier message is queued or being written, the offer is refused and the message
@@ -26,13 +30,25 @@ use crate::connection::{Connection, Wake};
 /// A connection's slot: holds the connection while its task waits (module docs).
 #[derive(Default)]
 pub(crate) struct Parked {
-    connection: Mutex<Option<Box<Connection>>>,
+    slot: Mutex<Slot>,
+}
+
+#[derive(Default)]
+struct Slot {
+    connection: Option<Box<Connection>>,
+    /// The thread the connection's task parked it from ([`this_thread`]).
+    thread: usize,
 }
 
 impl Parked {
     /// Leaves `connection` here until its task's next wake-up.
     pub(crate) fn park(&self, connection: Box<Connection>) {
-        *self.connection.lock() = Some(connection);
+        // Read on every park: a task of a multi-thread runtime (an embedding app's) can move.
+        let thread = this_thread();
+        *self.slot.lock() = Slot {
+            connection: Some(connection),
+            thread,
+        };
     }
 
     /// Polls the parked connection for its next wake-up and, when there is one, takes it
@@ -42,23 +58,27 @@ impl Parked {
         cx: &mut TaskContext<'_>,
         timer: Pin<&mut Sleep>,
     ) -> Poll<Option<(Box<Connection>, Wake)>> {
-        let mut slot = self.connection.lock();
-        let Some(connection) = slot.as_mut() else {
+        let mut slot = self.slot.lock();
+        let Some(connection) = slot.connection.as_mut() else {
             return Poll::Ready(None);
         };
         let wake = ready!(connection.poll_wake(cx, timer));
-        Poll::Ready(slot.take().map(|connection| (connection, wake)))
+        Poll::Ready(slot.connection.take().map(|connection| (connection, wake)))
     }
 }
 
 impl Shortcut for Parked {
-    /// Writes a `ws.send` to the client now if the connection is parked and idle; a task
-    /// that runs (or another sender that writes) has the slot, and the message is queued.
+    /// Writes a `ws.send` to the client now if the connection is parked, idle and of this
+    /// thread; a task that runs (or another sender that writes) has the slot, and the
+    /// message is queued.
     fn offer(&self, msg: Message) -> Result<(), Message> {
-        let Some(mut slot) = self.connection.try_lock() else {
+        let Some(mut slot) = self.slot.try_lock() else {
             return Err(msg);
         };
-        match slot.as_mut() {
+        if slot.thread == 0 || slot.thread != this_thread() {
+            return Err(msg);
+        }
+        match slot.connection.as_mut() {
             Some(connection) => connection.take_message(msg),
             None => Err(msg),
         }
@@ -73,7 +93,19 @@ pub(crate) struct Unpark<'a>(pub(crate) &'a Parked);
 impl Drop for Unpark<'_> {
     fn drop(&mut self) {
         // Taken out under the lock, dropped after it: the connection's drop takes other locks.
-        let connection = self.0.connection.lock().take();
+        let connection = self.0.slot.lock().connection.take();
         drop(connection);
     }
+}
+
+thread_local! {
+    static HERE: u8 = const { 0 };
+}
+
+/// A token of the current thread, distinct among live threads (the address of a
+/// thread-local); 0 while the thread's locals are being torn down (then nothing is written
+/// by a sender).
+fn this_thread() -> usize {
+    HERE.try_with(|here| std::ptr::from_ref(here).addr())
+        .unwrap_or(0)
 }

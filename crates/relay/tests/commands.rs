@@ -408,12 +408,12 @@ async fn a_send_to_an_idle_connection_is_written_in_the_senders_call() {
     h.stop().await;
 }
 
-/// Senders on other threads write to a connection whose task is kept busy by its client:
-/// some sends are taken in the sender's call, the others queued, and each sender's frames
-/// still reach the client once each and in order.
+/// Senders on the connection's runtime write to a connection whose task is kept busy by its
+/// client: the sends that find it idle on their own thread are taken in the sender's call, the
+/// others queued, and each sender's frames still reach the client once each and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_taken_and_queued_keep_each_senders_order() {
-    const SENDERS: usize = 3;
+    const SENDERS: usize = 4;
     const PER_SENDER: usize = 3_000;
     let h = Harness::builder()
         .option("wsrelay.max_outbound_bytes", "64MiB")
@@ -432,16 +432,20 @@ async fn sends_taken_and_queued_keep_each_senders_order() {
         write
     });
     let taken = h.relay.stats().sends_taken();
+    // Tasks on both of the runtime's threads: some share the connection's thread at times.
     let senders: Vec<_> = (0..SENDERS)
         .map(|s| {
             let (sender, guard) = h.probe();
             let to = client_pid.clone();
-            std::thread::spawn(move || {
+            tokio::spawn(async move {
                 for seq in 0..PER_SENDER {
                     let text = format!("{s}:{seq}");
                     sender
                         .send(&to, "ws.send", Map::new().with("data", text.as_str()))
                         .unwrap();
+                    if seq % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
                 }
                 drop(guard);
             })
@@ -464,7 +468,7 @@ async fn sends_taken_and_queued_keep_each_senders_order() {
         next[s] += 1;
     }
     for sender in senders {
-        sender.join().unwrap();
+        sender.await.unwrap();
     }
     let taken = h.relay.stats().sends_taken() - taken;
     println!(
@@ -473,5 +477,46 @@ async fn sends_taken_and_queued_keep_each_senders_order() {
     );
     let _ = busy.await;
     drop(target);
+    h.stop().await;
+}
+
+/// A sender on another thread than the connection's leaves the write to the connection's
+/// own thread (so a broadcast's writes stay on the shards that own the sockets), and a send
+/// that finds a message queued before it is queued behind it, though the connection is idle.
+#[tokio::test]
+async fn a_send_behind_a_queued_one_keeps_its_place() {
+    let h = Harness::start().await;
+    let (target, _g, mut client, client_pid) = h.joined_client().await;
+    let taken = h.relay.stats().sends_taken();
+    // The test runs on the connection's thread, which runs no task until the test awaits:
+    // "first", from another thread, waits in the connection's inbox meanwhile.
+    let (other, guard) = h.probe();
+    let to = client_pid.clone();
+    std::thread::spawn(move || {
+        send(&other, &to, "ws.send", Map::new().with("data", "first"));
+        drop(guard);
+    })
+    .join()
+    .unwrap();
+    send(
+        &target,
+        &client_pid,
+        "ws.send",
+        Map::new().with("data", "second"),
+    );
+    assert_eq!(next_frame(&mut client).await, T::text("first"));
+    assert_eq!(next_frame(&mut client).await, T::text("second"));
+    assert_eq!(h.relay.stats().sends_taken(), taken, "neither was taken");
+
+    // Drained, idle, on its thread: taken.
+    send(
+        &target,
+        &client_pid,
+        "ws.send",
+        Map::new().with("data", "third"),
+    );
+    assert_eq!(next_frame(&mut client).await, T::text("third"));
+    assert_eq!(h.relay.stats().sends_taken(), taken + 1);
+    client_close(client, None).await;
     h.stop().await;
 }
