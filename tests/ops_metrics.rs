@@ -53,6 +53,8 @@ async fn metrics_are_served_on_their_own_listener_and_the_numbers_move() {
     wait_metric(ops, r#"wsrelay_frames_total{direction="in"}"#, 1.0).await;
     wait_metric(ops, r#"wsrelay_frames_total{direction="out"}"#, 1.0).await;
     wait_metric(ops, r#"wsrelay_bytes_total{direction="in"}"#, 5.0).await;
+    // Exported (whether this one reply was taken in its sender's call depends on timing).
+    assert!(metric(ops, "wsrelay_sends_taken_total").await.is_some());
 
     client.close(None).await.unwrap();
     while client.next().await.is_some() {}

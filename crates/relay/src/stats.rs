@@ -76,9 +76,10 @@ impl RelayStats {
         )
     }
 
-    /// `ws.send` messages a connection took in its sender's call, written without passing
-    /// through its inbox or waking its task (the connection was idle; `parked.rs`). Their
-    /// frames are counted in [`outbound`](Self::outbound) too.
+    /// `ws.send` messages a connection took in its sender's call, handled without passing
+    /// through its inbox or waking its task (the connection was idle; `parked.rs`): written,
+    /// or ignored as invalid with the usual warning. Their frames are counted in
+    /// [`outbound`](Self::outbound) too.
     pub fn sends_taken(&self) -> u64 {
         self.sends_taken.load(Ordering::Relaxed)
     }

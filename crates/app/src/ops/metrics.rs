@@ -115,7 +115,7 @@ impl Collector for Snapshot {
         counter(
             &mut enc,
             "wsrelay_sends_taken",
-            "ws.send messages written in their sender's call, without waking the connection",
+            "ws.send messages handled in their sender's call, without the connection's inbox or a wake-up",
             stats.sends_taken(),
         )?;
         family(
