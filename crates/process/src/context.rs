@@ -124,7 +124,7 @@ impl Context {
     }
 
     /// Has `shortcut` offered each message sent to this process while its inbox is empty,
-    /// before it is queued (module docs of [`Shortcut`](crate::Shortcut)). Set once: returns
+    /// before it is queued ([`Shortcut`](crate::Shortcut)). Set once: returns
     /// `false` if the process already has one.
     pub fn set_shortcut(&self, shortcut: Arc<dyn crate::Shortcut>) -> bool {
         self.cell.shortcut.set(shortcut).is_ok()
