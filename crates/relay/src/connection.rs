@@ -515,13 +515,16 @@ impl Connection {
             Flow::Continue => {
                 tokio::task::coop::unconstrained(poll_fn(|_| Poll::Ready(self.flush())))
                     .now_or_never()
-                    .unwrap_or(Flow::Wait(Wait::Flush))
+                    .unwrap_or_else(|| Flow::Wait(Wait::Flush))
             }
             flow => flow,
         };
-        if !matches!(flow, Flow::Continue) {
-            self.deferred = Some(Box::new(flow));
-            self.wakers.wake_task();
+        match flow {
+            Flow::Continue => {}
+            flow => {
+                self.deferred = Some(Box::new(flow));
+                self.wakers.wake_task();
+            }
         }
         self.stats.sends_taken.fetch_add(1, Ordering::Relaxed);
         Ok(())
