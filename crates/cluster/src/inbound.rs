@@ -83,7 +83,7 @@ fn on_data(
     match verdict {
         Verdict::Accept => {}
         Verdict::NewSession => {
-            sh.end_connection(peer, "peer started a new session");
+            new_session(sh, peer);
             let v = peer.state.lock().judge_data(session, seq, len);
             debug_assert_eq!(v, Verdict::Accept);
         }
@@ -121,7 +121,7 @@ fn on_heartbeat(sh: &Arc<Shared>, peer: &Arc<Peer>, hb: &Heartbeat) {
     let verdict = peer.state.lock().judge_heartbeat(hb.session, hb.published);
     match verdict {
         Verdict::Accept => {}
-        Verdict::NewSession => sh.end_connection(peer, "peer started a new session"),
+        Verdict::NewSession => new_session(sh, peer),
         Verdict::Stale => return,
         Verdict::Gap => {
             reset(sh, peer, hb.session, "heartbeat shows lost frames");
@@ -173,6 +173,15 @@ fn heard(sh: &Shared, peer: &Peer) -> bool {
         }
     }
     true
+}
+
+/// The peer started a new session: the old one ends here (no RESET). A peer does that after
+/// it declared this node down, which released this node's names there: check them.
+fn new_session(sh: &Shared, peer: &Peer) {
+    sh.end_connection(peer, "peer started a new session");
+    if let Some(names) = &sh.names {
+        names.check_own();
+    }
 }
 
 /// Ends the connection because of lost frames in `session` and tells the peer.

@@ -19,7 +19,12 @@
 //! deleted by the survivors while its processes still hold them: it re-registers them
 //! ([`REASSERT_EVERY`]) as long as the holder has not released them and nobody else has
 //! taken them meanwhile. Until the survivors hear it again they delete the new entry as a
-//! late one, and the next round registers it again.
+//! late one, and the next round registers it again. The node learns of those deletes
+//! through its mirror's watch, and, in case the watch missed one (it lagged while the node
+//! was hung), by reading its names from the store for a while whenever a peer starts a new
+//! session with it (the sign that the peer had declared it down), and every half minute
+//! besides. (Without those reads the relay chaos soak once saw a re-registration deleted as
+//! a late one stay lost: the name's new connections found no target, "wedged".)
 //!
 //! The bucket's stream is created by hand (`KV_<bucket>`), because `create_key_value` fails
 //! against nats-server 2.9 (see `docs/cluster-design.md §5`).
@@ -59,6 +64,11 @@ const REASSERT_EVERY: Duration = Duration::from_secs(1);
 /// the store each round, not only those missing from its mirror: the survivors release
 /// them around then, and the mirror's watch may lag.
 const CHECK_FOR: Duration = Duration::from_secs(10);
+
+/// Every how many rounds ([`REASSERT_EVERY`]) a node reads all the names it holds from the
+/// store even when nothing it saw suggests a loss: its mirror's watch can miss a survivor's delete (a watch that lagged
+/// while this node was hung, then caught up past it), and nothing else would show it.
+const CHECK_ALL_EVERY: u32 = 30;
 
 /// Most names checked or registered again in one round (store requests stay bounded).
 const REASSERT_MAX: usize = 1024;
@@ -423,12 +433,22 @@ impl Names {
     pub(crate) fn node_back(&self, node: &str, inc: u32) {
         self.mirror.lock().forget_released(node, inc);
     }
+
+    /// A peer started a new session with this node: it had declared this node down (hung, or
+    /// cut off), so it released this node's names, and the entries this node registered again
+    /// meanwhile may have been deleted as late ones. The next rounds read every name held
+    /// here from the store (for [`CHECK_FOR`]), so none stays lost behind a watch that missed
+    /// the delete.
+    pub(crate) fn check_own(&self) {
+        self.mirror.lock().check_until = Some(Instant::now() + CHECK_FOR);
+    }
 }
 
 /// Re-registers, every [`REASSERT_EVERY`], the names this node holds that are gone: those
-/// missing from its mirror, and for [`CHECK_FOR`] after a peer went down or came back every
-/// one of them, read from the store (the mirror's watch may lag behind a NATS failover and
-/// miss a survivor's delete for a while). At most [`REASSERT_MAX`] names a round. Ends with
+/// missing from its mirror, and for [`CHECK_FOR`] after a peer went down, came back or
+/// started a new session with this node, and every [`CHECK_ALL_EVERY`] rounds besides,
+/// every one of them, read from the store (the mirror's watch may lag behind a NATS failover
+/// and miss a survivor's delete). At most [`REASSERT_MAX`] names a round. Ends with
 /// the [`Names`].
 async fn reassert_loop(
     kv: kv::Store,
@@ -439,8 +459,10 @@ async fn reassert_loop(
 ) {
     let mut tick = tokio::time::interval(REASSERT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut round = 0u32;
     loop {
         tick.tick().await;
+        round = round.wrapping_add(1);
         let Some(own) = own.upgrade() else { return };
         let now = Instant::now();
         let candidates: Vec<(String, Pid)> = {
@@ -448,7 +470,8 @@ async fn reassert_loop(
             let m = mirror.lock();
             // A name the mirror shows held by another process is lost to us.
             own.retain(|name, pid| m.names.get(name).is_none_or(|(holder, _)| holder == pid));
-            let all = m.check_until.is_some_and(|until| now < until);
+            let all =
+                round % CHECK_ALL_EVERY == 0 || m.check_until.is_some_and(|until| now < until);
             own.iter()
                 .filter(|(name, _)| all || !m.names.contains_key(*name))
                 .take(REASSERT_MAX)
