@@ -7,13 +7,15 @@
 //! lingers, whatever went wrong after the handler.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 
-use http::{header, HeaderValue, StatusCode};
+use http::{header, HeaderValue};
 use tokio::task::JoinHandle;
 use wsrelay_http::{
-    response, BoxFuture, ConnectInfo, Middleware, Next, Request, Response, ResponseBody, Shutdown,
+    BoxFuture, ConnectInfo, Middleware, Next, Request, Response, ResponseBody, Shutdown,
 };
 use wsrelay_process::{
     Context, ExitGuard, ExitResult, HostConfig, Map, Message, NewProcess, Node, Pid, SendError,
@@ -44,24 +46,84 @@ pub(crate) struct RelayMiddleware {
 }
 
 impl Middleware for RelayMiddleware {
-    /// Runs the request on a task of its own: hyper drops a request's future when its
-    /// client goes away, and a handler that has spawned a target by then must still have
-    /// its answer seen here, so that the target gets its `ws.leave`.
+    /// Runs the request in the caller's task: no task of its own per request (a task is a
+    /// cell the request's whole future is moved into, and a join handle to wait on). The
+    /// guarantee such a task gave, that a handler which spawned a target has its answer seen
+    /// even when hyper drops the request's future because the client went away, is kept by
+    /// [`Unanswered`], which moves an unfinished handler onto a task only then.
     fn call(&self, req: Request, next: Next) -> BoxFuture<Response> {
         let route = self.clone();
-        let shutdown = req.extensions().get::<Shutdown>().cloned();
-        let task = spawn(
+        Box::pin(async move { route.relay_request(req, next).await })
+    }
+}
+
+/// The handler's answer, awaited in the request's task. Dropped before the answer came
+/// (hyper drops a request's future when its client goes away), it finishes the handler on a
+/// task of its own: a handler that has spawned a target by then must still have its answer
+/// seen, so that the target gets its `ws.leave` (docs/spec.md §3.3). The request keeps its
+/// pool slot until that answer, as a client that stayed would.
+struct Unanswered<'a> {
+    route: &'a RelayMiddleware,
+    shutdown: Option<&'a Shutdown>,
+    /// `None` once the handler answered, and while it is being polled: a handler that
+    /// panics is not finished on a task.
+    pending: Option<Pending>,
+}
+
+/// A handler that has not answered yet, and the request's pool slot.
+struct Pending {
+    handler: BoxFuture<Response>,
+    permit: Permit,
+}
+
+impl<'a> Unanswered<'a> {
+    fn new(
+        route: &'a RelayMiddleware,
+        shutdown: Option<&'a Shutdown>,
+        handler: BoxFuture<Response>,
+        permit: Permit,
+    ) -> Unanswered<'a> {
+        Unanswered {
+            route,
             shutdown,
-            async move { route.relay_request(req, next).await },
-        );
-        Box::pin(async move {
-            match task.await {
-                Ok(res) => res,
-                // A panicking handler is the gateway's to report, as for any handler.
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(_) => response::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+            pending: Some(Pending { handler, permit }),
+        }
+    }
+}
+
+impl Future for Unanswered<'_> {
+    type Output = (Response, Permit);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        // Polled again after its answer (a contract violation) it stays pending.
+        let Some(Pending {
+            mut handler,
+            permit,
+        }) = self.pending.take()
+        else {
+            return Poll::Pending;
+        };
+        match handler.as_mut().poll(cx) {
+            Poll::Ready(res) => Poll::Ready((res, permit)),
+            Poll::Pending => {
+                self.pending = Some(Pending { handler, permit });
+                Poll::Pending
             }
-        })
+        }
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        let Some(Pending { handler, permit }) = self.pending.take() else {
+            return;
+        };
+        let route = self.route.clone();
+        drop(spawn(self.shutdown.cloned(), async move {
+            let res = handler.await;
+            route.release(&res);
+            drop(permit);
+        }));
     }
 }
 
@@ -99,7 +161,8 @@ impl RelayMiddleware {
         let upgrade = self.take_upgrade(&mut req, asked_to_upgrade)?;
         let place = Place::of(&req);
         // 2. The handler; without `X-WS-Relay` its response passes through untouched.
-        let mut res = next.run(req).await;
+        let (mut res, permit) =
+            Unanswered::new(self, place.shutdown.as_ref(), next.run(req), permit).await;
         let Some(header) = res.headers_mut().remove(RELAY_HEADER) else {
             return Ok(res);
         };
@@ -215,6 +278,18 @@ impl RelayMiddleware {
             .upgrades_ok
             .fetch_add(1, Ordering::Relaxed);
         Ok(with_server_header(switching))
+    }
+
+    /// The answer of a handler whose client left before it came: a target it names will get
+    /// no connection (docs/spec.md §3.3).
+    fn release(&self, res: &Response) {
+        let Some(header) = res.headers().get(RELAY_HEADER) else {
+            return;
+        };
+        // An invalid header's target was told by `parse_header` already.
+        if let Ok(settings) = self.parse_header(header) {
+            self.turn_away(&settings.target, &settings.metadata);
+        }
     }
 
     /// Tells the target `target` (PID or name) that the request that named it will not
