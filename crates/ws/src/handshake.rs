@@ -27,12 +27,12 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use sha1::{Digest as _, Sha1};
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, ALLOW, CONNECTION, SEC_WEBSOCKET_ACCEPT,
     SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
     UPGRADE,
 };
+use sha1::{Digest as _, Sha1};
 
 use crate::extension::Deflate;
 use http::{Method, Request, Response, StatusCode, Version};
