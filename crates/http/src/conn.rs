@@ -314,16 +314,18 @@ fn header_list_size(config: &ServerConfig) -> u32 {
 }
 
 #[cfg(test)]
-mod size_probe {
-    fn size5<A, B, C, D, E, R, F: FnOnce(A, B, C, D, E) -> R>(_: &F) -> usize {
+mod tests {
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, B, C, D, E, R, F: FnOnce(A, B, C, D, E) -> R>(_: &F) -> usize {
         std::mem::size_of::<R>()
     }
-    fn size4<A, B, C, D, R, F: FnOnce(A, B, C, D) -> R>(_: &F) -> usize {
-        std::mem::size_of::<R>()
-    }
+
+    /// Every connection's task holds this future, moved into the task's cell when it is
+    /// spawned and out of it when it ends: the TLS and `h2c` paths are boxed, so a plain
+    /// HTTP/1.1 connection does not carry them (7,560 B when they were inline).
     #[test]
-    fn probe() {
-        println!("serve {}", size5(&super::serve));
-        println!("handle {}", size4(&crate::site::handle));
+    fn a_connection_future_is_at_most_2_kib() {
+        let size = future_size(&super::serve);
+        assert!(size <= 2048, "the connection's future is {size} B");
     }
 }

@@ -571,6 +571,32 @@ mod tests {
                 &[("sec-websocket-key", "AAAAAAAAAAAAAAAAAAAA")],
                 400,
             ),
+            // The key is decoded into 18 bytes on the stack: one more than 16 fits, a long
+            // one does not; both are refused, as is a key without its padding.
+            (
+                "key 17 bytes",
+                "GET",
+                V::HTTP_11,
+                &[("sec-websocket-key", "AAAAAAAAAAAAAAAAAAAAAAA=")],
+                400,
+            ),
+            (
+                "key 32 bytes",
+                "GET",
+                V::HTTP_11,
+                &[(
+                    "sec-websocket-key",
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                )],
+                400,
+            ),
+            (
+                "key unpadded",
+                "GET",
+                V::HTTP_11,
+                &[("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ")],
+                400,
+            ),
         ];
         for (name, method, version, overrides, expected) in cases {
             let parts = request(method, *version, &good(overrides));
