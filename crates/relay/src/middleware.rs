@@ -130,6 +130,11 @@ impl Drop for Unanswered<'_> {
         let Some(Pending { handler, permit }) = self.pending.take() else {
             return;
         };
+        // Dropped outside a runtime (a runtime being torn down by its owner), there is no
+        // task to finish the handler on, and spawning would panic.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
         let route = self.route.clone();
         drop(spawn(self.shutdown.cloned(), async move {
             let res = handler.await;
@@ -524,6 +529,24 @@ mod tests {
         }
         let size = future_size(&super::RelayMiddleware::relay);
         assert!(size <= 640, "the request's future is {size} B");
+    }
+
+    /// A handler dropped unanswered outside any runtime (one being torn down) cannot be
+    /// finished on a task: it is dropped with its pool slot, and nothing panics.
+    #[test]
+    fn an_unanswered_handler_dropped_outside_a_runtime_is_dropped() {
+        use std::sync::Arc;
+
+        let options = crate::RelayOptions::default();
+        let route = super::RelayMiddleware {
+            relay: crate::Relay::new(wsrelay_process::Node::new()),
+            admission: Arc::new(crate::limits::Admission::new(options.limits)),
+            options: Arc::new(options),
+        };
+        let permit = route.admission.admit(None).expect("no limits");
+        let handler: wsrelay_http::BoxFuture<wsrelay_http::Response> =
+            Box::pin(std::future::pending());
+        drop(super::Unanswered::new(&route, None, handler, permit));
     }
 
     /// Every idle connection holds this future in a `tokio` task cell, aligned to 128 B:
