@@ -99,6 +99,7 @@ profile_broadcast() { # profile_broadcast PORT: Ir per delivered frame of exampl
     "= $((ir / delivered)) Ir per delivered frame ($BROADCAST_CLIENTS clients;" \
     "dump of the longer run: $OUT/broadcast-$((BROADCAST_BASE + BROADCAST_MESSAGES)).callgrind.1)"
 }
+
 lua_app() { # lua_app EXAMPLE PORT -> a copy of the example listening on PORT, limits lifted
   local app; app=$(mktemp -d); cp -r "examples/$1/." "$app"
   sed -i "s/addr: \"127.0.0.1:[0-9]*\"/addr: \"127.0.0.1:$2\"/" "$app/app.yaml"
@@ -138,7 +139,7 @@ upgrade_run() { # upgrade_run PORT CYCLES -> "IR COMPLETED" for one server under
   dump=$(ls "$OUT/$s.callgrind".* 2>/dev/null | sort -t. -k3 -n | head -1)
   completed=$(sed -n 's/.*"cycles":\([0-9]*\).*/\1/p' "$OUT/$s.bench.json")
   errors=$(sed -n 's/.*"errors":\([0-9]*\).*/\1/p' "$OUT/$s.bench.json")
-  [ "$errors" = 0 ] || echo "upgrade: $errors of $cycles cycles failed (run of $cycles)" >&2
+  [ "$errors" = 0 ] || echo "upgrade: $errors of $cycles cycles failed" >&2
   echo "$(total_ir "$dump") $completed"
 }
 
