@@ -10,11 +10,20 @@
 # more) and the difference of their totals divided by the difference of the frames the
 # receivers got leaves out what does not depend on the message count (joins, closes).
 #
-# Usage: scripts/bench-profile.sh [ws-echo|relay-rust|relay-rust-shared|relay-lua|broadcast]...
+# `upgrade` counts instructions per *upgrade cycle* (connect, upgrade, close handshake) through
+# the Lua handler of examples/echo, which spawns one process per connection: after a warm-up
+# (UPGRADE_WARMUP cycles) the counters are zeroed, the generator runs its cycles, the server is
+# given time to finish closing, and the counters are dumped. Two runs (UPGRADE_BASE cycles, then
+# UPGRADE_BASE + UPGRADE_CYCLES) and the difference of their totals divided by the difference of
+# the cycles completed leaves out what does not depend on the cycle count (timers, the idle loop
+# while the generator starts and stops).
+#
+# Usage: scripts/bench-profile.sh [ws-echo|relay-rust|relay-rust-shared|relay-lua|broadcast|upgrade]...
 #        (default: the three echo servers)
 # Knobs: DURATION=10s CONNECTIONS=10 BIN=target/release OUT=target/bench-profile PORT=19301 (first
 #        of the ports the servers listen on, one more per server)
 #        BROADCAST_CLIENTS=2000 BROADCAST_BASE=5 BROADCAST_MESSAGES=20 BROADCAST_INTERVAL=500ms
+#        UPGRADE_WARMUP=500 UPGRADE_BASE=1000 UPGRADE_CYCLES=4000 UPGRADE_CONCURRENCY=32
 # Output: OUT/NAME.callgrind (open with callgrind_annotate) and one line per server.
 set -euo pipefail
 export RUST_LOG=${RUST_LOG:-warn}
@@ -29,6 +38,10 @@ BROADCAST_MESSAGES=${BROADCAST_MESSAGES:-20}
 BROADCAST_BASE=${BROADCAST_BASE:-5}
 # Longer than scripts/bench.sh's 200ms: under callgrind one send to every client takes longer.
 BROADCAST_INTERVAL=${BROADCAST_INTERVAL:-500ms}
+UPGRADE_WARMUP=${UPGRADE_WARMUP:-500}
+UPGRADE_BASE=${UPGRADE_BASE:-1000}
+UPGRADE_CYCLES=${UPGRADE_CYCLES:-4000}
+UPGRADE_CONCURRENCY=${UPGRADE_CONCURRENCY:-32}
 mkdir -p "$OUT"
 
 total_ir() { # total_ir DUMP -> the instructions the dump counted
@@ -86,11 +99,68 @@ profile_broadcast() { # profile_broadcast PORT: Ir per delivered frame of exampl
     "= $((ir / delivered)) Ir per delivered frame ($BROADCAST_CLIENTS clients;" \
     "dump of the longer run: $OUT/broadcast-$((BROADCAST_BASE + BROADCAST_MESSAGES)).callgrind.1)"
 }
+
+lua_app() { # lua_app EXAMPLE PORT -> a copy of the example listening on PORT, limits lifted
+  local app; app=$(mktemp -d); cp -r "examples/$1/." "$app"
+  sed -i "s/addr: \"127.0.0.1:[0-9]*\"/addr: \"127.0.0.1:$2\"/" "$app/app.yaml"
+  # One generator is one client IP opening thousands of connections: no admission limits
+  # (as scripts/bench.sh's app_copy does, for an app that does not lift them itself).
+  grep -q "wsrelay.upgrade_rate" "$app/app.yaml" ||
+    sed -i 's/^\(  *\)wsrelay.allowed.origins: "\*"$/&\n\1wsrelay.max_connections: unlimited\n\1wsrelay.upgrade_rate: "off"/' "$app/app.yaml"
+  echo "$app"
+}
+
+upgrade_run() { # upgrade_run PORT CYCLES -> "IR COMPLETED" for one server under callgrind
+  local port=$1 cycles=$2 s=upgrade-$2 app
+  app=$(lua_app echo "$port")
+  rm -f "$OUT/$s.callgrind"*
+  taskset -c 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$OUT/$s.callgrind" \
+    "$BIN/wsrelay" run "$app" >"$OUT/$s.log" 2>&1 &
+  local pid=$!
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.2; done
+  local vg; vg=$(pgrep -f "callgrind-out-file=$OUT/$s.callgrind" | head -1)
+  # The warm-up fills the allocator's pools and the runtime's tables; its own run of the
+  # generator, so the counters can be zeroed between it and the measured cycles.
+  taskset -c 1 "$BIN/wsrelay-bench" upgrade --url "ws://127.0.0.1:$port/" --cycles "$UPGRADE_WARMUP" \
+    --warmup 0 --settle 1s --concurrency "$UPGRADE_CONCURRENCY" --json >/dev/null 2>"$OUT/$s.bench.err" ||
+    { echo "upgrade: the warm-up failed" >&2; cat "$OUT/$s.bench.err" >&2; exit 1; }
+  callgrind_control -z "$vg" >/dev/null 2>&1
+  taskset -c 1 "$BIN/wsrelay-bench" upgrade --url "ws://127.0.0.1:$port/" --cycles "$cycles" \
+    --warmup 0 --settle 0s --concurrency "$UPGRADE_CONCURRENCY" --json \
+    >"$OUT/$s.bench.json" 2>"$OUT/$s.bench.err" ||
+    { echo "upgrade: the generator failed" >&2; cat "$OUT/$s.bench.err" >&2; exit 1; }
+  # The generator's last closes reach the server's tasks and Lua processes after it returns.
+  sleep 3
+  callgrind_control -d "$vg" >/dev/null 2>&1
+  sleep 1
+  kill "$pid" 2>/dev/null || true; kill "$vg" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  rm -rf "$app"
+  local dump completed errors
+  dump=$(ls "$OUT/$s.callgrind".* 2>/dev/null | sort -t. -k3 -n | head -1)
+  completed=$(sed -n 's/.*"cycles":\([0-9]*\).*/\1/p' "$OUT/$s.bench.json")
+  errors=$(sed -n 's/.*"errors":\([0-9]*\).*/\1/p' "$OUT/$s.bench.json")
+  [ "$errors" = 0 ] || echo "upgrade: $errors of $cycles cycles failed" >&2
+  echo "$(total_ir "$dump") $completed"
+}
+
+profile_upgrade() { # profile_upgrade PORT: Ir per upgrade cycle of examples/echo
+  # Two runs, UPGRADE_BASE cycles and UPGRADE_BASE + UPGRADE_CYCLES: what both pay (timers,
+  # the idle loop while the generator starts and stops) cancels out in the difference.
+  local base more
+  read -r -a base <<<"$(upgrade_run "$1" "$UPGRADE_BASE")"
+  read -r -a more <<<"$(upgrade_run "$(($1 + 100))" "$((UPGRADE_BASE + UPGRADE_CYCLES))")"
+  local ir=$((more[0] - base[0])) cycles=$((more[1] - base[1]))
+  echo "upgrade: ($((more[0])) - $((base[0]))) Ir / ($((more[1])) - $((base[1]))) cycles" \
+    "= $((ir / cycles)) Ir per upgrade (dump of the longer run:" \
+    "$OUT/upgrade-$((UPGRADE_BASE + UPGRADE_CYCLES)).callgrind.1)"
+}
+
 servers=("$@"); [ ${#servers[@]} -gt 0 ] || servers=(ws-echo relay-rust relay-lua)
 port=${PORT:-19301}
 for s in "${servers[@]}"; do
   port=$((port + 1))
   if [ "$s" = broadcast ]; then profile_broadcast "$port"; continue; fi
+  if [ "$s" = upgrade ]; then profile_upgrade "$port"; continue; fi
   case $s in
     ws-echo) cmd=("$BIN/ws-echo" --addr "127.0.0.1:$port") ;;
     relay-rust) cmd=("$BIN/relay-echo" --addr "127.0.0.1:$port") ;;

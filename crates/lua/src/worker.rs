@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Table, Value as LuaValue};
+use rustc_hash::FxBuildHasher;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use wsrelay_process::{Context, ExitGuard, ExitResult, Node, Shards, Value};
@@ -89,7 +90,8 @@ static NEXT_ENGINE: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
     /// The Lua states of the engines that run on this shard.
-    static STATES: RefCell<HashMap<u64, Rc<WorkerState>>> = RefCell::new(HashMap::new());
+    static STATES: RefCell<HashMap<u64, Rc<WorkerState>, FxBuildHasher>> =
+        RefCell::new(HashMap::default());
 }
 
 impl fmt::Debug for Workers {
@@ -214,15 +216,17 @@ struct EntryCache {
     method: mlua::LuaString,
 }
 
+/// The maps below are keyed by counters of this process (engines, entries, tasks; no client
+/// picks them) and looked up for every call and process: Fx hashing, not SipHash.
 struct WorkerState {
     lua: Lua,
     resumes: Resumes,
     sandbox: Sandbox,
-    entries: RefCell<HashMap<u64, Rc<EntryCache>>>,
+    entries: RefCell<HashMap<u64, Rc<EntryCache>, FxBuildHasher>>,
     config: EngineConfig,
     /// The engine's running tasks on this shard, to end them if the engine goes away while
     /// the shard lives on.
-    tasks: RefCell<HashMap<u64, AbortHandle>>,
+    tasks: RefCell<HashMap<u64, AbortHandle, FxBuildHasher>>,
     next_task: Cell<u64>,
     /// Signals this thread after each time slice of CPU it uses; deleted with the state.
     _slice_timer: crate::raw::SliceTimer,
@@ -266,9 +270,9 @@ impl WorkerState {
             lua,
             resumes,
             sandbox,
-            entries: RefCell::new(HashMap::new()),
+            entries: RefCell::new(HashMap::default()),
             config,
-            tasks: RefCell::new(HashMap::new()),
+            tasks: RefCell::new(HashMap::default()),
             next_task: Cell::new(0),
             _slice_timer: slice_timer,
         })

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use rustc_hash::FxBuildHasher;
 use tokio::runtime::Handle;
 
 use crate::SpawnError;
@@ -94,9 +95,10 @@ impl HostState {
     }
 }
 
-/// The hosts of a node, by id.
+/// The hosts of a node, by id. Ids come from config and code, not from clients, and every
+/// spawn looks one up: Fx hashing, not SipHash.
 #[derive(Default)]
-pub(crate) struct Hosts(RwLock<HashMap<Arc<str>, Arc<HostState>>>);
+pub(crate) struct Hosts(RwLock<HashMap<Arc<str>, Arc<HostState>, FxBuildHasher>>);
 
 impl Hosts {
     /// The host `id`.

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxBuildHasher;
 
 use crate::cell::Cell;
 use crate::host::Hosts;
@@ -62,7 +63,9 @@ pub(crate) struct NodeInner {
     /// Node-scope names; cluster-scope names live in the transport.
     pub(crate) names: Mutex<HashMap<String, Pid>>,
     pub(crate) hosts: Hosts,
-    pub(crate) factories: RwLock<HashMap<String, Arc<dyn ProcessFactory>>>,
+    /// Entry names come from config and code, not from clients, and every spawn of an entry
+    /// looks one up: Fx hashing, not SipHash.
+    pub(crate) factories: RwLock<HashMap<String, Arc<dyn ProcessFactory>, FxBuildHasher>>,
     pub(crate) transport: OnceLock<Arc<dyn Transport>>,
     /// The threads task-driven processes run on, when the node has its own.
     pub(crate) shards: OnceLock<Shards>,
@@ -117,7 +120,7 @@ impl Node {
                 table: ProcessTable::new(),
                 names: Mutex::new(HashMap::new()),
                 hosts: Hosts::default(),
-                factories: RwLock::new(HashMap::new()),
+                factories: RwLock::new(HashMap::default()),
                 transport: OnceLock::new(),
                 shards: OnceLock::new(),
                 group_scopes: Mutex::new(HashMap::new()),

@@ -1,19 +1,21 @@
 //! The `websocket_relay` middleware: docs/spec.md §3 from request to `101`.
 //!
-//! `RelayMiddleware::steps` reads as the steps of docs/spec.md §3; each step is a function that returns a
+//! `RelayMiddleware::call` and `RelayMiddleware::relay` read as the steps of docs/spec.md §3; each step is a function that returns a
 //! [`RelayRefusal`] when the request stops there, and the refusal is answered, counted and
 //! logged in one place. A target the handler named but that will get no connection is told
 //! so with `ws.leave` `not_upgraded` (docs/spec.md §3.3), so a target that exits on `ws.leave` never
 //! lingers, whatever went wrong after the handler.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 
-use http::{header, HeaderValue, StatusCode};
+use http::{header, HeaderValue};
 use tokio::task::JoinHandle;
 use wsrelay_http::{
-    response, BoxFuture, ConnectInfo, Middleware, Next, Request, Response, ResponseBody, Shutdown,
+    BoxFuture, ConnectInfo, Middleware, Next, Request, Response, ResponseBody, Shutdown,
 };
 use wsrelay_process::{
     Context, ExitGuard, ExitResult, HostConfig, Map, Message, NewProcess, Node, Pid, SendError,
@@ -44,24 +46,101 @@ pub(crate) struct RelayMiddleware {
 }
 
 impl Middleware for RelayMiddleware {
-    /// Runs the request on a task of its own: hyper drops a request's future when its
-    /// client goes away, and a handler that has spawned a target by then must still have
-    /// its answer seen here, so that the target gets its `ws.leave`.
-    fn call(&self, req: Request, next: Next) -> BoxFuture<Response> {
-        let route = self.clone();
-        let shutdown = req.extensions().get::<Shutdown>().cloned();
-        let task = spawn(
-            shutdown,
-            async move { route.relay_request(req, next).await },
-        );
-        Box::pin(async move {
-            match task.await {
-                Ok(res) => res,
-                // A panicking handler is the gateway's to report, as for any handler.
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(_) => response::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+    /// Runs the request in the caller's task: no task of its own per request (a task is a
+    /// cell the request's whole future is moved into, and a join handle to wait on). The
+    /// guarantee such a task gave, that a handler which spawned a target has its answer seen
+    /// even when hyper drops the request's future because the client went away, is kept by
+    /// [`Unanswered`], which moves an unfinished handler onto a task only then.
+    fn call(&self, mut req: Request, next: Next) -> BoxFuture<Response> {
+        let asked_to_upgrade = wsrelay_ws::asks_for_websocket(&req);
+        match self.before_handler(&mut req, asked_to_upgrade) {
+            Ok((permit, upgrade)) => {
+                let place = Place::of(&req);
+                let handler = next.run(req);
+                Box::pin(
+                    self.clone()
+                        .relay(handler, permit, upgrade, place, asked_to_upgrade),
+                )
             }
-        })
+            Err(refusal) => Box::pin(std::future::ready(
+                refusal.answer(&self.relay, asked_to_upgrade),
+            )),
+        }
+    }
+}
+
+/// The handler's answer, awaited in the request's task. Dropped before the answer came
+/// (hyper drops a request's future when its client goes away), it finishes the handler on a
+/// task of its own: a handler that has spawned a target by then must still have its answer
+/// seen, so that the target gets its `ws.leave` (docs/spec.md §3.3). The request keeps its
+/// pool slot until that answer, as a client that stayed would.
+struct Unanswered<'a> {
+    route: &'a RelayMiddleware,
+    shutdown: Option<&'a Shutdown>,
+    /// `None` once the handler answered, and while it is being polled: a handler that
+    /// panics is not finished on a task.
+    pending: Option<Pending>,
+}
+
+/// A handler that has not answered yet, and the request's pool slot.
+struct Pending {
+    handler: BoxFuture<Response>,
+    permit: Permit,
+}
+
+impl<'a> Unanswered<'a> {
+    fn new(
+        route: &'a RelayMiddleware,
+        shutdown: Option<&'a Shutdown>,
+        handler: BoxFuture<Response>,
+        permit: Permit,
+    ) -> Unanswered<'a> {
+        Unanswered {
+            route,
+            shutdown,
+            pending: Some(Pending { handler, permit }),
+        }
+    }
+}
+
+impl Future for Unanswered<'_> {
+    type Output = (Response, Permit);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        // Polled again after its answer (a contract violation) it stays pending.
+        let Some(Pending {
+            mut handler,
+            permit,
+        }) = self.pending.take()
+        else {
+            return Poll::Pending;
+        };
+        match handler.as_mut().poll(cx) {
+            Poll::Ready(res) => Poll::Ready((res, permit)),
+            Poll::Pending => {
+                self.pending = Some(Pending { handler, permit });
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        let Some(Pending { handler, permit }) = self.pending.take() else {
+            return;
+        };
+        // Dropped outside a runtime (a runtime being torn down by its owner), there is no
+        // task to finish the handler on, and spawning would panic.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let route = self.route.clone();
+        drop(spawn(self.shutdown.cloned(), async move {
+            let res = handler.await;
+            route.release(&res);
+            drop(permit);
+        }));
     }
 }
 
@@ -78,33 +157,49 @@ struct Place {
 }
 
 impl RelayMiddleware {
-    /// docs/spec.md §3 for one request; a refusal is answered here.
-    async fn relay_request(&self, req: Request, next: Next) -> Response {
-        let asked_to_upgrade = wsrelay_ws::asks_for_websocket(&req);
-        match self.steps(req, next, asked_to_upgrade).await {
-            Ok(res) => res,
-            Err(refusal) => refusal.answer(&self.relay, asked_to_upgrade),
-        }
+    /// docs/spec.md §3 from the handler on, for a request admitted by
+    /// [`before_handler`](Self::before_handler); a refusal is answered here.
+    ///
+    /// Started with the handler's future rather than the request: every `async fn` keeps a
+    /// copy of what it was called with, and the whole future is moved into its box.
+    async fn relay(
+        self,
+        handler: BoxFuture<Response>,
+        permit: Permit,
+        upgrade: Option<Handshake>,
+        place: Place,
+        asked_to_upgrade: bool,
+    ) -> Response {
+        // 2. The handler; without `X-WS-Relay` its response passes through untouched.
+        let (res, permit) = Unanswered::new(&self, place.shutdown.as_ref(), handler, permit).await;
+        self.after_handler(res, upgrade, permit, place)
+            .unwrap_or_else(|refusal| refusal.answer(&self.relay, asked_to_upgrade))
     }
 
-    async fn steps(
+    /// 1. Before the handler: whatever can be refused is refused while nothing exists.
+    fn before_handler(
         &self,
-        mut req: Request,
-        next: Next,
+        req: &mut Request,
         asked_to_upgrade: bool,
+    ) -> Result<(Permit, Option<Handshake>), RelayRefusal> {
+        self.check_origin(req)?;
+        let permit = self.admit(req)?;
+        let upgrade = self.take_upgrade(req, asked_to_upgrade)?;
+        Ok((permit, upgrade))
+    }
+
+    /// 3.-6. After the handler: connect, or tell the target that no connection will come.
+    fn after_handler(
+        &self,
+        mut res: Response,
+        upgrade: Option<Handshake>,
+        permit: Permit,
+        place: Place,
     ) -> Result<Response, RelayRefusal> {
-        // 1. Before the handler: whatever can be refused is refused while nothing exists.
-        self.check_origin(&req)?;
-        let permit = self.admit(&req)?;
-        let upgrade = self.take_upgrade(&mut req, asked_to_upgrade)?;
-        let place = Place::of(&req);
-        // 2. The handler; without `X-WS-Relay` its response passes through untouched.
-        let mut res = next.run(req).await;
         let Some(header) = res.headers_mut().remove(RELAY_HEADER) else {
             return Ok(res);
         };
         let settings = self.parse_header(&header)?;
-        // 3.-6. Connect, or tell the target that no connection will come.
         self.connect(&settings, res.body(), upgrade, permit, place)
             .inspect_err(|refusal| {
                 if refusal.leaves_a_target_waiting() {
@@ -215,6 +310,18 @@ impl RelayMiddleware {
             .upgrades_ok
             .fetch_add(1, Ordering::Relaxed);
         Ok(with_server_header(switching))
+    }
+
+    /// The answer of a handler whose client left before it came: a target it names will get
+    /// no connection (docs/spec.md §3.3).
+    fn release(&self, res: &Response) {
+        let Some(header) = res.headers().get(RELAY_HEADER) else {
+            return;
+        };
+        // An invalid header's target was told by `parse_header` already.
+        if let Ok(settings) = self.parse_header(header) {
+            self.turn_away(&settings.target, &settings.metadata);
+        }
     }
 
     /// Tells the target `target` (PID or name) that the request that named it will not
@@ -410,6 +517,36 @@ mod tests {
     /// The size of the future `f` returns, without calling it.
     fn future_size<A, R, F: FnOnce(A) -> R>(_: &F) -> usize {
         std::mem::size_of::<R>()
+    }
+
+    /// Every request through the relay holds this future, boxed: it is moved into the box
+    /// and each copy of the request in it is moved on (1,512 B when it was three nested
+    /// `async fn`s).
+    #[test]
+    fn a_request_future_is_at_most_640_bytes() {
+        fn future_size<A, B, C, D, E, G, R, F: FnOnce(A, B, C, D, E, G) -> R>(_: &F) -> usize {
+            std::mem::size_of::<R>()
+        }
+        let size = future_size(&super::RelayMiddleware::relay);
+        assert!(size <= 640, "the request's future is {size} B");
+    }
+
+    /// A handler dropped unanswered outside any runtime (one being torn down) cannot be
+    /// finished on a task: it is dropped with its pool slot, and nothing panics.
+    #[test]
+    fn an_unanswered_handler_dropped_outside_a_runtime_is_dropped() {
+        use std::sync::Arc;
+
+        let options = crate::RelayOptions::default();
+        let route = super::RelayMiddleware {
+            relay: crate::Relay::new(wsrelay_process::Node::new()),
+            admission: Arc::new(crate::limits::Admission::new(options.limits)),
+            options: Arc::new(options),
+        };
+        let permit = route.admission.admit(None).expect("no limits");
+        let handler: wsrelay_http::BoxFuture<wsrelay_http::Response> =
+            Box::pin(std::future::pending());
+        drop(super::Unanswered::new(&route, None, handler, permit));
     }
 
     /// Every idle connection holds this future in a `tokio` task cell, aligned to 128 B:

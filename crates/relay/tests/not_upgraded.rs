@@ -305,6 +305,10 @@ async fn a_client_that_leaves_before_the_upgrade_completes_releases_its_target()
     drop(stream); // gone while the handler still runs
     expect_not_upgraded(&target).await;
     assert_eq!(h.handler_runs.load(Ordering::SeqCst), 1);
+    // The handler's answer is seen without making a connection for nobody: no `101` is
+    // counted (one was while the request ran on a task of its own, which went on to
+    // connect for a client that had gone).
+    assert_eq!(h.relay.stats().upgrades().0, 0, "no upgrade was accepted");
     h.stop().await;
 }
 

@@ -32,6 +32,7 @@ use http::header::{
     SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
     UPGRADE,
 };
+use sha1::{Digest as _, Sha1};
 
 use crate::extension::Deflate;
 use http::{Method, Request, Response, StatusCode, Version};
@@ -176,12 +177,20 @@ pub struct ProtocolNotOffered {
 /// assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 /// ```
 pub fn accept_key(key: &[u8]) -> HeaderValue {
-    let mut sha1 = sha1_smol::Sha1::new();
-    sha1.update(key);
-    sha1.update(WEBSOCKET_GUID.as_bytes());
-    let encoded = BASE64.encode(sha1.digest().bytes());
+    // RustCrypto's SHA-1 uses the CPU's SHA instructions where it has them; every upgrade
+    // pays for one digest.
+    let digest = Sha1::new()
+        .chain_update(key)
+        .chain_update(WEBSOCKET_GUID.as_bytes())
+        .finalize();
+    // Encoded on the stack: 20 bytes are 28 base64 characters, and the header value is the
+    // one allocation.
+    let mut encoded = [0u8; 28];
+    let len = BASE64
+        .encode_slice(digest, &mut encoded)
+        .unwrap_or_default();
     // Base64 output is always a valid header value.
-    HeaderValue::from_str(&encoded).unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_bytes(&encoded[..len]).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Checks that a request head is a WebSocket upgrade request (RFC 6455 §4.2.1).
@@ -310,8 +319,11 @@ fn validate_head(
         (Some(key), None) => key,
     };
     let trimmed = key.as_bytes().trim_ascii();
-    match BASE64.decode(trimmed) {
-        Ok(decoded) if decoded.len() == 16 => {}
+    // Decoded into the stack: only the length matters. A key of 16 bytes is 24 characters,
+    // which decode to at most 18 bytes; a longer key overflows the buffer and is refused.
+    let mut decoded = [0u8; 18];
+    match BASE64.decode_slice(trimmed, &mut decoded) {
+        Ok(16) => {}
         _ => {
             return Err(Rejection::KeyInvalid {
                 found: String::from_utf8_lossy(key.as_bytes()).into_owned(),
@@ -557,6 +569,32 @@ mod tests {
                 "GET",
                 V::HTTP_11,
                 &[("sec-websocket-key", "AAAAAAAAAAAAAAAAAAAA")],
+                400,
+            ),
+            // The key is decoded into 18 bytes on the stack: one more than 16 fits, a long
+            // one does not; both are refused, as is a key without its padding.
+            (
+                "key 17 bytes",
+                "GET",
+                V::HTTP_11,
+                &[("sec-websocket-key", "AAAAAAAAAAAAAAAAAAAAAAA=")],
+                400,
+            ),
+            (
+                "key 32 bytes",
+                "GET",
+                V::HTTP_11,
+                &[(
+                    "sec-websocket-key",
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                )],
+                400,
+            ),
+            (
+                "key unpadded",
+                "GET",
+                V::HTTP_11,
+                &[("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ")],
                 400,
             ),
         ];
