@@ -1,14 +1,22 @@
-//! Backpressure from a target to its clients: while the target's inbox is above its
-//! high-water mark (or the queue to the target's node is full, see `Node::is_congested`), its
-//! relay connections leave their sockets unread, so TCP pushes back on the clients. No frame
-//! is ever dropped; a connection waits for room instead.
+//! Backpressure, both ways.
+//!
+//! From a target to its clients: while the target's inbox is above its high-water mark (or
+//! the queue to the target's node is full, see `Node::is_congested`), its relay connections
+//! leave their sockets unread, so TCP pushes back on the clients. No frame is ever dropped;
+//! a connection waits for room instead ([`Space`]).
+//!
+//! From a client to its connection: a write to a client that does not read waits, bounded by
+//! the write timeout and the outbound limit, and gives way to a stop request ([`bounded`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Context as TaskContext;
 
-use wsrelay_process::Context;
+use futures_util::FutureExt;
+use tokio::time::{sleep_until, Instant};
+use wsrelay_process::{Context, ExitResult};
 
+use crate::options::RelayOptions;
 use crate::target::Target;
 
 /// A connection's wait for room at its target, while the target is congested. Boxed when it
@@ -55,5 +63,47 @@ impl Space {
     /// another target).
     pub(crate) fn forget(&mut self) {
         self.waiting = None;
+    }
+}
+
+/// Why a bounded write gave up.
+pub(crate) enum Interrupted {
+    /// It took longer than the write timeout, or the queue to the client (the connection's
+    /// inbox) grew past its limit meanwhile.
+    SlowConsumer,
+    /// The process was asked to stop (terminate, a failed link, shutdown).
+    Stop(ExitResult),
+}
+
+/// Runs a write, giving up when the client is a slow consumer or the process must stop: a
+/// write to a client that does not read must hold neither the connection nor a `terminate`.
+pub(crate) async fn bounded<T>(
+    ctx: &Context,
+    options: &RelayOptions,
+    write: impl Future<Output = T>,
+) -> Result<T, Interrupted> {
+    tokio::pin!(write);
+    // Fast path: a write that completes at once (the frame fits the buffer, the socket takes
+    // the flush) needs no timer and no waiters; arming them cost more than the write.
+    if let Some(done) = write.as_mut().now_or_never() {
+        return Ok(done);
+    }
+    let deadline = sleep_until(Instant::now() + options.write_timeout);
+    tokio::pin!(deadline);
+    let mut changed = ctx.changed();
+    loop {
+        tokio::select! {
+            biased;
+            stop = ctx.stopped() => return Err(Interrupted::Stop(stop)),
+            done = &mut write => return Ok(done),
+            () = &mut deadline => return Err(Interrupted::SlowConsumer),
+            () = &mut changed => {
+                // The next wait sees any change made from here on.
+                changed = ctx.changed();
+                if ctx.inbox_bytes() > options.max_outbound_bytes {
+                    return Err(Interrupted::SlowConsumer);
+                }
+            }
+        }
     }
 }

@@ -22,14 +22,13 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::time::{sleep_until, Instant, Sleep};
 use wsrelay_process::{reason, Context, Event, ExitGuard, ExitResult, Message, Pid, Value};
 use wsrelay_ws::{CloseReason, Event as WsEvent, SharedFrame, WsConnection};
 
-use crate::backpressure::Space;
+use crate::backpressure::{bounded, Interrupted, Space};
 use crate::events::{self, ClientEvent, ClientEventKind, Outgoing, ToSend};
 use crate::header::RelayTarget;
 use crate::limits::Permit;
@@ -780,55 +779,4 @@ impl Connection {
             message_count: self.message_count,
         });
     }
-}
-
-/// Why a bounded write gave up.
-enum Interrupted {
-    /// It took longer than the write timeout, or the queue to the client (the connection's
-    /// inbox) grew past its limit meanwhile.
-    SlowConsumer,
-    /// The process was asked to stop (terminate, a failed link, shutdown).
-    Stop(ExitResult),
-}
-
-/// Runs a write, giving up when the client is a slow consumer or the process must stop: a
-/// write to a client that does not read must hold neither the connection nor a `terminate`.
-async fn bounded<T>(
-    ctx: &Context,
-    options: &RelayOptions,
-    write: impl Future<Output = T>,
-) -> Result<T, Interrupted> {
-    tokio::pin!(write);
-    // Fast path: a write that completes at once (the frame fits the buffer, the socket takes
-    // the flush) needs no timer and no waiters; arming them cost more than the write.
-    if let Some(done) = write.as_mut().now_or_never() {
-        return Ok(done);
-    }
-    let deadline = sleep_until(Instant::now() + options.write_timeout);
-    tokio::pin!(deadline);
-    let mut changed = ctx.changed();
-    loop {
-        tokio::select! {
-            biased;
-            stop = ctx.stopped() => return Err(Interrupted::Stop(stop)),
-            done = &mut write => return Ok(done),
-            () = &mut deadline => return Err(Interrupted::SlowConsumer),
-            () = &mut changed => {
-                // The next wait sees any change made from here on.
-                changed = ctx.changed();
-                if ctx.inbox_bytes() > options.max_outbound_bytes {
-                    return Err(Interrupted::SlowConsumer);
-                }
-            }
-        }
-    }
-}
-
-/// The WebSocket settings of a route: its message limit, its compression, and the longest a
-/// connection waits for its peer at each step of a close ([`RelayOptions::close_timeout`]).
-pub(crate) fn ws_config(options: &RelayOptions) -> wsrelay_ws::Config {
-    wsrelay_ws::Config::default()
-        .max_message_size(options.max_message_size)
-        .close_timeout(options.close_timeout.min(Duration::from_secs(60)))
-        .compression(options.compression)
 }

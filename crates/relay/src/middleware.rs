@@ -23,7 +23,7 @@ use wsrelay_process::{
 };
 use wsrelay_ws::{Handshake, PendingUpgrade};
 
-use crate::connection::{ws_config, Connection};
+use crate::connection::Connection;
 use crate::events::{NotUpgraded, LEAVE};
 use crate::header::{RelayTarget, SettingsError};
 use crate::limits::{Admission, Permit};
@@ -236,7 +236,7 @@ impl RelayMiddleware {
         if !asked_to_upgrade {
             return Ok(None);
         }
-        let config = ws_config(&self.options);
+        let config = self.options.ws_config();
         Ok(Some(wsrelay_ws::handshake(req, config)?))
     }
 

@@ -76,6 +76,18 @@ pub const OPTION_NAMES: &[&str] = &[
 ];
 
 impl RelayOptions {
+    /// The WebSocket settings of a route: its message limit, its compression, and the longest
+    /// a connection waits for its peer at each step of a close ([`close_timeout`], at most
+    /// a minute).
+    ///
+    /// [`close_timeout`]: RelayOptions::close_timeout
+    pub(crate) fn ws_config(&self) -> wsrelay_ws::Config {
+        wsrelay_ws::Config::default()
+            .max_message_size(self.max_message_size)
+            .close_timeout(self.close_timeout.min(Duration::from_secs(60)))
+            .compression(self.compression)
+    }
+
     /// Reads the `wsrelay.*` options of a router; other options are ignored.
     ///
     /// # Errors
