@@ -1,5 +1,5 @@
 //! examples/wippy-chat end to end: JWT-authenticated clients (tokens signed here, HS256),
-//! rooms as pg groups, presence announcements from pg.monitor, and refused tokens.
+//! rooms as pg groups, presence announcements from the pg scope's events, and refused tokens.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -97,7 +97,7 @@ async fn wippy_chat_authenticates_chats_and_announces_presence() {
         );
     }
 
-    // Bob's connection ends; nobody tells the room but the pg monitor.
+    // Bob's connection ends; nobody tells the rooms service but the pg scope's events.
     bob.close(None).await.unwrap();
     while let Some(Ok(_)) = bob.next().await {}
     drop(bob);

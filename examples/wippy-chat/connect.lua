@@ -1,6 +1,7 @@
 -- GET /ws?token=JWT: verifies the token (crypto.jwt.verify, HS256, the secret from env) and
--- relays the connection to its room's process, starting the room if it has none. Without a
--- valid token the answer is 401 and the connection is not upgraded (no X-WS-Relay header).
+-- relays the connection to the process that serves every room (the "rooms" service), with
+-- the user and the room as the connection's metadata. Without a valid token the answer is
+-- 401 and the connection is not upgraded (no X-WS-Relay header).
 local http = require("http")
 local json = require("json")
 local time = require("time")
@@ -15,29 +16,18 @@ local function refuse(res, status, why)
     res:write(why .. "\n")
 end
 
--- The process registered as "room:<name>", started if there is none. The room registers
--- the name itself: when two first joins race, one registration wins and the other process
--- exits at once; either way we wait for whichever holds the name. (examples/chat/join.lua's
--- find_room again, with this app's names: an app stands alone, the loader reads no file
--- outside it.)
-local function find_room(room)
-    local name = "room:" .. room
-    local pid = process.registry.lookup(name)
-    if pid then
-        return pid
+-- The rooms service. It registers its name when its code starts to run, which can be just
+-- after the listener opens, and it is restarted a second after a failure: a request that
+-- comes in between waits for it, two seconds at most, rather than failing.
+local function rooms_service()
+    local pid = process.registry.lookup("rooms")
+    local waited = 0
+    while not pid and waited < 2000 do
+        time.sleep("50ms")
+        waited = waited + 50
+        pid = process.registry.lookup("rooms")
     end
-    local _, err = process.spawn("wchat:room", "wchat:processes", room)
-    if err then
-        return nil, err
-    end
-    for _ = 1, 200 do
-        pid = process.registry.lookup(name)
-        if pid then
-            return pid
-        end
-        time.sleep("5ms")
-    end
-    return nil, "room process did not start"
+    return pid
 end
 
 local function handler()
@@ -67,10 +57,10 @@ local function handler()
         return refuse(res, http.STATUS.UNAUTHORIZED, "token: room must be 1 to 32 letters, digits, '-' or '_'")
     end
 
-    local pid, ferr = find_room(room)
+    local pid = rooms_service()
     if not pid then
-        log:error("cannot start room", { room = room, error = tostring(ferr) })
-        return refuse(res, http.STATUS.INTERNAL_ERROR, "cannot start room")
+        log:error("the rooms service is not running")
+        return refuse(res, http.STATUS.SERVICE_UNAVAILABLE, "chat not running, try again")
     end
     log:info("connecting", { user = user, room = room })
     res:set_header("X-WS-Relay", json.encode({

@@ -2,7 +2,7 @@
 # End-to-end tests with real third-party clients:
 #   seed_client.py   Python `websockets` against examples/seed
 #   wippy_chat_client.py Python `websockets` against examples/wippy-chat (JWT-authenticated
-#                    connections, pg rooms, pg.monitor presence, refused tokens)
+#                    connections, pg rooms, pg events presence, refused tokens)
 #   deflate_client.py Python `websockets` (permessage-deflate, subprotocols) against ws-echo
 #                    and examples/echo with compression on
 #   chat_browser.mjs headless Chromium (playwright-core) against the built-in chat demo
@@ -154,7 +154,7 @@ client() {
 log "seed app on 127.0.0.1:$SEED_PORT"
 client seed_client "$PY" "$HERE/seed_client.py" "ws://127.0.0.1:$SEED_PORT"
 
-# ---- examples/wippy-chat: JWT auth, pg rooms, pg.monitor presence ----------
+# ---- examples/wippy-chat: JWT auth, pg rooms, pg events presence ----------
 WCHAT_PORT=$(free_port)
 WCHAT_SECRET="e2e-$(date +%s%N)"
 cp -r "$ROOT/examples/wippy-chat" "$TMP/wippy-chat"

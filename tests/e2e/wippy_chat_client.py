@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Drives examples/wippy-chat as a third-party WebSocket client: JWT-authenticated
 connections (tokens signed here with HS256 from the standard library), presence
-announcements from pg.monitor, chat messages broadcast over pg, and refused tokens.
+announcements from the pg scope's events, chat messages broadcast over pg, and refused tokens.
 
 Usage: wippy_chat_client.py BASE_URL SECRET   (e.g. ws://127.0.0.1:PORT s3cret)
 Prints one "PASS name" / "FAIL name: why" line per test and, last,
@@ -78,7 +78,7 @@ async def t_two_users_chat_with_presence():
                 await expect(ws, event="message", user="bob", text="hello alice")
         finally:
             await bob.close()
-        # Bob's connection ended: the monitor's leave event becomes an announcement.
+        # Bob's connection ended: the scope's leave event becomes an announcement.
         await expect(alice, event="leave", user="bob", count=1)
     finally:
         await alice.close()
