@@ -25,23 +25,13 @@ fn app_yaml() -> String {
 entries:
 {gateway}  - name: processes
     kind: process.host
-  - name: version
-    kind: function.lua
-    source: file://reply.lua
-    method: version
-    modules: [http]
-  - name: version_endpoint
+{version}  - name: version_endpoint
     kind: http.endpoint
     meta: {{ router: root }}
     method: GET
     path: /version
     func: version
-  - name: reply
-    kind: process.lua
-    source: file://reply.lua
-    method: run
-    modules: [http]
-  - name: limited
+{reply}  - name: limited
     kind: http.router
     meta: {{ server: gateway }}
     prefix: /limited
@@ -56,7 +46,16 @@ entries:
     path: /
     func: connect
 "#,
-        gateway = relay_gateway_entries(0)
+        gateway = relay_gateway_entries(0),
+        version = reply_entry("version", "function.lua", "version"),
+        reply = reply_entry("reply", "process.lua", "run"),
+    )
+}
+
+/// An entry of `kind` that runs `method` of `reply.lua`.
+fn reply_entry(name: &str, kind: &str, method: &str) -> String {
+    format!(
+        "  - name: {name}\n    kind: {kind}\n    source: file://reply.lua\n    method: {method}\n    modules: [http]\n"
     )
 }
 
@@ -89,14 +88,11 @@ local VERSION = "{version}"
 
 local function run()
     local inbox = process.inbox()
-    while true do
-        local msg, ok = inbox:receive()
-        if not ok then break end
-        local data = msg:payload():data()
+    for msg in function() return inbox:receive() end do
+        if msg:topic() == "ws.leave" then return end
         if msg:topic() == "ws.message" then
-            process.send(data.client_pid, "ws.send", {{ type = "text", data = VERSION }})
-        elseif msg:topic() == "ws.leave" then
-            break
+            local client = msg:payload():data().client_pid
+            process.send(client, "ws.send", {{ type = "text", data = VERSION }})
         end
     end
 end
