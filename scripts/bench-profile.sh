@@ -48,20 +48,42 @@ total_ir() { # total_ir DUMP -> the instructions the dump counted
   callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
 }
 
-broadcast_run() { # broadcast_run PORT MESSAGES -> "IR DELIVERED" for one server under callgrind
-  local port=$1 messages=$2 s=broadcast-$2 app
-  app=$(mktemp -d); cp -r examples/broadcast/. "$app"
-  sed -i "s/addr: \"127.0.0.1:[0-9]*\"/addr: \"127.0.0.1:$port\"/" "$app/app.yaml"
+lua_app() { # lua_app EXAMPLE PORT -> a copy of the example listening on PORT, limits lifted
+  local app; app=$(mktemp -d); cp -r "examples/$1/." "$app"
+  sed -i "s/addr: \"127.0.0.1:[0-9]*\"/addr: \"127.0.0.1:$2\"/" "$app/app.yaml"
   # One generator is one client IP opening thousands of connections: no admission limits
   # (as scripts/bench.sh's app_copy does, for an app that does not lift them itself).
   grep -q "wsrelay.upgrade_rate" "$app/app.yaml" ||
     sed -i 's/^\(  *\)wsrelay.allowed.origins: "\*"$/&\n\1wsrelay.max_connections: unlimited\n\1wsrelay.upgrade_rate: "off"/' "$app/app.yaml"
-  rm -f "$OUT/$s.callgrind"*
-  taskset -c 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$OUT/$s.callgrind" \
-    "$BIN/wsrelay" run "$app" >"$OUT/$s.log" 2>&1 &
-  local pid=$!
+  echo "$app"
+}
+
+start_server() { # start_server NAME PORT CMD...: CMD under callgrind on core 0; sets $server, $vg
+  local name=$1 port=$2; shift 2
+  rm -f "$OUT/$name.callgrind"*
+  taskset -c 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$OUT/$name.callgrind" \
+    "$@" >"$OUT/$name.log" 2>&1 &
+  server=$!
   until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.2; done
-  local vg; vg=$(pgrep -f "callgrind-out-file=$OUT/$s.callgrind" | head -1)
+  vg=$(pgrep -f "callgrind-out-file=$OUT/$name.callgrind" | head -1)
+}
+
+stop_server() { # stop_server NAME SETTLE -> the dump's path, SETTLE seconds after the load ended
+  sleep "$2"
+  callgrind_control -d "$vg" >/dev/null 2>&1
+  sleep 1
+  kill "$server" 2>/dev/null || true; kill "$vg" 2>/dev/null || true; wait "$server" 2>/dev/null || true
+  ls "$OUT/$1.callgrind".* 2>/dev/null | sort -t. -k3 -n | head -1
+}
+
+json_field() { # json_field FIELD FILE -> the whole number the generator's JSON gives FIELD
+  sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" "$2"
+}
+
+broadcast_run() { # broadcast_run PORT MESSAGES -> "IR DELIVERED" for one server under callgrind
+  local port=$1 messages=$2 s=broadcast-$2 app dump
+  app=$(lua_app broadcast "$port")
+  start_server "$s" "$port" "$BIN/wsrelay" run "$app"
   : >"$OUT/$s.bench.err"
   taskset -c 1 "$BIN/wsrelay-bench" broadcast --url "ws://127.0.0.1:$port/" \
     --clients "$BROADCAST_CLIENTS" --messages "$messages" --interval "$BROADCAST_INTERVAL" \
@@ -76,49 +98,15 @@ broadcast_run() { # broadcast_run PORT MESSAGES -> "IR DELIVERED" for one server
   callgrind_control -z "$vg" >/dev/null 2>&1
   wait "$bench"
   # The receivers close once they have every message; the server hears it after the run.
-  sleep 3
-  callgrind_control -d "$vg" >/dev/null 2>&1
-  sleep 1
-  kill "$pid" 2>/dev/null || true; kill "$vg" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  dump=$(stop_server "$s" 3)
   rm -rf "$app"
-  local dump delivered
-  dump=$(ls "$OUT/$s.callgrind".* 2>/dev/null | sort -t. -k3 -n | head -1)
-  delivered=$(sed -n 's/.*"delivered":\([0-9]*\).*/\1/p' "$OUT/$s.bench.json")
-  echo "$(total_ir "$dump") $delivered"
-}
-
-profile_broadcast() { # profile_broadcast PORT: Ir per delivered frame of examples/broadcast
-  # Two runs, BROADCAST_BASE messages and BROADCAST_BASE + BROADCAST_MESSAGES: what both pay
-  # (the sender's connect, the receivers' joins and closes, the room's ws.leave handling)
-  # cancels out in the difference, which is the sends alone.
-  local base more
-  read -r -a base <<<"$(broadcast_run "$1" "$BROADCAST_BASE")"
-  read -r -a more <<<"$(broadcast_run "$(($1 + 100))" "$((BROADCAST_BASE + BROADCAST_MESSAGES))")"
-  local ir=$((more[0] - base[0])) delivered=$((more[1] - base[1]))
-  echo "broadcast: ($((more[0])) - $((base[0]))) Ir / ($((more[1])) - $((base[1]))) delivered frames" \
-    "= $((ir / delivered)) Ir per delivered frame ($BROADCAST_CLIENTS clients;" \
-    "dump of the longer run: $OUT/broadcast-$((BROADCAST_BASE + BROADCAST_MESSAGES)).callgrind.1)"
-}
-
-lua_app() { # lua_app EXAMPLE PORT -> a copy of the example listening on PORT, limits lifted
-  local app; app=$(mktemp -d); cp -r "examples/$1/." "$app"
-  sed -i "s/addr: \"127.0.0.1:[0-9]*\"/addr: \"127.0.0.1:$2\"/" "$app/app.yaml"
-  # One generator is one client IP opening thousands of connections: no admission limits
-  # (as scripts/bench.sh's app_copy does, for an app that does not lift them itself).
-  grep -q "wsrelay.upgrade_rate" "$app/app.yaml" ||
-    sed -i 's/^\(  *\)wsrelay.allowed.origins: "\*"$/&\n\1wsrelay.max_connections: unlimited\n\1wsrelay.upgrade_rate: "off"/' "$app/app.yaml"
-  echo "$app"
+  echo "$(total_ir "$dump") $(json_field delivered "$OUT/$s.bench.json")"
 }
 
 upgrade_run() { # upgrade_run PORT CYCLES -> "IR COMPLETED" for one server under callgrind
-  local port=$1 cycles=$2 s=upgrade-$2 app
+  local port=$1 cycles=$2 s=upgrade-$2 app dump errors
   app=$(lua_app echo "$port")
-  rm -f "$OUT/$s.callgrind"*
-  taskset -c 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$OUT/$s.callgrind" \
-    "$BIN/wsrelay" run "$app" >"$OUT/$s.log" 2>&1 &
-  local pid=$!
-  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.2; done
-  local vg; vg=$(pgrep -f "callgrind-out-file=$OUT/$s.callgrind" | head -1)
+  start_server "$s" "$port" "$BIN/wsrelay" run "$app"
   # The warm-up fills the allocator's pools and the runtime's tables; its own run of the
   # generator, so the counters can be zeroed between it and the measured cycles.
   taskset -c 1 "$BIN/wsrelay-bench" upgrade --url "ws://127.0.0.1:$port/" --cycles "$UPGRADE_WARMUP" \
@@ -130,63 +118,50 @@ upgrade_run() { # upgrade_run PORT CYCLES -> "IR COMPLETED" for one server under
     >"$OUT/$s.bench.json" 2>"$OUT/$s.bench.err" ||
     { echo "upgrade: the generator failed" >&2; cat "$OUT/$s.bench.err" >&2; exit 1; }
   # The generator's last closes reach the server's tasks and Lua processes after it returns.
-  sleep 3
-  callgrind_control -d "$vg" >/dev/null 2>&1
-  sleep 1
-  kill "$pid" 2>/dev/null || true; kill "$vg" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  dump=$(stop_server "$s" 3)
   rm -rf "$app"
-  local dump completed errors
-  dump=$(ls "$OUT/$s.callgrind".* 2>/dev/null | sort -t. -k3 -n | head -1)
-  completed=$(sed -n 's/.*"cycles":\([0-9]*\).*/\1/p' "$OUT/$s.bench.json")
-  errors=$(sed -n 's/.*"errors":\([0-9]*\).*/\1/p' "$OUT/$s.bench.json")
+  errors=$(json_field errors "$OUT/$s.bench.json")
   [ "$errors" = 0 ] || echo "upgrade: $errors of $cycles cycles failed" >&2
-  echo "$(total_ir "$dump") $completed"
+  echo "$(total_ir "$dump") $(json_field cycles "$OUT/$s.bench.json")"
 }
 
-profile_upgrade() { # profile_upgrade PORT: Ir per upgrade cycle of examples/echo
-  # Two runs, UPGRADE_BASE cycles and UPGRADE_BASE + UPGRADE_CYCLES: what both pay (timers,
+difference() { # difference KIND RUN PORT BASE MORE UNIT: what MORE costs beyond BASE, per UNIT
+  # Two runs, BASE and MORE units of work: what both pay (connects, joins, closes, timers,
   # the idle loop while the generator starts and stops) cancels out in the difference.
-  local base more
-  read -r -a base <<<"$(upgrade_run "$1" "$UPGRADE_BASE")"
-  read -r -a more <<<"$(upgrade_run "$(($1 + 100))" "$((UPGRADE_BASE + UPGRADE_CYCLES))")"
-  local ir=$((more[0] - base[0])) cycles=$((more[1] - base[1]))
-  echo "upgrade: ($((more[0])) - $((base[0]))) Ir / ($((more[1])) - $((base[1]))) cycles" \
-    "= $((ir / cycles)) Ir per upgrade (dump of the longer run:" \
-    "$OUT/upgrade-$((UPGRADE_BASE + UPGRADE_CYCLES)).callgrind.1)"
+  local kind=$1 run=$2 port=$3 base_n=$4 more_n=$5 unit=$6 base more
+  read -r -a base <<<"$("$run" "$port" "$base_n")"
+  read -r -a more <<<"$("$run" "$((port + 100))" "$more_n")"
+  local ir=$((more[0] - base[0])) count=$((more[1] - base[1]))
+  echo "$kind: (${more[0]} - ${base[0]}) Ir / (${more[1]} - ${base[1]}) $unit" \
+    "= $((ir / count)) Ir per $unit (dump of the longer run: $OUT/$kind-$more_n.callgrind.1)"
 }
 
 servers=("$@"); [ ${#servers[@]} -gt 0 ] || servers=(ws-echo relay-rust relay-lua)
 port=${PORT:-19301}
 for s in "${servers[@]}"; do
   port=$((port + 1))
-  if [ "$s" = broadcast ]; then profile_broadcast "$port"; continue; fi
-  if [ "$s" = upgrade ]; then profile_upgrade "$port"; continue; fi
   case $s in
+    broadcast)
+      echo "$(difference broadcast broadcast_run "$port" "$BROADCAST_BASE" \
+        "$((BROADCAST_BASE + BROADCAST_MESSAGES))" "delivered frame") ($BROADCAST_CLIENTS clients)"
+      continue ;;
+    upgrade)
+      difference upgrade upgrade_run "$port" "$UPGRADE_BASE" "$((UPGRADE_BASE + UPGRADE_CYCLES))" upgrade
+      continue ;;
     ws-echo) cmd=("$BIN/ws-echo" --addr "127.0.0.1:$port") ;;
     relay-rust) cmd=("$BIN/relay-echo" --addr "127.0.0.1:$port") ;;
     relay-rust-shared) cmd=("$BIN/relay-echo" --shared-target --addr "127.0.0.1:$port") ;;
-    relay-lua)
-      app=$(mktemp -d); cp -r examples/echo/. "$app"
-      sed -i "s/addr: \"127.0.0.1:[0-9]*\"/addr: \"127.0.0.1:$port\"/" "$app/app.yaml"
-      cmd=("$BIN/wsrelay" run "$app") ;;
+    relay-lua) app=$(lua_app echo "$port"); cmd=("$BIN/wsrelay" run "$app") ;;
     *) echo "unknown server $s" >&2; exit 2 ;;
   esac
-  rm -f "$OUT/$s.callgrind"*
-  taskset -c 0 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$OUT/$s.callgrind" \
-    "${cmd[@]}" >"$OUT/$s.log" 2>&1 &
-  pid=$!
-  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.2; done
-  vg=$(pgrep -f "callgrind-out-file=$OUT/$s.callgrind" | head -1)
+  start_server "$s" "$port" "${cmd[@]}"
   taskset -c 1 "$BIN/wsrelay-bench" echo --url "ws://127.0.0.1:$port/" --connections "$CONNECTIONS" \
     --duration 3s --json >/dev/null 2>&1
   callgrind_control -z "$vg" >/dev/null 2>&1
-  result=$(taskset -c 1 "$BIN/wsrelay-bench" echo --url "ws://127.0.0.1:$port/" --connections "$CONNECTIONS" \
-    --duration "$DURATION" --json 2>/dev/null)
-  callgrind_control -d "$vg" >/dev/null 2>&1
-  sleep 1
-  kill "$pid" 2>/dev/null || true; kill "$vg" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
-  dump=$(ls "$OUT/$s.callgrind".* 2>/dev/null | sort -t. -k3 -n | head -1)
+  taskset -c 1 "$BIN/wsrelay-bench" echo --url "ws://127.0.0.1:$port/" --connections "$CONNECTIONS" \
+    --duration "$DURATION" --json >"$OUT/$s.bench.json" 2>/dev/null
+  dump=$(stop_server "$s" 0)
   total=$(total_ir "$dump")
-  messages=$(echo "$result" | sed -n 's/.*"messages":\([0-9]*\).*/\1/p')
+  messages=$(json_field messages "$OUT/$s.bench.json")
   echo "$s: $total Ir / $messages messages = $((total / messages)) Ir per message (dump $dump)"
 done
