@@ -33,7 +33,7 @@ use crate::events::{self, ClientEvent, ClientEventKind, Outgoing, ToSend};
 use crate::header::RelayTarget;
 use crate::limits::Permit;
 use crate::options::RelayOptions;
-use crate::parked::{Parked, Unpark};
+use crate::parked::{Parkable, Parked, Unpark};
 use crate::stats::RelayStats;
 use crate::table::ConnectionInfo;
 use crate::target::Target;
@@ -257,7 +257,7 @@ impl Connection {
     }
 
     /// Serves until the connection ends; parks the connection in `parked` while it waits.
-    async fn serve(mut self: Box<Self>, parked: &Parked) -> Option<(Box<Self>, Outcome)> {
+    async fn serve(mut self: Box<Self>, parked: &Parked<Self>) -> Option<(Box<Self>, Outcome)> {
         let mut timer = std::pin::pin!(sleep_until(self.next_deadline()));
         loop {
             parked.park(self);
@@ -303,57 +303,6 @@ impl Connection {
             Wake::Timer => self.on_timer(),
             Wake::Deferred(flow) => *flow,
         }
-    }
-
-    /// What to do next, in order of priority: a stop request, an event, queued messages,
-    /// the client (unless the target is congested), the timer. Registers for all of them
-    /// before looking, so nothing that arrives after the look is missed; the socket and the
-    /// timer are looked at only when they woke the task (or were never registered).
-    pub(crate) fn poll_wake(
-        &mut self,
-        cx: &mut TaskContext<'_>,
-        timer: Pin<&mut Sleep>,
-    ) -> Poll<Wake> {
-        self.wakers.begin(cx.waker());
-        if let Some(flow) = self.deferred.take() {
-            return Poll::Ready(Wake::Deferred(flow));
-        }
-        self.ctx.wake_on_change(cx.waker());
-        if let Some(stop) = self.ctx.stop_requested() {
-            return Poll::Ready(Wake::Stop(stop));
-        }
-        if let Some(event) = self.ctx.try_next_event() {
-            return Poll::Ready(Wake::Event(event));
-        }
-        let messages = self.ctx.inbox_len() > 0;
-        if messages && !self.client_first {
-            return Poll::Ready(Wake::Messages);
-        }
-        if let Some(waker) = self.wakers.socket() {
-            let cx = &mut TaskContext::from_waker(waker);
-            let readable = self.space.poll_readable(&self.target, &self.ctx, cx);
-            let event = if readable {
-                self.ws.poll_event(cx)
-            } else {
-                Poll::Pending
-            };
-            match event {
-                Poll::Ready(Some(event)) => return Poll::Ready(Wake::Client(event)),
-                Poll::Ready(None) => return Poll::Ready(Wake::Closing),
-                Poll::Pending => self.wakers.socket_idle(),
-            }
-        }
-        if messages {
-            return Poll::Ready(Wake::Messages);
-        }
-        self.client_first = false;
-        if let Some(waker) = self.wakers.timer() {
-            match timer.poll(&mut TaskContext::from_waker(waker)) {
-                Poll::Ready(()) => return Poll::Ready(Wake::Timer),
-                Poll::Pending => self.wakers.timer_idle(),
-            }
-        }
-        Poll::Pending
     }
 
     /// The WebSocket is no longer open (the client's close frame arrived, or the protocol
@@ -496,37 +445,6 @@ impl Connection {
                 self.write(ToSend::Out(Outgoing::Frame(frame)))
             }
         }
-    }
-
-    /// A message offered by a sender while the connection is parked (`parked.rs`): a
-    /// `ws.send` is written to the client now, as the task would write it, and flushed if
-    /// the socket takes it; what must wait (a full socket, a failed one) is left for the
-    /// task, which is woken for it. Anything else, or a connection with a write or a step
-    /// pending, gives the message back to be queued.
-    pub(crate) fn take_message(&mut self, msg: Message) -> Result<(), Message> {
-        if msg.topic() != events::SEND || self.deferred.is_some() || !self.ws.can_feed() {
-            return Err(msg);
-        }
-        let flow = match self.on_message(msg) {
-            // Outside the sender's cooperative budget: a broadcast makes thousands of writes
-            // in one poll of its sender, and tokio would refuse them (as not ready) after the
-            // first 128, leaving each to its connection's task.
-            Flow::Continue => {
-                tokio::task::coop::unconstrained(poll_fn(|_| Poll::Ready(self.flush())))
-                    .now_or_never()
-                    .unwrap_or_else(|| Flow::Wait(Wait::Flush))
-            }
-            flow => flow,
-        };
-        match flow {
-            Flow::Continue => {}
-            flow => {
-                self.deferred = Some(Box::new(flow));
-                self.wakers.wake_task();
-            }
-        }
-        self.stats.sends_taken.fetch_add(1, Ordering::Relaxed);
-        Ok(())
     }
 
     /// `ws.send` with any other payload: a map from Lua, a frame from a Rust sender.
@@ -778,5 +696,87 @@ impl Connection {
             uptime: self.started.elapsed().as_secs_f64(),
             message_count: self.message_count,
         });
+    }
+}
+
+impl Parkable for Connection {
+    type Wake = Wake;
+
+    /// What to do next, in order of priority: a stop request, an event, queued messages,
+    /// the client (unless the target is congested), the timer. Registers for all of them
+    /// before looking, so nothing that arrives after the look is missed; the socket and the
+    /// timer are looked at only when they woke the task (or were never registered).
+    fn poll_wake(&mut self, cx: &mut TaskContext<'_>, timer: Pin<&mut Sleep>) -> Poll<Wake> {
+        self.wakers.begin(cx.waker());
+        if let Some(flow) = self.deferred.take() {
+            return Poll::Ready(Wake::Deferred(flow));
+        }
+        self.ctx.wake_on_change(cx.waker());
+        if let Some(stop) = self.ctx.stop_requested() {
+            return Poll::Ready(Wake::Stop(stop));
+        }
+        if let Some(event) = self.ctx.try_next_event() {
+            return Poll::Ready(Wake::Event(event));
+        }
+        let messages = self.ctx.inbox_len() > 0;
+        if messages && !self.client_first {
+            return Poll::Ready(Wake::Messages);
+        }
+        if let Some(waker) = self.wakers.socket() {
+            let cx = &mut TaskContext::from_waker(waker);
+            let readable = self.space.poll_readable(&self.target, &self.ctx, cx);
+            let event = if readable {
+                self.ws.poll_event(cx)
+            } else {
+                Poll::Pending
+            };
+            match event {
+                Poll::Ready(Some(event)) => return Poll::Ready(Wake::Client(event)),
+                Poll::Ready(None) => return Poll::Ready(Wake::Closing),
+                Poll::Pending => self.wakers.socket_idle(),
+            }
+        }
+        if messages {
+            return Poll::Ready(Wake::Messages);
+        }
+        self.client_first = false;
+        if let Some(waker) = self.wakers.timer() {
+            match timer.poll(&mut TaskContext::from_waker(waker)) {
+                Poll::Ready(()) => return Poll::Ready(Wake::Timer),
+                Poll::Pending => self.wakers.timer_idle(),
+            }
+        }
+        Poll::Pending
+    }
+
+    /// A message offered by a sender while the connection is parked (`parked.rs`): a
+    /// `ws.send` is written to the client now, as the task would write it, and flushed if
+    /// the socket takes it; what must wait (a full socket, a failed one) is left for the
+    /// task, which is woken for it. Anything else, or a connection with a write or a step
+    /// pending, gives the message back to be queued.
+    fn take_message(&mut self, msg: Message) -> Result<(), Message> {
+        if msg.topic() != events::SEND || self.deferred.is_some() || !self.ws.can_feed() {
+            return Err(msg);
+        }
+        let flow = match self.on_message(msg) {
+            // Outside the sender's cooperative budget: a broadcast makes thousands of writes
+            // in one poll of its sender, and tokio would refuse them (as not ready) after the
+            // first 128, leaving each to its connection's task.
+            Flow::Continue => {
+                tokio::task::coop::unconstrained(poll_fn(|_| Poll::Ready(self.flush())))
+                    .now_or_never()
+                    .unwrap_or_else(|| Flow::Wait(Wait::Flush))
+            }
+            flow => flow,
+        };
+        match flow {
+            Flow::Continue => {}
+            flow => {
+                self.deferred = Some(Box::new(flow));
+                self.wakers.wake_task();
+            }
+        }
+        self.stats.sends_taken.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! Where a connection waits between wake-ups, so that a sender can write to its client.
 //!
-//! A connection task that has nothing to do leaves its [`Connection`] in a [`Parked`] slot,
+//! A connection task that has nothing to do leaves its connection in a [`Parked`] slot,
 //! which the connection's process registers as its [`Shortcut`]. A `ws.send` to an idle
 //! connection (its inbox empty, nothing waiting to be written) is then written by the sender,
 //! in its own call: no message is queued and the task is not woken. That is the common case
@@ -25,24 +25,44 @@ use parking_lot::Mutex;
 use tokio::time::Sleep;
 use wsrelay_process::{Message, Shortcut};
 
-use crate::connection::{Connection, Wake};
+/// What waits in a [`Parked`] slot: the relay's connection (a trait so that this module needs
+/// nothing of the connection's but these two calls).
+pub(crate) trait Parkable: Send + 'static {
+    /// What woke it.
+    type Wake;
 
-/// A connection's slot: holds the connection while its task waits (module docs).
-#[derive(Default)]
-pub(crate) struct Parked {
-    slot: Mutex<Slot>,
+    /// Polls its sources for the next wake-up; `timer` is the task's.
+    fn poll_wake(&mut self, cx: &mut TaskContext<'_>, timer: Pin<&mut Sleep>) -> Poll<Self::Wake>;
+
+    /// Writes `msg` to the client now, or gives it back to be queued.
+    fn take_message(&mut self, msg: Message) -> Result<(), Message>;
 }
 
-#[derive(Default)]
-struct Slot {
-    connection: Option<Box<Connection>>,
+/// A connection's slot: holds the connection while its task waits (module docs).
+pub(crate) struct Parked<C> {
+    slot: Mutex<Slot<C>>,
+}
+
+struct Slot<C> {
+    connection: Option<Box<C>>,
     /// The thread the connection's task parked it from ([`this_thread`]).
     thread: usize,
 }
 
-impl Parked {
+impl<C> Default for Parked<C> {
+    fn default() -> Self {
+        Parked {
+            slot: Mutex::new(Slot {
+                connection: None,
+                thread: 0,
+            }),
+        }
+    }
+}
+
+impl<C: Parkable> Parked<C> {
     /// Leaves `connection` here until its task's next wake-up.
-    pub(crate) fn park(&self, connection: Box<Connection>) {
+    pub(crate) fn park(&self, connection: Box<C>) {
         // Read on every park: a task of a multi-thread runtime (an embedding app's) can move.
         let thread = this_thread();
         *self.slot.lock() = Slot {
@@ -57,7 +77,7 @@ impl Parked {
         &self,
         cx: &mut TaskContext<'_>,
         timer: Pin<&mut Sleep>,
-    ) -> Poll<Option<(Box<Connection>, Wake)>> {
+    ) -> Poll<Option<(Box<C>, C::Wake)>> {
         let mut slot = self.slot.lock();
         let Some(connection) = slot.connection.as_mut() else {
             return Poll::Ready(None);
@@ -67,7 +87,7 @@ impl Parked {
     }
 }
 
-impl Shortcut for Parked {
+impl<C: Parkable> Shortcut for Parked<C> {
     /// Writes a `ws.send` to the client now if the connection is parked, idle and of this
     /// thread; a task that runs (or another sender that writes) has the slot, and the
     /// message is queued.
@@ -88,9 +108,9 @@ impl Shortcut for Parked {
 /// Empties the slot when dropped: a connection task dropped while its connection is parked
 /// (its runtime stops) drops the connection too, instead of leaving it to the process's
 /// shortcut, which lives as long as the process's table entry.
-pub(crate) struct Unpark<'a>(pub(crate) &'a Parked);
+pub(crate) struct Unpark<'a, C>(pub(crate) &'a Parked<C>);
 
-impl Drop for Unpark<'_> {
+impl<C> Drop for Unpark<'_, C> {
     fn drop(&mut self) {
         // Taken out under the lock, dropped after it: the connection's drop takes other locks.
         let connection = self.0.slot.lock().connection.take();
