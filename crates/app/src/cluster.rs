@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 use wsrelay_cluster::{Auth, Cluster, ClusterError, ClusterOptions, ClusterSecret, TlsOptions};
 use wsrelay_config::{AppConfig, ClusterConfig};
-use wsrelay_process::Node;
+use wsrelay_process::{GroupLimits, Node};
 
 use crate::AppError;
 
@@ -35,11 +35,23 @@ fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The node of the app: clustered if the config has a `cluster` entry.
-pub(crate) async fn node(config: &AppConfig) -> Result<(Node, Option<Cluster>), AppError> {
+/// The node of the app, with its group `scopes`: clustered if the config has a `cluster`
+/// entry or the environment names NATS servers. A cluster node gets its scopes before it
+/// joins, so that the other nodes' memberships reach them (`ClusterOptions::group_scopes`).
+pub(crate) async fn node(
+    config: &AppConfig,
+    scopes: &[(String, GroupLimits)],
+) -> Result<(Node, Option<Cluster>), AppError> {
     let Some(options) = options(config.cluster.as_ref(), &process_env)? else {
-        return Ok((Node::new(), None));
+        let node = Node::new();
+        for (scope, limits) in scopes {
+            node.add_group_scope(scope, *limits);
+        }
+        return Ok((node, None));
     };
+    let options = scopes.iter().fold(options, |options, (scope, limits)| {
+        options.with_group_scope(scope, *limits)
+    });
     let (node_name, cluster_name) = (options.node.clone(), options.cluster.clone());
     let cluster = Cluster::start(options).await.map_err(cluster_error)?;
     tracing::info!(node = %node_name, cluster = %cluster_name, incarnation = cluster.incarnation(), "joined the cluster");

@@ -199,7 +199,12 @@ impl App {
     pub async fn start(config: AppConfig, options: AppOptions) -> Result<RunningApp, AppError> {
         // Resolved first: a missing admin token must stop the app before anything starts.
         let ops_settings = Self::ops_settings(&config, &options)?;
-        let (node, cluster) = cluster::node(&config).await?;
+        let scopes: Vec<(String, GroupLimits)> = config
+            .pg_scopes
+            .iter()
+            .map(|scope| (scope.id.to_string(), group_limits(scope)))
+            .collect();
+        let (node, cluster) = cluster::node(&config, &scopes).await?;
         // One shard per core runs the servers' connections, the Lua states and the task
         // processes together (see `wsrelay_process::shard`).
         let shards = Shards::start(options.engine.worker_count(), "wsrelay")
@@ -211,9 +216,6 @@ impl App {
                 ..HostConfig::default()
             };
             node.add_host(&host.id.to_string(), host_config);
-        }
-        for scope in &config.pg_scopes {
-            node.add_group_scope(&scope.id.to_string(), group_limits(scope));
         }
         let connection_hosts: HashSet<String> = config
             .services

@@ -80,6 +80,10 @@ pub(crate) async fn connect(
         None => None,
     };
     let node = Node::named(&options.node, inc);
+    // Before anything can reach the node: see `ClusterOptions::group_scopes`.
+    for (scope, limits) in &options.group_scopes {
+        node.add_group_scope(scope, *limits);
+    }
     let key = options
         .secret
         .as_ref()

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use wsrelay_process::GroupLimits;
+
 use crate::frame::{valid_node_name, Grant};
 use crate::{ClusterError, ClusterSecret};
 
@@ -128,6 +130,12 @@ pub struct ClusterOptions {
     /// `wsr.<cluster>.all.<node>` and exchange their group memberships, and a group send
     /// reaches members on every node (`docs/cluster.md`, "Process groups across nodes").
     pub groups: bool,
+    /// Group scopes the node has from its start, with their limits. They are added before
+    /// the node announces itself, so the other nodes' memberships, which answer that
+    /// announcement, find them: a scope added to the node later does not learn the members
+    /// the others had before (an unknown scope's announcements are ignored, as nodes may run
+    /// different apps).
+    pub group_scopes: Vec<(String, GroupLimits)>,
 }
 
 impl ClusterOptions {
@@ -160,6 +168,7 @@ impl ClusterOptions {
             names_replicas: 1,
             threads: 1,
             groups: false,
+            group_scopes: Vec::new(),
         }
     }
 
@@ -167,6 +176,13 @@ impl ClusterOptions {
     #[must_use]
     pub fn with_groups(mut self, groups: bool) -> Self {
         self.groups = groups;
+        self
+    }
+
+    /// Adds group scope `name` with `limits` (see [`ClusterOptions::group_scopes`]).
+    #[must_use]
+    pub fn with_group_scope(mut self, name: &str, limits: GroupLimits) -> Self {
+        self.group_scopes.push((name.to_owned(), limits));
         self
     }
 

@@ -19,8 +19,10 @@ pub(crate) async fn group_node(name: &str) -> (Cluster, GroupScope) {
 
 /// A node started with `options` whose groups span the cluster, and its scope [`SCOPE`].
 async fn group_node_with(options: ClusterOptions) -> (Cluster, GroupScope) {
-    let c = start_with(options.with_groups(true)).await;
-    c.node().add_group_scope(SCOPE, GroupLimits::default());
+    let options = options
+        .with_groups(true)
+        .with_group_scope(SCOPE, GroupLimits::default());
+    let c = start_with(options).await;
     let scope = c.node().group_scope(SCOPE).unwrap();
     (c, scope)
 }
@@ -62,6 +64,50 @@ fn texts(pids: &[Pid]) -> Vec<String> {
     let mut t: Vec<String> = pids.iter().map(Pid::to_string).collect();
     t.sort();
     t
+}
+
+/// A node that starts after another one's members joined learns them from that node's
+/// snapshot, which answers its announcement: its scope exists before it announces itself
+/// (`ClusterOptions::group_scopes`). A scope added after the start could miss that
+/// snapshot, and the node would never send to those members (found by the chat demo's
+/// two-node test: one run in about fifteen).
+#[test]
+fn a_node_started_later_learns_the_members_that_joined_before_it() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let (a, ga) = group_node(&unique("ea")).await;
+        let on_a: Vec<Context> = (0..3).map(|_| probe(a.node())).collect();
+        for ctx in &on_a {
+            ga.join("room", ctx.pid()).unwrap();
+        }
+        for round in 0..5 {
+            let (b, gb) = group_node(&unique(&format!("eb{round}"))).await;
+            assert!(
+                eventually(WAIT, || gb.members("room").len() == 3).await,
+                "round {round}: b sees {:?}",
+                gb.members("room")
+            );
+            // And a send from b reaches a's members.
+            let sender = probe(b.node());
+            gb.broadcast(
+                "room",
+                Some(sender.pid().clone()),
+                "hello",
+                Value::from(round as i64),
+                Vec::new(),
+            );
+            for ctx in &on_a {
+                let msg = recv(ctx).await;
+                assert_eq!(msg.topic(), "hello");
+                assert_eq!(
+                    msg.payload().clone().into_plain(),
+                    Value::from(round as i64)
+                );
+            }
+            b.shutdown();
+        }
+        a.shutdown();
+    });
 }
 
 #[test]
