@@ -1,10 +1,16 @@
-//! End to end: `examples/broadcast`, unchanged, on two `wsrelay run` nodes that join the
-//! cluster from the environment alone (`WSRELAY_NODE`, `WSRELAY_NATS_URLS`; no `cluster`
-//! entry). Each node's room process joins its own connections to the group `members`; the
+//! End to end: `examples/broadcast` and the chat demo (`examples/chat`), unchanged, on two
+//! `wsrelay run` nodes that join the cluster from the environment alone (`WSRELAY_NODE`,
+//! `WSRELAY_NATS_URLS`; no `cluster` entry).
+//!
+//! Broadcast: each node's room process joins its own connections to the group `members`; the
 //! group spans both nodes, so receivers on either node get every frame of a sender on either
 //! node, in each sender's order. A third node runs an observer app with the same scope whose
 //! HTTP handler reports the group's size; after node b is SIGKILLed, b's members leave the
 //! group there.
+//!
+//! Chat: a room has a manager on each node with clients in it; users on either node read
+//! each other's messages in order, every member list converges to the whole room, and the
+//! users of a lost node leave the lists on the other.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -297,6 +303,117 @@ fn broadcast_example_spans_two_nodes_joined_from_the_environment() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    });
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// The JSON events a chat client has received so far.
+fn events(c: &Client) -> Vec<serde_json::Value> {
+    c.got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|t| serde_json::from_str(t).expect("a JSON event"))
+        .collect()
+}
+
+/// Waits until `c`'s latest notice (join, leave or members) lists exactly `want`.
+async fn wait_for_members(c: &Client, want: &[&str], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let latest = events(c)
+            .into_iter()
+            .rev()
+            .find(|ev| ev.get("members").is_some());
+        if latest.as_ref().map(|ev| &ev["members"]) == Some(&serde_json::json!(want)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: members {:?}, expected {want:?}",
+            c.name,
+            latest.map(|ev| ev["members"].clone())
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn chat_example_spans_two_nodes_joined_from_the_environment() {
+    let Some(nats) = nats() else { return };
+    let base = std::env::temp_dir().join(format!("wsr-e2e-chat-{}", std::process::id()));
+    std::fs::create_dir_all(&base).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/chat");
+    let (pa, pb) = (free_port(), free_port());
+    let secret = write_secret(&nats);
+    let _a = start_node(&example, "a", pa, &nats, 1, &secret, &base);
+    let b = start_node(&example, "b", pb, &nats, 2, &secret, &base);
+    let rt = crate::support::rt();
+    rt.block_on(async {
+        let mut alice = client(
+            &format!("ws://127.0.0.1:{pa}/ws/lobby?user=alice"),
+            "alice".into(),
+        )
+        .await;
+        wait_for_members(&alice, &["alice"], Duration::from_secs(10)).await;
+        let mut bob = client(
+            &format!("ws://127.0.0.1:{pb}/ws/lobby?user=bob"),
+            "bob".into(),
+        )
+        .await;
+        // Each node's manager learns the other's users: both lists become the whole room.
+        for c in [&alice, &bob] {
+            wait_for_members(c, &["alice", "bob"], Duration::from_secs(20)).await;
+        }
+
+        // Both ways, in each sender's order, once each.
+        const N: usize = 50;
+        for i in 0..N {
+            for (c, tag) in [(&mut alice, "a"), (&mut bob, "b")] {
+                let text = serde_json::json!({ "text": format!("{tag}:{i}") }).to_string();
+                c.sink.send(Message::text(text)).await.unwrap();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for c in [&alice, &bob] {
+            loop {
+                let texts: Vec<(String, String)> = events(c)
+                    .into_iter()
+                    .filter(|ev| ev["event"] == "message")
+                    .map(|ev| {
+                        let user = ev["user"].as_str().unwrap_or_default().to_owned();
+                        let text = ev["text"].as_str().unwrap_or_default().to_owned();
+                        (user, text)
+                    })
+                    .collect();
+                let of = |user: &str| -> Vec<String> {
+                    texts
+                        .iter()
+                        .filter(|(u, _)| u == user)
+                        .map(|(_, t)| t.clone())
+                        .collect()
+                };
+                let (from_a, from_b) = (of("alice"), of("bob"));
+                if from_a.len() >= N && from_b.len() >= N {
+                    let want = |tag: &str| (0..N).map(|i| format!("{tag}:{i}")).collect::<Vec<_>>();
+                    assert_eq!(from_a, want("a"), "{}: alice's messages", c.name);
+                    assert_eq!(from_b, want("b"), "{}: bob's messages", c.name);
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} got {} of alice's and {} of bob's {N} messages",
+                    c.name,
+                    from_a.len(),
+                    from_b.len()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        // Node b is lost with bob's connection: bob leaves alice's list.
+        drop(b);
+        wait_for_members(&alice, &["alice"], Duration::from_secs(15)).await;
     });
     let _ = std::fs::remove_dir_all(&base);
 }
