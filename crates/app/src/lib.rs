@@ -140,6 +140,7 @@ fn group_limits(scope: &wsrelay_config::PgScope) -> GroupLimits {
         limit(scope.max_groups, defaults.max_groups),
         limit(scope.max_members_per_group, defaults.max_members),
     )
+    .with_max_remote_members(limit(scope.max_remote_members, defaults.max_remote_members))
 }
 
 /// Options of [`App::start`].
@@ -687,4 +688,30 @@ fn relay_message_limit(router: &wsrelay_config::HttpRouter) -> Option<usize> {
     wsrelay_relay::RelayOptions::from_options(&router.post_options)
         .ok()
         .map(|relay| relay.max_message_size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(limits: [Option<u64>; 3]) -> wsrelay_config::PgScope {
+        wsrelay_config::PgScope {
+            id: "app:rooms".parse().unwrap(),
+            file: "app.yaml".into(),
+            max_groups: limits[0],
+            max_members_per_group: limits[1],
+            max_remote_members: limits[2],
+        }
+    }
+
+    #[test]
+    fn a_scope_s_limits_are_its_fields_the_defaults_or_none_for_zero() {
+        let defaults = GroupLimits::default();
+        let set = group_limits(&scope([Some(10), Some(0), Some(5000)]));
+        assert_eq!(
+            (set.max_groups, set.max_members, set.max_remote_members),
+            (10, usize::MAX, 5000)
+        );
+        assert_eq!(group_limits(&scope([None; 3])), defaults);
+    }
 }

@@ -439,6 +439,9 @@ pub struct PgScope {
     pub max_groups: Option<u64>,
     /// `max_members_per_group`: joins per group; as `max_groups`.
     pub max_members_per_group: Option<u64>,
+    /// `max_remote_members`: (group, member) pairs kept for one other cluster node; as
+    /// `max_groups`.
+    pub max_remote_members: Option<u64>,
 }
 
 /// A `store.memory`: a key-value store that `store.get(id)` opens.

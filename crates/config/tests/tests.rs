@@ -11,4 +11,5 @@ mod http_service;
 mod limits;
 mod load_good;
 mod ops;
+mod pg_scope;
 mod placeholders;

@@ -248,6 +248,7 @@ const KIND_FIELDS: &[(&str, &[&str])] = &[
         &[
             "max_groups",
             "max_members_per_group",
+            "max_remote_members",
             "monitor_buffer",
             "lifecycle",
         ],

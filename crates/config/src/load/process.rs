@@ -39,6 +39,7 @@ pub(super) fn host(entry: &mut Entry<'_>) -> Option<ProcessHost> {
 pub(super) fn pg_scope(entry: &mut Entry<'_>) -> Option<PgScope> {
     let max_groups = entry.opt_count("max_groups");
     let max_members_per_group = entry.opt_count("max_members_per_group");
+    let max_remote_members = entry.opt_count("max_remote_members");
     if entry.failed() {
         return None;
     }
@@ -47,6 +48,7 @@ pub(super) fn pg_scope(entry: &mut Entry<'_>) -> Option<PgScope> {
         file: entry.file(),
         max_groups,
         max_members_per_group,
+        max_remote_members,
     })
 }
 
