@@ -348,7 +348,7 @@ const EXAMPLE_TARGETS: &[ExampleTarget] = &[
     ExampleTarget {
         source: include_str!("../../../examples/chat/room.lua"),
         method: "run",
-        modules: &["json", "pg"],
+        modules: &["json", "pg", "time"],
         args: &["lobby"],
         per_connection: true,
     },
