@@ -8,8 +8,9 @@
 -- wherever it is. The managers of a room form a group too ("managers:<room>") and tell each
 -- other the users of their node (a "chat.roster" message on each change), so that every
 -- manager's member list covers the whole room. The lists are eventually consistent: a
--- manager that hears of another one's users for the first time, or loses another one (its
--- room emptied, or its node was lost), sends the room a "members" notice. Each manager also
+-- manager that hears of a change in another one's users, or loses another one (its room
+-- emptied, or its node was lost), sends the room a "members" notice; a client's list is
+-- that of the latest notice. Each manager also
 -- shares its users again every few seconds, so a roster lost on the way (a node restarting,
 -- a cut between NATS servers) is made good by the next one.
 local json = require("json")
@@ -18,6 +19,19 @@ local time = require("time")
 
 -- How often a manager shares its users with the room's other managers unasked.
 local RESHARE = "5s"
+
+-- Whether two rosters (sorted lists of names, or nil) list the same users.
+local function same(a, b)
+    if a == nil or b == nil or #a ~= #b then
+        return a == b
+    end
+    for i = 1, #a do
+        if a[i] ~= b[i] then
+            return false
+        end
+    end
+    return true
+end
 
 local function run(room)
     -- Only one process may serve a room on a node: a second one (two first joins at
@@ -59,12 +73,14 @@ local function run(room)
         broadcast({ event = event, user = user, room = room, members = list, count = #list })
     end
 
-    -- This node's users, to one manager or (no `to`) to all of them.
+    -- This node's users (sorted, so that two rosters compare), to one manager or (no `to`)
+    -- to all of them.
     local function share(to)
         local users = {}
         for _, user in pairs(clients) do
             users[#users + 1] = user
         end
+        table.sort(users)
         local roster = { users = users }
         if to then
             process.send(to, "chat.roster", roster)
@@ -111,10 +127,15 @@ local function run(room)
         if from == me then
             return -- our own share, through the managers' group
         end
-        local first = rosters[from] == nil
-        rosters[from] = roster.users or {}
-        if first then
+        local users = roster.users or {}
+        local known = rosters[from]
+        rosters[from] = users
+        if known == nil then
             share(from) -- it may not have had ours either
+        end
+        -- Every change, not only the first roster: a list sent before this one arrived
+        -- (ours, or the other manager's own notice) may have crossed it.
+        if not same(known, users) then
             notice("members")
         end
     end
