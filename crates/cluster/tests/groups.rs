@@ -69,8 +69,8 @@ fn texts(pids: &[Pid]) -> Vec<String> {
 /// A node that starts after another one's members joined learns them from that node's
 /// snapshot, which answers its announcement: its scope exists before it announces itself
 /// (`ClusterOptions::group_scopes`). A scope added after the start could miss that
-/// snapshot, and the node would never send to those members (found by the chat demo's
-/// two-node test: one run in about fifteen).
+/// snapshot, and the node would never send to those members (found by the two-node
+/// broadcast test of `wsrelay run` nodes: one run in about fifteen).
 #[test]
 fn a_node_started_later_learns_the_members_that_joined_before_it() {
     let Some(_nats) = nats() else { return };
