@@ -10,9 +10,9 @@
 -- manager's member list covers the whole room. The lists are eventually consistent: a
 -- manager that hears of a change in another one's users, or loses another one (its room
 -- emptied, or its node was lost), sends the room a "members" notice; a client's list is
--- that of the latest notice. Each manager also
--- shares its users again every few seconds, so a roster lost on the way (a node restarting,
--- a cut between NATS servers) is made good by the next one.
+-- that of the latest notice. Each manager also shares its users again every few seconds,
+-- so a roster lost on the way (a node restarting, a cut between NATS servers) is made good
+-- by the next one.
 local json = require("json")
 local pg = require("pg")
 local time = require("time")
@@ -20,10 +20,10 @@ local time = require("time")
 -- How often a manager shares its users with the room's other managers unasked.
 local RESHARE = "5s"
 
--- Whether two rosters (sorted lists of names, or nil) list the same users.
+-- Whether two rosters (sorted lists of names) list the same users.
 local function same(a, b)
-    if a == nil or b == nil or #a ~= #b then
-        return a == b
+    if #a ~= #b then
+        return false
     end
     for i = 1, #a do
         if a[i] ~= b[i] then
@@ -135,7 +135,7 @@ local function run(room)
         end
         -- Every change, not only the first roster: a list sent before this one arrived
         -- (ours, or the other manager's own notice) may have crossed it.
-        if not same(known, users) then
+        if not same(known or {}, users) then
             notice("members")
         end
     end
