@@ -217,8 +217,8 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// Starts the app (with the ops listener on a free port when `ops`), and waits until the
-    /// `echo` service has registered.
+    /// Starts the app (with the ops listener on a free port when `ops`); the `echo` service
+    /// has registered by then.
     pub async fn start(extra: &str, ops: bool) -> TestApp {
         TestApp::start_in(app_dir(extra), ops).await
     }
@@ -235,15 +235,10 @@ impl TestApp {
             AppOptions::default().with_ops_listen(ops.then(|| "127.0.0.1:0".parse().unwrap()));
         let app = App::start(config, options).await.expect("app starts");
         let addr = app.addrs()[0].1;
-        for _ in 0..500 {
-            if app.node().lookup("echo").is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        // Services have come to their first wait before the listeners opened.
         assert!(
             app.node().lookup("echo").is_some(),
-            "echo service never started"
+            "the echo service had not registered when the app started"
         );
         TestApp {
             app,

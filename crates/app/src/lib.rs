@@ -10,10 +10,13 @@
 //!    process factory, so `process.spawn(id, host)` works;
 //! 3. builds the HTTP gateway: a server per `http.service`, routers with
 //!    their pre/post middleware (the builtins plus `websocket_relay`),
-//!    endpoints running `function.lua` entries, static mounts; then binds;
+//!    endpoints running `function.lua` entries, static mounts;
 //! 4. starts and supervises `process.service` entries with
-//!    `lifecycle.auto_start` (restart on error exit, with backoff);
-//! 5. starts the operations listener (`/metrics`, `/healthz`, `/admin`, the `/dashboard`; see
+//!    `lifecycle.auto_start` (restart on error exit, with backoff), and waits until each has
+//!    come to its first wait (up to [`SERVICE_START_WAIT`]): the names and groups a service
+//!    sets up as it starts exist before the first client comes;
+//! 5. binds the gateway's listeners;
+//! 6. starts the operations listener (`/metrics`, `/healthz`, `/admin`, the `/dashboard`; see
 //!    [`ops`]) when a `wsrelay.ops` entry or
 //!    [`AppOptions::ops_listen`] asks for one.
 //!
@@ -68,10 +71,16 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wsrelay_config::{AppConfig, LoadOptions};
-use wsrelay_http::{MiddlewareRegistry, RunningGateway};
+use wsrelay_http::{Gateway, MiddlewareRegistry, RunningGateway};
 use wsrelay_lua::{EngineConfig, LuaEngine};
 use wsrelay_process::{reason, ExitResult, GroupLimits, HostConfig, Node, Shards};
 use wsrelay_relay::Relay;
+
+/// How long [`App::start`] waits for the auto-started services to come to their first wait
+/// before it opens the listeners anyway (with a warning naming the late ones): a service that
+/// takes longer to start (one that fetches its data first, say) delays the app's start by
+/// this much at most.
+pub const SERVICE_START_WAIT: Duration = Duration::from_secs(10);
 
 pub use error::{AppError, TokenProblem};
 pub use reload::Reload;
@@ -237,18 +246,35 @@ impl App {
             }
         };
 
+        // Services first, listeners after: a client's first request must not come before the
+        // names the services register as they start (docs/lua/guide.md, "Services are up
+        // before clients come").
         let stop = CancellationToken::new();
         let services = TaskTracker::new();
+        let mut starting = Vec::new();
         for service in &config.process_services {
             if service.auto_start {
+                let (ready, started) = tokio::sync::watch::channel(false);
+                starting.push((service.id.to_string(), started));
                 services.spawn(supervisor::supervise(
                     node.clone(),
                     service.clone(),
                     stop.clone(),
+                    ready,
                 ));
             }
         }
         services.close();
+        supervisor::wait_started(starting, SERVICE_START_WAIT).await;
+        let gateway = match gateway.bind().await {
+            Ok(gateway) => gateway,
+            Err(error) => {
+                stop.cancel();
+                services.wait().await;
+                node.shutdown();
+                return Err(AppError::Bind(Box::new(error)));
+            }
+        };
         let ops_state = Arc::new(ops::OpsState::new(
             node.clone(),
             relay.clone(),
@@ -301,7 +327,7 @@ impl App {
     ) -> Result<
         (
             LuaEngine,
-            RunningGateway,
+            Gateway,
             Relay,
             gateway::Functions,
             gateway::Chains,
@@ -365,11 +391,7 @@ impl App {
             ),
             None => gateway,
         };
-        let running = gateway
-            .bind()
-            .await
-            .map_err(|e| AppError::Bind(Box::new(e)))?;
-        Ok((engine, running, relay, functions, chains))
+        Ok((engine, gateway, relay, functions, chains))
     }
 }
 

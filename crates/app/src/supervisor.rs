@@ -4,16 +4,24 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use wsrelay_config::ProcessService;
 use wsrelay_process::{Event, ExitResult, Node, Pid, SpawnOptions, Value};
 
 /// Supervises one service until it exits normally, runs out of restarts, or
-/// `stop` is cancelled.
+/// `stop` is cancelled. `ready` is set when the first run of the service comes to its first
+/// wait (see [`SpawnOptions::notify_ready`]); it is dropped unset if that run cannot start.
 ///
 /// The supervisor is itself a process on the service's host, so it can
 /// monitor the service like any Lua process would.
-pub(crate) async fn supervise(node: Node, service: ProcessService, stop: CancellationToken) {
+pub(crate) async fn supervise(
+    node: Node,
+    service: ProcessService,
+    stop: CancellationToken,
+    ready: watch::Sender<bool>,
+) {
+    let mut ready = Some(ready);
     let host = service.host.to_string();
     let entry = service.process.to_string();
     let (ctx, guard) = match node.attach(&host, SpawnOptions::new()) {
@@ -32,7 +40,10 @@ pub(crate) async fn supervise(node: Node, service: ProcessService, stop: Cancell
     let mut attempt: u32 = 0;
     loop {
         let started = Instant::now();
-        let options = SpawnOptions::new().monitored_by(ctx.pid().clone());
+        let mut options = SpawnOptions::new().monitored_by(ctx.pid().clone());
+        if let Some(ready) = ready.take() {
+            options = options.notify_ready(ready);
+        }
         let result = match node.spawn_entry(&entry, &host, options, args.clone()) {
             Ok(pid) => {
                 tracing::info!(service = %service.id, %pid, "service started");
@@ -83,6 +94,29 @@ pub(crate) async fn supervise(node: Node, service: ProcessService, stop: Cancell
         }
     }
     guard.exit(ExitResult::normal(()));
+}
+
+/// Waits until every service of `starting` (its id and the receiver of its `ready` signal)
+/// has come to its first wait or failed to start, for `limit` at most; warns of those that
+/// have not by then.
+pub(crate) async fn wait_started(starting: Vec<(String, watch::Receiver<bool>)>, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut late = Vec::new();
+    for (id, mut started) in starting {
+        // Closed (the first run ended before its body ran) counts as done: the supervisor
+        // restarts it after its delay, as it would later.
+        let waited = tokio::time::timeout_at(deadline, started.wait_for(|ready| *ready)).await;
+        if waited.is_err() {
+            late.push(id);
+        }
+    }
+    if !late.is_empty() {
+        tracing::warn!(
+            services = %late.join(", "),
+            waited = ?limit,
+            "services still starting; opening the listeners anyway"
+        );
+    }
 }
 
 /// Waits for the EXIT of `pid`.

@@ -272,14 +272,16 @@ struct LuaProcessFactory {
 }
 
 impl ProcessFactory for LuaProcessFactory {
-    fn start(&self, process: NewProcess, args: Vec<Value>) -> Result<(), String> {
+    fn start(&self, mut process: NewProcess, args: Vec<Value>) -> Result<(), String> {
         let pool = self.pool.upgrade().ok_or("the Lua engine has stopped")?;
+        let ready = process.take_ready();
         let (ctx, guard) = process.detach();
         pool.dispatch(Job::Spawn {
             proto: self.proto.clone(),
             ctx,
             guard,
             args,
+            ready,
         })
         .map_err(|e| e.to_string())
     }

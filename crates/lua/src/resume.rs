@@ -90,6 +90,9 @@ pub(crate) struct Scoped<F> {
     /// The waker resumes run with, kept from one resume to the next while the task's waker
     /// stays the same (one allocation per process instead of one per message).
     wake: Option<(Arc<SelfWake>, Waker)>,
+    /// The last resume ended in a wait: the coroutine yields until something else wakes it
+    /// (not preempted, not asking to run again).
+    waiting: bool,
 }
 
 thread_local! {
@@ -117,7 +120,14 @@ impl<F> Scoped<F> {
             inner: Box::pin(inner),
             turn: None,
             wake: None,
+            waiting: false,
         }
+    }
+
+    /// Whether the last resume ended in a wait (see [`Scoped::waiting`]'s field): a process
+    /// that comes to its first one has set itself up.
+    pub(crate) fn waiting(&self) -> bool {
+        self.waiting
     }
 
     /// The resume's waker for the task waker `task`, with its flags reset.
@@ -178,6 +188,7 @@ impl<F: Future> Future for Scoped<F> {
         if polled.is_pending() && slice.sliced.get() {
             this.resumes.busy.preempted();
         }
+        this.waiting = polled.is_pending() && !woke_itself;
         if polled.is_pending() && woke_itself {
             let mut turn: Pin<Box<dyn Future<Output = ()>>> = Box::pin(tokio::task::yield_now());
             if turn.as_mut().poll(cx).is_pending() {

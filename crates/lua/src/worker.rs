@@ -13,6 +13,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Table, Value as LuaVal
 use rustc_hash::FxBuildHasher;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
-use wsrelay_process::{Context, ExitGuard, ExitResult, Node, Shards, Value};
+use wsrelay_process::{Context, ExitGuard, ExitResult, Node, Ready, Shards, Value};
 
 use crate::actor::{Actor, CallState, ProcState};
 use crate::config::EngineConfig;
@@ -62,6 +64,8 @@ pub(crate) enum Job {
         ctx: Context,
         guard: ExitGuard,
         args: Vec<Value>,
+        /// Set at the process's first wait (see `SpawnOptions::notify_ready`).
+        ready: Ready,
     },
     Call {
         proto: Arc<Proto>,
@@ -294,6 +298,7 @@ impl WorkerState {
                 ctx,
                 guard,
                 args,
+                ready,
             } => {
                 // Started here, not in the task: the context and the arguments are used up
                 // now, so the task, which lives as long as the process, keeps only what runs
@@ -303,7 +308,9 @@ impl WorkerState {
                 drop(args);
                 tokio::task::spawn_local(async move {
                     let result = match &mut started {
-                        Ok((process, scoped)) => state.run_process(&proto, process, scoped).await,
+                        Ok((process, scoped)) => {
+                            state.run_process(&proto, process, scoped, ready).await
+                        }
                         Err(exit) => std::mem::take(exit),
                     };
                     // The coroutine and the process's state go before its exit is reported.
@@ -420,12 +427,13 @@ impl WorkerState {
         proto: &Proto,
         state: &ProcState,
         scoped: &mut ProcessScope,
+        ready: Ready,
     ) -> ExitResult {
         let outcome = tokio::select! {
             // A stop request wins over everything: a terminated process runs no further step.
             biased;
             stop = state.ctx.stopped() => Outcome::Stopped(stop),
-            outcome = scoped => outcome,
+            outcome = first_wait(scoped, ready) => outcome,
         };
         let result = match outcome {
             Outcome::Done(Ok(results)) => {
@@ -590,4 +598,21 @@ fn interpret(
             })
         }
     }
+}
+
+/// Runs a process's resumes, setting `ready` when the first one ends in a wait, or the
+/// process ends (see `SpawnOptions::notify_ready`): a preempted resume, or one that asks to
+/// run again, has not set the process up yet.
+async fn first_wait(scoped: &mut ProcessScope, ready: Ready) -> <ProcessScope as Future>::Output {
+    let mut ready = ready.is_wanted().then_some(ready);
+    std::future::poll_fn(|cx| {
+        let poll = Pin::new(&mut *scoped).poll(cx);
+        if poll.is_ready() || scoped.waiting() {
+            if let Some(ready) = ready.take() {
+                ready.set();
+            }
+        }
+        poll
+    })
+    .await
 }

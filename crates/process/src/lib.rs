@@ -89,5 +89,5 @@ pub use process_ref::ProcessRef;
 pub use remote::{SpaceFuture, Transport};
 pub use shard::Shards;
 pub use shortcut::Shortcut;
-pub use spawn::{NewProcess, ProcessFactory, SpawnOptions};
+pub use spawn::{NewProcess, ProcessFactory, Ready, SpawnOptions};
 pub use value::{Map, OpaqueValue, Shared, Value, ValueBuilder, Visit};

@@ -6,12 +6,14 @@
 //! that fails half-way ends the half-made process through the normal exit protocol.
 
 use std::fmt;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
+use tokio::sync::watch;
 
 use crate::cell::Cell;
 use crate::{Context, ExitGuard, ExitResult, Node, Pid, SpawnError, Value};
@@ -36,6 +38,7 @@ pub struct SpawnOptions {
     monitor: bool,
     link: bool,
     name: Option<String>,
+    ready: Option<watch::Sender<bool>>,
 }
 
 impl SpawnOptions {
@@ -62,6 +65,51 @@ impl SpawnOptions {
     pub fn named(mut self, name: impl Into<String>) -> SpawnOptions {
         self.name = Some(name.into());
         self
+    }
+
+    /// Sets `ready` to `true` once the new process is ready: its body has come to its first
+    /// wait (for a message, a timer, anything) or has ended. What the body does before it
+    /// first waits (registering a name, joining groups) is done by then, so a supervisor can
+    /// wait for it before it lets clients in. The sender is dropped unset when the process
+    /// ends before its body runs, or when its host cannot tell (a host that drives the body
+    /// itself and does not use [`NewProcess::take_ready`]); receivers see it closed.
+    pub fn notify_ready(mut self, ready: watch::Sender<bool>) -> SpawnOptions {
+        self.ready = Some(ready);
+        self
+    }
+}
+
+/// A process's [`SpawnOptions::notify_ready`] signal (or none), for a host that drives the
+/// process's body itself ([`NewProcess::take_ready`]).
+#[derive(Debug, Default)]
+pub struct Ready(Option<watch::Sender<bool>>);
+
+impl Ready {
+    /// Sets the signal: the body has come to its first wait, or ended.
+    pub fn set(self) {
+        if let Some(ready) = self.0 {
+            ready.send_replace(true);
+        }
+    }
+
+    /// Whether a spawner waits for the signal (a host can skip its own bookkeeping if not).
+    pub fn is_wanted(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Runs `body`, setting the signal when its first poll returns: a Rust body has then run
+    /// to its first `.await` that waits (or to its end).
+    pub async fn after_first_poll<F: Future>(self, body: F) -> F::Output {
+        let mut body = pin!(body);
+        let mut ready = Some(self);
+        poll_fn(move |cx| {
+            let poll = body.as_mut().poll(cx);
+            if let Some(ready) = ready.take() {
+                ready.set();
+            }
+            poll
+        })
+        .await
     }
 }
 
@@ -92,7 +140,7 @@ impl Node {
     /// # Errors
     ///
     /// Unknown or full host, name taken, parent gone, node shutting down.
-    pub fn attach(&self, host: &str, options: SpawnOptions) -> Result<NewProcess, SpawnError> {
+    pub fn attach(&self, host: &str, mut options: SpawnOptions) -> Result<NewProcess, SpawnError> {
         if self.is_stopping() {
             return Err(SpawnError::ShuttingDown);
         }
@@ -104,6 +152,7 @@ impl Node {
         self.inner.table.insert(cell.clone());
         let process = NewProcess {
             ctx: Context::new(self.clone(), cell),
+            ready: Ready(options.ready.take()),
         };
         // `shutdown` may have walked the table between the first check and the insert.
         if self.is_stopping() {
@@ -179,12 +228,21 @@ impl Node {
 #[must_use = "a new process exits with an error if it is dropped without running"]
 pub struct NewProcess {
     ctx: Context,
+    ready: Ready,
 }
 
 impl NewProcess {
     /// The PID of the new process.
     pub fn pid(&self) -> &Pid {
         self.ctx.pid()
+    }
+
+    /// The spawner's [`SpawnOptions::notify_ready`] signal, for a host that drives the
+    /// process itself ([`detach`](NewProcess::detach)): it sets it when the body first waits
+    /// ([`Ready::set`], or [`Ready::after_first_poll`] for a future). [`run`](NewProcess::run)
+    /// does that itself.
+    pub fn take_ready(&mut self) -> Ready {
+        std::mem::take(&mut self.ready)
     }
 
     /// Applies the spawn options; on failure the process has exited.
@@ -229,20 +287,21 @@ impl NewProcess {
     ///
     /// If neither the host nor the node has a runtime and this is called outside a Tokio
     /// runtime.
-    pub fn run<F, Fut>(self, body: F) -> Pid
+    pub fn run<F, Fut>(mut self, body: F) -> Pid
     where
         F: FnOnce(Context) -> Fut,
         Fut: Future + Send + 'static,
         Fut::Output: Into<ExitResult>,
     {
         let pid = self.pid().clone();
+        let ready = std::mem::take(&mut self.ready);
         let (ctx, guard) = self.detach();
         let cell = ctx.cell.clone();
         let runtime = cell.host.runtime.clone().or_else(|| {
             let shards = ctx.node().shards()?;
             Some(shards.handle(shards.place()).clone())
         });
-        let fut = AssertUnwindSafe(body(ctx)).catch_unwind();
+        let fut = ready.after_first_poll(AssertUnwindSafe(body(ctx)).catch_unwind());
         let task = async move {
             let result = tokio::select! {
                 // Kill first: a terminated process must not run another step.

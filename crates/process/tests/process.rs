@@ -64,6 +64,44 @@ async fn spawn_returns_a_routable_pid() {
 }
 
 #[tokio::test]
+async fn a_spawner_learns_when_the_process_has_set_itself_up() {
+    let node = node();
+    // A Rust body: ready at its first poll, while it waits for `go`.
+    let (ready, mut started) = tokio::sync::watch::channel(false);
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let pid = node
+        .spawn(HOST, SpawnOptions::new().notify_ready(ready), |_| async move {
+            let _ = wait.await;
+        })
+        .unwrap();
+    started.wait_for(|ready| *ready).await.unwrap();
+    assert!(node.is_alive(&pid));
+    go.send(()).unwrap();
+    // A host that drives the process itself and sets the signal by hand.
+    let (ready, started) = tokio::sync::watch::channel(false);
+    let mut process = node
+        .attach(HOST, SpawnOptions::new().notify_ready(ready))
+        .unwrap();
+    let signal = process.take_ready();
+    assert!(signal.is_wanted());
+    assert!(!*started.borrow());
+    signal.set();
+    assert!(*started.borrow());
+    drop(process.detach());
+    // A process that ends before its body runs drops the signal unset.
+    let (ready, mut started) = tokio::sync::watch::channel(false);
+    let process = node
+        .attach(HOST, SpawnOptions::new().notify_ready(ready))
+        .unwrap();
+    drop(process.detach());
+    assert!(started.wait_for(|ready| *ready).await.is_err());
+    // Without the option, nothing is wanted.
+    let mut process = node.attach(HOST, SpawnOptions::new()).unwrap();
+    assert!(!process.take_ready().is_wanted());
+    drop(process.detach());
+}
+
+#[tokio::test]
 async fn spawn_on_unknown_or_full_host_fails() {
     let node = node();
     node.add_host(
