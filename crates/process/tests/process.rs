@@ -70,9 +70,13 @@ async fn a_spawner_learns_when_the_process_has_set_itself_up() {
     let (ready, mut started) = tokio::sync::watch::channel(false);
     let (go, wait) = tokio::sync::oneshot::channel::<()>();
     let pid = node
-        .spawn(HOST, SpawnOptions::new().notify_ready(ready), |_| async move {
-            let _ = wait.await;
-        })
+        .spawn(
+            HOST,
+            SpawnOptions::new().notify_ready(ready),
+            |_| async move {
+                let _ = wait.await;
+            },
+        )
         .unwrap();
     started.wait_for(|ready| *ready).await.unwrap();
     assert!(node.is_alive(&pid));
