@@ -19,6 +19,10 @@
 //! The one exception: a connection joined on a target run that was killed has no end in that
 //! run's ledger (the run that would write it is gone); its client must have ended all the same.
 //!
+//! The same soak runs again with network delay, jitter and packet loss between the nodes and
+//! the NATS servers, in a network namespace (`support/netem.rs`; needs root, `ip` and
+//! `iptables`, skipped otherwise).
+//!
 //! The short form (the default) is part of `cargo test`; `WSR_SOAK=long` runs the long form.
 //! Figures are printed (`--nocapture`), never asserted: they go to docs/cluster.md.
 
@@ -33,6 +37,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::nats::{free_port, nats, Nats};
+use crate::support::netem;
 use crate::support::routes::RouteCut;
 use crate::support::{cluster_app_head, relay_gateway_entries, NodeProc};
 
@@ -489,6 +494,28 @@ enum Fault {
     NodeKill(&'static [&'static str]),
 }
 
+/// The soak below with network delay, jitter and packet loss between the nodes and the NATS
+/// servers (`support/netem.rs`): inside a network namespace of its own, with its own NATS
+/// cluster and nodes, and the same checks.
+#[test]
+fn relay_soak_with_network_delay_and_loss() {
+    if netem::inside() {
+        return; // inside the namespace: only the soak it was started for runs
+    }
+    netem::soak_inside(
+        "cluster_soak_relay::relay_connections_survive_the_chaos_soak_with_one_join_and_one_end_each",
+        "cluster_soak_relay::delay_proxy",
+        "SOAK-RELAY",
+    );
+}
+
+/// The delaying proxy of the namespace (see `support/netem.rs`).
+#[test]
+#[ignore = "the soak's delaying proxy: runs only when the soak starts it"]
+fn delay_proxy() {
+    netem::delay_proxy();
+}
+
 #[test]
 fn relay_connections_survive_the_chaos_soak_with_one_join_and_one_end_each() {
     let Some(nats) = nats() else { return };
@@ -647,8 +674,9 @@ fn report(clients: &BTreeMap<u64, Seen>, ledger: &HashMap<String, Entry>, wall: 
         "SOAK-RELAY accepted {} connections; client ends {ends:?}; joined {joined}; \
          leaves {leaves:?}; EXITs instead of a leave {lost:?}; leave, then an error EXIT \
          {both}; accepted but never joined, by client end {unjoined:?}; other EXITs after a \
-         leave {other}; joined on a killed target run, no end written {killed}; wall {wall:?}",
+         leave {other}; joined on a killed target run, no end written {killed}; wall {wall:?}{}",
         clients.len(),
+        netem::network(),
     );
 }
 

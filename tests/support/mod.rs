@@ -20,6 +20,10 @@ pub mod nats;
 #[path = "../../crates/cluster/tests/support/routes.rs"]
 pub mod routes;
 
+/// Delay and loss in a network namespace, the same as `wsrelay-cluster`'s soak uses.
+#[path = "../../crates/cluster/tests/support/netem.rs"]
+pub mod netem;
+
 /// A FIFO for the loader to refuse, the same helper as `wsrelay-config`'s tests use.
 #[path = "../../crates/config/tests/fifo.rs"]
 pub mod fifo;

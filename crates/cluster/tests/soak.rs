@@ -417,7 +417,7 @@ fn kill_storm_under_server_node_and_route_faults_keeps_one_exit_per_monitor() {
         let ledger = ledger.lock();
         let resets: u64 = nodes.iter().map(|c| c.stats().session_resets()).sum();
         let kills = ledger.monitored;
-        let network = crate::soak_netem::network();
+        let network = crate::support::netem::network();
         eprintln!(
             "soak{network}: {kills} kills in {storm_time:.1?} ({:.0}/s), {} monitors, {} with an EXIT, \
              reasons {:?}, faults [{}], session resets {resets}",

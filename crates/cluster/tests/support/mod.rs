@@ -10,6 +10,7 @@ pub const HOST: &str = "app:processes";
 pub const ADVISORY: &str = "$SYS.ACCOUNT.WSR.DISCONNECT";
 
 mod nats;
+pub mod netem;
 mod routes;
 mod rt;
 #[allow(unused_imports)]
