@@ -2,12 +2,13 @@
 //! auto-started service has come to its first wait, so the names a service registers as it
 //! starts are there for the first client.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as T;
 
 use crate::support::ops::{app_dir_with, ws, TestApp};
+use crate::support::{bin, output_within, AppDir};
 
 /// A service that takes a while to set up (longer than many time slices: it is preempted on
 /// the way, which is no wait) and registers its name last, then echoes.
@@ -55,11 +56,60 @@ async fn the_first_client_finds_a_service_that_was_slow_to_set_up() {
         .await
         .expect("the first client is upgraded");
     client.send(T::text("first")).await.unwrap();
-    let echoed = tokio::time::timeout(std::time::Duration::from_secs(5), client.next())
+    let echoed = tokio::time::timeout(Duration::from_secs(5), client.next())
         .await
         .expect("an answer")
         .expect("a frame")
         .unwrap();
     assert_eq!(echoed, T::text("first"));
     t.stop().await;
+}
+
+/// A service that registers a name and waits.
+const WAITER: &str = r#"
+local function run()
+    process.registry.register("marked")
+    local inbox = process.inbox()
+    while true do inbox:receive() end
+end
+return { run = run }
+"#;
+
+#[test]
+fn an_address_taken_ends_the_run_with_its_services() {
+    // The port is held: the service starts, then binding fails, and the run ends with the
+    // bind error (status 1): the service's supervisor is stopped, not waited for forever.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = AppDir::new()
+        .file(
+            "app.yaml",
+            &format!(
+                "namespace: app
+entries:
+  - name: gateway
+    kind: http.service
+    addr: \"{addr}\"
+  - name: processes
+    kind: process.host
+  - name: marked
+    kind: process.lua
+    source: file://marked.lua
+    method: run
+  - name: marked_service
+    kind: process.service
+    process: marked
+    host: processes
+    lifecycle: {{ auto_start: true }}
+"
+            ),
+        )
+        .file("marked.lua", WAITER);
+    let mut cmd = bin();
+    cmd.arg("run").arg(dir.path());
+    let (out, _) = output_within(cmd, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot start the HTTP servers"), "{stderr}");
+    drop(taken);
 }
