@@ -5,9 +5,9 @@
 //! stay connected throughout, while faults follow one another: a NATS server SIGKILLed and
 //! restarted, a NATS server hung (SIGSTOP), a server's routes cut (with root and iptables),
 //! then both target nodes hung at once, both SIGKILLed at once and restarted, the gateway
-//! A SIGKILLed and restarted, and A and the target C SIGKILLed together and restarted (every
-//! other round of the long form takes the targets down one at a time instead: C hung, B hung,
-//! B killed). Each target writes a ledger line for every
+//! A SIGKILLed and restarted, A and the target C SIGKILLed together and restarted, and all
+//! three nodes SIGKILLed at once and restarted (every other round of the long form takes the
+//! targets down one at a time instead: C hung, B hung, B killed). Each target writes a ledger line for every
 //! `ws.join`, `ws.leave` and EXIT of a client it monitors (JSON logs, one file per run of a
 //! node).
 //!
@@ -568,7 +568,13 @@ fn relay_connections_survive_the_chaos_soak_with_one_join_and_one_end_each() {
             }
             // The gateway alone, then the gateway and a target at once: the target's
             // connections lose both ends together, the other target's lose their gateway.
-            faults.extend([Fault::NodeKill(&["a"]), Fault::NodeKill(&["a", "c"])]);
+            // Then the whole cluster at once: every node restarts among the names and
+            // sessions its previous run left in NATS.
+            faults.extend([
+                Fault::NodeKill(&["a"]),
+                Fault::NodeKill(&["a", "c"]),
+                Fault::NodeKill(&["a", "b", "c"]),
+            ]);
         }
         let mut heal_times: Vec<(Fault, Duration)> = Vec::new();
         for fault in faults {

@@ -70,6 +70,10 @@ const CHECK_FOR: Duration = Duration::from_secs(10);
 /// while this node was hung, then caught up past it), and nothing else would show it.
 const CHECK_ALL_EVERY: u32 = 30;
 
+/// How many times registering a name reads the store again when what it read was not the
+/// latest (see [`create_or_take_stale`]); 0.5 s of pauses in all.
+const TAKE_ATTEMPTS: u64 = 5;
+
 /// Most names checked or registered again in one round (store requests stay bounded).
 const REASSERT_MAX: usize = 1024;
 
@@ -570,7 +574,20 @@ async fn delete_expecting(kv: kv::Store, key: String, rev: u64) {
 }
 
 /// Creates the key; an entry left by an earlier incarnation of this same node (a restart
-/// faster than the survivors noticed) is stale and taken over.
+/// faster than the survivors noticed, or a restart of every node at once, with no survivor to
+/// release anything) is stale and taken over.
+///
+/// Reads of the bucket are direct gets, which any replica of its stream answers, and a replica
+/// may lag (one whose server was just restarted, seconds behind): a read can show an entry
+/// already replaced or deleted, and `create` itself reads to tell a deleted key from a held
+/// one. So a stale entry is replaced in one compare-and-set write (`update` expecting its
+/// revision, which the stream's leader checks), and a read that turns out old — the write
+/// refused, or `create` refused after the entry was deleted — is made again, a few times.
+/// (Before, the stale entry was deleted and the key created again, and that `create`, which
+/// reads the key when its first write is refused, now and then still found the entry: "already
+/// registered". After all three nodes of the relay chaos soak were restarted together, a
+/// target's name then failed to register in 3 of 11 runs, and its service was restarted with
+/// backoff for up to 15 s; with the write in one step, 0 of 10.)
 async fn create_or_take_stale(
     kv: &kv::Store,
     key: &str,
@@ -578,26 +595,38 @@ async fn create_or_take_stale(
     me: &str,
     inc: u32,
 ) -> Result<u64, kv::CreateError> {
-    match kv.create(key, value.clone()).await {
-        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-            let Ok(Some(entry)) = kv.entry(key).await else {
-                return Err(e);
-            };
+    let mut attempt: u64 = 0;
+    loop {
+        let taken = match kv.create(key, value.clone()).await {
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => e,
+            other => return other,
+        };
+        let Ok(Some(entry)) = kv.entry(key).await else {
+            return Err(taken);
+        };
+        if entry.operation == kv::Operation::Put {
             let holder = std::str::from_utf8(&entry.value)
                 .ok()
                 .and_then(|s| s.parse::<Pid>().ok());
             let stale = holder.is_some_and(|p| p.node() == me && incarnation_of(&p) != inc);
-            if !stale
-                || kv
-                    .delete_expect_revision(key, Some(entry.revision))
-                    .await
-                    .is_err()
-            {
-                return Err(e);
+            if !stale {
+                return Err(taken);
             }
-            kv.create(key, value).await
+            if let Ok(rev) = kv.update(key, value.clone(), entry.revision).await {
+                return Ok(rev);
+            }
         }
-        other => other,
+        // Deleted meanwhile, or the entry read was not the latest: look again.
+        attempt += 1;
+        tracing::info!(
+            key,
+            attempt,
+            "cluster name: the entry read was not the latest; reading again"
+        );
+        if attempt >= TAKE_ATTEMPTS {
+            return Err(taken);
+        }
+        tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
     }
 }
 
