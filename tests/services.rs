@@ -7,27 +7,22 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as T;
 
-use crate::support::ops::{app_dir_with, ws, TestApp};
+use crate::support::ops::{app_dir_with, ws, TestApp, ROOM};
 use crate::support::{bin, output_within, AppDir};
 
-/// A service that takes a while to set up (longer than many time slices: it is preempted on
-/// the way, which is no wait) and registers its name last, then echoes.
-const SLOW: &str = r#"
-local function run(name)
-    local started = os.clock()
-    while os.clock() - started < 0.3 do end
-    process.registry.register(name)
-    local inbox = process.inbox()
-    while true do
-        local msg = inbox:receive()
-        if msg:topic() == "ws.message" then
-            local d = msg:payload():data()
-            process.send(d.client_pid, "ws.send", { type = "text", data = d.data })
-        end
-    end
-end
-return { run = run }
-"#;
+/// The test apps' echo room, made to take a while to set up (longer than many time slices:
+/// it is preempted on the way, which is no wait) and to register its name last.
+fn late_room() -> String {
+    let late = ROOM.replace(
+        "    if name then process.registry.register(name) end",
+        "    local started = os.clock()\n    while os.clock() - started < 0.3 do end\n    process.registry.register(name)",
+    );
+    assert!(
+        late.contains("os.clock"),
+        "the room registers its name as expected"
+    );
+    late
+}
 
 const SLOW_ENTRIES: &str = "  - name: late_room
     kind: process.lua
@@ -45,7 +40,11 @@ const SLOW_ENTRIES: &str = "  - name: late_room
 async fn the_first_client_finds_a_service_that_was_slow_to_set_up() {
     let started = Instant::now();
     // `TestApp` checks that the `echo` service's name is there when the app has started.
-    let t = TestApp::start_in(app_dir_with(SLOW_ENTRIES, &[("late.lua", SLOW)]), false).await;
+    let t = TestApp::start_in(
+        app_dir_with(SLOW_ENTRIES, &[("late.lua", &late_room())]),
+        false,
+    )
+    .await;
     assert!(
         started.elapsed().as_millis() >= 300,
         "the app started before the slow service had set up"

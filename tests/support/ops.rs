@@ -16,7 +16,8 @@ use wsrelay_config::AppConfig;
 
 pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-const ROOM: &str = r#"
+/// The test apps' room: registers the name it is given, if any, and echoes.
+pub const ROOM: &str = r#"
 local function run(name)
     if name then process.registry.register(name) end
     local inbox = process.inbox()

@@ -9,9 +9,6 @@ use crate::support::netem;
 /// echoes and nodes D and E serve after each fault and at the end.
 #[test]
 fn kill_storm_with_network_delay_and_loss_keeps_one_exit_per_monitor() {
-    if netem::inside() {
-        return; // inside the namespace: only the soak it was started for runs
-    }
     netem::soak_inside(
         "soak::kill_storm_under_server_node_and_route_faults_keeps_one_exit_per_monitor",
         "soak_netem::delay_proxy",

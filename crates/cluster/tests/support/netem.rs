@@ -210,9 +210,13 @@ pub fn inside() -> bool {
 
 /// Runs the test `soak` of this binary inside a namespace with delay and loss, with the proxy
 /// (the binary's ignored test `proxy`, which calls [`delay_proxy`]); prints the soak's lines
-/// that start with `report` and asserts that it passed. Skipped, with the reason printed,
+/// that start with `report` and asserts that it passed. Does nothing when called inside the
+/// namespace (the test that calls it is then not the one started there). Skipped, with the reason printed,
 /// without `nats-server`, root, `ip` or `iptables`.
 pub fn soak_inside(soak: &str, proxy: &str, report: &str) {
+    if inside() {
+        return; // inside the namespace: only the soak it was started for runs
+    }
     // Holds this binary's test lock, so the soak inside has the cores to itself.
     let Some(nats) = nats() else { return };
     let ports = nats.ports; // free in the new namespace too: nothing else runs there
