@@ -8,7 +8,7 @@
 //! A SIGKILLed and restarted, and A and the target C SIGKILLed together and restarted (every
 //! other round of the long form takes the targets down one at a time instead: C hung, B hung,
 //! B killed); with `WSR_SOAK_ALL_DOWN=1`, all three nodes SIGKILLed at once and restarted
-//! too (an open defect, see the fault list). Each target writes a ledger line for every
+//! too (see the fault list). Each target writes a ledger line for every
 //! `ws.join`, `ws.leave` and EXIT of a client it monitors (JSON logs, one file per run of a
 //! node).
 //!
@@ -568,9 +568,9 @@ fn relay_connections_survive_the_chaos_soak_with_one_join_and_one_end_each() {
             // connections lose both ends together, the other target's lose their gateway.
             faults.extend([Fault::NodeKill(&["a"]), Fault::NodeKill(&["a", "c"])]);
             // With `WSR_SOAK_ALL_DOWN=1`, then the whole cluster at once: every node restarts
-            // among the names its previous run left in NATS. Not by default: it shows an open
-            // defect (docs/cluster.md, "Not done yet": a name resolved to the previous run of
-            // its node, now and then, wedged for the 60 s bound).
+            // among the names its previous run left in NATS. Not by default until more runs
+            // have confirmed the fix of the defects it found (docs/cluster.md, "Fixed": a
+            // name resolved to a dead run; a name slow to register).
             if std::env::var_os("WSR_SOAK_ALL_DOWN").is_some() {
                 faults.push(Fault::NodeKill(&["a", "b", "c"]));
             }

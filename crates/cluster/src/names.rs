@@ -5,7 +5,8 @@
 //! exits are a delete that expects the owner's revision, so a newer owner's entry is never
 //! removed. When a node is declared down or restarts, the survivors delete its entries the
 //! same way (idempotent). Each node mirrors the bucket through a watch for lookups and falls
-//! back to a read on a miss: writes are linearizable, reads eventual.
+//! back to a read on a miss: writes are linearizable, the mirror eventual. Every read asks
+//! the stream's leader ([`leader_entry`]), never a replica that may lag or have diverged.
 //!
 //! A survivor releases a lost node's names from its mirror, which may lag the store: a name
 //! registered moments before the loss can reach the mirror after the release. So the
@@ -70,8 +71,8 @@ const CHECK_FOR: Duration = Duration::from_secs(10);
 /// while this node was hung, then caught up past it), and nothing else would show it.
 const CHECK_ALL_EVERY: u32 = 30;
 
-/// How many times registering a name reads the store again when what it read was not the
-/// latest (see [`create_or_take_stale`]); 0.5 s of pauses in all.
+/// How many times registering a name reads the key again when it was written meanwhile (see
+/// [`create_or_take_stale`]); 0.5 s of pauses in all.
 const TAKE_ATTEMPTS: u64 = 5;
 
 /// Most names checked or registered again in one round (store requests stay bounded).
@@ -403,7 +404,7 @@ impl Names {
         let kv = self.kv.clone();
         let k = key(name);
         let entry = block_on(&self.rt, async move {
-            tokio::time::timeout(STORE_TIMEOUT, kv.entry(k)).await
+            tokio::time::timeout(STORE_TIMEOUT, leader_entry(&kv, &k)).await
         })?;
         let entry = entry.ok()?.ok()??;
         if entry.operation != kv::Operation::Put {
@@ -501,7 +502,7 @@ async fn reassert_one(
     inc: u32,
 ) {
     let k = key(&name);
-    let Ok(Ok(entry)) = tokio::time::timeout(STORE_TIMEOUT, kv.entry(k.clone())).await else {
+    let Ok(Ok(entry)) = tokio::time::timeout(STORE_TIMEOUT, leader_entry(kv, &k)).await else {
         tracing::debug!(%name, "cluster names store not reachable; checking again");
         return;
     };
@@ -577,17 +578,15 @@ async fn delete_expecting(kv: kv::Store, key: String, rev: u64) {
 /// faster than the survivors noticed, or a restart of every node at once, with no survivor to
 /// release anything) is stale and taken over.
 ///
-/// Reads of the bucket are direct gets, which any replica of its stream answers, and a replica
-/// may lag (one whose server was just restarted, seconds behind): a read can show an entry
-/// already replaced or deleted, and `create` itself reads to tell a deleted key from a held
-/// one. So a stale entry is replaced in one compare-and-set write (`update` expecting its
-/// revision, which the stream's leader checks), and a read that turns out old — the write
-/// refused, or `create` refused after the entry was deleted — is made again, a few times.
-/// (Before, the stale entry was deleted and the key created again, and that `create`, which
-/// reads the key when its first write is refused, now and then still found the entry: "already
-/// registered". After all three nodes of the relay chaos soak were restarted together, a
-/// target's name then failed to register in 3 of 11 runs, and its service was restarted with
-/// backoff for up to 15 s; with the write in one step, 0 of 10.)
+/// The key is read from the stream's leader ([`leader_entry`]) and written with the
+/// revision read as the one expected (an `update`, which the leader checks), so a write
+/// meanwhile makes it fail rather than be overwritten: then it reads again, a few times.
+/// `kv::Store::create` is not used: it reads the key by a direct get when its first write is
+/// refused, and a replica answering that read may lag (before, the stale entry was deleted
+/// and the key created again, and that read now and then still found the entry: "already
+/// registered"; after all three nodes of the relay chaos soak were restarted together, a
+/// target's name failed to register in 3 of 11 runs, its service restarted with backoff for
+/// up to 15 s).
 async fn create_or_take_stale(
     kv: &kv::Store,
     key: &str,
@@ -595,39 +594,78 @@ async fn create_or_take_stale(
     me: &str,
     inc: u32,
 ) -> Result<u64, kv::CreateError> {
+    let taken = || kv::CreateError::new(kv::CreateErrorKind::AlreadyExists);
     let mut attempt: u64 = 0;
     loop {
-        let taken = match kv.create(key, value.clone()).await {
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => e,
-            other => return other,
-        };
-        let Ok(Some(entry)) = kv.entry(key).await else {
-            return Err(taken);
-        };
-        if entry.operation == kv::Operation::Put {
-            let holder = std::str::from_utf8(&entry.value)
-                .ok()
-                .and_then(|s| s.parse::<Pid>().ok());
-            let stale = holder.is_some_and(|p| p.node() == me && incarnation_of(&p) != inc);
-            if !stale {
-                return Err(taken);
+        let expected = match leader_entry(kv, key).await {
+            Err(e) => return Err(kv::CreateError::with_source(kv::CreateErrorKind::Other, e)),
+            Ok(None) => 0,
+            Ok(Some(entry)) if entry.operation != kv::Operation::Put => entry.revision,
+            Ok(Some(entry)) => {
+                let holder = std::str::from_utf8(&entry.value)
+                    .ok()
+                    .and_then(|s| s.parse::<Pid>().ok());
+                let stale = holder.is_some_and(|p| p.node() == me && incarnation_of(&p) != inc);
+                if !stale {
+                    return Err(taken());
+                }
+                entry.revision
             }
-            if let Ok(rev) = kv.update(key, value.clone(), entry.revision).await {
-                return Ok(rev);
-            }
+        };
+        if let Ok(rev) = kv.update(key, value.clone(), expected).await {
+            return Ok(rev);
         }
-        // Deleted meanwhile, or the entry read was not the latest: look again.
+        // Written meanwhile: read again.
         attempt += 1;
-        tracing::info!(
+        tracing::debug!(
             key,
             attempt,
-            "cluster name: the entry read was not the latest; reading again"
+            "cluster name written meanwhile; reading it again"
         );
         if attempt >= TAKE_ATTEMPTS {
-            return Err(taken);
+            return Err(taken());
         }
         tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
     }
+}
+
+/// The latest entry of `key` (a delete or purge marker included), read from the stream's
+/// leader. `kv::Store::entry` reads by a direct get when the bucket allows them (it does, for
+/// clients that want fast reads), and any replica answers a direct get, one that lags or
+/// whose log diverged after a partition included: the relay chaos soak saw such a read give a
+/// dead run's entry with a *higher* revision than the live one (a gateway then resolved the
+/// name to the dead run and, its mirror taking the higher revision for the newer, kept it:
+/// one target got no connection for a minute).
+async fn leader_entry(kv: &kv::Store, key: &str) -> Result<Option<kv::Entry>, String> {
+    use async_nats::jetstream::stream::LastRawMessageErrorKind;
+    let subject = format!("{}{key}", kv.prefix);
+    let message = match kv.stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(message) => message,
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    // As the client library reads it: the operation header, or a marker the server wrote.
+    let operation = match (
+        message.headers.get("KV-Operation").map(|v| v.as_str()),
+        message
+            .headers
+            .get("Nats-Marker-Reason")
+            .map(|v| v.as_str()),
+    ) {
+        (Some("DEL"), _) | (None, Some("Remove")) => kv::Operation::Delete,
+        (Some("PURGE"), _) | (None, Some("MaxAge" | "Purge")) => kv::Operation::Purge,
+        _ => kv::Operation::Put,
+    };
+    Ok(Some(kv::Entry {
+        bucket: kv.name.clone(),
+        key: key.to_owned(),
+        value: message.payload,
+        revision: message.sequence,
+        delta: 0,
+        created: message.time,
+        operation,
+        seen_current: false,
+    }))
 }
 
 /// Applies a bucket entry to the mirror; `Some(revision)`: a late entry of a released
