@@ -300,7 +300,6 @@ fn nodes_configured_by_yaml_alone_talk_only_with_the_same_secret() {
     let app_c = node("c", Some(port_c), "another secret, only c's\n");
     let _a = NodeProc::spawn(&mut node_command(&bin, &app_a, "a", None));
     let _b = NodeProc::spawn(&mut node_command(&bin, &app_b, "b", Some(metrics_b)));
-    let _c = NodeProc::spawn(&mut node_command(&bin, &app_c, "c", None));
     crate::support::rt().block_on(async {
         let mut ws = connected_echo(
             &format!("ws://127.0.0.1:{port_a}/"),
@@ -313,6 +312,10 @@ fn nodes_configured_by_yaml_alone_talk_only_with_the_same_secret() {
                 "echo {i} through a"
             );
         }
+        // C starts once B is up: C's only frame towards B before a client comes is its
+        // hello at the start (it takes nobody's heartbeats for a peer's), and a hello sent
+        // before B subscribed was missed (a CI run under load once started C first).
+        let _c = NodeProc::spawn(&mut node_command(&bin, &app_c, "c", None));
         // C's frames reach B and are refused there.
         let dropped = r#"wsrelay_remote_dropped_total{reason="unauthenticated"} "#;
         let deadline = Instant::now() + Duration::from_secs(30);
