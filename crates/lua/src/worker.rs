@@ -604,7 +604,7 @@ fn interpret(
 /// process ends (see `SpawnOptions::notify_ready`): a preempted resume, or one that asks to
 /// run again, has not set the process up yet.
 async fn first_wait(scoped: &mut ProcessScope, ready: Ready) -> <ProcessScope as Future>::Output {
-    let mut ready = ready.is_wanted().then_some(ready);
+    let mut ready = Some(ready);
     std::future::poll_fn(|cx| {
         let poll = Pin::new(&mut *scoped).poll(cx);
         if poll.is_ready() || scoped.waiting() {
