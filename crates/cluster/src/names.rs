@@ -512,11 +512,7 @@ async fn reassert_one(
             adopt(mirror, name, pid, e.revision);
             return;
         }
-        let holder = std::str::from_utf8(&e.value)
-            .ok()
-            .and_then(|s| s.parse::<Pid>().ok());
-        let stale = holder.is_some_and(|p| p.node() == me && incarnation_of(&p) != inc);
-        if !stale {
+        if !held_by_earlier_run(&e.value, me, inc) {
             tracing::warn!(%name, "cluster name taken by another process while this node was cut off");
             let mut own = own.lock();
             if own.get(&name) == Some(&pid) {
@@ -601,16 +597,8 @@ async fn create_or_take_stale(
             Err(e) => return Err(kv::CreateError::with_source(kv::CreateErrorKind::Other, e)),
             Ok(None) => 0,
             Ok(Some(entry)) if entry.operation != kv::Operation::Put => entry.revision,
-            Ok(Some(entry)) => {
-                let holder = std::str::from_utf8(&entry.value)
-                    .ok()
-                    .and_then(|s| s.parse::<Pid>().ok());
-                let stale = holder.is_some_and(|p| p.node() == me && incarnation_of(&p) != inc);
-                if !stale {
-                    return Err(taken());
-                }
-                entry.revision
-            }
+            Ok(Some(entry)) if held_by_earlier_run(&entry.value, me, inc) => entry.revision,
+            Ok(Some(_)) => return Err(taken()),
         };
         if let Ok(rev) = kv.update(key, value.clone(), expected).await {
             return Ok(rev);
@@ -627,6 +615,15 @@ async fn create_or_take_stale(
         }
         tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
     }
+}
+
+/// Whether a name entry's `value` is the PID of a process of an earlier run of this node
+/// (`me`, now in incarnation `inc`): an entry nobody released, which this run may take over.
+fn held_by_earlier_run(value: &[u8], me: &str, inc: u32) -> bool {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.parse::<Pid>().ok())
+        .is_some_and(|p| p.node() == me && incarnation_of(&p) != inc)
 }
 
 /// The latest entry of `key` (a delete or purge marker included), read from the stream's
