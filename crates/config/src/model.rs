@@ -52,6 +52,7 @@ pub const KNOWN_LUA_MODULES: &[&str] = &[
     "store",
     "metrics",
     "http_client",
+    "events",
 ];
 
 /// The `kind:` strings.

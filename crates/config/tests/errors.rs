@@ -192,7 +192,7 @@ fn unknown_module() {
     let line = find_error(&errs, &["app/bad.yaml", "entry app:f", "field modules[1]"]);
     assert!(
         line.contains(
-            r#"unknown module "sql" (known: http, json, process, channel, time, pg, errors, base64, hash, uuid, env, crypto, logger, store, metrics, http_client)"#
+            r#"unknown module "sql" (known: http, json, process, channel, time, pg, errors, base64, hash, uuid, env, crypto, logger, store, metrics, http_client, events)"#
         ),
         "{line}"
     );

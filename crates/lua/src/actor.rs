@@ -11,9 +11,10 @@ use std::rc::{Rc, Weak};
 use std::time::Instant;
 
 use mlua::AnyUserData;
-use wsrelay_process::{Context, ExitResult, GroupWatch, Node};
+use wsrelay_process::{Context, ExitResult, Node};
 
 use crate::http_types::{HttpRequest, HttpResponse};
+use crate::modules::subscription::Source;
 use crate::stdlib::xoshiro::Xoshiro;
 
 thread_local! {
@@ -108,18 +109,18 @@ pub(crate) struct ProcState {
     pub(crate) slice: Slice,
     /// The sorting of messages between the inbox and `process.listen` channels.
     pub(crate) mailbox: crate::mailbox::Mailbox,
-    /// The `pg` subscriptions the process opened, closed when it ends (not when the Lua
-    /// collector gets to them): a scope's subscriptions are capped.
+    /// The subscriptions (`pg`, `events`) the process opened, closed when it ends (not when
+    /// the Lua collector gets to them): subscriptions are capped.
     pub(crate) watches: Watches,
 }
 
 /// The subscriptions a process opened (see [`ProcState`]); closed when the
 /// process ends, so a scope's cap counts live subscriptions only.
 #[derive(Default)]
-pub(crate) struct Watches(RefCell<Vec<Weak<GroupWatch>>>);
+pub(crate) struct Watches(RefCell<Vec<Weak<dyn Source>>>);
 
 impl Watches {
-    pub(crate) fn add(&self, watch: &Rc<GroupWatch>) {
+    pub(crate) fn add(&self, watch: &Rc<dyn Source>) {
         let mut list = self.0.borrow_mut();
         list.retain(|w| w.strong_count() > 0);
         list.push(Rc::downgrade(watch));

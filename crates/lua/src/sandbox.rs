@@ -84,6 +84,7 @@ impl Sandbox {
         mods.raw_set("store", modules::store::module(lua, shared.stores)?)?;
         mods.raw_set("metrics", modules::metrics::module(lua, shared.metrics)?)?;
         mods.raw_set("http_client", modules::http_client::module(lua)?)?;
+        mods.raw_set("events", modules::events::module(lua)?)?;
         let traceback = lua.create_function(|lua, err: LuaValue| {
             let text = match &err {
                 LuaValue::String(s) => s.to_string_lossy(),

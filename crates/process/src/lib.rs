@@ -48,10 +48,12 @@
 //! ([`Transport`]) and `inbound.rs` ([`Inbound`]). [`Context`] (`context.rs`) is the same
 //! operations with a process as the actor.
 
+mod bus;
 mod cell;
 mod context;
 mod error;
 mod exit;
+mod feed;
 mod groups;
 mod host;
 mod inbound;
@@ -71,10 +73,12 @@ mod spawn;
 mod table;
 mod value;
 
+pub use bus::{glob_match, BusError, BusEvent, BusWatch, MAX_BUS_SUBSCRIPTIONS};
 pub use cell::{Changed, Received};
 pub use context::Context;
 pub use error::{LinkError, NameError, SendError, SpawnError};
 pub use exit::ExitGuard;
+pub use feed::{Fed, FEED_BUFFER};
 pub use groups::{
     GroupEncoder, GroupError, GroupEvent, GroupLimits, GroupMembers, GroupScope, GroupVisitor,
     GroupWatch, WatchError, GROUP_DIFF_TOPIC, MAX_SUBSCRIBERS, MAX_WATCHES, WATCH_BUFFER,

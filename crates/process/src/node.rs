@@ -75,6 +75,8 @@ pub(crate) struct NodeInner {
     pub(crate) group_encoders: RwLock<HashMap<String, GroupEncoder>>,
     /// The sync generation of each other node's group announcements (`groups/remote.rs`).
     pub(crate) group_generations: Mutex<HashMap<String, u64>>,
+    /// The event bus (`bus.rs`).
+    pub(crate) bus: Arc<crate::bus::EventBus>,
     /// Set by [`Node::shutdown`]: no spawn succeeds afterwards.
     pub(crate) stopping: AtomicBool,
 }
@@ -126,6 +128,7 @@ impl Node {
                 group_scopes: Mutex::new(HashMap::new()),
                 group_encoders: RwLock::new(HashMap::new()),
                 group_generations: Mutex::new(HashMap::new()),
+                bus: Arc::default(),
                 stopping: AtomicBool::new(false),
             }),
         }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bus;
 mod exactly_once;
 mod groups;
 mod groups_across;

@@ -1,5 +1,5 @@
 //! The Lua modules: `process`, `channel`, `time`, `json`, `http`, `pg`, and the Wippy
-//! utility modules `errors`, `base64`, `hash`, `uuid`, `env`, `crypto`, `logger`, `store`, `metrics` and `http_client`.
+//! utility modules `errors`, `base64`, `hash`, `uuid`, `env`, `crypto`, `logger`, `store`, `metrics`, `http_client` and `events`.
 //!
 //! Each file builds one module table once per worker state; the sandbox then wraps it in a
 //! read-only proxy. Functions that can fail return `value` or `nil, err` (Wippy's convention);
@@ -19,6 +19,7 @@ mod clock;
 pub(crate) mod crypto;
 pub(crate) mod env;
 pub(crate) mod errors;
+pub(crate) mod events;
 pub(crate) mod hash;
 pub(crate) mod http;
 pub(crate) mod http_client;
@@ -31,6 +32,7 @@ pub(crate) mod pg;
 pub(crate) mod process;
 mod select;
 pub(crate) mod store;
+pub(crate) mod subscription;
 pub(crate) mod time;
 pub(crate) mod uuid;
 

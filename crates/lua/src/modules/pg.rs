@@ -17,14 +17,15 @@
 //! In a cluster, groups span the nodes: `get_members`, `which_groups` and `broadcast` see
 //! members on every node, the `_local` variants only this node's.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::Cell;
 use std::rc::Rc;
 
-use mlua::{AnyUserData, Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue};
+use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value as LuaValue};
 use wsrelay_process::{GroupEvent, GroupScope, GroupWatch, Message, Node, Pid, Value};
 
-use super::case::{Case, CaseKind, Op, Taken};
+use super::case::Changed;
 use super::errors::WippyError;
+use super::subscription::{subscription, Source};
 use super::{string_arg, WippyFail};
 use crate::actor::{current, Actor};
 use crate::convert::to_values;
@@ -198,7 +199,7 @@ fn monitor(
     let scope = this.scope()?;
     let group = text(args, 0, "group")?;
     let (watch, pids) = scope.monitor(&group).map_err(invalid)?;
-    let sub = subscription(lua, watch)?;
+    let sub = subscription(lua, Rc::new(watch))?;
     Ok((sub, LuaValue::Table(pid_list(lua, &pids)?)))
 }
 
@@ -206,7 +207,7 @@ fn monitor(
 fn events(lua: &Lua, this: &Instance) -> Result<(LuaValue, LuaValue), WippyFail> {
     let scope = this.scope()?;
     let (watch, all) = scope.watch_all().map_err(invalid)?;
-    let sub = subscription(lua, watch)?;
+    let sub = subscription(lua, Rc::new(watch))?;
     let groups = lua.create_table_with_capacity(0, all.len())?;
     for (group, pids) in all {
         groups.raw_set(group, pid_list(lua, &pids)?)?;
@@ -287,29 +288,6 @@ impl UserData for Instance {
     }
 }
 
-/// A subscription (`g:monitor`, `g:events`): `sub:channel()`, `sub:close({flush = bool}?)`.
-struct Subscription {
-    watch: Rc<GroupWatch>,
-    channel: OnceCell<AnyUserData>,
-}
-
-/// The channel of a subscription: `receive()` and `case_receive()`, as other channels.
-#[derive(Clone)]
-struct WatchChan(Rc<GroupWatch>);
-
-/// A subscription object, recorded with the calling process.
-fn subscription(lua: &Lua, watch: GroupWatch) -> mlua::Result<LuaValue> {
-    let watch = Rc::new(watch);
-    if let Some(Actor::Process(p)) = current() {
-        p.watches.add(&watch);
-    }
-    let sub = Subscription {
-        watch,
-        channel: OnceCell::new(),
-    };
-    Ok(LuaValue::UserData(lua.create_userdata(sub)?))
-}
-
 /// The Lua form of a membership event: `{system = "pg", kind = "member.joined" |
 /// "member.left", path = group, data = {Group = group, PIDs = {...}}}`, or the overflow
 /// marker `{system = "pg", kind = "overflow", data = {Dropped = n}}`.
@@ -339,60 +317,21 @@ fn event_table(lua: &Lua, event: &GroupEvent) -> mlua::Result<Table> {
     Ok(t)
 }
 
-impl WatchChan {
-    fn try_take(&self, lua: &Lua) -> mlua::Result<Taken> {
-        if let Some(event) = self.0.try_next() {
-            return Ok(Some((LuaValue::Table(event_table(lua, &event)?), true)));
-        }
-        if self.0.is_finished() {
-            return Ok(Some((LuaValue::Nil, false)));
-        }
-        Ok(None)
+impl Source for GroupWatch {
+    fn next_table(&self, lua: &Lua) -> mlua::Result<Option<Table>> {
+        self.try_next().map(|e| event_table(lua, &e)).transpose()
     }
-}
 
-static WATCH_CASE: CaseKind = CaseKind {
-    try_take: |lua, object, _| object.borrow::<WatchChan>()?.clone().try_take(lua),
-    changed: |object| {
-        let watch = object.borrow::<WatchChan>()?.0.clone();
-        Ok(Box::pin(async move { watch.changed().await }))
-    },
-};
-
-impl UserData for WatchChan {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_async_method("receive", |lua, this, ()| async move {
-            loop {
-                if let Some(got) = this.try_take(&lua)? {
-                    return Ok(got);
-                }
-                // A change between the look and the wait leaves a wake-up behind.
-                this.0.changed().await;
-            }
-        });
-        methods.add_function("case_receive", |_, ud: AnyUserData| {
-            Case::new::<WatchChan>(ud, Op::Receive, &WATCH_CASE)
-        });
+    fn is_finished(&self) -> bool {
+        GroupWatch::is_finished(self)
     }
-}
 
-impl UserData for Subscription {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("channel", |lua, this, ()| {
-            if this.channel.get().is_none() {
-                let chan = lua.create_userdata(WatchChan(this.watch.clone()))?;
-                let _ = this.channel.set(chan);
-            }
-            Ok(this.channel.get().cloned())
-        });
-        methods.add_method("close", |_, this, options: Option<Table>| {
-            let flush = match options {
-                Some(t) => t.get::<Option<bool>>("flush")?.unwrap_or(false),
-                None => false,
-            };
-            this.watch.close(flush);
-            Ok(true)
-        });
+    fn changed(self: Rc<Self>) -> Changed {
+        Box::pin(async move { GroupWatch::changed(&self).await })
+    }
+
+    fn close(&self, flush: bool) {
+        GroupWatch::close(self, flush);
     }
 }
 

@@ -1,5 +1,5 @@
 //! The Wippy utility modules: `errors`, `base64`, `hash`, `uuid`, `env`, `crypto`, `logger`, `store`,
-//! `metrics`,
+//! `metrics`, `events`,
 //! run as real Lua through the engine. Known answers come from the RFCs and FIPS documents
 //! named at each vector.
 
@@ -523,6 +523,7 @@ async fn env_overlay_is_bounded() {
 }
 
 mod crypto;
+mod events;
 mod logger;
 mod metrics;
 mod store;

@@ -6,24 +6,22 @@
 //! changes all show up): a change is either in the snapshot or in the events, never in both
 //! and never in neither.
 //!
-//! **Bounds.** A watch buffers at most [`WATCH_BUFFER`] events. A join or leave never waits for
-//! a slow subscriber: when the buffer is full the event is dropped and counted, and so is every
-//! later event until the subscriber has read the buffer; it then gets one
-//! [`GroupEvent::Overflow`] marker with the count, in the place of the gap. A scope has at
-//! most [`MAX_WATCHES`] open watches.
+//! **Bounds.** A watch buffers at most [`WATCH_BUFFER`] events (a [`Feed`]): a join or leave
+//! never waits for a slow subscriber; the subscriber gets one [`GroupEvent::Overflow`] marker
+//! with the count of what it lost, in the place of the gap. A scope has at most
+//! [`MAX_WATCHES`] open watches.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 use super::ScopeInner;
+use crate::feed::{Fed, Feed, FEED_BUFFER};
 use crate::Pid;
 
 /// The most events a watch buffers before it drops and counts.
-pub const WATCH_BUFFER: usize = 64;
+pub const WATCH_BUFFER: usize = FEED_BUFFER;
 
 /// The most open watches (monitors and scope-wide subscriptions) of one scope.
 pub const MAX_WATCHES: usize = 10_000;
@@ -79,20 +77,11 @@ pub(super) struct Watches {
     list: Mutex<Vec<Arc<WatchInner>>>,
 }
 
-/// One subscription's buffer and wake-up.
+/// One subscription: what it watches, its buffer and wake-up.
 struct WatchInner {
     /// The group watched; `None`: the whole scope.
     group: Option<Arc<str>>,
-    state: Mutex<WatchState>,
-    notify: Notify,
-}
-
-#[derive(Default)]
-struct WatchState {
-    queue: VecDeque<GroupEvent>,
-    /// Events lost since the buffer filled; reported once the buffer is read.
-    dropped: u64,
-    closed: bool,
+    feed: Feed<GroupEvent>,
 }
 
 /// A subscription to membership changes ([`GroupScope::monitor`](super::GroupScope::monitor),
@@ -127,8 +116,7 @@ impl Watches {
         }
         let inner = Arc::new(WatchInner {
             group,
-            state: Mutex::new(WatchState::default()),
-            notify: Notify::new(),
+            feed: Feed::new(),
         });
         list.push(inner.clone());
         self.count.store(list.len(), Ordering::Release);
@@ -166,7 +154,7 @@ impl Watches {
                     pids,
                 }
             };
-            watch.push(event);
+            watch.feed.push(event);
         }
     }
 
@@ -177,43 +165,18 @@ impl Watches {
     }
 }
 
-impl WatchInner {
-    fn push(&self, event: GroupEvent) {
-        {
-            let mut st = self.state.lock();
-            if st.closed {
-                return;
-            }
-            // Once something was lost, later events are lost too until the marker is read:
-            // the marker stands exactly where the gap is.
-            if st.dropped > 0 || st.queue.len() >= WATCH_BUFFER {
-                st.dropped += 1;
-                return;
-            }
-            st.queue.push_back(event);
-        }
-        self.notify.notify_one();
-    }
-}
-
 impl GroupWatch {
     /// The next change, or the overflow marker, if one is ready.
     pub fn try_next(&self) -> Option<GroupEvent> {
-        let mut st = self.inner.state.lock();
-        if let Some(event) = st.queue.pop_front() {
-            return Some(event);
+        match self.inner.feed.try_next()? {
+            Fed::Event(event) => Some(event),
+            Fed::Lost(dropped) => Some(GroupEvent::Overflow { dropped }),
         }
-        if st.dropped > 0 {
-            let dropped = std::mem::take(&mut st.dropped);
-            return Some(GroupEvent::Overflow { dropped });
-        }
-        None
     }
 
     /// Whether the watch is closed and has nothing left to read.
     pub fn is_finished(&self) -> bool {
-        let st = self.inner.state.lock();
-        st.closed && st.queue.is_empty() && st.dropped == 0
+        self.inner.feed.is_finished()
     }
 
     /// Completes when an event may be ready (or the watch was closed) after the last
@@ -223,24 +186,16 @@ impl GroupWatch {
     ///
     /// Cancel safe: a wake-up that comes while nobody waits is kept for the next wait.
     pub async fn changed(&self) {
-        self.inner.notify.notified().await;
+        self.inner.feed.changed().await;
     }
 
     /// Stops the watch. With `flush`, the events already buffered stay readable; without, they
     /// are discarded. Later changes are not reported. Closing twice does nothing more.
     pub fn close(&self, flush: bool) {
-        {
-            let mut st = self.inner.state.lock();
-            st.closed = true;
-            if !flush {
-                st.queue.clear();
-                st.dropped = 0;
-            }
-        }
+        self.inner.feed.close(flush);
         if let Some(scope) = self.scope.upgrade() {
             scope.watches.remove(&self.inner);
         }
-        self.inner.notify.notify_one();
     }
 }
 
