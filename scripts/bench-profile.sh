@@ -45,7 +45,7 @@ UPGRADE_CONCURRENCY=${UPGRADE_CONCURRENCY:-32}
 mkdir -p "$OUT"
 
 total_ir() { # total_ir DUMP -> the instructions the dump counted
-  callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+  callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done {gsub(",", "", $1); print $1; done = 1}'
 }
 
 lua_app() { # lua_app EXAMPLE PORT -> a copy of the example listening on PORT, limits lifted
@@ -65,7 +65,7 @@ start_server() { # start_server NAME PORT CMD...: CMD under callgrind on core 0;
     "$@" >"$OUT/$name.log" 2>&1 &
   server=$!
   until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.2; done
-  vg=$(pgrep -f "callgrind-out-file=$OUT/$name.callgrind" | head -1)
+  vg=$(pgrep -f "callgrind-out-file=$OUT/$name.callgrind" | sed -n 1p)
 }
 
 stop_server() { # stop_server NAME SETTLE -> the dump's path, SETTLE seconds after the load ended
@@ -73,7 +73,7 @@ stop_server() { # stop_server NAME SETTLE -> the dump's path, SETTLE seconds aft
   callgrind_control -d "$vg" >/dev/null 2>&1
   sleep 1
   kill "$server" 2>/dev/null || true; kill "$vg" 2>/dev/null || true; wait "$server" 2>/dev/null || true
-  ls "$OUT/$1.callgrind".* 2>/dev/null | sort -t. -k3 -n | head -1
+  ls "$OUT/$1.callgrind".* 2>/dev/null | sort -t. -k3 -n | sed -n 1p
 }
 
 json_field() { # json_field FIELD FILE -> the whole number the generator's JSON gives FIELD
