@@ -144,3 +144,66 @@ async fn the_default_policy_refuses_loopback_and_no_transport_is_internal() {
     let pid = spawn_monitored(&me, &fetch, vec![url]);
     assert_eq!(exit_of(&me, &pid).await.value, s("err PERMISSION_DENIED"));
 }
+
+const BATCH: &str = r#"
+local function main(a, b)
+  local client = require("http_client")
+  local responses, errors = client.request_batch({
+    { "GET", a },
+    { "bogus method", b },
+    { "post", b, { body = "x" } },
+  })
+  local none, err = client.request_batch("not a list")
+  return {
+    responses[1] and responses[1].body or ("err " .. tostring(errors[1])),
+    errors[2] and errors[2]:kind() or "none",
+    responses[3] and responses[3].body or ("err " .. tostring(errors[3])),
+    responses[2] == nil and errors[1] == nil and errors[3] == nil,
+    none == nil and err:kind(),
+  }
+end
+return { main = main }
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_runs_its_requests_at_once_and_answers_in_order() {
+    let (_node, engine) = setup();
+    engine.set_http_client(Arc::new(Transport));
+    let batch = register(&engine, BATCH, "main", &["http_client"]);
+    engine.set_http_client_policy(
+        &batch,
+        HttpClientPolicy {
+            allow_private: true,
+            ..HttpClientPolicy::default()
+        },
+    );
+    // Each server answers only once both requests have arrived: they run concurrently.
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::channel(2);
+    let (release_a, rx_a) = tokio::sync::oneshot::channel();
+    let (release_b, rx_b) = tokio::sync::oneshot::channel();
+    let a = held_server(arrived_tx.clone(), rx_a).await;
+    let b = held_server(arrived_tx, rx_b).await;
+    let (me, _guard) = rust_process(engine.node());
+    let pid = spawn_monitored(
+        &me,
+        &batch,
+        vec![Value::from(a.as_str()), Value::from(b.as_str())],
+    );
+    for _ in 0..2 {
+        tokio::time::timeout(WAIT, arrived.recv())
+            .await
+            .expect("both requests reached their servers before either answered");
+    }
+    release_a.send(()).unwrap();
+    release_b.send(()).unwrap();
+    assert_eq!(
+        exit_of(&me, &pid).await.value,
+        Value::Array(vec![
+            s("held"),
+            s("INVALID"),
+            s("held"),
+            Value::Bool(true),
+            s("INVALID"),
+        ])
+    );
+}

@@ -2,6 +2,8 @@
 //!
 //! `get|post|put|patch|delete|head(url, opts?)` and `request(method, url, opts?)` return a
 //! response table (`status_code`, `body`, `body_size`, `headers`, `url`) or `nil, err`;
+//! `request_batch({{method, url, opts?}, ...})` runs up to [`MAX_BATCH`] requests at once and
+//! returns `responses, errors` (index `i` of one of them set for the `i`-th request);
 //! `encode_uri` and `decode_uri` percent-encode. A request is asynchronous: the calling
 //! coroutine yields while it runs and the shard goes on with other processes.
 //!
@@ -573,6 +575,120 @@ fn response_table(lua: &Lua, res: OutboundResponse) -> mlua::Result<Table> {
 
 type Reply = (LuaValue, Option<WippyError>);
 
+/// The most requests in one `request_batch`.
+pub(crate) const MAX_BATCH: usize = 64;
+
+/// The name a method's shortcut has in error texts (`http_client.get: ...`).
+fn call_name(method: Option<&'static str>) -> &'static str {
+    match method {
+        None => "request",
+        Some("GET") => "get",
+        Some("POST") => "post",
+        Some("PUT") => "put",
+        Some("PATCH") => "patch",
+        Some("DELETE") => "delete",
+        Some(_) => "head",
+    }
+}
+
+/// The method argument of `request` (and of a batch item): an HTTP token, upper-cased.
+fn method_arg(what: &str, value: Option<LuaValue>) -> Result<String, WippyError> {
+    match value {
+        Some(LuaValue::String(s)) => {
+            let m = s.to_string_lossy().to_ascii_uppercase();
+            let token = !m.is_empty() && m.len() <= 16 && m.bytes().all(|b| b.is_ascii_uppercase());
+            if token {
+                Ok(m)
+            } else {
+                Err(invalid(what, format!("bad method {m:?}")))
+            }
+        }
+        _ => Err(invalid(what, "method is required")),
+    }
+}
+
+/// Sends a checked request and waits for its response, within the engine's requests in
+/// flight and the request's response body limit.
+async fn send(
+    clients: &Arc<HttpClients>,
+    what: &str,
+    req: OutboundRequest,
+) -> Result<OutboundResponse, WippyError> {
+    let Some(client) = clients.client() else {
+        return Err(WippyError::internal(format!(
+            "http_client.{what}: no HTTP client is configured"
+        )));
+    };
+    let Some(_in_flight) = InFlight::enter(clients) else {
+        return Err(WippyError::internal(format!(
+            "http_client.{what}: {MAX_IN_FLIGHT} requests in flight already"
+        ))
+        .with_retryable(true));
+    };
+    let limit = req.max_response_body;
+    match client.send(req).await {
+        Ok(res) if res.body.len() > limit => Err(WippyError::internal(format!(
+            "http_client.{what}: response body over the limit of {limit} bytes"
+        ))),
+        Ok(res) => Ok(res),
+        Err(e) => Err(to_lua_error(what, e)),
+    }
+}
+
+/// `request_batch({{method, url, opts?}, ...})` → `responses, errors`: the requests run
+/// concurrently; `responses[i]` or `errors[i]` is set for the `i`-th request, in order.
+async fn request_batch(
+    lua: &Lua,
+    clients: &Arc<HttpClients>,
+    entry: &str,
+    list: LuaValue,
+) -> mlua::Result<(LuaValue, LuaValue)> {
+    let what = "request_batch";
+    let bad = |message: String| -> mlua::Result<(LuaValue, LuaValue)> {
+        Ok((
+            LuaValue::Nil,
+            LuaValue::UserData(lua.create_userdata(invalid(what, message))?),
+        ))
+    };
+    let LuaValue::Table(list) = list else {
+        return bad("a list of {method, url, opts?} is required".to_owned());
+    };
+    let items: Vec<LuaValue> = list.sequence_values().collect::<mlua::Result<_>>()?;
+    if items.len() > MAX_BATCH {
+        return bad(format!("at most {MAX_BATCH} requests in a batch"));
+    }
+    let policy = clients.policy(entry);
+    let prepared: Vec<Result<OutboundRequest, WippyError>> = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let LuaValue::Table(item) = item else {
+                return Err(invalid(what, format!("request {} is not a table", i + 1)));
+            };
+            let method = method_arg(what, item.raw_get(1).ok())?;
+            let url: LuaValue = item.raw_get(2).unwrap_or(LuaValue::Nil);
+            let opts: LuaValue = item.raw_get(3).unwrap_or(LuaValue::Nil);
+            build(lua, what, method, &url, &opts, &policy)
+        })
+        .collect();
+    let results = futures_util::future::join_all(prepared.into_iter().map(|req| async move {
+        match req {
+            Ok(req) => send(clients, what, req).await,
+            Err(e) => Err(e),
+        }
+    }))
+    .await;
+    let responses = lua.create_table()?;
+    let errors = lua.create_table()?;
+    for (i, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(res) => responses.raw_set(i + 1, response_table(lua, res)?)?,
+            Err(e) => errors.raw_set(i + 1, e)?,
+        }
+    }
+    Ok((LuaValue::Table(responses), LuaValue::Table(errors)))
+}
+
 /// The `http_client` table of `entry`: every call runs under the entry's policy.
 pub(crate) fn module_for(lua: &Lua, clients: Arc<HttpClients>, entry: &str) -> mlua::Result<Table> {
     let m = lua.create_table()?;
@@ -584,32 +700,13 @@ pub(crate) fn module_for(lua: &Lua, clients: Arc<HttpClients>, entry: &str) -> m
             let clients = clients.clone();
             let entry = entry.clone();
             async move {
-                let what = method.map_or("request", |m| match m {
-                    "GET" => "get",
-                    "POST" => "post",
-                    "PUT" => "put",
-                    "PATCH" => "patch",
-                    "DELETE" => "delete",
-                    _ => "head",
-                });
+                let what = call_name(method);
                 let mut args = args.into_iter();
                 let method = match method {
                     Some(m) => m.to_owned(),
-                    None => match args.next() {
-                        Some(LuaValue::String(s)) => {
-                            let m = s.to_string_lossy().to_ascii_uppercase();
-                            let token = !m.is_empty()
-                                && m.len() <= 16
-                                && m.bytes().all(|b| b.is_ascii_uppercase());
-                            if !token {
-                                return Ok::<Reply, mlua::Error>((
-                                    LuaValue::Nil,
-                                    Some(invalid(what, format!("bad method {m:?}"))),
-                                ));
-                            }
-                            m
-                        }
-                        _ => return Ok((LuaValue::Nil, Some(invalid(what, "method is required")))),
+                    None => match method_arg(what, args.next()) {
+                        Ok(m) => m,
+                        Err(e) => return Ok::<Reply, mlua::Error>((LuaValue::Nil, Some(e))),
                     },
                 };
                 let url = args.next().unwrap_or(LuaValue::Nil);
@@ -619,39 +716,25 @@ pub(crate) fn module_for(lua: &Lua, clients: Arc<HttpClients>, entry: &str) -> m
                     Ok(req) => req,
                     Err(e) => return Ok((LuaValue::Nil, Some(e))),
                 };
-                let Some(client) = clients.client() else {
-                    return Ok((
-                        LuaValue::Nil,
-                        Some(WippyError::internal(format!(
-                            "http_client.{what}: no HTTP client is configured"
-                        ))),
-                    ));
-                };
-                let Some(_in_flight) = InFlight::enter(&clients) else {
-                    return Ok((
-                        LuaValue::Nil,
-                        Some(
-                            WippyError::internal(format!(
-                                "http_client.{what}: {MAX_IN_FLIGHT} requests in flight already"
-                            ))
-                            .with_retryable(true),
-                        ),
-                    ));
-                };
-                let limit = req.max_response_body;
-                match client.send(req).await {
-                    Ok(res) if res.body.len() > limit => Ok((
-                        LuaValue::Nil,
-                        Some(WippyError::internal(format!(
-                            "http_client.{what}: response body over the limit of {limit} bytes"
-                        ))),
-                    )),
+                match send(&clients, what, req).await {
                     Ok(res) => Ok((LuaValue::Table(response_table(&lua, res)?), None)),
-                    Err(e) => Ok((LuaValue::Nil, Some(to_lua_error(what, e)))),
+                    Err(e) => Ok((LuaValue::Nil, Some(e))),
                 }
             }
         })
     };
+    {
+        let clients = clients.clone();
+        let entry = entry.clone();
+        m.raw_set(
+            "request_batch",
+            lua.create_async_function(move |lua, list: LuaValue| {
+                let clients = clients.clone();
+                let entry = entry.clone();
+                async move { request_batch(&lua, &clients, &entry, list).await }
+            })?,
+        )?;
+    }
     m.raw_set("request", make(None)?)?;
     for (name, method) in [
         ("get", "GET"),
