@@ -57,8 +57,21 @@ pub(crate) struct Lanes {
 #[derive(Debug, Default)]
 struct Lane {
     queue: VecDeque<Out>,
+    /// The bytes of the envelopes in `queue`.
+    bytes: usize,
     /// Bytes the lane may still send in this round.
     deficit: usize,
+}
+
+/// What one sender holds of the queue, and how many lanes share it ([`Lanes::share`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Share {
+    /// Envelopes in the sender's lane.
+    pub(crate) envelopes: usize,
+    /// Their bytes.
+    pub(crate) bytes: usize,
+    /// Lanes holding envelopes (the overflow lane included).
+    pub(crate) lanes: usize,
 }
 
 impl Lanes {
@@ -66,6 +79,7 @@ impl Lanes {
     /// empty before (the writer may be waiting).
     pub(crate) fn push(&mut self, sender: u64, out: Out) -> bool {
         if let Some(lane) = self.lanes.get_mut(&sender) {
+            lane.bytes += out.bytes.len();
             lane.queue.push_back(out);
             return false;
         }
@@ -79,11 +93,27 @@ impl Lanes {
             self.ring.push_back(key);
             Lane {
                 queue: self.spare.pop().unwrap_or_default(),
+                bytes: 0,
                 deficit: QUANTUM,
             }
         });
+        lane.bytes += out.bytes.len();
         lane.queue.push_back(out);
         was_empty
+    }
+
+    /// What `sender` holds of the queue: its lane's, or, when it has none and the overflow
+    /// lane is open (where its next envelope would wait), the overflow lane's.
+    pub(crate) fn share(&self, sender: u64) -> Share {
+        let lane = self
+            .lanes
+            .get(&sender)
+            .or_else(|| self.lanes.get(&OVERFLOW_LANE));
+        Share {
+            envelopes: lane.map_or(0, |l| l.queue.len()),
+            bytes: lane.map_or(0, |l| l.bytes),
+            lanes: self.lanes.len(),
+        }
     }
 
     /// Whether nothing waits, in the lanes or the announcements.
@@ -146,6 +176,7 @@ impl Lanes {
                     break;
                 }
                 lane.deficit = lane.deficit.saturating_sub(len);
+                lane.bytes -= len;
                 framed += len + 4;
                 moved += len;
                 sent = true;
@@ -446,5 +477,37 @@ mod tests {
         assert_eq!(overflow, [1, 2, 3]);
         assert_eq!(lanes.open(), 0);
         assert!(lanes.spare.len() <= SPARE_LANES);
+    }
+
+    #[test]
+    fn a_share_is_what_the_senders_lane_holds_until_it_is_sent() {
+        let mut lanes = Lanes::default();
+        lanes.push(1, out(1, 100));
+        lanes.push(1, out(2, 50));
+        lanes.push(2, out(3, 10));
+        let share = |envelopes, bytes, lanes| Share {
+            envelopes,
+            bytes,
+            lanes,
+        };
+        assert_eq!(lanes.share(1), share(2, 150, 2));
+        assert_eq!(lanes.share(2), share(1, 10, 2));
+        assert_eq!(lanes.share(3), share(0, 0, 2));
+        let mut batch = Vec::new();
+        let one = BatchLimits {
+            envelopes: 1,
+            bytes: 1 << 20,
+        };
+        lanes.take(&mut batch, one);
+        assert_eq!(lanes.share(1), share(1, 50, 2));
+        drain(&mut lanes, LIMITS);
+        assert_eq!(lanes.share(1), share(0, 0, 0));
+        // A sender without a lane once every lane is taken waits in the overflow lane: its
+        // share is that lane's.
+        for sender in 0..MAX_LANES as u64 {
+            lanes.push(sender, out(0, 1));
+        }
+        lanes.push(5000, out(1, 7));
+        assert_eq!(lanes.share(5001), share(1, 7, MAX_LANES + 1));
     }
 }

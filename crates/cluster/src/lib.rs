@@ -34,8 +34,9 @@
 //!   (4 MiB) and frames (512) unacknowledged. The queue has a lane per sending process,
 //!   served round robin by bytes, so a large sender cannot starve small ones and each
 //!   sender's order holds. Above the queue's high-water marks (envelopes, bytes)
-//!   `Node::is_congested` is true for PIDs of that peer, so the WebSocket relay stops reading
-//!   its client.
+//!   `Node::is_congested(from, to)` is true for the senders that fill the queue (each holding
+//!   at least its even share), so the WebSocket relay stops reading their clients while
+//!   others go on; halfway to the queue's limit it is true for every sender.
 //! - **Names.** Names starting with [`CLUSTER_NAME_PREFIX`] (`global:`) are cluster-wide, in
 //!   the JetStream KV bucket `wsr_names`; other names stay local.
 //!

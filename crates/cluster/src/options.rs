@@ -95,10 +95,12 @@ pub struct ClusterOptions {
     /// A peer declared down and silent this long is forgotten: its state, its writer and its
     /// `wsrelay_peer_up` series go (5 min). It is created again by its next frame.
     pub forget_after: Duration,
-    /// Queued envelopes per peer above which its PIDs count as congested (4096).
+    /// Queued envelopes per peer above which the senders that fill the queue count as
+    /// congested towards it (4096); halfway from here to `queue_max`, every sender does.
     pub queue_high_water: usize,
-    /// Queued bytes (encoded envelopes) per peer above which its PIDs count as congested
-    /// (8 MiB).
+    /// Queued bytes (encoded envelopes) per peer above which the senders that fill the
+    /// queue count as congested towards it (8 MiB); halfway to `queue_max_bytes`, every
+    /// sender does.
     pub queue_high_water_bytes: usize,
     /// Queued envelopes per peer above which remote sends fail (65536).
     pub queue_max: usize,

@@ -501,10 +501,32 @@ impl Peer {
         }
     }
 
-    /// Whether the queue is above a high-water mark: PIDs of the peer count as congested.
-    pub(crate) fn is_congested(&self, opts: &ClusterOptions) -> bool {
-        self.queued.load(Ordering::Acquire) >= opts.queue_high_water
-            || self.queued_bytes.load(Ordering::Acquire) >= opts.queue_high_water_bytes
+    /// Whether `sender` (a lane key, [`NODE_LANE`](crate::envelope::NODE_LANE) for none)
+    /// should hold back what it sends to the peer. Below the queue's high-water marks no
+    /// sender is; above them, a sender whose lane holds at least its even share of the
+    /// queue (the queue's envelopes or bytes divided by the lanes holding any) is, and the
+    /// others go on, so one process filling the queue holds back itself and not every
+    /// relay client with a target on that node (their envelopes wait in lanes of their own
+    /// and are served in turn). Past the hard mark, halfway from the high-water mark to the
+    /// queue's limit, every sender is held: the queue stays bounded well below the limit at
+    /// which sends fail.
+    pub(crate) fn is_congested(&self, sender: u64, opts: &ClusterOptions) -> bool {
+        let queued = self.queued.load(Ordering::Acquire);
+        let bytes = self.queued_bytes.load(Ordering::Acquire);
+        if queued < opts.queue_high_water && bytes < opts.queue_high_water_bytes {
+            return false;
+        }
+        let hard = |high: usize, max: usize| high + max.saturating_sub(high) / 2;
+        if queued >= hard(opts.queue_high_water, opts.queue_max)
+            || bytes >= hard(opts.queue_high_water_bytes, opts.queue_max_bytes)
+        {
+            return true;
+        }
+        let share = self.state.lock().queue.share(sender);
+        let lanes = share.lanes.max(1);
+        share.envelopes > 0
+            && (share.envelopes.saturating_mul(lanes) >= queued
+                || share.bytes.saturating_mul(lanes) >= bytes)
     }
 
     /// Whether the queue is full: remote sends fail. An empty queue takes any envelope.
@@ -569,6 +591,40 @@ mod tests {
         assert_eq!(st.judge_data(10, 1, 10), Verdict::NewSession);
         assert_eq!(st.judge_heartbeat(9, 1), Verdict::Accept);
         assert_eq!(st.judge_heartbeat(9, 2), Verdict::Gap);
+    }
+
+    #[test]
+    fn above_the_high_water_mark_only_the_senders_that_fill_the_queue_are_held() {
+        let mut opts = ClusterOptions::new("c", "a", vec![]);
+        opts.queue_high_water = 10;
+        opts.queue_max = 30;
+        let peer = Peer::new("b", "wsr.c.n.b.a".to_owned(), Instant::now());
+        let push = |sender: u64, n: usize| {
+            let mut st = peer.state.lock();
+            for _ in 0..n {
+                peer.push(&mut st, sender, Bytes::from_static(b"0123456789"));
+            }
+        };
+        let (hog, small, idle) = (1, 2, 3);
+        push(hog, 9);
+        // Below the mark no sender is held.
+        assert!(!peer.is_congested(hog, &opts));
+        push(small, 1);
+        // At the mark (10 queued): the hog holds 9 of 10 in two lanes; the small sender and
+        // a sender with nothing queued go on.
+        assert!(peer.is_congested(hog, &opts));
+        assert!(!peer.is_congested(small, &opts));
+        assert!(!peer.is_congested(idle, &opts));
+        // The small sender goes on until it holds its even share (8 of 17: not yet; 9 of 18:
+        // yes).
+        push(small, 7);
+        assert!(!peer.is_congested(small, &opts));
+        push(small, 1);
+        assert!(peer.is_congested(small, &opts));
+        assert!(!peer.is_congested(idle, &opts));
+        // Past the hard mark, halfway to the limit (20), every sender is held.
+        push(small, 2);
+        assert!(peer.is_congested(idle, &opts));
     }
 
     fn pid(node: &str, inc: u32, n: u32) -> Pid {

@@ -22,7 +22,7 @@ use wsrelay_process::{
     reason, Event, ExitResult, Message, NameError, Pid, SendError, SpaceFuture, Transport, Value,
 };
 
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, NODE_LANE};
 use crate::peer::{incarnation_of, Peer, PeerState, Relation};
 use crate::shared::Shared;
 use crate::stats::DropReason;
@@ -246,22 +246,24 @@ impl Transport for NatsTransport {
         self.signal(to, &Envelope::Terminate { to: to.clone() });
     }
 
-    fn is_congested(&self, to: &Pid) -> bool {
+    fn is_congested(&self, from: Option<&Pid>, to: &Pid) -> bool {
+        let lane = from.map_or(NODE_LANE, Pid::id);
         self.shared
             .peer(to.node())
-            .is_some_and(|p| !p.is_down() && p.is_congested(&self.shared.opts))
+            .is_some_and(|p| !p.is_down() && p.is_congested(lane, &self.shared.opts))
     }
 
-    fn wait_for_space(&self, to: &Pid) -> SpaceFuture {
+    fn wait_for_space(&self, from: Option<&Pid>, to: &Pid) -> SpaceFuture {
         let peer = self.shared.peer(to.node());
         let shared = self.shared.clone();
+        let lane = from.map_or(NODE_LANE, Pid::id);
         Box::pin(async move {
             let Some(peer) = peer else { return };
             loop {
                 let notified = peer.space.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                if peer.is_down() || !peer.is_congested(&shared.opts) {
+                if peer.is_down() || !peer.is_congested(lane, &shared.opts) {
                     return;
                 }
                 notified.await;

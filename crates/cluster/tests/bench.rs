@@ -104,7 +104,7 @@ fn bench_cross_node_one_way_throughput() {
                 let payload = wsrelay_process::Map::new().with("i", i).with("b", body.clone());
                 let mut payload = Value::Map(payload);
                 // Back off when the peer's queue is full, as the relay does via is_congested.
-                while a.node().is_congested(&sink) {
+                while a.node().is_congested(Some(me.pid()), &sink) {
                     tokio::time::sleep(Duration::from_micros(200)).await;
                 }
                 loop {
@@ -173,7 +173,7 @@ fn bench_small_round_trips_beside_a_bulk_sender() {
         let started = Instant::now();
         tokio::spawn(async move {
             for _ in 0..BULK {
-                while node.is_congested(&sink) || bulk.send(&sink, "bulk", large.clone()).is_err() {
+                while node.is_congested(Some(bulk.pid()), &sink) || bulk.send(&sink, "bulk", large.clone()).is_err() {
                     tokio::time::sleep(Duration::from_micros(200)).await;
                 }
             }

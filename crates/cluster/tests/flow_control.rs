@@ -1,6 +1,6 @@
 //! Flow control between two nodes over a real NATS cluster: credit counted in bytes, an
 //! envelope larger than the whole window still going through, and fairness between the
-//! senders of one node (`docs/cluster-design.md §2`, "Flow control").
+//! senders of one node (in the queue, and in who is held back when it fills) (`docs/cluster-design.md §2`, "Flow control").
 //!
 //! Assertions are about the order in which messages arrive, never about time: a process on
 //! the receiving node records where each message came from.
@@ -68,6 +68,11 @@ fn a_large_sender_does_not_starve_small_messages_to_the_same_node() {
         for i in 0..BULK {
             bulk.send(&sink, "bulk", numbered(i, &large)).unwrap();
         }
+        // The queue is above its high-water mark (8 MiB): the bulk process, which fills it,
+        // is held back; the chatty one, with nothing queued, is not (a relay client of
+        // another target on b keeps reading).
+        assert!(a.node().is_congested(Some(bulk.pid()), &sink));
+        assert!(!a.node().is_congested(Some(chatty.pid()), &sink));
         let small = Value::Bytes(bytes::Bytes::from_static(b"hi"));
         for i in 0..SMALL {
             chatty.send(&sink, "small", numbered(i, &small)).unwrap();

@@ -54,20 +54,23 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     /// Stops the remote process `to` at once.
     fn terminate(&self, to: &Pid);
 
-    /// Whether the queue towards the node of `to` is above its high-water mark: cooperative
+    /// Whether `from` (a local process, or none) should hold back what it sends to `to`
+    /// because the queue towards the node of `to` is above its high-water mark: cooperative
     /// senders (the WebSocket relay) stop reading their input until
-    /// [`wait_for_space`](Transport::wait_for_space) resolves. Default: never.
-    fn is_congested(&self, _to: &Pid) -> bool {
+    /// [`wait_for_space`](Transport::wait_for_space) resolves. A transport may hold back only
+    /// the senders that fill the queue. Default: never.
+    fn is_congested(&self, _from: Option<&Pid>, _to: &Pid) -> bool {
         false
     }
 
-    /// Resolves once the queue towards the node of `to` is below its high-water mark (or the
-    /// node is declared down). Default: at once.
+    /// Resolves once `from` need no longer hold back what it sends to `to` (see
+    /// [`is_congested`](Transport::is_congested)), or the node of `to` is declared down.
+    /// Default: at once.
     ///
     /// # Cancel safety
     ///
     /// Implementations must be cancel safe: dropping the future loses nothing.
-    fn wait_for_space(&self, _to: &Pid) -> SpaceFuture {
+    fn wait_for_space(&self, _from: Option<&Pid>, _to: &Pid) -> SpaceFuture {
         Box::pin(std::future::ready(()))
     }
 

@@ -27,24 +27,28 @@ impl Node {
         }
     }
 
-    /// Whether the queue towards the remote `to` is above its high-water mark (always `false`
-    /// for local PIDs: use [`ProcessRef::is_congested`](crate::ProcessRef::is_congested) for
-    /// those).
-    pub fn is_congested(&self, to: &Pid) -> bool {
+    /// Whether `from` (the sending process, or none) should hold back what it sends to the
+    /// remote `to` because the queue towards that node is above its high-water mark (the
+    /// cluster transport then holds back the senders that fill it, see
+    /// [`Transport::is_congested`](crate::Transport::is_congested)); always `false` for
+    /// local PIDs: use [`ProcessRef::is_congested`](crate::ProcessRef::is_congested) for
+    /// those.
+    pub fn is_congested(&self, from: Option<&Pid>, to: &Pid) -> bool {
         match self.route(to) {
-            Route::Remote(t) => t.is_congested(to),
+            Route::Remote(t) => t.is_congested(from, to),
             Route::Local | Route::Unreachable => false,
         }
     }
 
-    /// Waits until the queue towards the remote `to` is below its high-water mark.
+    /// Waits until `from` need no longer hold back what it sends to the remote `to` (see
+    /// [`is_congested`](Node::is_congested)).
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future loses nothing.
-    pub async fn wait_for_space(&self, to: &Pid) {
+    pub async fn wait_for_space(&self, from: Option<&Pid>, to: &Pid) {
         if let Route::Remote(t) = self.route(to) {
-            t.wait_for_space(to).await;
+            t.wait_for_space(from, to).await;
         }
     }
 

@@ -50,9 +50,12 @@ impl Space {
                     let local = local.clone();
                     Some(Box::pin(async move { local.wait_for_space().await }))
                 }
-                None if ctx.node().is_congested(&target.pid) => {
-                    let (node, pid) = (ctx.node().clone(), target.pid.clone());
-                    Some(Box::pin(async move { node.wait_for_space(&pid).await }))
+                None if ctx.node().is_congested(Some(ctx.pid()), &target.pid) => {
+                    let (node, me, pid) =
+                        (ctx.node().clone(), ctx.pid().clone(), target.pid.clone());
+                    Some(Box::pin(async move {
+                        node.wait_for_space(Some(&me), &pid).await
+                    }))
                 }
                 _ => return true,
             };
