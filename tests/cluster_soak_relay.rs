@@ -695,7 +695,9 @@ fn check(clients: &BTreeMap<u64, Seen>, ledger: &HashMap<String, Entry>) {
         // never had a connection.
         if e.joins == 0 && e.leaves == ["not_upgraded"] && e.lost.is_empty() {
             if id.parse().is_ok_and(|id: u64| clients.contains_key(&id)) {
-                wrong.push(format!("{id}: upgraded, but its target was told not_upgraded"));
+                wrong.push(format!(
+                    "{id}: upgraded, but its target was told not_upgraded"
+                ));
             }
             continue;
         }

@@ -127,6 +127,14 @@ impl Watches {
     }
 }
 
+/// Closes `source` when the calling process ends (nothing for a function call, whose
+/// subscription object goes with the call).
+pub(crate) fn close_at_exit(source: &Rc<dyn Source>) {
+    if let Some(Actor::Process(p)) = current() {
+        p.watches.add(source);
+    }
+}
+
 impl Drop for Watches {
     fn drop(&mut self) {
         for watch in self.0.get_mut().drain(..) {

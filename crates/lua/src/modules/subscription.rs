@@ -2,7 +2,8 @@
 //! them: `sub:channel()` (a channel with `receive()` and `case_receive()`, as other channels)
 //! and `sub:close({flush = bool}?)`. What they read from is a [`Source`]: a group watch or an
 //! event bus subscription. A subscription a process opened is closed when the process ends,
-//! not when the Lua collector gets to it: subscriptions are capped (per scope, per node).
+//! not when the Lua collector gets to it (subscriptions are capped, per scope, per node): the
+//! module that opens one hands it to [`crate::actor::close_at_exit`] too.
 
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -10,7 +11,6 @@ use std::rc::Rc;
 use mlua::{AnyUserData, Lua, Table, UserData, UserDataMethods, Value as LuaValue};
 
 use super::case::{Case, CaseKind, Changed, Op, Taken};
-use crate::actor::{current, Actor};
 
 /// What a subscription reads from.
 pub(crate) trait Source: 'static {
@@ -34,12 +34,8 @@ struct Subscription {
 #[derive(Clone)]
 struct SubscriptionChannel(Rc<dyn Source>);
 
-/// A subscription object for `source`, recorded with the calling process (closed when it
-/// ends).
+/// A subscription object for `source`.
 pub(crate) fn subscription(lua: &Lua, source: Rc<dyn Source>) -> mlua::Result<LuaValue> {
-    if let Some(Actor::Process(p)) = current() {
-        p.watches.add(&source);
-    }
     let sub = Subscription {
         source,
         channel: OnceCell::new(),
