@@ -7,12 +7,9 @@
 //! The bus is per node: events do not cross to other cluster nodes. A node has at most
 //! [`MAX_BUS_SUBSCRIPTIONS`] open subscriptions.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use parking_lot::Mutex;
-
-use crate::feed::{Fed, Feed};
+use crate::feed::{Fed, Feed, Subscribers};
 use crate::Value;
 
 /// The most open event bus subscriptions of one node.
@@ -51,11 +48,7 @@ pub enum BusError {
 
 /// The subscriptions of a node.
 #[derive(Default)]
-pub(crate) struct EventBus {
-    /// Open subscriptions, so that a send with none skips the lock.
-    count: AtomicUsize,
-    list: Mutex<Vec<Arc<Subscriber>>>,
-}
+pub(crate) struct EventBus(Subscribers<Subscriber>);
 
 /// One subscription: what it matches, its buffer and wake-up.
 struct Subscriber {
@@ -91,19 +84,16 @@ impl EventBus {
         if pattern.is_empty() {
             return Err(BusError::EmptyPattern);
         }
-        let mut list = self.list.lock();
-        if list.len() >= MAX_BUS_SUBSCRIPTIONS {
-            return Err(BusError::TooManySubscriptions {
-                limit: MAX_BUS_SUBSCRIPTIONS,
-            });
-        }
         let inner = Arc::new(Subscriber {
             pattern: pattern.into(),
             kind: kind.filter(|k| !k.is_empty()).map(Into::into),
             feed: Feed::new(),
         });
-        list.push(inner.clone());
-        self.count.store(list.len(), Ordering::Release);
+        if !self.0.add(inner.clone(), MAX_BUS_SUBSCRIPTIONS) {
+            return Err(BusError::TooManySubscriptions {
+                limit: MAX_BUS_SUBSCRIPTIONS,
+            });
+        }
         Ok(BusWatch {
             inner,
             bus: Arc::downgrade(self),
@@ -118,13 +108,12 @@ impl EventBus {
         if event.kind.is_empty() {
             return Err(BusError::EmptyField("kind"));
         }
-        if self.count.load(Ordering::Acquire) == 0 {
+        if !self.0.any() {
             return Ok(0);
         }
         let event = Arc::new(event);
-        let list = self.list.lock();
         let mut matched = 0;
-        for sub in list.iter() {
+        for sub in self.0.lock().iter() {
             if sub.kind.as_deref().is_some_and(|k| k != &*event.kind)
                 || !glob_match(&sub.pattern, &event.system)
             {
@@ -134,12 +123,6 @@ impl EventBus {
             matched += 1;
         }
         Ok(matched)
-    }
-
-    fn remove(&self, sub: &Arc<Subscriber>) {
-        let mut list = self.list.lock();
-        list.retain(|s| !Arc::ptr_eq(s, sub));
-        self.count.store(list.len(), Ordering::Release);
     }
 }
 
@@ -169,7 +152,7 @@ impl BusWatch {
     pub fn close(&self, flush: bool) {
         self.inner.feed.close(flush);
         if let Some(bus) = self.bus.upgrade() {
-            bus.remove(&self.inner);
+            bus.0.remove(&self.inner);
         }
     }
 }

@@ -7,8 +7,10 @@
 //! in the place of the gap.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 /// The most events a subscription buffers before it drops and counts.
@@ -103,5 +105,52 @@ impl<E> Feed<E> {
             }
         }
         self.notify.notify_one();
+    }
+}
+
+/// The open subscriptions of one publisher (a group scope, the event bus), at most a given
+/// number: a list behind a lock, and its length readable without the lock, so that a
+/// publisher with no subscribers skips the lock.
+pub(crate) struct Subscribers<T> {
+    count: AtomicUsize,
+    list: Mutex<Vec<Arc<T>>>,
+}
+
+impl<T> Default for Subscribers<T> {
+    fn default() -> Subscribers<T> {
+        Subscribers {
+            count: AtomicUsize::new(0),
+            list: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<T> Subscribers<T> {
+    /// Adds `subscriber`, unless `limit` are open already (then `false`).
+    pub(crate) fn add(&self, subscriber: Arc<T>, limit: usize) -> bool {
+        let mut list = self.list.lock();
+        if list.len() >= limit {
+            return false;
+        }
+        list.push(subscriber);
+        self.count.store(list.len(), Ordering::Release);
+        true
+    }
+
+    /// Removes `subscriber` (closed).
+    pub(crate) fn remove(&self, subscriber: &Arc<T>) {
+        let mut list = self.list.lock();
+        list.retain(|s| !Arc::ptr_eq(s, subscriber));
+        self.count.store(list.len(), Ordering::Release);
+    }
+
+    /// Whether any is open (read without the lock).
+    pub(crate) fn any(&self) -> bool {
+        self.count.load(Ordering::Acquire) != 0
+    }
+
+    /// The open subscribers, locked for a publication.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<Arc<T>>> {
+        self.list.lock()
     }
 }

@@ -11,13 +11,10 @@
 //! with the count of what it lost, in the place of the gap. A scope has at most
 //! [`MAX_WATCHES`] open watches.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use parking_lot::Mutex;
-
 use super::ScopeInner;
-use crate::feed::{Fed, Feed, FEED_BUFFER};
+use crate::feed::{Fed, Feed, Subscribers, FEED_BUFFER};
 use crate::Pid;
 
 /// The most events a watch buffers before it drops and counts.
@@ -71,11 +68,7 @@ pub enum WatchError {
 
 /// The open watches of a scope: per group, and scope-wide.
 #[derive(Default)]
-pub(super) struct Watches {
-    /// Open watches, so the join and leave paths skip the registry lock when there are none.
-    count: AtomicUsize,
-    list: Mutex<Vec<Arc<WatchInner>>>,
-}
+pub(super) struct Watches(Subscribers<WatchInner>);
 
 /// One subscription: what it watches, its buffer and wake-up.
 struct WatchInner {
@@ -107,19 +100,16 @@ impl Watches {
         scope: &Arc<ScopeInner>,
         group: Option<Arc<str>>,
     ) -> Result<GroupWatch, WatchError> {
-        let mut list = self.list.lock();
-        if list.len() >= MAX_WATCHES {
+        let inner = Arc::new(WatchInner {
+            group,
+            feed: Feed::new(),
+        });
+        if !self.0.add(inner.clone(), MAX_WATCHES) {
             return Err(WatchError::TooManyWatches {
                 scope: scope.name.to_string(),
                 limit: MAX_WATCHES,
             });
         }
-        let inner = Arc::new(WatchInner {
-            group,
-            feed: Feed::new(),
-        });
-        list.push(inner.clone());
-        self.count.store(list.len(), Ordering::Release);
         Ok(GroupWatch {
             inner,
             scope: Arc::downgrade(scope),
@@ -129,7 +119,7 @@ impl Watches {
     /// Whether any watch is open (read without the lock): a caller that must build the
     /// group's name for [`emit`](Watches::emit) checks this first.
     pub(super) fn any(&self) -> bool {
-        self.count.load(Ordering::Acquire) != 0
+        self.0.any()
     }
 
     /// Reports a change of `group` to its watches. Called with the scope's group lock held.
@@ -137,8 +127,7 @@ impl Watches {
         if times == 0 || !self.any() {
             return;
         }
-        let list = self.list.lock();
-        for watch in list.iter() {
+        for watch in self.0.lock().iter() {
             if watch.group.as_ref().is_some_and(|g| g != group) {
                 continue;
             }
@@ -156,12 +145,6 @@ impl Watches {
             };
             watch.feed.push(event);
         }
-    }
-
-    fn remove(&self, watch: &Arc<WatchInner>) {
-        let mut list = self.list.lock();
-        list.retain(|w| !Arc::ptr_eq(w, watch));
-        self.count.store(list.len(), Ordering::Release);
     }
 }
 
@@ -194,7 +177,7 @@ impl GroupWatch {
     pub fn close(&self, flush: bool) {
         self.inner.feed.close(flush);
         if let Some(scope) = self.scope.upgrade() {
-            scope.watches.remove(&self.inner);
+            scope.watches.0.remove(&self.inner);
         }
     }
 }
