@@ -207,3 +207,95 @@ async fn a_batch_runs_its_requests_at_once_and_answers_in_order() {
         ])
     );
 }
+
+/// A server that answers one request with `CT: <its Content-Type>\n` and its body.
+async fn echo_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        let head_end = loop {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "client closed early");
+            got.extend_from_slice(&buf[..n]);
+            if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+                .unwrap_or_default()
+        };
+        let length: usize = header("content-length:").parse().unwrap_or(0);
+        while got.len() < head_end + length {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "client closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let mut answer = format!("CT: {}\n", header("content-type:")).into_bytes();
+        answer.extend_from_slice(&got[head_end..head_end + length]);
+        let mut response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            answer.len()
+        )
+        .into_bytes();
+        response.extend_from_slice(&answer);
+        s.write_all(&response).await.unwrap();
+    });
+    format!("http://{addr}/upload")
+}
+
+const UPLOAD: &str = r#"
+local function main(url)
+  local client = require("http_client")
+  -- Refused before anything is sent: a body with files, a reader instead of content.
+  local none, err = client.post(url, { body = "x", files = { { name = "f", content = "c" } } })
+  assert(none == nil and err:kind() == "INVALID", tostring(err))
+  none, err = client.post(url, { files = { { name = "f", reader = {} } } })
+  assert(none == nil and err:kind() == "INVALID" and tostring(err):find("reader"), tostring(err))
+  local res = assert(client.post(url, {
+    headers = { ["Content-Type"] = "text/plain" },
+    form = { note = "hi" },
+    files = {
+      { name = "avatar", filename = 'a"b.png', content = "\0\1PNG" },
+      { name = "doc", content = "plain text" },
+    },
+  }))
+  local ct, body = res.body:match("^CT: ([^\n]*)\n(.*)$")
+  local boundary = ct:match("^multipart/form%-data; boundary=(%x+)$")
+  assert(boundary and #boundary == 32, ct)
+  local want = table.concat({
+    "--" .. boundary, 'content-disposition: form-data; name="note"', "", "hi",
+    "--" .. boundary, 'content-disposition: form-data; name="avatar"; filename="a%22b.png"',
+    "content-type: application/octet-stream", "", "\0\1PNG",
+    "--" .. boundary, 'content-disposition: form-data; name="doc"', "", "plain text",
+    "--" .. boundary .. "--", "",
+  }, "\r\n")
+  return body:gsub("Content%-Disposition", "content-disposition"):gsub("Content%-Type", "content-type") == want
+end
+return { main = main }
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_go_as_multipart_form_data() {
+    let (_node, engine) = setup();
+    engine.set_http_client(Arc::new(Transport));
+    let upload = register(&engine, UPLOAD, "main", &["http_client"]);
+    engine.set_http_client_policy(
+        &upload,
+        HttpClientPolicy {
+            allow_private: true,
+            ..HttpClientPolicy::default()
+        },
+    );
+    let url = echo_server().await;
+    let (me, _guard) = rust_process(engine.node());
+    let pid = spawn_monitored(&me, &upload, vec![Value::from(url.as_str())]);
+    let result = exit_of(&me, &pid).await;
+    assert_eq!(result.error, None);
+    assert_eq!(result.value, Value::Bool(true));
+}

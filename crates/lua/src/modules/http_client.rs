@@ -42,6 +42,8 @@ pub(crate) const MAX_PAIRS: usize = 1000;
 pub(crate) const MAX_HEADER_LEN: usize = 8 * 1024;
 /// The longest URL, in bytes.
 pub(crate) const MAX_URL: usize = 8 * 1024;
+/// The most files one request uploads (`files`).
+pub(crate) const MAX_FILES: usize = 100;
 /// The most requests of one engine in flight at once.
 pub const MAX_IN_FLIGHT: usize = 256;
 
@@ -284,6 +286,110 @@ fn form_encode(pairs: &[(String, String)]) -> String {
 }
 
 /// Decodes `%XX` escapes; `None` if one is malformed.
+/// One part of a multipart upload (`files`): the form field's name, the file's name (if
+/// given) and its content.
+struct FilePart {
+    name: String,
+    filename: Option<String>,
+    content: Vec<u8>,
+}
+
+/// The `files` option: a list of `{name, filename?, content}` (Wippy's `reader` is not
+/// supported, nor is a part's content type, which Wippy ignores too).
+fn file_parts(what: &str, v: &LuaValue) -> Result<Vec<FilePart>, WippyError> {
+    let LuaValue::Table(list) = v else {
+        return Err(invalid(
+            what,
+            "files must be a list of {name, filename?, content}",
+        ));
+    };
+    let mut parts = Vec::new();
+    for item in list.clone().sequence_values::<LuaValue>() {
+        let item = item.map_err(|e| invalid(what, e))?;
+        let LuaValue::Table(file) = item else {
+            return Err(invalid(
+                what,
+                "each file must be a table {name, filename?, content}",
+            ));
+        };
+        if parts.len() == MAX_FILES {
+            return Err(invalid(what, format!("at most {MAX_FILES} files")));
+        }
+        let field = |key: &str| file.raw_get::<LuaValue>(key).map_err(|e| invalid(what, e));
+        let name = text(what, "files[].name", &field("name")?, MAX_HEADER_LEN)?;
+        let filename = match field("filename")? {
+            LuaValue::Nil => None,
+            f => Some(text(what, "files[].filename", &f, MAX_HEADER_LEN)?),
+        };
+        let content = match field("content")? {
+            LuaValue::String(s) => s.as_bytes().to_vec(),
+            LuaValue::Nil if !matches!(field("reader")?, LuaValue::Nil) => {
+                return Err(invalid(
+                    what,
+                    "files[].reader is not supported (give content)",
+                ))
+            }
+            _ => return Err(invalid(what, "files[].content must be a string")),
+        };
+        parts.push(FilePart {
+            name,
+            filename,
+            content,
+        });
+    }
+    Ok(parts)
+}
+
+/// A `multipart/form-data` body (RFC 7578) of the text fields `form` and the files `files`,
+/// and its boundary: 32 random hex digits, drawn again in the unlikely case that the content
+/// holds them.
+fn multipart(form: &[(String, String)], files: &[FilePart]) -> (Vec<u8>, String) {
+    let contents = || {
+        form.iter()
+            .map(|(_, v)| v.as_bytes())
+            .chain(files.iter().map(|f| f.content.as_slice()))
+    };
+    let boundary = loop {
+        let mut random = [0u8; 16];
+        let _ = getrandom::getrandom(&mut random);
+        let boundary: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        if !contents().any(|c| c.windows(boundary.len()).any(|w| w == boundary.as_bytes())) {
+            break boundary;
+        }
+    };
+    let mut body = Vec::new();
+    let mut part = |name: &str, filename: Option<&str>, content: &[u8]| {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        let mut disposition = format!("Content-Disposition: form-data; name=\"{}\"", quoted(name));
+        if let Some(filename) = filename {
+            disposition.push_str(&format!("; filename=\"{}\"", quoted(filename)));
+        }
+        body.extend_from_slice(disposition.as_bytes());
+        if filename.is_some() {
+            body.extend_from_slice(b"\r\nContent-Type: application/octet-stream");
+        }
+        body.extend_from_slice(b"\r\n\r\n");
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    };
+    for (name, value) in form {
+        part(name, None, value.as_bytes());
+    }
+    for file in files {
+        part(&file.name, file.filename.as_deref(), &file.content);
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (body, boundary)
+}
+
+/// A name in a `Content-Disposition` header: `"`, CR and LF percent-encoded, as browsers
+/// send them (RFC 7578 §4.2).
+fn quoted(name: &str) -> String {
+    name.replace('"', "%22")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
 fn decode_component(s: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
@@ -362,6 +468,7 @@ fn build(
     };
     let max_body = policy.max_request_body.min(limit);
     let mut form = None;
+    let mut files = None;
     if let Some(opts) = opts {
         for pair in opts.clone().pairs::<LuaValue, LuaValue>() {
             let (k, v) = pair.map_err(|e| invalid(what, e))?;
@@ -410,7 +517,8 @@ fn build(
                         }
                     }
                 }
-                "form" => form = Some(form_encode(&pairs(what, "form", &v)?)),
+                "form" => form = Some(pairs(what, "form", &v)?),
+                "files" => files = Some(file_parts(what, &v)?),
                 "cookies" => {
                     let cookies = pairs(what, "cookies", &v)?;
                     if !cookies.is_empty() {
@@ -500,33 +608,48 @@ fn build(
                         }
                     }
                 }
-                "files" | "stream" | "unix_socket" | "overlay_network" => {
+                "stream" | "unix_socket" | "overlay_network" => {
                     return Err(invalid(what, format!("option {key:?} is not supported")))
                 }
                 other => return Err(invalid(what, format!("unknown option {other:?}"))),
             }
         }
     }
-    if let Some(form) = form {
-        if !req.body.is_empty() {
-            return Err(invalid(what, "body and form exclude each other"));
+    // The body `form` and `files` make, with its content type.
+    let made = match (form, files) {
+        (None, None) => None,
+        (Some(form), None) => Some((
+            form_encode(&form).into_bytes(),
+            "application/x-www-form-urlencoded".to_owned(),
+        )),
+        (form, Some(files)) => {
+            let (body, boundary) = multipart(&form.unwrap_or_default(), &files);
+            Some((body, format!("multipart/form-data; boundary={boundary}")))
         }
-        if form.len() > max_body {
+    };
+    if let Some((body, content_type)) = made {
+        if !req.body.is_empty() {
+            return Err(invalid(what, "body excludes form and files"));
+        }
+        if body.len() > max_body {
             return Err(invalid(
                 what,
-                format!("form is over the limit of {max_body} bytes"),
+                format!("form or files are over the limit of {max_body} bytes"),
             ));
         }
-        req.body = Bytes::from(form);
+        req.body = Bytes::from(body);
+        // A multipart body is read by its boundary, which only this header names: it
+        // replaces one of the caller's. A form keeps the caller's.
+        if content_type.starts_with("multipart/") {
+            req.headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+        }
         if !req
             .headers
             .iter()
             .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
         {
-            req.headers.push((
-                "content-type".to_owned(),
-                "application/x-www-form-urlencoded".to_owned(),
-            ));
+            req.headers.push(("content-type".to_owned(), content_type));
         }
     }
     if !(url.starts_with("http://") || url.starts_with("https://")) {
