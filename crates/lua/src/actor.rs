@@ -7,14 +7,14 @@
 //! slice (start time, stop and failure flags).
 
 use std::cell::{Cell, OnceCell, RefCell};
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::Instant;
 
 use mlua::AnyUserData;
 use wsrelay_process::{Context, ExitResult, Node};
 
 use crate::http_types::{HttpRequest, HttpResponse};
-use crate::modules::subscription::Source;
+use crate::modules::subscription::Watches;
 use crate::stdlib::xoshiro::Xoshiro;
 
 thread_local! {
@@ -112,37 +112,6 @@ pub(crate) struct ProcState {
     /// The subscriptions (`pg`, `events`) the process opened, closed when it ends (not when
     /// the Lua collector gets to them): subscriptions are capped.
     pub(crate) watches: Watches,
-}
-
-/// The subscriptions a process opened (see [`ProcState`]); closed when the
-/// process ends, so a scope's cap counts live subscriptions only.
-#[derive(Default)]
-pub(crate) struct Watches(RefCell<Vec<Weak<dyn Source>>>);
-
-impl Watches {
-    pub(crate) fn add(&self, watch: &Rc<dyn Source>) {
-        let mut list = self.0.borrow_mut();
-        list.retain(|w| w.strong_count() > 0);
-        list.push(Rc::downgrade(watch));
-    }
-}
-
-/// Closes `source` when the calling process ends (nothing for a function call, whose
-/// subscription object goes with the call).
-pub(crate) fn close_at_exit(source: &Rc<dyn Source>) {
-    if let Some(Actor::Process(p)) = current() {
-        p.watches.add(source);
-    }
-}
-
-impl Drop for Watches {
-    fn drop(&mut self) {
-        for watch in self.0.get_mut().drain(..) {
-            if let Some(watch) = watch.upgrade() {
-                watch.close(false);
-            }
-        }
-    }
 }
 
 /// A function call: an HTTP handler (with its request and response) or a plain function.

@@ -20,7 +20,7 @@ use super::case::Changed;
 use super::errors::WippyError;
 use super::subscription::{subscription, Source};
 use super::{string_arg, wippy_function, WippyFail};
-use crate::actor::{close_at_exit, current};
+use crate::actor::{current, current_process};
 use crate::convert::{to_lua, to_value};
 
 /// The longest system pattern, system, kind or path, in bytes.
@@ -61,9 +61,12 @@ fn subscribe(lua: &Lua, args: MultiValue) -> Result<LuaValue, WippyFail> {
     let watch = node()?
         .subscribe_events(&pattern, kind.as_deref())
         .map_err(invalid)?;
-    let source: Rc<dyn Source> = Rc::new(watch);
-    close_at_exit(&source);
-    Ok(subscription(lua, source)?)
+    let owner = current_process().ok();
+    Ok(subscription(
+        lua,
+        watch,
+        owner.as_deref().map(|p| &p.watches),
+    )?)
 }
 
 /// `events.send(system, kind, path, data?)`.

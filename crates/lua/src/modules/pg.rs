@@ -27,7 +27,7 @@ use super::case::Changed;
 use super::errors::WippyError;
 use super::subscription::{subscription, Source};
 use super::{string_arg, WippyFail};
-use crate::actor::{close_at_exit, current, Actor};
+use crate::actor::{current, current_process, Actor};
 use crate::convert::to_values;
 
 /// An open scope (`pg.open`).
@@ -199,7 +199,11 @@ fn monitor(
     let scope = this.scope()?;
     let group = text(args, 0, "group")?;
     let (watch, pids) = scope.monitor(&group).map_err(invalid)?;
-    let sub = watched(lua, watch)?;
+    let sub = subscription(
+        lua,
+        watch,
+        current_process().ok().as_deref().map(|p| &p.watches),
+    )?;
     Ok((sub, LuaValue::Table(pid_list(lua, &pids)?)))
 }
 
@@ -207,7 +211,11 @@ fn monitor(
 fn events(lua: &Lua, this: &Instance) -> Result<(LuaValue, LuaValue), WippyFail> {
     let scope = this.scope()?;
     let (watch, all) = scope.watch_all().map_err(invalid)?;
-    let sub = watched(lua, watch)?;
+    let sub = subscription(
+        lua,
+        watch,
+        current_process().ok().as_deref().map(|p| &p.watches),
+    )?;
     let groups = lua.create_table_with_capacity(0, all.len())?;
     for (group, pids) in all {
         groups.raw_set(group, pid_list(lua, &pids)?)?;
@@ -315,13 +323,6 @@ fn event_table(lua: &Lua, event: &GroupEvent) -> mlua::Result<Table> {
     }
     t.raw_set("data", data)?;
     Ok(t)
-}
-
-/// A subscription object for `watch`, closed when the calling process ends.
-fn watched(lua: &Lua, watch: GroupWatch) -> mlua::Result<LuaValue> {
-    let source: Rc<dyn Source> = Rc::new(watch);
-    close_at_exit(&source);
-    subscription(lua, source)
 }
 
 impl Source for GroupWatch {

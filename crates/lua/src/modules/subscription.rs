@@ -3,10 +3,10 @@
 //! and `sub:close({flush = bool}?)`. What they read from is a [`Source`]: a group watch or an
 //! event bus subscription. A subscription a process opened is closed when the process ends,
 //! not when the Lua collector gets to it (subscriptions are capped, per scope, per node): the
-//! module that opens one hands it to [`crate::actor::close_at_exit`] too.
+//! process keeps its subscriptions in [`Watches`].
 
-use std::cell::OnceCell;
-use std::rc::Rc;
+use std::cell::{OnceCell, RefCell};
+use std::rc::{Rc, Weak};
 
 use mlua::{AnyUserData, Lua, Table, UserData, UserDataMethods, Value as LuaValue};
 
@@ -34,8 +34,34 @@ struct Subscription {
 #[derive(Clone)]
 struct SubscriptionChannel(Rc<dyn Source>);
 
-/// A subscription object for `source`.
-pub(crate) fn subscription(lua: &Lua, source: Rc<dyn Source>) -> mlua::Result<LuaValue> {
+/// The subscriptions a process opened (its `ProcState`'s), closed when the process ends,
+/// so that a cap counts live subscriptions only.
+#[derive(Default)]
+pub(crate) struct Watches(RefCell<Vec<Weak<dyn Source>>>);
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for watch in self.0.get_mut().drain(..) {
+            if let Some(watch) = watch.upgrade() {
+                watch.close(false);
+            }
+        }
+    }
+}
+
+/// A subscription object for `source`; with `owner` (the opening process's [`Watches`]),
+/// closed when that process ends.
+pub(crate) fn subscription(
+    lua: &Lua,
+    source: impl Source,
+    owner: Option<&Watches>,
+) -> mlua::Result<LuaValue> {
+    let source: Rc<dyn Source> = Rc::new(source);
+    if let Some(owner) = owner {
+        let mut list = owner.0.borrow_mut();
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Rc::downgrade(&source));
+    }
     let sub = Subscription {
         source,
         channel: OnceCell::new(),
