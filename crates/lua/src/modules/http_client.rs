@@ -285,7 +285,6 @@ fn form_encode(pairs: &[(String, String)]) -> String {
     out
 }
 
-/// Decodes `%XX` escapes; `None` if one is malformed.
 /// One part of a multipart upload (`files`): the form field's name, the file's name (if
 /// given) and its content.
 struct FilePart {
@@ -390,6 +389,7 @@ fn quoted(name: &str) -> String {
         .replace('\n', "%0A")
 }
 
+/// Decodes `%XX` escapes; `None` if one is malformed.
 fn decode_component(s: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
