@@ -105,12 +105,16 @@ fn on_data(
         return;
     }
     sh.stats.count_received_envelopes(envelopes.len());
+    // One wake-up per shard for the whole frame, not one per envelope (most of a frame's
+    // envelopes go to different connections of the same shard).
+    let wakes = sh.node.wake_batch();
     for env in envelopes {
         match Envelope::decode(&env) {
             Ok(env) => apply(sh, peer, env),
             Err(_) => sh.stats.count_drop(DropReason::Malformed, 1),
         }
     }
+    drop(wakes);
     let ack_due = peer.state.lock().ack_due(len, sh.opts.grant());
     if ack_due {
         sh.publish_control(peer, sh.heartbeat(peer, false));

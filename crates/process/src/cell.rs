@@ -376,18 +376,36 @@ impl Cell {
 pub(crate) struct Ready {
     waker: AtomicWaker,
     version: AtomicU64,
+    /// The shard of the thread that registered the waker ([`shard::here`]): a driver task
+    /// stays on its shard, so that is where a wake-up lands, and a [`WakeBatch`] open on
+    /// another thread hands it over with the others for that shard.
+    ///
+    /// [`shard::here`]: crate::shard::here
+    /// [`WakeBatch`]: crate::WakeBatch
+    home: AtomicU64,
 }
 
 impl Ready {
     /// Something changed: wake the driver.
     pub(crate) fn notify(&self) {
         self.version.fetch_add(1, Ordering::AcqRel);
-        self.waker.wake();
+        let home = self.home.load(Ordering::Relaxed);
+        if home != 0 && crate::wakes::batching() {
+            if let Some(waker) = self.waker.take().and_then(|w| crate::wakes::keep(home, w)) {
+                waker.wake();
+            }
+        } else {
+            self.waker.wake();
+        }
     }
 
     /// Wakes `waker` at the next change (replacing the waker registered before).
     pub(crate) fn register(&self, waker: &Waker) {
         self.waker.register(waker);
+        let here = crate::shard::here();
+        if self.home.load(Ordering::Relaxed) != here {
+            self.home.store(here, Ordering::Relaxed);
+        }
     }
 
     fn version(&self) -> u64 {

@@ -72,6 +72,7 @@ mod signal;
 mod spawn;
 mod table;
 mod value;
+mod wakes;
 
 pub use bus::{glob_match, BusError, BusEvent, BusWatch, MAX_BUS_SUBSCRIPTIONS};
 pub use cell::{Changed, Received};
@@ -95,3 +96,4 @@ pub use shard::Shards;
 pub use shortcut::Shortcut;
 pub use spawn::{NewProcess, ProcessFactory, Ready, SpawnOptions};
 pub use value::{Map, OpaqueValue, Shared, Value, ValueBuilder, Visit};
+pub use wakes::WakeBatch;

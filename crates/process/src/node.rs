@@ -166,6 +166,16 @@ impl Node {
         self.inner.shards.get()
     }
 
+    /// Opens a batch of wake-ups on this thread: until it is dropped, what this thread
+    /// delivers to processes whose tasks run on other shards wakes them once per shard, when
+    /// the batch ends, instead of once per delivery (see [`WakeBatch`]). For a thread that
+    /// delivers many messages at once from outside the shards (a cluster receiver).
+    ///
+    /// [`WakeBatch`]: crate::WakeBatch
+    pub fn wake_batch(&self) -> crate::WakeBatch {
+        crate::WakeBatch::open(self.shards())
+    }
+
     /// Whether `pid` is a live process (for remote PIDs: not known to be dead).
     pub fn is_alive(&self, pid: &Pid) -> bool {
         match self.route(pid) {

@@ -56,6 +56,17 @@ thread_local! {
     static CURRENT: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
+/// The calling thread's shard as one number (its set in the high half, its index + 1 in the
+/// low half); 0 off the shards.
+pub(crate) fn here() -> u64 {
+    let (set, index) = CURRENT.with(Cell::get);
+    if set == 0 {
+        0
+    } else {
+        ((set as u64) << 32) | (index as u64 + 1)
+    }
+}
+
 /// A set of shard threads. Cloning is cheap; clones share the threads, which stop soon after
 /// the last clone is dropped (their tasks are dropped with them).
 #[derive(Clone)]
@@ -146,6 +157,12 @@ impl Shards {
     pub fn current(&self) -> Option<usize> {
         let (set, index) = CURRENT.with(Cell::get);
         (set == self.inner.id).then_some(index)
+    }
+
+    /// The shard of this set that a [`here`] token names, if any.
+    pub(crate) fn index_of(&self, token: u64) -> Option<usize> {
+        let (set, index) = ((token >> 32) as usize, (token & 0xffff_ffff) as usize);
+        (set == self.inner.id && index >= 1 && index <= self.len()).then(|| index - 1)
     }
 
     /// Whether the calling thread is a shard of any set.
