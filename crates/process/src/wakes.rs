@@ -146,6 +146,7 @@ mod tests {
     }
 
     /// Waits (bounded) until `record` has `n` wake-ups.
+    #[allow(clippy::disallowed_methods)] // the test's own thread, not a runtime worker
     fn wait_for(record: &Record, n: usize) -> Vec<Option<usize>> {
         for _ in 0..1000 {
             let w = woken(record);
