@@ -44,8 +44,9 @@
 //! and routing), with its methods in the file of their concept: `spawn.rs`, `signal.rs`
 //! (send, cancel, terminate), `relations.rs` (monitors and links), `names.rs`, `exit.rs`
 //! (the exit protocol and [`ExitGuard`]), `info.rs`, `process_ref.rs`, `shortcut.rs`
-//! ([`Shortcut`]: messages taken in the sender's call), and, for transports, `remote.rs`
-//! ([`Transport`]) and `inbound.rs` ([`Inbound`]). [`Context`] (`context.rs`) is the same
+//! ([`Shortcut`]: messages taken in the sender's call), `shard.rs` ([`Shards`]: thread per
+//! core), `wakes.rs` ([`WakeBatch`]: wake-ups across shards, once per batch), and, for
+//! transports, `remote.rs` ([`Transport`]) and `inbound.rs` ([`Inbound`]). [`Context`] (`context.rs`) is the same
 //! operations with a process as the actor.
 
 mod bus;
