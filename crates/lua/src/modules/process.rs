@@ -9,14 +9,10 @@
 //! return Wippy error objects.
 
 use std::cell::{OnceCell, RefCell};
-use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use mlua::{AnyUserData, Lua, MultiValue, Table, Value as LuaValue};
-use rustc_hash::FxSeededState;
 use wsrelay_process::{Context, Message, Node, Pid, SendError, SpawnOptions, Value};
 
 use super::inbox::{Events, Inbox};
@@ -98,7 +94,7 @@ pub(crate) fn deliver(
 ) -> Result<(), String> {
     let actor = current();
     let node = node_of(&actor)?;
-    let to = resolve_cached(&node, dest)?;
+    let to = resolve(&node, dest)?;
     if topic.starts_with('@') {
         return Err(SendError::ReservedTopic(topic.to_owned()).to_string());
     }
@@ -132,44 +128,6 @@ fn topic_text(topic: &str) -> Arc<str> {
         }
         text
     })
-}
-
-/// PIDs parsed from text, per thread: a process sends to the same few PIDs over and over
-/// (its clients), and parsing the text was a tenth of a Lua send. Bounded: cleared when full.
-/// Hashed with Fx, seeded per thread, not SipHash: SipHash of a PID text was ~250
-/// instructions of every send. A text only stays here if it parses as a PID, and the seed
-/// keeps a client that makes a process send to texts of its choosing from aiming at one
-/// bucket.
-const PID_CACHE: usize = 4096;
-
-thread_local! {
-    static PIDS: RefCell<HashMap<Box<str>, Pid, FxSeededState>> =
-        RefCell::new(HashMap::with_hasher(FxSeededState::with_seed(random_seed())));
-}
-
-/// A seed for [`PIDS`], from std's random hash keys.
-fn random_seed() -> usize {
-    RandomState::new().hash_one(0u8) as usize
-}
-
-/// [`resolve`], with PID texts parsed once per thread; names are looked up every time (they
-/// move from process to process).
-fn resolve_cached(node: &Node, dest: &str) -> Result<Pid, String> {
-    if !dest.starts_with('{') {
-        return resolve(node, dest);
-    }
-    if let Some(pid) = PIDS.with(|pids| pids.borrow().get(dest).cloned()) {
-        return Ok(pid);
-    }
-    let pid = resolve(node, dest)?;
-    PIDS.with(|pids| {
-        let mut pids = pids.borrow_mut();
-        if pids.len() >= PID_CACHE {
-            pids.clear();
-        }
-        pids.insert(dest.into(), pid.clone());
-    });
-    Ok(pid)
 }
 
 /// An operation of the calling process on one other process.
