@@ -6,6 +6,7 @@
 //! they are decoded one by one after the frame's session accepted them.
 
 use bytes::Bytes;
+use rmp::Marker;
 use wsrelay_process::{ExitResult, Map, Message, Pid, Value};
 
 /// Why an envelope could not be decoded.
@@ -205,84 +206,80 @@ impl Envelope {
 
     /// Decodes one envelope.
     pub(crate) fn decode(buf: &[u8]) -> Result<Envelope, EnvelopeError> {
-        let mut rd = buf;
-        let v = rmpv::decode::read_value(&mut rd).map_err(|_| EnvelopeError("bad msgpack"))?;
-        let rmpv::Value::Array(items) = v else {
-            return Err(EnvelopeError("envelope is not an array"));
-        };
-        let mut it = items.into_iter();
-        let kind = it
-            .next()
-            .and_then(|k| k.as_u64())
-            .ok_or(EnvelopeError("no kind"))?;
-        let mut next = || it.next().ok_or(EnvelopeError("short envelope"));
-        let env = match kind as u8 {
+        let mut rd = Reader { buf };
+        let len = rd.array_len()?;
+        if len == 0 {
+            return Err(EnvelopeError("no kind"));
+        }
+        // Fields past the ones a kind has are left unread (a newer peer may add some).
+        let kind = rd.uint()?;
+        let env = match u8::try_from(kind).unwrap_or(u8::MAX) {
             K_MESSAGE => {
-                let from = opt_pid_of(next()?)?;
-                let to = pid_of(next()?)?;
-                let topic = str_of(next()?, "topic")?;
-                let msg = message_of(from, topic, next()?)?;
+                let from = rd.opt_pid()?;
+                let to = rd.pid()?;
+                let topic = rd.str("topic")?.to_owned();
+                let msg = rd.message(from, topic)?;
                 Envelope::Message { to, msg }
             }
             K_MONITOR => Envelope::Monitor {
-                watcher: pid_of(next()?)?,
-                target: pid_of(next()?)?,
+                watcher: rd.pid()?,
+                target: rd.pid()?,
             },
             K_DEMONITOR => Envelope::Demonitor {
-                watcher: pid_of(next()?)?,
-                target: pid_of(next()?)?,
+                watcher: rd.pid()?,
+                target: rd.pid()?,
             },
             K_EXIT => Envelope::Exit {
-                watcher: pid_of(next()?)?,
-                target: pid_of(next()?)?,
-                result: exit_of(next()?, next()?),
+                watcher: rd.pid()?,
+                target: rd.pid()?,
+                result: rd.exit()?,
             },
             K_LINK => Envelope::Link {
-                from: pid_of(next()?)?,
-                to: pid_of(next()?)?,
+                from: rd.pid()?,
+                to: rd.pid()?,
             },
             K_UNLINK => Envelope::Unlink {
-                from: pid_of(next()?)?,
-                to: pid_of(next()?)?,
+                from: rd.pid()?,
+                to: rd.pid()?,
             },
             K_LINK_DOWN => Envelope::LinkDown {
-                from: pid_of(next()?)?,
-                to: pid_of(next()?)?,
-                result: exit_of(next()?, next()?),
+                from: rd.pid()?,
+                to: rd.pid()?,
+                result: rd.exit()?,
             },
             K_CANCEL => Envelope::Cancel {
-                from: opt_pid_of(next()?)?,
-                to: pid_of(next()?)?,
-                reason: value_of(next()?),
+                from: rd.opt_pid()?,
+                to: rd.pid()?,
+                reason: rd.value(MAX_DEPTH)?,
             },
-            K_TERMINATE => Envelope::Terminate {
-                to: pid_of(next()?)?,
-            },
+            K_TERMINATE => Envelope::Terminate { to: rd.pid()? },
             K_GROUP_SEND => {
-                let from = opt_pid_of(next()?)?;
-                let scope = str_of(next()?, "scope")?;
-                let group = str_of(next()?, "group")?;
-                let topic = str_of(next()?, "topic")?;
-                let msg = message_of(from, topic, next()?)?;
+                let from = rd.opt_pid()?;
+                let scope = rd.str("scope")?.to_owned();
+                let group = rd.str("group")?.to_owned();
+                let topic = rd.str("topic")?.to_owned();
+                let msg = rd.message(from, topic)?;
                 Envelope::GroupSend { scope, group, msg }
             }
             K_GROUP_SYNC => Envelope::GroupSync {
-                end: next()?.as_bool().ok_or(EnvelopeError("sync phase"))?,
+                end: match rd.marker()? {
+                    Marker::True => true,
+                    Marker::False => false,
+                    _ => return Err(EnvelopeError("sync phase")),
+                },
             },
             K_GROUP_SET => {
-                let scope = str_of(next()?, "scope")?;
-                let group = str_of(next()?, "group")?;
-                let rmpv::Value::Array(flat) = next()? else {
-                    return Err(EnvelopeError("members"));
-                };
-                if flat.len() % 2 != 0 {
+                let scope = rd.str("scope")?.to_owned();
+                let group = rd.str("group")?.to_owned();
+                let flat = rd.array_len()?;
+                if flat % 2 != 0 {
                     return Err(EnvelopeError("members"));
                 }
-                let mut members = Vec::with_capacity(flat.len() / 2);
-                let mut it = flat.into_iter();
-                while let (Some(pid), Some(count)) = (it.next(), it.next()) {
-                    let count = count.as_u64().ok_or(EnvelopeError("join count"))?;
-                    members.push((pid_of(pid)?, usize::try_from(count).unwrap_or(usize::MAX)));
+                let mut members = Vec::with_capacity(rd.cap(flat / 2));
+                for _ in 0..flat / 2 {
+                    let pid = rd.pid()?;
+                    let count = rd.uint().map_err(|_| EnvelopeError("join count"))?;
+                    members.push((pid, usize::try_from(count).unwrap_or(usize::MAX)));
                 }
                 Envelope::GroupSet {
                     scope,
@@ -293,6 +290,235 @@ impl Envelope {
             _ => return Err(EnvelopeError("unknown envelope kind")),
         };
         Ok(env)
+    }
+}
+
+/// Nesting a payload may have on the wire: what `serde_json` parses by default, more than a
+/// Lua table may have (100 levels). A deeper envelope is dropped as malformed; the limit
+/// also bounds the reader's recursion on what a peer sends.
+const MAX_DEPTH: usize = 128;
+
+/// Reads an envelope's MessagePack straight into its parts and payloads, with no
+/// intermediate tree: strings are borrowed from the buffer until a payload keeps them.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], EnvelopeError> {
+        if self.buf.len() < n {
+            return Err(EnvelopeError("short envelope"));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn be<const N: usize>(&mut self) -> Result<[u8; N], EnvelopeError> {
+        <[u8; N]>::try_from(self.take(N)?).map_err(|_| EnvelopeError("short envelope"))
+    }
+
+    fn marker(&mut self) -> Result<Marker, EnvelopeError> {
+        Ok(Marker::from_u8(self.take(1)?[0]))
+    }
+
+    /// A length that follows `marker` (8, 16 or 32 bits).
+    fn len(&mut self, bits: u8) -> Result<usize, EnvelopeError> {
+        Ok(match bits {
+            8 => usize::from(self.take(1)?[0]),
+            16 => usize::from(u16::from_be_bytes(self.be()?)),
+            _ => u32::from_be_bytes(self.be()?) as usize,
+        })
+    }
+
+    /// Room to reserve for `n` items announced by the peer: each takes a byte at least.
+    fn cap(&self, n: usize) -> usize {
+        n.min(self.buf.len())
+    }
+
+    fn array_len(&mut self) -> Result<usize, EnvelopeError> {
+        match self.marker()? {
+            Marker::FixArray(n) => Ok(usize::from(n)),
+            Marker::Array16 => self.len(16),
+            Marker::Array32 => self.len(32),
+            _ => Err(EnvelopeError("not an array")),
+        }
+    }
+
+    fn uint(&mut self) -> Result<u64, EnvelopeError> {
+        match self.value(0)? {
+            Value::Int(n) => u64::try_from(n).map_err(|_| EnvelopeError("not a count")),
+            _ => Err(EnvelopeError("not a count")),
+        }
+    }
+
+    /// A string, or `None` for nil.
+    fn opt_str(&mut self, what: &'static str) -> Result<Option<&'a str>, EnvelopeError> {
+        let n = match self.marker()? {
+            Marker::Null => return Ok(None),
+            Marker::FixStr(n) => usize::from(n),
+            Marker::Str8 => self.len(8)?,
+            Marker::Str16 => self.len(16)?,
+            Marker::Str32 => self.len(32)?,
+            _ => return Err(EnvelopeError(what)),
+        };
+        std::str::from_utf8(self.take(n)?)
+            .map(Some)
+            .map_err(|_| EnvelopeError(what))
+    }
+
+    fn str(&mut self, what: &'static str) -> Result<&'a str, EnvelopeError> {
+        self.opt_str(what)?.ok_or(EnvelopeError(what))
+    }
+
+    fn opt_pid(&mut self) -> Result<Option<Pid>, EnvelopeError> {
+        self.opt_str("bad pid")?
+            .map(|s| Pid::parse_cached(s).map_err(|_| EnvelopeError("bad pid")))
+            .transpose()
+    }
+
+    fn pid(&mut self) -> Result<Pid, EnvelopeError> {
+        self.opt_pid()?.ok_or(EnvelopeError("bad pid"))
+    }
+
+    /// The message of `from` under `topic` with the payloads [`payloads`] wrote (none reads
+    /// as one `Null`).
+    fn message(&mut self, from: Option<Pid>, topic: String) -> Result<Message, EnvelopeError> {
+        let n = self.array_len().map_err(|_| EnvelopeError("payloads"))?;
+        let first = if n == 0 {
+            Value::Null
+        } else {
+            self.value(MAX_DEPTH)?
+        };
+        let msg = Message::new(from, topic, first);
+        if n <= 1 {
+            return Ok(msg);
+        }
+        let mut extra = Vec::with_capacity(self.cap(n - 1));
+        for _ in 1..n {
+            extra.push(self.value(MAX_DEPTH)?);
+        }
+        Ok(msg.with_extra(extra))
+    }
+
+    /// An exit result as [`exit`] wrote it.
+    fn exit(&mut self) -> Result<ExitResult, EnvelopeError> {
+        let value = self.value(MAX_DEPTH)?;
+        let error = self.opt_str("exit error")?.map(Into::into);
+        Ok(ExitResult { value, error })
+    }
+
+    /// One payload value, nested at most `depth` levels. A string that is not UTF-8 and an
+    /// extension type read as `Null`; an unsigned integer past `i64` as a float.
+    fn value(&mut self, depth: usize) -> Result<Value, EnvelopeError> {
+        use Marker as M;
+        let string = |rd: &mut Reader<'a>, n: usize| {
+            Ok(std::str::from_utf8(rd.take(n)?)
+                .map_or(Value::Null, |s| Value::String(s.to_owned())))
+        };
+        let bytes =
+            |rd: &mut Reader<'a>, n: usize| Ok(Value::Bytes(Bytes::copy_from_slice(rd.take(n)?)));
+        let ext = |rd: &mut Reader<'a>, n: usize| rd.take(n + 1).map(|_| Value::Null);
+        match self.marker()? {
+            M::Null => Ok(Value::Null),
+            M::True => Ok(Value::Bool(true)),
+            M::False => Ok(Value::Bool(false)),
+            M::FixPos(n) => Ok(Value::Int(n.into())),
+            M::FixNeg(n) => Ok(Value::Int(n.into())),
+            M::U8 => Ok(Value::Int(self.take(1)?[0].into())),
+            M::U16 => Ok(Value::Int(u16::from_be_bytes(self.be()?).into())),
+            M::U32 => Ok(Value::Int(u32::from_be_bytes(self.be()?).into())),
+            M::U64 => {
+                let n = u64::from_be_bytes(self.be()?);
+                Ok(i64::try_from(n).map_or(Value::Float(n as f64), Value::Int))
+            }
+            M::I8 => Ok(Value::Int(i8::from_be_bytes(self.be()?).into())),
+            M::I16 => Ok(Value::Int(i16::from_be_bytes(self.be()?).into())),
+            M::I32 => Ok(Value::Int(i32::from_be_bytes(self.be()?).into())),
+            M::I64 => Ok(Value::Int(i64::from_be_bytes(self.be()?))),
+            M::F32 => Ok(Value::Float(f32::from_be_bytes(self.be()?).into())),
+            M::F64 => Ok(Value::Float(f64::from_be_bytes(self.be()?))),
+            M::FixStr(n) => string(self, usize::from(n)),
+            M::Str8 => {
+                let n = self.len(8)?;
+                string(self, n)
+            }
+            M::Str16 => {
+                let n = self.len(16)?;
+                string(self, n)
+            }
+            M::Str32 => {
+                let n = self.len(32)?;
+                string(self, n)
+            }
+            M::Bin8 => {
+                let n = self.len(8)?;
+                bytes(self, n)
+            }
+            M::Bin16 => {
+                let n = self.len(16)?;
+                bytes(self, n)
+            }
+            M::Bin32 => {
+                let n = self.len(32)?;
+                bytes(self, n)
+            }
+            M::FixExt1 => ext(self, 1),
+            M::FixExt2 => ext(self, 2),
+            M::FixExt4 => ext(self, 4),
+            M::FixExt8 => ext(self, 8),
+            M::FixExt16 => ext(self, 16),
+            M::Ext8 => {
+                let n = self.len(8)?;
+                ext(self, n)
+            }
+            M::Ext16 => {
+                let n = self.len(16)?;
+                ext(self, n)
+            }
+            M::Ext32 => {
+                let n = self.len(32)?;
+                ext(self, n)
+            }
+            m @ (M::FixArray(_) | M::Array16 | M::Array32) => {
+                let n = match m {
+                    M::FixArray(n) => usize::from(n),
+                    M::Array16 => self.len(16)?,
+                    _ => self.len(32)?,
+                };
+                let depth = depth
+                    .checked_sub(1)
+                    .ok_or(EnvelopeError("nested too deeply"))?;
+                let mut items = Vec::with_capacity(self.cap(n));
+                for _ in 0..n {
+                    items.push(self.value(depth)?);
+                }
+                Ok(Value::Array(items))
+            }
+            m @ (M::FixMap(_) | M::Map16 | M::Map32) => {
+                let n = match m {
+                    M::FixMap(n) => usize::from(n),
+                    M::Map16 => self.len(16)?,
+                    _ => self.len(32)?,
+                };
+                let depth = depth
+                    .checked_sub(1)
+                    .ok_or(EnvelopeError("nested too deeply"))?;
+                let mut map = Map::with_capacity(self.cap(n));
+                for _ in 0..n {
+                    // Keys are strings as [`value`] writes them; an integer key (another
+                    // encoder's) reads as its decimal text.
+                    let key = match self.value(0)? {
+                        Value::String(k) => k,
+                        Value::Int(i) => i.to_string(),
+                        _ => return Err(EnvelopeError("map key")),
+                    };
+                    map.insert(key, self.value(depth)?);
+                }
+                Ok(Value::Map(map))
+            }
+            M::Reserved => Err(EnvelopeError("bad msgpack")),
+        }
     }
 }
 
@@ -390,84 +616,221 @@ pub(crate) fn value(w: &mut Vec<u8>, v: &Value) {
     }
 }
 
-fn pid_of(v: rmpv::Value) -> Result<Pid, EnvelopeError> {
-    v.as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or(EnvelopeError("bad pid"))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn str_of(v: rmpv::Value, what: &'static str) -> Result<String, EnvelopeError> {
-    match v {
-        rmpv::Value::String(s) => s.into_str().ok_or(EnvelopeError(what)),
-        _ => Err(EnvelopeError(what)),
+    fn pid(id: u64) -> Pid {
+        Pid::new("node-a", "app:processes", id)
     }
-}
 
-fn opt_pid_of(v: rmpv::Value) -> Result<Option<Pid>, EnvelopeError> {
-    if v.is_nil() {
-        Ok(None)
-    } else {
-        pid_of(v).map(Some)
+    /// A payload with every kind of value, nested.
+    fn every_value() -> Value {
+        let inner = Map::new()
+            .with("s", "text")
+            .with("b", Value::Bytes(Bytes::from_static(b"\x00\xff bytes")))
+            .with("empty", Map::new());
+        Value::Map(
+            Map::new()
+                .with("null", Value::Null)
+                .with("yes", true)
+                .with("no", false)
+                .with("small", 7)
+                .with("negative", -33)
+                .with("big", i64::MAX)
+                .with("min", i64::MIN)
+                .with("mid", 70_000)
+                .with("float", 1.5)
+                .with("long", "x".repeat(70_000))
+                .with(
+                    "list",
+                    Value::Array(vec![Value::Int(1), Value::Map(inner), Value::Array(vec![])]),
+                ),
+        )
     }
-}
 
-/// The message of `from` under `topic` with the payloads [`payloads`] wrote (none reads as
-/// one `Null`).
-fn message_of(
-    from: Option<Pid>,
-    topic: String,
-    payloads: rmpv::Value,
-) -> Result<Message, EnvelopeError> {
-    let rmpv::Value::Array(payloads) = payloads else {
-        return Err(EnvelopeError("payloads"));
-    };
-    let mut payloads = payloads.into_iter().map(value_of);
-    let first = payloads.next().unwrap_or(Value::Null);
-    let extra: Vec<Value> = payloads.collect();
-    let msg = Message::new(from, topic, first);
-    Ok(if extra.is_empty() {
-        msg
-    } else {
-        msg.with_extra(extra)
-    })
-}
-
-fn exit_of(value: rmpv::Value, error: rmpv::Value) -> ExitResult {
-    ExitResult {
-        value: value_of(value),
-        error: error.as_str().map(Into::into),
+    fn every_envelope() -> Vec<Envelope> {
+        let msg = Message::new(Some(pid(1)), "ws.send", every_value())
+            .with_extra(vec![Value::Int(2), Value::String("third".into())]);
+        let failed = ExitResult {
+            value: Value::String("why".into()),
+            error: Some("boom".into()),
+        };
+        vec![
+            Envelope::Message {
+                to: pid(2),
+                msg: msg.clone(),
+            },
+            Envelope::Message {
+                to: pid(2),
+                msg: Message::new(None, "t", Value::Null),
+            },
+            Envelope::Monitor {
+                watcher: pid(1),
+                target: pid(2),
+            },
+            Envelope::Demonitor {
+                watcher: pid(1),
+                target: pid(2),
+            },
+            Envelope::Exit {
+                watcher: pid(1),
+                target: pid(2),
+                result: failed.clone(),
+            },
+            Envelope::Link {
+                from: pid(1),
+                to: pid(2),
+            },
+            Envelope::Unlink {
+                from: pid(1),
+                to: pid(2),
+            },
+            Envelope::LinkDown {
+                from: pid(1),
+                to: pid(2),
+                result: ExitResult::normal(3),
+            },
+            Envelope::Cancel {
+                from: None,
+                to: pid(2),
+                reason: every_value(),
+            },
+            Envelope::Terminate { to: pid(2) },
+            Envelope::GroupSend {
+                scope: "chat".into(),
+                group: "room:1".into(),
+                msg,
+            },
+            Envelope::GroupSync { end: true },
+            Envelope::GroupSet {
+                scope: "chat".into(),
+                group: "room:1".into(),
+                members: vec![(pid(1), 2), (pid(3), 0)],
+            },
+        ]
     }
-}
 
-/// Converts a decoded MessagePack value into a payload.
-pub(crate) fn value_of(v: rmpv::Value) -> Value {
-    use rmpv::Value as M;
-    match v {
-        M::Nil => Value::Null,
-        M::Boolean(b) => Value::Bool(b),
-        M::Integer(i) => match i.as_i64() {
-            Some(i) => Value::Int(i),
-            None => Value::Float(i.as_f64().unwrap_or(0.0)),
-        },
-        M::F32(f) => Value::Float(f64::from(f)),
-        M::F64(f) => Value::Float(f),
-        M::String(s) => match s.into_str() {
-            Some(s) => Value::String(s),
-            None => Value::Null,
-        },
-        M::Binary(b) => Value::Bytes(Bytes::from(b)),
-        M::Array(items) => Value::Array(items.into_iter().map(value_of).collect()),
-        M::Map(entries) => {
-            let mut map = Map::new();
-            for (k, v) in entries {
-                let key = match k {
-                    M::String(s) => s.into_str().unwrap_or_default(),
-                    other => other.to_string(),
-                };
-                map.insert(key, value_of(v));
-            }
-            Value::Map(map)
+    #[test]
+    fn every_envelope_decodes_to_what_was_encoded() {
+        for env in every_envelope() {
+            let bytes = env.encode();
+            let back = Envelope::decode(&bytes).unwrap();
+            assert_eq!(back.encode(), bytes, "{env:?}");
+            assert_eq!(format!("{back:?}"), format!("{env:?}"));
         }
-        M::Ext(..) => Value::Null,
+        let Envelope::Message { msg, .. } = &every_envelope()[0] else {
+            unreachable!()
+        };
+        let Envelope::Message { msg: back, .. } =
+            Envelope::decode(&every_envelope()[0].encode()).unwrap()
+        else {
+            panic!("not a message")
+        };
+        assert_eq!(back.payload(), msg.payload());
+        assert_eq!(back.extra(), msg.extra());
+        assert_eq!(back.from(), msg.from());
+    }
+
+    #[test]
+    fn a_cut_or_bad_envelope_is_an_error_not_a_panic() {
+        for env in every_envelope() {
+            let bytes = env.encode();
+            for cut in 0..bytes.len() {
+                assert!(
+                    Envelope::decode(&bytes[..cut]).is_err(),
+                    "{env:?} cut at {cut}"
+                );
+            }
+        }
+        let mut w = Vec::new();
+        arr(&mut w, 2);
+        uint(&mut w, 200);
+        uint(&mut w, 0);
+        assert!(Envelope::decode(&w).is_err(), "unknown kind");
+        assert!(Envelope::decode(&[0xc1]).is_err(), "reserved marker");
+        assert!(Envelope::decode(&[0x90]).is_err(), "no kind");
+
+        // Nested past the limit: an error, not a stack overflow.
+        let mut w = Vec::new();
+        arr(&mut w, 5);
+        uint(&mut w, K_MESSAGE);
+        opt_pid(&mut w, None);
+        string(&mut w, pid(2).as_str());
+        string(&mut w, "t");
+        arr(&mut w, 1);
+        for _ in 0..=MAX_DEPTH {
+            arr(&mut w, 1);
+        }
+        let _ = rmp::encode::write_nil(&mut w);
+        assert!(Envelope::decode(&w).is_err());
+    }
+
+    /// Envelopes with bytes changed at random (a fixed seed): each decodes or is an error,
+    /// none panics or reads past its end.
+    #[test]
+    fn changed_bytes_never_panic() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let small: Vec<Bytes> = every_envelope()
+            .into_iter()
+            .filter(|e| {
+                !matches!(
+                    e,
+                    Envelope::Message { .. } | Envelope::GroupSend { .. } | Envelope::Cancel { .. }
+                )
+            })
+            .chain([Envelope::Message {
+                to: pid(2),
+                msg: Message::new(Some(pid(1)), "t", Map::new().with("a", vec![Value::Int(1)])),
+            }])
+            .map(|e| e.encode())
+            .collect();
+        for round in 0..20_000 {
+            let mut bytes = small[round % small.len()].to_vec();
+            for _ in 0..=next() % 3 {
+                let at = (next() % bytes.len() as u64) as usize;
+                bytes[at] = next() as u8;
+            }
+            let _ = Envelope::decode(&bytes);
+        }
+    }
+
+    /// What another MessagePack encoder may write: invalid UTF-8 and extension types read as
+    /// null, an unsigned integer past `i64` as a float, an integer map key as its text.
+    #[test]
+    fn foreign_msgpack_reads_as_the_nearest_payload() {
+        let mut w = Vec::new();
+        arr(&mut w, 5);
+        uint(&mut w, K_MESSAGE);
+        opt_pid(&mut w, None);
+        string(&mut w, pid(2).as_str());
+        string(&mut w, "t");
+        arr(&mut w, 1);
+        let _ = rmp::encode::write_map_len(&mut w, 4);
+        string(&mut w, "bad");
+        let _ = rmp::encode::write_str_len(&mut w, 2);
+        w.extend_from_slice(b"\xff\xfe");
+        string(&mut w, "ext");
+        let _ = rmp::encode::write_ext_meta(&mut w, 3, 5);
+        w.extend_from_slice(b"abc");
+        string(&mut w, "huge");
+        let _ = rmp::encode::write_u64(&mut w, u64::MAX);
+        let _ = rmp::encode::write_uint(&mut w, 42);
+        let _ = rmp::encode::write_f32(&mut w, 0.5);
+        let Ok(Envelope::Message { msg, .. }) = Envelope::decode(&w) else {
+            panic!("not a message")
+        };
+        let expected = Map::new()
+            .with("bad", Value::Null)
+            .with("ext", Value::Null)
+            .with("huge", u64::MAX as f64)
+            .with("42", 0.5);
+        assert_eq!(msg.payload(), &Value::Map(expected));
     }
 }
