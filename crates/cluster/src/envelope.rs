@@ -322,13 +322,41 @@ impl<'a> Reader<'a> {
         Ok(Marker::from_u8(self.take(1)?[0]))
     }
 
-    /// A length that follows `marker` (8, 16 or 32 bits).
-    fn len(&mut self, bits: u8) -> Result<usize, EnvelopeError> {
-        Ok(match bits {
-            8 => usize::from(self.take(1)?[0]),
-            16 => usize::from(u16::from_be_bytes(self.be()?)),
-            _ => u32::from_be_bytes(self.be()?) as usize,
-        })
+    /// The kind and length of a value whose marker `m` announces one (the length read from
+    /// after the marker where it is not in it); `None` for the other markers.
+    fn sized(&mut self, m: Marker) -> Result<Option<(Shape, usize)>, EnvelopeError> {
+        use Marker as M;
+        let (kind, len) = match m {
+            M::FixStr(n) => (Shape::Str, Len::In(n)),
+            M::FixArray(n) => (Shape::Array, Len::In(n)),
+            M::FixMap(n) => (Shape::Map, Len::In(n)),
+            M::FixExt1 => (Shape::Ext, Len::In(1)),
+            M::FixExt2 => (Shape::Ext, Len::In(2)),
+            M::FixExt4 => (Shape::Ext, Len::In(4)),
+            M::FixExt8 => (Shape::Ext, Len::In(8)),
+            M::FixExt16 => (Shape::Ext, Len::In(16)),
+            M::Str8 => (Shape::Str, Len::Bits(8)),
+            M::Str16 => (Shape::Str, Len::Bits(16)),
+            M::Str32 => (Shape::Str, Len::Bits(32)),
+            M::Bin8 => (Shape::Bin, Len::Bits(8)),
+            M::Bin16 => (Shape::Bin, Len::Bits(16)),
+            M::Bin32 => (Shape::Bin, Len::Bits(32)),
+            M::Ext8 => (Shape::Ext, Len::Bits(8)),
+            M::Ext16 => (Shape::Ext, Len::Bits(16)),
+            M::Ext32 => (Shape::Ext, Len::Bits(32)),
+            M::Array16 => (Shape::Array, Len::Bits(16)),
+            M::Array32 => (Shape::Array, Len::Bits(32)),
+            M::Map16 => (Shape::Map, Len::Bits(16)),
+            M::Map32 => (Shape::Map, Len::Bits(32)),
+            _ => return Ok(None),
+        };
+        let n = match len {
+            Len::In(n) => usize::from(n),
+            Len::Bits(8) => usize::from(self.take(1)?[0]),
+            Len::Bits(16) => usize::from(u16::from_be_bytes(self.be()?)),
+            Len::Bits(_) => u32::from_be_bytes(self.be()?) as usize,
+        };
+        Ok(Some((kind, n)))
     }
 
     /// Room to reserve for `n` items announced by the peer: each takes a byte at least.
@@ -337,10 +365,9 @@ impl<'a> Reader<'a> {
     }
 
     fn array_len(&mut self) -> Result<usize, EnvelopeError> {
-        match self.marker()? {
-            Marker::FixArray(n) => Ok(usize::from(n)),
-            Marker::Array16 => self.len(16),
-            Marker::Array32 => self.len(32),
+        let m = self.marker()?;
+        match self.sized(m)? {
+            Some((Shape::Array, n)) => Ok(n),
             _ => Err(EnvelopeError("not an array")),
         }
     }
@@ -354,17 +381,16 @@ impl<'a> Reader<'a> {
 
     /// A string, or `None` for nil.
     fn opt_str(&mut self, what: &'static str) -> Result<Option<&'a str>, EnvelopeError> {
-        let n = match self.marker()? {
-            Marker::Null => return Ok(None),
-            Marker::FixStr(n) => usize::from(n),
-            Marker::Str8 => self.len(8)?,
-            Marker::Str16 => self.len(16)?,
-            Marker::Str32 => self.len(32)?,
-            _ => return Err(EnvelopeError(what)),
-        };
-        std::str::from_utf8(self.take(n)?)
-            .map(Some)
-            .map_err(|_| EnvelopeError(what))
+        let m = self.marker()?;
+        if m == Marker::Null {
+            return Ok(None);
+        }
+        match self.sized(m)? {
+            Some((Shape::Str, n)) => std::str::from_utf8(self.take(n)?)
+                .map(Some)
+                .map_err(|_| EnvelopeError(what)),
+            _ => Err(EnvelopeError(what)),
+        }
     }
 
     fn str(&mut self, what: &'static str) -> Result<&'a str, EnvelopeError> {
@@ -409,105 +435,61 @@ impl<'a> Reader<'a> {
     }
 
     /// One payload value, nested at most `depth` levels. A string that is not UTF-8 and an
-    /// extension type read as `Null`; an unsigned integer past `i64` as a float.
+    /// extension type read as `Null`; an unsigned integer past `i64` as a float; a map key
+    /// that is an integer (another encoder's; ours writes strings) as its decimal text.
     fn value(&mut self, depth: usize) -> Result<Value, EnvelopeError> {
         use Marker as M;
-        let string = |rd: &mut Reader<'a>, n: usize| {
-            Ok(std::str::from_utf8(rd.take(n)?)
-                .map_or(Value::Null, |s| Value::String(s.to_owned())))
-        };
-        let bytes =
-            |rd: &mut Reader<'a>, n: usize| Ok(Value::Bytes(Bytes::copy_from_slice(rd.take(n)?)));
-        let ext = |rd: &mut Reader<'a>, n: usize| rd.take(n + 1).map(|_| Value::Null);
-        match self.marker()? {
-            M::Null => Ok(Value::Null),
-            M::True => Ok(Value::Bool(true)),
-            M::False => Ok(Value::Bool(false)),
-            M::FixPos(n) => Ok(Value::Int(n.into())),
-            M::FixNeg(n) => Ok(Value::Int(n.into())),
-            M::U8 => Ok(Value::Int(self.take(1)?[0].into())),
-            M::U16 => Ok(Value::Int(u16::from_be_bytes(self.be()?).into())),
-            M::U32 => Ok(Value::Int(u32::from_be_bytes(self.be()?).into())),
+        let m = self.marker()?;
+        if let Some((kind, n)) = self.sized(m)? {
+            return self.sized_value(kind, n, depth);
+        }
+        Ok(match m {
+            M::Null => Value::Null,
+            M::True => Value::Bool(true),
+            M::False => Value::Bool(false),
+            M::FixPos(n) => Value::Int(n.into()),
+            M::FixNeg(n) => Value::Int(n.into()),
+            M::U8 => Value::Int(self.take(1)?[0].into()),
+            M::U16 => Value::Int(u16::from_be_bytes(self.be()?).into()),
+            M::U32 => Value::Int(u32::from_be_bytes(self.be()?).into()),
             M::U64 => {
                 let n = u64::from_be_bytes(self.be()?);
-                Ok(i64::try_from(n).map_or(Value::Float(n as f64), Value::Int))
+                i64::try_from(n).map_or(Value::Float(n as f64), Value::Int)
             }
-            M::I8 => Ok(Value::Int(i8::from_be_bytes(self.be()?).into())),
-            M::I16 => Ok(Value::Int(i16::from_be_bytes(self.be()?).into())),
-            M::I32 => Ok(Value::Int(i32::from_be_bytes(self.be()?).into())),
-            M::I64 => Ok(Value::Int(i64::from_be_bytes(self.be()?))),
-            M::F32 => Ok(Value::Float(f32::from_be_bytes(self.be()?).into())),
-            M::F64 => Ok(Value::Float(f64::from_be_bytes(self.be()?))),
-            M::FixStr(n) => string(self, usize::from(n)),
-            M::Str8 => {
-                let n = self.len(8)?;
-                string(self, n)
-            }
-            M::Str16 => {
-                let n = self.len(16)?;
-                string(self, n)
-            }
-            M::Str32 => {
-                let n = self.len(32)?;
-                string(self, n)
-            }
-            M::Bin8 => {
-                let n = self.len(8)?;
-                bytes(self, n)
-            }
-            M::Bin16 => {
-                let n = self.len(16)?;
-                bytes(self, n)
-            }
-            M::Bin32 => {
-                let n = self.len(32)?;
-                bytes(self, n)
-            }
-            M::FixExt1 => ext(self, 1),
-            M::FixExt2 => ext(self, 2),
-            M::FixExt4 => ext(self, 4),
-            M::FixExt8 => ext(self, 8),
-            M::FixExt16 => ext(self, 16),
-            M::Ext8 => {
-                let n = self.len(8)?;
-                ext(self, n)
-            }
-            M::Ext16 => {
-                let n = self.len(16)?;
-                ext(self, n)
-            }
-            M::Ext32 => {
-                let n = self.len(32)?;
-                ext(self, n)
-            }
-            m @ (M::FixArray(_) | M::Array16 | M::Array32) => {
-                let n = match m {
-                    M::FixArray(n) => usize::from(n),
-                    M::Array16 => self.len(16)?,
-                    _ => self.len(32)?,
-                };
-                let depth = depth
-                    .checked_sub(1)
-                    .ok_or(EnvelopeError("nested too deeply"))?;
+            M::I8 => Value::Int(i8::from_be_bytes(self.be()?).into()),
+            M::I16 => Value::Int(i16::from_be_bytes(self.be()?).into()),
+            M::I32 => Value::Int(i32::from_be_bytes(self.be()?).into()),
+            M::I64 => Value::Int(i64::from_be_bytes(self.be()?)),
+            M::F32 => Value::Float(f32::from_be_bytes(self.be()?).into()),
+            M::F64 => Value::Float(f64::from_be_bytes(self.be()?)),
+            _ => return Err(EnvelopeError("bad msgpack")),
+        })
+    }
+
+    /// The value of kind `kind` and length `n` whose marker was just read.
+    fn sized_value(&mut self, kind: Shape, n: usize, depth: usize) -> Result<Value, EnvelopeError> {
+        let nested = |depth: usize| {
+            depth
+                .checked_sub(1)
+                .ok_or(EnvelopeError("nested too deeply"))
+        };
+        Ok(match kind {
+            Shape::Str => std::str::from_utf8(self.take(n)?)
+                .map_or(Value::Null, |s| Value::String(s.to_owned())),
+            Shape::Bin => Value::Bytes(Bytes::copy_from_slice(self.take(n)?)),
+            Shape::Ext => self.take(n + 1).map(|_| Value::Null)?, // a type byte, then the data
+            Shape::Array => {
+                let depth = nested(depth)?;
                 let mut items = Vec::with_capacity(self.cap(n));
                 for _ in 0..n {
                     items.push(self.value(depth)?);
                 }
-                Ok(Value::Array(items))
+                Value::Array(items)
             }
-            m @ (M::FixMap(_) | M::Map16 | M::Map32) => {
-                let n = match m {
-                    M::FixMap(n) => usize::from(n),
-                    M::Map16 => self.len(16)?,
-                    _ => self.len(32)?,
-                };
-                let depth = depth
-                    .checked_sub(1)
-                    .ok_or(EnvelopeError("nested too deeply"))?;
+            Shape::Map => {
+                let depth = nested(depth)?;
                 let mut map = Map::with_capacity(self.cap(n));
                 for _ in 0..n {
-                    // Keys are strings as [`value`] writes them; an integer key (another
-                    // encoder's) reads as its decimal text.
                     let key = match self.value(0)? {
                         Value::String(k) => k,
                         Value::Int(i) => i.to_string(),
@@ -515,11 +497,26 @@ impl<'a> Reader<'a> {
                     };
                     map.insert(key, self.value(depth)?);
                 }
-                Ok(Value::Map(map))
+                Value::Map(map)
             }
-            M::Reserved => Err(EnvelopeError("bad msgpack")),
-        }
+        })
     }
+}
+
+/// What a marker with a length announces.
+#[derive(Clone, Copy)]
+enum Shape {
+    Str,
+    Bin,
+    Ext,
+    Array,
+    Map,
+}
+
+/// Where a marker's length is: in the marker, or in the next 8, 16 or 32 bits.
+enum Len {
+    In(u8),
+    Bits(u8),
 }
 
 fn arr(w: &mut Vec<u8>, n: u32) {
@@ -649,6 +646,18 @@ mod tests {
         )
     }
 
+    /// The start of a message envelope whose one payload the caller writes next.
+    fn one_payload_message() -> Vec<u8> {
+        let mut w = Vec::new();
+        arr(&mut w, 5);
+        uint(&mut w, K_MESSAGE);
+        opt_pid(&mut w, None);
+        string(&mut w, pid(2).as_str());
+        string(&mut w, "t");
+        arr(&mut w, 1);
+        w
+    }
+
     fn every_envelope() -> Vec<Envelope> {
         let msg = Message::new(Some(pid(1)), "ws.send", every_value())
             .with_extra(vec![Value::Int(2), Value::String("third".into())]);
@@ -752,13 +761,7 @@ mod tests {
         assert!(Envelope::decode(&[0x90]).is_err(), "no kind");
 
         // Nested past the limit: an error, not a stack overflow.
-        let mut w = Vec::new();
-        arr(&mut w, 5);
-        uint(&mut w, K_MESSAGE);
-        opt_pid(&mut w, None);
-        string(&mut w, pid(2).as_str());
-        string(&mut w, "t");
-        arr(&mut w, 1);
+        let mut w = one_payload_message();
         for _ in 0..=MAX_DEPTH {
             arr(&mut w, 1);
         }
@@ -805,13 +808,7 @@ mod tests {
     /// null, an unsigned integer past `i64` as a float, an integer map key as its text.
     #[test]
     fn foreign_msgpack_reads_as_the_nearest_payload() {
-        let mut w = Vec::new();
-        arr(&mut w, 5);
-        uint(&mut w, K_MESSAGE);
-        opt_pid(&mut w, None);
-        string(&mut w, pid(2).as_str());
-        string(&mut w, "t");
-        arr(&mut w, 1);
+        let mut w = one_payload_message();
         let _ = rmp::encode::write_map_len(&mut w, 4);
         string(&mut w, "bad");
         let _ = rmp::encode::write_str_len(&mut w, 2);
