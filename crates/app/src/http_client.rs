@@ -1,11 +1,12 @@
 //! The transport of the Lua `http_client` module: `wsrelay-http`'s client behind the Lua
 //! engine's [`HttpClient`] seam (the engine knows nothing of hyper).
 
+use http::HeaderMap;
 use wsrelay_config::HttpClientConfig;
-use wsrelay_http::client::{self, ClientError, ClientOptions, ClientRequest};
+use wsrelay_http::client::{self, BodyStream, ClientError, ClientOptions, ClientRequest};
 use wsrelay_lua::{
-    HttpClient, HttpClientPolicy, OutboundError, OutboundErrorKind, OutboundFuture,
-    OutboundRequest, OutboundResponse,
+    ChunkFuture, HttpClient, HttpClientPolicy, OutboundError, OutboundErrorKind, OutboundFuture,
+    OutboundRequest, OutboundResponse, OutboundStream,
 };
 
 /// Sends the Lua engine's requests with [`wsrelay_http::client::send`].
@@ -35,25 +36,52 @@ impl HttpClient for HyperClient {
                 headers: request.headers,
                 body: request.body,
             };
+            if request.stream {
+                let res = client::send_streaming(req, &options)
+                    .await
+                    .map_err(outbound_error)?;
+                return Ok(OutboundResponse {
+                    status: res.status.as_u16(),
+                    headers: header_list(&res.headers),
+                    body: bytes::Bytes::new(),
+                    stream: Some(Box::new(Streamed(res.body))),
+                    url: res.url,
+                });
+            }
             let res = client::send(req, &options).await.map_err(outbound_error)?;
-            let headers = res
-                .headers
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        name.as_str().to_owned(),
-                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
             Ok(OutboundResponse {
                 status: res.status.as_u16(),
-                headers,
+                headers: header_list(&res.headers),
                 body: res.body,
+                stream: None,
                 url: res.url,
             })
         })
     }
+}
+
+/// A streamed body, as the engine reads it.
+#[derive(Debug)]
+struct Streamed(BodyStream);
+
+impl OutboundStream for Streamed {
+    fn next_chunk(&mut self) -> ChunkFuture<'_> {
+        Box::pin(async move { self.0.chunk().await.map_err(outbound_error) })
+    }
+}
+
+/// The headers in order, names lower case, values as text (bytes that are not UTF-8
+/// replaced).
+fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 fn outbound_error(e: ClientError) -> OutboundError {

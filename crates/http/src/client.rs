@@ -9,7 +9,8 @@
 //! unless [`ClientOptions::allow_private`] is set. Every redirect is checked again.
 //!
 //! **Bounds.** A connect timeout per address tried, a total timeout over the whole exchange
-//! (redirects and body included), at most [`ClientOptions::max_redirects`] redirects, and a
+//! (redirects and body included; up to the response head for [`send_streaming`], whose
+//! caller bounds each read of the body), at most [`ClientOptions::max_redirects`] redirects, and a
 //! response body limit checked while reading (the body is never buffered past it). hyper
 //! bounds the response head (100 headers, its read buffer).
 //!
@@ -257,15 +258,112 @@ pub async fn send(
     options: &ClientOptions,
 ) -> Result<ClientResponse, ClientError> {
     let timeout = options.timeout;
-    tokio::time::timeout(timeout, follow(req, options))
-        .await
-        .unwrap_or(Err(ClientError::Timeout(timeout)))
+    tokio::time::timeout(timeout, async {
+        let head = follow(req, options).await?;
+        let (status, headers, url) = (head.parts.status, head.parts.headers, head.url);
+        let mut body = head.body;
+        let mut buf = BytesMut::new();
+        while let Some(data) = body.chunk().await? {
+            buf.extend_from_slice(&data);
+        }
+        Ok(ClientResponse {
+            status,
+            headers,
+            body: buf.freeze(),
+            url,
+        })
+    })
+    .await
+    .unwrap_or(Err(ClientError::Timeout(timeout)))
 }
 
-async fn follow(
-    mut req: ClientRequest,
+/// Sends `req` as [`send`] does, but returns once the response head has arrived: its body is
+/// read piece by piece from the [`BodyStream`], within the same body limit. The timeout covers
+/// the exchange up to the head (redirects included), not the body: the caller bounds its
+/// reads.
+///
+/// # Errors
+///
+/// [`ClientError`], naming the URL, host or limit.
+pub async fn send_streaming(
+    req: ClientRequest,
     options: &ClientOptions,
-) -> Result<ClientResponse, ClientError> {
+) -> Result<ClientStream, ClientError> {
+    let timeout = options.timeout;
+    let head = tokio::time::timeout(timeout, follow(req, options))
+        .await
+        .unwrap_or(Err(ClientError::Timeout(timeout)))?;
+    Ok(ClientStream {
+        status: head.parts.status,
+        headers: head.parts.headers,
+        url: head.url,
+        body: head.body,
+    })
+}
+
+/// A response whose body is read as it arrives ([`send_streaming`]).
+#[derive(Debug)]
+pub struct ClientStream {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The URL that answered (after redirects).
+    pub url: String,
+    /// The body, not read yet.
+    pub body: BodyStream,
+}
+
+/// A response body read piece by piece. Dropping it closes the connection.
+pub struct BodyStream {
+    body: hyper::body::Incoming,
+    read: usize,
+    limit: usize,
+    _connection: AbortOnDrop,
+}
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyStream")
+            .field("read", &self.read)
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+impl BodyStream {
+    /// The next piece of the body as it arrived (never empty); `None` at its end.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::BodyTooLarge`] once the body passes the limit, [`ClientError::Http`]
+    /// if the connection fails.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
+        while let Some(frame) = self.body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Http(e.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            self.read = self.read.saturating_add(data.len());
+            if self.read > self.limit {
+                return Err(ClientError::BodyTooLarge(self.limit));
+            }
+            if !data.is_empty() {
+                return Ok(Some(data));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A response head, its body not read yet.
+struct Head {
+    parts: http::response::Parts,
+    body: BodyStream,
+    url: String,
+}
+
+async fn follow(mut req: ClientRequest, options: &ClientOptions) -> Result<Head, ClientError> {
     let tls = if options.ca_pem.is_some() || req.url.starts_with("https:") {
         Some(tls_config(options)?)
     } else {
@@ -276,10 +374,11 @@ async fn follow(
         let uri = parse_url(&req.url)?;
         let res = once(&req, &uri, options, tls.as_ref()).await?;
         let location = res
+            .parts
             .headers
             .get(header::LOCATION)
             .and_then(|v| v.to_str().ok());
-        let status = res.status;
+        let status = res.parts.status;
         let Some(location) = location.filter(|_| status.is_redirection()) else {
             return Ok(res);
         };
@@ -478,7 +577,7 @@ async fn once(
     uri: &Uri,
     options: &ClientOptions,
     tls: Option<&Arc<rustls::ClientConfig>>,
-) -> Result<ClientResponse, ClientError> {
+) -> Result<Head, ClientError> {
     let host = bare_host(uri).to_owned();
     let mut request = Request::builder().method(req.method.clone()).uri(
         uri.path_and_query()
@@ -528,23 +627,17 @@ async fn once(
     } else {
         exchange(TokioIo::new(tcp), request).await?
     };
-    let (res, _connection) = res;
-    let (parts, mut body) = res.into_parts();
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ClientError::Http(e.to_string()))?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > options.max_response_body {
-                return Err(ClientError::BodyTooLarge(options.max_response_body));
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    // `_connection` drops here: the connection is not reused.
-    Ok(ClientResponse {
-        status: parts.status,
-        headers: parts.headers,
-        body: buf.freeze(),
+    let (res, connection) = res;
+    let (parts, body) = res.into_parts();
+    // The connection ends with the body (it is not reused).
+    Ok(Head {
+        parts,
+        body: BodyStream {
+            body,
+            read: 0,
+            limit: options.max_response_body,
+            _connection: connection,
+        },
         url: req.url.clone(),
     })
 }

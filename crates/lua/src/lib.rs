@@ -93,8 +93,8 @@ pub use error::LuaError;
 pub use http_types::{HttpRequest, HttpResponse};
 pub use modules::env::{EnvError, EnvStorageSpec, EnvVariableSpec};
 pub use modules::http_client::{
-    HttpClient, HttpClientPolicy, OutboundError, OutboundErrorKind, OutboundFuture,
-    OutboundRequest, OutboundResponse, MAX_IN_FLIGHT as MAX_HTTP_IN_FLIGHT,
+    ChunkFuture, HttpClient, HttpClientPolicy, OutboundError, OutboundErrorKind, OutboundFuture,
+    OutboundRequest, OutboundResponse, OutboundStream, MAX_IN_FLIGHT as MAX_HTTP_IN_FLIGHT,
 };
 pub use modules::metrics::{
     MetricFamily, MetricKind, MetricSeries, SeriesValue, HISTOGRAM_BUCKETS as METRIC_BUCKETS,

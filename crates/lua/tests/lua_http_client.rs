@@ -10,8 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use wsrelay_http::client::{self, ClientOptions, ClientRequest};
 use wsrelay_lua::{
-    HttpClient, HttpClientPolicy, OutboundError, OutboundErrorKind, OutboundFuture,
-    OutboundRequest, OutboundResponse,
+    ChunkFuture, HttpClient, HttpClientPolicy, OutboundError, OutboundErrorKind, OutboundFuture,
+    OutboundRequest, OutboundResponse, OutboundStream,
 };
 use wsrelay_process::Value;
 
@@ -39,23 +39,47 @@ impl HttpClient for Transport {
                 headers: r.headers,
                 body: r.body,
             };
-            let res = client::send(req, &options)
-                .await
-                .map_err(|e| OutboundError {
-                    kind: if matches!(e, client::ClientError::Forbidden { .. }) {
-                        OutboundErrorKind::Forbidden
-                    } else {
-                        OutboundErrorKind::Network
-                    },
-                    message: e.to_string(),
-                })?;
+            if r.stream {
+                let res = client::send_streaming(req, &options)
+                    .await
+                    .map_err(outbound)?;
+                return Ok(OutboundResponse {
+                    status: res.status.as_u16(),
+                    headers: Vec::new(),
+                    body: bytes::Bytes::new(),
+                    stream: Some(Box::new(Streamed(res.body))),
+                    url: res.url,
+                });
+            }
+            let res = client::send(req, &options).await.map_err(outbound)?;
             Ok(OutboundResponse {
                 status: res.status.as_u16(),
                 headers: Vec::new(),
                 body: res.body,
+                stream: None,
                 url: res.url,
             })
         })
+    }
+}
+
+fn outbound(e: client::ClientError) -> OutboundError {
+    OutboundError {
+        kind: if matches!(e, client::ClientError::Forbidden { .. }) {
+            OutboundErrorKind::Forbidden
+        } else {
+            OutboundErrorKind::Network
+        },
+        message: e.to_string(),
+    }
+}
+
+#[derive(Debug)]
+struct Streamed(client::BodyStream);
+
+impl OutboundStream for Streamed {
+    fn next_chunk(&mut self) -> ChunkFuture<'_> {
+        Box::pin(async move { self.0.chunk().await.map_err(outbound) })
     }
 }
 
@@ -298,4 +322,130 @@ async fn files_go_as_multipart_form_data() {
     let result = exit_of(&me, &pid).await;
     assert_eq!(result.error, None);
     assert_eq!(result.value, Value::Bool(true));
+}
+
+const STREAM: &str = r#"
+local http_client = require("http_client")
+local function main(url, probe)
+  local res, err = http_client.get(url .. "chunks", { stream = true })
+  if not res then error(tostring(err)) end
+  assert(res.status_code == 200 and res.body == "" and res.body_size == -1, "a streamed head")
+  -- Read before the rest of the body exists: the server sends it only after this message.
+  local first = res.stream:read(3)
+  process.send(probe, "first", first)
+  local rest = {}
+  while true do
+    local piece, e = res.stream:read()
+    if e then error(tostring(e)) end
+    if not piece then break end
+    rest[#rest + 1] = piece
+  end
+  assert(res.stream:close() and res.stream:close(), "close twice")
+  assert(res.stream:read() == nil, "nothing after close")
+
+  -- A body that stops arriving: a read waits the request's timeout, then fails.
+  local stalled = assert(http_client.get(url .. "stall", { stream = true, timeout = 0.3 }))
+  assert(stalled.stream:read() == "xy", "the piece that arrived")
+  local none, terr = stalled.stream:read()
+  assert(none == nil and terr and terr:retryable(), "a stalled read times out: " .. tostring(terr))
+
+  -- The body limit holds for a stream too, checked as it arrives.
+  local big = assert(http_client.get(url .. "big", { stream = true, max_response_body = 4 }))
+  local over, oerr = big.stream:read()
+  assert(over == nil and oerr and oerr:kind() == "INTERNAL", "over the limit: " .. tostring(oerr))
+
+  -- A batch does not stream; the option is a boolean.
+  local responses, errors = http_client.request_batch({ { "GET", url .. "chunks", { stream = true } } })
+  assert(responses[1] == nil and errors[1]:kind() == "INVALID", "a batch refuses stream")
+  local bad, berr = http_client.get(url, { stream = "yes" })
+  assert(bad == nil and berr:kind() == "INVALID", "stream is a boolean")
+  local _, rerr = (assert(http_client.get(url .. "chunks2", { stream = true }))).stream:read(0)
+  assert(rerr and rerr:kind() == "INVALID", "read(0) is refused")
+  return table.concat(rest)
+end
+return { main = main }
+"#;
+
+/// Serves `/chunks`: a chunked body whose first chunk comes at once and the rest when
+/// `release` fires; `/stall`: a first chunk, then nothing; `/big`: 10 bytes; else `z`.
+async fn chunked_server(release: tokio::sync::oneshot::Receiver<()>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let release = Arc::new(tokio::sync::Mutex::new(Some(release)));
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let release = release.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+                let path = String::from_utf8_lossy(&got)
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_owned();
+                match path.as_str() {
+                    "/chunks" => {
+                        s.write_all(head).await.unwrap();
+                        s.write_all(b"6\r\nabcdef\r\n").await.unwrap();
+                        let release = release.lock().await.take().expect("one /chunks");
+                        release.await.unwrap();
+                        s.write_all(b"5\r\nghijk\r\n0\r\n\r\n").await.unwrap();
+                    }
+                    "/stall" => {
+                        s.write_all(head).await.unwrap();
+                        s.write_all(b"2\r\nxy\r\n").await.unwrap();
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
+                    "/big" => {
+                        s.write_all(head).await.unwrap();
+                        s.write_all(b"a\r\n0123456789\r\n0\r\n\r\n").await.unwrap();
+                    }
+                    _ => {
+                        s.write_all(head).await.unwrap();
+                        s.write_all(b"1\r\nz\r\n0\r\n\r\n").await.unwrap();
+                    }
+                }
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}/")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streamed_body_is_read_as_it_arrives() {
+    let (_node, engine) = setup();
+    engine.set_http_client(Arc::new(Transport));
+    let entry = register(&engine, STREAM, "main", &["http_client", "process"]);
+    engine.set_http_client_policy(
+        &entry,
+        HttpClientPolicy {
+            allow_private: true,
+            ..HttpClientPolicy::default()
+        },
+    );
+    let (release, release_rx) = tokio::sync::oneshot::channel();
+    let url = chunked_server(release_rx).await;
+    let (me, _guard) = rust_process(engine.node());
+    let pid = spawn_monitored(
+        &me,
+        &entry,
+        vec![Value::from(url.as_str()), Value::from(me.pid().as_str())],
+    );
+    let first = recv(&me).await;
+    assert_eq!(first.topic(), "first");
+    assert_eq!(first.payload(), &s("abc"));
+    release.send(()).unwrap();
+    let result = exit_of(&me, &pid).await;
+    assert_eq!(result.error, None);
+    assert_eq!(result.value, s("defghijk"));
 }

@@ -1,7 +1,8 @@
 //! The `http_client` module: outbound HTTP requests from Lua (Wippy's `http_client`).
 //!
 //! `get|post|put|patch|delete|head(url, opts?)` and `request(method, url, opts?)` return a
-//! response table (`status_code`, `body`, `body_size`, `headers`, `url`) or `nil, err`;
+//! response table (`status_code`, `body`, `body_size`, `headers`, `url`, and with
+//! `stream = true` a `stream` to read the body from as it arrives) or `nil, err`;
 //! `request_batch({{method, url, opts?}, ...})` runs up to [`MAX_BATCH`] requests at once and
 //! returns `responses, errors` (index `i` of one of them set for the `i`-th request);
 //! `encode_uri` and `decode_uri` percent-encode. A request is asynchronous: the calling
@@ -106,19 +107,36 @@ pub struct OutboundRequest {
     pub ca_pem: Option<Bytes>,
     /// The name to verify the certificate against (`tls.server_name`).
     pub server_name: Option<String>,
+    /// Whether to return at the response head and leave the body to be read as it arrives
+    /// ([`OutboundResponse::stream`]; Wippy's `stream` option).
+    pub stream: bool,
 }
 
 /// A response as the transport returns it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct OutboundResponse {
     /// The status code.
     pub status: u16,
     /// Headers (names lower case) in order; a name may repeat.
     pub headers: Vec<(String, String)>,
-    /// The body.
+    /// The body (empty when it is streamed).
     pub body: Bytes,
+    /// The body to read as it arrives, for a request with [`OutboundRequest::stream`].
+    pub stream: Option<Box<dyn OutboundStream>>,
     /// The URL that answered (after redirects).
     pub url: String,
+}
+
+/// A future of [`OutboundStream::next_chunk`].
+pub type ChunkFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<Bytes>, OutboundError>> + Send + 'a>>;
+
+/// A response body the transport hands over as it arrives; dropping it closes the
+/// connection.
+pub trait OutboundStream: Send + fmt::Debug + 'static {
+    /// The next piece of the body (not empty), `None` at its end; within the request's
+    /// `max_response_body` in all.
+    fn next_chunk(&mut self) -> ChunkFuture<'_>;
 }
 
 /// What kind of failure an [`OutboundError`] is; it picks the Lua error's kind.
@@ -455,6 +473,7 @@ fn build(
         allow_private: policy.allow_private,
         ca_pem: None,
         server_name: None,
+        stream: false,
     };
     let opts = match opts {
         LuaValue::Nil => None,
@@ -608,7 +627,12 @@ fn build(
                         }
                     }
                 }
-                "stream" | "unix_socket" | "overlay_network" => {
+                "stream" => match v {
+                    LuaValue::Boolean(b) => req.stream = b,
+                    LuaValue::Nil => {}
+                    _ => return Err(invalid(what, "stream must be a boolean")),
+                },
+                "unix_socket" | "overlay_network" => {
                     return Err(invalid(what, format!("option {key:?} is not supported")))
                 }
                 other => return Err(invalid(what, format!("unknown option {other:?}"))),
@@ -672,11 +696,36 @@ fn to_lua_error(what: &str, e: OutboundError) -> WippyError {
     }
 }
 
-fn response_table(lua: &Lua, res: OutboundResponse) -> mlua::Result<Table> {
+/// The Lua response: `status_code`, `body`, `body_size`, `url`, `headers` (repeated names
+/// joined with `", "`), and for a streamed body `stream` (`body` empty, `body_size` -1), which
+/// holds the request's place among those in flight until it is read to its end or closed.
+fn response_table(lua: &Lua, sent: Sent) -> mlua::Result<Table> {
+    let Sent {
+        res,
+        in_flight,
+        timeout,
+    } = sent;
     let t = lua.create_table()?;
     t.raw_set("status_code", res.status)?;
-    t.raw_set("body_size", res.body.len())?;
-    t.raw_set("body", lua.create_string(&res.body)?)?;
+    match res.stream {
+        Some(body) => {
+            t.raw_set("body_size", -1)?;
+            t.raw_set("body", "")?;
+            t.raw_set(
+                "stream",
+                HttpStream {
+                    body: Some(body),
+                    pending: Bytes::new(),
+                    timeout,
+                    _in_flight: Some(in_flight),
+                },
+            )?;
+        }
+        None => {
+            t.raw_set("body_size", res.body.len())?;
+            t.raw_set("body", lua.create_string(&res.body)?)?;
+        }
+    }
     t.raw_set("url", res.url)?;
     let headers = lua.create_table()?;
     let mut joined: Vec<(String, String)> = Vec::new();
@@ -730,31 +779,134 @@ fn method_arg(what: &str, value: Option<LuaValue>) -> Result<String, WippyError>
     }
 }
 
+/// A response, with its place among the requests in flight (kept by a streamed body).
+struct Sent {
+    res: OutboundResponse,
+    in_flight: InFlight,
+    /// The request's timeout, which bounds each read of a streamed body.
+    timeout: Duration,
+}
+
 /// Sends a checked request and waits for its response, within the engine's requests in
 /// flight and the request's response body limit.
 async fn send(
     clients: &Arc<HttpClients>,
     what: &str,
     req: OutboundRequest,
-) -> Result<OutboundResponse, WippyError> {
+) -> Result<Sent, WippyError> {
     let Some(client) = clients.client() else {
         return Err(WippyError::internal(format!(
             "http_client.{what}: no HTTP client is configured"
         )));
     };
-    let Some(_in_flight) = InFlight::enter(clients) else {
+    let Some(in_flight) = InFlight::enter(clients) else {
         return Err(WippyError::internal(format!(
             "http_client.{what}: {MAX_IN_FLIGHT} requests in flight already"
         ))
         .with_retryable(true));
     };
-    let limit = req.max_response_body;
+    let (limit, timeout) = (req.max_response_body, req.timeout);
     match client.send(req).await {
         Ok(res) if res.body.len() > limit => Err(WippyError::internal(format!(
             "http_client.{what}: response body over the limit of {limit} bytes"
         ))),
-        Ok(res) => Ok(res),
+        Ok(res) => Ok(Sent {
+            res,
+            in_flight,
+            timeout,
+        }),
         Err(e) => Err(to_lua_error(what, e)),
+    }
+}
+
+/// The longest piece one `stream:read(n)` returns, and what it returns without `n`.
+pub(crate) const MAX_READ: usize = 1 << 20;
+const DEFAULT_READ: usize = 64 * 1024;
+
+/// `response.stream`: the body of a `stream = true` request, read as it arrives.
+///
+/// `stream:read(n?)` returns the next piece of at most `n` bytes (64 KiB by default, at most
+/// 1 MiB), as soon as any has arrived; `nil` at the end of the body; `nil, err` if the body
+/// fails, passes `max_response_body`, or nothing arrives within the request's `timeout`.
+/// `stream:close()` closes the connection (also done by the end of the body, an error, and
+/// the garbage collector). One read at a time: a second coroutine reading the same stream
+/// meanwhile gets an error.
+struct HttpStream {
+    body: Option<Box<dyn OutboundStream>>,
+    /// What arrived and was not returned yet.
+    pending: Bytes,
+    timeout: Duration,
+    _in_flight: Option<InFlight>,
+}
+
+impl HttpStream {
+    /// The next piece, at most `n` bytes; `None` at the end.
+    async fn read(&mut self, n: usize) -> Result<Option<Bytes>, WippyError> {
+        if self.pending.is_empty() {
+            let Some(body) = self.body.as_mut() else {
+                return Ok(None);
+            };
+            let next = tokio::time::timeout(self.timeout, body.next_chunk()).await;
+            match next {
+                Ok(Ok(Some(chunk))) => self.pending = chunk,
+                Ok(Ok(None)) => {
+                    self.close();
+                    return Ok(None);
+                }
+                Ok(Err(e)) => {
+                    self.close();
+                    return Err(to_lua_error("stream:read", e));
+                }
+                Err(_) => {
+                    self.close();
+                    return Err(WippyError::internal(format!(
+                        "http_client.stream:read: nothing arrived within {:?}",
+                        self.timeout
+                    ))
+                    .with_retryable(true));
+                }
+            }
+        }
+        let n = n.min(self.pending.len());
+        Ok(Some(self.pending.split_to(n)))
+    }
+
+    /// Closes the connection and leaves the requests in flight; what arrived is dropped.
+    fn close(&mut self) {
+        self.body = None;
+        self.pending = Bytes::new();
+        self._in_flight = None;
+    }
+}
+
+impl mlua::UserData for HttpStream {
+    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_async_method_mut("read", |lua, mut this, n: Option<LuaValue>| async move {
+            let n = match n {
+                None | Some(LuaValue::Nil) => DEFAULT_READ,
+                Some(LuaValue::Integer(n)) if n > 0 => usize::try_from(n).unwrap_or(MAX_READ),
+                Some(LuaValue::Number(f)) if f >= 1.0 && f.fract() == 0.0 => {
+                    if f > MAX_READ as f64 {
+                        MAX_READ
+                    } else {
+                        f as usize
+                    }
+                }
+                Some(_) => {
+                    let e = invalid("stream:read", "n must be a positive integer");
+                    return Ok::<Reply, mlua::Error>((LuaValue::Nil, Some(e)));
+                }
+            };
+            match this.read(n.min(MAX_READ)).await {
+                Ok(Some(piece)) => Ok((LuaValue::String(lua.create_string(&piece)?), None)),
+                Ok(None) => Ok((LuaValue::Nil, None)),
+                Err(e) => Ok((LuaValue::Nil, Some(e))),
+            }
+        });
+        methods.add_method_mut("close", |_, this, ()| {
+            this.close();
+            Ok(true)
+        });
     }
 }
 
@@ -791,7 +943,14 @@ async fn request_batch(
             let method = method_arg(what, item.raw_get(1).ok())?;
             let url: LuaValue = item.raw_get(2).unwrap_or(LuaValue::Nil);
             let opts: LuaValue = item.raw_get(3).unwrap_or(LuaValue::Nil);
-            build(lua, what, method, &url, &opts, &policy)
+            let req = build(lua, what, method, &url, &opts, &policy)?;
+            if req.stream {
+                return Err(invalid(
+                    what,
+                    format!("request {}: a batch does not stream", i + 1),
+                ));
+            }
+            Ok(req)
         })
         .collect();
     let results = futures_util::future::join_all(prepared.into_iter().map(|req| async move {
@@ -840,7 +999,7 @@ pub(crate) fn module_for(lua: &Lua, clients: Arc<HttpClients>, entry: &str) -> m
                     Err(e) => return Ok((LuaValue::Nil, Some(e))),
                 };
                 match send(&clients, what, req).await {
-                    Ok(res) => Ok((LuaValue::Table(response_table(&lua, res)?), None)),
+                    Ok(sent) => Ok((LuaValue::Table(response_table(&lua, sent)?), None)),
                     Err(e) => Ok((LuaValue::Nil, Some(e))),
                 }
             }
