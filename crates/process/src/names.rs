@@ -77,9 +77,7 @@ impl Node {
         self.inner.names.lock().len()
     }
 
-    /// Resolves a destination given as text: PID text (`{...}`, parsed through the
-    /// thread's cache, [`Pid::parse_cached`]) or a registered name (looked up every time:
-    /// names move from process to process).
+    /// Resolves a destination given as text: PID text (`{...}`) or a registered name.
     ///
     /// # Errors
     ///
@@ -87,7 +85,7 @@ impl Node {
     /// unknown name.
     pub fn resolve(&self, dest: &str) -> Result<Pid, SendError> {
         if dest.starts_with('{') {
-            return Pid::parse_cached(dest).map_err(|e: PidParseError| {
+            return dest.parse().map_err(|e: PidParseError| {
                 SendError::BadDestination(dest.to_owned(), e.problem().to_owned())
             });
         }

@@ -104,7 +104,9 @@ impl Pid {
     ///
     /// A process sends to the same few PIDs over and over (its clients), and a cluster node
     /// reads the same few in every frame it receives; a parse allocates four times, a hit
-    /// clones a reference. The cache holds at most 4,096 texts per thread (it is cleared when
+    /// clones a reference. For texts parsed once (a relay's target) it is a loss: the cache
+    /// keeps their PIDs and texts alive until it fills (an idle relay connection cost ~400
+    /// bytes more with `Node::resolve` going through it). The cache holds at most 4,096 texts per thread (it is cleared when
     /// full) and only texts that parse. It hashes with Fx, seeded per thread: SipHash of a PID
     /// text was ~250 instructions of every Lua send, and the seed keeps a client that makes a
     /// process send to texts of its choosing from aiming them at one bucket.

@@ -94,7 +94,15 @@ pub(crate) fn deliver(
 ) -> Result<(), String> {
     let actor = current();
     let node = node_of(&actor)?;
-    let to = resolve(&node, dest)?;
+    // PID texts through the thread's cache: a process sends to the same few PIDs over and
+    // over (its clients). Names are looked up every time (they move between processes).
+    let to = if dest.starts_with('{') {
+        Pid::parse_cached(dest).map_err(|e| {
+            SendError::BadDestination(dest.to_owned(), e.problem().to_owned()).to_string()
+        })?
+    } else {
+        resolve(&node, dest)?
+    };
     if topic.starts_with('@') {
         return Err(SendError::ReservedTopic(topic.to_owned()).to_string());
     }
