@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::RwLock;
+use rustc_hash::FxBuildHasher;
 
 use crate::peer::Peer;
 use crate::stats::{ClusterStats, DropReason};
@@ -44,7 +45,9 @@ pub(crate) enum Admission {
 /// The peers of this node; see the module docs.
 #[derive(Debug)]
 pub(crate) struct PeerTable {
-    map: RwLock<HashMap<String, Arc<Peer>>>,
+    /// Fx, not SipHash: every remote send looks its peer up by name, and the table is
+    /// bounded (`max`), so a flood of names chosen to collide cannot grow a bucket far.
+    map: RwLock<HashMap<String, Arc<Peer>, FxBuildHasher>>,
     max: usize,
     stats: Arc<ClusterStats>,
     refusals: Throttle,
@@ -54,7 +57,7 @@ impl PeerTable {
     /// An empty table for at most `max` peers.
     pub(crate) fn new(max: usize, stats: Arc<ClusterStats>) -> PeerTable {
         PeerTable {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(HashMap::with_hasher(FxBuildHasher)),
             max,
             stats,
             refusals: Throttle::new(),
@@ -106,7 +109,7 @@ impl PeerTable {
 
     /// Makes room by removing the peer declared down the longest that holds no relation;
     /// false if there is none.
-    fn evict_longest_down(&self, map: &mut HashMap<String, Arc<Peer>>) -> bool {
+    fn evict_longest_down(&self, map: &mut HashMap<String, Arc<Peer>, FxBuildHasher>) -> bool {
         let mut down: Vec<_> = map
             .values()
             .filter_map(|p| Some((p.state.lock().down_since?, p)))
@@ -125,7 +128,7 @@ impl PeerTable {
     /// Removes `name` (already retired) and its metric series. Called under the table's
     /// write lock, so a new peer of the same name cannot set its series before the old one
     /// is removed.
-    fn remove(&self, map: &mut HashMap<String, Arc<Peer>>, name: &str) {
+    fn remove(&self, map: &mut HashMap<String, Arc<Peer>, FxBuildHasher>, name: &str) {
         map.remove(name);
         self.stats.remove_peer(name);
         self.stats.set_peers_known(map.len());

@@ -130,24 +130,30 @@ impl Transport for NatsTransport {
     fn send(&self, to: &Pid, msg: Message) -> Result<(), SendError> {
         let sh = &self.shared;
         let peer = self.usable_peer(to)?;
-        if peer.state.lock().is_past(incarnation_of(to)) {
-            sh.stats.count_drop(DropReason::NoProc, 1);
-            return Err(SendError::NoProcess(to.to_string()));
-        }
-        if peer.is_full(&sh.opts) {
-            sh.stats.count_drop(DropReason::QueueFull, 1);
-            return Err(SendError::NodeUnreachable(to.node().to_owned()));
-        }
         let env = Envelope::Message {
             to: to.clone(),
             msg,
         };
+        // Encoded before the peer's lock is taken, which is then taken once: to check the
+        // receiver's run and to queue (the refusals keep their order: no such process, a
+        // full queue, too big).
         let bytes = env.encode();
-        if bytes.len() > sh.max_envelope {
-            sh.stats.count_drop(DropReason::TooBig, 1);
-            return Err(SendError::TooBig(bytes.len()));
-        }
         let mut st = peer.state.lock();
+        let refused = if st.is_past(incarnation_of(to)) {
+            Some((DropReason::NoProc, SendError::NoProcess(to.to_string())))
+        } else if peer.is_full(&sh.opts) {
+            let unreachable = SendError::NodeUnreachable(to.node().to_owned());
+            Some((DropReason::QueueFull, unreachable))
+        } else if bytes.len() > sh.max_envelope {
+            Some((DropReason::TooBig, SendError::TooBig(bytes.len())))
+        } else {
+            None
+        };
+        if let Some((reason, e)) = refused {
+            drop(st);
+            sh.stats.count_drop(reason, 1);
+            return Err(e);
+        }
         peer.push(&mut st, env.lane(), bytes);
         Ok(())
     }
