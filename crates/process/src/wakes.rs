@@ -4,7 +4,7 @@
 //! wake-up that comes from another thread: an eventfd write each time, and on a loaded core a
 //! context switch to the shard and back. A cluster node's receiver that delivers one NATS
 //! frame of 40 envelopes to 40 relay connections paid that 40 times (about one eventfd write
-//! per relayed message, docs/BENCHMARKS.md, "Remote echo: wake-ups per frame").
+//! per relayed message; docs/decisions/scheduling.md, "Wake-ups from off the shards").
 //!
 //! Inside a [`WakeBatch`], a process's wake-up whose task lives on a shard other than the
 //! caller's is kept instead; when the batch ends, each shard gets its kept wake-ups in one
@@ -43,7 +43,11 @@ impl WakeBatch {
     pub(crate) fn open(shards: Option<&Shards>) -> WakeBatch {
         let opened = KEPT.with(|kept| {
             let mut kept = kept.borrow_mut();
-            kept.is_none().then(|| *kept = Some(Vec::new())).is_some()
+            if kept.is_some() {
+                return false; // nested: the outer batch hands over
+            }
+            *kept = Some(Vec::new());
+            true
         });
         WakeBatch {
             shards: opened.then(|| shards.cloned()),
