@@ -64,7 +64,23 @@ local cases = {
   tls_untrusted = function(base) return client.get(base .. "/hello") end,
   tls_insecure = function(base) return client.get(base .. "/hello", { tls = { insecure_skip_verify = true } }) end,
   bad_url = function() return client.get("ftp://example.com/") end,
-  bad_option = function(base) return client.get(base, { stream = true }) end,
+  bad_option = function(base) return client.get(base, { unix_socket = "/tmp/s" }) end,
+  -- The body read from `stream` in pieces of at most 30,000 bytes (the count of pieces
+  -- goes in front of it), or the error of the read that failed.
+  streamed = function(base, _, limit)
+    local r, err = client.get(base .. "/big", { stream = true, max_response_body = tonumber(limit) })
+    if not r then return nil, err end
+    local pieces = {}
+    while true do
+      local piece, rerr = r.stream:read(30000)
+      if rerr then return nil, rerr end
+      if not piece then break end
+      assert(#piece > 0 and #piece <= 30000, "a piece of 1 to 30000 bytes")
+      pieces[#pieces + 1] = piece
+    end
+    local body = table.concat(pieces)
+    return { status_code = r.status_code, body = body, headers = {}, url = tostring(#pieces > 1) .. " " .. r.body_size }
+  end,
   uri = function()
     local e = client.encode_uri("a b&c/é")
     local d = client.decode_uri(e)
@@ -74,7 +90,7 @@ local cases = {
 }
 local function handler()
   local req, res = http.request(), http.response()
-  local r, err = cases[req:query("case")](req:query("base"), req:query("ca"))
+  local r, err = cases[req:query("case")](req:query("base"), req:query("ca"), req:query("limit"))
   if r == nil then
     res:write("err " .. err:kind() .. " " .. tostring(err:retryable()) .. " " .. err:message())
     return
@@ -254,6 +270,17 @@ async fn requests_reach_an_allowed_local_server() {
         call(&t, "fetch", "big_ok", &base).await.split('|').nth(1),
         Some("100000")
     );
+    // The same body streamed: in several pieces, whole, `body_size` -1.
+    let streamed = call(&t, "fetch", "streamed", &base).await;
+    let fields: Vec<&str> = streamed.split('|').collect();
+    assert_eq!(fields[0], "200", "{streamed:.80}");
+    assert_eq!(fields[1], "100000");
+    assert!(fields[2].bytes().all(|b| b == b'b'));
+    assert_eq!(fields[4], "true -1");
+    // Past `max_response_body`, a read fails (the limit holds for a stream too).
+    let over = call(&t, "fetch", "streamed&limit=1000", &base).await;
+    assert!(over.starts_with("err INTERNAL false"), "{over}");
+    assert!(over.contains("over the limit of 1000 bytes"), "{over}");
     let uri = "a%20b%26c%2F%C3%A9 a b&c/é INVALID";
     assert_eq!(
         call(&t, "fetch", "uri", &base).await,
