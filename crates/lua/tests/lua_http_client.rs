@@ -83,6 +83,37 @@ impl OutboundStream for Streamed {
     }
 }
 
+/// Registers `source` (method `main`) under an entry allowed to reach private addresses (the
+/// test servers are on 127.0.0.1).
+fn register_allowed(engine: &wsrelay_lua::LuaEngine, source: &str, modules: &[&str]) -> String {
+    let entry = register(engine, source, "main", modules);
+    engine.set_http_client_policy(
+        &entry,
+        HttpClientPolicy {
+            allow_private: true,
+            ..HttpClientPolicy::default()
+        },
+    );
+    entry
+}
+
+/// Reads a request head from `s`: the bytes read up to and including its blank line, and
+/// any that came after it; `None` if the client closed first.
+async fn read_head(s: &mut tokio::net::TcpStream) -> Option<(Vec<u8>, usize)> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some((got, at + 4));
+        }
+        let n = s.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// A server that answers `held` only when `release` fires, after telling `arrived`.
 async fn held_server(
     arrived: tokio::sync::mpsc::Sender<()>,
@@ -92,13 +123,7 @@ async fn held_server(
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
-        let mut buf = vec![0u8; 4096];
-        let mut got = Vec::new();
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = s.read(&mut buf).await.unwrap();
-            assert!(n > 0, "client closed early");
-            got.extend_from_slice(&buf[..n]);
-        }
+        read_head(&mut s).await.expect("a request head");
         arrived.send(()).await.unwrap();
         release.await.unwrap();
         s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nheld")
@@ -122,14 +147,7 @@ return { main = main }
 async fn a_request_suspends_only_its_process() {
     let (_node, engine) = one_worker();
     engine.set_http_client(Arc::new(Transport));
-    let fetch = register(&engine, FETCH, "main", &["http_client"]);
-    engine.set_http_client_policy(
-        &fetch,
-        HttpClientPolicy {
-            allow_private: true,
-            ..HttpClientPolicy::default()
-        },
-    );
+    let fetch = register_allowed(&engine, FETCH, &["http_client"]);
     let quick = register(
         &engine,
         "return { main = function() return 'quick' end }",
@@ -193,14 +211,7 @@ return { main = main }
 async fn a_batch_runs_its_requests_at_once_and_answers_in_order() {
     let (_node, engine) = setup();
     engine.set_http_client(Arc::new(Transport));
-    let batch = register(&engine, BATCH, "main", &["http_client"]);
-    engine.set_http_client_policy(
-        &batch,
-        HttpClientPolicy {
-            allow_private: true,
-            ..HttpClientPolicy::default()
-        },
-    );
+    let batch = register_allowed(&engine, BATCH, &["http_client"]);
     // Each server answers only once both requests have arrived: they run concurrently.
     let (arrived_tx, mut arrived) = tokio::sync::mpsc::channel(2);
     let (release_a, rx_a) = tokio::sync::oneshot::channel();
@@ -238,16 +249,8 @@ async fn echo_server() -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
-        let mut got = Vec::new();
+        let (mut got, head_end) = read_head(&mut s).await.expect("a request head");
         let mut buf = vec![0u8; 4096];
-        let head_end = loop {
-            let n = s.read(&mut buf).await.unwrap();
-            assert!(n > 0, "client closed early");
-            got.extend_from_slice(&buf[..n]);
-            if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                break at + 4;
-            }
-        };
         let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
         let header = |name: &str| {
             head.lines()
@@ -308,14 +311,7 @@ return { main = main }
 async fn files_go_as_multipart_form_data() {
     let (_node, engine) = setup();
     engine.set_http_client(Arc::new(Transport));
-    let upload = register(&engine, UPLOAD, "main", &["http_client"]);
-    engine.set_http_client_policy(
-        &upload,
-        HttpClientPolicy {
-            allow_private: true,
-            ..HttpClientPolicy::default()
-        },
-    );
+    let upload = register_allowed(&engine, UPLOAD, &["http_client"]);
     let url = echo_server().await;
     let (me, _guard) = rust_process(engine.node());
     let pid = spawn_monitored(&me, &upload, vec![Value::from(url.as_str())]);
@@ -377,15 +373,9 @@ async fn chunked_server(release: tokio::sync::oneshot::Receiver<()>) -> String {
             let (mut s, _) = listener.accept().await.unwrap();
             let release = release.clone();
             tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut buf = vec![0u8; 4096];
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = s.read(&mut buf).await.unwrap();
-                    if n == 0 {
-                        return;
-                    }
-                    got.extend_from_slice(&buf[..n]);
-                }
+                let Some((got, _)) = read_head(&mut s).await else {
+                    return;
+                };
                 let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
                 let path = String::from_utf8_lossy(&got)
                     .split(' ')
@@ -425,14 +415,7 @@ async fn chunked_server(release: tokio::sync::oneshot::Receiver<()>) -> String {
 async fn a_streamed_body_is_read_as_it_arrives() {
     let (_node, engine) = setup();
     engine.set_http_client(Arc::new(Transport));
-    let entry = register(&engine, STREAM, "main", &["http_client", "process"]);
-    engine.set_http_client_policy(
-        &entry,
-        HttpClientPolicy {
-            allow_private: true,
-            ..HttpClientPolicy::default()
-        },
-    );
+    let entry = register_allowed(&engine, STREAM, &["http_client", "process"]);
     let (release, release_rx) = tokio::sync::oneshot::channel();
     let url = chunked_server(release_rx).await;
     let (me, _guard) = rust_process(engine.node());
