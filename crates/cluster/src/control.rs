@@ -126,10 +126,12 @@ fn beat_all(sh: &Shared, probe: bool) {
 }
 
 /// Declares silent peers down, fails what is held early towards a down peer's run not heard
-/// from in time, and forgets peers down for `forget_after`.
+/// from in time (and drops what waited for such a run of a peer up), and forgets peers down
+/// for `forget_after`.
 fn check_liveness(sh: &Arc<Shared>) {
     let now = Instant::now();
     for peer in sh.peers.all() {
+        sh.expire_held(&peer, now);
         let st = peer.state.lock();
         if let Some(since) = st.down_since {
             drop(st);

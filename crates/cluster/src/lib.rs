@@ -55,6 +55,7 @@
 //! | `routing` | the `Transport` seam: local signals into peer queues |
 //! | `lanes` | one peer's queue: a lane per sending process, served round robin by bytes |
 //! | `announce` | one peer's group membership announcements, coalesced, ahead of the lanes |
+//! | `held` | what waits for a restarted peer's new run until a session it accepts serves it |
 //! | `batch` | what a batch holds: envelopes stamped with their epoch, and its limits |
 //! | `writer` | one task per peer: queue → batches → NATS, within credit (bytes and frames) |
 //! | `control`, `inbound`, `advisory` | the control loop: frames in, heartbeats, liveness |
@@ -70,6 +71,7 @@ mod control;
 mod envelope;
 mod error;
 mod frame;
+mod held;
 mod inbound;
 mod lanes;
 mod names;

@@ -20,6 +20,7 @@ use wsrelay_process::Pid;
 
 use crate::batch::Out;
 use crate::frame::{Grant, Heartbeat};
+use crate::held::{Held, Waiting};
 use crate::lanes::Lanes;
 use crate::ClusterOptions;
 
@@ -91,6 +92,15 @@ pub(crate) struct PeerState {
     /// `noconnection` if that run is not heard from within `dead_after` (module `routing`).
     /// Empty while the peer is up; at most `early_relations_max` entries.
     pub(crate) early: HashMap<Relation, Instant>,
+    /// The run of the peer the current outbound session was started for: every frame of it
+    /// was sealed after this node knew that run had started (it was heard, or a PID of it
+    /// was used here before the session's first frame), so none reached an earlier run, and
+    /// that run accepts the session from its first frame. `None` if not known.
+    pub(crate) session_for: Option<u32>,
+    /// Envelopes for PIDs of a run not heard from yet that the current session cannot carry
+    /// there (module `held`): they go out when that run is heard, in the session that then
+    /// serves it. Empty while the peer is declared down (`early` covers that case).
+    pub(crate) held: Held,
 }
 
 /// A relation this node holds across the pair, as kept in [`PeerState::monitors`] and
@@ -166,6 +176,8 @@ impl PeerState {
             watched: HashSet::new(),
             links: HashSet::new(),
             early: HashMap::new(),
+            session_for: None,
+            held: Held::default(),
         }
     }
 
@@ -239,6 +251,7 @@ impl PeerState {
         self.acked_bytes = 0;
         self.end_inbound();
         self.early.clear();
+        self.session_for = None;
         Severed {
             monitors: self.monitors.drain().collect(),
             watched: self.watched.drain().collect(),
@@ -285,6 +298,25 @@ impl PeerState {
     /// there is no run to tell it from.
     pub(crate) fn is_unseen(&self, inc: u32) -> bool {
         self.peer_inc.is_some_and(|seen| seen != inc) && !self.is_past(inc)
+    }
+
+    /// Whether an envelope for a PID of run `inc` must wait in [`PeerState::held`]: the peer
+    /// is up in another run, `inc` is not one seen here before, and the current session was
+    /// not started for it (its frames may have reached the earlier run, so `inc` would take
+    /// its next frame as a gap). A session that has sealed no frame yet is claimed for `inc`
+    /// instead. While anything for `inc` waits, so does the rest for it (order per sender).
+    pub(crate) fn must_hold(&mut self, inc: u32) -> bool {
+        if self.held.holds(inc) {
+            return true;
+        }
+        if self.down_since.is_some() || self.session_for == Some(inc) || !self.is_unseen(inc) {
+            return false;
+        }
+        if self.next_seq == 1 && self.session_for.is_none() {
+            self.session_for = Some(inc);
+            return false;
+        }
+        true
     }
 
     /// Records `rel`, made at `now` while the peer is declared down, if its remote process
@@ -459,6 +491,40 @@ impl Peer {
         if st.queue.push(sender, out) {
             self.wake.notify_one();
         }
+    }
+
+    /// Queues `bytes` for the process `to` in the lane of `sender`, or holds it until `to`'s
+    /// run is heard (see [`PeerState::must_hold`]); `rel` is the monitor or link it
+    /// announces, if any. False if it had to wait and the wait is full (the caller refuses
+    /// it as if the peer were unreachable).
+    pub(crate) fn push_to(
+        &self,
+        st: &mut PeerState,
+        to: &Pid,
+        sender: u64,
+        bytes: Bytes,
+        rel: Option<&Relation>,
+        opts: &ClusterOptions,
+    ) -> bool {
+        let inc = incarnation_of(to);
+        if !st.must_hold(inc) {
+            self.push(st, sender, bytes);
+            return true;
+        }
+        if st
+            .held
+            .is_full(bytes.len(), opts.early_relations_max, opts.queue_max_bytes)
+        {
+            return false;
+        }
+        st.held.push(Waiting {
+            inc,
+            lane: sender,
+            bytes,
+            made: Instant::now(),
+            rel: rel.cloned(),
+        });
+        true
     }
 
     /// Queues the change of a local membership for the peer (module `announce`), in the
@@ -669,6 +735,55 @@ mod tests {
         assert!(st.expire_early(t0 + 2 * after, after).is_empty());
         assert!(st.retire_if_idle());
         assert!(!st.hold_early(monitor(7, 4), t0, 8), "retired");
+    }
+
+    #[test]
+    fn envelopes_for_a_run_not_seen_wait_unless_the_session_can_be_its_own() {
+        let opts = ClusterOptions::new("c", "a", vec![]);
+        let peer = Peer::new("b", "wsr.c.n.b.a".to_owned(), Instant::now());
+        let mut st = peer.state.lock();
+        let bytes = || Bytes::from_static(b"env");
+        // No run heard yet: nothing waits.
+        assert!(peer.push_to(&mut st, &pid("b", 7, 1), 1, bytes(), None, &opts));
+        assert!(st.session_for.is_none());
+        st.new_incarnation(5);
+        // A session that sealed no frame yet becomes the new run's own.
+        assert!(!st.must_hold(5), "the run heard");
+        assert!(!st.must_hold(7));
+        assert_eq!(st.session_for, Some(7));
+        assert!(
+            st.must_hold(8),
+            "another new run: the session is the first one's"
+        );
+        // Once a frame is sealed, a session not started for a run cannot be claimed.
+        st.session_for = None;
+        st.next_seq = 2;
+        assert_eq!(peer.queued.load(Ordering::Acquire), 1);
+        let monitor = Relation::Monitor {
+            watcher: pid("a", 1, 1),
+            target: pid("b", 7, 2),
+        };
+        assert!(peer.push_to(&mut st, &pid("b", 7, 2), 1, bytes(), Some(&monitor), &opts));
+        assert!(peer.push_to(&mut st, &pid("b", 5, 3), 1, bytes(), None, &opts));
+        assert_eq!(
+            peer.queued.load(Ordering::Acquire),
+            2,
+            "the run heard is served at once"
+        );
+        assert!(st.held.holds(7));
+        // Behind what waits for a run, the rest for it waits too, even once it is heard.
+        st.new_incarnation(7);
+        assert!(st.must_hold(7));
+        // The wait is bounded.
+        let mut small = opts.clone();
+        small.early_relations_max = 1;
+        assert!(!peer.push_to(&mut st, &pid("b", 7, 4), 1, bytes(), None, &small));
+        // Declared down: the `early` rules apply instead.
+        let (waiting, _) = st.held.take_for(Some(7));
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].rel.as_ref(), Some(&monitor));
+        st.down_since = Some(Instant::now());
+        assert!(!st.must_hold(9));
     }
 
     #[test]

@@ -14,6 +14,12 @@
 //! links are also *held early* (`PeerState::early`): kept when that run is heard from (and
 //! then answered as any other), failed with `noconnection` if it is not heard from within
 //! `dead_after`, the time that declares a silent peer down.
+//!
+//! While the peer is up in another run, such a PID shows that run was restarted and this
+//! node has not heard the new run yet. The current session goes to the new run if its first
+//! frame comes after this (`PeerState::session_for`); if it has carried frames already, the
+//! new run would take the next one as a gap, so what is meant for the new run waits (module
+//! `held`) until it is heard, and goes out in the session that then serves it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,7 +60,10 @@ impl NatsTransport {
         if let Ok(peer) = self.usable_peer(to) {
             let bytes = env.encode();
             let mut st = peer.state.lock();
-            peer.push(&mut st, env.lane(), bytes);
+            if !peer.push_to(&mut st, to, env.lane(), bytes, None, &self.shared.opts) {
+                drop(st);
+                self.shared.stats.count_drop(DropReason::Unreachable, 1);
+            }
         }
     }
 
@@ -73,35 +82,35 @@ impl NatsTransport {
         let Ok(peer) = self.usable_peer(rel.remote()) else {
             return false;
         };
-        let bytes = env.encode();
+        let (opts, bytes) = (&self.shared.opts, env.encode());
         let mut st = peer.state.lock();
         if st.down_since.is_some() {
-            let max = self.shared.opts.early_relations_max;
-            if !st.hold_early(rel, Instant::now(), max) {
+            if !st.hold_early(rel, Instant::now(), opts.early_relations_max) {
                 return false;
             }
+            peer.push(&mut st, env.lane(), bytes);
         } else {
+            if !peer.push_to(&mut st, rel.remote(), env.lane(), bytes, Some(&rel), opts) {
+                return false;
+            }
             rel.record(&mut st);
         }
-        peer.push(&mut st, env.lane(), bytes);
         true
     }
 
-    /// Removes a relation held with `node`; queues `env` only if it was still held (it may
-    /// have been failed with the connection already). A peer not known holds none.
-    fn drop_relation(
-        &self,
-        node: &str,
-        env: Envelope,
-        remove: impl FnOnce(&mut PeerState) -> bool,
-    ) {
-        let Some(peer) = self.shared.peer(node) else {
+    /// Removes a relation held with the node of the remote process `to`; queues `env` only
+    /// if it was still held (it may have been failed with the connection already). A peer
+    /// not known holds none.
+    fn drop_relation(&self, to: &Pid, env: Envelope, remove: impl FnOnce(&mut PeerState) -> bool) {
+        let Some(peer) = self.shared.peer(to.node()) else {
             return;
         };
         let bytes = env.encode();
         let mut st = peer.state.lock();
         if remove(&mut st) {
-            peer.push(&mut st, env.lane(), bytes);
+            // A full wait loses the undoing, not the relation: it is gone here, and what
+            // the peer sends for it is dropped on arrival.
+            let _ = peer.push_to(&mut st, to, env.lane(), bytes, None, &self.shared.opts);
         }
     }
 
@@ -154,7 +163,11 @@ impl Transport for NatsTransport {
             sh.stats.count_drop(reason, 1);
             return Err(e);
         }
-        peer.push(&mut st, env.lane(), bytes);
+        if !peer.push_to(&mut st, to, env.lane(), bytes, None, &sh.opts) {
+            drop(st);
+            sh.stats.count_drop(DropReason::Unreachable, 1);
+            return Err(SendError::NodeUnreachable(to.node().to_owned()));
+        }
         Ok(())
     }
 
@@ -181,7 +194,7 @@ impl Transport for NatsTransport {
             watcher: watcher.clone(),
             target: target.clone(),
         };
-        self.drop_relation(target.node(), env, |st| st.take(&rel));
+        self.drop_relation(target, env, |st| st.take(&rel));
     }
 
     fn link(&self, local: &Pid, remote: &Pid) {
@@ -207,7 +220,7 @@ impl Transport for NatsTransport {
             local: local.clone(),
             remote: remote.clone(),
         };
-        self.drop_relation(remote.node(), env, |st| st.take(&rel));
+        self.drop_relation(remote, env, |st| st.take(&rel));
     }
 
     /// An event for a remote process answers a relation it holds here: the EXIT of a local
@@ -221,7 +234,7 @@ impl Transport for NatsTransport {
                     target: from,
                     result,
                 };
-                self.drop_relation(to.node(), env, |st| st.watched.remove(&key));
+                self.drop_relation(to, env, |st| st.watched.remove(&key));
             }
             Event::LinkDown { from, result } => {
                 let rel = Relation::Link {
@@ -233,7 +246,7 @@ impl Transport for NatsTransport {
                     to: to.clone(),
                     result,
                 };
-                self.drop_relation(to.node(), env, |st| st.take(&rel));
+                self.drop_relation(to, env, |st| st.take(&rel));
             }
             Event::Cancel { from, reason } => self.cancel(from.as_ref(), to, reason),
         }

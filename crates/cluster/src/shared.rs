@@ -14,9 +14,9 @@ use crate::announce::GROUP_CHUNK;
 use crate::envelope::Envelope;
 use crate::frame::{Codec, Heartbeat};
 use crate::names::Names;
-use crate::peer::{incarnation_of, Peer, Relation, Severed, SnapshotPart};
+use crate::peer::{incarnation_of, Peer, PeerState, Relation, Severed, SnapshotPart};
 use crate::peers::{Admission, PeerTable};
-use crate::stats::ClusterStats;
+use crate::stats::{ClusterStats, DropReason};
 use crate::throttle::Throttle;
 use crate::ClusterOptions;
 
@@ -131,7 +131,13 @@ impl Shared {
     /// reached the old run. That session goes on: only what belongs to other runs fails, and
     /// the old run's inbound session is fenced. Starting a new one instead would make the
     /// new run end its side in turn, and its new session would end this side's again,
-    /// failing what was kept.
+    /// failing what was kept. The same if the session was started for the new run
+    /// (`PeerState::session_for`): its first frame was sealed after the new run had started,
+    /// so no frame of it reached the old run, and the new run accepts it from its start even
+    /// if the frame that announced the run was sealed before it did (the two crossed).
+    ///
+    /// Either way the session then serves the new run: what waited for it (module `held`)
+    /// goes out, after the relations announced again.
     ///
     /// A peer declared down had its connection ended then; the session this node started
     /// since carried only what was meant for a run not seen yet (module `routing`), so it
@@ -146,15 +152,16 @@ impl Shared {
                     st.sever_other_runs(inc),
                     "cluster peer restarted while down",
                 ))
-            } else if acked != 0 && acked == st.out_session {
+            } else if (acked != 0 && acked == st.out_session) || st.session_for == Some(inc) {
                 st.end_inbound();
                 Some((
                     st.sever_other_runs(inc),
-                    "cluster peer restarted; it accepted our session from its start",
+                    "cluster peer restarted; our session is one it accepts from its start",
                 ))
             } else {
                 None
             }
+            .inspect(|_| self.serve_run(peer, &mut st, inc))
         };
         match severed {
             Some((severed, what)) => {
@@ -193,8 +200,13 @@ impl Shared {
             return;
         }
         tracing::info!(peer = %peer.name, relations = expired.len(), "monitors and links towards a run not heard from in time failed");
+        self.fail_relations(expired);
+    }
+
+    /// Fails `rels`, taken from their peer, with `noconnection`.
+    fn fail_relations(&self, rels: Vec<Relation>) {
         let mut severed = Severed::default();
-        for rel in expired {
+        for rel in rels {
             match rel {
                 Relation::Monitor { watcher, target } => severed.monitors.push((watcher, target)),
                 Relation::Link { local, remote } => severed.links.push((local, remote)),
@@ -203,10 +215,48 @@ impl Shared {
         self.fail(severed);
     }
 
+    /// Makes the current session of `peer` the one that serves its run `inc`, which was
+    /// just heard from: what waited for that run (module `held`) is queued in it, in order;
+    /// what waited for other runs is dropped (their relations were failed with them).
+    fn serve_run(&self, peer: &Peer, st: &mut PeerState, inc: u32) {
+        st.session_for = Some(inc);
+        let (waiting, others) = st.held.take_for(Some(inc));
+        for w in waiting {
+            peer.push(st, w.lane, w.bytes);
+        }
+        self.stats.count_drop(DropReason::NoProc, others as u64);
+    }
+
+    /// Drops what waited for a run of `peer` not heard from within `dead_after` (module
+    /// `held`) and fails the monitors and links among it with `noconnection`. They were
+    /// never sent, so nothing is withdrawn at the peer.
+    pub(crate) fn expire_held(&self, peer: &Peer, now: Instant) {
+        let failed: Vec<Relation> = {
+            let mut st = peer.state.lock();
+            let expired = st.held.expire(now, self.opts.dead_after);
+            if expired.is_empty() {
+                return;
+            }
+            self.stats
+                .count_drop(DropReason::Unreachable, expired.len() as u64);
+            expired
+                .into_iter()
+                .filter_map(|w| w.rel)
+                .filter(|rel| st.take(rel))
+                .collect()
+        };
+        tracing::info!(peer = %peer.name, relations = failed.len(), "what waited for a run not heard from in time dropped");
+        self.fail_relations(failed);
+    }
+
     fn end_connection_keeping(&self, peer: &Peer, why: &str, keep_inc: Option<u32>) {
         let severed = {
             let mut st = peer.state.lock();
             let mut severed = st.end();
+            if keep_inc.is_none() {
+                let (_, dropped) = st.held.take_for(None);
+                self.stats.count_drop(DropReason::Fenced, dropped as u64);
+            }
             if let Some(inc) = keep_inc {
                 let of_run = |pid: &Pid| incarnation_of(pid) == inc;
                 let (keep, fail): (Vec<_>, Vec<_>) = std::mem::take(&mut severed.monitors)
@@ -233,6 +283,7 @@ impl Shared {
                     peer.push(&mut st, env.lane(), env.encode());
                     st.links.insert((local, remote));
                 }
+                self.serve_run(peer, &mut st, inc);
             }
             severed
         };

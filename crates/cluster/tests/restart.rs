@@ -250,6 +250,122 @@ fn an_early_monitor_of_a_restarted_node_whose_first_frame_is_data_gets_the_real_
     });
 }
 
+/// A monitor of a PID of `b`'s new run made just as the new run's first frame (data, sealed
+/// before it heard anything from this node) is on its way here: the two cross. Both cases
+/// failed the monitor with `noconnection` before:
+///
+/// - `a_sent_data`: this node's session towards `b` carried data to `b`'s first run, so the
+///   new run can never accept it (it would see a gap). The monitor went out in it anyway: the
+///   new run ended its side, after this node had accepted its first frame and started a new
+///   session for it, so the new run's next frame opened yet another session and ended this
+///   side again. Now the monitor waits here until the new run is heard and goes in the
+///   session started for it (module `held`).
+/// - otherwise the session had carried nothing, and the monitor was its first frame, which
+///   the new run accepts. The new run's frame, sealed before, acknowledged no session, and
+///   noticing the restart ended this one: the new run then ended its side in turn, which
+///   ended this side again. Now the session counts as started for the new run (its first
+///   frame came after a PID of that run was used here) and goes on.
+fn crossing_case(a_sent_data: bool) {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let a = start_with(quiet(&unique("ga"), 60)).await;
+        let b_name = unique("gb");
+        let b = start_with(quiet(&b_name, 60)).await;
+        let me = probe(a.node());
+        if a_sent_data {
+            let pong = echo(b.node(), "pong");
+            me.send(&pong, "ping", Value::Null).unwrap();
+        } else {
+            probe(b.node()).send(me.pid(), "pong", Value::Null).unwrap();
+        }
+        let msg = tokio::time::timeout(EVENT_WAIT, me.recv())
+            .await
+            .expect("a hears b's first run");
+        assert_eq!(msg.topic(), "pong");
+
+        b.shutdown();
+        // Neither side heartbeats within the test: every frame is one the test caused.
+        let b2 = start_with(quiet(&b_name, 60)).await;
+        let target = ends_at_a_message(&b2, ExitResult::normal("bye"));
+        let talker = probe(b2.node());
+        talker.send(me.pid(), "hello", Value::Int(0)).unwrap();
+        me.monitor(&target).unwrap();
+        // Each next frame of the new run would show a session it started over.
+        for i in 0..3 {
+            let msg = tokio::time::timeout(EVENT_WAIT, me.recv())
+                .await
+                .expect("a hears b's new run");
+            assert_eq!((msg.topic(), msg.payload()), ("hello", &Value::Int(i)));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            talker.send(me.pid(), "hello", Value::Int(i + 1)).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let early = me.try_next_event();
+        assert!(early.is_none(), "no spurious event: {early:?}");
+        me.send(&target, "go", Value::Null).unwrap();
+        expect_exit(&me, &target, ExitResult::normal("bye")).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let late = me.try_next_event();
+        assert!(late.is_none(), "exactly one EXIT: {late:?}");
+        a.shutdown();
+        b2.shutdown();
+    });
+}
+
+#[test]
+fn an_early_monitor_crossing_the_new_runs_first_frame_after_data_to_the_old_run_gets_the_real_exit()
+{
+    crossing_case(true);
+}
+
+#[test]
+fn an_early_monitor_crossing_the_new_runs_first_frame_in_a_fresh_session_gets_the_real_exit() {
+    crossing_case(false);
+}
+
+/// A PID of a run of `b` never heard from, used while `b`'s run is up and this node's
+/// session towards it has carried data: a monitor of it waits (it would end the live
+/// connection as a gap at a new run), fails with `noconnection` exactly once after
+/// `dead_after`, and a send to it is dropped; the live run's relations and sends are not
+/// touched.
+#[test]
+fn what_waits_for_a_run_never_heard_fails_once_and_leaves_the_live_run_alone() {
+    let Some(_nats) = nats() else { return };
+    rt().block_on(async {
+        let a = start(&unique("ha")).await;
+        let b = start(&unique("hb")).await;
+        let me = probe(a.node());
+        let pong = echo(b.node(), "pong");
+        me.monitor(&pong).unwrap();
+        assert!(echo_works(&me, &pong, EVENT_WAIT).await);
+        let other_run = (u64::from(!(pong.id() >> 32) as u32) << 32) | 1;
+        let ghost = Pid::new(pong.node(), pong.host(), other_run);
+        me.monitor(&ghost).unwrap();
+        me.send(&ghost, "lost", Value::Null).unwrap();
+        let made = Instant::now();
+        expect_exit(&me, &ghost, ExitResult::error(reason::NOCONNECTION)).await;
+        assert!(made.elapsed() >= Duration::from_secs(3), "after dead_after");
+        assert!(
+            echo_works(&me, &pong, EVENT_WAIT).await,
+            "the live run still answers"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let other = me.try_next_event();
+        assert!(
+            other.is_none(),
+            "one EXIT, the live monitor untouched: {other:?}"
+        );
+        let metrics = metrics_text(a.stats());
+        let series = "wsrelay_remote_dropped_total{reason=\"unreachable\"} 2";
+        assert!(
+            metrics.contains(series),
+            "monitor and send dropped: {series} in\n{metrics}"
+        );
+        a.shutdown();
+        b.shutdown();
+    });
+}
+
 /// A node `a` that has heard from `b`'s first run (`b1`) and then declared it down: the
 /// scene of the early relations below. Returns `a`, a probe on it that traps links, the name
 /// of `b` and a PID of its first run.
