@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use crate::host::HostState;
 use crate::pid_set::PidSet;
-use crate::{Event, ExitResult, Message, Pid, Shortcut};
+use crate::{Event, ExitResult, Message, Pid, Shortcut, Unbuilt};
 
 pub(crate) struct Cell {
     pub(crate) pid: Pid,
@@ -175,19 +175,12 @@ impl Cell {
     /// A process with a [`Shortcut`] is offered the message first while its inbox is empty
     /// (then the length is 0).
     pub(crate) fn push_message(&self, msg: Message) -> Option<usize> {
-        let msg = match self.shortcut.get() {
-            // Only past an empty inbox: what this sender queued before is taken already. And
-            // not while an event or a stop request waits: the process acts on those first.
-            Some(shortcut)
-                if self.inbox_len.load(Ordering::Acquire) == 0
-                    && self.flags.load(Ordering::Acquire) == 0 =>
-            {
-                match shortcut.offer(msg) {
-                    Ok(()) => return Some(0),
-                    Err(msg) => msg,
-                }
-            }
-            _ => msg,
+        let msg = match self.shortcut_now() {
+            Some(shortcut) => match shortcut.offer(msg) {
+                Ok(()) => return Some(0),
+                Err(msg) => msg,
+            },
+            None => msg,
         };
         let size = msg_size(&msg);
         let len = {
@@ -209,6 +202,22 @@ impl Cell {
         };
         self.ready.notify();
         Some(len)
+    }
+
+    /// Offers a message whose payload is not built yet to the process's shortcut, when one
+    /// may take a message now (see [`Cell::shortcut_now`]); `true` if it took it.
+    pub(crate) fn offer_unbuilt(&self, topic: &str, payload: &dyn Unbuilt) -> bool {
+        self.shortcut_now()
+            .is_some_and(|shortcut| shortcut.offer_unbuilt(topic, payload))
+    }
+
+    /// The process's shortcut, if a message may be offered to it now: only past an empty
+    /// inbox (what this sender queued before is taken already), and not while an event or a
+    /// stop request waits (the process acts on those first).
+    fn shortcut_now(&self) -> Option<&Arc<dyn Shortcut>> {
+        self.shortcut.get().filter(|_| {
+            self.inbox_len.load(Ordering::Acquire) == 0 && self.flags.load(Ordering::Acquire) == 0
+        })
     }
 
     /// Appends an event; `false` if the process is gone.

@@ -94,7 +94,7 @@ pub use pid::{Pid, PidParseError, LOCAL_NODE};
 pub use process_ref::ProcessRef;
 pub use remote::{SpaceFuture, Transport};
 pub use shard::Shards;
-pub use shortcut::Shortcut;
+pub use shortcut::{Field, Shortcut, Unbuilt};
 pub use spawn::{NewProcess, ProcessFactory, Ready, SpawnOptions};
 pub use value::{Map, OpaqueValue, Shared, Value, ValueBuilder, Visit};
 pub use wakes::WakeBatch;

@@ -1,4 +1,5 @@
-//! [`Shortcut`]: a process that can take a message in its sender's call.
+//! [`Shortcut`]: a process that can take a message in its sender's call, and [`Unbuilt`]:
+//! a payload it can read before it is built.
 
 use crate::Message;
 
@@ -29,4 +30,35 @@ pub trait Shortcut: Send + Sync + 'static {
     ///
     /// The message, when it must go to the inbox instead.
     fn offer(&self, msg: Message) -> Result<(), Message>;
+
+    /// Handles now a message on `topic` whose payload is still in its sender's form
+    /// ([`Unbuilt`]); `false` to have the sender build the message and send it as usual
+    /// (it is then offered to [`offer`](Self::offer) like any other). Offered under the same
+    /// conditions as `offer`. The default takes none.
+    fn offer_unbuilt(&self, topic: &str, payload: &dyn Unbuilt) -> bool {
+        let _ = (topic, payload);
+        false
+    }
+}
+
+/// A payload not built into a [`Value`](crate::Value) yet: a Lua table on its sender's stack,
+/// say. For a small message, building the payload (and dropping it after) is most of what a
+/// send costs, and a [`Shortcut`] that needs only a field or two of it can read them here
+/// instead ([`Node::send_lazy`](crate::Node::send_lazy)).
+pub trait Unbuilt {
+    /// The field `key` of the payload, if the payload is a map.
+    fn field(&self, key: &str) -> Field<'_>;
+}
+
+/// A field of an [`Unbuilt`] payload, as its [`Value`](crate::Value) would be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field<'a> {
+    /// The payload is a map without that field.
+    Missing,
+    /// A string that is UTF-8 text ([`Value::String`](crate::Value::String)).
+    Text(&'a str),
+    /// A string that is not UTF-8 ([`Value::Bytes`](crate::Value::Bytes)).
+    Bytes(&'a [u8]),
+    /// Anything else, or not known without building the payload: the shortcut declines.
+    Other,
 }

@@ -7,7 +7,7 @@
 use crate::message::reason;
 use crate::node::{unreachable, Route};
 use crate::relations::link_exit;
-use crate::{Event, ExitResult, Message, Node, Pid, SendError, Value};
+use crate::{Event, ExitResult, Message, Node, Pid, SendError, Unbuilt, Value};
 
 impl Node {
     /// Delivers `msg` to `to`.
@@ -24,6 +24,32 @@ impl Node {
             },
             Route::Remote(t) => t.send(to, msg),
             Route::Unreachable => Err(unreachable(to)),
+        }
+    }
+
+    /// Sends `to` a message on `topic` whose payload is built only if it must be: a local
+    /// process whose [`Shortcut`](crate::Shortcut) takes it unbuilt (a relay connection
+    /// writing a `ws.send`) reads `payload` in this call; otherwise `build` makes the message
+    /// (on `topic`, from `payload`), and it is sent as with [`send`](Node::send).
+    ///
+    /// # Errors
+    ///
+    /// What `build` returns, or the [`SendError`] of [`send`](Node::send).
+    pub fn send_lazy<E: From<SendError>>(
+        &self,
+        to: &Pid,
+        topic: &str,
+        payload: &dyn Unbuilt,
+        build: impl FnOnce() -> Result<Message, E>,
+    ) -> Result<(), E> {
+        match self.route(to) {
+            Route::Local => match self.inner.table.get(to) {
+                Some(cell) if cell.offer_unbuilt(topic, payload) => Ok(()),
+                Some(cell) if cell.push_message(build()?).is_some() => Ok(()),
+                _ => Err(SendError::NoProcess(to.to_string()).into()),
+            },
+            Route::Remote(t) => Ok(t.send(to, build()?)?),
+            Route::Unreachable => Err(unreachable(to).into()),
         }
     }
 

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wsrelay_process::{
-    reason, Context, Event, ExitGuard, ExitResult, HighWater, HostConfig, LinkError, Message,
-    NameError, Node, OpaqueValue, Pid, Received, SendError, Shards, SpawnError, SpawnOptions,
-    Value,
+    reason, Context, Event, ExitGuard, ExitResult, Field, HighWater, HostConfig, LinkError,
+    Message, NameError, Node, OpaqueValue, Pid, Received, SendError, Shards, SpawnError,
+    SpawnOptions, Unbuilt, Value,
 };
 
 const HOST: &str = "app:processes";
@@ -684,6 +684,92 @@ impl wsrelay_process::Shortcut for Taker {
         self.taken.lock().push(msg.topic().to_owned());
         Ok(())
     }
+
+    /// Takes unbuilt what has a text field `data`, as `topic:data`.
+    fn offer_unbuilt(&self, topic: &str, payload: &dyn Unbuilt) -> bool {
+        match payload.field("data") {
+            Field::Text(data) if self.take.load(std::sync::atomic::Ordering::SeqCst) => {
+                self.taken.lock().push(format!("{topic}:{data}"));
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A payload readable as fields: a map of texts.
+struct Texts(&'static [(&'static str, &'static str)]);
+
+impl Unbuilt for Texts {
+    fn field(&self, key: &str) -> Field<'_> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(Field::Missing, |(_, v)| Field::Text(v))
+    }
+}
+
+/// `send_lazy` with `payload` to `to` from `sender`; whether the message had to be built.
+fn send_lazy(sender: &Context, to: &Pid, topic: &str, payload: Texts) -> Result<bool, SendError> {
+    let built = std::cell::Cell::new(false);
+    sender
+        .node()
+        .send_lazy(to, topic, &payload, || {
+            built.set(true);
+            let map = payload
+                .0
+                .iter()
+                .fold(wsrelay_process::Map::new(), |m, (k, v)| m.with(*k, *v));
+            Ok::<_, SendError>(Message::new(
+                Some(sender.pid().clone()),
+                topic,
+                Value::Map(map),
+            ))
+        })
+        .map(|()| built.get())
+}
+
+/// A payload sent lazily is read unbuilt by a shortcut that takes it, and built only when
+/// the shortcut declines it or may not be offered it: then it is sent as any message
+/// (offered built, or queued behind what waits).
+#[tokio::test]
+async fn a_lazy_send_is_built_only_when_no_shortcut_takes_it_unbuilt() {
+    let node = node();
+    let (ctx, _g) = probe(&node);
+    let (sender, _g2) = probe(&node);
+    let taker = Arc::new(Taker::default());
+    ctx.set_shortcut(taker.clone());
+    taker.take.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let hi = Texts(&[("data", "hi")]);
+    assert_eq!(send_lazy(&sender, ctx.pid(), "t", hi), Ok(false));
+    // Declined unbuilt (no text `data`): built, then offered built and taken.
+    let other = Texts(&[("other", "x")]);
+    assert_eq!(send_lazy(&sender, ctx.pid(), "u", other), Ok(true));
+    assert_eq!(*taker.taken.lock(), ["t:hi", "u"]);
+
+    // A message waits: the next is built and queued behind it, not offered.
+    taker.take.store(false, std::sync::atomic::Ordering::SeqCst);
+    sender.send(ctx.pid(), "first", Value::Null).unwrap();
+    taker.take.store(true, std::sync::atomic::Ordering::SeqCst);
+    let later = Texts(&[("data", "later")]);
+    assert_eq!(send_lazy(&sender, ctx.pid(), "second", later), Ok(true));
+    assert_eq!(ctx.recv().await.topic(), "first");
+    let second = ctx.recv().await;
+    assert_eq!(second.topic(), "second");
+    assert_eq!(
+        second.payload().get("data").and_then(Value::as_str),
+        Some("later")
+    );
+    assert_eq!(taker.taken.lock().len(), 2);
+
+    // No such process: the send fails, with nothing built.
+    let gone = Pid::new(node.name(), HOST, 999_999);
+    let none = Texts(&[]);
+    assert!(matches!(
+        send_lazy(&sender, &gone, "t", none),
+        Err(SendError::NoProcess(_))
+    ));
 }
 
 /// A process's shortcut is offered what is sent to it while its inbox is empty; what it

@@ -25,7 +25,9 @@ use std::task::{Context as TaskContext, Poll};
 
 use futures_util::FutureExt;
 use tokio::time::{sleep_until, Instant, Sleep};
-use wsrelay_process::{reason, Context, Event, ExitGuard, ExitResult, Message, Pid, Value};
+use wsrelay_process::{
+    reason, Context, Event, ExitGuard, ExitResult, Message, Pid, Unbuilt, Value,
+};
 use wsrelay_ws::{CloseReason, Event as WsEvent, SharedFrame, WsConnection};
 
 use crate::backpressure::{bounded, Interrupted, Space};
@@ -755,10 +757,38 @@ impl Parkable for Connection {
     /// task, which is woken for it. Anything else, or a connection with a write or a step
     /// pending, gives the message back to be queued.
     fn take_message(&mut self, msg: Message) -> Result<(), Message> {
-        if msg.topic() != events::SEND || self.deferred.is_some() || !self.ws.can_feed() {
+        if msg.topic() != events::SEND || !self.can_take() {
             return Err(msg);
         }
-        let flow = match self.on_message(msg) {
+        let flow = self.on_message(msg);
+        self.taken(flow);
+        Ok(())
+    }
+
+    fn take_unbuilt(&mut self, topic: &str, payload: &dyn Unbuilt) -> bool {
+        if topic != events::SEND || !self.can_take() {
+            return false;
+        }
+        let Some(out) = events::read_unbuilt_send(payload) else {
+            return false;
+        };
+        let flow = self.write(out);
+        self.taken(flow);
+        true
+    }
+}
+
+impl Connection {
+    /// Whether a sender may write to the client now: nothing is left from a write that had
+    /// to wait, and the write queue has room.
+    fn can_take(&self) -> bool {
+        self.deferred.is_none() && self.ws.can_feed()
+    }
+
+    /// Finishes a message a sender took ([`Parkable`]): flushes it, or leaves what is left to
+    /// the connection's task.
+    fn taken(&mut self, flow: Flow) {
+        let flow = match flow {
             // Outside the sender's cooperative budget: a broadcast makes thousands of writes
             // in one poll of its sender, and tokio would refuse them (as not ready) after the
             // first 128, leaving each to its connection's task.
@@ -777,6 +807,5 @@ impl Parkable for Connection {
             }
         }
         self.stats.sends_taken.fetch_add(1, Ordering::Relaxed);
-        Ok(())
     }
 }

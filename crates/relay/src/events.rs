@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use wsrelay_process::{Map, OpaqueValue, Pid, Value, ValueBuilder, Visit};
+use wsrelay_process::{Field, Map, OpaqueValue, Pid, Unbuilt, Value, ValueBuilder, Visit};
 use wsrelay_ws::{Message as Frame, SharedFrame};
 
 /// Topic of the first message a target gets from a connection.
@@ -325,6 +325,27 @@ pub(crate) fn read_send(payload: Value) -> Result<ToSend, String> {
         (other, _) => Err(format!(
             "ws.send: type must be \"text\" or \"binary\", not {other:?}"
         )),
+    }
+}
+
+/// A `ws.send` payload read before it is built, in its common shapes only: `data` a string,
+/// `type` absent, `"text"` or `"binary"`. `None` for anything else: [`read_send`] then
+/// reads (and reports) the built payload, so both give the same result.
+pub(crate) fn read_unbuilt_send(payload: &dyn Unbuilt) -> Option<ToSend> {
+    let binary = match payload.field("type") {
+        Field::Missing | Field::Text("text") => false,
+        Field::Text("binary") => true,
+        _ => return None,
+    };
+    match (payload.field("data"), binary) {
+        (Field::Text(text), false) => Some(ToSend::Text(text.to_owned())),
+        (Field::Text(text), true) => Some(ToSend::Out(Outgoing::binary(Bytes::copy_from_slice(
+            text.as_bytes(),
+        )))),
+        (Field::Bytes(bytes), true) => {
+            Some(ToSend::Out(Outgoing::binary(Bytes::copy_from_slice(bytes))))
+        }
+        _ => None,
     }
 }
 

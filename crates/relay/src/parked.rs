@@ -21,9 +21,9 @@
 use std::pin::Pin;
 use std::task::{ready, Context as TaskContext, Poll};
 
-use parking_lot::Mutex;
+use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use tokio::time::Sleep;
-use wsrelay_process::{Message, Shortcut};
+use wsrelay_process::{Message, Shortcut, Unbuilt};
 
 /// What waits in a [`Parked`] slot: the relay's connection (a trait so that this module needs
 /// nothing of the connection's but these two calls).
@@ -36,6 +36,10 @@ pub(crate) trait Parkable: Send + 'static {
 
     /// Writes `msg` to the client now, or gives it back to be queued.
     fn take_message(&mut self, msg: Message) -> Result<(), Message>;
+
+    /// Writes a message whose payload is not built yet to the client now; `false` to have
+    /// the sender build it and send it as usual.
+    fn take_unbuilt(&mut self, topic: &str, payload: &dyn Unbuilt) -> bool;
 }
 
 /// A connection's slot: holds the connection while its task waits (module docs).
@@ -87,21 +91,32 @@ impl<C: Parkable> Parked<C> {
     }
 }
 
+impl<C: Parkable> Parked<C> {
+    /// The connection, if it is parked and of this thread; a task that runs (or another
+    /// sender that writes) has the slot.
+    fn parked_here(&self) -> Option<MappedMutexGuard<'_, C>> {
+        let slot = self.slot.try_lock()?;
+        if slot.thread == 0 || slot.thread != this_thread() {
+            return None;
+        }
+        MutexGuard::try_map(slot, |slot| slot.connection.as_deref_mut()).ok()
+    }
+}
+
 impl<C: Parkable> Shortcut for Parked<C> {
     /// Writes a `ws.send` to the client now if the connection is parked, idle and of this
-    /// thread; a task that runs (or another sender that writes) has the slot, and the
-    /// message is queued.
+    /// thread; otherwise the message is queued.
     fn offer(&self, msg: Message) -> Result<(), Message> {
-        let Some(mut slot) = self.slot.try_lock() else {
-            return Err(msg);
-        };
-        if slot.thread == 0 || slot.thread != this_thread() {
-            return Err(msg);
-        }
-        match slot.connection.as_mut() {
-            Some(connection) => connection.take_message(msg),
+        match self.parked_here() {
+            Some(mut connection) => connection.take_message(msg),
             None => Err(msg),
         }
+    }
+
+    /// As [`offer`](Self::offer), before the payload is built.
+    fn offer_unbuilt(&self, topic: &str, payload: &dyn Unbuilt) -> bool {
+        self.parked_here()
+            .is_some_and(|mut connection| connection.take_unbuilt(topic, payload))
     }
 }
 

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use mlua::{AnyUserData, Lua, MultiValue, Table, Value as LuaValue};
-use wsrelay_process::{Context, Message, Node, Pid, SendError, SpawnOptions, Value};
+use wsrelay_process::{Context, Message, Node, Pid, SendError, SpawnOptions, Unbuilt, Value};
 
 use super::inbox::{Events, Inbox};
 use super::{function, string_arg, Fail, SoftErr};
@@ -83,14 +83,15 @@ fn spawn(lua: &Lua, kind: SpawnKind, args: MultiValue) -> Out {
 }
 
 /// What `process.send(dest, topic, payload, extra...)` does once its arguments are read (by
-/// the C function [`crate::raw::send`]; `payload` is `Value::Null` when none was given): the
-/// message goes from the calling process (none in a function call) to `dest`, a PID text or
-/// a registered name.
+/// the C function [`crate::raw::send`]): the message goes from the calling process (none in
+/// a function call) to `dest`, a PID text or a registered name. The receiver's shortcut may
+/// take the payload `unbuilt`; otherwise `build` makes it and the extra payloads (`payload`
+/// is `Value::Null` when none was given).
 pub(crate) fn deliver(
     dest: &str,
     topic: &str,
-    payload: Value,
-    extra: Vec<Value>,
+    unbuilt: &dyn Unbuilt,
+    build: impl FnOnce() -> Result<(Value, Vec<Value>), String>,
 ) -> Result<(), String> {
     let actor = current();
     let node = node_of(&actor)?;
@@ -106,8 +107,21 @@ pub(crate) fn deliver(
     if topic.starts_with('@') {
         return Err(SendError::ReservedTopic(topic.to_owned()).to_string());
     }
-    let msg = Message::new(caller_pid(&actor), topic_text(topic), payload).with_extra(extra);
-    node.send(&to, msg).map_err(|e| e.to_string())
+    let build = || {
+        let (payload, extra) = build().map_err(Failed)?;
+        Ok(Message::new(caller_pid(&actor), topic_text(topic), payload).with_extra(extra))
+    };
+    node.send_lazy(&to, topic, unbuilt, build)
+        .map_err(|Failed(e)| e)
+}
+
+/// Why a send failed, as `process.send` reports it.
+struct Failed(String);
+
+impl From<SendError> for Failed {
+    fn from(e: SendError) -> Failed {
+        Failed(e.to_string())
+    }
 }
 
 /// Topics recently sent from this thread, shared by their messages: a process sends the same

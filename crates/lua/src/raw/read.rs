@@ -13,6 +13,8 @@ use mlua::ffi::{self, lua_State};
 use mlua::{Lua, MultiValue, Value as LuaValue};
 use smallvec::SmallVec;
 
+use wsrelay_process::{Field, Unbuilt};
+
 use crate::budget::{ConvertError, NODE_COST};
 
 /// Tables nested deeper than this are rejected.
@@ -240,6 +242,91 @@ impl<S: Sink> Walker<S> {
     }
 }
 
+/// A table read as a record of a few string fields without building its value, for
+/// `process.send` to offer it to a shortcut first (`wsrelay_process::Unbuilt`). Only a table
+/// that would convert to a map of at most [`Fields::MAX`] fields with UTF-8 keys and scalar
+/// values, within the budget, is readable; every field of any other is [`Field::Other`], and
+/// the sender builds the value (which reports what is wrong with it).
+pub(crate) struct Fields<'a> {
+    entries: SmallVec<[(&'a [u8], Scalar<'a>); Fields::MAX]>,
+    readable: bool,
+}
+
+impl<'a> Fields<'a> {
+    /// The most fields a readable table has: a `ws.send` has two.
+    const MAX: usize = 4;
+
+    /// Nothing readable: the payload is not a table, or there are several.
+    pub(crate) fn none() -> Fields<'a> {
+        Fields {
+            entries: SmallVec::new(),
+            readable: false,
+        }
+    }
+
+    /// The fields of the table at `index` (absolute), as [`Walker`] would charge them
+    /// against `limit`.
+    ///
+    /// # Safety
+    ///
+    /// `state` is valid, with a table at `index` and room for two more stack slots. The
+    /// fields borrow the table's strings: they are valid while the table stays on the stack,
+    /// unchanged, and nothing is allocated in the state (no collection can run).
+    pub(crate) unsafe fn read(state: *mut lua_State, index: c_int, limit: usize) -> Fields<'a> {
+        let top = ffi::lua_gettop(state);
+        let mut fields = Fields {
+            entries: SmallVec::new(),
+            readable: true,
+        };
+        let mut cost = NODE_COST;
+        ffi::lua_pushnil(state);
+        while ffi::lua_next(state, index) != 0 {
+            let value = match ffi::lua_type(state, -1) {
+                ffi::LUA_TTABLE => Scalar::Other("table"),
+                _ => scalar(state, -1),
+            };
+            let key = (ffi::lua_type(state, -2) == ffi::LUA_TSTRING)
+                .then(|| string_bytes(state, -2))
+                .filter(|key| utf8(key).is_some());
+            let (Some(key), false, true) = (
+                key,
+                matches!(value, Scalar::Other(_)),
+                fields.entries.len() < Fields::MAX,
+            ) else {
+                fields.readable = false;
+                break;
+            };
+            cost += key.len()
+                + NODE_COST
+                + match value {
+                    Scalar::Str(bytes) => bytes.len(),
+                    _ => 0,
+                };
+            fields.entries.push((key, value));
+            ffi::lua_settop(state, -2);
+        }
+        ffi::lua_settop(state, top);
+        fields.readable &= cost <= limit;
+        fields
+    }
+}
+
+impl Unbuilt for Fields<'_> {
+    fn field(&self, key: &str) -> Field<'_> {
+        if !self.readable {
+            return Field::Other;
+        }
+        match self.entries.iter().find(|(k, _)| *k == key.as_bytes()) {
+            None => Field::Missing,
+            Some((_, Scalar::Str(bytes))) => match utf8(bytes) {
+                Some(text) => Field::Text(text),
+                None => Field::Bytes(bytes),
+            },
+            Some(_) => Field::Other,
+        }
+    }
+}
+
 /// The scalar at `index` (not a table).
 ///
 /// # Safety
@@ -358,11 +445,11 @@ unsafe fn key_text(state: *mut lua_State, index: c_int) -> Result<String, Conver
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use mlua::{Lua, LuaOptions, StdLib};
+    use mlua::{Lua, LuaOptions, StdLib, Value as LuaValue};
     use proptest::prelude::*;
     use wsrelay_process::Value;
 
-    use crate::convert::{to_lua_stepwise, to_value};
+    use crate::convert::{to_lua_stepwise, to_value, ValueBuild};
 
     /// The ASCII shortcut agrees with the general check, on ASCII, on other UTF-8 and on
     /// bytes that are not UTF-8 (an ASCII prefix included).
@@ -383,6 +470,86 @@ mod tests {
                 std::str::from_utf8(bytes).ok(),
                 "{bytes:?}"
             );
+        }
+    }
+
+    /// A field as a test compares it.
+    #[derive(Debug, PartialEq)]
+    enum Owned {
+        Missing,
+        Text(String),
+        Bytes(Vec<u8>),
+        Other,
+    }
+
+    /// A record read without building it says of each field what its built value says. It
+    /// is readable exactly when it is a map of at most four scalar fields with text keys
+    /// within the budget (and then it also builds); an unreadable one says `Other` of every
+    /// field, and the sender builds it.
+    #[test]
+    fn fields_of_a_record_agree_with_its_built_value() {
+        use wsrelay_process::{Field, Unbuilt};
+        const LIMIT: usize = 120;
+        let lua = Lua::new();
+        let cases = [
+            ("{type = 'text', data = 'hi'}", true),
+            ("{data = 'caf\u{e9}', type = 'binary'}", true),
+            (r"{type = 'binary', data = '\255\0'}", true),
+            ("{}", true),
+            ("{type = 7, data = 'x', n = true, f = 1.5}", true),
+            ("{data = 'x', n = json_null}", true),
+            ("{a = 1, b = 2, c = 3, d = 4, data = 'x'}", false),
+            ("{data = 'x', nested = {}}", false),
+            ("{data = 'x', [1] = 'y'}", false),
+            (r"{data = 'x', ['\255'] = 'y'}", false),
+            ("{data = 'x', f = print}", false),
+            // The budget: 16 for the table, then 4 + 16 + 84 for `data`.
+            ("{data = string.rep('x', 84)}", true),
+            ("{data = string.rep('x', 85)}", false),
+        ];
+        lua.globals()
+            .set(
+                "json_null",
+                LuaValue::LightUserData(mlua::LightUserData(std::ptr::null_mut())),
+            )
+            .unwrap();
+        for (code, readable) in cases {
+            let table: LuaValue = lua.load(format!("return {code}")).eval().unwrap();
+            let built = super::read(&lua, std::slice::from_ref(&table), ValueBuild, LIMIT)
+                .map(|mut v| v.pop().unwrap());
+            assert!(!readable || built.is_ok(), "{code}: readable, so it builds");
+            if code.contains("85") {
+                assert!(built.is_err(), "over the budget either way");
+            }
+            let mut seen = Vec::new();
+            // SAFETY: the closure only reads; the table is its one argument (slot 1).
+            unsafe {
+                lua.exec_raw::<()>(table, |state| {
+                    let fields = super::Fields::read(state, 1, LIMIT);
+                    for key in ["type", "data", "n"] {
+                        seen.push(match fields.field(key) {
+                            Field::Missing => Owned::Missing,
+                            Field::Text(t) => Owned::Text(t.to_owned()),
+                            Field::Bytes(b) => Owned::Bytes(b.to_vec()),
+                            Field::Other => Owned::Other,
+                        });
+                    }
+                })
+                .unwrap();
+            }
+            let expected: Vec<Owned> = ["type", "data", "n"]
+                .iter()
+                .map(
+                    |key| match (readable, built.as_ref().ok().map(|v| v.get(key))) {
+                        (false, _) => Owned::Other,
+                        (true, Some(None)) => Owned::Missing,
+                        (true, Some(Some(Value::String(t)))) => Owned::Text(t.clone()),
+                        (true, Some(Some(Value::Bytes(b)))) => Owned::Bytes(b.to_vec()),
+                        (true, _) => Owned::Other,
+                    },
+                )
+                .collect();
+            assert_eq!(seen, expected, "{code}");
         }
     }
 

@@ -9,7 +9,7 @@ use mlua::ffi::{self, lua_State};
 use mlua::{Function, Lua};
 
 use super::push_str;
-use super::read::{string_bytes, type_name, Walker};
+use super::read::{string_bytes, type_name, Fields, Walker};
 use wsrelay_process::Value;
 
 use crate::convert::ValueBuild;
@@ -83,23 +83,35 @@ unsafe fn read_and_send(state: *mut lua_State) -> Result<(), String> {
     let count = ffi::lua_gettop(state);
     let dest = text_arg(state, 1, "destination")?;
     let topic = text_arg(state, 2, "topic")?;
-    let mut walker = Walker::new(ValueBuild, super::value_limit());
-    let mut read = |index| {
-        walker
-            .walk(state, index)
-            .map(|(value, _)| value)
-            .map_err(|e| format!("payload: {e}"))
+    let limit = super::value_limit();
+    // A record alone (`{type = ..., data = ...}`) is offered to the receiver's shortcut as it
+    // is: a relay client's connection writes a `ws.send` from the table's strings, and no
+    // payload is built. Nothing runs in the state until the send returns.
+    let fields = if count == 3 && ffi::lua_type(state, 3) == ffi::LUA_TTABLE {
+        Fields::read(state, 3, limit)
+    } else {
+        Fields::none()
     };
-    // The usual one payload without a vector for the others.
-    let payload = if count >= 3 { read(3)? } else { Value::Null };
-    let mut extra = Vec::new();
-    if count > 3 {
-        extra.reserve_exact((count - 3) as usize);
-        for index in 4..=count {
-            extra.push(read(index)?);
+    let build = || {
+        let mut walker = Walker::new(ValueBuild, limit);
+        let mut read = |index| {
+            walker
+                .walk(state, index)
+                .map(|(value, _)| value)
+                .map_err(|e| format!("payload: {e}"))
+        };
+        // The usual one payload without a vector for the others.
+        let payload = if count >= 3 { read(3)? } else { Value::Null };
+        let mut extra = Vec::new();
+        if count > 3 {
+            extra.reserve_exact((count - 3) as usize);
+            for index in 4..=count {
+                extra.push(read(index)?);
+            }
         }
-    }
-    crate::modules::process::deliver(dest, topic, payload, extra)
+        Ok((payload, extra))
+    };
+    crate::modules::process::deliver(dest, topic, &fields, build)
 }
 
 /// The UTF-8 string argument at `index` named `what` (the texts of `modules::string_arg`).
