@@ -765,6 +765,8 @@ impl Parkable for Connection {
         Ok(())
     }
 
+    /// As [`take_message`](Parkable::take_message), from the sender's own form of the
+    /// payload: only a `ws.send` of the common shapes (`events::read_unbuilt_send`) is taken.
     fn take_unbuilt(&mut self, topic: &str, payload: &dyn Unbuilt) -> bool {
         if topic != events::SEND || !self.can_take() {
             return false;

@@ -26,7 +26,7 @@ use tokio::time::Sleep;
 use wsrelay_process::{Message, Shortcut, Unbuilt};
 
 /// What waits in a [`Parked`] slot: the relay's connection (a trait so that this module needs
-/// nothing of the connection's but these two calls).
+/// nothing of the connection's but these calls).
 pub(crate) trait Parkable: Send + 'static {
     /// What woke it.
     type Wake;
@@ -89,9 +89,7 @@ impl<C: Parkable> Parked<C> {
         let wake = ready!(connection.poll_wake(cx, timer));
         Poll::Ready(slot.connection.take().map(|connection| (connection, wake)))
     }
-}
 
-impl<C: Parkable> Parked<C> {
     /// The connection, if it is parked and of this thread; a task that runs (or another
     /// sender that writes) has the slot.
     fn parked_here(&self) -> Option<MappedMutexGuard<'_, C>> {
