@@ -161,6 +161,19 @@ async fn expect_exit(me: &Context, from: &Pid, result: ExitResult) {
     }
 }
 
+/// Expects no event for `me` yet, then the real EXIT of `target` (made by
+/// [`ends_at_a_message`] with the normal reason "bye") once it is sent a message, and nothing
+/// after it.
+async fn only_the_real_exit(me: &Context, target: &Pid) {
+    let early = me.try_next_event();
+    assert!(early.is_none(), "no spurious event: {early:?}");
+    me.send(target, "go", Value::Null).unwrap();
+    expect_exit(me, target, ExitResult::normal("bye")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let late = me.try_next_event();
+    assert!(late.is_none(), "exactly one EXIT: {late:?}");
+}
+
 /// A monitor of a PID of a restarted node, made before this node has noticed the restart
 /// (no frame of the new run seen yet), gets the target's real EXIT, not a spurious
 /// `noconnection` when the restart is noticed: it did not span the lost connection.
@@ -190,10 +203,7 @@ fn an_early_monitor_of_a_restarted_node_gets_the_real_exit() {
         me.monitor(&target).unwrap();
         // a's next heartbeat reaches the new run, which answers: the restart is noticed.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let early = me.try_next_event();
-        assert!(early.is_none(), "no spurious event: {early:?}");
-        me.send(&target, "go", Value::Null).unwrap();
-        expect_exit(&me, &target, ExitResult::normal("bye")).await;
+        only_the_real_exit(&me, &target).await;
         a.shutdown();
         b2.shutdown();
     });
@@ -238,13 +248,7 @@ fn an_early_monitor_of_a_restarted_node_whose_first_frame_is_data_gets_the_real_
         }
         // Both sides' next frames cross (a heartbeats every second).
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let early = me.try_next_event();
-        assert!(early.is_none(), "no spurious event: {early:?}");
-        me.send(&target, "go", Value::Null).unwrap();
-        expect_exit(&me, &target, ExitResult::normal("bye")).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let late = me.try_next_event();
-        assert!(late.is_none(), "exactly one EXIT: {late:?}");
+        only_the_real_exit(&me, &target).await;
         a.shutdown();
         b2.shutdown();
     });
@@ -300,13 +304,7 @@ fn crossing_case(a_sent_data: bool) {
             talker.send(me.pid(), "hello", Value::Int(i + 1)).unwrap();
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let early = me.try_next_event();
-        assert!(early.is_none(), "no spurious event: {early:?}");
-        me.send(&target, "go", Value::Null).unwrap();
-        expect_exit(&me, &target, ExitResult::normal("bye")).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let late = me.try_next_event();
-        assert!(late.is_none(), "exactly one EXIT: {late:?}");
+        only_the_real_exit(&me, &target).await;
         a.shutdown();
         b2.shutdown();
     });
