@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use rmp::Marker;
-use wsrelay_process::{ExitResult, Map, Message, Pid, Value};
+use wsrelay_process::{ExitResult, Map, Message, Pid, Value, Visit};
 
 /// Why an envelope could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -577,7 +577,8 @@ fn exit(w: &mut Vec<u8>, result: &ExitResult) {
     }
 }
 
-/// Writes `v` as MessagePack; `Opaque` values are written in their plain form.
+/// Writes `v` as MessagePack; an `Opaque` value is written in its plain form, as it visits
+/// itself (see [`Writer`]).
 pub(crate) fn value(w: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Null => {
@@ -609,7 +610,138 @@ pub(crate) fn value(w: &mut Vec<u8>, v: &Value) {
                 value(w, item);
             }
         }
-        Value::Opaque(o) => value(w, &o.to_value()),
+        Value::Opaque(o) => {
+            // Written as the value shows itself (a relay connection's event, a group send's
+            // shared payload), without building its plain form; a visit that does not add up
+            // to one well-formed value is written from that form instead.
+            let start = w.len();
+            let mut writer = Writer::new(w);
+            o.visit(&mut writer);
+            if !writer.is_complete() {
+                w.truncate(start);
+                value(w, &o.to_value());
+            }
+        }
+    }
+}
+
+/// MessagePack from a [`Visit`]: what an opaque value shows of itself. It checks that the
+/// visit is one value whose arrays and maps hold as many items as they announced (keys and
+/// values alternating in maps); MessagePack gives lengths up front, so a visit that breaks
+/// its own count would otherwise write a malformed envelope.
+struct Writer<'a> {
+    w: &'a mut Vec<u8>,
+    /// The arrays and maps open: items left, and for a map whether a key comes next.
+    open: smallvec::SmallVec<[(u32, Option<bool>); 8]>,
+    /// Values written at the top level (one when complete).
+    top: u32,
+    ok: bool,
+}
+
+impl<'a> Writer<'a> {
+    fn new(w: &'a mut Vec<u8>) -> Writer<'a> {
+        Writer {
+            w,
+            open: smallvec::SmallVec::new(),
+            top: 0,
+            ok: true,
+        }
+    }
+
+    /// Whether exactly one value was written, with every container closed as announced.
+    fn is_complete(&self) -> bool {
+        self.ok && self.open.is_empty() && self.top == 1
+    }
+
+    /// Counts an item (a value, or a container that starts) where it goes.
+    fn item(&mut self) {
+        match self.open.last_mut() {
+            None => self.top += 1,
+            Some((0, _)) | Some((_, Some(true))) => self.ok = false,
+            Some((left, key_next)) => {
+                *left -= 1;
+                if let Some(key_next) = key_next {
+                    *key_next = true;
+                }
+            }
+        }
+    }
+
+    fn begin(&mut self, len: usize, map: bool) -> Option<u32> {
+        self.item();
+        let Ok(len) = u32::try_from(len) else {
+            self.ok = false;
+            return None;
+        };
+        self.open.push((len, map.then_some(true)));
+        Some(len)
+    }
+
+    fn end(&mut self, map: bool) {
+        match self.open.pop() {
+            Some((0, key_next)) if key_next.is_some() == map && key_next != Some(false) => {}
+            _ => self.ok = false,
+        }
+    }
+}
+
+impl Visit for Writer<'_> {
+    fn null(&mut self) {
+        self.item();
+        let _ = rmp::encode::write_nil(self.w);
+    }
+
+    fn bool(&mut self, value: bool) {
+        self.item();
+        let _ = rmp::encode::write_bool(self.w, value);
+    }
+
+    fn int(&mut self, value: i64) {
+        self.item();
+        let _ = rmp::encode::write_sint(self.w, value);
+    }
+
+    fn float(&mut self, value: f64) {
+        self.item();
+        let _ = rmp::encode::write_f64(self.w, value);
+    }
+
+    fn str(&mut self, value: &str) {
+        self.item();
+        string(self.w, value);
+    }
+
+    fn bytes(&mut self, value: &[u8]) {
+        self.item();
+        let _ = rmp::encode::write_bin(self.w, value);
+    }
+
+    fn begin_array(&mut self, len: usize) {
+        if let Some(len) = self.begin(len, false) {
+            arr(self.w, len);
+        }
+    }
+
+    fn end_array(&mut self) {
+        self.end(false);
+    }
+
+    fn begin_map(&mut self, len: usize) {
+        if let Some(len) = self.begin(len, true) {
+            let _ = rmp::encode::write_map_len(self.w, len);
+        }
+    }
+
+    fn key(&mut self, key: &str) {
+        match self.open.last_mut() {
+            Some((left, Some(key_next))) if *left > 0 && *key_next => *key_next = false,
+            _ => self.ok = false,
+        }
+        string(self.w, key);
+    }
+
+    fn end_map(&mut self) {
+        self.end(true);
     }
 }
 
@@ -619,6 +751,101 @@ mod tests {
 
     fn pid(id: u64) -> Pid {
         Pid::new("node-a", "app:processes", id)
+    }
+
+    /// An opaque payload: the plain value it stands for, and how it visits itself.
+    #[derive(Debug)]
+    struct Opaque(Value, Visits);
+
+    #[derive(Debug, Clone, Copy)]
+    enum Visits {
+        /// As its plain value.
+        Plainly,
+        /// A map that announces two entries and shows one.
+        ShortMap,
+        /// A map with two keys in a row.
+        KeyTwice,
+        /// Two values.
+        TwoValues,
+        /// Nothing.
+        Nothing,
+        /// An array that announces one item and shows two.
+        LongArray,
+    }
+
+    impl wsrelay_process::OpaqueValue for Opaque {
+        fn to_value(&self) -> Value {
+            self.0.clone()
+        }
+
+        fn visit(&self, v: &mut dyn Visit) {
+            match self.1 {
+                Visits::Plainly => self.0.visit(v),
+                Visits::ShortMap => {
+                    v.begin_map(2);
+                    v.key("a");
+                    v.int(1);
+                    v.end_map();
+                }
+                Visits::KeyTwice => {
+                    v.begin_map(1);
+                    v.key("a");
+                    v.key("b");
+                    v.int(1);
+                    v.end_map();
+                }
+                Visits::TwoValues => {
+                    v.int(1);
+                    v.int(2);
+                }
+                Visits::Nothing => {}
+                Visits::LongArray => {
+                    v.begin_array(1);
+                    v.null();
+                    v.null();
+                    v.end_array();
+                }
+            }
+        }
+    }
+
+    /// An opaque payload is written as it visits itself, byte for byte what its plain form
+    /// gives; a visit that does not add up to one well-formed value is written from the plain
+    /// form instead, and every envelope decodes to the plain value.
+    #[test]
+    fn an_opaque_payload_is_written_from_its_visit_or_else_its_plain_form() {
+        let plain = |payload: Value| {
+            Envelope::Message {
+                to: pid(2),
+                msg: Message::new(Some(pid(1)), "t", payload),
+            }
+            .encode()
+        };
+        for visits in [
+            Visits::Plainly,
+            Visits::ShortMap,
+            Visits::KeyTwice,
+            Visits::TwoValues,
+            Visits::Nothing,
+            Visits::LongArray,
+        ] {
+            let opaque = Opaque(every_value(), visits);
+            let mut visited = Vec::new();
+            let mut writer = Writer::new(&mut visited);
+            wsrelay_process::OpaqueValue::visit(&opaque, &mut writer);
+            let mut direct = Vec::new();
+            value(&mut direct, &every_value());
+            match visits {
+                Visits::Plainly => assert!(writer.is_complete() && visited == direct),
+                _ => assert!(!writer.is_complete(), "{visits:?} is caught"),
+            }
+            let bytes = plain(Value::Opaque(std::sync::Arc::new(opaque)));
+            assert_eq!(bytes, plain(every_value()), "{visits:?}");
+            match Envelope::decode(&bytes).unwrap() {
+                Envelope::Message { msg, .. } => assert_eq!(msg.payload(), &every_value()),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     /// A payload with every kind of value, nested.
