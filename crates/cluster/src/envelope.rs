@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use rmp::Marker;
-use wsrelay_process::{ExitResult, Map, Message, Pid, Value, Visit};
+use wsrelay_process::{ExitResult, Map, Message, Pid, Unbuilt, Value, Visit};
 
 /// Why an envelope could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -135,16 +135,29 @@ impl Envelope {
         }
     }
 
+    /// The encoding of an [`Envelope::Message`] from `from` to `to` on `topic` whose one
+    /// payload is written from what `payload` shows ([`Unbuilt::visit`]), not built first;
+    /// `None` if it shows nothing, or not one well-formed value (module `Writer`).
+    pub(crate) fn encode_unbuilt(
+        from: Option<&Pid>,
+        to: &Pid,
+        topic: &str,
+        payload: &dyn Unbuilt,
+    ) -> Option<Bytes> {
+        let mut w = Vec::with_capacity(64);
+        message_head(&mut w, from, to, topic);
+        arr(&mut w, 1);
+        let mut writer = Writer::new(&mut w);
+        let shown = payload.visit(&mut writer) && writer.is_complete();
+        shown.then(|| Bytes::from(w))
+    }
+
     /// Encodes to MessagePack.
     pub(crate) fn encode(&self) -> Bytes {
         let mut w = Vec::with_capacity(64);
         match self {
             Envelope::Message { to, msg } => {
-                arr(&mut w, 5);
-                uint(&mut w, K_MESSAGE);
-                opt_pid(&mut w, msg.from());
-                string(&mut w, to.as_str());
-                string(&mut w, msg.topic());
+                message_head(&mut w, msg.from(), to, msg.topic());
                 payloads(&mut w, msg);
             }
             Envelope::Monitor { watcher, target } => pair(&mut w, K_MONITOR, watcher, target),
@@ -531,6 +544,15 @@ fn string(w: &mut Vec<u8>, s: &str) {
     let _ = rmp::encode::write_str(w, s);
 }
 
+/// A message envelope up to its payloads: `[kind, from, to, topic, ...`.
+fn message_head(w: &mut Vec<u8>, from: Option<&Pid>, to: &Pid, topic: &str) {
+    arr(w, 5);
+    uint(w, K_MESSAGE);
+    opt_pid(w, from);
+    string(w, to.as_str());
+    string(w, topic);
+}
+
 fn opt_pid(w: &mut Vec<u8>, pid: Option<&Pid>) {
     match pid {
         Some(p) => string(w, p.as_str()),
@@ -846,6 +868,53 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    /// An unbuilt payload that shows itself as an [`Opaque`] does.
+    struct Shows(Opaque);
+
+    impl Unbuilt for Shows {
+        fn field(&self, _: &str) -> wsrelay_process::Field<'_> {
+            wsrelay_process::Field::Other
+        }
+
+        fn visit(&self, v: &mut dyn Visit) -> bool {
+            wsrelay_process::OpaqueValue::visit(&self.0, v);
+            true
+        }
+    }
+
+    /// A message whose payload is not built is encoded from what it shows, to the same bytes
+    /// as the built message; a payload that shows nothing, or not one well-formed value, is
+    /// left to the sender to build.
+    #[test]
+    fn an_unbuilt_payload_is_encoded_from_what_it_shows() {
+        let (from, to) = (pid(1), pid(2));
+        let built = Envelope::Message {
+            to: to.clone(),
+            msg: Message::new(Some(from.clone()), "t", every_value()),
+        }
+        .encode();
+        let shows = |visits| Shows(Opaque(every_value(), visits));
+        let encoded = Envelope::encode_unbuilt(Some(&from), &to, "t", &shows(Visits::Plainly));
+        assert_eq!(encoded, Some(built));
+        for visits in [
+            Visits::ShortMap,
+            Visits::KeyTwice,
+            Visits::TwoValues,
+            Visits::Nothing,
+        ] {
+            let encoded = Envelope::encode_unbuilt(Some(&from), &to, "t", &shows(visits));
+            assert_eq!(encoded, None, "{visits:?}");
+        }
+        /// Shows nothing: the default.
+        struct Silent;
+        impl Unbuilt for Silent {
+            fn field(&self, _: &str) -> wsrelay_process::Field<'_> {
+                wsrelay_process::Field::Other
+            }
+        }
+        assert_eq!(Envelope::encode_unbuilt(None, &to, "t", &Silent), None);
     }
 
     /// A payload with every kind of value, nested.

@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wsrelay_process::{
-    reason, Event, ExitResult, Message, NameError, Pid, SendError, SpaceFuture, Transport, Value,
+    reason, Event, ExitResult, Message, NameError, Pid, SendError, SpaceFuture, Transport, Unbuilt,
+    Value,
 };
 
 use crate::envelope::{Envelope, NODE_LANE};
@@ -114,6 +115,43 @@ impl NatsTransport {
         }
     }
 
+    /// Queues the encoded message envelope `bytes` for `to` in `lane` of its peer.
+    ///
+    /// Encoded before the peer's lock is taken, which is then taken once: to check the
+    /// receiver's run and to queue (the refusals keep their order: no such process, a full
+    /// queue, too big).
+    fn queue_message(
+        &self,
+        peer: &Peer,
+        to: &Pid,
+        lane: u64,
+        bytes: bytes::Bytes,
+    ) -> Result<(), SendError> {
+        let sh = &self.shared;
+        let mut st = peer.state.lock();
+        let refused = if st.is_past(incarnation_of(to)) {
+            Some((DropReason::NoProc, SendError::NoProcess(to.to_string())))
+        } else if peer.is_full(&sh.opts) {
+            let unreachable = SendError::NodeUnreachable(to.node().to_owned());
+            Some((DropReason::QueueFull, unreachable))
+        } else if bytes.len() > sh.max_envelope {
+            Some((DropReason::TooBig, SendError::TooBig(bytes.len())))
+        } else {
+            None
+        };
+        if let Some((reason, e)) = refused {
+            drop(st);
+            sh.stats.count_drop(reason, 1);
+            return Err(e);
+        }
+        if !peer.push_to(&mut st, to, lane, bytes, None, &sh.opts) {
+            drop(st);
+            sh.stats.count_drop(DropReason::Unreachable, 1);
+            return Err(SendError::NodeUnreachable(to.node().to_owned()));
+        }
+        Ok(())
+    }
+
     fn deliver_noconnection_exit(&self, watcher: &Pid, target: &Pid) {
         self.shared.inbound.event(
             watcher,
@@ -137,38 +175,31 @@ impl NatsTransport {
 
 impl Transport for NatsTransport {
     fn send(&self, to: &Pid, msg: Message) -> Result<(), SendError> {
-        let sh = &self.shared;
         let peer = self.usable_peer(to)?;
         let env = Envelope::Message {
             to: to.clone(),
             msg,
         };
-        // Encoded before the peer's lock is taken, which is then taken once: to check the
-        // receiver's run and to queue (the refusals keep their order: no such process, a
-        // full queue, too big).
         let bytes = env.encode();
-        let mut st = peer.state.lock();
-        let refused = if st.is_past(incarnation_of(to)) {
-            Some((DropReason::NoProc, SendError::NoProcess(to.to_string())))
-        } else if peer.is_full(&sh.opts) {
-            let unreachable = SendError::NodeUnreachable(to.node().to_owned());
-            Some((DropReason::QueueFull, unreachable))
-        } else if bytes.len() > sh.max_envelope {
-            Some((DropReason::TooBig, SendError::TooBig(bytes.len())))
-        } else {
-            None
+        self.queue_message(&peer, to, env.lane(), bytes)
+    }
+
+    /// A message whose payload shows itself (a Lua table of a few fields) is encoded from it,
+    /// without building the payload first; any other is left to [`send`](Self::send).
+    fn send_unbuilt(
+        &self,
+        from: Option<&Pid>,
+        to: &Pid,
+        topic: &str,
+        payload: &dyn Unbuilt,
+    ) -> Option<Result<(), SendError>> {
+        let peer = match self.usable_peer(to) {
+            Ok(peer) => peer,
+            Err(e) => return Some(Err(e)),
         };
-        if let Some((reason, e)) = refused {
-            drop(st);
-            sh.stats.count_drop(reason, 1);
-            return Err(e);
-        }
-        if !peer.push_to(&mut st, to, env.lane(), bytes, None, &sh.opts) {
-            drop(st);
-            sh.stats.count_drop(DropReason::Unreachable, 1);
-            return Err(SendError::NodeUnreachable(to.node().to_owned()));
-        }
-        Ok(())
+        let bytes = Envelope::encode_unbuilt(from, to, topic, payload)?;
+        let lane = from.map_or(NODE_LANE, Pid::id);
+        Some(self.queue_message(&peer, to, lane, bytes))
     }
 
     fn monitor(&self, watcher: &Pid, target: &Pid) {

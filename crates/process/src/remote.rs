@@ -12,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::{Event, Message, NameError, Pid, SendError, Value};
+use crate::{Event, Message, NameError, Pid, SendError, Unbuilt, Value};
 
 /// The future returned by [`Transport::wait_for_space`].
 pub type SpaceFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -28,6 +28,21 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     ///
     /// [`SendError::NodeUnreachable`] when the node of `to` is known to be down.
     fn send(&self, to: &Pid, msg: Message) -> Result<(), SendError>;
+
+    /// [`send`](Transport::send) of a message from `from` on `topic` whose payload is not
+    /// built yet ([`Node::send_lazy`](crate::Node::send_lazy)): the transport may encode it
+    /// from what `payload` shows ([`Unbuilt::visit`]). `None` if it did not (then the sender
+    /// builds the message and calls `send`). The default always returns `None`.
+    fn send_unbuilt(
+        &self,
+        from: Option<&Pid>,
+        to: &Pid,
+        topic: &str,
+        payload: &dyn Unbuilt,
+    ) -> Option<Result<(), SendError>> {
+        let _ = (from, to, topic, payload);
+        None
+    }
 
     /// The local `watcher` starts monitoring the remote `target`.
     ///

@@ -48,6 +48,15 @@ pub trait Shortcut: Send + Sync + 'static {
 pub trait Unbuilt {
     /// The field `key` of the payload, if the payload is a map.
     fn field(&self, key: &str) -> Field<'_>;
+
+    /// Shows the whole payload to `visitor`, as its [`Value`](crate::Value) would
+    /// ([`Value::visit`](crate::Value::visit)); `false`, having shown nothing, if it cannot
+    /// (the sender then builds it). A transport encodes a payload for another node from it.
+    /// The default shows nothing.
+    fn visit(&self, visitor: &mut dyn crate::Visit) -> bool {
+        let _ = visitor;
+        false
+    }
 }
 
 /// A field of an [`Unbuilt`] payload, as its [`Value`](crate::Value) would be.

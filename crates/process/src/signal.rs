@@ -27,16 +27,19 @@ impl Node {
         }
     }
 
-    /// Sends `to` a message on `topic` whose payload is built only if it must be: a local
-    /// process whose [`Shortcut`](crate::Shortcut) takes it unbuilt (a relay connection
-    /// writing a `ws.send`) reads `payload` in this call; otherwise `build` makes the message
-    /// (on `topic`, from `payload`), and it is sent as with [`send`](Node::send).
+    /// Sends `to` a message from `from` on `topic` whose payload is built only if it must
+    /// be: a local process whose [`Shortcut`](crate::Shortcut) takes it unbuilt (a relay
+    /// connection writing a `ws.send`) reads `payload` in this call, and a transport may
+    /// encode it for another node from it ([`Transport::send_unbuilt`](crate::Transport::send_unbuilt));
+    /// otherwise `build` makes the message (from `from`, on `topic`, with `payload`), and it
+    /// is sent as with [`send`](Node::send).
     ///
     /// # Errors
     ///
     /// What `build` returns, or the [`SendError`] of [`send`](Node::send).
     pub fn send_lazy<E: From<SendError>>(
         &self,
+        from: Option<&Pid>,
         to: &Pid,
         topic: &str,
         payload: &dyn Unbuilt,
@@ -48,7 +51,10 @@ impl Node {
                 Some(cell) if cell.push_message(build()?).is_some() => Ok(()),
                 _ => Err(SendError::NoProcess(to.to_string()).into()),
             },
-            Route::Remote(t) => Ok(t.send(to, build()?)?),
+            Route::Remote(t) => match t.send_unbuilt(from, to, topic, payload) {
+                Some(sent) => Ok(sent?),
+                None => Ok(t.send(to, build()?)?),
+            },
             Route::Unreachable => Err(unreachable(to).into()),
         }
     }

@@ -714,7 +714,7 @@ fn send_lazy(sender: &Context, to: &Pid, topic: &str, payload: Texts) -> Result<
     let built = std::cell::Cell::new(false);
     sender
         .node()
-        .send_lazy(to, topic, &payload, || {
+        .send_lazy(Some(sender.pid()), to, topic, &payload, || {
             built.set(true);
             let map = payload
                 .0

@@ -107,11 +107,12 @@ pub(crate) fn deliver(
     if topic.starts_with('@') {
         return Err(SendError::ReservedTopic(topic.to_owned()).to_string());
     }
+    let from = caller_pid(&actor);
     let build = || {
         let (payload, extra) = build().map_err(Failed)?;
-        Ok(Message::new(caller_pid(&actor), topic_text(topic), payload).with_extra(extra))
+        Ok(Message::new(from.clone(), topic_text(topic), payload).with_extra(extra))
     };
-    node.send_lazy(&to, topic, unbuilt, build)
+    node.send_lazy(from.as_ref(), &to, topic, unbuilt, build)
         .map_err(|Failed(e)| e)
 }
 

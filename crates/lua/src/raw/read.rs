@@ -13,7 +13,7 @@ use mlua::ffi::{self, lua_State};
 use mlua::{Lua, MultiValue, Value as LuaValue};
 use smallvec::SmallVec;
 
-use wsrelay_process::{Field, Unbuilt};
+use wsrelay_process::{Field, Unbuilt, Visit};
 
 use crate::budget::{ConvertError, NODE_COST};
 
@@ -325,6 +325,30 @@ impl Unbuilt for Fields<'_> {
             Some(_) => Field::Other,
         }
     }
+
+    fn visit(&self, v: &mut dyn Visit) -> bool {
+        if !self.readable {
+            return false;
+        }
+        v.begin_map(self.entries.len());
+        for (key, value) in &self.entries {
+            // Checked to be UTF-8 when read.
+            v.key(utf8(key).unwrap_or_default());
+            match *value {
+                Scalar::Bool(b) => v.bool(b),
+                Scalar::Int(i) => v.int(i),
+                Scalar::Float(f) => v.float(f),
+                Scalar::Str(bytes) => match utf8(bytes) {
+                    Some(text) => v.str(text),
+                    None => v.bytes(bytes),
+                },
+                // `Other` makes the table unreadable; `nil` is no field.
+                Scalar::Nil | Scalar::Null | Scalar::Other(_) => v.null(),
+            }
+        }
+        v.end_map();
+        true
+    }
 }
 
 /// The scalar at `index` (not a table).
@@ -526,6 +550,13 @@ mod tests {
             unsafe {
                 lua.exec_raw::<()>(table, |state| {
                     let fields = super::Fields::read(state, 1, LIMIT);
+                    // Shown whole, it is what builds.
+                    let mut shown = wsrelay_process::ValueBuilder::default();
+                    let visited = fields.visit(&mut shown);
+                    assert_eq!(visited, readable, "{code}");
+                    if readable {
+                        assert_eq!(Some(&shown.finish()), built.as_ref().ok(), "{code}");
+                    }
                     for key in ["type", "data", "n"] {
                         seen.push(match fields.field(key) {
                             Field::Missing => Owned::Missing,
