@@ -4,12 +4,12 @@
 //! Layout, big endian:
 //!
 //! ```text
-//! version u8 (4), type u8, flags u8, incarnation u32,
+//! version u8 (5), type u8, flags u8, incarnation u32,
 //! src_len u8, src, dst_len u8, dst                      the two node names
 //! data:      session u64, seq u64, ack_session u64, count u16, count × (len u32, envelope)
 //! heartbeat: session u64, published u64, ack_session u64, ack_seq u64, ack_bytes u64,
 //!            grant_bytes u64, grant_frames u32, probe u8
-//! reset:     session u64
+//! reset:     session u64, kept u8
 //! tag [32]   only if flags bit 0: HMAC-SHA256 over every byte before it
 //! ```
 //!
@@ -17,12 +17,14 @@
 //! acknowledgement of what it received (the last sequence number and the bytes of the
 //! session's data frames up to it, whole NATS payloads) and the credit it grants: how many
 //! bytes and frames beyond the acknowledged ones the other side may have in flight. A reset
-//! names the session it ends. A data frame also names the receiver's session the sender
+//! names the session it ends, and says whether the sender kept its own side going (`kept`:
+//! the session's frames were meant for another run of the sender's node, module `inbound`). A data frame also names the receiver's session the sender
 //! accepts (`ack_session`, 0: none), as a heartbeat does: a node that restarted tells with
 //! its first frame, whatever it is, whether it accepted the receiver's session from its
 //! start, so the receiver need not end that session (module `shared`,
 //! `end_restarted_connection`). Version 3 added the bytes and the grant (credits in bytes),
-//! version 4 the data frame's `ack_session`. Nodes of different versions drop each other's
+//! version 4 the data frame's `ack_session`, version 5 the reset's `kept`. Nodes of different
+//! versions drop each other's
 //! frames as malformed (`unknown version`, logged as such at most once a second).
 //!
 //! [`Codec::open`] accepts a frame only if it decodes completely, its source is the node
@@ -36,7 +38,7 @@ use ring::hmac;
 
 use crate::stats::DropReason;
 
-const VERSION: u8 = 4;
+const VERSION: u8 = 5;
 const DATA: u8 = 0;
 const HEARTBEAT: u8 = 1;
 const RESET: u8 = 2;
@@ -77,8 +79,8 @@ pub(crate) enum Body {
     },
     /// A heartbeat, also used as acknowledgement and probe.
     Heartbeat(Heartbeat),
-    /// The sender ended our outbound `session`.
-    Reset { session: u64 },
+    /// The sender ended our outbound `session`; `kept`: it did not end its own side.
+    Reset { session: u64, kept: bool },
 }
 
 /// A heartbeat, also used as acknowledgement and probe.
@@ -196,10 +198,12 @@ impl Codec {
         self.seal(buf)
     }
 
-    /// A reset of `session` (the peer's outbound session) to node `to`.
-    pub(crate) fn reset(&self, to: &str, session: u64) -> Bytes {
-        let mut buf = self.header(RESET, to, 8);
+    /// A reset of `session` (the peer's outbound session) to node `to`; `kept`: this side
+    /// goes on.
+    pub(crate) fn reset(&self, to: &str, session: u64, kept: bool) -> Bytes {
+        let mut buf = self.header(RESET, to, 9);
         buf.put_u64(session);
+        buf.put_u8(u8::from(kept));
         self.seal(buf)
     }
 
@@ -247,7 +251,10 @@ impl Codec {
         let body = match kind {
             DATA => r.data()?,
             HEARTBEAT => Body::Heartbeat(r.heartbeat()?),
-            RESET => Body::Reset { session: r.u64()? },
+            RESET => Body::Reset {
+                session: r.u64()?,
+                kept: r.u8()? != 0,
+            },
             _ => return Err(Rejected::Malformed("unknown frame type")),
         };
         r.end()?;
@@ -261,7 +268,7 @@ impl Codec {
         if payload.first() != Some(&VERSION) {
             // Named apart from other garbage: a node of another version is the likely cause.
             return Err(Rejected::Malformed(
-                "unknown version (all nodes must run wire format version 4)",
+                "unknown version (all nodes must run wire format version 5)",
             ));
         }
         let mut r = Reader {
@@ -439,9 +446,11 @@ mod tests {
             Body::Heartbeat(hb) => assert_eq!(hb, HB),
             other => panic!("{other:?}"),
         }
-        match b.open("a", a.reset("b", 11)).unwrap().body {
-            Body::Reset { session } => assert_eq!(session, 11),
-            other => panic!("{other:?}"),
+        for kept in [false, true] {
+            match b.open("a", a.reset("b", 11, kept)).unwrap().body {
+                Body::Reset { session, kept: k } => assert_eq!((session, k), (11, kept)),
+                other => panic!("{other:?}"),
+            }
         }
     }
 

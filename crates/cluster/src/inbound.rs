@@ -61,22 +61,26 @@ fn on_frame(sh: &Arc<Shared>, peer: &Arc<Peer>, frame: Frame, len: u64) {
             seq,
             envelopes,
             ..
-        } => on_data(sh, peer, (session, seq, len), envelopes),
+        } => on_data(sh, peer, (session, seq, len), acked, envelopes),
         Body::Heartbeat(hb) => on_heartbeat(sh, peer, &hb),
-        Body::Reset { session } => {
+        Body::Reset { session, kept } => {
             let ours = peer.state.lock().out_session == session;
-            if ours {
-                sh.end_connection(peer, "reset by peer");
+            match (ours, kept) {
+                (true, true) => sh.end_outbound(peer),
+                (true, false) => sh.end_connection(peer, "reset by peer"),
+                (false, _) => {}
             }
         }
     }
 }
 
-/// Data frame `seq` of `session`, `len` bytes.
+/// Data frame `seq` of `session`, `len` bytes, which says the peer accepts this node's
+/// session `ack_session`.
 fn on_data(
     sh: &Arc<Shared>,
     peer: &Arc<Peer>,
     (session, seq, len): (u64, u64, u64),
+    ack_session: u64,
     envelopes: Vec<Bytes>,
 ) {
     let verdict = peer.state.lock().judge_data(session, seq, len);
@@ -93,7 +97,7 @@ fn on_data(
             return;
         }
         Verdict::Gap => {
-            reset(sh, peer, session, "sequence gap");
+            reset(sh, peer, session, ack_session, "sequence gap");
             sh.stats
                 .count_drop(DropReason::Fenced, envelopes.len() as u64);
             return;
@@ -128,7 +132,13 @@ fn on_heartbeat(sh: &Arc<Shared>, peer: &Arc<Peer>, hb: &Heartbeat) {
         Verdict::NewSession => new_session(sh, peer),
         Verdict::Stale => return,
         Verdict::Gap => {
-            reset(sh, peer, hb.session, "heartbeat shows lost frames");
+            reset(
+                sh,
+                peer,
+                hb.session,
+                hb.ack_session,
+                "heartbeat shows lost frames",
+            );
             return;
         }
     }
@@ -188,11 +198,26 @@ fn new_session(sh: &Shared, peer: &Peer) {
     }
 }
 
-/// Ends the connection because of lost frames in `session` and tells the peer.
-fn reset(sh: &Shared, peer: &Peer, session: u64, why: &str) {
-    peer.state.lock().fence(session);
-    sh.end_connection(peer, why);
-    sh.publish_control(peer, sh.codec.reset(&peer.name, session));
+/// Ends the connection because of lost frames in `session` (whose frame acknowledged this
+/// node's session `ack`) and tells the peer.
+///
+/// Unless the frame was meant for another run of this node (`sealed_for_another_run`):
+/// frames of the peer's session that went to this node's earlier run, before the peer heard
+/// this run, or in flight when it did. Nothing of the peer's was accepted here, so nothing is
+/// lost on this side: only the peer's session ends (a reset with `kept`), and this side goes
+/// on. Ending it too would end what the peer already accepted of this run (its first frames,
+/// crossing that stale one), and the peer would end its side again, failing what it made
+/// towards this run (`tests/restart.rs`, `an_early_monitor_with_a_frame_of_the_old_session_in_flight_gets_the_real_exit`).
+fn reset(sh: &Shared, peer: &Peer, session: u64, ack: u64, why: &str) {
+    let kept = {
+        let mut st = peer.state.lock();
+        st.fence(session);
+        st.sealed_for_another_run(ack)
+    };
+    if !kept {
+        sh.end_connection(peer, why);
+    }
+    sh.publish_control(peer, sh.codec.reset(&peer.name, session, kept));
 }
 
 /// A new incarnation of the peer: its processes of the old one are gone. `acked` is this

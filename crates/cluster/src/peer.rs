@@ -67,6 +67,8 @@ pub(crate) struct PeerState {
     /// Bytes of the data frames accepted in the inbound session (frames 1 to `next - 1`).
     pub(crate) received_bytes: u64,
     pub(crate) fenced: VecDeque<u64>,
+    /// This node's earlier outbound sessions towards the peer (newest last, at most 16).
+    pub(crate) own_sessions: VecDeque<u64>,
     pub(crate) peer_inc: Option<u32>,
     /// Earlier incarnations of the peer seen here (newest last, at most 16).
     pub(crate) past_incs: VecDeque<u32>,
@@ -163,6 +165,7 @@ impl PeerState {
             inbound: Inbound::Awaiting,
             received_bytes: 0,
             fenced: VecDeque::new(),
+            own_sessions: VecDeque::new(),
             peer_inc: None,
             past_incs: VecDeque::new(),
             last_heard: now,
@@ -242,6 +245,22 @@ impl PeerState {
 
     /// Ends the connection: a new outbound session, the inbound one fenced, relations taken.
     pub(crate) fn end(&mut self) -> Severed {
+        let mut severed = self.end_outbound();
+        self.end_inbound();
+        self.early.clear();
+        severed.watched = self.watched.drain().collect();
+        severed
+    }
+
+    /// Ends this side's outbound session only: a new one (what was queued for the old one is
+    /// dropped), and the monitors and links this side holds are taken. Alone, for a session
+    /// the peer never accepted while its own goes on (a reset with `kept`, module `inbound`):
+    /// the peer has none of what that session announced, and the monitors it holds here stay.
+    pub(crate) fn end_outbound(&mut self) -> Severed {
+        self.own_sessions.push_back(self.out_session);
+        if self.own_sessions.len() > 16 {
+            self.own_sessions.pop_front();
+        }
         self.epoch += 1;
         self.out_session = crate::random::random_u64();
         self.next_seq = 1;
@@ -249,14 +268,23 @@ impl PeerState {
         self.acked_seq = 0;
         self.sent_bytes = 0;
         self.acked_bytes = 0;
-        self.end_inbound();
-        self.early.clear();
         self.session_for = None;
         Severed {
             monitors: self.monitors.drain().collect(),
-            watched: self.watched.drain().collect(),
+            watched: Vec::new(),
             links: self.links.drain().collect(),
         }
+    }
+
+    /// Whether a frame of a session not accepted here, acknowledging `ack` (the session of
+    /// this node its sender accepts), was meant for another run of this node: nothing of the
+    /// peer is accepted here, and `ack` is none of this node's sessions towards it. Then its
+    /// loss ends nothing here: the peer is told (a reset with `kept`) and this side goes on.
+    pub(crate) fn sealed_for_another_run(&self, ack: u64) -> bool {
+        self.inbound == Inbound::Awaiting
+            && ack != 0
+            && ack != self.out_session
+            && !self.own_sessions.contains(&ack)
     }
 
     /// Fences the inbound session and waits for a new one, which starts at 1.
@@ -784,6 +812,31 @@ mod tests {
         assert_eq!(waiting[0].rel.as_ref(), Some(&monitor));
         st.down_since = Some(Instant::now());
         assert!(!st.must_hold(9));
+    }
+
+    /// A frame of a session not accepted here is meant for another run of this node when it
+    /// acknowledges a session that is none of this node's: then ending the outbound session
+    /// alone takes this side's relations and leaves the peer's.
+    #[test]
+    fn a_frame_for_another_run_ends_only_the_outbound_session() {
+        let mut st = PeerState::new(Instant::now());
+        let first = st.out_session;
+        assert!(!st.sealed_for_another_run(0), "acknowledges nothing: not known");
+        assert!(!st.sealed_for_another_run(first), "this node's session");
+        assert!(st.sealed_for_another_run(first ^ 1));
+        st.monitors.insert((pid("a", 1, 1), pid("b", 7, 1)));
+        st.links.insert((pid("a", 1, 2), pid("b", 7, 2)));
+        st.watched.insert((pid("b", 7, 3), pid("a", 1, 3)));
+        st.next_seq = 5;
+        let epoch = st.epoch;
+        let severed = st.end_outbound();
+        assert_eq!((severed.monitors.len(), severed.links.len()), (1, 1));
+        assert!(severed.watched.is_empty() && st.watched.len() == 1, "the peer's stay");
+        assert!(st.out_session != first && st.next_seq == 1 && st.epoch == epoch + 1);
+        assert!(!st.sealed_for_another_run(first), "an earlier session of this node");
+        // Once something of the peer is accepted here, a gap is a loss like any other.
+        assert_eq!(st.judge_data(9, 1, 10), Verdict::Accept);
+        assert!(!st.sealed_for_another_run(first ^ 1));
     }
 
     #[test]

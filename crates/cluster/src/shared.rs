@@ -172,6 +172,35 @@ impl Shared {
         }
     }
 
+    /// The peer reset this node's outbound session but kept its own side (`Body::Reset` with
+    /// `kept`): that session's frames were meant for another run of the peer, which now runs
+    /// a new one that has accepted nothing of it (`PeerState::end_outbound`). A new outbound
+    /// session, for the run heard; the monitors and links announced in the old one fail
+    /// (the peer never got them; an unlink withdraws each link in case the peer holds it from
+    /// its own side); the peer's session and its monitors here go on.
+    pub(crate) fn end_outbound(&self, peer: &Peer) {
+        let severed = {
+            let mut st = peer.state.lock();
+            let severed = st.end_outbound();
+            st.session_for = st.peer_inc;
+            for (local, remote) in &severed.links {
+                let env = Envelope::Unlink {
+                    from: local.clone(),
+                    to: remote.clone(),
+                };
+                peer.push(&mut st, env.lane(), env.encode());
+            }
+            severed
+        };
+        self.stats.count_session_reset();
+        tracing::info!(peer = %peer.name, monitors = severed.monitors.len(), links = severed.links.len(), "cluster session reset by peer (its side goes on)");
+        peer.credit.notify_waiters();
+        self.fail(severed);
+        if !peer.is_down() {
+            self.push_group_snapshot(peer);
+        }
+    }
+
     /// Fails with `noconnection` the relations `peer` held early (see `PeerState::early`)
     /// whose run was not heard from within `dead_after`, and withdraws them at the peer in
     /// case that run gets them after all.

@@ -270,14 +270,20 @@ fn an_early_monitor_of_a_restarted_node_whose_first_frame_is_data_gets_the_real_
 ///   ended this side again. Now the session counts as started for the new run (its first
 ///   frame came after a PID of that run was used here) and goes on.
 fn crossing_case(a_sent_data: bool) {
+    crossing_case_with(a_sent_data, false);
+}
+
+/// [`crossing_case`]; with `stale`, a message to the old run's process goes out beside the
+/// monitor: a frame of this node's old session in flight when the new run speaks.
+fn crossing_case_with(a_sent_data: bool, stale: bool) {
     let Some(_nats) = nats() else { return };
     rt().block_on(async {
         let a = start_with(quiet(&unique("ga"), 60)).await;
         let b_name = unique("gb");
         let b = start_with(quiet(&b_name, 60)).await;
         let me = probe(a.node());
+        let pong = echo(b.node(), "pong");
         if a_sent_data {
-            let pong = echo(b.node(), "pong");
             me.send(&pong, "ping", Value::Null).unwrap();
         } else {
             probe(b.node()).send(me.pid(), "pong", Value::Null).unwrap();
@@ -293,6 +299,9 @@ fn crossing_case(a_sent_data: bool) {
         let target = ends_at_a_message(&b2, ExitResult::normal("bye"));
         let talker = probe(b2.node());
         talker.send(me.pid(), "hello", Value::Int(0)).unwrap();
+        if stale {
+            let _ = me.send(&pong, "stale", Value::Null);
+        }
         me.monitor(&target).unwrap();
         // Each next frame of the new run would show a session it started over.
         for i in 0..3 {
@@ -319,6 +328,11 @@ fn an_early_monitor_crossing_the_new_runs_first_frame_after_data_to_the_old_run_
 #[test]
 fn an_early_monitor_crossing_the_new_runs_first_frame_in_a_fresh_session_gets_the_real_exit() {
     crossing_case(false);
+}
+
+#[test]
+fn an_early_monitor_with_a_frame_of_the_old_session_in_flight_gets_the_real_exit() {
+    crossing_case_with(true, true);
 }
 
 /// A PID of a run of `b` never heard from, used while `b`'s run is up and this node's

@@ -15,7 +15,7 @@ const T: Duration = Duration::from_secs(20);
 
 /// A heartbeat frame, encoded by hand from the layout documented in `frame.rs`, unsigned.
 fn heartbeat_frame(src: &str, dst: &str) -> Vec<u8> {
-    let mut f = vec![4, 1, 0]; // version 4, heartbeat, flags: unsigned
+    let mut f = vec![5, 1, 0]; // version 5, heartbeat, flags: unsigned
     f.extend_from_slice(&7u32.to_be_bytes()); // incarnation
     for name in [src, dst] {
         f.push(name.len() as u8);
