@@ -821,7 +821,10 @@ mod tests {
     fn a_frame_for_another_run_ends_only_the_outbound_session() {
         let mut st = PeerState::new(Instant::now());
         let first = st.out_session;
-        assert!(!st.sealed_for_another_run(0), "acknowledges nothing: not known");
+        assert!(
+            !st.sealed_for_another_run(0),
+            "acknowledges nothing: not known"
+        );
         assert!(!st.sealed_for_another_run(first), "this node's session");
         assert!(st.sealed_for_another_run(first ^ 1));
         st.monitors.insert((pid("a", 1, 1), pid("b", 7, 1)));
@@ -831,9 +834,15 @@ mod tests {
         let epoch = st.epoch;
         let severed = st.end_outbound();
         assert_eq!((severed.monitors.len(), severed.links.len()), (1, 1));
-        assert!(severed.watched.is_empty() && st.watched.len() == 1, "the peer's stay");
+        assert!(
+            severed.watched.is_empty() && st.watched.len() == 1,
+            "the peer's stay"
+        );
         assert!(st.out_session != first && st.next_seq == 1 && st.epoch == epoch + 1);
-        assert!(!st.sealed_for_another_run(first), "an earlier session of this node");
+        assert!(
+            !st.sealed_for_another_run(first),
+            "an earlier session of this node"
+        );
         // Once something of the peer is accepted here, a gap is a loss like any other.
         assert_eq!(st.judge_data(9, 1, 10), Verdict::Accept);
         assert!(!st.sealed_for_another_run(first ^ 1));
