@@ -282,10 +282,6 @@ impl Shared {
         let severed = {
             let mut st = peer.state.lock();
             let mut severed = st.end();
-            if keep_inc.is_none() {
-                let (_, dropped) = st.held.take_for(None);
-                self.stats.count_drop(DropReason::Fenced, dropped as u64);
-            }
             if let Some(inc) = keep_inc {
                 let of_run = |pid: &Pid| incarnation_of(pid) == inc;
                 let (keep, fail): (Vec<_>, Vec<_>) = std::mem::take(&mut severed.monitors)
@@ -313,6 +309,9 @@ impl Shared {
                     st.links.insert((local, remote));
                 }
                 self.serve_run(peer, &mut st, inc);
+            } else {
+                let (_, dropped) = st.held.take_for(None);
+                self.stats.count_drop(DropReason::Fenced, dropped as u64);
             }
             severed
         };

@@ -269,13 +269,10 @@ fn an_early_monitor_of_a_restarted_node_whose_first_frame_is_data_gets_the_real_
 ///   noticing the restart ended this one: the new run then ended its side in turn, which
 ///   ended this side again. Now the session counts as started for the new run (its first
 ///   frame came after a PID of that run was used here) and goes on.
-fn crossing_case(a_sent_data: bool) {
-    crossing_case_with(a_sent_data, false);
-}
-
-/// [`crossing_case`]; with `stale`, a message to the old run's process goes out beside the
-/// monitor: a frame of this node's old session in flight when the new run speaks.
-fn crossing_case_with(a_sent_data: bool, stale: bool) {
+///
+/// With `stale`, a message to the old run's process goes out beside the monitor: a frame of
+/// this node's old session in flight when the new run speaks.
+fn crossing_case(a_sent_data: bool, stale: bool) {
     let Some(_nats) = nats() else { return };
     rt().block_on(async {
         let a = start_with(quiet(&unique("ga"), 60)).await;
@@ -322,17 +319,17 @@ fn crossing_case_with(a_sent_data: bool, stale: bool) {
 #[test]
 fn an_early_monitor_crossing_the_new_runs_first_frame_after_data_to_the_old_run_gets_the_real_exit()
 {
-    crossing_case(true);
+    crossing_case(true, false);
 }
 
 #[test]
 fn an_early_monitor_crossing_the_new_runs_first_frame_in_a_fresh_session_gets_the_real_exit() {
-    crossing_case(false);
+    crossing_case(false, false);
 }
 
 #[test]
 fn an_early_monitor_with_a_frame_of_the_old_session_in_flight_gets_the_real_exit() {
-    crossing_case_with(true, true);
+    crossing_case(true, true);
 }
 
 /// A PID of a run of `b` never heard from, used while `b`'s run is up and this node's

@@ -6,6 +6,7 @@
 //! copied after; a cycle, nesting past [`MAX_DEPTH`] or a value over the budget is an error.
 //! Reading uses only raw accessors, which never raise (see the module docs of `raw`).
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{c_int, c_void, CStr};
 
@@ -243,11 +244,21 @@ impl<S: Sink> Walker<S> {
 }
 
 /// A table read as a record of a few string fields without building its value, for
-/// `process.send` to offer it to a shortcut first (`wsrelay_process::Unbuilt`). Only a table
-/// that would convert to a map of at most [`Fields::MAX`] fields with UTF-8 keys and scalar
-/// values, within the budget, is readable; every field of any other is [`Field::Other`], and
-/// the sender builds the value (which reports what is wrong with it).
+/// `process.send` to offer it to a shortcut or a transport first (`wsrelay_process::Unbuilt`).
+/// Only a table that would convert to a map of at most [`Fields::MAX`] fields with UTF-8
+/// keys and scalar values, within the budget, is readable; every field of any other is
+/// [`Field::Other`], and the sender builds the value (which reports what is wrong with it).
+///
+/// The table is read at the first look, not before: most sends go to a receiver that looks
+/// at nothing (a Lua process), and then the walk that builds the payload is the only one.
 pub(crate) struct Fields<'a> {
+    /// The state, the table's index and the budget; `None` if nothing is readable.
+    table: Option<(*mut lua_State, c_int, usize)>,
+    record: OnceCell<Record<'a>>,
+}
+
+/// What [`Fields`] read.
+struct Record<'a> {
     entries: SmallVec<[(&'a [u8], Scalar<'a>); Fields::MAX]>,
     readable: bool,
 }
@@ -259,22 +270,44 @@ impl<'a> Fields<'a> {
     /// Nothing readable: the payload is not a table, or there are several.
     pub(crate) fn none() -> Fields<'a> {
         Fields {
-            entries: SmallVec::new(),
-            readable: false,
+            table: None,
+            record: OnceCell::new(),
         }
     }
 
     /// The fields of the table at `index` (absolute), as [`Walker`] would charge them
-    /// against `limit`.
+    /// against `limit`, read when first looked at.
     ///
     /// # Safety
     ///
-    /// `state` is valid, with a table at `index` and room for two more stack slots. The
-    /// fields borrow the table's strings: they are valid while the table stays on the stack,
-    /// unchanged, and nothing is allocated in the state (no collection can run).
-    pub(crate) unsafe fn read(state: *mut lua_State, index: c_int, limit: usize) -> Fields<'a> {
+    /// `state` is valid, with a table at `index` and room for two more stack slots, for as
+    /// long as the fields are: the table stays on the stack, unchanged, and nothing runs or
+    /// is allocated in the state (no collection can run). The fields borrow its strings.
+    pub(crate) unsafe fn of(state: *mut lua_State, index: c_int, limit: usize) -> Fields<'a> {
+        Fields {
+            table: Some((state, index, limit)),
+            record: OnceCell::new(),
+        }
+    }
+
+    /// The record, read at the first call.
+    fn record(&self) -> Option<&Record<'a>> {
+        let (state, index, limit) = self.table?;
+        // SAFETY: `of`'s contract holds while `self` lives.
+        let record = self
+            .record
+            .get_or_init(|| unsafe { Record::read(state, index, limit) });
+        record.readable.then_some(record)
+    }
+}
+
+impl<'a> Record<'a> {
+    /// # Safety
+    ///
+    /// As [`Fields::of`].
+    unsafe fn read(state: *mut lua_State, index: c_int, limit: usize) -> Record<'a> {
         let top = ffi::lua_gettop(state);
-        let mut fields = Fields {
+        let mut record = Record {
             entries: SmallVec::new(),
             readable: true,
         };
@@ -291,9 +324,9 @@ impl<'a> Fields<'a> {
             let (Some(key), false, true) = (
                 key,
                 matches!(value, Scalar::Other(_)),
-                fields.entries.len() < Fields::MAX,
+                record.entries.len() < Fields::MAX,
             ) else {
-                fields.readable = false;
+                record.readable = false;
                 break;
             };
             cost += key.len()
@@ -302,21 +335,21 @@ impl<'a> Fields<'a> {
                     Scalar::Str(bytes) => bytes.len(),
                     _ => 0,
                 };
-            fields.entries.push((key, value));
+            record.entries.push((key, value));
             ffi::lua_settop(state, -2);
         }
         ffi::lua_settop(state, top);
-        fields.readable &= cost <= limit;
-        fields
+        record.readable &= cost <= limit;
+        record
     }
 }
 
 impl Unbuilt for Fields<'_> {
     fn field(&self, key: &str) -> Field<'_> {
-        if !self.readable {
+        let Some(record) = self.record() else {
             return Field::Other;
-        }
-        match self.entries.iter().find(|(k, _)| *k == key.as_bytes()) {
+        };
+        match record.entries.iter().find(|(k, _)| *k == key.as_bytes()) {
             None => Field::Missing,
             Some((_, Scalar::Str(bytes))) => match utf8(bytes) {
                 Some(text) => Field::Text(text),
@@ -327,11 +360,11 @@ impl Unbuilt for Fields<'_> {
     }
 
     fn visit(&self, v: &mut dyn Visit) -> bool {
-        if !self.readable {
+        let Some(record) = self.record() else {
             return false;
-        }
-        v.begin_map(self.entries.len());
-        for (key, value) in &self.entries {
+        };
+        v.begin_map(record.entries.len());
+        for (key, value) in &record.entries {
             // Checked to be UTF-8 when read.
             v.key(utf8(key).unwrap_or_default());
             match *value {
@@ -549,7 +582,7 @@ mod tests {
             // SAFETY: the closure only reads; the table is its one argument (slot 1).
             unsafe {
                 lua.exec_raw::<()>(table, |state| {
-                    let fields = super::Fields::read(state, 1, LIMIT);
+                    let fields = super::Fields::of(state, 1, LIMIT);
                     // Shown whole, it is what builds.
                     let mut shown = wsrelay_process::ValueBuilder::default();
                     let visited = fields.visit(&mut shown);

@@ -84,11 +84,11 @@ unsafe fn read_and_send(state: *mut lua_State) -> Result<(), String> {
     let dest = text_arg(state, 1, "destination")?;
     let topic = text_arg(state, 2, "topic")?;
     let limit = super::value_limit();
-    // A record alone (`{type = ..., data = ...}`) is offered to the receiver's shortcut as it
-    // is: a relay client's connection writes a `ws.send` from the table's strings, and no
-    // payload is built. Nothing runs in the state until the send returns.
+    // A record alone (`{type = ..., data = ...}`) is offered as it is: a relay client's
+    // connection writes a `ws.send` from the table's strings, and a transport encodes it for
+    // another node, with no payload built. Nothing runs in the state until the send returns.
     let fields = if count == 3 && ffi::lua_type(state, 3) == ffi::LUA_TTABLE {
-        Fields::read(state, 3, limit)
+        Fields::of(state, 3, limit)
     } else {
         Fields::none()
     };
