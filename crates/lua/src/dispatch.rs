@@ -39,9 +39,10 @@ impl Busy {
         }
     }
 
-    /// A resume starts.
-    pub(crate) fn enter(&self) {
-        let now = self.epoch.elapsed().as_micros() as u64;
+    /// A resume starts, `now` (the caller's clock read, shared with the time slice's start:
+    /// a clock read costs ~27 ns here, ~0.5 % of a relayed Lua echo).
+    pub(crate) fn enter(&self, now: Instant) {
+        let now = now.saturating_duration_since(self.epoch).as_micros() as u64;
         self.since.store(now + 1, Ordering::Relaxed);
         self.resumes.fetch_add(1, Ordering::Relaxed);
     }
@@ -137,7 +138,7 @@ mod tests {
         let mut spread: Vec<_> = (0..6).map(|_| dispatch.pick(&shards)).collect();
         spread.sort();
         assert_eq!(spread, [0, 0, 1, 1, 2, 2], "idle shards share the work");
-        dispatch.busy(1).enter();
+        dispatch.busy(1).enter(Instant::now());
         std::thread::sleep(Duration::from_millis(20));
         assert!((0..6).all(|_| dispatch.pick(&shards) != 1));
         dispatch.busy(1).leave();
@@ -148,16 +149,16 @@ mod tests {
     fn a_short_resume_is_not_skipped_and_all_stuck_keeps_the_placement() {
         let shards = Shards::start(2, "test-dispatch").unwrap();
         let dispatch = Dispatch::new(2, Duration::from_secs(60));
-        dispatch.busy(0).enter();
-        dispatch.busy(1).enter();
+        dispatch.busy(0).enter(Instant::now());
+        dispatch.busy(1).enter(Instant::now());
         let picks: Vec<_> = (0..4).map(|_| dispatch.pick(&shards)).collect();
         assert!(
             picks.contains(&0),
             "running briefly is not stuck: {picks:?}"
         );
         let dispatch = Dispatch::new(2, Duration::ZERO);
-        dispatch.busy(0).enter();
-        dispatch.busy(1).enter();
+        dispatch.busy(0).enter(Instant::now());
+        dispatch.busy(1).enter(Instant::now());
         std::thread::sleep(Duration::from_millis(2));
         let mut picks = [dispatch.pick(&shards), dispatch.pick(&shards)];
         picks.sort();

@@ -21,17 +21,17 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::time::Instant;
 
-use mlua::Lua;
 use wsrelay_process::ExitResult;
 
 use crate::actor::{Actor, CURRENT};
 use crate::dispatch::Busy;
 
-/// What every resume on one worker shares: its Lua state, the memory limits and the mark
+/// What every resume on one worker shares: its state's memory count and limits and the mark
 /// the dispatcher reads to skip a stuck worker.
 #[derive(Clone)]
 pub(crate) struct Resumes {
-    pub(crate) lua: Lua,
+    /// The state's memory count and limit.
+    pub(crate) memory: crate::raw::Memory,
     /// The most one process may add to the state in one slice.
     pub(crate) process_memory_limit: usize,
     /// The limit of the whole state.
@@ -49,21 +49,21 @@ impl Resumes {
     /// padding, a `table.concat` buffer) fails at once instead of after its work; Lua runs
     /// a full collection before failing an allocation, so another process's garbage is not
     /// counted.
-    fn enter(&self) {
-        self.busy.enter();
+    fn enter(&self, now: Instant) {
+        self.busy.enter(now);
         let limit = self
-            .lua
-            .used_memory()
+            .memory
+            .used()
             .saturating_add(self.process_memory_limit)
             .min(self.worker_memory_limit);
-        let _ = self.lua.set_memory_limit(limit);
+        self.memory.set_limit(limit);
         crate::raw::enter(limit, self.value_limit);
     }
 
     /// The resume ended: code outside the slices (setting up a process) is bounded by the
     /// worker's limit only.
     fn leave(&self) {
-        let _ = self.lua.set_memory_limit(self.worker_memory_limit);
+        self.memory.set_limit(self.worker_memory_limit);
         crate::raw::leave(self.worker_memory_limit);
         self.busy.leave();
     }
@@ -160,10 +160,11 @@ impl<F: Future> Future for Scoped<F> {
         }
         let (wake, waker) = this.resume_waker(cx.waker());
         let slice = this.actor.slice();
-        slice.started.set(Some(Instant::now()));
+        let now = Instant::now();
+        slice.started.set(Some(now));
         slice.yield_refused.set(false);
         slice.sliced.set(false);
-        this.resumes.enter();
+        this.resumes.enter(now);
         let previous = CURRENT.with(|c| c.replace(Some(this.actor.clone())));
         let outer = WAKER.with(|w| w.replace(Some(waker.clone())));
         // The actor's coroutine (held by `inner`) is the thread a preemption signal arms.

@@ -251,7 +251,10 @@ impl WorkerState {
         // one (`crate::raw`'s `preempt` module).
         let slice_timer = crate::raw::SliceTimer::start(config.time_slice)
             .map_err(|e| mlua::Error::runtime(format!("the time slice timer: {e}")))?;
+        // Through mlua first, so that mlua treats allocations as fallible (see
+        // `raw::install_allocator`), then counted by the state's own allocator.
         lua.set_memory_limit(config.worker_memory_limit)?;
+        let memory = crate::raw::install_allocator(&lua, config.worker_memory_limit);
         // Generational collection: nearly everything a relayed message allocates (its table,
         // the payload the process builds to answer) dies young; the incremental collector
         // kept re-marking the long-lived processes and modules to free it.
@@ -263,7 +266,7 @@ impl WorkerState {
         // Between resumes the state's own limit holds (see `raw::leave`).
         crate::raw::leave(config.worker_memory_limit);
         let resumes = Resumes {
-            lua: lua.clone(),
+            memory,
             process_memory_limit: config.process_memory_limit,
             worker_memory_limit: config.worker_memory_limit,
             value_limit: config.max_value_size,
@@ -541,10 +544,10 @@ async fn collect_when_quiet(state: std::rc::Weak<WorkerState>) {
         let resumes = state.resumes.busy.resumes();
         let quiet = resumes.wrapping_sub(resumes_then) <= QUIET_RESUMES;
         resumes_then = resumes;
-        let used = state.lua.used_memory();
+        let used = state.resumes.memory.used();
         let grown = used > live_after_collect + live_after_collect / 8 + QUIET_GROWTH;
         if quiet && grown && state.lua.gc_collect().is_ok() {
-            live_after_collect = state.lua.used_memory();
+            live_after_collect = state.resumes.memory.used();
             tracing::debug!(
                 before = used,
                 after = live_after_collect,

@@ -1,6 +1,10 @@
 //! Integration tests of `wsrelay-lua`: real Lua states on real processes, one module per area,
 //! built as one binary.
 
+/// As in the `wsrelay` binary: the Lua states then allocate with mimalloc directly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod support;
 
 mod lua_bounds;

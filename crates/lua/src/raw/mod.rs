@@ -1,6 +1,7 @@
 //! The one module of this crate that uses `unsafe`: moving values between Rust and Lua with the
-//! C API inside a single protected call, `process.send` as a C function, and the signal that
-//! arms the instruction hook of a resume that runs long ([`preempt`]).
+//! C API inside a single protected call, `process.send` as a C function, the signal that
+//! arms the instruction hook of a resume that runs long ([`preempt`]), and the worker states'
+//! allocator with their memory count and limit ([`alloc`]).
 //!
 //! Under a memory limit mlua makes every value it creates, and every field it sets, a protected
 //! call of its own (a `lua_pcall` with its bookkeeping, a few hundred instructions), because
@@ -34,6 +35,7 @@
 //! Every entry point is tested against the safe path it replaces.
 #![allow(unsafe_code)]
 
+mod alloc;
 mod build;
 mod preempt;
 mod read;
@@ -46,6 +48,7 @@ use std::ffi::{c_char, c_int};
 use mlua::ffi::{self, lua_State};
 use mlua::Lua;
 
+pub(crate) use alloc::{install as install_allocator, Memory};
 pub(crate) use build::{environment, message, value, Metatables};
 pub(crate) use preempt::{coroutine_functions, disarm, take_hook, Running, SliceTimer};
 pub(crate) use read::{read, utf8, Scalar, Sink};
@@ -89,7 +92,7 @@ pub(crate) fn set_limit(limit: usize) {
 /// Whether `lua` can grow by `needed` bytes now without reaching its limit.
 fn headroom(lua: &Lua, needed: usize) -> bool {
     let limit = LIMIT.with(Cell::get);
-    limit != 0 && lua.used_memory().saturating_add(needed.saturating_mul(2)) < limit
+    limit != 0 && alloc::used(lua).saturating_add(needed.saturating_mul(2)) < limit
 }
 
 /// [`headroom`] from inside a C function, where mlua's handle is not at hand: Lua's own count
