@@ -6,11 +6,10 @@
 //! the caller. The same record carries what the instruction hook needs to judge the running
 //! slice (start time, stop and failure flags).
 
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Instant;
 
-use mlua::AnyUserData;
 use wsrelay_process::{Context, ExitResult, Node};
 
 use crate::http_types::{HttpRequest, HttpResponse};
@@ -102,10 +101,6 @@ pub(crate) struct ProcState {
     /// `math.random`'s generator, seeded on first use.
     pub(crate) rng: RefCell<Option<Xoshiro>>,
     pub(crate) trap_links: Cell<bool>,
-    /// `process.inbox()` / `process.events()` return the same object every time, so that
-    /// `result.channel == inbox` works after a select.
-    pub(crate) inbox: OnceCell<AnyUserData>,
-    pub(crate) events: OnceCell<AnyUserData>,
     pub(crate) slice: Slice,
     /// The sorting of messages between the inbox and `process.listen` channels.
     pub(crate) mailbox: crate::mailbox::Mailbox,
@@ -166,8 +161,6 @@ impl ProcState {
             ctx,
             rng: RefCell::default(),
             trap_links: Cell::new(false),
-            inbox: OnceCell::new(),
-            events: OnceCell::new(),
             slice: Slice::default(),
             mailbox: Default::default(),
             watches: Default::default(),

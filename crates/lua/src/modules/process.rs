@@ -8,16 +8,15 @@
 //! `process.listen` / `process.unlisten` (topic channels) live in [`super::listen`] and
 //! return Wippy error objects.
 
-use std::cell::{OnceCell, RefCell};
-use std::rc::Rc;
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use mlua::{AnyUserData, Lua, MultiValue, Table, Value as LuaValue};
+use mlua::{Function, Lua, MultiValue, Table, Value as LuaValue};
 use wsrelay_process::{Context, Message, Node, Pid, SendError, SpawnOptions, Unbuilt, Value};
 
 use super::inbox::{Events, Inbox};
 use super::{function, string_arg, Fail, SoftErr};
-use crate::actor::{current, current_process, Actor, ProcState};
+use crate::actor::{current, current_process, Actor};
 use crate::convert::to_values;
 
 /// The result of a function body.
@@ -236,23 +235,6 @@ fn get_options(lua: &Lua) -> Out {
     Ok(LuaValue::Table(t))
 }
 
-/// `process.inbox()` / `process.events()`: the same object on every call.
-fn stream(
-    lua: &Lua,
-    pick: fn(&ProcState) -> &OnceCell<AnyUserData>,
-    make: fn(&Lua) -> mlua::Result<AnyUserData>,
-) -> Out {
-    let process: Rc<ProcState> = current_process()?;
-    let cell = pick(&process);
-    if cell.get().is_none() {
-        let _ = cell.set(make(lua)?);
-    }
-    Ok(cell
-        .get()
-        .cloned()
-        .map_or(LuaValue::Nil, LuaValue::UserData))
-}
-
 /// The name argument of a `process.registry` function.
 fn name_arg(args: MultiValue) -> Result<String, String> {
     string_arg(&args.into_vec(), 0, "name")
@@ -306,17 +288,21 @@ pub(crate) fn module(lua: &Lua) -> mlua::Result<Table> {
         "pid",
         lua.create_function(|_, ()| Ok(caller_pid(&current()).map(|p| p.as_str().to_owned())))?,
     )?;
+    // The inbox and the events stream carry no process (their methods look at the running
+    // one), so one object of each serves every process of the state. `process.inbox()` is a
+    // Lua function returning it: the same object on every call (`result.channel == inbox`
+    // works after a select), with no call into Rust and nothing kept per process.
+    let constant: Function = lua
+        .load("local value = ... return function() return value end")
+        .set_name("=wsrelay-lua process streams")
+        .into_function()?;
     m.raw_set(
         "inbox",
-        function(lua, |lua, ()| {
-            stream(lua, |p| &p.inbox, |lua| lua.create_userdata(Inbox))
-        })?,
+        constant.call::<Function>(lua.create_userdata(Inbox)?)?,
     )?;
     m.raw_set(
         "events",
-        function(lua, |lua, ()| {
-            stream(lua, |p| &p.events, |lua| lua.create_userdata(Events))
-        })?,
+        constant.call::<Function>(lua.create_userdata(Events)?)?,
     )?;
     for (name, op) in TARGET_OPS {
         m.raw_set(
