@@ -88,6 +88,7 @@ async fn metrics_are_served_on_their_own_listener_and_the_numbers_move() {
         "wsrelay_draining 0",
         "# TYPE wsrelay_lua_preemptions counter",
         "wsrelay_lua_preemptions_total 0",
+        "# TYPE wsrelay_lua_heap_bytes gauge",
         "process_resident_memory_bytes",
         "process_open_fds",
         "process_cpu_seconds_total",
@@ -95,6 +96,14 @@ async fn metrics_are_served_on_their_own_listener_and_the_numbers_move() {
     ] {
         assert!(text.contains(name), "missing {name} in\n{text}");
     }
+    // The app's Lua ran (its handler answered): its worker's state holds at least the
+    // standard library and the modules (a few hundred KiB).
+    let heap: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("wsrelay_lua_heap_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no wsrelay_lua_heap_bytes value in\n{text}"));
+    assert!((100_000..1 << 30).contains(&heap), "Lua heap {heap} B");
     // The admin API is off by default.
     assert_eq!(status_of(&get(ops, "/admin/connections", "").await), 404);
     t.stop().await;

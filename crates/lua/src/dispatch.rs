@@ -27,6 +27,8 @@ pub(crate) struct Busy {
     resumes: AtomicU64,
     /// Resumes that ended in a preemption (for metrics).
     preemptions: AtomicU64,
+    /// Bytes the worker's Lua state had in use when its last resume ended (for metrics).
+    heap: AtomicU64,
 }
 
 impl Busy {
@@ -36,6 +38,7 @@ impl Busy {
             since: AtomicU64::new(0),
             resumes: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
+            heap: AtomicU64::new(0),
         }
     }
 
@@ -61,6 +64,11 @@ impl Busy {
     /// The resume ended (the coroutine yielded or finished).
     pub(crate) fn leave(&self) {
         self.since.store(0, Ordering::Relaxed);
+    }
+
+    /// The worker's Lua state has `bytes` in use (at the end of a resume, after a collection).
+    pub(crate) fn record_heap(&self, bytes: usize) {
+        self.heap.store(bytes as u64, Ordering::Relaxed);
     }
 
     /// How long the current resume has been running (`None`: idle).
@@ -101,6 +109,14 @@ impl Dispatch {
         self.busy
             .iter()
             .map(|b| b.preemptions.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Bytes the workers' Lua states have in use, as each last recorded it.
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        self.busy
+            .iter()
+            .map(|b| b.heap.load(Ordering::Relaxed))
             .sum()
     }
 

@@ -209,10 +209,12 @@ impl LuaEngine {
         self.pool.workers.shards().len()
     }
 
-    /// Lua failures and preemptions since the engine started (for metrics).
+    /// Lua failures and preemptions since the engine started, and the Lua heaps now (for
+    /// metrics).
     pub fn stats(&self) -> LuaStats {
         let mut stats = self.pool.counters.snapshot();
         stats.preemptions = self.pool.choice.preemptions();
+        stats.heap_bytes = self.pool.choice.heap_bytes();
         stats
     }
 

@@ -65,6 +65,7 @@ impl Resumes {
     fn leave(&self) {
         self.memory.set_limit(self.worker_memory_limit);
         crate::raw::leave(self.worker_memory_limit);
+        self.busy.record_heap(self.memory.used());
         self.busy.leave();
     }
 }

@@ -41,11 +41,13 @@ impl Counters {
             function_errors: self.function_errors.load(Ordering::Relaxed),
             function_timeouts: self.function_timeouts.load(Ordering::Relaxed),
             preemptions: 0,
+            heap_bytes: 0,
         }
     }
 }
 
-/// A snapshot of the engine's failure and preemption counters, cumulative since it started.
+/// A snapshot of the engine's failure and preemption counters, cumulative since it started,
+/// and of its Lua heaps.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LuaStats {
@@ -59,4 +61,9 @@ pub struct LuaStats {
     /// yielding and was made to wait its turn behind the others of its worker. A steady rate
     /// means Lua code that computes for long stretches (it still runs, sliced).
     pub preemptions: u64,
+    /// Bytes the workers' Lua states have in use (their heaps, as their allocators count
+    /// them: every live process's coroutine, tables and strings, the loaded code, and
+    /// garbage not collected yet), as of each worker's last resume or idle collection. Not
+    /// cumulative. The limit per worker is `worker_memory_limit`.
+    pub heap_bytes: u64,
 }

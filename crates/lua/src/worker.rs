@@ -548,6 +548,7 @@ async fn collect_when_quiet(state: std::rc::Weak<WorkerState>) {
         let grown = used > live_after_collect + live_after_collect / 8 + QUIET_GROWTH;
         if quiet && grown && state.lua.gc_collect().is_ok() {
             live_after_collect = state.resumes.memory.used();
+            state.resumes.busy.record_heap(live_after_collect);
             tracing::debug!(
                 before = used,
                 after = live_after_collect,

@@ -255,3 +255,47 @@ async fn guarded_functions_give_the_results_and_errors_of_the_c_library() {
         assert_eq!(lines.len(), expected.len());
     }
 }
+
+/// The heap the engine reports (`LuaStats::heap_bytes`, the `wsrelay_lua_heap_bytes` gauge)
+/// follows what Lua code holds: it grows by a process's data and falls once the process is
+/// gone and the quiet worker has collected. This binary runs under mimalloc, as `wsrelay`
+/// does, so the count is the one of the states' direct mimalloc allocator.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reported_lua_heap_follows_what_processes_hold() {
+    let (node, engine) = one_worker();
+    let (me, _guard) = rust_process(&node);
+    assert_eq!(run_lua(&engine, "return 1").await.error_text(), None);
+    let before = engine.stats().heap_bytes;
+    assert!(before > 100_000, "a state with its libraries: {before} B");
+    let entry = register(
+        &engine,
+        r#"
+local function main(owner)
+    local keep = {}
+    for i = 1, 4000 do keep[i] = string.rep("x", 1000) .. i end
+    process.send(owner, "ready", #keep)
+    process.inbox():receive()
+    return #keep
+end
+return { main = main }
+"#,
+        "main",
+        &["process"],
+    );
+    let pid = spawn_monitored(&me, &entry, vec![s(me.pid().as_str())]);
+    assert_eq!(recv(&me).await.topic(), "ready");
+    let grown = || engine.stats().heap_bytes >= before + 4_000_000;
+    assert!(
+        eventually(WAIT, grown).await,
+        "4,000 strings of 1 KB held: {} B, {before} B before",
+        engine.stats().heap_bytes
+    );
+    me.send(&pid, "go", Value::Null).unwrap();
+    assert_eq!(exit_of(&me, &pid).await.error_text(), None);
+    let freed = || engine.stats().heap_bytes < before + 1_000_000;
+    assert!(
+        eventually(WAIT, freed).await,
+        "after the exit and a collection: {} B, {before} B before",
+        engine.stats().heap_bytes
+    );
+}

@@ -182,6 +182,12 @@ impl Collector for Snapshot {
             "Times a Lua process or call ran a whole time slice without yielding and was made to wait its turn",
             lua.preemptions,
         )?;
+        gauge(
+            &mut enc,
+            "wsrelay_lua_heap_bytes",
+            "Bytes the Lua workers' states have in use (live processes, loaded code, garbage not yet collected), as of each worker's last resume",
+            lua.heap_bytes,
+        )?;
         let (reloads_ok, reloads_failed) = s.reloads();
         family(
             &mut enc,
