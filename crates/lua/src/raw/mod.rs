@@ -96,8 +96,9 @@ fn headroom(lua: &Lua, needed: usize) -> bool {
 }
 
 /// [`headroom`] from inside a C function, where mlua's handle is not at hand: Lua's own count
-/// of the bytes in use, which is mlua's count too (both add every allocation's new size and
-/// take every freed block's size, from the state's first allocation on).
+/// of the bytes in use, which is the allocator's count too, mlua's or [`alloc`]'s (each adds
+/// every allocation's new size and takes every freed block's size, and [`alloc`] starts from
+/// mlua's count when it takes over).
 ///
 /// # Safety
 ///
