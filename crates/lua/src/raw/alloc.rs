@@ -27,9 +27,12 @@ use std::rc::Rc;
 use mlua::ffi;
 use mlua::Lua;
 
-/// The alignment mlua's allocator uses (its `SYS_MIN_ALIGN`); blocks it allocated before the
-/// swap are freed with it when the global allocator is not mimalloc.
-const GLOBAL_ALIGN: usize = 16;
+/// The layout mlua's allocator gives a block of `size` bytes (its `SYS_MIN_ALIGN`, read from
+/// mlua so the two never differ): blocks it allocated before the swap are resized and freed
+/// with it when the global allocator is not mimalloc.
+fn global_layout(size: usize) -> Option<Layout> {
+    Layout::from_size_align(size, ffi::SYS_MIN_ALIGN).ok()
+}
 
 /// Where a state's blocks come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,10 +174,10 @@ unsafe fn alloc(backend: Backend, size: usize) -> *mut c_void {
     match backend {
         // SAFETY: any size; null on failure.
         Backend::Mimalloc => unsafe { libmimalloc_sys::mi_malloc(size) },
-        Backend::Global => match Layout::from_size_align(size, GLOBAL_ALIGN) {
+        Backend::Global => match global_layout(size) {
             // SAFETY: the layout's size is nonzero.
-            Ok(layout) => unsafe { std::alloc::alloc(layout).cast() },
-            Err(_) => ptr::null_mut(),
+            Some(layout) => unsafe { std::alloc::alloc(layout).cast() },
+            None => ptr::null_mut(),
         },
     }
 }
@@ -185,11 +188,11 @@ unsafe fn realloc(backend: Backend, ptr: *mut c_void, osize: usize, nsize: usize
     match backend {
         // SAFETY: `ptr` is a mimalloc block (see `Backend::Mimalloc`).
         Backend::Mimalloc => unsafe { libmimalloc_sys::mi_realloc(ptr, nsize) },
-        // SAFETY: `ptr` was allocated with this layout (mlua's or ours, the same); `nsize`
-        // is nonzero and at most `isize::MAX`.
-        Backend::Global => unsafe {
-            let layout = Layout::from_size_align_unchecked(osize, GLOBAL_ALIGN);
-            std::alloc::realloc(ptr.cast(), layout, nsize).cast()
+        Backend::Global => match global_layout(osize) {
+            // SAFETY: `ptr` was allocated with this layout (mlua's or ours, the same; valid,
+            // as it was made once); `nsize` is nonzero and at most `isize::MAX`.
+            Some(layout) => unsafe { std::alloc::realloc(ptr.cast(), layout, nsize).cast() },
+            None => ptr::null_mut(),
         },
     }
 }
@@ -199,13 +202,12 @@ unsafe fn free(backend: Backend, ptr: *mut c_void, osize: usize) {
     match backend {
         // SAFETY: `ptr` is a mimalloc block (see `Backend::Mimalloc`).
         Backend::Mimalloc => unsafe { libmimalloc_sys::mi_free(ptr) },
-        // SAFETY: `ptr` was allocated with this layout.
-        Backend::Global => unsafe {
-            std::alloc::dealloc(
-                ptr.cast(),
-                Layout::from_size_align_unchecked(osize, GLOBAL_ALIGN),
-            )
-        },
+        Backend::Global => {
+            if let Some(layout) = global_layout(osize) {
+                // SAFETY: `ptr` was allocated with this layout (valid, as it was made once).
+                unsafe { std::alloc::dealloc(ptr.cast(), layout) }
+            }
+        }
     }
 }
 
